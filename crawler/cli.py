@@ -1,0 +1,247 @@
+"""The ``crawl`` command: seed, worker, export, status, server, bench."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from crawler.config import Settings, load_settings
+from crawler.errors import CrawlError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="An asyncio-native, distributed web crawler on a shared Redis frontier.")
+server_app = typer.Typer(no_args_is_help=True, help="The embedded Valkey server.")
+app.add_typer(server_app, name="server")
+
+T = TypeVar("T")
+
+RedisOpt = Annotated[str | None, typer.Option(
+    "--redis", help="Redis URL (redis://, rediss://, unix://). Default: embedded Valkey.")]
+CrawlOpt = Annotated[str | None, typer.Option("--crawl", help="Crawl name (default: default).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file.")]
+HomeOpt = Annotated[str | None, typer.Option(
+    "--home", help="Embedded server directory (default ./.crawl or $CRAWL_HOME).")]
+
+
+def _settings(config: Path | None, **flags: Any) -> Settings:
+    return load_settings(config, overrides=flags)
+
+
+def _run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run on uvloop; turn our errors into one clear line and a non-zero exit."""
+    import uvloop
+
+    logging.basicConfig(level=logging.WARNING, format="crawl: %(message)s")
+    try:
+        return uvloop.run(coro_fn())
+    except CrawlError as exc:
+        typer.echo(f"crawl: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+async def _open(settings: Settings) -> tuple[Any, Settings]:
+    from crawler.connection import connect
+    from crawler.seeds import crawl_shards
+
+    redis = await connect(settings)
+    return redis, await crawl_shards(redis, settings)
+
+
+@app.command()
+def seed(
+    file: Annotated[str, typer.Argument(help="File of URLs, one a line; - for stdin.")],
+    redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = None,
+    home: HomeOpt = None,
+    shards: Annotated[int | None, typer.Option(help="Shards, for a new crawl.")] = None,
+) -> None:
+    """Add URLs to the frontier. Bad lines are reported by number; the rest are seeded."""
+    from crawler.seeds import seed as seed_urls
+
+    settings = _settings(config, redis_url=redis, crawl=crawl, home=home, shards=shards)
+
+    def problem(number: int, text: str) -> None:
+        typer.echo(f"line {number}: {text}", err=True)
+
+    async def main() -> Any:
+        client, s = await _open(settings)
+        try:
+            if file == "-":
+                return await seed_urls(client, s, sys.stdin.buffer, problem)
+            try:
+                with open(file, "rb") as fh:  # noqa: ASYNC230 - streamed by lines
+                    return await seed_urls(client, s, fh, problem)
+            except OSError as exc:
+                raise CrawlError(f"cannot read {file}: {exc.strerror}") from None
+        finally:
+            await client.aclose()
+
+    report = _run(main)
+    typer.echo(f"added {report.added}, already seen {report.seen}, invalid {report.invalid}"
+               + (f", over host cap {report.capped}" if report.capped else ""))
+    if report.valid == 0:
+        raise typer.Exit(1)
+
+
+@app.command()
+def worker(
+    redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = None,
+    home: HomeOpt = None,
+    concurrency: Annotated[int | None, typer.Option(help="Fetches in flight per process.")] = None,
+    processes: Annotated[int | None, typer.Option(help="Event loops (processes) on this node.")
+                         ] = None,
+    forever: Annotated[bool, typer.Option(help="Keep waiting for new URLs when done.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress line.")] = False,
+    scope: Annotated[str | None, typer.Option(help="host, domain or any.")] = None,
+    max_depth: Annotated[int | None, typer.Option(help="0 = unlimited.")] = None,
+    delay: Annotated[float | None, typer.Option(help="Seconds between request starts per host.")
+                     ] = None,
+    max_per_host: Annotated[int | None, typer.Option(help="Requests in flight per host.")] = None,
+    lease_time: Annotated[float | None, typer.Option(help="Seconds before a lease expires.")
+                          ] = None,
+    user_agent: Annotated[str | None, typer.Option(help="Product token, e.g. mybot/1.0.")] = None,
+    allow_private: Annotated[bool | None, typer.Option(
+        "--allow-private", help="Allow fetching private and loopback addresses.")] = None,
+    obey_robots: Annotated[bool | None, typer.Option(
+        "--obey-robots/--ignore-robots", help="Obey robots.txt (default: obey).")] = None,
+) -> None:
+    """Crawl until nothing is queued or leased anywhere (or forever)."""
+    settings = _settings(
+        config, redis_url=redis, crawl=crawl, home=home, concurrency=concurrency,
+        processes=processes, scope=scope, max_depth=max_depth, delay=delay,
+        max_per_host=max_per_host, lease_time=lease_time, user_agent=user_agent,
+        allow_private=allow_private, obey_robots=obey_robots)
+    if settings.processes > 1:
+        raise typer.Exit(_run_processes(settings.processes))
+
+    async def main() -> None:
+        from crawler.worker import Worker, install_signal_handlers
+
+        client, s = await _open(settings)
+        w = Worker(client, s, forever=forever, quiet=quiet)
+        task = asyncio.current_task()
+        assert task is not None
+        install_signal_handlers(w, task)
+        try:
+            await w.run()
+        except asyncio.CancelledError:
+            raise typer.Exit(130) from None
+        finally:
+            await client.aclose()
+
+    _run(main)
+
+
+def _run_processes(n: int) -> int:
+    """Run n single-process workers with the same arguments; pass signals on."""
+    from crawler.server import ensure_server
+
+    if not any(a.startswith("--redis") for a in sys.argv) and not os.environ.get(
+            "CRAWL_REDIS_URL"):
+        ensure_server(_home_from_argv())  # start it once, not n times in a race
+    argv = [sys.executable, "-m", "crawler", *sys.argv[1:], "--processes", "1"]
+    children = [subprocess.Popen(argv) for _ in range(n)]
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    return max(child.wait() for child in children)
+
+
+def _home_from_argv() -> str | None:
+    for i, arg in enumerate(sys.argv):
+        if arg == "--home" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if arg.startswith("--home="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+@app.command()
+def export(
+    out: Annotated[str, typer.Argument(help="Output file (JSON lines); - for stdout.")],
+    redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = None,
+    home: HomeOpt = None,
+    follow: Annotated[bool, typer.Option(help="Keep exporting as results arrive.")] = False,
+) -> None:
+    """Write every result as one JSON object a line."""
+    from crawler.results import export as export_results
+
+    settings = _settings(config, redis_url=redis, crawl=crawl, home=home)
+
+    async def main() -> int:
+        client, s = await _open(settings)
+        try:
+            if out == "-":
+                return await export_results(client, s, sys.stdout, follow=follow)
+            with open(out, "w", encoding="utf-8") as fh:  # noqa: ASYNC230 - one writer
+                return await export_results(client, s, fh, follow=follow)
+        finally:
+            await client.aclose()
+
+    try:
+        count = _run(main)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    if out != "-":
+        typer.echo(f"exported {count} results to {out}", err=True)
+
+
+@app.command()
+def status(redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = None,
+           home: HomeOpt = None) -> None:
+    """Print the crawl's counters as JSON."""
+    from crawler import keys
+    from crawler.frontier import Frontier
+
+    settings = _settings(config, redis_url=redis, crawl=crawl, home=home)
+
+    async def main() -> dict[str, Any]:
+        client, s = await _open(settings)
+        try:
+            stats: dict[str, Any] = await Frontier(client, s).stats()
+            stats["workers"] = await client.hlen(keys.workers_key(s.crawl))
+            stats["shards"] = s.shards
+            return stats
+        finally:
+            await client.aclose()
+
+    typer.echo(json.dumps(_run(main), indent=2, sort_keys=True))
+
+
+@server_app.command("start")
+def server_start(home: HomeOpt = None) -> None:
+    """Start the embedded Valkey (commands start it by themselves when needed)."""
+    from crawler.server import ensure_server
+
+    try:
+        typer.echo(ensure_server(home))
+    except CrawlError as exc:
+        typer.echo(f"crawl: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@server_app.command("stop")
+def server_stop(home: HomeOpt = None) -> None:
+    """Stop the embedded Valkey; its append-only file keeps the crawl."""
+    from crawler.server import stop_server
+
+    try:
+        stopped = stop_server(home)
+    except CrawlError as exc:
+        typer.echo(f"crawl: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo("stopped" if stopped else "not running")

@@ -1,0 +1,102 @@
+"""Errors, on one screen.
+
+CrawlError
+├── ConfigError            a setting has a bad value (names the key)
+├── InvalidURL             not an absolute http(s) URL we can crawl
+├── RedisUnavailable       cannot reach the Redis/Valkey server (names the URL)
+├── ServerError            the embedded Valkey failed to start or stop
+└── FetchError             one fetch failed; becomes a result's ``error``
+    ├── Timeout            connect, read or total timeout       (retried)
+    ├── ConnectError       refused, reset, DNS failure, TLS     (retried except DNS/TLS)
+    ├── HTTPStatusError    5xx, 408, 429                        (retried)
+    ├── TooLarge           body over the size cap
+    ├── RedirectError      loop, too many hops, non-http target
+    ├── BlockedAddress     SSRF guard: private, loopback, metadata address
+    └── RobotsDisallowed   robots.txt forbids the URL
+
+``FetchError.type`` is the string that lands in the result record.
+"""
+
+from __future__ import annotations
+
+
+class CrawlError(Exception):
+    """Base of every error the crawler raises on purpose."""
+
+
+class ConfigError(CrawlError):
+    """A configuration value is invalid."""
+
+    def __init__(self, key: str, expected: str, got: object) -> None:
+        super().__init__(f"config {key}: expected {expected}, got {got!r}")
+        self.key = key
+
+
+class InvalidURL(CrawlError):
+    """Not an absolute http(s) URL."""
+
+
+class RedisUnavailable(CrawlError):
+    """The frontier's Redis cannot be reached."""
+
+
+class ServerError(CrawlError):
+    """The embedded Valkey server could not be started or stopped."""
+
+
+class FetchError(CrawlError):
+    """A fetch failed. ``type`` goes in the result record; ``retry`` says if trying again helps."""
+
+    type = "fetch_error"
+    retry = False
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class Timeout(FetchError):
+    type = "timeout"
+    retry = True
+
+
+class ConnectError(FetchError):
+    type = "connect_error"
+    retry = True
+
+
+class DNSError(ConnectError):
+    type = "dns_error"
+    retry = False
+
+
+class TLSError(ConnectError):
+    type = "tls_error"
+    retry = False
+
+
+class HTTPStatusError(FetchError):
+    type = "http_status"
+    retry = True
+
+
+class TooLarge(FetchError):
+    type = "too_large"
+
+
+class RedirectError(FetchError):
+    type = "redirect_error"
+
+
+class BlockedAddress(FetchError):
+    type = "blocked_address"
+
+
+class RobotsDisallowed(FetchError):
+    type = "robots_disallowed"
+
+
+class BadContent(FetchError):
+    type = "bad_content"

@@ -1,0 +1,296 @@
+"""The shared URL frontier: five state transitions, one Lua script each.
+
+A URL that passed dedup is always in exactly one place::
+
+    queued (host queue or delayed) --claim--> leased --complete--> done (one result)
+          ^                                      |
+          +-------- retry / reclaim -------------+
+
+Each transition runs atomically in Redis (``crawler/lua/<name>.lua``) and
+touches the keys of one shard only (see ``crawler.keys``). Politeness is
+decided inside ``claim``, on the server's clock, so it holds across every
+worker on every node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from crawler import keys
+from crawler.config import Settings
+from crawler.urls import fingerprint, fingerprint_bucket, host_key
+
+SCRIPT_NAMES = ("add", "claim", "complete", "retry", "reclaim")
+# How many fingerprints a process remembers to drop repeated links before
+# they cost a Redis argument. Bounded: memory stays flat on long crawls.
+LOCAL_SEEN_CAPACITY = 200_000
+RECLAIM_BATCH = 500
+
+
+Call = tuple[str, list[str], list[Any]]
+"""One script call: (script name, keys, args)."""
+
+
+def _sha1(source: str) -> str:
+    return hashlib.sha1(source.encode()).hexdigest()
+
+
+def _load_script(name: str) -> str:
+    lua = resources.files("crawler") / "lua"
+    return (lua / "_lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One URL handed to one worker until ``complete`` or ``retry``."""
+
+    id: str
+    shard: int
+    host: str
+    attempts: int  # attempts made before this lease
+    depth: int
+    url: str
+
+
+@dataclass(slots=True)
+class ClaimResult:
+    leases: list[Lease]
+    wait: float  # seconds until something may be claimable; < 0: nothing queued or leased
+    queued: int
+    leased: int
+
+    @property
+    def finished(self) -> bool:
+        """True when no shard has anything queued or leased: the crawl is done."""
+        return not self.leases and self.queued <= 0 and self.leased <= 0
+
+
+@dataclass(slots=True)
+class AddCounts:
+    added: int = 0
+    seen: int = 0
+    capped: int = 0
+
+    def __iadd__(self, other: AddCounts) -> AddCounts:
+        self.added += other.added
+        self.seen += other.seen
+        self.capped += other.capped
+        return self
+
+
+class _RecentFingerprints:
+    """A bounded FIFO set of fingerprints this process sent to Redis recently."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[int, None] = OrderedDict()
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def check_and_add(self, fp: int) -> bool:
+        """True if fp was seen here before; records it otherwise."""
+        if fp in self._items:
+            return True
+        self._items[fp] = None
+        if len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+        return False
+
+
+class Frontier:
+    """Client of one crawl's frontier.
+
+    Keys touched (per shard, see ``crawler.keys``): ``ready``, ``delayed``,
+    ``leases``, ``lease``, ``seq``, ``results``, ``stats``, ``q:<host>``,
+    ``h:<host>``, ``seen:<bucket>``.
+    """
+
+    def __init__(self, redis: Redis, settings: Settings, *, local_dedup: bool = True) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.shards = keys.all_shards(settings.crawl, settings.shards)
+        self.sources = {name: _load_script(name) for name in SCRIPT_NAMES}
+        self.shas = {name: _sha1(src) for name, src in self.sources.items()}
+        self.round_trips = 0  # Redis round trips this client made, for the benchmark
+        self._recent = _RecentFingerprints(LOCAL_SEEN_CAPACITY) if local_dedup else None
+        self._policy_cache: dict[str, tuple[int, int]] = {}
+
+    # -- add ---------------------------------------------------------------
+
+    def _policy(self, host: str) -> tuple[int, int]:
+        cached = self._policy_cache.get(host)
+        if cached is None:
+            policy = self.settings.policy_for(host)
+            cached = (policy.limit, int(policy.delay * 1000))
+            if len(self._policy_cache) < 100_000:
+                self._policy_cache[host] = cached
+        return cached
+
+    def _add_args(self, shard: keys.ShardKeys, items: Sequence[tuple[str, int, str, int]]
+                  ) -> list[Any]:
+        """ARGV for add.lua; items are (url, depth, host, fingerprint)."""
+        hosts = {host for _, _, host, _ in items}
+        args: list[Any] = [shard.base, 0, self.settings.max_pages_per_host, len(hosts)]
+        for host in hosts:
+            limit, delay_ms = self._policy(host)
+            args += [host, limit, delay_ms]
+        bits = self.settings.dedup_bucket_bits
+        for url, depth, host, fp in items:
+            args += [f"{fingerprint_bucket(fp, bits):x}", fp, host, depth, url]
+        return args
+
+    def _group_by_shard(self, urls: Iterable[tuple[str, int]]
+                        ) -> tuple[dict[int, list[tuple[str, int, str, int]]], int]:
+        """Split canonical (url, depth) pairs by shard, dropping local repeats."""
+        groups: dict[int, list[tuple[str, int, str, int]]] = defaultdict(list)
+        repeats = 0
+        n = len(self.shards)
+        for url, depth in urls:
+            fp = fingerprint(url)
+            if self._recent is not None and self._recent.check_and_add(fp):
+                repeats += 1
+                continue
+            host = host_key(url)
+            groups[keys.shard_of(host, n)].append((url, depth, host, fp))
+        return groups, repeats
+
+    def add_calls(self, urls: Iterable[tuple[str, int]]) -> tuple[list[Call], int]:
+        """add.lua calls for these URLs (one per shard). Also returns local repeats dropped."""
+        groups, repeats = self._group_by_shard(urls)
+        calls: list[Call] = []
+        for shard_no, items in groups.items():
+            shard = self.shards[shard_no]
+            # Bounded argument lists: a huge page must not make one huge script call.
+            for start in range(0, len(items), 2000):
+                chunk = items[start:start + 2000]
+                calls.append(("add", shard.script_keys, self._add_args(shard, chunk)))
+        return calls, repeats
+
+    async def add(self, urls: Iterable[tuple[str, int]]) -> AddCounts:
+        """Add canonical (url, depth) pairs; only unseen ones are queued."""
+        calls, repeats = self.add_calls(urls)
+        counts = AddCounts(seen=repeats)
+        for added, seen, capped in await self.run(calls):
+            counts += AddCounts(int(added), int(seen), int(capped))
+        return counts
+
+    async def run(self, calls: list[Call]) -> list[Any]:
+        """Run script calls in one pipelined round trip; replies in order.
+
+        EVALSHA, not redis-py's Script objects: those check SCRIPT EXISTS
+        before every pipeline, which would double our round trips. After a
+        server restart emptied the script cache, load and run again once
+        (the scripts are safe to repeat: add dedups, stale leases are no-ops).
+        On failure, forget the local dedup memory: fingerprints it recorded
+        may never have reached Redis.
+        """
+        if not calls:
+            return []
+        try:
+            for _ in range(2):
+                pipe = self.redis.pipeline(transaction=False)
+                for name, script_keys, args in calls:
+                    pipe.evalsha(self.shas[name], len(script_keys), *script_keys, *args)
+                self.round_trips += 1
+                replies = await pipe.execute(raise_on_error=False)
+                if not any(isinstance(r, NoScriptError) for r in replies):
+                    break
+                for src in self.sources.values():
+                    await self.redis.script_load(src)
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return list(replies)
+        except BaseException:
+            if self._recent is not None:
+                self._recent.clear()
+            raise
+
+    # -- claim ---------------------------------------------------------------
+
+    async def claim(self, n: int, worker: str) -> ClaimResult:
+        """Lease up to n URLs, spread over the shards, within every host's limits."""
+        lease_ms = int(self.settings.lease_time * 1000)
+        per_shard = max(1, -(-n // len(self.shards)))
+        replies = await self.run([("claim", s.script_keys, [s.base, per_shard, lease_ms, worker])
+                                  for s in self.shards])
+        leases: list[Lease] = []
+        waits: list[float] = []
+        queued = leased = 0
+        for shard, reply in zip(self.shards, replies, strict=True):
+            wait, q, ld = int(reply[0]), int(reply[1]), int(reply[2])
+            queued += q
+            leased += ld
+            if wait >= 0:
+                waits.append(wait / 1000)
+            for i in range(3, len(reply), 5):
+                leases.append(Lease(_s(reply[i]), shard.shard, _s(reply[i + 1]),
+                                    int(reply[i + 2]), int(reply[i + 3]), _s(reply[i + 4])))
+        return ClaimResult(leases, min(waits) if waits else -1.0, queued, leased)
+
+    # -- complete / retry / reclaim -------------------------------------------
+
+    def complete_call(self, lease: Lease, record_json: str, *, is_error: bool,
+                      not_before: float = 0.0) -> Call:
+        shard = self.shards[lease.shard]
+        return ("complete", shard.script_keys,
+                [shard.base, lease.id, record_json, int(is_error), int(not_before * 1000),
+                 self.settings.results_maxlen])
+
+    async def complete(self, lease: Lease, record_json: str, *, is_error: bool = False,
+                       links: Iterable[tuple[str, int]] = (), not_before: float = 0.0) -> bool:
+        """Record the lease's result and add its links, in one round trip.
+
+        Links are added before the completion: if this process dies between
+        the two, the lease expires, the page is fetched again and its links
+        are deduplicated; the reverse order could lose the links.
+        Returns False if the lease was no longer ours (nothing was recorded).
+        """
+        calls, _ = self.add_calls(links)
+        calls.append(self.complete_call(lease, record_json, is_error=is_error,
+                                        not_before=not_before))
+        replies = await self.run(calls)
+        return bool(int(replies[-1]))
+
+    async def retry(self, lease: Lease, delay: float, *, count_attempt: bool = True,
+                    host_backoff: bool = False) -> bool:
+        """Give the lease back to be fetched again after ``delay`` seconds."""
+        shard = self.shards[lease.shard]
+        [reply] = await self.run([("retry", shard.script_keys,
+                                   [shard.base, lease.id, int(delay * 1000), int(count_attempt),
+                                    int(host_backoff)])])
+        return bool(int(reply))
+
+    async def reclaim(self) -> int:
+        """Put expired leases back in their host queues. Returns how many."""
+        replies = await self.run([("reclaim", s.script_keys, [s.base, RECLAIM_BATCH])
+                                  for s in self.shards])
+        return sum(int(n) for n in replies)
+
+    # -- reading -------------------------------------------------------------
+
+    async def stats(self) -> dict[str, int]:
+        """Counters summed over shards: queued, leased, done, seen, errors, ..."""
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in self.shards:
+            pipe.hgetall(shard.stats)
+        total: dict[str, int] = defaultdict(int)
+        for reply in await pipe.execute():
+            for k, v in reply.items():
+                total[_s(k)] += int(v)
+        for name in ("queued", "leased", "done", "seen", "errors"):
+            total.setdefault(name, 0)
+        return dict(total)
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

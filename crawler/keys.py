@@ -1,0 +1,132 @@
+"""Every Redis key the crawler uses, in one place.
+
+A crawl named ``NAME`` with ``S`` shards owns these keys. Every per-shard key
+carries the hash tag ``{NAME:s}``, so all keys one Lua script touches hash to
+one Redis Cluster slot, and a cluster can spread the shards over its nodes
+without any script changing. A host always maps to the same shard.
+
+Per shard ``crawl:{NAME:s}:``
+
+==================  ======  ==================================================
+suffix              type    what it holds
+==================  ======  ==================================================
+``ready``           ZSET    host -> ms when the host may start its next request;
+                            a host is here only while it has queued URLs and a
+                            free concurrency slot
+``q:<host>``        LIST    the host's queued entries (``attempts|depth|url``)
+``h:<host>``        HASH    host state: ``inflight``, ``limit``, ``delay`` (ms),
+                            ``next`` (ms), ``crawl_delay`` (ms), ``pages``
+``delayed``         ZSET    entry-with-host -> ms; URL-level retries waiting
+                            for their not-before time
+``leases``          ZSET    lease id -> expiry (ms)
+``lease``           HASH    lease id -> ``host|attempts|depth|url|worker``
+``seq``             STRING  counter that makes lease ids unique, never reused
+``seen:<bucket>``   SET     64-bit fingerprints whose top bits are ``bucket``;
+                            small integer sets (intset encoding), ~8 B a URL
+``results``         STREAM  one entry a finished URL, field ``r`` = JSON record
+``stats``           HASH    ``queued``, ``leased``, ``done``, ``seen``,
+                            ``errors``, ``robots_capped``
+``robots:<host>``   STRING  cached robots.txt verdict (status + body), with TTL
+``robots_lock:<h>`` STRING  held by the one worker fetching that robots.txt
+==================  ======  ==================================================
+
+Per crawl (no shard, never touched by a script): ``crawl:NAME:meta`` (HASH,
+the crawl's shard count), ``crawl:NAME:scope`` (SET, the seeds' scope anchors
+``host:<host>`` and ``domain:<domain>``) and ``crawl:NAME:workers`` (HASH,
+worker id -> last heartbeat, seconds).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+PREFIX = "crawl"
+
+
+@dataclass(frozen=True, slots=True)
+class ShardKeys:
+    """Key names of one shard of one crawl."""
+
+    crawl: str
+    shard: int
+
+    @property
+    def base(self) -> str:
+        return f"{PREFIX}:{{{self.crawl}:{self.shard}}}:"
+
+    @property
+    def ready(self) -> str:
+        return self.base + "ready"
+
+    @property
+    def delayed(self) -> str:
+        return self.base + "delayed"
+
+    @property
+    def leases(self) -> str:
+        return self.base + "leases"
+
+    @property
+    def lease_data(self) -> str:
+        return self.base + "lease"
+
+    @property
+    def seq(self) -> str:
+        return self.base + "seq"
+
+    @property
+    def results(self) -> str:
+        return self.base + "results"
+
+    @property
+    def stats(self) -> str:
+        return self.base + "stats"
+
+    def queue(self, host: str) -> str:
+        return f"{self.base}q:{host}"
+
+    def host(self, host: str) -> str:
+        return f"{self.base}h:{host}"
+
+    def seen(self, bucket: int) -> str:
+        return f"{self.base}seen:{bucket:x}"
+
+    def robots(self, host: str) -> str:
+        return f"{self.base}robots:{host}"
+
+    def robots_lock(self, host: str) -> str:
+        return f"{self.base}robots_lock:{host}"
+
+    @property
+    def script_keys(self) -> list[str]:
+        """The fixed keys every frontier script receives, in this order.
+
+        Scripts build per-host key names from ``base`` (ARGV) because the host
+        is only known inside the script; all such keys share the hash tag.
+        """
+        return [self.ready, self.delayed, self.leases, self.lease_data, self.seq,
+                self.results, self.stats]
+
+
+def meta_key(crawl: str) -> str:
+    return f"{PREFIX}:{crawl}:meta"
+
+
+def scope_key(crawl: str) -> str:
+    return f"{PREFIX}:{crawl}:scope"
+
+
+def workers_key(crawl: str) -> str:
+    return f"{PREFIX}:{crawl}:workers"
+
+
+def shard_of(host: str, shards: int) -> int:
+    """The shard a host belongs to: stable across processes and versions."""
+    if shards <= 1:
+        return 0
+    return zlib.crc32(host.encode()) % shards
+
+
+def all_shards(crawl: str, shards: int) -> list[ShardKeys]:
+    return [ShardKeys(crawl, s) for s in range(shards)]

@@ -1,0 +1,45 @@
+-- add: enqueue the URLs of one shard that were never seen before.
+-- ARGV: base, now-unused, max_pages_per_host (0 = no cap), nhosts,
+--       then nhosts x (host, limit, delay_ms),
+--       then URLs x (bucket_hex, fingerprint, host, depth, url)
+-- Returns {added, already_seen, over_host_cap}.
+local base = ARGV[1]
+local max_pages = tonumber(ARGV[3])
+local nhosts = tonumber(ARGV[4])
+local now = now_ms()
+local i = 5
+for _ = 1, nhosts do
+  local hk = base .. 'h:' .. ARGV[i]
+  redis.call('HSETNX', hk, 'limit', ARGV[i + 1])
+  redis.call('HSETNX', hk, 'delay', ARGV[i + 2])
+  i = i + 3
+end
+local added, seen, capped = 0, 0, 0
+local touched = {}
+while i + 4 <= #ARGV do
+  local bucket, fp, host, depth, url = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  i = i + 5
+  local hk = base .. 'h:' .. host
+  if max_pages > 0 and hnum(hk, 'pages', 0) >= max_pages then
+    -- Over the per-host cap: not marked seen, so raising the cap later works.
+    capped = capped + 1
+  elseif redis.call('SADD', base .. 'seen:' .. bucket, fp) == 1 then
+    redis.call('RPUSH', base .. 'q:' .. host, entry(0, tonumber(depth), url))
+    redis.call('HINCRBY', hk, 'pages', 1)
+    touched[host] = true
+    added = added + 1
+  else
+    seen = seen + 1
+  end
+end
+if added > 0 then
+  redis.call('HINCRBY', KEYS[7], 'queued', added)
+  redis.call('HINCRBY', KEYS[7], 'seen', added)
+  for host in pairs(touched) do
+    local hk = base .. 'h:' .. host
+    if hnum(hk, 'inflight', 0) < hnum(hk, 'limit', 1) and redis.call('ZSCORE', KEYS[1], host) == false then
+      refresh_ready(base, host, now)
+    end
+  end
+end
+return {added, seen, capped}

@@ -1,0 +1,77 @@
+-- claim: lease up to N URLs from hosts whose next-allowed time has come.
+-- A host gives one URL per pass; with no delay and free slots it may give
+-- more in later passes of the same call, never past its concurrency limit.
+-- ARGV: base, n, lease_ms, worker
+-- Returns {wait_ms, queued, leased, (lease_id, host, attempts, depth, url)...}
+-- where wait_ms is how long until something here may become claimable
+-- (-1: nothing queued or leased in this shard).
+local base = ARGV[1]
+local n = tonumber(ARGV[2])
+local lease_ms = tonumber(ARGV[3])
+local worker = ARGV[4]
+local now = now_ms()
+
+-- 1. Retries whose not-before time has passed go back to their host queues.
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 500)
+for _, member in ipairs(due) do
+  redis.call('ZREM', KEYS[2], member)
+  local host, rest = string.match(member, '^([^|]*)|(.*)$')
+  redis.call('LPUSH', base .. 'q:' .. host, rest)
+  refresh_ready(base, host, now)
+end
+
+-- 2. Lease from ready hosts, one URL per host per pass.
+local out = {}
+local got = 0
+while got < n do
+  local hosts = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, n - got)
+  if #hosts == 0 then break end
+  for _, host in ipairs(hosts) do
+    local e = redis.call('LPOP', base .. 'q:' .. host)
+    if e then
+      local attempts, depth, url = string.match(e, '^(%d+)|(%d+)|(.*)$')
+      local id = redis.call('INCR', KEYS[5])
+      redis.call('HSET', KEYS[4], id, host .. '|' .. worker .. '|' .. e)
+      redis.call('ZADD', KEYS[3], string.format('%d', now + lease_ms), id)
+      local hk = base .. 'h:' .. host
+      redis.call('HINCRBY', hk, 'inflight', 1)
+      local delay = math.max(hnum(hk, 'delay', 0), hnum(hk, 'crawl_delay', 0))
+      local nxt = math.max(now + delay, hnum(hk, 'next', 0))
+      redis.call('HSET', hk, 'next', string.format('%d', nxt))
+      got = got + 1
+      out[#out + 1] = tostring(id)
+      out[#out + 1] = host
+      out[#out + 1] = attempts
+      out[#out + 1] = depth
+      out[#out + 1] = url
+    end
+    refresh_ready(base, host, now)
+  end
+end
+if got > 0 then
+  redis.call('HINCRBY', KEYS[7], 'queued', -got)
+  redis.call('HINCRBY', KEYS[7], 'leased', got)
+end
+
+local queued = hnum(KEYS[7], 'queued', 0)
+local leased = hnum(KEYS[7], 'leased', 0)
+local wait = -1
+if got > 0 then
+  wait = 0
+else
+  local function until_first(key)
+    local first = redis.call('ZRANGE', KEYS[key], 0, 0, 'WITHSCORES')
+    if #first == 2 then
+      local w = tonumber(first[2]) - now
+      if w < 0 then w = 0 end
+      if wait < 0 or w < wait then wait = w end
+    end
+  end
+  until_first(1)
+  until_first(2)
+  until_first(3)
+  if wait < 0 and (queued > 0 or leased > 0) then wait = 1000 end
+end
+local result = {wait, queued, leased}
+for _, v in ipairs(out) do result[#result + 1] = v end
+return result

@@ -1,0 +1,32 @@
+-- complete: finish a lease the caller still holds: append its result to the
+-- stream and free the host slot. A stale lease id (completed already, or
+-- reclaimed after expiry) changes nothing, so every URL has one result.
+-- ARGV: base, lease_id, result_json, is_error (0/1), not_before_ms (host's
+--       next start no earlier than now + this; 0 = no change), stream_maxlen
+--       (0 = unbounded)
+-- Returns 1 when the result was recorded, 0 for a stale lease.
+local base = ARGV[1]
+local id = ARGV[2]
+local data = redis.call('HGET', KEYS[4], id)
+if not data then return 0 end
+local now = now_ms()
+local host = split_lease(data)
+redis.call('HDEL', KEYS[4], id)
+redis.call('ZREM', KEYS[3], id)
+local maxlen = tonumber(ARGV[6])
+if maxlen > 0 then
+  redis.call('XADD', KEYS[6], 'MAXLEN', '~', maxlen, '*', 'r', ARGV[3])
+else
+  redis.call('XADD', KEYS[6], '*', 'r', ARGV[3])
+end
+redis.call('HINCRBY', KEYS[7], 'leased', -1)
+redis.call('HINCRBY', KEYS[7], 'done', 1)
+if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[7], 'errors', 1) end
+local after = tonumber(ARGV[5])
+if after > 0 then
+  local hk = base .. 'h:' .. host
+  local nxt = math.max(hnum(hk, 'next', 0), now + after)
+  redis.call('HSET', hk, 'next', string.format('%d', nxt))
+end
+release_slot(base, host, now)
+return 1

@@ -1,0 +1,144 @@
+"""HTML parsing with lxml: title, links, base href, robots meta, charset.
+
+lxml's C parser builds the tree and ``iter`` with tag names filters in C, so
+Python only sees the few elements we need. Never raises on any input bytes.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urljoin
+
+from lxml import etree
+
+from crawler.errors import InvalidURL
+from crawler.urls import canonicalize
+
+_META_CHARSET = re.compile(
+    rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SPACE = re.compile(r"\s+")
+_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+         (codecs.BOM_UTF16_BE, "utf-16-be"))
+# Browsers read a page labelled iso-8859-1 or ascii as windows-1252 (WHATWG).
+_WHATWG_ALIASES = {"iso8859-1": "cp1252", "ascii": "cp1252", "latin-1": "cp1252"}
+MAX_TITLE_CHARS = 1000
+
+
+@dataclass(slots=True)
+class Page:
+    """What the crawler keeps from an HTML page."""
+
+    title: str | None = None
+    link_count: int = 0  # every <a href> on the page, followed or not
+    links: list[str] = field(default_factory=list)  # canonical, http(s), in page order, unique
+    nofollow: bool = False  # robots meta says: follow no links from here
+    noindex: bool = False
+    charset: str | None = None
+
+
+def _codec(name: str | bytes | None) -> str | None:
+    if not name:
+        return None
+    if isinstance(name, bytes):
+        name = name.decode("ascii", "replace")
+    try:
+        codec = codecs.lookup(name.strip().strip("\"'")).name
+    except LookupError:
+        return None
+    return _WHATWG_ALIASES.get(codec, codec)
+
+
+def detect_charset(body: bytes, header_charset: str | None) -> str:
+    """The page's charset: BOM, then Content-Type header, then <meta>, then a UTF-8 check."""
+    for bom, name in _BOMS:
+        if body.startswith(bom):
+            return name
+    codec = _codec(header_charset)
+    if codec:
+        return codec
+    match = _META_CHARSET.search(body, 0, 4096)
+    if match:
+        codec = _codec(match.group(1))
+        if codec:
+            return "utf-8" if codec.startswith("utf-16") else codec  # a lie in 8-bit bytes
+    if body.isascii():
+        return "utf-8"
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "cp1252"
+    return "utf-8"
+
+
+def clean_title(text: str | None) -> str | None:
+    if text is None:
+        return None
+    text = _SPACE.sub(" ", _CONTROL.sub("", text)).strip()
+    return text[:MAX_TITLE_CHARS]
+
+
+def _parse_tree(body: bytes, charset: str) -> etree._Element | None:
+    try:
+        return etree.fromstring(body, etree.HTMLParser(encoding=charset, no_network=True))
+    except LookupError:
+        # A Python codec libxml2 does not know: decode here, hand lxml UTF-8.
+        data = body.decode(charset, "replace").encode("utf-8", "replace")
+        return etree.fromstring(data, etree.HTMLParser(encoding="utf-8", no_network=True))
+
+
+def parse_html(body: bytes, url: str, header_charset: str | None = None, *,
+               follow_nofollow: bool = False) -> Page:
+    """Extract title, links and robots directives. ``url`` is the page's final URL."""
+    charset = detect_charset(body, header_charset)
+    page = Page(charset=charset)
+    if not body.strip():
+        return page
+    try:
+        root = _parse_tree(body, charset)
+    except (etree.ParserError, etree.XMLSyntaxError, ValueError, UnicodeError):
+        return page
+    if root is None:
+        return page
+    base = url
+    hrefs: list[str] = []
+    for el in root.iter("title", "base", "meta", "a"):
+        tag = el.tag
+        if tag == "a":
+            href = el.get("href")
+            if href is None:
+                continue
+            page.link_count += 1
+            if not follow_nofollow:
+                rel = el.get("rel")
+                if rel and "nofollow" in rel.lower().split():
+                    continue
+            hrefs.append(href)
+        elif tag == "title":
+            if page.title is None:
+                page.title = clean_title(str(el.xpath("string()")))
+        elif tag == "base":
+            href = el.get("href")
+            if href and base is url:
+                base = urljoin(url, href.strip())
+        else:
+            name = (el.get("name") or "").lower()
+            if name in ("robots", "crawler"):
+                directives = {d.strip() for d in (el.get("content") or "").lower().split(",")}
+                page.nofollow |= bool(directives & {"nofollow", "none"})
+                page.noindex |= bool(directives & {"noindex", "none"})
+    seen: set[str] = set()
+    for href in hrefs:
+        href = href.strip()
+        if not href or href.startswith(("#", "javascript:", "mailto:", "tel:", "data:")):
+            continue
+        try:
+            link = canonicalize(urljoin(base, href))
+        except (InvalidURL, ValueError):
+            continue
+        if link not in seen:
+            seen.add(link)
+            page.links.append(link)
+    return page

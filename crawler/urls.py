@@ -1,0 +1,154 @@
+"""URL canonicalization, fingerprints and host keys.
+
+Canonical form (RFC 3986 section 6 normalizations a crawler can apply safely):
+lower-case scheme and host, IDNA (punycode) hosts, no default port, no
+fragment, dot segments resolved, an empty path made ``/``, percent-escapes of
+unreserved characters decoded and the rest written in upper-case hex,
+characters that may not appear raw percent-encoded as UTF-8. Query parameter
+order is kept: reordering changes meaning on too many real sites.
+
+This is a hot path (every link of every page goes through it), so it is built
+on ``urllib.parse.urlsplit`` plus a few regexes, with a bounded cache.
+``bench/urls_bench.py`` compares it with yarl and w3lib on our pages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from functools import lru_cache
+from urllib.parse import SplitResult, urljoin, urlsplit
+
+from crawler.errors import InvalidURL
+
+SCHEMES = frozenset({"http", "https"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+MAX_URL_LENGTH = 2048
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+# Characters allowed raw in a path or query besides unreserved ones and '%'.
+_PATH_SAFE = "!$&'()*+,;=:@/"
+_QUERY_SAFE = _PATH_SAFE + "?"
+_NEEDS_QUOTING_PATH = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]")
+_NEEDS_QUOTING_QUERY = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/?%]")
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_HOST_OK = re.compile(r"^[a-z0-9\-._~!$&'()*+,;=]+$")
+
+
+def _fix_escape(match: re.Match[str]) -> str:
+    code = int(match.group(1), 16)
+    if code in _UNRESERVED:
+        return chr(code)
+    return "%" + match.group(1).upper()
+
+
+def _quote_char(match: re.Match[str]) -> str:
+    return "".join(f"%{b:02X}" for b in match.group(0).encode("utf-8"))
+
+
+def _normalize_component(text: str, needs_quoting: re.Pattern[str]) -> str:
+    if "%" in text:
+        text = _BAD_PERCENT.sub("%25", text)
+        text = _ESCAPE.sub(_fix_escape, text)
+    return needs_quoting.sub(_quote_char, text)
+
+
+def remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4."""
+    if "." not in path:
+        return path
+    segments = path.split("/")
+    out: list[str] = []
+    for seg in segments[1:] if path.startswith("/") else segments:
+        if seg == "..":
+            if out:
+                out.pop()
+        elif seg != ".":
+            out.append(seg)
+    result = "/" + "/".join(out)
+    if segments[-1] in (".", "..") and not result.endswith("/"):
+        result += "/"
+    return result
+
+
+def _canonical_host(parts: SplitResult) -> str:
+    host = parts.hostname
+    if not host:
+        raise InvalidURL("no host")
+    if ":" in host:  # IPv6 literal; urlsplit strips the brackets
+        try:
+            return "[" + ipaddress.IPv6Address(host).compressed + "]"
+        except ValueError as exc:
+            raise InvalidURL(f"bad IPv6 address {host!r}") from exc
+    host = host.rstrip(".")
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise InvalidURL(f"bad international host name {host!r}") from exc
+    host = host.lower()
+    if not host or not _HOST_OK.match(host):
+        raise InvalidURL(f"bad host {host!r}")
+    return host
+
+
+@lru_cache(maxsize=65536)
+def canonicalize(url: str) -> str:
+    """Return the canonical form of an absolute http(s) URL.
+
+    Raises InvalidURL for anything that is not a usable absolute http(s) URL.
+    """
+    url = url.strip()
+    if len(url) > MAX_URL_LENGTH * 2:
+        raise InvalidURL("URL too long")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidURL(str(exc)) from exc
+    scheme = parts.scheme.lower()
+    if not scheme:
+        raise InvalidURL("no scheme (expected http:// or https://)")
+    if scheme not in SCHEMES:
+        raise InvalidURL(f"unsupported scheme {scheme!r}")
+    host = _canonical_host(parts)
+    netloc = host if port is None or port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
+    path = remove_dot_segments(_normalize_component(parts.path, _NEEDS_QUOTING_PATH)) or "/"
+    query = _normalize_component(parts.query, _NEEDS_QUOTING_QUERY) if parts.query else ""
+    out = f"{scheme}://{netloc}{path}"
+    if query or (url.endswith("?") and "#" not in url):
+        out += "?" + query
+    return out
+
+
+def resolve(base: str, href: str) -> str:
+    """Resolve a link against its page's base URL and canonicalize it."""
+    return canonicalize(urljoin(base, href.strip()))
+
+
+def host_key(url: str) -> str:
+    """The politeness key of a canonical URL: its host, with the port if not default."""
+    start = url.index("//") + 2
+    end = url.find("/", start)
+    return url[start:end if end >= 0 else None]
+
+
+def hostname(url: str) -> str:
+    """The bare host name of a canonical URL (no port)."""
+    key = host_key(url)
+    if key.startswith("["):
+        return key[: key.index("]") + 1]
+    return key.rsplit(":", 1)[0] if ":" in key else key
+
+
+def fingerprint(canonical_url: str) -> int:
+    """Signed 64-bit fingerprint of a canonical URL (stable across runs and versions)."""
+    digest = hashlib.blake2b(canonical_url.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def fingerprint_bucket(fp: int, bits: int) -> int:
+    """Which dedup set a fingerprint goes in: its top ``bits`` bits."""
+    return (fp & 0xFFFFFFFFFFFFFFFF) >> (64 - bits)

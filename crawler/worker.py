@@ -1,0 +1,346 @@
+"""The worker loop: claim a batch, fetch, parse, complete; until the crawl is done.
+
+One event loop a process. The loop reads as: while running, top up the
+in-flight fetches with one batched claim, then wait for a slot or for the
+frontier's wait hint. Each fetch task ends in exactly one frontier write
+(complete or retry), shielded so cancellation cannot cut it in half.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from crawler import errors, keys
+from crawler.config import Settings
+from crawler.fetch import Response, fetch, make_session
+from crawler.frontier import ClaimResult, Frontier, Lease
+from crawler.parse import parse_html
+from crawler.results import dumps, make_record
+from crawler.robots import RobotsCache, RobotsFetched, RobotsUnavailable
+from crawler.scope import Scope
+
+log = logging.getLogger("crawler.worker")
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+HOST_BACKOFF_STATUSES = frozenset({429, 503})
+IDLE_WAIT_MIN = 0.02
+IDLE_WAIT_MAX = 2.0
+"""Bounds on how long an idle worker sleeps between claims, in seconds."""
+REDIS_BACKOFF_MAX = 10.0
+"""Cap on the wait between reconnect attempts while Redis is down, in seconds."""
+PROGRESS_EVERY = 2.0
+HEARTBEAT_EVERY = 5.0
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(24):06x}"
+
+
+def backoff_delay(attempt: int, settings: Settings) -> float:
+    """Exponential backoff with full jitter: base * 2^(attempt-1), scaled by 0.5-1.5."""
+    raw = min(settings.backoff_max, settings.backoff_base * 2 ** max(0, attempt - 1))
+    return float(raw * random.uniform(0.5, 1.5))
+
+
+def retry_after(value: str | None, cap: float) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), cap)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return min(max(0.0, when.timestamp() - time.time()), cap)
+
+
+@dataclass
+class Counters:
+    pages: int = 0
+    errors: int = 0
+    retries: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    """Runs one process's share of a crawl. Use ``await Worker(...).run()``."""
+
+    def __init__(self, redis: Redis, settings: Settings, *, forever: bool = False,
+                 quiet: bool = True, name: str | None = None) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.frontier = Frontier(redis, settings)
+        self.forever = forever
+        self.quiet = quiet
+        self.id = name or worker_id()
+        self.counters = Counters()
+        self.scope = Scope(settings)
+        self.tasks: dict[asyncio.Task[None], Lease] = {}
+        self.slot_freed = asyncio.Event()
+        self.stopping = False
+        self.last_queued = 0
+        self.session: aiohttp.ClientSession | None = None
+        self.robots: RobotsCache | None = None
+
+    # -- the loop --------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Crawl until the crawl is finished (or forever), then shut down cleanly."""
+        self.session = make_session(self.settings)
+        self.robots = RobotsCache(self.redis, self.frontier, self.session, self.settings)
+        background = [asyncio.create_task(self._housekeeping())]
+        if not self.quiet:
+            background.append(asyncio.create_task(self._progress()))
+        try:
+            await self._refresh_scope()
+            while not self.stopping:
+                if not await self._step():
+                    break
+            await self._drain()
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self.session.close()
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.redis.hdel(keys.workers_key(self.settings.crawl), self.id)
+            if not self.quiet:
+                self._print_progress(final=True)
+
+    async def _step(self) -> bool:
+        """One iteration: claim if there is room, else wait. False when the crawl is done."""
+        free = self.settings.concurrency - len(self.tasks)
+        # Claim when at least a quarter batch of slots is free: fewer, fuller claims.
+        want = min(free, self.settings.claim_batch)
+        if want <= 0 or (self.tasks and want < max(1, self.settings.claim_batch // 4)
+                         and free < self.settings.concurrency // 4):
+            await self._wait_for_slot(IDLE_WAIT_MAX)
+            return True
+        result = await self._claim(want)
+        if result is None:
+            return True
+        self.last_queued = result.queued
+        for lease in result.leases:
+            task = asyncio.create_task(self._process(lease))
+            self.tasks[task] = lease
+            task.add_done_callback(self._task_done)
+        if result.leases:
+            return True
+        if result.finished and not self.tasks and not self.forever:
+            return False
+        wait = IDLE_WAIT_MAX if result.wait < 0 else result.wait
+        await self._wait_for_slot(min(max(wait, IDLE_WAIT_MIN), IDLE_WAIT_MAX))
+        return True
+
+    async def _claim(self, want: int) -> ClaimResult | None:
+        delay = 0.1
+        while not self.stopping:
+            try:
+                return await self.frontier.claim(want, self.id)
+            except REDIS_ERRORS as exc:
+                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
+                await self._wait_for_slot(delay)
+                delay = min(delay * 2, REDIS_BACKOFF_MAX)
+        return None
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.pop(task, None)
+        self.slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("fetch task failed", exc_info=task.exception())
+
+    async def _wait_for_slot(self, seconds: float) -> None:
+        self.slot_freed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.slot_freed.wait(), seconds)
+
+    # -- one URL ---------------------------------------------------------------
+
+    async def _process(self, lease: Lease) -> None:
+        attempt = lease.attempts + 1
+        if lease.attempts >= self.settings.max_attempts:
+            # Reclaimed after its worker died, too many times: give up on it.
+            await self._finish_error(lease, lease.attempts, 0.0, errors.FetchError(
+                f"lease expired {lease.attempts} times without a result"), "lease_expired")
+            return
+        started = time.monotonic()
+        try:
+            assert self.robots is not None and self.session is not None
+            await self.robots.check(lease)
+            resp = await fetch(self.session, lease.url, self.settings,
+                               allow_redirect=lambda u: self.scope.allows(u, lease.depth))
+        except RobotsFetched:
+            # The host's slot went to robots.txt; the page waits for the next one.
+            await self._write(lambda: self.frontier.retry(lease, 0.0, count_attempt=False))
+            return
+        except errors.FetchError as exc:
+            if exc.retry and attempt < self.settings.max_attempts:
+                await self._retry(lease, backoff_delay(attempt, self.settings),
+                                  host_backoff=isinstance(exc, RobotsUnavailable))
+            else:
+                await self._finish_error(lease, attempt, time.monotonic() - started, exc)
+            return
+        if resp.status in RETRY_STATUSES:
+            await self._status_retry(lease, attempt, resp)
+            return
+        await self._finish_page(lease, attempt, resp)
+
+    async def _status_retry(self, lease: Lease, attempt: int, resp: Response) -> None:
+        host_backoff = resp.status in HOST_BACKOFF_STATUSES
+        wait = retry_after(resp.headers.get("Retry-After"), self.settings.backoff_max)
+        delay = wait if wait is not None else backoff_delay(attempt, self.settings)
+        if attempt < self.settings.max_attempts:
+            await self._retry(lease, delay, host_backoff=host_backoff)
+            return
+        exc = errors.HTTPStatusError(f"HTTP {resp.status} after {attempt} attempts",
+                                     status=resp.status)
+        await self._finish_error(lease, attempt, resp.elapsed, exc, response=resp,
+                                 not_before=delay if host_backoff else 0.0)
+
+    async def _finish_page(self, lease: Lease, attempt: int, resp: Response) -> None:
+        title, link_count, noindex = None, 0, False
+        links: list[tuple[str, int]] = []
+        if resp.is_html:
+            page = parse_html(resp.body, resp.final_url, resp.charset,
+                              follow_nofollow=self.settings.follow_nofollow)
+            robots_header = resp.headers.get("X-Robots-Tag", "").lower()
+            title, link_count = page.title, page.link_count
+            noindex = page.noindex or "noindex" in robots_header or "none" in robots_header
+            nofollow = page.nofollow or "nofollow" in robots_header or "none" in robots_header
+            if not nofollow:
+                if lease.depth == 0 and not self.scope.knows_anchor_of(lease.url):
+                    await self._refresh_scope()  # seeded after our last refresh
+                depth = lease.depth + 1
+                links = [(u, depth) for u in page.links if self.scope.allows(u, depth)]
+        record = make_record(
+            url=lease.url, depth=lease.depth, attempts=attempt, worker=self.id,
+            final_url=resp.final_url, status=resp.status, title=title, links=link_count,
+            content_type=resp.content_type, size=len(resp.body), elapsed=resp.elapsed,
+            noindex=noindex)
+        self.counters.pages += 1
+        await self._write(lambda: self.frontier.complete(lease, dumps(record), links=links))
+
+    async def _finish_error(self, lease: Lease, attempt: int, elapsed: float,
+                            exc: errors.FetchError, error_type: str | None = None, *,
+                            response: Response | None = None, not_before: float = 0.0) -> None:
+        record = make_record(
+            url=lease.url, depth=lease.depth, attempts=attempt, worker=self.id,
+            final_url=response.final_url if response else None,
+            status=response.status if response else exc.status,
+            content_type=response.content_type if response else None,
+            size=len(response.body) if response else 0, elapsed=elapsed,
+            error=(error_type or exc.type, str(exc)))
+        self.counters.pages += 1
+        self.counters.errors += 1
+        await self._write(lambda: self.frontier.complete(lease, dumps(record), is_error=True,
+                                                         not_before=not_before))
+
+    async def _retry(self, lease: Lease, delay: float, *, host_backoff: bool = False) -> None:
+        self.counters.retries += 1
+        await self._write(lambda: self.frontier.retry(lease, delay, host_backoff=host_backoff))
+
+    async def _write(self, call: Callable[[], Awaitable[object]]) -> None:
+        """Run one frontier write to the end, riding out a Redis outage.
+
+        Shielded: cancelling the task must not abandon a script call half-read.
+        If the outage outlasts the lease, the write turns stale (a no-op) and
+        the URL is crawled again: at least once, never lost.
+        """
+        delay = 0.1
+        while True:
+            try:
+                await asyncio.shield(call())
+                return
+            except REDIS_ERRORS as exc:
+                log.warning("redis write failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, REDIS_BACKOFF_MAX)
+
+    # -- shutdown and housekeeping ---------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop claiming; fetches in flight get the grace period to finish."""
+        self.stopping = True
+        self.slot_freed.set()
+
+    async def _drain(self) -> None:
+        if not self.tasks:
+            return
+        pending = list(self.tasks)
+        _, still = await asyncio.wait(pending, timeout=self.settings.shutdown_grace)
+        if not still:
+            return
+        leases = [self.tasks[t] for t in still if t in self.tasks]
+        for task in still:
+            task.cancel()
+        await asyncio.gather(*still, return_exceptions=True)
+        # Give the unfinished URLs straight back, without counting an attempt.
+        for lease in leases:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.frontier.retry(lease, 0.0, count_attempt=False)
+        log.info("gave back %d unfinished URLs", len(leases))
+
+    async def _housekeeping(self) -> None:
+        """Heartbeat, scope refresh and reclaiming expired leases, now and then."""
+        every = max(1.0, min(HEARTBEAT_EVERY, self.settings.lease_time / 4))
+        while True:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.redis.hset(keys.workers_key(self.settings.crawl), self.id,
+                                      str(int(time.time())))
+                await self.frontier.reclaim()
+                await self._refresh_scope()
+            await asyncio.sleep(every * random.uniform(0.8, 1.2))
+
+    async def _refresh_scope(self) -> None:
+        members: set[str] = await self.redis.smembers(  # type: ignore[assignment]
+            keys.scope_key(self.settings.crawl))
+        self.scope.update(members)
+
+    async def _progress(self) -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY)
+            self._print_progress()
+
+    def _print_progress(self, final: bool = False) -> None:
+        c = self.counters
+        elapsed = max(1e-9, time.monotonic() - c.started)
+        line = (f"pages {c.pages}  {c.pages / elapsed:.1f} pages/s  errors {c.errors}  "
+                f"retries {c.retries}  queued {self.last_queued}  in flight {len(self.tasks)}")
+        print(("done: " if final else "") + line, file=sys.stderr, flush=True)
+
+
+def install_signal_handlers(worker: Worker, main: asyncio.Task[None]) -> None:
+    """First SIGINT/SIGTERM drains; a second one stops at once (reclaim recovers leases)."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if worker.stopping:
+            log.warning("second signal: stopping now; leases come back through reclaim")
+            main.cancel()
+            return
+        log.warning("signal %d: finishing fetches in flight (grace %.0fs)", signum,
+                    worker.settings.shutdown_grace)
+        worker.request_stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
