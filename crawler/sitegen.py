@@ -1,0 +1,220 @@
+"""A deterministic generated web site on loopback hosts, for tests and the benchmark.
+
+``SiteSpec(hosts=H, pages=P)`` describes H hosts (127.0.0.2, 127.0.0.3, ...)
+of P pages each. Every page's title and ``<a href>`` count are known in
+advance (``expected``), so a crawl can be checked page by page. Each page
+links to the next page of its host (so everything is reachable from the
+seeds), to a few other pages of its host and of other hosts, and to one host
+that is never seeded (127.0.0.250), which an in-scope crawl must never touch.
+
+``SiteServer`` serves the site from a thread (for tests that inspect its
+request log) and ``python -m crawler.sitegen`` serves it from its own process
+(for the benchmark, so the server's CPU is not the crawler's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from aiohttp import web
+
+OUT_OF_SCOPE_HOST = "127.0.0.250"
+
+
+@dataclass(frozen=True)
+class SiteSpec:
+    hosts: int = 5
+    pages: int = 100
+    links: int = 12  # <a href> per page
+    page_bytes: int = 2000  # approximate page size
+    port: int = 0
+    robots: str = "User-agent: *\nDisallow: /private/\n"
+    first_ip: int = 2
+
+    def host_ips(self) -> list[str]:
+        return [f"127.0.0.{self.first_ip + h}" for h in range(self.hosts)]
+
+    def origin(self, h: int) -> str:
+        return f"http://127.0.0.{self.first_ip + h}:{self.port}"
+
+    def seeds(self) -> list[str]:
+        return [self.origin(h) + "/p/0.html" for h in range(self.hosts)]
+
+
+def title_of(spec: SiteSpec, h: int, i: int) -> str:
+    # Non-ASCII on purpose: titles must survive encoding and export.
+    return f"Host {h} page {i} — «Ü»"
+
+
+def _link_targets(spec: SiteSpec, h: int, i: int) -> list[str]:
+    rnd = random.Random(h * 1_000_003 + i)
+    targets = [f"/p/{(i + 1) % spec.pages}.html"]
+    for k in range(1, spec.links - 1):
+        if k % 4 == 0 and spec.hosts > 1:
+            other = rnd.randrange(spec.hosts)
+            targets.append(f"{spec.origin(other)}/p/{rnd.randrange(spec.pages)}.html")
+        else:
+            targets.append(f"/p/{rnd.randrange(spec.pages)}.html#frag{k}")
+    targets.append(f"http://{OUT_OF_SCOPE_HOST}:{spec.port}/p/0.html")
+    return targets[:max(1, spec.links)]
+
+
+@lru_cache(maxsize=4096)
+def page_html(spec: SiteSpec, h: int, i: int) -> bytes:
+    links = "\n".join(f'<li><a href="{t}">link {n}</a></li>'
+                      for n, t in enumerate(_link_targets(spec, h, i)))
+    head = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+            f"<title>{title_of(spec, h, i)}</title></head>\n<body><h1>Page {i}</h1>\n<ul>\n")
+    tail = "\n</ul>\n</body></html>\n"
+    filler_len = max(0, spec.page_bytes - len(head) - len(links) - len(tail) - 7)
+    words = ("lorem ipsum dolor sit amet consectetur adipiscing elit " * (filler_len // 50 + 1))
+    return (head + links + f"\n<p>{words[:filler_len]}</p>" + tail).encode("utf-8")
+
+
+def expected(spec: SiteSpec) -> dict[str, tuple[str, int]]:
+    """Canonical URL -> (title, link count) of every page a full crawl must find."""
+    return {f"{spec.origin(h)}/p/{i}.html": (title_of(spec, h, i), len(_link_targets(spec, h, i)))
+            for h in range(spec.hosts) for i in range(spec.pages)}
+
+
+@dataclass
+class RequestLog:
+    """Start and end of every request, per host, as the server saw them."""
+
+    entries: list[tuple[str, str, float, float]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, host: str, path: str, start: float, end: float) -> None:
+        with self.lock:
+            self.entries.append((host, path, start, end))
+
+    def by_host(self) -> dict[str, list[tuple[float, float, str]]]:
+        out: dict[str, list[tuple[float, float, str]]] = {}
+        with self.lock:
+            for host, path, start, end in self.entries:
+                out.setdefault(host, []).append((start, end, path))
+        for spans in out.values():
+            spans.sort()
+        return out
+
+
+def make_app(spec: SiteSpec, log: RequestLog | None = None,
+             slow: dict[str, float] | None = None) -> web.Application:
+    """The site as an aiohttp app. ``slow`` maps host IPs to seconds added per response."""
+    index = {ip: h for h, ip in enumerate(spec.host_ips())}
+
+    @web.middleware
+    async def record(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+        start = time.monotonic()
+        try:
+            ip = request.transport.get_extra_info("sockname")[0] if request.transport else ""
+            if slow and ip in slow:
+                await asyncio.sleep(slow[ip])
+            return await handler(request)
+        finally:
+            if log is not None:
+                ip = request.transport.get_extra_info("sockname")[0] if request.transport else ""
+                log.add(ip, request.path, start, time.monotonic())
+
+    async def page(request: web.Request) -> web.Response:
+        ip = request.transport.get_extra_info("sockname")[0] if request.transport else ""
+        h = index.get(ip)
+        try:
+            i = int(request.match_info["i"])
+        except ValueError:
+            raise web.HTTPNotFound() from None
+        if h is None or not 0 <= i < spec.pages:
+            raise web.HTTPNotFound()
+        return web.Response(body=page_html(spec, h, i), content_type="text/html",
+                            charset="utf-8")
+
+    async def robots(_: web.Request) -> web.Response:
+        return web.Response(text=spec.robots, content_type="text/plain")
+
+    app = web.Application(middlewares=[record])
+    app.router.add_get("/p/{i}.html", page)
+    app.router.add_get("/robots.txt", robots)
+    return app
+
+
+def free_port(ip: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return int(s.getsockname()[1])
+
+
+class SiteServer:
+    """Serve a site on all its hosts (plus the out-of-scope host) from a background thread."""
+
+    def __init__(self, spec: SiteSpec, *, slow: dict[str, float] | None = None,
+                 app: web.Application | None = None) -> None:
+        self.spec = spec if spec.port else _with_port(spec, free_port())
+        self.log = RequestLog()
+        self.app = app or make_app(self.spec, self.log, slow)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.runner: web.AppRunner | None = None
+
+    def __enter__(self) -> SiteServer:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+    async def _start(self) -> None:
+        self.runner = web.AppRunner(self.app, access_log=None, handler_cancellation=True)
+        await self.runner.setup()
+        for ip in [*self.spec.host_ips(), OUT_OF_SCOPE_HOST]:
+            await web.TCPSite(self.runner, ip, self.spec.port, backlog=1024).start()
+
+    async def _stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+def _with_port(spec: SiteSpec, port: int) -> SiteSpec:
+    from dataclasses import replace
+
+    return replace(spec, port=port)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve a generated site on 127.0.0.x")
+    parser.add_argument("--hosts", type=int, default=5)
+    parser.add_argument("--pages", type=int, default=100)
+    parser.add_argument("--links", type=int, default=12)
+    parser.add_argument("--page-bytes", type=int, default=2000)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    spec = SiteSpec(hosts=args.hosts, pages=args.pages, links=args.links,
+                    page_bytes=args.page_bytes, port=args.port)
+
+    async def serve() -> None:
+        runner = web.AppRunner(make_app(spec), access_log=None)
+        await runner.setup()
+        for ip in [*spec.host_ips(), OUT_OF_SCOPE_HOST]:
+            await web.TCPSite(runner, ip, spec.port, backlog=2048).start()
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        import uvloop
+
+        uvloop.run(serve())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
