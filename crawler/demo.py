@@ -1,0 +1,69 @@
+"""``crawl demo-site start|stop``: a generated site on loopback to try the crawler on.
+
+The demo site is the benchmark's generator (crawler.sitegen) served in a
+background process on 127.0.0.2-127.0.0.4, port 8765, so the README's first
+command can show a whole crawl on any machine, with no network at all.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from crawler.errors import CrawlError
+from crawler.server import home_dir
+
+DEMO_PORT = 8765
+DEMO_HOSTS = 3
+DEMO_PAGES = 40
+START_TIMEOUT = 15.0
+
+
+def _pidfile(home: str | None) -> Path:
+    return home_dir(home) / "demo-site.pid"
+
+
+def _answers(ip: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((ip, port)) == 0
+
+
+def start_demo_site(home: str | None = None) -> list[str]:
+    """Start the demo site in the background (if not running); return its seed URLs."""
+    seeds = [f"http://127.0.0.{2 + h}:{DEMO_PORT}/p/0.html" for h in range(DEMO_HOSTS)]
+    if _answers("127.0.0.2", DEMO_PORT):
+        return seeds
+    pidfile = _pidfile(home)
+    pidfile.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crawler.sitegen", "--hosts", str(DEMO_HOSTS),
+         "--pages", str(DEMO_PAGES), "--port", str(DEMO_PORT)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    pidfile.write_text(str(proc.pid))
+    deadline = time.monotonic() + START_TIMEOUT
+    while not all(_answers(f"127.0.0.{2 + h}", DEMO_PORT) for h in range(DEMO_HOSTS)):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise CrawlError(f"the demo site did not start on port {DEMO_PORT}")
+        time.sleep(0.05)
+    return seeds
+
+
+def stop_demo_site(home: str | None = None) -> bool:
+    pidfile = _pidfile(home)
+    if not pidfile.exists():
+        return False
+    try:
+        os.kill(int(pidfile.read_text()), signal.SIGTERM)
+    except (ValueError, ProcessLookupError):
+        return False
+    finally:
+        pidfile.unlink(missing_ok=True)
+    return True
