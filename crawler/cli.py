@@ -245,3 +245,29 @@ def server_stop(home: HomeOpt = None) -> None:
         typer.echo(f"crawl: error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo("stopped" if stopped else "not running")
+
+
+demo_app = typer.Typer(no_args_is_help=True,
+                       help="A generated site on 127.0.0.2-4:8765 to try the crawler on.")
+app.add_typer(demo_app, name="demo-site")
+
+
+@demo_app.command("start")
+def demo_start(home: HomeOpt = None) -> None:
+    """Serve the demo site in the background and print its seed URLs."""
+    from crawler.demo import start_demo_site
+
+    try:
+        for url in start_demo_site(home):
+            typer.echo(url)
+    except CrawlError as exc:
+        typer.echo(f"crawl: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@demo_app.command("stop")
+def demo_stop(home: HomeOpt = None) -> None:
+    """Stop the demo site."""
+    from crawler.demo import stop_demo_site
+
+    typer.echo("stopped" if stop_demo_site(home) else "not running")
