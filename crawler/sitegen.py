@@ -8,8 +8,11 @@ seeds), to a few other pages of its host and of other hosts, and to one host
 that is never seeded (127.0.0.250), which an in-scope crawl must never touch.
 
 ``SiteServer`` serves the site from a thread (for tests that inspect its
-request log) and ``python -m crawler.sitegen`` serves it from its own process
-(for the benchmark, so the server's CPU is not the crawler's).
+request log). For the benchmark, ``write_site`` renders every page to files
+(``<dir>/<ip>/p/<i>.html`` and ``<dir>/<ip>/robots.txt``) for nginx, and
+``python -m crawler.sitegen --static DIR`` serves those files from its own
+process when nginx is not installed: pre-rendered bytes, no framework, so the
+server costs little CPU beside the crawler it measures.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 OUT_OF_SCOPE_HOST = "127.0.0.250"
 
@@ -73,15 +78,43 @@ def page_html(spec: SiteSpec, h: int, i: int) -> bytes:
     head = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
             f"<title>{title_of(spec, h, i)}</title></head>\n<body><h1>Page {i}</h1>\n<ul>\n")
     tail = "\n</ul>\n</body></html>\n"
-    filler_len = max(0, spec.page_bytes - len(head) - len(links) - len(tail) - 7)
-    words = ("lorem ipsum dolor sit amet consectetur adipiscing elit " * (filler_len // 50 + 1))
-    return (head + links + f"\n<p>{words[:filler_len]}</p>" + tail).encode("utf-8")
+    filler_len = max(0, spec.page_bytes - len(head) - len(links) - len(tail))
+    return (head + links + _filler(filler_len) + tail).encode("utf-8")
+
+
+# Paragraphs with inline markup, as real pages have: the parser must walk
+# elements, not just one long text node.
+_PARAGRAPH = ('\n<p class="text">Lorem <b>ipsum</b> dolor sit amet, <span class="x">consectetur'
+              '</span> adipiscing elit, <em>sed do</em> eiusmod tempor incididunt.</p>')
+
+
+def _filler(size: int) -> str:
+    if size <= 0:
+        return ""
+    text = _PARAGRAPH * (size // len(_PARAGRAPH))
+    rest = size - len(text)
+    return text + (f"\n<p>{'x' * (rest - 8)}</p>" if rest > 8 else "")
 
 
 def expected(spec: SiteSpec) -> dict[str, tuple[str, int]]:
     """Canonical URL -> (title, link count) of every page a full crawl must find."""
     return {f"{spec.origin(h)}/p/{i}.html": (title_of(spec, h, i), len(_link_targets(spec, h, i)))
             for h in range(spec.hosts) for i in range(spec.pages)}
+
+
+def write_site(spec: SiteSpec, root: Path) -> int:
+    """Render every page and robots.txt under ``root/<ip>/``. Returns the bytes written."""
+    total = 0
+    for h, ip in enumerate(spec.host_ips()):
+        pages = root / ip / "p"
+        pages.mkdir(parents=True, exist_ok=True)
+        (root / ip / "robots.txt").write_text(spec.robots)
+        for i in range(spec.pages):
+            # Not page_html: its cache would hold a whole benchmark site in memory.
+            body = page_html.__wrapped__(spec, h, i)
+            (pages / f"{i}.html").write_bytes(body)
+            total += len(body)
+    return total
 
 
 @dataclass
@@ -111,7 +144,7 @@ def make_app(spec: SiteSpec, log: RequestLog | None = None,
     index = {ip: h for h, ip in enumerate(spec.host_ips())}
 
     @web.middleware
-    async def record(request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+    async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
         start = time.monotonic()
         try:
             ip = request.transport.get_extra_info("sockname")[0] if request.transport else ""
@@ -189,6 +222,59 @@ def _with_port(spec: SiteSpec, port: int) -> SiteSpec:
     return replace(spec, port=port)
 
 
+_TYPES = {b"html": b"text/html; charset=utf-8", b"txt": b"text/plain; charset=utf-8"}
+_NOT_FOUND = (b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n"
+              b"\r\nnot found")
+
+
+class _StaticFiles(asyncio.Protocol):
+    """HTTP/1.1 keep-alive GETs of files under ``root/<local ip>/``; nothing else.
+
+    Enough HTTP for a crawler on loopback: one request line, headers ignored,
+    responses in order. Paths with ``..`` are refused.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.buffer = b""
+        self.transport: asyncio.WriteTransport | None = None
+        self.ip = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        self.ip = transport.get_extra_info("sockname")[0]
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head, self.buffer = self.buffer[:end], self.buffer[end + 4:]
+            self.transport.write(self._response(head.split(b"\r\n", 1)[0]))
+
+    def _response(self, request_line: bytes) -> bytes:
+        parts = request_line.split(b" ")
+        if len(parts) != 3 or parts[0] not in (b"GET", b"HEAD") or b".." in parts[1]:
+            return _NOT_FOUND
+        path = parts[1].split(b"?", 1)[0]
+        try:
+            body = (self.root / self.ip / path.decode().lstrip("/")).read_bytes()
+        except (OSError, UnicodeDecodeError):
+            return _NOT_FOUND
+        kind = _TYPES.get(path.rsplit(b".", 1)[-1], b"application/octet-stream")
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n" % (
+            kind, len(body))
+        return head if parts[0] == b"HEAD" else head + body
+
+
+async def serve_static(root: Path, ips: list[str], port: int) -> list[asyncio.Server]:
+    loop = asyncio.get_running_loop()
+    return [await loop.create_server(lambda: _StaticFiles(root), ip, port, backlog=2048)
+            for ip in ips]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve a generated site on 127.0.0.x")
     parser.add_argument("--hosts", type=int, default=5)
@@ -196,15 +282,22 @@ def main() -> None:
     parser.add_argument("--links", type=int, default=12)
     parser.add_argument("--page-bytes", type=int, default=2000)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--static", type=Path, default=None,
+                        help="serve the files write_site rendered in this directory")
     args = parser.parse_args()
     spec = SiteSpec(hosts=args.hosts, pages=args.pages, links=args.links,
                     page_bytes=args.page_bytes, port=args.port)
+    ips = [*spec.host_ips(), OUT_OF_SCOPE_HOST]
 
     async def serve() -> None:
-        runner = web.AppRunner(make_app(spec), access_log=None)
-        await runner.setup()
-        for ip in [*spec.host_ips(), OUT_OF_SCOPE_HOST]:
-            await web.TCPSite(runner, ip, spec.port, backlog=2048).start()
+        keep: list[object] = []  # the servers stay open while referenced
+        if args.static is not None:
+            keep += await serve_static(args.static, ips, spec.port)
+        else:
+            runner = web.AppRunner(make_app(spec), access_log=None)
+            await runner.setup()
+            for ip in ips:
+                await web.TCPSite(runner, ip, spec.port, backlog=2048).start()
         print("ready", flush=True)
         await asyncio.Event().wait()
 

@@ -1,0 +1,390 @@
+"""``crawl bench``: the crawler against a local site, beside the ceiling of a minimal loop.
+
+One run (see bench/README.md):
+
+1. render a deterministic site of H hosts x P pages (``crawler.sitegen``) to
+   files and serve it from nginx, or a pre-rendered file server, on 127.0.0.x;
+2. time the ceiling: a minimal aiohttp + uvloop + lxml loop, in-memory queue,
+   no politeness (``crawler.bench_ceiling``);
+3. for each process count N: a fresh embedded Valkey, seed, N worker
+   processes (``crawler.bench_worker``) with robots.txt obeyed, then check the
+   results stream against the site's truth (every page once, titles, link
+   counts) and read the counters: CPU per page of workers, Valkey and web
+   server (/proc/<pid>/stat), round trips and commands per page, Valkey memory
+   per seen URL, peak RSS per worker;
+4. print a table and write the figures as JSON, so runs can be compared.
+
+``--dedup N`` instead measures Valkey memory for N fingerprints
+(``crawler.bench_dedup``). Only loopback addresses are ever contacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import redis as sync_redis
+
+from crawler.bench_site import SiteProcess
+from crawler.bench_worker import cpu_seconds
+from crawler.sitegen import SiteSpec, expected, free_port, write_site
+
+RUN_TIMEOUT = 1800.0
+"""Seconds one crawl may take before the benchmark gives up on it."""
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    hosts: int = 20
+    pages: int = 500
+    links: int = 60
+    page_bytes: int = 27_000
+    processes: tuple[int, ...] = (1, 2)
+    concurrency: int = 200
+    max_per_host: int = 10
+    server: str = "auto"  # nginx, python or auto (nginx if installed)
+    ceiling: bool = True
+    repeat: int = 1
+    out: str | None = "bench/results/latest.json"
+
+
+def _spec(cfg: BenchConfig, port: int) -> SiteSpec:
+    return SiteSpec(hosts=cfg.hosts, pages=cfg.pages, links=cfg.links,
+                    page_bytes=cfg.page_bytes, port=port)
+
+
+# -- completeness ---------------------------------------------------------------
+
+
+def check_results(spec: SiteSpec, records: list[dict[str, Any]]) -> list[str]:
+    """Problems with a crawl's results: each page once, status 200, right title and links."""
+    want = expected(spec)
+    counts = Counter(r["url"] for r in records)
+    problems = [f"{u}: {n} results" for u, n in counts.items() if n > 1]
+    problems += [f"{u}: missing" for u in sorted(want.keys() - counts.keys())]
+    problems += [f"{u}: not in the site" for u in sorted(counts.keys() - want.keys())]
+    for r in records:
+        truth = want.get(r["url"])
+        if truth is None:
+            continue
+        if r.get("error") or r.get("status") != 200:
+            problems.append(f"{r['url']}: status {r.get('status')} error {r.get('error')}")
+        elif (r.get("title"), r.get("links")) != truth:
+            problems.append(f"{r['url']}: got {r.get('title')!r}/{r.get('links')}, "
+                            f"want {truth[0]!r}/{truth[1]}")
+    return problems
+
+
+def read_records(client: sync_redis.Redis, crawl: str, shards: int) -> list[dict[str, Any]]:
+    from crawler import keys
+
+    records = []
+    for shard in keys.all_shards(crawl, shards):
+        start = "-"
+        while True:
+            page: Any = client.xrange(shard.results, min=start, max="+", count=1000)
+            for entry_id, fields in page:
+                record = json.loads(fields[b"r"])
+                # The stream id is the server's clock when the result was written.
+                record["_written"] = int(entry_id.split(b"-")[0]) / 1000
+                records.append(record)
+            if len(page) < 1000:
+                break
+            start = "(" + page[-1][0].decode()
+    return records
+
+
+# -- Valkey counters --------------------------------------------------------------
+
+
+def _calls(info: dict[str, Any], command: str) -> int:
+    stat = info.get(f"cmdstat_{command}")
+    return int(stat["calls"]) if isinstance(stat, dict) else 0
+
+
+def seen_set_bytes(client: sync_redis.Redis) -> tuple[int, int]:
+    """(MEMORY USAGE summed over the dedup sets, how many sets)."""
+    total = sets = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match="*:seen:*", count=1000):
+        batch.append(key)
+        if len(batch) == 500:
+            total += _usage(client, batch)
+            sets += len(batch)
+            batch = []
+    total += _usage(client, batch)
+    return total, sets + len(batch)
+
+
+def _usage(client: sync_redis.Redis, keys_: list[bytes]) -> int:
+    pipe = client.pipeline(transaction=False)
+    for key in keys_:
+        pipe.memory_usage(key, samples=0)
+    return sum(int(n or 0) for n in pipe.execute())
+
+
+# -- one crawl ------------------------------------------------------------------
+
+
+async def _seed(url: str, overrides: dict[str, Any], seeds: list[str]) -> None:
+    from crawler.config import Settings, load_settings
+    from crawler.connection import connect
+    from crawler.seeds import crawl_shards, seed
+
+    settings = load_settings(base=Settings(), overrides=overrides)
+    client = await connect(settings)
+    try:
+        settings = await crawl_shards(client, settings)
+        await seed(client, settings, io.BytesIO("\n".join(seeds).encode()))
+    finally:
+        await client.aclose()
+
+
+def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProcess,
+              work: Path) -> dict[str, Any]:
+    """Crawl the site with N worker processes on a fresh Valkey; return the figures."""
+    from crawler.server import ensure_server, stop_server
+
+    home = Path(tempfile.mkdtemp(prefix="v", dir=work))
+    url = ensure_server(home)
+    valkey_pid = int((home / "valkey.pid").read_text())
+    overrides = {"redis_url": url, "crawl": "bench", "concurrency": cfg.concurrency,
+                 "max_per_host": cfg.max_per_host, "delay": 0.0, "obey_robots": True,
+                 "allow_private": True, "home": str(home), "scope": "host"}
+    client = sync_redis.Redis.from_url(url)
+    try:
+        asyncio.run(_seed(url, overrides, spec.seeds()))
+        info0 = client.info("all")
+        redis_cpu0, site_cpu0 = cpu_seconds(valkey_pid), site.cpu_seconds()
+        outs = [home / f"worker-{i}.json" for i in range(processes)]
+        procs = [subprocess.Popen([sys.executable, "-m", "crawler.bench_worker",
+                                   json.dumps(overrides), str(out)]) for out in outs]
+        for proc in procs:
+            if proc.wait(RUN_TIMEOUT) != 0:
+                raise RuntimeError(f"worker exited with {proc.returncode}")
+        redis_cpu, site_cpu = cpu_seconds(valkey_pid) - redis_cpu0, site.cpu_seconds() - site_cpu0
+        info1 = client.info("all")
+        workers = [json.loads(out.read_text()) for out in outs]
+        records = read_records(client, "bench", 1)
+        seen_bytes, seen_sets = seen_set_bytes(client)
+    finally:
+        client.close()
+        stop_server(home)
+    problems = check_results(spec, records)
+    pages = len(records)
+    # From the first worker's start to the last result written: the workers'
+    # idle wait before they see the crawl is finished is not crawling time.
+    last = max((r["_written"] for r in records), default=max(w["end"] for w in workers))
+    seconds = last - min(w["start"] for w in workers)
+    seen = pages  # every page seen was crawled: the site has no out-of-scope pages queued
+
+    def per_page(value: float) -> float:
+        return value / max(1, pages)
+
+    return {
+        "processes": processes,
+        "pages": pages,
+        "seconds": round(seconds, 2),
+        "pages_per_s": round(pages / seconds, 1),
+        "cpu_ms_per_page": {
+            "workers": round(per_page(sum(w["cpu_s"] for w in workers)) * 1000, 3),
+            "redis": round(per_page(redis_cpu) * 1000, 3),
+            "server": round(per_page(site_cpu) * 1000, 3),
+        },
+        "round_trips_per_page": round(per_page(sum(w["round_trips"] for w in workers)), 3),
+        "socket_reads_per_page": round(per_page(
+            info1["total_reads_processed"] - info0["total_reads_processed"]), 3),
+        "script_calls_per_page": round(per_page(_calls(info1, "evalsha")
+                                                - _calls(info0, "evalsha")), 3),
+        "commands_per_page": round(per_page(
+            info1["total_commands_processed"] - info0["total_commands_processed"]), 2),
+        "redis_bytes_per_seen_url": round((info1["used_memory"] - info0["used_memory"])
+                                          / max(1, seen), 1),
+        "dedup_bytes_per_seen_url": round(seen_bytes / max(1, seen), 1),
+        "dedup_sets": seen_sets,
+        "peak_rss_mb": [round(w["peak_rss_kb"] / 1024, 1) for w in workers],
+        "rss_samples_kb": [w["rss_samples"] for w in workers],
+        "robots_fetches": sum(w["robots_fetches"] for w in workers),
+        "retries": sum(w["retries"] for w in workers),
+        "complete": not problems,
+        "problems": problems[:20],
+    }
+
+
+def run_ceiling(spec: SiteSpec, cfg: BenchConfig, site: SiteProcess,
+                work: Path) -> dict[str, Any]:
+    seeds, out = work / "seeds.json", work / "ceiling.json"
+    seeds.write_text(json.dumps(spec.seeds()))
+    site_cpu0 = site.cpu_seconds()
+    subprocess.run([sys.executable, "-m", "crawler.bench_ceiling", str(seeds),
+                    str(cfg.concurrency), str(out)], check=True, timeout=RUN_TIMEOUT)
+    site_cpu = site.cpu_seconds() - site_cpu0
+    report = json.loads(out.read_text())
+    pages, seconds = report["pages"], report["end"] - report["start"]
+    titles = report["titles"]
+    wrong = [u for u, (t, _) in expected(spec).items() if titles.get(u) != t]
+    return {
+        "pages": pages,
+        "seconds": round(seconds, 2),
+        "pages_per_s": round(pages / seconds, 1),
+        "cpu_ms_per_page": {"workers": round(report["cpu_s"] / max(1, pages) * 1000, 3),
+                            "server": round(site_cpu / max(1, pages) * 1000, 3)},
+        "peak_rss_mb": [round(report["peak_rss_kb"] / 1024, 1)],
+        "complete": not wrong,
+        "problems": wrong[:20],
+    }
+
+
+# -- the whole benchmark ----------------------------------------------------------
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median run by pages/s, with the spread of every repeat."""
+    ordered = sorted(runs, key=lambda r: r["pages_per_s"])
+    median = dict(ordered[len(ordered) // 2])
+    median["pages_per_s_runs"] = [r["pages_per_s"] for r in runs]
+    median["complete"] = all(r["complete"] for r in runs)
+    return median
+
+
+def run_bench(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the whole benchmark; return (and write, if cfg.out) the report."""
+    with tempfile.TemporaryDirectory(prefix="crawlbench") as tmp:
+        work = Path(tmp)
+        spec = _spec(cfg, free_port("127.0.0.2"))
+        t0 = time.monotonic()
+        size = write_site(spec, work / "site")
+        echo(f"site: {spec.hosts} hosts x {spec.pages} pages, {size / spec.hosts / spec.pages:.0f}"
+             f" B/page, {spec.links} links/page, rendered in {time.monotonic() - t0:.1f}s")
+        ceiling: list[dict[str, Any]] = []
+        ours: dict[int, list[dict[str, Any]]] = {n: [] for n in cfg.processes}
+        with SiteProcess(spec, work / "site", work / "server", cfg.server) as site:
+            echo(f"server: {site.kind}")
+            for i in range(cfg.repeat):
+                if cfg.ceiling:
+                    ceiling.append(run_ceiling(spec, cfg, site, work))
+                    echo(f"[{i + 1}/{cfg.repeat}] ceiling: {ceiling[-1]['pages_per_s']} pages/s")
+                for n in cfg.processes:
+                    ours[n].append(run_crawl(spec, n, cfg, site, work))
+                    run = ours[n][-1]
+                    echo(f"[{i + 1}/{cfg.repeat}] {n} process(es): {run['pages_per_s']} pages/s"
+                         + ("" if run["complete"] else f"  INCOMPLETE: {run['problems'][:3]}"))
+            server_kind = site.kind
+    report: dict[str, Any] = {
+        "config": asdict(cfg),
+        "site": {"hosts": spec.hosts, "pages": spec.pages, "links": spec.links,
+                 "bytes_per_page": round(size / spec.hosts / spec.pages)},
+        "server": server_kind,
+        "machine": {"cpus": _cpus(), "python": sys.version.split()[0]},
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "ceiling": _summary(ceiling) if ceiling else None,
+        "runs": {str(n): _summary(runs) for n, runs in ours.items()},
+    }
+    report["complete"] = all(r["complete"] for r in report["runs"].values())
+    echo(format_table(report))
+    if cfg.out:
+        out = Path(cfg.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1))
+        echo(f"wrote {out}")
+    return report
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def format_table(report: dict[str, Any]) -> str:
+    ceiling = report["ceiling"]
+    cols: list[tuple[str, dict[str, Any]]] = [("ceiling", ceiling)] if ceiling else []
+    cols += [(f"{n} proc", run) for n, run in report["runs"].items()]
+    one = report["runs"].get("1")
+
+    def row(label: str, fn: Callable[[str, dict[str, Any]], Any]) -> str:
+        cells = []
+        for name, run in cols:
+            try:
+                value = fn(name, run)
+            except (KeyError, TypeError, ZeroDivisionError):
+                value = None
+            cells.append("-" if value is None else
+                         f"{value:.3g}" if isinstance(value, float) else str(value))
+        return f"{label:<34}" + "".join(f"{c:>14}" for c in cells)
+
+    def mine(fn: Callable[[dict[str, Any]], Any]) -> Callable[[str, dict[str, Any]], Any]:
+        return lambda name, run: None if name == "ceiling" else fn(run)
+
+    lines = [
+        f"{'':<34}" + "".join(f"{name:>14}" for name, _ in cols),
+        row("pages/s (median)", lambda _, r: r["pages_per_s"]),
+        row("pages/s (each run)", lambda _, r: "/".join(
+            f"{p:.0f}" for p in r["pages_per_s_runs"])),
+        row("ours / ceiling", mine(lambda r: r["pages_per_s"] / ceiling["pages_per_s"])),
+        row("N procs / 1 proc", mine(lambda r: r["pages_per_s"] / one["pages_per_s"])),
+        row("pages", lambda _, r: r["pages"]),
+        row("complete", lambda _, r: "yes" if r["complete"] else "NO"),
+        row("CPU ms/page: crawler", lambda _, r: r["cpu_ms_per_page"]["workers"]),
+        row("CPU ms/page: Valkey", mine(lambda r: r["cpu_ms_per_page"]["redis"])),
+        row("CPU ms/page: web server", lambda _, r: r["cpu_ms_per_page"]["server"]),
+        row("Redis round trips/page (frontier)", mine(lambda r: r["round_trips_per_page"])),
+        row("Redis socket reads/page (server)", mine(lambda r: r["socket_reads_per_page"])),
+        row("Redis script calls/page (EVALSHA)", mine(lambda r: r["script_calls_per_page"])),
+        row("Redis commands/page (incl. in Lua)", mine(lambda r: r["commands_per_page"])),
+        row("Redis bytes/seen URL (all)", mine(lambda r: r["redis_bytes_per_seen_url"])),
+        row("Redis bytes/seen URL (dedup sets)", mine(lambda r: r["dedup_bytes_per_seen_url"])),
+        row("peak RSS/process MB", lambda _, r: "/".join(f"{m:.0f}" for m in r["peak_rss_mb"])),
+    ]
+    return "\n".join(lines)
+
+
+def _processes(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(",") if p.strip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``crawl bench [options]``; returns the exit code (1 if a crawl was incomplete)."""
+    d = BenchConfig()
+    p = argparse.ArgumentParser(prog="crawl bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--hosts", type=int, default=d.hosts)
+    p.add_argument("--pages", type=int, default=d.pages, help="pages per host")
+    p.add_argument("--links", type=int, default=d.links, help="<a href> per page")
+    p.add_argument("--page-bytes", type=int, default=d.page_bytes)
+    p.add_argument("--processes", type=_processes, default=d.processes,
+                   help="comma-separated worker process counts to run, e.g. 1,2")
+    p.add_argument("--concurrency", type=int, default=d.concurrency)
+    p.add_argument("--max-per-host", type=int, default=d.max_per_host)
+    p.add_argument("--server", choices=("auto", "nginx", "python"), default=d.server)
+    p.add_argument("--no-ceiling", action="store_true", help="skip the minimal-loop ceiling")
+    p.add_argument("--repeat", type=int, default=d.repeat, help="runs of each; median reported")
+    p.add_argument("--out", default=d.out, help="JSON report path ('' for none)")
+    p.add_argument("--dedup", type=int, default=0, metavar="N",
+                   help="instead: Valkey memory for N fingerprints (e.g. 1000000)")
+    args = p.parse_args(argv)
+    if args.dedup:
+        from crawler.bench_dedup import run_dedup
+
+        report = run_dedup(args.dedup, out=args.out.replace("latest", "dedup") or None)
+        return 0 if report["ok"] else 1
+    cfg = replace(d, hosts=args.hosts, pages=args.pages, links=args.links,
+                  page_bytes=args.page_bytes, processes=args.processes,
+                  concurrency=args.concurrency, max_per_host=args.max_per_host,
+                  server=args.server, ceiling=not args.no_ceiling, repeat=args.repeat,
+                  out=args.out or None)
+    return 0 if run_bench(cfg)["complete"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

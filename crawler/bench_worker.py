@@ -1,0 +1,88 @@
+"""One benchmark worker process: ``crawl worker`` plus counters written on exit.
+
+The benchmark runs N of these instead of ``crawl worker --processes N`` so each
+process can report what only it knows: its frontier round trips, the CPU time
+and wall time of the crawl itself (not of Python's start-up), and its memory
+over time. Usage: ``python -m crawler.bench_worker SETTINGS_JSON OUT_JSON``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RSS_SAMPLE_EVERY = 1.0
+"""Seconds between samples of the process's resident memory."""
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """utime + stime of a process from /proc/<pid>/stat, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def status_kb(field: str, pid: int | str = "self") -> int:
+    """A ``kB`` line of /proc/<pid>/status, e.g. VmHWM (peak RSS) or VmRSS."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+async def _sample_rss(samples: list[tuple[float, int]], started: float) -> None:
+    while True:
+        samples.append((round(time.monotonic() - started, 2), status_kb("VmRSS")))
+        await asyncio.sleep(RSS_SAMPLE_EVERY)
+
+
+async def run(overrides: dict[str, Any]) -> dict[str, Any]:
+    from crawler.config import Settings, load_settings
+    from crawler.connection import connect
+    from crawler.seeds import crawl_shards
+    from crawler.worker import Worker
+
+    # base= skips crawl.toml and CRAWL_* variables: the benchmark says everything.
+    settings = load_settings(base=Settings(), overrides=overrides)
+    redis = await connect(settings)
+    settings = await crawl_shards(redis, settings)
+    worker = Worker(redis, settings, quiet=True)
+    samples: list[tuple[float, int]] = []
+    wall0, mono0, cpu0 = time.time(), time.monotonic(), cpu_seconds()
+    sampler = asyncio.create_task(_sample_rss(samples, mono0))
+    try:
+        await worker.run()
+    finally:
+        sampler.cancel()
+        await redis.aclose()
+    wall1, cpu1 = time.time(), cpu_seconds()
+    robots = worker.robots
+    return {
+        "pid": os.getpid(),
+        "pages": worker.counters.pages,
+        "errors": worker.counters.errors,
+        "retries": worker.counters.retries,
+        "round_trips": worker.frontier.round_trips,
+        "robots_fetches": robots.fetches if robots is not None else 0,
+        "start": wall0,
+        "end": wall1,
+        "cpu_s": cpu1 - cpu0,
+        "peak_rss_kb": status_kb("VmHWM"),
+        "rss_samples": samples,
+    }
+
+
+def main() -> None:
+    import uvloop
+
+    overrides = json.loads(sys.argv[1])
+    report = uvloop.run(run(overrides))
+    Path(sys.argv[2]).write_text(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
