@@ -123,6 +123,7 @@ class Frontier:
         self.round_trips = 0  # Redis round trips this client made, for the benchmark
         self._recent = _RecentFingerprints(LOCAL_SEEN_CAPACITY) if local_dedup else None
         self._policy_cache: dict[str, tuple[int, int]] = {}
+        self._next_shard = 0  # which shard gets the remainder of the next claim
 
     # -- add ---------------------------------------------------------------
 
@@ -220,9 +221,8 @@ class Frontier:
     async def claim(self, n: int, worker: str) -> ClaimResult:
         """Lease up to n URLs, spread over the shards, within every host's limits."""
         lease_ms = int(self.settings.lease_time * 1000)
-        per_shard = max(1, -(-n // len(self.shards)))
-        replies = await self.run([("claim", s.script_keys, [s.base, per_shard, lease_ms, worker])
-                                  for s in self.shards])
+        replies = await self.run([("claim", s.script_keys, [s.base, share, lease_ms, worker])
+                                  for s, share in zip(self.shards, self._shares(n), strict=True)])
         leases: list[Lease] = []
         waits: list[float] = []
         queued = leased = 0
@@ -236,6 +236,16 @@ class Frontier:
                 leases.append(Lease(_s(reply[i]), shard.shard, _s(reply[i + 1]),
                                     int(reply[i + 2]), int(reply[i + 3]), _s(reply[i + 4])))
         return ClaimResult(leases, min(waits) if waits else -1.0, queued, leased)
+
+    def _shares(self, n: int) -> list[int]:
+        """Split n over the shards so the total is n, not more: a worker's claim
+        must not exceed its free slots. The remainder goes to a rotating shard,
+        so with n < shards every shard still gets its turn."""
+        count = len(self.shards)
+        base, extra = divmod(n, count)
+        start = self._next_shard
+        self._next_shard = (start + max(1, extra)) % count
+        return [base + ((i - start) % count < extra) for i in range(count)]
 
     # -- complete / retry / reclaim -------------------------------------------
 
