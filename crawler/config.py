@@ -17,6 +17,7 @@ from typing import Any
 from crawler.errors import ConfigError
 
 SCOPES = ("host", "domain", "any")
+POLITENESS_KEYS = ("host", "ip")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,15 @@ class Settings:
     host_overrides: dict[str, HostPolicy] = field(default_factory=dict)
     obey_robots: bool = True
     robots_ttl: float = 86400.0
+    robots_error_ttl: float = 600.0  # a 5xx/unreachable robots.txt blocks its host this long
     crawl_delay_cap: float = 30.0
+    # "host": throttle each host:port; "ip": throttle each server address (resolved when added)
+    politeness_key: str = "host"
+    # Adaptive delay (Heritrix-style): after a response, the host waits delay_factor times
+    # its response time, at most max_delay; the host's delay stays the floor.
+    adaptive_delay: bool = False
+    delay_factor: float = 5.0
+    max_delay: float = 30.0
     # Scope and traps
     scope: str = "host"
     include: tuple[str, ...] = ()
@@ -159,6 +168,8 @@ def _coerce(key: str, value: Any, template: Any) -> Any:
 def _validate(s: Settings) -> None:
     if s.scope not in SCOPES:
         raise ConfigError("scope", " or ".join(SCOPES), s.scope)
+    if s.politeness_key not in POLITENESS_KEYS:
+        raise ConfigError("politeness_key", " or ".join(POLITENESS_KEYS), s.politeness_key)
     for key in ("concurrency", "processes", "shards", "claim_batch", "max_attempts",
                 "max_per_host"):
         if getattr(s, key) < 1:
