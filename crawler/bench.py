@@ -57,6 +57,18 @@ class BenchConfig:
     ceiling: bool = True
     repeat: int = 1
     out: str | None = "bench/results/latest.json"
+    profile: str | None = None  # directory for py-spy profiles of every process
+
+
+def _profiler(cfg: BenchConfig, name: str) -> list[str]:
+    """py-spy in front of a process's command line, with --profile (collapsed stacks)."""
+    if not cfg.profile:
+        return []
+    Path(cfg.profile).mkdir(parents=True, exist_ok=True)
+    out = Path(cfg.profile) / f"{name}.txt"
+    beside = Path(sys.executable).parent / "py-spy"  # installed in the venv, maybe not on PATH
+    spy = str(beside) if beside.exists() else "py-spy"
+    return [spy, "record", "--nonblocking", "-r", "250", "-f", "raw", "-o", str(out), "--"]
 
 
 def _spec(cfg: BenchConfig, port: int) -> SiteSpec:
@@ -168,8 +180,9 @@ def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProces
         info0 = client.info("all")
         redis_cpu0, site_cpu0 = cpu_seconds(valkey_pid), site.cpu_seconds()
         outs = [home / f"worker-{i}.json" for i in range(processes)]
-        procs = [subprocess.Popen([sys.executable, "-m", "crawler.bench_worker",
-                                   json.dumps(overrides), str(out)]) for out in outs]
+        procs = [subprocess.Popen([*_profiler(cfg, f"crawl-{processes}p-{i}"), sys.executable,
+                                   "-m", "crawler.bench_worker", json.dumps(overrides), str(out)])
+                 for i, out in enumerate(outs)]
         for proc in procs:
             if proc.wait(RUN_TIMEOUT) != 0:
                 raise RuntimeError(f"worker exited with {proc.returncode}")
@@ -227,7 +240,8 @@ def run_ceiling(spec: SiteSpec, cfg: BenchConfig, site: SiteProcess,
     seeds, out = work / "seeds.json", work / "ceiling.json"
     seeds.write_text(json.dumps(spec.seeds()))
     site_cpu0 = site.cpu_seconds()
-    subprocess.run([sys.executable, "-m", "crawler.bench_ceiling", str(seeds),
+    subprocess.run([*_profiler(cfg, "ceiling"), sys.executable, "-m", "crawler.bench_ceiling",
+                    str(seeds),
                     str(cfg.concurrency), str(out)], check=True, timeout=RUN_TIMEOUT)
     site_cpu = site.cpu_seconds() - site_cpu0
     report = json.loads(out.read_text())
@@ -370,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-ceiling", action="store_true", help="skip the minimal-loop ceiling")
     p.add_argument("--repeat", type=int, default=d.repeat, help="runs of each; median reported")
     p.add_argument("--out", default=d.out, help="JSON report path ('' for none)")
+    p.add_argument("--profile", default=None, metavar="DIR",
+                   help="record py-spy profiles (collapsed stacks) of each process in DIR")
     p.add_argument("--dedup", type=int, default=0, metavar="N",
                    help="instead: Valkey memory for N fingerprints (e.g. 1000000)")
     args = p.parse_args(argv)
@@ -382,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
                   page_bytes=args.page_bytes, processes=args.processes,
                   concurrency=args.concurrency, max_per_host=args.max_per_host,
                   server=args.server, ceiling=not args.no_ceiling, repeat=args.repeat,
-                  out=args.out or None)
+                  out=args.out or None, profile=args.profile)
     return 0 if run_bench(cfg)["complete"] else 1
 
 
