@@ -222,6 +222,15 @@ def status(redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = N
     typer.echo(json.dumps(_run(main), indent=2, sort_keys=True))
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             add_help_option=False)
+def bench(ctx: typer.Context) -> None:
+    """Benchmark on a generated local site, beside a minimal-loop ceiling (bench --help)."""
+    from crawler.bench import main as bench_main
+
+    raise typer.Exit(bench_main(list(ctx.args)))
+
+
 @server_app.command("start")
 def server_start(home: HomeOpt = None) -> None:
     """Start the embedded Valkey (commands start it by themselves when needed)."""
