@@ -1,0 +1,103 @@
+"""The benchmark harness, small: it must crawl its site completely and report every figure.
+
+Speed is not asserted here (CI machines vary); ``crawl bench`` prints it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from crawler.bench import BenchConfig, check_results, format_table, run_bench
+from crawler.bench_dedup import run_dedup
+from crawler.bench_site import SiteProcess, nginx_binary, nginx_config
+from crawler.sitegen import SiteSpec, expected, free_port, write_site
+
+SMALL = BenchConfig(hosts=3, pages=30, links=12, page_bytes=3000, processes=(2,),
+                    server="python", out=None)
+
+
+def _get(ip: str, port: int, path: str) -> bytes:
+    with socket.create_connection((ip, port), timeout=5) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        s.shutdown(socket.SHUT_WR)
+        chunks = []
+        while data := s.recv(65536):
+            chunks.append(data)
+    return b"".join(chunks)
+
+
+def test_small_benchmark_crawls_every_page_once_and_reports_all_figures(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    report = run_bench(BenchConfig(**{**SMALL.__dict__, "out": str(out)}), echo=lambda _: None)
+    run = report["runs"]["2"]
+    assert run["complete"], run["problems"]
+    assert run["pages"] == 90
+    assert report["ceiling"]["complete"] and report["ceiling"]["pages"] == 90
+    assert run["robots_fetches"] == 3  # once per host, shared by both processes
+    assert run["round_trips_per_page"] > 0
+    assert all(v >= 0 for v in run["cpu_ms_per_page"].values())
+    assert len(run["peak_rss_mb"]) == 2
+    assert json.loads(out.read_text())["runs"]["2"]["pages"] == 90
+    table = format_table(report)
+    assert "ours / ceiling" in table and "CPU ms/page: Valkey" in table
+
+
+@pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
+def test_nginx_serves_the_generated_site(tmp_path: Path) -> None:
+    spec = SiteSpec(hosts=2, pages=3, port=free_port("127.0.0.2"))
+    write_site(spec, tmp_path / "site")
+    with SiteProcess(spec, tmp_path / "site", tmp_path / "nginx", "nginx") as site:
+        body = _get("127.0.0.3", spec.port, "/p/2.html")
+        assert site.kind == "nginx" and site.cpu_seconds() >= 0
+    assert b"200 OK" in body and b"Host 1 page 2" in body
+
+
+def test_static_file_server_serves_pages_robots_and_refuses_the_rest(tmp_path: Path) -> None:
+    spec = SiteSpec(hosts=2, pages=3, port=free_port("127.0.0.2"))
+    write_site(spec, tmp_path / "site")
+    with SiteProcess(spec, tmp_path / "site", tmp_path / "srv", "python"):
+        page = _get("127.0.0.2", spec.port, "/p/1.html")
+        robots = _get("127.0.0.3", spec.port, "/robots.txt")
+        missing = _get("127.0.0.2", spec.port, "/p/99.html")
+        escape = _get("127.0.0.2", spec.port, "/../127.0.0.3/p/1.html")
+    assert b"text/html" in page and b"Host 0 page 1" in page
+    assert b"Disallow: /private/" in robots
+    assert b"404" in missing.split(b"\r\n", 1)[0] and b"404" in escape.split(b"\r\n", 1)[0]
+
+
+def test_nginx_config_listens_on_every_host_and_serves_from_its_directory(tmp_path: Path) -> None:
+    spec = SiteSpec(hosts=3, port=18080)
+    conf = nginx_config(spec, tmp_path / "site", tmp_path)
+    for ip in spec.host_ips():
+        assert f"listen {ip}:18080;" in conf
+    assert f"root {tmp_path / 'site'}/$server_addr;" in conf
+    assert "access_log off;" in conf
+
+
+def test_completeness_check_finds_missing_duplicate_and_wrong_pages() -> None:
+    spec = SiteSpec(hosts=1, pages=3, links=5, port=8080)
+    truth = expected(spec)
+    urls = sorted(truth)
+    records = [{"url": u, "status": 200, "title": truth[u][0], "links": truth[u][1],
+                "error": None} for u in urls]
+    assert check_results(spec, records) == []
+    records[1] = {**records[1], "title": "wrong"}
+    records.append(dict(records[0]))
+    records.pop(2)
+    records.append({"url": "http://127.0.0.250:8080/p/0.html", "status": 200, "title": "x",
+                    "links": 0, "error": None})
+    problems = "\n".join(check_results(spec, records))
+    assert f"{urls[0]}: 2 results" in problems
+    assert f"{urls[2]}: missing" in problems
+    assert "'wrong'" in problems
+    assert "127.0.0.250:8080/p/0.html: not in the site" in problems
+
+
+def test_dedup_benchmark_keeps_fingerprints_in_intsets() -> None:
+    report = run_dedup(20_000, echo=lambda _: None)
+    assert set(report["set_encodings"]) == {"intset"}
+    assert report["dedup_bytes_per_url"] > 0
