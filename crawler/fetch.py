@@ -29,8 +29,40 @@ HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 CHUNK = 64 * 1024
 
 
+LOCAL_NXDOMAIN = (".invalid", ".onion")
+"""Special-use names that fail at once, never asked of DNS (RFC 6761 6.4, RFC 7686)."""
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
 class _Blocked(OSError):
     """Raised inside the resolver; aiohttp wraps OSErrors from resolvers."""
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries and would reach: mapped, 6to4 or NAT64."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def is_public(ip: IPAddress) -> bool:
+    """True only for globally routable unicast addresses.
+
+    ``is_global`` alone is False for private, loopback, link-local (cloud
+    metadata), CGNAT, documentation and unspecified ranges, but True for
+    multicast, and for IPv4-compatible (::a.b.c.d) and site-local IPv6.
+    """
+    refused = ip.is_multicast or ip.is_reserved or ip.is_unspecified
+    if isinstance(ip, ipaddress.IPv6Address):
+        refused |= ip.is_site_local
+    return ip.is_global and not refused
 
 
 class AddressPolicy:
@@ -44,31 +76,37 @@ class AddressPolicy:
         if self.allow_private:
             return True
         try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
+            ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])
         except ValueError:
             return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
+        if isinstance(ip, ipaddress.IPv6Address):
+            ip = _embedded_ipv4(ip) or ip
         if any(ip in net for net in self.allowed):
             return True
-        # is_global is False for private, loopback, link-local (cloud metadata),
-        # CGNAT, documentation, reserved and unspecified ranges.
-        return ip.is_global and not ip.is_multicast
+        return is_public(ip)
+
+
+def is_special_use_name(host: str) -> bool:
+    name = host.rstrip(".").lower()
+    return ("." + name).endswith(LOCAL_NXDOMAIN)
 
 
 class GuardedResolver(AbstractResolver):
     """Resolves with the default resolver, then drops addresses the policy refuses.
 
     Checking what DNS actually returned (not the name) is what stops a public
-    name that points at 169.254.169.254 or 127.0.0.1.
+    name that points at 169.254.169.254 or 127.0.0.1. Special-use names such
+    as ``*.invalid`` fail here without a query leaving the machine.
     """
 
-    def __init__(self, policy: AddressPolicy) -> None:
+    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
         self.policy = policy
-        self.inner = DefaultResolver()
+        self.inner = inner or DefaultResolver()
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        if is_special_use_name(host):
+            raise socket.gaierror(socket.EAI_NONAME, f"{host}: special-use name, not resolved")
         results = await self.inner.resolve(host, port, family)
         allowed = [r for r in results if self.policy.permits(r["host"])]
         if not allowed:
@@ -101,12 +139,16 @@ class Response:
         return self.content_type in HTML_TYPES
 
 
-def make_session(settings: Settings) -> aiohttp.ClientSession:
-    """One session a worker process: pooled connections, guarded DNS, no cookies."""
+def make_session(settings: Settings, *,
+                 resolver: AbstractResolver | None = None) -> aiohttp.ClientSession:
+    """One session a worker process: pooled connections, guarded DNS, no cookies.
+
+    ``resolver`` replaces the system resolver under the guard (tests use a stub).
+    """
     policy = AddressPolicy(settings.allow_private, settings.allow_cidrs)
     connector = aiohttp.TCPConnector(
         limit=settings.concurrency, limit_per_host=0, ttl_dns_cache=300,
-        resolver=GuardedResolver(policy), ssl=ssl.create_default_context(),
+        resolver=GuardedResolver(policy, resolver), ssl=ssl.create_default_context(),
     )
     timeout = aiohttp.ClientTimeout(total=settings.total_timeout,
                                     sock_connect=settings.connect_timeout,
