@@ -33,8 +33,33 @@ HomeOpt = Annotated[str | None, typer.Option(
     "--home", help="Embedded server directory (default ./.crawl or $CRAWL_HOME).")]
 
 
+# Options given before the command (``crawl --redis URL seed f``); the
+# command's own options win. Set by the callback on every invocation.
+_common: dict[str, Any] = {}
+
+
+@app.callback()
+def common_options(redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = None,
+                   home: HomeOpt = None) -> None:
+    """Options before the command apply to it, as if given after it."""
+    _common.clear()
+    _common.update(redis_url=redis, crawl=crawl, config=config, home=home)
+
+
 def _settings(config: Path | None, **flags: Any) -> Settings:
-    return load_settings(config, overrides=flags)
+    """Settings from defaults < file < env < flags; a bad value is one line, exit 2."""
+    for key, value in _common.items():
+        if key != "config" and flags.get(key) is None:
+            flags[key] = value
+    try:
+        return load_settings(config or _common.get("config"), overrides=flags)
+    except CrawlError as exc:
+        typer.echo(f"crawl: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _home(home: str | None) -> str | None:
+    return home or _common.get("home")
 
 
 def _run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -237,7 +262,7 @@ def server_start(home: HomeOpt = None) -> None:
     from crawler.server import ensure_server
 
     try:
-        typer.echo(ensure_server(home))
+        typer.echo(ensure_server(_home(home)))
     except CrawlError as exc:
         typer.echo(f"crawl: error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -249,7 +274,7 @@ def server_stop(home: HomeOpt = None) -> None:
     from crawler.server import stop_server
 
     try:
-        stopped = stop_server(home)
+        stopped = stop_server(_home(home))
     except CrawlError as exc:
         typer.echo(f"crawl: error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -267,7 +292,7 @@ def demo_start(home: HomeOpt = None) -> None:
     from crawler.demo import start_demo_site
 
     try:
-        for url in start_demo_site(home):
+        for url in start_demo_site(_home(home)):
             typer.echo(url)
     except CrawlError as exc:
         typer.echo(f"crawl: error: {exc}", err=True)
@@ -279,4 +304,4 @@ def demo_stop(home: HomeOpt = None) -> None:
     """Stop the demo site."""
     from crawler.demo import stop_demo_site
 
-    typer.echo("stopped" if stop_demo_site(home) else "not running")
+    typer.echo("stopped" if stop_demo_site(_home(home)) else "not running")
