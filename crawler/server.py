@@ -137,6 +137,11 @@ def stop_server(home: str | os.PathLike[str] | None = None, timeout: float = 10.
         return False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        # Valkey deletes its pid file after the final AOF fsync, just before it
+        # exits. Watch for that too: the exited server is not our child, and
+        # stays a zombie (still "running" to kill(pid, 0)) until init reaps it.
+        if not pidfile.exists() and not _alive(socket_path(path)):
+            return True
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
@@ -144,5 +149,5 @@ def stop_server(home: str | os.PathLike[str] | None = None, timeout: float = 10.
             return True
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise ServerError(f"embedded Valkey (pid {pid}) did not stop within {timeout:.0f}s")
