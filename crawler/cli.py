@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -146,7 +145,7 @@ def worker(
         max_per_host=max_per_host, lease_time=lease_time, user_agent=user_agent,
         allow_private=allow_private, obey_robots=obey_robots)
     if settings.processes > 1:
-        raise typer.Exit(_run_processes(settings.processes))
+        raise typer.Exit(_run_processes(settings))
 
     async def main() -> None:
         from crawler.worker import Worker, install_signal_handlers
@@ -166,15 +165,21 @@ def worker(
     _run(main)
 
 
-def _run_processes(n: int) -> int:
-    """Run n single-process workers with the same arguments; pass signals on."""
+def _run_processes(settings: Settings) -> int:
+    """Run single-process workers with the same arguments; pass signals on.
+
+    Exits 0 only if every worker did; a worker killed by signal N counts as 128+N.
+    """
     from crawler.server import ensure_server
 
-    if not any(a.startswith("--redis") for a in sys.argv) and not os.environ.get(
-            "CRAWL_REDIS_URL"):
-        ensure_server(_home_from_argv())  # start it once, not n times in a race
+    if settings.redis_url is None:
+        try:
+            ensure_server(settings.home)  # start it once, not n times in a race
+        except CrawlError as exc:
+            typer.echo(f"crawl: error: {exc}", err=True)
+            return 2
     argv = [sys.executable, "-m", "crawler", *sys.argv[1:], "--processes", "1"]
-    children = [subprocess.Popen(argv) for _ in range(n)]
+    children = [subprocess.Popen(argv) for _ in range(settings.processes)]
 
     def forward(signum: int, _frame: object) -> None:
         for child in children:
@@ -183,16 +188,8 @@ def _run_processes(n: int) -> int:
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
-    return max(child.wait() for child in children)
-
-
-def _home_from_argv() -> str | None:
-    for i, arg in enumerate(sys.argv):
-        if arg == "--home" and i + 1 < len(sys.argv):
-            return sys.argv[i + 1]
-        if arg.startswith("--home="):
-            return arg.split("=", 1)[1]
-    return None
+    codes = [child.wait() for child in children]
+    return next((code if code > 0 else 128 - code for code in codes if code), 0)
 
 
 @app.command()
@@ -212,7 +209,11 @@ def export(
         try:
             if out == "-":
                 return await export_results(client, s, sys.stdout, follow=follow)
-            with open(out, "w", encoding="utf-8") as fh:  # noqa: ASYNC230 - one writer
+            try:
+                fh = open(out, "w", encoding="utf-8")  # noqa: ASYNC230, SIM115 - one writer
+            except OSError as exc:
+                raise CrawlError(f"cannot write {out}: {exc.strerror}") from None
+            with fh:
                 return await export_results(client, s, fh, follow=follow)
         finally:
             await client.aclose()

@@ -18,6 +18,7 @@ from crawler.urls import canonicalize
 BATCH = 2000
 MAX_LINE_BYTES = 16 * 1024
 """Longer seed lines are reported and skipped without being held in memory."""
+BOM = b"\xef\xbb\xbf"
 
 
 @dataclass
@@ -49,6 +50,8 @@ def read_seed_lines(stream: BinaryIO) -> Iterator[tuple[int, str | None, str]]:
                 raw = stream.readline(MAX_LINE_BYTES)
             yield number, None, f"line longer than {MAX_LINE_BYTES} bytes"
             continue
+        if number == 1 and raw.startswith(BOM):  # files saved by some Windows editors
+            raw = raw[len(BOM):]
         try:
             text = raw.decode("utf-8").strip()
         except UnicodeDecodeError:

@@ -90,6 +90,13 @@ def test_seed_fails_on_an_empty_file(clean_redis: str, tmp_path: Path) -> None:
     assert crawl("seed", "--redis", clean_redis, f).exit_code != 0
 
 
+def test_seed_reads_a_windows_file_with_a_bom_and_crlf(clean_redis: str, tmp_path: Path) -> None:
+    path = tmp_path / "s.txt"
+    path.write_bytes(b"\xef\xbb\xbfhttp://127.0.0.2/a\r\nhttp://127.0.0.2/b\r\n")
+    result = crawl("seed", "--redis", clean_redis, str(path))
+    assert "added 2, already seen 0, invalid 0" in result.stdout
+
+
 def test_seed_names_a_missing_file(clean_redis: str) -> None:
     result = crawl("seed", "--redis", clean_redis, "nowhere.txt")
     assert result.exit_code != 0
@@ -168,6 +175,13 @@ def test_export_pages_through_every_shard(clean_redis: str, tmp_path: Path) -> N
     result = crawl("export", "--redis", clean_redis, "--crawl", "big", "-")
     numbers = [r["n"] for r in read_jsonl(result.stdout)]
     assert numbers == [*range(2500), -1, -2]
+
+
+def test_export_to_an_unwritable_path_is_one_clear_line(clean_redis: str) -> None:
+    result = crawl("export", "--redis", clean_redis, "no/such/dir/out.jsonl")
+    assert result.exit_code == 2
+    assert "cannot write no/such/dir/out.jsonl" in result.stderr
+    assert isinstance(result.exception, SystemExit)
 
 
 def test_export_of_a_crawl_without_results_writes_nothing(clean_redis: str) -> None:
