@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -125,10 +126,12 @@ def _coerce(key: str, value: Any, template: Any) -> Any:
             if isinstance(spec, HostPolicy):
                 out[host] = spec
                 continue
-            if not isinstance(spec, dict):
+            if not isinstance(spec, dict) or set(spec) - {"limit", "delay"}:
                 raise ConfigError(f"hosts.{host}", "a table with limit and delay", spec)
             limit = _coerce(f"hosts.{host}.limit", spec.get("limit", 1), 1)
             delay = _coerce(f"hosts.{host}.delay", spec.get("delay", 1.0), 1.0)
+            if limit < 1:  # a host that may never be fetched would never let the crawl finish
+                raise ConfigError(f"hosts.{host}.limit", "a whole number >= 1", limit)
             out[host] = HostPolicy(limit, delay)
         return out
     if isinstance(template, bool):
@@ -151,7 +154,7 @@ def _coerce(key: str, value: Any, template: Any) -> Any:
             number_f = float(value) if not isinstance(value, bool) else None
         except ValueError:
             number_f = None
-        if number_f is None or number_f < 0:
+        if number_f is None or not 0 <= number_f < math.inf:  # also refuses nan
             raise ConfigError(key, "a number of seconds >= 0", value)
         return number_f
     if isinstance(template, tuple):

@@ -33,6 +33,8 @@ SCRIPT_NAMES = ("add", "claim", "complete", "retry", "reclaim")
 # they cost a Redis argument. Bounded: memory stays flat on long crawls.
 LOCAL_SEEN_CAPACITY = 200_000
 RECLAIM_BATCH = 500
+BUSY_POLL = 0.1
+"""Longest wait hint while other workers hold leases, in seconds."""
 
 
 Call = tuple[str, list[str], list[Any]]
@@ -235,7 +237,13 @@ class Frontier:
             for i in range(3, len(reply), 5):
                 leases.append(Lease(_s(reply[i]), shard.shard, _s(reply[i + 1]),
                                     int(reply[i + 2]), int(reply[i + 3]), _s(reply[i + 4])))
-        return ClaimResult(leases, min(waits) if waits else -1.0, queued, leased)
+        hint = min(waits) if waits else -1.0
+        if not leases and leased > 0:
+            # Work appears when a lease completes: its links are queued and its
+            # host slot frees up. No score predicts that moment, so ask again
+            # soon; else one worker re-claiming every freed slot starves the rest.
+            hint = min(hint, BUSY_POLL) if hint >= 0 else BUSY_POLL
+        return ClaimResult(leases, hint, queued, leased)
 
     def _shares(self, n: int) -> list[int]:
         """Split n over the shards so the total is n, not more: a worker's claim
