@@ -207,6 +207,7 @@ def hostname(url: str) -> str:
     return key.rsplit(":", 1)[0] if ":" in key else key
 
 
+@lru_cache(maxsize=65536)  # every link is fingerprinted, most are links seen before
 def fingerprint(canonical_url: str) -> int:
     """Signed 64-bit fingerprint of a canonical URL (stable across runs and versions)."""
     digest = hashlib.blake2b(canonical_url.encode("utf-8"), digest_size=8).digest()
