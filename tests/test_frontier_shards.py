@@ -206,9 +206,11 @@ def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home: Path = tmp_path_factory.mktemp("cluster")
     port = free_port()
     args = server_args(home, port=port, unix=False, persist=False)
-    args += ["--cluster-enabled", "yes", "--cluster-config-file", str(home / "nodes.conf")]
+    # The bus port defaults to port + 10000, past 65535 for high free ports.
+    args += ["--cluster-enabled", "yes", "--cluster-config-file", str(home / "nodes.conf"),
+             "--cluster-port", str(free_port())]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    client = sync_redis.Redis(port=port)
+    client = sync_redis.Redis(host="127.0.0.1", port=port)
     try:
         deadline = time.monotonic() + 10
         while True:
