@@ -41,7 +41,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             break
         except sync_redis.ConnectionError:
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"test Valkey did not start: {(home / 'valkey.log').read_text()}")
+                log = (home / "valkey.log").read_text()
+                raise RuntimeError(f"test Valkey did not start: {log}") from None
             time.sleep(0.02)
     yield url
     proc.terminate()
