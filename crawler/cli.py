@@ -179,15 +179,20 @@ def _run_processes(settings: Settings) -> int:
             typer.echo(f"crawl: error: {exc}", err=True)
             return 2
     argv = [sys.executable, "-m", "crawler", *sys.argv[1:], "--processes", "1"]
-    children = [subprocess.Popen(argv) for _ in range(settings.processes)]
+    # Own process groups: Ctrl-C in a terminal signals the whole foreground
+    # group, and a worker that got it twice (from there and from forward())
+    # would stop at once instead of finishing its fetches.
+    children = [subprocess.Popen(argv, process_group=0) for _ in range(settings.processes)]
 
     def forward(signum: int, _frame: object) -> None:
+        # A closed terminal (SIGHUP) no longer reaches the workers: drain them.
+        signum = signal.SIGTERM if signum == signal.SIGHUP else signum
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
 
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, forward)
     codes = [child.wait() for child in children]
     return next((code if code > 0 else 128 - code for code in codes if code), 0)
 
