@@ -226,6 +226,7 @@ def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProces
                                           / max(1, seen), 1),
         "dedup_bytes_per_seen_url": round(seen_bytes / max(1, seen), 1),
         "dedup_sets": seen_sets,
+        "pages_per_worker": [w["pages"] for w in workers],
         "peak_rss_mb": [round(w["peak_rss_kb"] / 1024, 1) for w in workers],
         "rss_samples_kb": [w["rss_samples"] for w in workers],
         "robots_fetches": sum(w["robots_fetches"] for w in workers),
@@ -268,6 +269,7 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ordered = sorted(runs, key=lambda r: r["pages_per_s"])
     median = dict(ordered[len(ordered) // 2])
     median["pages_per_s_runs"] = [r["pages_per_s"] for r in runs]
+    median["pages_per_worker_runs"] = [r.get("pages_per_worker") for r in runs]
     median["complete"] = all(r["complete"] for r in runs)
     return median
 
