@@ -36,6 +36,7 @@ from typing import Any
 
 import redis as sync_redis
 
+from crawler.bench_report import format_table, summary
 from crawler.bench_site import SiteProcess
 from crawler.bench_worker import cpu_seconds
 from crawler.sitegen import SiteSpec, expected, free_port, write_site
@@ -55,6 +56,7 @@ class BenchConfig:
     max_per_host: int = 10
     server: str = "auto"  # nginx, python or auto (nginx if installed)
     ceiling: bool = True
+    ceiling_our_urls: bool = False  # also time the minimal loop with our URL code
     repeat: int = 1
     out: str | None = "bench/results/latest.json"
     profile: str | None = None  # directory for py-spy profiles of every process
@@ -236,14 +238,14 @@ def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProces
     }
 
 
-def run_ceiling(spec: SiteSpec, cfg: BenchConfig, site: SiteProcess,
-                work: Path) -> dict[str, Any]:
+def run_ceiling(spec: SiteSpec, cfg: BenchConfig, site: SiteProcess, work: Path,
+                links: str = "urllib") -> dict[str, Any]:
     seeds, out = work / "seeds.json", work / "ceiling.json"
     seeds.write_text(json.dumps(spec.seeds()))
     site_cpu0 = site.cpu_seconds()
-    subprocess.run([*_profiler(cfg, "ceiling"), sys.executable, "-m", "crawler.bench_ceiling",
-                    str(seeds),
-                    str(cfg.concurrency), str(out)], check=True, timeout=RUN_TIMEOUT)
+    subprocess.run([*_profiler(cfg, f"ceiling-{links}"), sys.executable, "-m",
+                    "crawler.bench_ceiling", str(seeds), str(cfg.concurrency), str(out), links],
+                   check=True, timeout=RUN_TIMEOUT)
     site_cpu = site.cpu_seconds() - site_cpu0
     report = json.loads(out.read_text())
     pages, seconds = report["pages"], report["end"] - report["start"]
@@ -264,16 +266,6 @@ def run_ceiling(spec: SiteSpec, cfg: BenchConfig, site: SiteProcess,
 # -- the whole benchmark ----------------------------------------------------------
 
 
-def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The median run by pages/s, with the spread of every repeat."""
-    ordered = sorted(runs, key=lambda r: r["pages_per_s"])
-    median = dict(ordered[len(ordered) // 2])
-    median["pages_per_s_runs"] = [r["pages_per_s"] for r in runs]
-    median["pages_per_worker_runs"] = [r.get("pages_per_worker") for r in runs]
-    median["complete"] = all(r["complete"] for r in runs)
-    return median
-
-
 def run_bench(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the whole benchmark; return (and write, if cfg.out) the report."""
     with tempfile.TemporaryDirectory(prefix="crawlbench") as tmp:
@@ -284,6 +276,7 @@ def run_bench(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict[str
         echo(f"site: {spec.hosts} hosts x {spec.pages} pages, {size / spec.hosts / spec.pages:.0f}"
              f" B/page, {spec.links} links/page, rendered in {time.monotonic() - t0:.1f}s")
         ceiling: list[dict[str, Any]] = []
+        ceiling_ours: list[dict[str, Any]] = []
         ours: dict[int, list[dict[str, Any]]] = {n: [] for n in cfg.processes}
         with SiteProcess(spec, work / "site", work / "server", cfg.server) as site:
             echo(f"server: {site.kind}")
@@ -291,6 +284,10 @@ def run_bench(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict[str
                 if cfg.ceiling:
                     ceiling.append(run_ceiling(spec, cfg, site, work))
                     echo(f"[{i + 1}/{cfg.repeat}] ceiling: {ceiling[-1]['pages_per_s']} pages/s")
+                if cfg.ceiling_our_urls:
+                    ceiling_ours.append(run_ceiling(spec, cfg, site, work, "ours"))
+                    echo(f"[{i + 1}/{cfg.repeat}] ceiling, our URL code: "
+                         f"{ceiling_ours[-1]['pages_per_s']} pages/s")
                 for n in cfg.processes:
                     ours[n].append(run_crawl(spec, n, cfg, site, work))
                     run = ours[n][-1]
@@ -304,8 +301,9 @@ def run_bench(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict[str
         "server": server_kind,
         "machine": {"cpus": _cpus(), "python": sys.version.split()[0]},
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "ceiling": _summary(ceiling) if ceiling else None,
-        "runs": {str(n): _summary(runs) for n, runs in ours.items()},
+        "ceiling": summary(ceiling) if ceiling else None,
+        "ceiling_our_urls": summary(ceiling_ours) if ceiling_ours else None,
+        "runs": {str(n): summary(runs) for n, runs in ours.items()},
     }
     report["complete"] = all(r["complete"] for r in report["runs"].values())
     echo(format_table(report))
@@ -321,49 +319,6 @@ def _cpus() -> int:
     import os
 
     return len(os.sched_getaffinity(0))
-
-
-def format_table(report: dict[str, Any]) -> str:
-    ceiling = report["ceiling"]
-    cols: list[tuple[str, dict[str, Any]]] = [("ceiling", ceiling)] if ceiling else []
-    cols += [(f"{n} proc", run) for n, run in report["runs"].items()]
-    one = report["runs"].get("1")
-
-    def row(label: str, fn: Callable[[str, dict[str, Any]], Any]) -> str:
-        cells = []
-        for name, run in cols:
-            try:
-                value = fn(name, run)
-            except (KeyError, TypeError, ZeroDivisionError):
-                value = None
-            cells.append("-" if value is None else
-                         f"{value:.3g}" if isinstance(value, float) else str(value))
-        return f"{label:<34}" + "".join(f"{c:>14}" for c in cells)
-
-    def mine(fn: Callable[[dict[str, Any]], Any]) -> Callable[[str, dict[str, Any]], Any]:
-        return lambda name, run: None if name == "ceiling" else fn(run)
-
-    lines = [
-        f"{'':<34}" + "".join(f"{name:>14}" for name, _ in cols),
-        row("pages/s (median)", lambda _, r: r["pages_per_s"]),
-        row("pages/s (each run)", lambda _, r: "/".join(
-            f"{p:.0f}" for p in r["pages_per_s_runs"])),
-        row("ours / ceiling", mine(lambda r: r["pages_per_s"] / ceiling["pages_per_s"])),
-        row("N procs / 1 proc", mine(lambda r: r["pages_per_s"] / one["pages_per_s"])),
-        row("pages", lambda _, r: r["pages"]),
-        row("complete", lambda _, r: "yes" if r["complete"] else "NO"),
-        row("CPU ms/page: crawler", lambda _, r: r["cpu_ms_per_page"]["workers"]),
-        row("CPU ms/page: Valkey", mine(lambda r: r["cpu_ms_per_page"]["redis"])),
-        row("CPU ms/page: web server", lambda _, r: r["cpu_ms_per_page"]["server"]),
-        row("Redis round trips/page (frontier)", mine(lambda r: r["round_trips_per_page"])),
-        row("Redis socket reads/page (server)", mine(lambda r: r["socket_reads_per_page"])),
-        row("Redis script calls/page (EVALSHA)", mine(lambda r: r["script_calls_per_page"])),
-        row("Redis commands/page (incl. in Lua)", mine(lambda r: r["commands_per_page"])),
-        row("Redis bytes/seen URL (all)", mine(lambda r: r["redis_bytes_per_seen_url"])),
-        row("Redis bytes/seen URL (dedup sets)", mine(lambda r: r["dedup_bytes_per_seen_url"])),
-        row("peak RSS/process MB", lambda _, r: "/".join(f"{m:.0f}" for m in r["peak_rss_mb"])),
-    ]
-    return "\n".join(lines)
 
 
 def _processes(text: str) -> tuple[int, ...]:
@@ -384,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-per-host", type=int, default=d.max_per_host)
     p.add_argument("--server", choices=("auto", "nginx", "python"), default=d.server)
     p.add_argument("--no-ceiling", action="store_true", help="skip the minimal-loop ceiling")
+    p.add_argument("--ceiling-our-urls", action="store_true",
+                   help="also time the minimal loop using crawler.urls.resolve for links")
     p.add_argument("--repeat", type=int, default=d.repeat, help="runs of each; median reported")
     p.add_argument("--out", default=d.out, help="JSON report path ('' for none)")
     p.add_argument("--profile", default=None, metavar="DIR",
@@ -399,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = replace(d, hosts=args.hosts, pages=args.pages, links=args.links,
                   page_bytes=args.page_bytes, processes=args.processes,
                   concurrency=args.concurrency, max_per_host=args.max_per_host,
-                  server=args.server, ceiling=not args.no_ceiling, repeat=args.repeat,
+                  server=args.server, ceiling=not args.no_ceiling,
+                  ceiling_our_urls=args.ceiling_our_urls, repeat=args.repeat,
                   out=args.out or None, profile=args.profile)
     return 0 if run_bench(cfg)["complete"] else 1
 

@@ -4,7 +4,7 @@ No Redis, no politeness, no robots.txt, no retries, no results: a set for
 dedup, a deque for the queue, N tasks. It is what one core can do with the
 same libraries on the same site, so ``ours / ceiling`` shows what the
 crawler's guarantees cost. Usage:
-``python -m crawler.bench_ceiling SEEDS_JSON CONCURRENCY OUT_JSON``.
+``python -m crawler.bench_ceiling SEEDS_JSON CONCURRENCY OUT_JSON [urllib|ours]``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,27 @@ import lxml.html
 from crawler.bench_worker import cpu_seconds, status_kb
 
 
-async def crawl(seeds: list[str], concurrency: int) -> dict[str, Any]:
-    """Crawl every page reachable from the seeds on the seeds' hosts."""
+def _urllib_link(base: str, href: str) -> str:
+    return urldefrag(urljoin(base, href))[0]
+
+
+def _our_link(base: str, href: str) -> str:
+    from crawler.errors import InvalidURL
+    from crawler.urls import resolve
+
+    try:
+        return resolve(base, href)
+    except (InvalidURL, ValueError):
+        return ""
+
+
+async def crawl(seeds: list[str], concurrency: int, links: str = "urllib") -> dict[str, Any]:
+    """Crawl every page reachable from the seeds on the seeds' hosts.
+
+    ``links``: "urllib" joins with urljoin (the minimal loop), "ours" with
+    ``crawler.urls.resolve``, to show what is left once URL handling is equal.
+    """
+    link_of = _our_link if links == "ours" else _urllib_link
     allowed = {urlsplit(s).netloc for s in seeds}
     queue: deque[str] = deque(seeds)
     seen = set(seeds)
@@ -52,7 +71,7 @@ async def crawl(seeds: list[str], concurrency: int) -> dict[str, Any]:
                 titles[url] = doc.findtext(".//title") or ""
                 hrefs: list[str] = doc.xpath("//a/@href")  # type: ignore[assignment]
                 for href in hrefs:
-                    link = urldefrag(urljoin(url, href))[0]
+                    link = link_of(url, href)
                     if link not in seen and urlsplit(link).netloc in allowed:
                         seen.add(link)
                         queue.append(link)
@@ -73,7 +92,8 @@ def main() -> None:
     import uvloop
 
     seeds = json.loads(Path(sys.argv[1]).read_text())
-    report = uvloop.run(crawl(seeds, int(sys.argv[2])))
+    links = sys.argv[4] if len(sys.argv) > 4 else "urllib"
+    report = uvloop.run(crawl(seeds, int(sys.argv[2]), links))
     Path(sys.argv[3]).write_text(json.dumps(report))
 
 
