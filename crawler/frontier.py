@@ -26,9 +26,10 @@ from redis.exceptions import NoScriptError
 
 from crawler import keys
 from crawler.config import Settings
-from crawler.urls import fingerprint, fingerprint_bucket, host_key
+from crawler.politeness import PolitenessKeys
+from crawler.urls import fingerprint, fingerprint_bucket
 
-SCRIPT_NAMES = ("add", "claim", "complete", "retry", "reclaim")
+SCRIPT_NAMES = ("add", "claim", "complete", "retry", "reclaim", "robots")
 # How many fingerprints a process remembers to drop repeated links before
 # they cost a Redis argument. Bounded: memory stays flat on long crawls.
 LOCAL_SEEN_CAPACITY = 200_000
@@ -125,6 +126,7 @@ class Frontier:
         self.round_trips = 0  # Redis round trips this client made, for the benchmark
         self._recent = _RecentFingerprints(LOCAL_SEEN_CAPACITY) if local_dedup else None
         self._policy_cache: dict[str, tuple[int, int]] = {}
+        self.keyer = PolitenessKeys(settings)  # host[:port], or the server's IP
         self._next_shard = 0  # which shard gets the remainder of the next claim
 
     # -- add ---------------------------------------------------------------
@@ -162,7 +164,7 @@ class Frontier:
             if self._recent is not None and self._recent.check_and_add(fp):
                 repeats += 1
                 continue
-            host = host_key(url)
+            host = self.keyer.key(url)
             groups[keys.shard_of(host, n)].append((url, depth, host, fp))
         return groups, repeats
 
@@ -180,6 +182,8 @@ class Frontier:
 
     async def add(self, urls: Iterable[tuple[str, int]]) -> AddCounts:
         """Add canonical (url, depth) pairs; only unseen ones are queued."""
+        urls = list(urls)
+        await self.keyer.prime(url for url, _ in urls)
         calls, repeats = self.add_calls(urls)
         counts = AddCounts(seen=repeats)
         for added, seen, capped in await self.run(calls):
@@ -220,10 +224,17 @@ class Frontier:
 
     # -- claim ---------------------------------------------------------------
 
-    async def claim(self, n: int, worker: str) -> ClaimResult:
-        """Lease up to n URLs, spread over the shards, within every host's limits."""
+    async def claim(self, n: int, worker: str, *, slack: float = 0.0) -> ClaimResult:
+        """Lease up to n URLs, spread over the shards, within every host's limits.
+
+        ``slack``: seconds added to the delay of each host claimed from; the
+        caller promises to start each request within that long of sending
+        this call, or to give the lease back (see crawler.politeness).
+        """
+        slack_ms = int(slack * 1000)
         lease_ms = int(self.settings.lease_time * 1000)
-        replies = await self.run([("claim", s.script_keys, [s.base, share, lease_ms, worker])
+        replies = await self.run([("claim", s.script_keys, [s.base, share, lease_ms, worker,
+                                                         slack_ms])
                                   for s, share in zip(self.shards, self._shares(n), strict=True)])
         leases: list[Lease] = []
         waits: list[float] = []
@@ -258,24 +269,29 @@ class Frontier:
     # -- complete / retry / reclaim -------------------------------------------
 
     def complete_call(self, lease: Lease, record_json: str, *, is_error: bool,
-                      not_before: float = 0.0) -> Call:
+                      not_before: float = 0.0, no_request: bool = False) -> Call:
         shard = self.shards[lease.shard]
         return ("complete", shard.script_keys,
                 [shard.base, lease.id, record_json, int(is_error), int(not_before * 1000),
-                 self.settings.results_maxlen])
+                 self.settings.results_maxlen, int(no_request)])
 
     async def complete(self, lease: Lease, record_json: str, *, is_error: bool = False,
-                       links: Iterable[tuple[str, int]] = (), not_before: float = 0.0) -> bool:
+                       links: Iterable[tuple[str, int]] = (), not_before: float = 0.0,
+                       no_request: bool = False) -> bool:
         """Record the lease's result and add its links, in one round trip.
 
         Links are added before the completion: if this process dies between
         the two, the lease expires, the page is fetched again and its links
         are deduplicated; the reverse order could lose the links.
-        Returns False if the lease was no longer ours (nothing was recorded).
+        ``no_request``: the lease made no request (robots.txt disallowed it),
+        so the host's delay for it is given back. Returns False if the lease
+        was no longer ours (nothing was recorded).
         """
+        links = list(links)
+        await self.keyer.prime(url for url, _ in links)
         calls, _ = self.add_calls(links)
         calls.append(self.complete_call(lease, record_json, is_error=is_error,
-                                        not_before=not_before))
+                                        not_before=not_before, no_request=no_request))
         replies = await self.run(calls)
         return bool(int(replies[-1]))
 

@@ -15,19 +15,26 @@ suffix              type    what it holds
                             free concurrency slot
 ``q:<host>``        LIST    the host's queued entries (``attempts|depth|url``)
 ``h:<host>``        HASH    host state: ``inflight``, ``limit``, ``delay`` (ms),
-                            ``next`` (ms), ``crawl_delay`` (ms), ``pages``
+                            ``next`` (ms), ``last`` (ms, last request start),
+                            ``crawl_delay`` (ms), ``pages``, ``pv`` (the
+                            ``policy`` version limit/delay came from)
+``policy``          HASH    the published politeness table (crawler.politeness):
+                            ``v`` version, ``d`` default, ``x:<host>`` exact and
+                            ``s:<suffix>`` domain overrides, each ``limit|ms``
 ``delayed``         ZSET    entry-with-host -> ms; URL-level retries waiting
                             for their not-before time
 ``leases``          ZSET    lease id -> expiry (ms)
-``lease``           HASH    lease id -> ``host|attempts|depth|url|worker``
+``lease``           HASH    lease id -> ``host|worker|claimed|prev|mine|``
+                            ``attempts|depth|url``: claim time, the host's
+                            ``next`` before the claim and the one it set
 ``seq``             STRING  counter that makes lease ids unique, never reused
 ``seen:<bucket>``   SET     64-bit fingerprints whose top bits are ``bucket``;
                             small integer sets (intset encoding), ~8 B a URL
 ``results``         STREAM  one entry a finished URL, field ``r`` = JSON record
 ``stats``           HASH    ``queued``, ``leased``, ``done``, ``seen``,
                             ``errors``, ``robots_capped``
-``robots:<host>``   STRING  cached robots.txt verdict (status + body), with TTL
-``robots_lock:<h>`` STRING  held by the one worker fetching that robots.txt
+``robots:<orig>``   STRING  cached robots.txt verdict (kind + body), with TTL
+``robots_lock:<o>`` STRING  token of the one worker fetching that robots.txt
 ==================  ======  ==================================================
 
 Per crawl (no shard, never touched by a script): ``crawl:NAME:meta`` (HASH,
@@ -82,6 +89,10 @@ class ShardKeys:
     @property
     def stats(self) -> str:
         return self.base + "stats"
+
+    @property
+    def policy(self) -> str:
+        return self.base + "policy"
 
     def queue(self, host: str) -> str:
         return f"{self.base}q:{host}"

@@ -1,27 +1,43 @@
-"""robots.txt: fetched once per host per TTL, shared through Redis, parsed by protego.
+"""robots.txt: fetched once per origin per TTL, shared through Redis, parsed by protego.
 
-RFC 9309 status rules, as the fetching worker stores them:
+What a fetch of ``<origin>/robots.txt`` means (RFC 9309, section 2.3.1):
 
-- 2xx: use the rules (``R`` + body);
-- 4xx: no rules, allow everything (``A``);
-- 5xx, timeout, unreachable: disallow everything for now (``D``) with a short
-  TTL, so the host is tried again later.
+==========================================  =======================================
+outcome                                     verdict
+==========================================  =======================================
+2xx                                         ``R``: obey its rules (first 512 KiB)
+4xx except 429 ("unavailable")              ``A``: allow everything
+more than 5 redirects, a loop (2.3.1.2)     ``A``: unavailable, allow everything
+5xx, 429, timeout, unreachable, blocked     ``D``: disallow everything for now
+==========================================  =======================================
 
-Only the worker holding ``robots_lock:<origin>`` fetches; the others wait for
-the cached verdict. The fetch takes the place of the page fetch in the host's
-politeness slot: the page's lease is given back (no attempt counted) and
-claimed again once the host's delay has passed, so the robots request and the
-page request are spaced like any two requests to that host.
+``R`` and ``A`` are kept ``robots_ttl`` (24 h); ``D`` only ``robots_error_ttl``,
+after which the next URL of the origin fetches robots.txt again. While ``D``
+holds, that host's URLs are held back until it expires (a host backoff that
+counts one attempt), so a server that stays down ends its URLs as
+``robots_unavailable`` after ``max_attempts`` tries, and one that recovers is
+crawled. 429 is read as "overloaded" (as Google does), not as "no rules".
 
-Crawl-delay raises the host's delay in Redis (``h:<host>`` field
-``crawl_delay``), up to ``crawl_delay_cap``; claim.lua applies it for every
-worker.
+Only one worker fetches: the one that takes ``robots_lock:<origin>`` (a
+token, with a TTL in case it dies). The others wait for the stored verdict,
+then decide from it. The fetch is made in the place of a page fetch, in a
+lease's politeness slot; ``robots.lua`` then stores the verdict, releases the
+lock, sets the host's Crawl-delay and gives the lease back, so the page is
+fetched in a later slot, spaced from the robots.txt request like any two
+requests to the host.
+
+Crawl-delay raises the host's delay to at most ``crawl_delay_cap``; a host
+asking for more is crawled at the cap, and ``stats`` counts it
+(``robots_capped``). Rules are matched against the product token of
+``user_agent`` (``mybot`` in ``mybot/1.0``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
+import secrets
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
@@ -30,20 +46,24 @@ import aiohttp
 from protego import Protego
 from redis.asyncio import Redis
 
-from crawler import errors, keys
+from crawler import errors
 from crawler.config import Settings
 from crawler.fetch import fetch
+from crawler.politeness import SlotMissed
 
 if TYPE_CHECKING:
     from crawler.frontier import Frontier, Lease
 
-UNAVAILABLE_TTL = 600.0
-"""Seconds a 5xx/unreachable robots.txt blocks its host before it is fetched again."""
 LOCK_TTL = 60.0
-ROBOTS_MAX_BYTES = 512 * 1024
+"""Seconds the fetch lock is held at most (a dead fetcher's lock frees itself)."""
+ROBOTS_PARSE_BYTES = 512 * 1024
+"""RFC 9309 asks crawlers to parse at least 500 KiB; we parse this much."""
+ROBOTS_MAX_BYTES = 2 * 1024 * 1024
+"""A larger robots.txt is not read at all and counts as unavailable (allow all)."""
 ROBOTS_MAX_REDIRECTS = 5
 LOCAL_CACHE_SIZE = 10_000
 WAIT_POLL = 0.05
+"""Seconds between looks at Redis while another worker fetches the same robots.txt."""
 
 
 class RobotsUnavailable(errors.FetchError):
@@ -52,20 +72,42 @@ class RobotsUnavailable(errors.FetchError):
 
 
 class RobotsFetched(Exception):
-    """This lease was spent fetching robots.txt; its URL goes back to the queue."""
+    """This lease was spent fetching robots.txt and is already back in its queue."""
 
 
 @dataclasses.dataclass(slots=True)
 class Verdict:
     kind: str  # "A" allow all, "D" disallow all for now, "R" rules
     rules: Protego | None
-    expires: float
+    expires: float  # time.time() when this process stops trusting it
+
+
+@dataclasses.dataclass(slots=True)
+class Fetched:
+    """A robots.txt fetch, ready for robots.lua."""
+
+    value: str  # kind + body
+    ttl: float
+    crawl_delay_ms: str  # "" keep the host's, "-1" clear it, else ms (capped)
+    capped: bool
 
 
 def origin_of(url: str) -> str:
     scheme_end = url.index("//") + 2
     path_start = url.find("/", scheme_end)
     return url[:path_start] if path_start >= 0 else url
+
+
+def product_token(user_agent: str) -> str:
+    """``mybot`` from ``mybot/1.0 (+https://...)``: what robots.txt groups name."""
+    return user_agent.split("/", 1)[0].split(" ", 1)[0].strip() or "*"
+
+
+def _first_bytes(body: bytes, limit: int) -> str:
+    if len(body) > limit:
+        cut = body.rfind(b"\n", 0, limit)
+        body = body[:cut if cut > 0 else limit]
+    return body.decode("utf-8", "replace")
 
 
 class RobotsCache:
@@ -77,48 +119,69 @@ class RobotsCache:
         self.frontier = frontier
         self.session = session
         self.settings = settings
-        self.agent = settings.user_agent.split("/", 1)[0].strip() or "*"
+        self.agent = product_token(settings.user_agent)
         self.local: OrderedDict[str, Verdict] = OrderedDict()
         self.fetch_settings = dataclasses.replace(
             settings, max_redirects=ROBOTS_MAX_REDIRECTS, max_body_bytes=ROBOTS_MAX_BYTES)
+        # The holder's fetch ends within total_timeout (fetch() enforces it); a
+        # longer lock only stalls the host when the holder was killed mid-fetch.
+        self.lock_ttl = min(LOCK_TTL, settings.total_timeout + 5)
         self.fetches = 0  # robots.txt requests this process made
+        self.waits = 0  # times it waited for another worker's fetch
 
-    async def check(self, lease: Lease) -> None:
-        """Raise RobotsDisallowed, RobotsUnavailable or RobotsFetched, or return if allowed."""
+    async def check(self, lease: Lease, deadline: float = math.inf) -> None:
+        """Return if the lease's URL may be fetched, else raise.
+
+        RobotsDisallowed: the rules forbid it. RobotsUnavailable: robots.txt
+        is unreachable for now (``retry_after`` says for how long).
+        RobotsFetched: this lease's slot went to fetching robots.txt.
+        SlotMissed: robots.txt must be fetched, but the slot's start deadline
+        (``time.monotonic()``, see crawler.politeness) has passed.
+        """
         if not self.settings.obey_robots:
             return
-        verdict = await self._verdict(lease)
+        verdict = await self._verdict(lease, deadline)
         if verdict.kind == "D":
-            raise RobotsUnavailable("robots.txt unavailable (5xx or unreachable); retry later")
+            raise RobotsUnavailable("robots.txt unreachable (5xx, 429, timeout or no connection)",
+                                    retry_after=max(0.0, verdict.expires - time.time()))
         if verdict.kind == "R" and verdict.rules is not None and \
                 not verdict.rules.can_fetch(lease.url, self.agent):
             raise errors.RobotsDisallowed(f"robots.txt disallows {lease.url}")
 
-    async def _verdict(self, lease: Lease) -> Verdict:
+    async def _verdict(self, lease: Lease, deadline: float) -> Verdict:
         origin = origin_of(lease.url)
         cached = self.local.get(origin)
         if cached is not None and cached.expires > time.time():
             return cached
         shard = self.frontier.shards[lease.shard]
         key, lock = shard.robots(origin), shard.robots_lock(origin)
-        deadline = time.monotonic() + LOCK_TTL
+        token = secrets.token_hex(8)
+        give_up = time.monotonic() + self.lock_ttl
+        waited = False
         while True:
             raw, ttl_ms = await self._read(key)
             if raw is not None:
-                return self._remember(origin, raw, ttl_ms)
-            if await self.redis.set(lock, "1", nx=True, px=int(LOCK_TTL * 1000)):
-                break
+                return self._remember(origin, raw[:1], raw[1:], ttl_ms / 1000)
             if time.monotonic() > deadline:
+                raise SlotMissed(origin)
+            if await self.redis.set(lock, token, nx=True, px=int(self.lock_ttl * 1000)):
+                break
+            if not waited:
+                waited = True
+                self.waits += 1
+            if time.monotonic() > give_up:
                 raise RobotsUnavailable("timed out waiting for another worker's robots.txt fetch")
             await asyncio.sleep(WAIT_POLL)
         try:
-            raw, ttl = await self._fetch(origin)
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.set(key, raw, px=int(ttl * 1000))
-            self._queue_crawl_delay(pipe, shard, lease.host, raw)
-            await pipe.execute()
-        finally:
-            await self.redis.delete(lock)
+            got = await self._fetch(origin)
+            await self.frontier.run([("robots", shard.script_keys, [
+                shard.base, lease.id, lease.host, origin, got.value, int(got.ttl * 1000),
+                got.crawl_delay_ms, int(got.capped), token])])
+        except BaseException:
+            if await self.redis.get(lock) == token:
+                await self.redis.delete(lock)
+            raise
+        self._remember(origin, got.value[:1], got.value[1:], got.ttl)
         raise RobotsFetched(origin)
 
     async def _read(self, key: str) -> tuple[str | None, int]:
@@ -128,40 +191,37 @@ class RobotsCache:
         raw, ttl = await pipe.execute()
         return raw, int(ttl)
 
-    def _remember(self, origin: str, raw: str, ttl_ms: int) -> Verdict:
-        kind = raw[:1]
-        rules = Protego.parse(raw[1:]) if kind == "R" else None
-        ttl = ttl_ms / 1000 if ttl_ms > 0 else self.settings.robots_ttl
-        verdict = Verdict(kind, rules, time.time() + min(ttl, self.settings.robots_ttl))
+    def _remember(self, origin: str, kind: str, body: str, ttl: float) -> Verdict:
+        rules = Protego.parse(body) if kind == "R" else None
+        ttl = min(ttl, self.settings.robots_ttl) if ttl > 0 else self.settings.robots_ttl
+        verdict = Verdict(kind, rules, time.time() + ttl)
         self.local[origin] = verdict
         self.local.move_to_end(origin)
         if len(self.local) > LOCAL_CACHE_SIZE:
             self.local.popitem(last=False)
         return verdict
 
-    async def _fetch(self, origin: str) -> tuple[str, float]:
-        """Fetch and classify one robots.txt. Returns (stored value, TTL seconds)."""
+    async def _fetch(self, origin: str) -> Fetched:
+        """Fetch and classify one robots.txt."""
         self.fetches += 1
+        ok_ttl, error_ttl = self.settings.robots_ttl, self.settings.robots_error_ttl
         try:
             resp = await fetch(self.session, origin + "/robots.txt", self.fetch_settings)
-        except errors.TooLarge:
-            return "A", self.settings.robots_ttl  # RFC 9309: parse at least 500 KiB; be lenient
+        except (errors.RedirectError, errors.TooLarge):
+            return Fetched("A", ok_ttl, "-1", False)
         except errors.FetchError:
-            return "D", UNAVAILABLE_TTL
+            return Fetched("D", error_ttl, "", False)
         if 200 <= resp.status < 300:
-            return "R" + resp.body.decode("utf-8", "replace"), self.settings.robots_ttl
-        if 400 <= resp.status < 500:
-            return "A", self.settings.robots_ttl
-        return "D", UNAVAILABLE_TTL
+            body = _first_bytes(resp.body, ROBOTS_PARSE_BYTES)
+            delay, capped = self._crawl_delay(body)
+            return Fetched("R" + body, ok_ttl, delay, capped)
+        if 400 <= resp.status < 500 and resp.status != 429:
+            return Fetched("A", ok_ttl, "-1", False)
+        return Fetched("D", error_ttl, "", False)
 
-    def _queue_crawl_delay(self, pipe: object, shard: keys.ShardKeys, host: str,
-                           raw: str) -> None:
-        if raw[:1] != "R":
-            return
-        delay = Protego.parse(raw[1:]).crawl_delay(self.agent)
+    def _crawl_delay(self, body: str) -> tuple[str, bool]:
+        delay = Protego.parse(body).crawl_delay(self.agent)
         if delay is None:
-            return
-        capped = min(float(delay), self.settings.crawl_delay_cap)
-        pipe.hset(shard.host(host), "crawl_delay", int(capped * 1000))  # type: ignore[attr-defined]
-        if float(delay) > self.settings.crawl_delay_cap:
-            pipe.hincrby(shard.stats, "robots_capped", 1)  # type: ignore[attr-defined]
+            return "-1", False
+        cap = self.settings.crawl_delay_cap
+        return str(int(min(float(delay), cap) * 1000)), float(delay) > cap

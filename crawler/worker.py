@@ -30,6 +30,7 @@ from crawler.config import Settings
 from crawler.fetch import Response, fetch, make_session
 from crawler.frontier import ClaimResult, Frontier, Lease
 from crawler.parse import parse_html
+from crawler.politeness import SlotMissed, adaptive_delay, publish_policy, start_deadline
 from crawler.results import dumps, make_record
 from crawler.robots import RobotsCache, RobotsFetched, RobotsUnavailable
 from crawler.scope import Scope
@@ -79,6 +80,7 @@ class Counters:
     pages: int = 0
     errors: int = 0
     retries: int = 0
+    missed_slots: int = 0  # leases given back unfetched: too late for the host's spacing
     started: float = field(default_factory=time.monotonic)
 
 
@@ -112,6 +114,9 @@ class Worker:
         if not self.quiet:
             background.append(asyncio.create_task(self._progress()))
         try:
+            # This worker's limits, delays and overrides become the crawl's,
+            # also for hosts already known (crawler.politeness).
+            await publish_policy(self.redis, self.settings)
             await self._refresh_scope()
             while not self.stopping:
                 if not await self._step():
@@ -136,12 +141,14 @@ class Worker:
                          and free < self.settings.concurrency // 4):
             await self._wait_for_slot(IDLE_WAIT_MAX)
             return True
+        sent = time.monotonic()  # the claim ran after this: each slot's start counts from here
         result = await self._claim(want)
         if result is None:
             return True
         self.last_queued = result.queued
         for lease in result.leases:
-            task = asyncio.create_task(self._process(lease))
+            task = asyncio.create_task(
+                self._process(lease, start_deadline(self.settings, sent)))
             self.tasks[task] = lease
             task.add_done_callback(self._task_done)
         if result.leases:
@@ -156,7 +163,8 @@ class Worker:
         delay = 0.1
         while not self.stopping:
             try:
-                return await self.frontier.claim(want, self.id)
+                return await self.frontier.claim(want, self.id,
+                                                 slack=self.settings.politeness_slack)
             except REDIS_ERRORS as exc:
                 log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
                 await self._wait_for_slot(delay)
@@ -176,7 +184,7 @@ class Worker:
 
     # -- one URL ---------------------------------------------------------------
 
-    async def _process(self, lease: Lease) -> None:
+    async def _process(self, lease: Lease, deadline: float = float("inf")) -> None:
         attempt = lease.attempts + 1
         if lease.attempts >= self.settings.max_attempts:
             # Reclaimed after its worker died, too many times: give up on it.
@@ -186,19 +194,31 @@ class Worker:
         started = time.monotonic()
         try:
             assert self.robots is not None and self.session is not None
-            await self.robots.check(lease)
+            await self.robots.check(lease, deadline)
+            if time.monotonic() > deadline:
+                raise SlotMissed(lease.url)
             resp = await fetch(self.session, lease.url, self.settings,
                                allow_redirect=lambda u: self.scope.allows(u, lease.depth))
-        except RobotsFetched:
-            # The host's slot went to robots.txt; the page waits for the next one.
+        except SlotMissed:
+            # Starting now could put this request closer than the host's delay to
+            # the next one: give the slot back unused (crawler.politeness).
+            self.counters.missed_slots += 1
             await self._write(lambda: self.frontier.retry(lease, 0.0, count_attempt=False))
+            return
+        except RobotsFetched:
+            # The host's slot went to robots.txt; robots.lua already put the
+            # page back in its queue for the next slot.
             return
         except errors.FetchError as exc:
             if exc.retry and attempt < self.settings.max_attempts:
-                await self._retry(lease, backoff_delay(attempt, self.settings),
-                                  host_backoff=isinstance(exc, RobotsUnavailable))
+                # An unreachable robots.txt holds the whole host until it is due again.
+                unavailable = isinstance(exc, RobotsUnavailable)
+                delay = exc.retry_after if unavailable and exc.retry_after else \
+                    backoff_delay(attempt, self.settings)
+                await self._retry(lease, delay, host_backoff=unavailable)
             else:
-                await self._finish_error(lease, attempt, time.monotonic() - started, exc)
+                await self._finish_error(lease, attempt, time.monotonic() - started, exc,
+                                         no_request=isinstance(exc, errors.RobotsDisallowed))
             return
         if resp.status in RETRY_STATUSES:
             await self._status_retry(lease, attempt, resp)
@@ -238,11 +258,14 @@ class Worker:
             content_type=resp.content_type, size=len(resp.body), elapsed=resp.elapsed,
             noindex=noindex)
         self.counters.pages += 1
-        await self._write(lambda: self.frontier.complete(lease, dumps(record), links=links))
+        pause = adaptive_delay(resp.elapsed, self.settings)
+        await self._write(lambda: self.frontier.complete(lease, dumps(record), links=links,
+                                                         not_before=pause))
 
     async def _finish_error(self, lease: Lease, attempt: int, elapsed: float,
                             exc: errors.FetchError, error_type: str | None = None, *,
-                            response: Response | None = None, not_before: float = 0.0) -> None:
+                            response: Response | None = None, not_before: float = 0.0,
+                            no_request: bool = False) -> None:
         record = make_record(
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.id,
             final_url=response.final_url if response else None,
@@ -253,7 +276,8 @@ class Worker:
         self.counters.pages += 1
         self.counters.errors += 1
         await self._write(lambda: self.frontier.complete(lease, dumps(record), is_error=True,
-                                                         not_before=not_before))
+                                                         not_before=not_before,
+                                                         no_request=no_request))
 
     async def _retry(self, lease: Lease, delay: float, *, host_backoff: bool = False) -> None:
         self.counters.retries += 1

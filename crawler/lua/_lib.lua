@@ -15,12 +15,63 @@ local function hnum(key, field, default)
   return default
 end
 
+-- The published politeness table (crawler/politeness.py writes it): exact
+-- host (with port, then without), then the longest domain suffix, then the
+-- default. Same precedence as Settings.policy_for.
+local function lookup_policy(pk, host)
+  local name = host
+  if string.sub(host, 1, 1) == '[' then
+    name = string.match(host, '^(%[.-%])') or host
+  elseif select(2, string.gsub(host, ':', '')) == 1 then
+    name = string.match(host, '^([^:]*)')
+  end
+  local v = redis.call('HGET', pk, 'x:' .. host)
+  if not v and name ~= host then v = redis.call('HGET', pk, 'x:' .. name) end
+  if v then return v end
+  local s = name
+  while true do
+    local dot = string.find(s, '.', 1, true)
+    if not dot then break end
+    s = string.sub(s, dot + 1)
+    v = redis.call('HGET', pk, 's:' .. s)
+    if v then return v end
+  end
+  return redis.call('HGET', pk, 'd')
+end
+
+-- The host's concurrency limit and delay (ms). Without a published table,
+-- what add.lua stored when the host was first seen. With one, the host is
+-- re-resolved whenever the table's version changes, so changed overrides
+-- reach hosts already known; a raised delay counts from the last request
+-- start, so no gap is ever shorter than the delay in force.
+local policy_version = nil
+local function host_policy(base, host)
+  local hk = base .. 'h:' .. host
+  if policy_version == nil then
+    policy_version = redis.call('HGET', base .. 'policy', 'v') or false
+  end
+  local f = redis.call('HMGET', hk, 'pv', 'limit', 'delay')
+  if policy_version and f[1] ~= policy_version then
+    local spec = lookup_policy(base .. 'policy', host)
+    if spec then
+      local limit, delay = string.match(spec, '^(%d+)|(%d+)$')
+      f[2], f[3] = limit, delay
+      local nxt = hnum(hk, 'last', 0) + tonumber(delay)
+      if nxt > hnum(hk, 'next', 0) then
+        redis.call('HSET', hk, 'next', string.format('%d', nxt))
+      end
+      redis.call('HSET', hk, 'pv', policy_version, 'limit', limit, 'delay', delay)
+    end
+  end
+  return tonumber(f[2] or 1), tonumber(f[3] or 0)
+end
+
 -- A host is in the ready set exactly while it has queued URLs and a free
 -- concurrency slot; its score is the earliest time its next request may start.
 local function refresh_ready(base, host, now)
   local hk = base .. 'h:' .. host
+  local limit = host_policy(base, host)
   local inflight = hnum(hk, 'inflight', 0)
-  local limit = hnum(hk, 'limit', 1)
   if inflight < limit and redis.call('LLEN', base .. 'q:' .. host) > 0 then
     local nxt = hnum(hk, 'next', 0)
     if nxt < now then nxt = now end
@@ -38,11 +89,14 @@ local function release_slot(base, host, now)
   refresh_ready(base, host, now)
 end
 
--- Lease record: host|worker|attempts|depth|url (the url may hold '|').
+-- Lease record: host|worker|claimed|prev|mine|attempts|depth|url (the url
+-- may hold '|'): the claim's time, the host's next-allowed time before it and
+-- the one it set (complete.lua gives the slot back when no request was made).
 local function split_lease(data)
-  local host, worker, attempts, depth, url =
-    string.match(data, '^([^|]*)|([^|]*)|(%d+)|(%d+)|(.*)$')
-  return host, worker, tonumber(attempts), tonumber(depth), url
+  local host, worker, claimed, prev, mine, attempts, depth, url =
+    string.match(data, '^([^|]*)|([^|]*)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(.*)$')
+  return host, worker, tonumber(attempts), tonumber(depth), url, tonumber(claimed),
+    tonumber(prev), tonumber(mine)
 end
 
 local function entry(attempts, depth, url)

@@ -1,6 +1,7 @@
 -- add: enqueue the URLs of one shard that were never seen before.
 -- ARGV: base, now-unused, max_pages_per_host (0 = no cap), nhosts,
---       then nhosts x (host, limit, delay_ms),
+--       then nhosts x (host, limit, delay_ms): the adder's policy, kept only
+--       for hosts seen first and used while no policy table is published,
 --       then URLs x (bucket_hex, fingerprint, host, depth, url)
 -- Returns {added, already_seen, over_host_cap}.
 local base = ARGV[1]
@@ -36,8 +37,7 @@ if added > 0 then
   redis.call('HINCRBY', KEYS[7], 'queued', added)
   redis.call('HINCRBY', KEYS[7], 'seen', added)
   for host in pairs(touched) do
-    local hk = base .. 'h:' .. host
-    if hnum(hk, 'inflight', 0) < hnum(hk, 'limit', 1) and redis.call('ZSCORE', KEYS[1], host) == false then
+    if redis.call('ZSCORE', KEYS[1], host) == false then
       refresh_ready(base, host, now)
     end
   end

@@ -1,7 +1,11 @@
 -- claim: lease up to N URLs from hosts whose next-allowed time has come.
+-- The claim is the request's start as far as politeness goes: it sets the
+-- host's next-allowed time to now + max(delay, crawl_delay) (+ slack) and
+-- takes a slot.
 -- A host gives one URL per pass; with no delay and free slots it may give
 -- more in later passes of the same call, never past its concurrency limit.
--- ARGV: base, n, lease_ms, worker
+-- ARGV: base, n, lease_ms, worker, slack_ms (optional: added to a delay > 0;
+--       the worker starts each request within it or gives the lease back)
 -- Returns {wait_ms, queued, leased, (lease_id, host, attempts, depth, url)...}
 -- where wait_ms is how long until something here may become claimable
 -- (-1: nothing queued or leased in this shard).
@@ -9,6 +13,7 @@ local base = ARGV[1]
 local n = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
 local worker = ARGV[4]
+local slack = tonumber(ARGV[5] or '0')
 local now = now_ms()
 
 -- 1. Retries whose not-before time has passed go back to their host queues.
@@ -27,17 +32,26 @@ while got < n do
   local hosts = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, n - got)
   if #hosts == 0 then break end
   for _, host in ipairs(hosts) do
-    local e = redis.call('LPOP', base .. 'q:' .. host)
+    local hk = base .. 'h:' .. host
+    -- A newly published policy may have raised the delay or lowered the
+    -- limit since this host was scored; then it only gets a new score.
+    local limit, delay = host_policy(base, host)
+    local prev = hnum(hk, 'next', 0)
+    local e = false
+    if prev <= now and hnum(hk, 'inflight', 0) < limit then
+      e = redis.call('LPOP', base .. 'q:' .. host)
+    end
     if e then
       local attempts, depth, url = string.match(e, '^(%d+)|(%d+)|(.*)$')
       local id = redis.call('INCR', KEYS[5])
-      redis.call('HSET', KEYS[4], id, host .. '|' .. worker .. '|' .. e)
+      delay = math.max(delay, hnum(hk, 'crawl_delay', 0))
+      if delay > 0 then delay = delay + slack end
+      redis.call('HSET', KEYS[4], id, host .. '|' .. worker .. '|' ..
+        string.format('%d|%d|%d|', now, prev, now + delay) .. e)
       redis.call('ZADD', KEYS[3], string.format('%d', now + lease_ms), id)
-      local hk = base .. 'h:' .. host
       redis.call('HINCRBY', hk, 'inflight', 1)
-      local delay = math.max(hnum(hk, 'delay', 0), hnum(hk, 'crawl_delay', 0))
-      local nxt = math.max(now + delay, hnum(hk, 'next', 0))
-      redis.call('HSET', hk, 'next', string.format('%d', nxt))
+      redis.call('HSET', hk, 'next', string.format('%d', now + delay),
+        'last', string.format('%d', now))
       got = got + 1
       out[#out + 1] = tostring(id)
       out[#out + 1] = host

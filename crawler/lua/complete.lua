@@ -3,14 +3,16 @@
 -- reclaimed after expiry) changes nothing, so every URL has one result.
 -- ARGV: base, lease_id, result_json, is_error (0/1), not_before_ms (host's
 --       next start no earlier than now + this; 0 = no change), stream_maxlen
---       (0 = unbounded)
+--       (0 = unbounded), no_request (0/1, optional: the lease made no request,
+--       e.g. robots.txt disallowed its URL, so its claim's delay is given back
+--       unless another claim or a backoff moved the host's next time since)
 -- Returns 1 when the result was recorded, 0 for a stale lease.
 local base = ARGV[1]
 local id = ARGV[2]
 local data = redis.call('HGET', KEYS[4], id)
 if not data then return 0 end
 local now = now_ms()
-local host = split_lease(data)
+local host, _, _, _, _, claimed, prev, mine = split_lease(data)
 redis.call('HDEL', KEYS[4], id)
 redis.call('ZREM', KEYS[3], id)
 local maxlen = tonumber(ARGV[6])
@@ -22,9 +24,15 @@ end
 redis.call('HINCRBY', KEYS[7], 'leased', -1)
 redis.call('HINCRBY', KEYS[7], 'done', 1)
 if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[7], 'errors', 1) end
+local hk = base .. 'h:' .. host
+if ARGV[7] == '1' then
+  -- Ours was the last claim and nothing pushed next past what it set.
+  if hnum(hk, 'last', -1) == claimed and hnum(hk, 'next', 0) <= mine then
+    redis.call('HSET', hk, 'next', string.format('%d', prev))
+  end
+end
 local after = tonumber(ARGV[5])
 if after > 0 then
-  local hk = base .. 'h:' .. host
   local nxt = math.max(hnum(hk, 'next', 0), now + after)
   redis.call('HSET', hk, 'next', string.format('%d', nxt))
 end
