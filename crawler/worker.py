@@ -123,9 +123,14 @@ class Worker:
                     break
             await self._drain()
         finally:
-            for task in background:
+            # Stopped at once (second signal, or an error): cancel fetches still in
+            # flight before closing the session under them, else each would fail
+            # with a connection error and record a retry or an error result that
+            # no server caused. Their leases come back through reclaim.
+            in_flight = [*self.tasks, *background]
+            for task in in_flight:
                 task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await asyncio.gather(*in_flight, return_exceptions=True)
             await self.session.close()
             with contextlib.suppress(*REDIS_ERRORS):
                 await self.redis.hdel(keys.workers_key(self.settings.crawl), self.id)
