@@ -4,6 +4,16 @@ Scope is anchored on the seeds: their hosts (``host``), their registered
 domains (``domain``, by the Public Suffix List) or nothing (``any``). The seed
 anchors live in Redis so that every worker on every node applies the same
 rules.
+
+The PSL's private section counts: ``alice.github.io`` and ``bob.github.io``
+are different sites with different owners, so a domain-scoped crawl seeded on
+one does not wander into the other.
+
+Trap limits: depth, URL length, and repeated path segments. The last follows
+Heritrix's PathologicalPathDecideRule: a segment, or a run of segments,
+repeated more than ``max_repeated_segments`` times *in a row*
+(``/a/b/a/b/a/b/a/b/``, relative-link loops, calendars) is a trap; the same
+segment scattered over a path (``/p/1/p/2/p/3/p/4``) is not.
 """
 
 from __future__ import annotations
@@ -17,8 +27,11 @@ import tldextract
 from crawler.config import Settings
 from crawler.urls import host_key, hostname
 
+MAX_REPEATED_RUN = 16
+"""Longest run of segments checked for back-to-back repetition."""
 # The PSL snapshot bundled with tldextract; never fetched over the network.
-_EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+_EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None,
+                                 include_psl_private_domains=True)
 
 
 @lru_cache(maxsize=65536)
@@ -78,7 +91,7 @@ class Scope:
                 return "host"
         elif self.mode == "domain" and registered_domain(hostname(url)) not in self.domains:
             return "domain"
-        if self.max_repeats and _repeated_segments(url) > self.max_repeats:
+        if self.max_repeats and repeated_segments(url) > self.max_repeats:
             return "repeated_segments"
         if self.include and not any(p.search(url) for p in self.include):
             return "include"
@@ -90,14 +103,25 @@ class Scope:
         return self.rejects(url, depth) is None
 
 
-def _repeated_segments(url: str) -> int:
-    """The most times one path segment occurs: /a/b/a/b/a/... is a calendar-style trap."""
+def repeated_segments(url: str) -> int:
+    """Most times one segment, or one run of segments, repeats back to back in the path.
+
+    ``/a/a/a/x`` gives 3, ``/a/b/a/b/x`` 2, ``/a/x/a/y/a`` 1. Runs of up to
+    ``MAX_REPEATED_RUN`` segments are checked, so a hostile page of long URLs
+    costs O(length) a link, not O(length^2).
+    """
     start = url.find("/", url.index("//") + 2)
     if start < 0:
         return 0
     path = url[start:].split("?", 1)[0]
-    counts: dict[str, int] = {}
-    for seg in path.split("/"):
-        if seg:
-            counts[seg] = counts.get(seg, 0) + 1
-    return max(counts.values(), default=0)
+    segments = path.split("/")[1:]
+    n = len(segments)
+    best = 1 if n else 0
+    for size in range(1, min(n // 2, MAX_REPEATED_RUN) + 1):
+        # Count matches of segments[i] with segments[i + size]; a run of
+        # `size * k` consecutive matches is k + 1 back-to-back copies.
+        run = 0
+        for i in range(n - size):
+            run = run + 1 if segments[i] == segments[i + size] else 0
+            best = max(best, run // size + 1)
+    return best

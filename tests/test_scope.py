@@ -1,0 +1,129 @@
+"""Scope (host, domain, any; include and exclude patterns) and trap limits, one rule a test."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from politeness_site import Site, crawl, html
+from redis.asyncio import Redis
+
+from crawler.config import Settings
+from crawler.frontier import Frontier
+from crawler.scope import Scope, anchors_for, registered_domain, repeated_segments
+
+
+def scope(settings: Settings, seeds: list[str], **changes: object) -> Scope:
+    return Scope(settings.replace(**changes), anchors_for(seeds))
+
+
+# -- scope modes -----------------------------------------------------------------------
+
+
+def test_host_scope_follows_only_the_seed_hosts_with_their_port(settings: Settings) -> None:
+    s = scope(settings, ["http://a.test/", "http://127.0.0.2:8080/"], scope="host")
+    assert s.allows("http://a.test/x")
+    assert s.allows("http://127.0.0.2:8080/x")
+    assert s.rejects("http://b.a.test/x", 1) == "host"
+    assert s.rejects("http://127.0.0.2:8081/x", 1) == "host"
+
+
+def test_domain_scope_follows_every_host_of_the_registered_domain(settings: Settings) -> None:
+    s = scope(settings, ["http://www.example.co.uk/"], scope="domain")
+    assert s.allows("http://shop.example.co.uk/x")
+    assert s.allows("http://example.co.uk:8080/x")
+    assert s.rejects("http://other.co.uk/x", 1) == "domain"
+    assert s.rejects("http://example.com/x", 1) == "domain"
+
+
+def test_domain_scope_keeps_sites_under_a_private_suffix_apart(settings: Settings) -> None:
+    # github.io is in the PSL's private section: alice and bob are different sites.
+    assert registered_domain("www.alice.github.io") == "alice.github.io"
+    s = scope(settings, ["https://alice.github.io/"], scope="domain")
+    assert s.allows("https://docs.alice.github.io/")
+    assert not s.allows("https://bob.github.io/")
+
+
+def test_any_scope_follows_every_host(settings: Settings) -> None:
+    s = scope(settings, ["http://a.test/"], scope="any")
+    assert s.allows("http://elsewhere.example/x")
+
+
+def test_include_patterns_admit_only_matching_urls(settings: Settings) -> None:
+    s = scope(settings, ["http://a.test/"], include=(r"/docs/", r"\.html$"))
+    assert s.allows("http://a.test/docs/x")
+    assert s.allows("http://a.test/p/1.html")
+    assert s.rejects("http://a.test/blog/x", 1) == "include"
+
+
+def test_exclude_patterns_reject_matching_urls(settings: Settings) -> None:
+    s = scope(settings, ["http://a.test/"], exclude=(r"\?sort=", r"/logout"))
+    assert s.allows("http://a.test/list?page=2")
+    assert s.rejects("http://a.test/list?sort=asc", 1) == "exclude"
+    assert s.rejects("http://a.test/logout", 1) == "exclude"
+
+
+# -- trap limits -------------------------------------------------------------------------
+
+
+def test_max_depth_rejects_links_deeper_than_the_limit(settings: Settings) -> None:
+    s = scope(settings, ["http://a.test/"], max_depth=2)
+    assert s.allows("http://a.test/x", 2)
+    assert s.rejects("http://a.test/x", 3) == "depth"
+
+
+def test_max_depth_zero_means_unlimited(settings: Settings) -> None:
+    assert scope(settings, ["http://a.test/"], max_depth=0).allows("http://a.test/x", 10_000)
+
+
+def test_urls_longer_than_max_url_length_are_rejected(settings: Settings) -> None:
+    s = scope(settings, ["http://a.test/"])
+    assert s.max_url_length == 2048
+    base = "http://a.test/"
+    assert s.allows(base + "x" * (2048 - len(base)))
+    assert s.rejects(base + "x" * (2049 - len(base)), 1) == "url_length"
+
+
+def test_a_segment_repeated_back_to_back_past_the_limit_is_a_trap(settings: Settings) -> None:
+    s = scope(settings, ["http://a.test/"], max_repeated_segments=3)
+    assert s.allows("http://a.test/a/a/a/x")
+    assert s.rejects("http://a.test/a/a/a/a/x", 1) == "repeated_segments"
+
+
+def test_a_run_of_segments_repeated_back_to_back_is_a_trap(settings: Settings) -> None:
+    # What a relative link resolved against its own page keeps producing.
+    s = scope(settings, ["http://a.test/"], max_repeated_segments=3)
+    assert repeated_segments("http://a.test/cal/2024/01/2024/01/2024/01/2024/01/") == 4
+    assert s.rejects("http://a.test/cal/2024/01/2024/01/2024/01/2024/01/", 1) \
+        == "repeated_segments"
+
+
+def test_a_segment_scattered_over_the_path_is_not_a_trap(settings: Settings) -> None:
+    s = scope(settings, ["http://a.test/"], max_repeated_segments=3)
+    assert repeated_segments("http://a.test/p/1/p/2/p/3/p/4/p/5") == 1
+    assert s.allows("http://a.test/p/1/p/2/p/3/p/4/p/5")
+
+
+async def test_max_pages_per_host_stops_adding_past_the_cap(
+        redis: Redis, settings: Settings) -> None:
+    frontier = Frontier(redis, settings.replace(max_pages_per_host=3))
+    counts = await frontier.add([(f"http://a.test/{i}", 1) for i in range(5)]
+                                + [("http://b.test/0", 1)])
+    assert (counts.added, counts.capped) == (4, 2)
+    assert (await frontier.stats())["queued"] == 4
+
+
+# -- end to end ----------------------------------------------------------------------------
+
+
+async def test_crawl_requests_no_host_outside_the_scope(
+        redis: Redis, settings: Settings) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.path == "/robots.txt":
+            raise web.HTTPNotFound()
+        port = request.url.port
+        return html("/next", f"http://127.0.0.3:{port}/", f"http://127.0.0.2:{port}/a/a/a/a/x")
+
+    with Site(handler, ips=("127.0.0.2", "127.0.0.3")) as site:
+        records = await crawl(redis, settings, [site.url("127.0.0.2", "/")])
+        assert site.paths("127.0.0.3") == []
+        assert sorted(site.paths("127.0.0.2")) == ["/", "/next", "/robots.txt"]
+    assert len(records) == 2
