@@ -214,6 +214,13 @@ class Worker:
             # The host's slot went to robots.txt; robots.lua already put the
             # page back in its queue for the next slot.
             return
+        except REDIS_ERRORS as exc:
+            # The robots.txt verdict lives in Redis, which is down: not the URL's
+            # fault. Give it back uncounted once Redis answers (_write waits).
+            log.warning("redis unavailable during robots check (%s); giving %s back",
+                        exc, lease.url)
+            await self._write(lambda: self.frontier.retry(lease, 0.0, count_attempt=False))
+            return
         except errors.FetchError as exc:
             if exc.retry and attempt < self.settings.max_attempts:
                 # An unreachable robots.txt holds the whole host until it is due again.
@@ -254,7 +261,9 @@ class Worker:
             nofollow = page.nofollow or "nofollow" in robots_header or "none" in robots_header
             if not nofollow:
                 if lease.depth == 0 and not self.scope.knows_anchor_of(lease.url):
-                    await self._refresh_scope()  # seeded after our last refresh
+                    # Seeded after our last refresh. Rides out an outage: a stale
+                    # scope would drop the seed's own links as out of scope.
+                    await self._write(self._refresh_scope)
                 depth = lease.depth + 1
                 links = [(u, depth) for u in page.links if self.scope.allows(u, depth)]
         record = make_record(
