@@ -111,6 +111,7 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_DEFAULTS = Settings()
 
 
 def _coerce(key: str, value: Any, template: Any) -> Any:
@@ -241,7 +242,9 @@ def load_settings(
     if unknown:
         raise ConfigError(sorted(unknown)[0], "a known setting (see config/default.toml)",
                           values[sorted(unknown)[0]])
-    checked = {k: _coerce(k, v, getattr(start, k)) for k, v in values.items()}
+    # Coerce to the type of the default, not of the base's value: a base built
+    # as Settings(total_timeout=2) holds an int where a float belongs.
+    checked = {k: _coerce(k, v, getattr(_DEFAULTS, k)) for k, v in values.items()}
     settings = dataclasses.replace(start, **checked)
     _validate(settings)
     return settings
