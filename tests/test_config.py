@@ -1,0 +1,160 @@
+"""Settings: config/default.toml < a file < CRAWL_* environment < flags, and clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from crawler.config import HostPolicy, Settings, load_settings
+from crawler.errors import ConfigError
+
+DEFAULT_TOML = Path(__file__).parent.parent / "config" / "default.toml"
+
+
+def toml_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "crawl.toml"
+    path.write_text(text)
+    return path
+
+
+# -- config/default.toml ------------------------------------------------------------
+
+
+def test_default_toml_loads_to_exactly_the_defaults() -> None:
+    assert load_settings(DEFAULT_TOML, env={}) == Settings()
+
+
+def test_default_toml_names_every_setting() -> None:
+    data = tomllib.loads(DEFAULT_TOML.read_text())
+    names = set()
+    for key, value in data.items():
+        if key == "hosts":
+            names.add("host_overrides")
+        elif isinstance(value, dict):
+            names.update(value)
+        else:
+            names.add(key)
+    assert names == {f.name for f in dataclasses.fields(Settings)}
+
+
+def test_default_toml_explains_every_setting() -> None:
+    lines = DEFAULT_TOML.read_text().splitlines()
+    setting = re.compile(r"^\w+ = ")
+    for i, line in enumerate(lines):
+        if setting.match(line):
+            above = lines[max(0, i - 3):i]  # its comment, or a group's shared one
+            assert any(a.startswith("#") for a in above), f"no comment for {line!r}"
+
+
+# -- precedence ------------------------------------------------------------------------
+
+
+def test_a_file_overrides_the_defaults(tmp_path: Path) -> None:
+    path = toml_file(tmp_path, "[worker]\nconcurrency = 10\n[politeness]\ndelay = 0.5\n")
+    settings = load_settings(path, env={})
+    assert (settings.concurrency, settings.delay) == (10, 0.5)
+    assert settings.max_attempts == Settings().max_attempts
+
+
+def test_the_environment_overrides_the_file(tmp_path: Path) -> None:
+    path = toml_file(tmp_path, "concurrency = 10\n")
+    settings = load_settings(path, env={"CRAWL_CONCURRENCY": "20"})
+    assert settings.concurrency == 20
+
+
+def test_flags_override_the_environment(tmp_path: Path) -> None:
+    path = toml_file(tmp_path, "concurrency = 10\n")
+    settings = load_settings(path, env={"CRAWL_CONCURRENCY": "20"},
+                             overrides={"concurrency": 30, "delay": None})
+    assert settings.concurrency == 30
+    # A flag not given (None) leaves the lower layers alone.
+    assert settings.delay == Settings().delay
+
+
+def test_crawl_config_in_the_environment_names_the_file(tmp_path: Path) -> None:
+    path = toml_file(tmp_path, "crawl = \"from-file\"\n")
+    assert load_settings(env={"CRAWL_CONFIG": str(path)}).crawl == "from-file"
+
+
+def test_environment_values_are_converted_to_each_settings_type() -> None:
+    settings = load_settings(env={"CRAWL_OBEY_ROBOTS": "false", "CRAWL_DELAY": "0.25",
+                                  "CRAWL_EXCLUDE": r"\.pdf$,/private/", "CRAWL_REDIS_URL": ""})
+    assert settings.obey_robots is False
+    assert settings.delay == 0.25
+    assert settings.exclude == (r"\.pdf$", "/private/")
+    assert settings.redis_url is None
+
+
+def test_host_tables_become_host_overrides(tmp_path: Path) -> None:
+    path = toml_file(tmp_path, '[hosts."example.com"]\nlimit = 4\ndelay = 0.25\n'
+                               '[hosts."slow.example.com"]\ndelay = 5\n')
+    settings = load_settings(path, env={})
+    assert settings.host_overrides == {"example.com": HostPolicy(4, 0.25),
+                                       "slow.example.com": HostPolicy(1, 5.0)}
+    assert settings.policy_for("www.example.com") == HostPolicy(4, 0.25)
+    assert settings.policy_for("a.slow.example.com") == HostPolicy(1, 5.0)
+    assert settings.policy_for("example.org") == HostPolicy(1, 1.0)
+
+
+def test_replace_converts_to_the_type_of_the_default() -> None:
+    # A base built in code may hold an int where the default is a float.
+    base = Settings(total_timeout=5)
+    assert base.replace(total_timeout=0.5).total_timeout == 0.5
+
+
+def test_replace_checks_like_loading() -> None:
+    assert Settings().replace(concurrency="7").concurrency == 7
+    with pytest.raises(ConfigError):
+        Settings().replace(scope="planet")
+
+
+# -- errors name the key and what was expected -----------------------------------------
+
+
+@pytest.mark.parametrize(("env", "key", "expected"), [
+    ({"CRAWL_CONCURRENCY": "abc"}, "concurrency", "a whole number"),
+    ({"CRAWL_CONCURRENCY": "0"}, "concurrency", "a whole number >= 1"),
+    ({"CRAWL_DELAY": "-1"}, "delay", "a number of seconds >= 0"),
+    ({"CRAWL_DELAY": "nan"}, "delay", "a number of seconds >= 0"),
+    ({"CRAWL_LEASE_TIME": "inf"}, "lease_time", "a number of seconds >= 0"),
+    ({"CRAWL_OBEY_ROBOTS": "maybe"}, "obey_robots", "true or false"),
+    ({"CRAWL_SCOPE": "planet"}, "scope", "host or domain or any"),
+    ({"CRAWL_REDIS_URL": "localhost:6379"}, "redis_url", "redis://"),
+    ({"CRAWL_CRAWL": "a:b"}, "crawl", "without braces, colons or spaces"),
+    ({"CRAWL_ALLOW_CIDRS": "10.0.0.0/33"}, "allow_cidrs", "CIDR"),
+    ({"CRAWL_DEDUP_BUCKET_BITS": "30"}, "dedup_bucket_bits", "from 1 to 24"),
+])
+def test_a_bad_environment_value_names_the_key_and_what_was_expected(
+        env: dict[str, str], key: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(env=env)
+    assert error.value.key == key
+    assert expected in str(error.value)
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ('scope = "planet"\n', "scope"),
+    ('concurrency = "many"\n', "concurrency"),
+    ("concurrency = 2.5\n", "concurrency"),
+    ("delay = true\n", "delay"),
+    ("exclude = [1, 2]\n", "exclude"),
+    ("[worker]\nconcurency = 5\n", "concurency"),
+    ('[hosts."a.test"]\nlimit = 0\n', "hosts.a.test.limit"),
+    ('[hosts."a.test"]\nlimt = 2\n', "hosts.a.test"),
+    ('[hosts."a.test"]\ndelay = "slow"\n', "hosts.a.test.delay"),
+    ("concurrency = \n", "config"),
+])
+def test_a_bad_file_value_names_the_key(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(toml_file(tmp_path, text), env={})
+    assert error.value.key == key
+    assert key in str(error.value)
+
+
+def test_a_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nowhere\.toml"):
+        load_settings(tmp_path / "nowhere.toml", env={})
