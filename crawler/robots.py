@@ -62,6 +62,9 @@ ROBOTS_MAX_BYTES = 2 * 1024 * 1024
 """A larger robots.txt is not read at all and counts as unavailable (allow all)."""
 ROBOTS_MAX_REDIRECTS = 5
 LOCAL_CACHE_SIZE = 10_000
+RECHECK_MARGIN = 0.05
+"""Seconds past a "D" verdict's expiry before its host's URLs come back, so that
+the verdict has surely expired in Redis too (clocks of two machines differ)."""
 WAIT_POLL = 0.05
 """Seconds between looks at Redis while another worker fetches the same robots.txt."""
 
@@ -143,7 +146,8 @@ class RobotsCache:
         verdict = await self._verdict(lease, deadline)
         if verdict.kind == "D":
             raise RobotsUnavailable("robots.txt unreachable (5xx, 429, timeout or no connection)",
-                                    retry_after=max(0.0, verdict.expires - time.time()))
+                                    retry_after=max(0.0, verdict.expires - time.time())
+                                    + RECHECK_MARGIN)
         if verdict.kind == "R" and verdict.rules is not None and \
                 not verdict.rules.can_fetch(lease.url, self.agent):
             raise errors.RobotsDisallowed(f"robots.txt disallows {lease.url}")

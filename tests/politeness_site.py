@@ -91,8 +91,11 @@ class Site:
                     self.hits.append(Hit(ip, request.path_qs, start, time.monotonic(),
                                          request.headers.get("User-Agent", "")))
 
+        async def route(request: web.Request) -> web.StreamResponse:
+            return await self.handler(request)
+
         app = web.Application(middlewares=[record])
-        app.router.add_route("*", "/{tail:.*}", self.handler)
+        app.router.add_route("*", "/{tail:.*}", route)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
         for ip in self.ips:

@@ -1,0 +1,318 @@
+"""robots.txt (RFC 9309), Crawl-delay, and robots meta tags and headers, end to end.
+
+Every test crawls a loopback server and reads the server's own log of what was
+requested: a disallowed URL must never reach the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+from politeness_site import Site, crawl, html, min_start_gap
+from redis.asyncio import Redis
+
+from crawler.config import Settings
+from crawler.seeds import seed
+from crawler.sitegen import free_port
+from crawler.worker import Worker
+
+IP = "127.0.0.2"
+
+
+@dataclass
+class Server:
+    """robots.txt answers (one per fetch; the last repeats) and pages by path."""
+
+    robots: list[Callable[[web.Request], Any]] = field(default_factory=list)
+    pages: dict[str, web.Response | Callable[[], web.Response]] = field(default_factory=dict)
+    robots_fetches: int = 0
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if request.path == "/robots.txt":
+            answer = self.robots[min(self.robots_fetches, len(self.robots) - 1)]
+            self.robots_fetches += 1
+            result = answer(request)
+            return await result if asyncio.iscoroutine(result) else result  # type: ignore[no-any-return]
+        page = self.pages.get(request.path)
+        if page is None:
+            if request.path.startswith("/hop"):  # /hop/N redirects on to /hop/N-1, then robots
+                n = int(request.path.rsplit("/", 1)[1])
+                raise web.HTTPFound(f"/hop/{n - 1}" if n > 1 else "/real-robots.txt")
+            if request.path == "/real-robots.txt":
+                return web.Response(text="User-agent: *\nDisallow: /no\n")
+            return html(title=request.path)
+        return page() if callable(page) else page
+
+
+def redirect(location: str) -> Callable[[web.Request], web.Response]:
+    def answer(_: web.Request) -> web.Response:
+        raise web.HTTPFound(location)
+
+    return answer
+
+
+def text(body: str, status: int = 200) -> Callable[[web.Request], web.Response]:
+    return lambda _: web.Response(text=body, status=status, content_type="text/plain")
+
+
+def site_of(server: Server) -> Site:
+    return Site(server, ips=(IP,))
+
+
+async def crawl_links(redis: Redis, settings: Settings, server: Server, links: list[str],
+                      ) -> tuple[Site, dict[str, dict[str, Any]]]:
+    """Crawl a start page linking to ``links``; return the site and results by URL."""
+    server.pages.setdefault("/", html(*links))
+    with site_of(server) as site:
+        records = await crawl(redis, settings, [site.url(IP, "/")])
+    return site, {r["url"].split(str(site.port), 1)[1]: r for r in records}
+
+
+def error_type(record: dict[str, Any]) -> str | None:
+    return record["error"]["type"] if record["error"] else None
+
+
+# -- rules -----------------------------------------------------------------------------
+
+
+async def test_disallowed_url_is_never_fetched_and_ends_robots_disallowed(
+        redis: Redis, settings: Settings) -> None:
+    server = Server([text("User-agent: *\nDisallow: /private/\n")])
+    site, got = await crawl_links(redis, settings, server, ["/private/x", "/public"])
+    assert "/private/x" not in site.paths()
+    assert "/public" in site.paths()
+    assert error_type(got["/private/x"]) == "robots_disallowed"
+    assert got["/private/x"]["status"] is None
+    assert error_type(got["/public"]) is None
+
+
+@pytest.mark.parametrize(("rules", "path", "allowed"), [
+    ("Disallow: /a/\nAllow: /a/b", "/a/b/c", True),  # the longer (more specific) rule wins
+    ("Disallow: /a/\nAllow: /a/b", "/a/c", False),
+    ("Disallow: /*.pdf$", "/doc.pdf", False),  # * matches anything, $ anchors the end
+    ("Disallow: /*.pdf$", "/doc.pdf.html", True),
+    ("Disallow: /tmp*/", "/tmpfiles/x", False),
+    ("Disallow: /*?sessionid=", "/page?sessionid=1", False),
+    ("Disallow:", "/anything", True),  # an empty Disallow allows everything
+])
+async def test_robots_rules_decide_what_is_fetched(
+        redis: Redis, settings: Settings, rules: str, path: str, allowed: bool) -> None:
+    server = Server([text(f"User-agent: *\n{rules}\n")])
+    site, got = await crawl_links(redis, settings, server, [path])
+    assert (path in site.paths()) is allowed
+    assert (error_type(got[path]) == "robots_disallowed") is not allowed
+
+
+async def test_the_group_for_our_product_token_wins_over_the_star_group(
+        redis: Redis, settings: Settings) -> None:
+    server = Server([text("User-agent: otherbot\nDisallow: /\n\n"
+                          "User-agent: crawler\nDisallow: /mine\n\n"
+                          "User-agent: *\nDisallow: /\n")])
+    site, got = await crawl_links(redis, settings, server, ["/mine", "/open"])
+    assert "/open" in site.paths()
+    assert "/mine" not in site.paths()
+    assert error_type(got["/mine"]) == "robots_disallowed"
+
+
+async def test_user_agent_carries_the_product_token_and_contact_url(
+        redis: Redis, settings: Settings) -> None:
+    settings = settings.replace(user_agent="mybot/2.0", contact_url="https://example.org/bot")
+    server = Server([text("User-agent: mybot\nDisallow: /secret\n")])
+    site, got = await crawl_links(redis, settings, server, ["/secret", "/open"])
+    assert {h.user_agent for h in site.hits} == {"mybot/2.0 (+https://example.org/bot)"}
+    assert error_type(got["/secret"]) == "robots_disallowed"
+
+
+async def test_ignore_robots_fetches_disallowed_urls(redis: Redis, settings: Settings) -> None:
+    server = Server([text("User-agent: *\nDisallow: /\n")])
+    site, _ = await crawl_links(redis, settings.replace(obey_robots=False), server, ["/x"])
+    assert sorted(site.paths()) == ["/", "/x"]
+
+
+# -- status codes ------------------------------------------------------------------------
+
+
+async def test_robots_404_allows_everything(redis: Redis, settings: Settings) -> None:
+    server = Server([text("Disallow: /", status=404)])
+    site, got = await crawl_links(redis, settings, server, ["/x"])
+    assert "/x" in site.paths()
+    assert error_type(got["/x"]) is None
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+async def test_robots_5xx_or_429_disallows_until_robots_is_fetched_again(
+        redis: Redis, settings: Settings, status: int) -> None:
+    server = Server([text("busy", status=status), text("User-agent: *\nAllow: /\n")])
+    with site_of(server) as site:
+        records = await crawl(redis, settings.replace(robots_error_ttl=0.3), [site.url(IP, "/")])
+        hits = sorted(site.hits, key=lambda h: h.start)
+    assert [h.path for h in hits] == ["/robots.txt", "/robots.txt", "/"]
+    assert hits[1].start - hits[0].start >= 0.3
+    assert error_type(records[0]) is None
+
+
+async def test_robots_that_stays_5xx_ends_urls_as_robots_unavailable(
+        redis: Redis, settings: Settings) -> None:
+    server = Server([text("down", status=500)])
+    settings = settings.replace(robots_error_ttl=0.05, max_attempts=2)
+    with site_of(server) as site:
+        records = await crawl(redis, settings, [site.url(IP, "/")])
+        assert set(site.paths()) == {"/robots.txt"}
+    assert [error_type(r) for r in records] == ["robots_unavailable"]
+
+
+async def test_robots_timeout_disallows_for_now(redis: Redis, settings: Settings) -> None:
+    async def slow(_: web.Request) -> web.Response:
+        await asyncio.sleep(1.0)
+        return web.Response(text="")
+
+    server = Server([slow, text("")])
+    settings = settings.replace(read_timeout=0.2, total_timeout=0.3, robots_error_ttl=0.2)
+    with site_of(server) as site:
+        records = await crawl(redis, settings, [site.url(IP, "/")])
+        assert [h.path for h in sorted(site.hits, key=lambda h: h.start)] == [
+            "/robots.txt", "/robots.txt", "/"]
+    assert error_type(records[0]) is None
+
+
+async def test_unreachable_host_counts_as_robots_unavailable(
+        redis: Redis, settings: Settings) -> None:
+    dead = f"http://127.0.0.4:{free_port('127.0.0.4')}/"  # nothing listens there
+    settings = settings.replace(robots_error_ttl=0.05, max_attempts=2)
+    records = await crawl(redis, settings, [dead])
+    assert [error_type(r) for r in records] == ["robots_unavailable"]
+
+
+async def test_robots_redirects_are_followed_up_to_five_hops(
+        redis: Redis, settings: Settings) -> None:
+    server = Server([redirect("/hop/4")])  # 1 + 4 hops to /real-robots.txt
+    site, got = await crawl_links(redis, settings, server, ["/no", "/yes"])
+    assert "/no" not in site.paths()
+    assert error_type(got["/no"]) == "robots_disallowed"
+
+
+async def test_more_than_five_robots_redirects_allow_everything(
+        redis: Redis, settings: Settings) -> None:
+    server = Server([redirect("/hop/5")])  # 6 hops: RFC 9309 "unavailable"
+    site, got = await crawl_links(redis, settings, server, ["/no"])
+    assert "/no" in site.paths()
+    assert error_type(got["/no"]) is None
+
+
+# -- fetched once, shared ------------------------------------------------------------------
+
+
+async def test_two_workers_racing_fetch_each_robots_txt_once(
+        redis: Redis, settings: Settings) -> None:
+    ips = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.path == "/robots.txt":
+            await asyncio.sleep(0.3)  # both workers hold leases of the host meanwhile
+            return web.Response(text="User-agent: *\nDisallow: /private\n")
+        return html(*(f"/p{i}" for i in range(6)))
+
+    with Site(handler, ips=ips) as site:
+        await seed(redis, settings, _lines([site.url(ip, "/") for ip in ips]
+                                           + [site.url(ip, "/p0") for ip in ips]))
+        workers = [Worker(redis, settings.replace(claim_batch=2)) for _ in range(2)]
+        async with asyncio.timeout(20):
+            await asyncio.gather(*(w.run() for w in workers))
+        for ip in ips:
+            assert site.paths(ip).count("/robots.txt") == 1
+    assert all(w.counters.pages > 0 for w in workers)
+    assert sum(w.robots.waits for w in workers if w.robots) > 0, "no race happened"
+    assert sum(w.robots.fetches for w in workers if w.robots) == 3
+
+
+@pytest.mark.parametrize(("ttl", "pause", "fetches"), [(86400.0, 0.0, 1), (0.2, 0.3, 2)])
+async def test_robots_is_fetched_again_only_after_its_ttl(
+        redis: Redis, settings: Settings, ttl: float, pause: float, fetches: int) -> None:
+    server = Server([text("User-agent: *\nDisallow: /private\n")])
+    settings = settings.replace(robots_ttl=ttl)
+    with site_of(server) as site:
+        await crawl(redis, settings, [site.url(IP, "/a")])
+        await asyncio.sleep(pause)
+        await crawl(redis, settings, [site.url(IP, "/b")])  # a new worker: only Redis remembers
+        assert site.paths().count("/robots.txt") == fetches
+        assert {"/a", "/b"} <= set(site.paths())
+
+
+# -- Crawl-delay ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("rules", "spaced"), [("Crawl-delay: 0.25", True), ("", False)])
+async def test_crawl_delay_spaces_the_hosts_requests(
+        redis: Redis, settings: Settings, rules: str, spaced: bool) -> None:
+    server = Server([text(f"User-agent: *\n{rules}\n")])
+    site, _ = await crawl_links(redis, settings, server, ["/1", "/2", "/3"])
+    gap = min_start_gap(site.spans(IP))
+    assert len(site.hits) == 5
+    assert (gap >= 0.25) is spaced
+
+
+async def test_crawl_delay_over_the_cap_is_crawled_at_the_cap_and_counted(
+        redis: Redis, settings: Settings) -> None:
+    server = Server([text("User-agent: *\nCrawl-delay: 60\n")])
+    started = time.monotonic()
+    site, _ = await crawl_links(redis, settings.replace(crawl_delay_cap=0.2), server, ["/1"])
+    assert 0.2 <= min_start_gap(site.spans(IP)) < 1.0
+    assert time.monotonic() - started < 5
+    stats = await redis.hgetall(f"crawl:{{{settings.crawl}:0}}:stats")
+    assert stats["robots_capped"] == "1"
+
+
+# -- robots meta tags and X-Robots-Tag -------------------------------------------------------
+
+
+async def test_meta_robots_nofollow_follows_no_links_but_counts_them(
+        redis: Redis, settings: Settings) -> None:
+    server = Server([text("")], {"/": html("/a", "/b", head='<meta name="robots" '
+                                                             'content="nofollow">')})
+    site, got = await crawl_links(redis, settings, server, [])
+    assert set(site.paths()) == {"/robots.txt", "/"}
+    assert got["/"]["links"] == 2
+
+
+async def test_x_robots_tag_nofollow_follows_no_links(redis: Redis, settings: Settings) -> None:
+    page = html("/a", "/b")
+    page.headers["X-Robots-Tag"] = "nofollow"
+    site, got = await crawl_links(redis, settings, Server([text("")], {"/": page}), [])
+    assert set(site.paths()) == {"/robots.txt", "/"}
+    assert got["/"]["links"] == 2
+
+
+@pytest.mark.parametrize("where", ["meta", "header"])
+async def test_noindex_is_recorded_and_links_are_still_followed(
+        redis: Redis, settings: Settings, where: str) -> None:
+    page = html("/a", head='<meta name="robots" content="noindex">' if where == "meta" else "")
+    if where == "header":
+        page.headers["X-Robots-Tag"] = "noindex"
+    site, got = await crawl_links(redis, settings, Server([text("")], {"/": page}), [])
+    assert got["/"]["noindex"] is True
+    assert got["/a"]["noindex"] is False
+    assert "/a" in site.paths()
+
+
+@pytest.mark.parametrize(("follow_nofollow", "followed"), [(False, False), (True, True)])
+async def test_rel_nofollow_links_are_skipped_unless_follow_nofollow(
+        redis: Redis, settings: Settings, follow_nofollow: bool, followed: bool) -> None:
+    page = web.Response(text='<a href="/plain">p</a><a rel="nofollow" href="/nf">n</a>',
+                        content_type="text/html")
+    site, got = await crawl_links(redis, settings.replace(follow_nofollow=follow_nofollow),
+                                  Server([text("")], {"/": page}), [])
+    assert "/plain" in site.paths()
+    assert ("/nf" in site.paths()) is followed
+    assert got["/"]["links"] == 2
+
+
+def _lines(urls: list[str]) -> io.BytesIO:
+    return io.BytesIO("\n".join(urls).encode())
+
