@@ -1,0 +1,144 @@
+"""Bad input: seed files full of junk, huge seed files, bad config values."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from crawl_helpers import ROOT
+from redis.asyncio import Redis
+
+from crawler.config import Settings
+from crawler.frontier import Frontier
+from crawler.seeds import MAX_LINE_BYTES, read_seed_lines, seed
+
+JUNK_FILE = b"\n".join([
+    b"http://good.example/a",                       # 1 good
+    b"\x00\x01\x02\xff\xfe\x89PNG\r\n\x1a",          # 2 not UTF-8; 3 a control character
+    b"http://long.example/" + b"x" * (3 * MAX_LINE_BYTES),  # 4 far too long
+    b"http://caf\xe9.example/",                     # 5 latin-1, not UTF-8
+    b"www.example.com/no-scheme",                   # 6 no scheme
+    b"ftp://example.com/file.txt",                  # 7 unsupported schemes
+    b"file:///etc/passwd",                          # 8
+    b"javascript:alert(1)",                         # 9
+    "http://bücher.example/straße".encode(),        # 10 IDN host: good
+    b"# a comment",                                 # 11 skipped
+    b"",                                            # 12 blank, skipped
+    b"  https://GOOD.example:443/b  ",              # 13 good
+    b"\x1b[31mhttp://red.example/",                 # 14 terminal escape
+    b"http://[::1/",                                # 15 broken IPv6 literal
+    b"http://good.example/a",                       # 16 good, a repeat of line 1
+])
+BAD_LINES = {2, 3, 4, 5, 6, 7, 8, 9, 14, 15}
+
+
+async def test_every_bad_seed_line_is_reported_with_its_line_number(
+        redis: Redis, settings: Settings) -> None:
+    report = await seed(redis, settings, io.BytesIO(JUNK_FILE))
+    assert {number for number, _ in report.problems} == BAD_LINES
+    assert report.invalid == len(BAD_LINES)
+    problems = dict(report.problems)
+    assert "UTF-8" in problems[2] and "UTF-8" in problems[5] and "control" in problems[3]
+    assert "longer than" in problems[4]
+    assert "scheme" in problems[6] and "ftp" in problems[7] and "javascript" in problems[9]
+
+
+async def test_every_good_seed_line_is_seeded_once_in_canonical_form(
+        redis: Redis, settings: Settings) -> None:
+    report = await seed(redis, settings, io.BytesIO(JUNK_FILE))
+    assert (report.added, report.seen) == (3, 1)
+    claimed = await Frontier(redis, settings).claim(10, "test")
+    assert sorted(lease.url for lease in claimed.leases) == [
+        "http://good.example/a", "http://xn--bcher-kva.example/stra%C3%9Fe",
+        "https://good.example/b"]
+
+
+def test_crawl_seed_prints_each_bad_line_and_seeds_the_rest(clean_redis: str,
+                                                           tmp_path: Path) -> None:
+    path = tmp_path / "urls.txt"
+    path.write_bytes(JUNK_FILE)
+    proc = subprocess.run([sys.executable, "-m", "crawler", "seed", str(path), "--redis",
+                           clean_redis, "--crawl", "junk"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "CRAWL_HOME": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    reported = {int(line.split(":", 1)[0].removeprefix("line "))
+                for line in proc.stderr.splitlines() if line.startswith("line ")}
+    assert reported == BAD_LINES
+    assert "added 3" in proc.stdout and "invalid 10" in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+class CountingReader(io.RawIOBase):
+    """A file that records how many bytes were read from it."""
+
+    def __init__(self, raw: io.BufferedReader) -> None:
+        self.raw = raw
+        self.consumed = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        n = self.raw.readinto(buffer)
+        self.consumed += n
+        return n
+
+
+def _million_line_file(path: Path) -> None:
+    with open(path, "w") as out:
+        for i in range(1_000_000):
+            out.write("not a url\n" if i % 250_000 == 7 else f"http://h{i % 997}.example/{i}\n")
+
+
+def test_a_million_line_seed_file_is_streamed_not_loaded(tmp_path: Path) -> None:
+    path = tmp_path / "million.txt"
+    _million_line_file(path)
+    with open(path, "rb") as fh:
+        counting = CountingReader(fh)
+        lines = read_seed_lines(io.BufferedReader(counting))
+        first = list(itertools.islice(lines, 1000))
+        # 1000 lines in, only a buffer's worth of a 29 MB file has been read.
+        assert len(first) == 1000 and counting.consumed < 256 * 1024
+        rest = sum(1 for _ in lines)
+    assert len(first) + rest == 1_000_000
+
+
+def test_a_million_line_seed_file_reports_bad_lines_by_their_number(tmp_path: Path) -> None:
+    path = tmp_path / "million.txt"
+    _million_line_file(path)
+    with open(path, "rb") as fh:
+        bad = [number for number, url, _ in read_seed_lines(fh) if url is None]
+    assert bad == [8, 250_008, 500_008, 750_008]
+
+
+async def test_a_hundred_thousand_seeds_are_all_added(redis: Redis, settings: Settings) -> None:
+    data = "".join(f"http://h{i % 997}.example/p/{i}\n" for i in range(100_000)).encode()
+    report = await seed(redis, settings, io.BytesIO(data))
+    assert (report.added, report.invalid) == (100_000, 0)
+    assert (await Frontier(redis, settings).stats())["queued"] == 100_000
+
+
+async def test_problem_list_is_bounded_but_every_bad_line_is_counted_and_reported(
+        redis: Redis, settings: Settings) -> None:
+    reported: list[int] = []
+    data = b"junk\n" * 5000 + b"http://ok.example/\n"
+    report = await seed(redis, settings, io.BytesIO(data),
+                        on_problem=lambda number, _: reported.append(number))
+    assert report.invalid == 5000 and report.added == 1
+    assert reported == list(range(1, 5001))
+    assert len(report.problems) <= 1000
+
+
+def test_bad_config_value_is_one_line_naming_the_key_and_the_expected_value(
+        tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "crawler", "worker", "--redis",
+                           "redis://127.0.0.1:1/0"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "CRAWL_CONCURRENCY": "lots",
+                                           "CRAWL_HOME": str(tmp_path)})
+    assert proc.returncode != 0
+    [line] = proc.stderr.strip().splitlines()
+    assert "concurrency" in line and "whole number" in line and "'lots'" in line
