@@ -147,8 +147,11 @@ def _canonicalize(url: str) -> str:
         raise InvalidURL(f"unsupported scheme {scheme!r}")
     host = _canonical_host(parts)
     netloc = host if port is None or port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
-    path = remove_dot_segments(_normalize_component(parts.path, _NEEDS_QUOTING_PATH)) or "/"
-    query = _normalize_component(parts.query, _NEEDS_QUOTING_QUERY) if parts.query else ""
+    try:
+        path = remove_dot_segments(_normalize_component(parts.path, _NEEDS_QUOTING_PATH)) or "/"
+        query = _normalize_component(parts.query, _NEEDS_QUOTING_QUERY) if parts.query else ""
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from an undecodable Location header
+        raise InvalidURL("contains characters that are not valid Unicode") from None
     out = f"{scheme}://{netloc}{path}"
     if query or url.partition("#")[0].endswith("?"):  # "a?" is not "a" to every server
         out += "?" + query
