@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -41,9 +42,6 @@ from crawler.bench_site import SiteProcess
 from crawler.bench_worker import cpu_seconds
 from crawler.sitegen import SiteSpec, expected, free_port, write_site
 
-RUN_TIMEOUT = 1800.0
-"""Seconds one crawl may take before the benchmark gives up on it."""
-
 
 @dataclass(frozen=True)
 class BenchConfig:
@@ -60,6 +58,20 @@ class BenchConfig:
     repeat: int = 1
     out: str | None = "bench/results/latest.json"
     profile: str | None = None  # directory for py-spy profiles of every process
+
+
+def _wait_child(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
+    """Wait for a child; return its exit code and all the CPU it used, start-up included."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_utime + usage.ru_stime
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent not idle, from /proc/stat (all processes)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _profiler(cfg: BenchConfig, name: str) -> list[str]:
@@ -181,14 +193,19 @@ def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProces
         asyncio.run(_seed(url, overrides, spec.seeds()))
         info0 = client.info("all")
         redis_cpu0, site_cpu0 = cpu_seconds(valkey_pid), site.cpu_seconds()
+        busy0, wall0 = machine_busy_seconds(), time.monotonic()
         outs = [home / f"worker-{i}.json" for i in range(processes)]
         procs = [subprocess.Popen([*_profiler(cfg, f"crawl-{processes}p-{i}"), sys.executable,
                                    "-m", "crawler.bench_worker", json.dumps(overrides), str(out)])
                  for i, out in enumerate(outs)]
+        workers_cpu_total = 0.0
         for proc in procs:
-            if proc.wait(RUN_TIMEOUT) != 0:
-                raise RuntimeError(f"worker exited with {proc.returncode}")
+            code, cpu = _wait_child(proc)
+            workers_cpu_total += cpu
+            if code != 0:
+                raise RuntimeError(f"worker exited with {code}")
         redis_cpu, site_cpu = cpu_seconds(valkey_pid) - redis_cpu0, site.cpu_seconds() - site_cpu0
+        busy, wall = machine_busy_seconds() - busy0, time.monotonic() - wall0
         info1 = client.info("all")
         workers = [json.loads(out.read_text()) for out in outs]
         records = read_records(client, "bench", 1)
@@ -233,6 +250,8 @@ def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProces
         "rss_samples_kb": [w["rss_samples"] for w in workers],
         "robots_fetches": sum(w["robots_fetches"] for w in workers),
         "retries": sum(w["retries"] for w in workers),
+        "other_load_cores": round(max(0.0, busy - redis_cpu - site_cpu - workers_cpu_total)
+                                  / wall, 2),
         "complete": not problems,
         "problems": problems[:20],
     }
@@ -242,11 +261,14 @@ def run_ceiling(spec: SiteSpec, cfg: BenchConfig, site: SiteProcess, work: Path,
                 links: str = "urllib") -> dict[str, Any]:
     seeds, out = work / "seeds.json", work / "ceiling.json"
     seeds.write_text(json.dumps(spec.seeds()))
-    site_cpu0 = site.cpu_seconds()
-    subprocess.run([*_profiler(cfg, f"ceiling-{links}"), sys.executable, "-m",
-                    "crawler.bench_ceiling", str(seeds), str(cfg.concurrency), str(out), links],
-                   check=True, timeout=RUN_TIMEOUT)
+    site_cpu0, busy0, wall0 = site.cpu_seconds(), machine_busy_seconds(), time.monotonic()
+    code, ceiling_cpu = _wait_child(subprocess.Popen(
+        [*_profiler(cfg, f"ceiling-{links}"), sys.executable, "-m", "crawler.bench_ceiling",
+         str(seeds), str(cfg.concurrency), str(out), links]))
+    if code != 0:
+        raise RuntimeError(f"the ceiling loop exited with {code}")
     site_cpu = site.cpu_seconds() - site_cpu0
+    busy, wall = machine_busy_seconds() - busy0, time.monotonic() - wall0
     report = json.loads(out.read_text())
     pages, seconds = report["pages"], report["end"] - report["start"]
     titles = report["titles"]
@@ -258,6 +280,7 @@ def run_ceiling(spec: SiteSpec, cfg: BenchConfig, site: SiteProcess, work: Path,
         "cpu_ms_per_page": {"workers": round(report["cpu_s"] / max(1, pages) * 1000, 3),
                             "server": round(site_cpu / max(1, pages) * 1000, 3)},
         "peak_rss_mb": [round(report["peak_rss_kb"] / 1024, 1)],
+        "other_load_cores": round(max(0.0, busy - site_cpu - ceiling_cpu) / wall, 2),
         "complete": not wrong,
         "problems": wrong[:20],
     }
@@ -316,8 +339,6 @@ def run_bench(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict[str
 
 
 def _cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0))
 
 

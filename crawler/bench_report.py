@@ -50,6 +50,7 @@ def format_table(report: dict[str, Any]) -> str:
         *([row("ours / ceiling*", mine(lambda r: r["pages_per_s"] / starred["pages_per_s"]))]
           if starred else []),
         row("N procs / 1 proc", mine(lambda r: r["pages_per_s"] / one["pages_per_s"])),
+        row("other load on the machine (cores)", lambda _, r: r.get("other_load_cores")),
         row("pages", lambda _, r: r["pages"]),
         row("complete", lambda _, r: "yes" if r["complete"] else "NO"),
         row("CPU ms/page: crawler", lambda _, r: r["cpu_ms_per_page"]["workers"]),
