@@ -33,7 +33,6 @@ from hostile_server import HostileServer
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from crawler import keys
 from crawler.config import Settings
 from crawler.frontier import Frontier
 from crawler.robots import RobotsCache
@@ -223,9 +222,9 @@ def test_worker_with_redis_down_prints_one_line_naming_the_url_and_exits_non_zer
 
 @pytest.fixture
 def slow_site() -> Iterator[tuple[SiteServer, dict[str, float]]]:
-    """Two hosts: 127.0.0.2 answers in 0.1 s, 127.0.0.3 in 5 s; clear the dict to speed up."""
+    """Two hosts: 127.0.0.2 answers in 0.1 s, 127.0.0.3 in 20 s; clear the dict to speed up."""
     spec = SiteSpec(hosts=2, pages=15, links=4, page_bytes=500)
-    slow = {spec.host_ips()[0]: 0.1, spec.host_ips()[1]: 5.0}
+    slow = {spec.host_ips()[0]: 0.1, spec.host_ips()[1]: 20.0}
     with SiteServer(spec, slow=slow) as server:
         yield server, slow
 
@@ -242,7 +241,7 @@ def test_sigterm_finishes_fetches_in_flight_gives_the_rest_back_and_exits_0(
     seed_sync(clean_redis, crawl, site.spec.seeds())
     fast_host = site.spec.host_ips()[0]
     first = start_worker(clean_redis, crawl, "--ignore-robots", log=log,
-                         env={"CRAWL_SHUTDOWN_GRACE": "1"})
+                         env={"CRAWL_SHUTDOWN_GRACE": "3"})
     wait_for(lambda: stats(clean_redis, crawl).get("done", 0) >= 4, 30, "4 results")
     stopped_at = time.monotonic()
     first.send_signal(signal.SIGTERM)
@@ -279,8 +278,8 @@ def test_second_sigint_stops_at_once_and_reclaim_recovers_the_leases(
     first.send_signal(signal.SIGINT)
     time.sleep(0.3)
     first.send_signal(signal.SIGINT)
-    # The slow host's fetch still has seconds to go and the grace is 60 s.
-    [code] = wait_exit([first], timeout=3)
+    # The slow host's fetch has over 15 s to go and the grace is 60 s.
+    [code] = wait_exit([first], timeout=8)
     assert code != 0
     assert stats(clean_redis, crawl)["leased"] >= 1  # left for reclaim
     slow.clear()
@@ -289,8 +288,3 @@ def test_second_sigint_stops_at_once_and_reclaim_recovers_the_leases(
     records = read_results(clean_redis, crawl)
     assert_exactly_one_ok_result_per_page(records, site.spec)
     assert any(r["attempts"] == 2 for r in records)  # the reclaimed lease counted its attempt
-
-
-def test_keys_used_here_are_the_crawl_keys() -> None:
-    # The helpers read the stats and lease hashes by name: keep them honest.
-    assert keys.all_shards("x", 1)[0].lease_data.endswith(":lease")
