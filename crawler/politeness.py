@@ -21,12 +21,13 @@ All of it is decided in Redis, at claim time (``crawler/lua/claim.lua``):
   request later, by the time the worker takes to read the claim's reply,
   start the task, maybe consult robots.txt, and send. If one request goes out
   late and the next on time, their gap shrinks by the difference. So a worker
-  claims with ``politeness_slack`` added to every delay > 0, and starts each
-  request within that long of *sending* the claim (an upper bound on the time
-  since Redis ran it, with no clock to synchronise), or raises ``SlotMissed``
-  and gives the lease back unfetched. Two starts are then at least the delay
-  apart, up to the part no worker can see (the last hop of the send and the
-  server's read).
+  claims with ``politeness_slack`` added to every delay > 0, and must reach
+  the send within half of it from *sending* the claim (an upper bound on the
+  time since Redis ran it, with no clock to synchronise), or it raises
+  ``SlotMissed`` and gives the lease back unfetched. The other half covers
+  what no worker can see: opening a connection, the send, the server's read.
+  A robots.txt fetch, a host's first request and always on a new connection,
+  has the next request counted from its end instead (``robots.lua``).
 
 Politeness is keyed by host with its port (``urls.host_key``), or with
 ``politeness_key = "ip"`` by the server's address, so many host names on one
@@ -66,6 +67,9 @@ DNS_FAILURE_TTL = 60.0
 RESOLVE_TIMEOUT = 5.0
 """Seconds one batch of lookups may take; names not resolved by then keep their host key."""
 
+START_BUDGET = 0.5
+"""Share of the slack a worker may spend before the send; the rest is for the network."""
+
 Resolve = Callable[[str], Awaitable[str | None]]
 
 
@@ -82,7 +86,7 @@ def start_deadline(settings: Settings, claim_sent: float) -> float:
     spaced = settings.delay > 0 or any(p.delay > 0 for p in settings.host_overrides.values())
     if not spaced or settings.politeness_slack <= 0:
         return math.inf
-    return claim_sent + settings.politeness_slack
+    return claim_sent + settings.politeness_slack * START_BUDGET
 
 
 def _spec(policy: HostPolicy) -> str:

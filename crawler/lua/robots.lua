@@ -30,12 +30,13 @@ if not data then return 0 end
 local lhost, _, attempts, depth, url = split_lease(data)
 redis.call('HDEL', KEYS[4], id)
 redis.call('ZREM', KEYS[3], id)
--- The claim spaced the next request by the delay known then; a Crawl-delay
--- learnt just now counts from now (a little more than from the request's
--- start, never less).
-local cd = hnum(hk, 'crawl_delay', 0)
-if lhost == host and now + cd > hnum(hk, 'next', 0) then
-  redis.call('HSET', hk, 'next', string.format('%d', now + cd))
+-- The host's next request waits its delay (or the Crawl-delay just learnt)
+-- from now, the end of the robots.txt fetch, not from the claim: that fetch
+-- is a host's first request, on a new connection, and may have reached the
+-- server late; counted from its end, the next start can never come too soon.
+local delay = math.max(hnum(hk, 'delay', 0), hnum(hk, 'crawl_delay', 0))
+if lhost == host and now + delay > hnum(hk, 'next', 0) then
+  redis.call('HSET', hk, 'next', string.format('%d', now + delay))
 end
 redis.call('LPUSH', base .. 'q:' .. lhost, entry(attempts, depth, url))
 redis.call('HINCRBY', KEYS[7], 'leased', -1)
