@@ -65,8 +65,8 @@ class Settings:
     robots_ttl: float = 86400.0
     robots_error_ttl: float = 600.0  # a 5xx/unreachable robots.txt blocks its host this long
     crawl_delay_cap: float = 30.0
-    # Added to a host's delay at each claim; a worker that cannot start the request within
-    # this long of claiming gives the slot back, so no two starts come closer than the delay.
+    # Added to a host's delay at each claim; a worker that cannot reach the send within half
+    # of it gives the slot back, so no two starts come closer than the delay.
     politeness_slack: float = 0.02
     # "host": throttle each host:port; "ip": throttle each server address (resolved when added)
     politeness_key: str = "host"
