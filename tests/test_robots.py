@@ -222,7 +222,9 @@ async def test_two_workers_racing_fetch_each_robots_txt_once(
     with Site(handler, ips=ips) as site:
         await seed(redis, settings, _lines([site.url(ip, "/") for ip in ips]
                                            + [site.url(ip, "/p0") for ip in ips]))
-        workers = [Worker(redis, settings.replace(claim_batch=2)) for _ in range(2)]
+        # Two leases a worker: the first cannot take every URL before the second starts.
+        workers = [Worker(redis, settings.replace(concurrency=2, claim_batch=2))
+                   for _ in range(2)]
         async with asyncio.timeout(20):
             await asyncio.gather(*(w.run() for w in workers))
         for ip in ips:
