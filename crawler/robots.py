@@ -169,7 +169,13 @@ class RobotsCache:
             if time.monotonic() > deadline:
                 raise SlotMissed(origin)
             if await self.redis.set(lock, token, nx=True, px=int(self.lock_ttl * 1000)):
-                break
+                # The holder before us may have stored the verdict and let go
+                # between our read and our lock: look again before fetching.
+                raw, ttl_ms = await self._read(key)
+                if raw is None:
+                    break
+                await self._unlock(lock, token)
+                return self._remember(origin, raw[:1], raw[1:], ttl_ms / 1000)
             if not waited:
                 waited = True
                 self.waits += 1
@@ -182,11 +188,14 @@ class RobotsCache:
                 shard.base, lease.id, lease.host, origin, got.value, int(got.ttl * 1000),
                 got.crawl_delay_ms, int(got.capped), token])])
         except BaseException:
-            if await self.redis.get(lock) == token:
-                await self.redis.delete(lock)
+            await self._unlock(lock, token)
             raise
         self._remember(origin, got.value[:1], got.value[1:], got.ttl)
         raise RobotsFetched(origin)
+
+    async def _unlock(self, lock: str, token: str) -> None:
+        if await self.redis.get(lock) == token:
+            await self.redis.delete(lock)
 
     async def _read(self, key: str) -> tuple[str | None, int]:
         pipe = self.redis.pipeline(transaction=False)

@@ -19,6 +19,10 @@ from politeness_site import Site, crawl, html, min_start_gap
 from redis.asyncio import Redis
 
 from crawler.config import Settings
+from crawler.errors import RobotsDisallowed
+from crawler.fetch import make_session
+from crawler.frontier import Frontier
+from crawler.robots import RobotsCache
 from crawler.seeds import seed
 from crawler.sitegen import free_port
 from crawler.worker import Worker
@@ -232,6 +236,33 @@ async def test_two_workers_racing_fetch_each_robots_txt_once(
     assert all(w.counters.pages > 0 for w in workers)
     assert sum(w.robots.waits for w in workers if w.robots) > 0, "no race happened"
     assert sum(w.robots.fetches for w in workers if w.robots) == 3
+
+
+async def test_a_verdict_stored_between_our_read_and_our_lock_is_used_not_fetched_again(
+        redis: Redis, settings: Settings) -> None:
+    """The other worker stores its verdict and lets go of the lock after we found no
+    verdict but before we took the lock: we must look again, not fetch again."""
+    with site_of(Server([text("")])) as site:
+        frontier = Frontier(redis, settings)
+        await frontier.add([(site.url(IP, "/x"), 0)])
+        [lease] = (await frontier.claim(1, "w")).leases
+        session = make_session(settings)
+        cache = RobotsCache(redis, frontier, session, settings)
+        read = cache._read
+
+        async def read_while_the_other_worker_finishes(key: str) -> tuple[str | None, int]:
+            found = await read(key)
+            await redis.set(key, "RUser-agent: *\nDisallow: /x\n", px=60_000)
+            return found
+
+        cache._read = read_while_the_other_worker_finishes  # type: ignore[method-assign]
+        try:
+            with pytest.raises(RobotsDisallowed):
+                await cache.check(lease)
+        finally:
+            await session.close()
+        assert site.hits == []
+    assert cache.fetches == 0
 
 
 @pytest.mark.parametrize(("ttl", "pause", "fetches"), [(86400.0, 0.0, 1), (0.2, 0.3, 2)])
