@@ -100,6 +100,9 @@ class _RecentFingerprints:
     def clear(self) -> None:
         self._items.clear()
 
+    def __contains__(self, fp: int) -> bool:
+        return fp in self._items
+
     def check_and_add(self, fp: int) -> bool:
         """True if fp was seen here before; records it otherwise."""
         if fp in self._items:
@@ -170,6 +173,10 @@ class Frontier:
             host = self.keyer.key(url)
             groups[keys.shard_of(host, n)].append((url, depth, host, fp))
         return groups, repeats
+
+    def sent_recently(self, url: str) -> bool:
+        """True if this process gave Redis this canonical URL lately: adding it is a no-op."""
+        return self._recent is not None and fingerprint(url) in self._recent
 
     def add_calls(self, urls: Iterable[tuple[str, int]]) -> tuple[list[Call], int]:
         """add.lua calls for these URLs (one per shard). Also returns local repeats dropped."""

@@ -265,7 +265,10 @@ class Worker:
                     # scope would drop the seed's own links as out of scope.
                     await self._write(self._refresh_scope)
                 depth = lease.depth + 1
-                links = [(u, depth) for u in page.links if self.scope.allows(u, depth)]
+                # Most links were sent to Redis already (add would drop them):
+                # skip the scope rules for those.
+                links = [(u, depth) for u in page.links
+                         if not self.frontier.sent_recently(u) and self.scope.allows(u, depth)]
         record = make_record(
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.id,
             final_url=resp.final_url, status=resp.status, title=title, links=link_count,
