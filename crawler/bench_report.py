@@ -32,15 +32,15 @@ def format_table(report: dict[str, Any]) -> str:
                 value = fn(name, run)
             except (KeyError, TypeError, ZeroDivisionError):
                 value = None
-            cells.append("-" if value is None else
-                         f"{value:.3g}" if isinstance(value, float) else str(value))
-        return f"{label:<34}" + "".join(f"{c:>14}" for c in cells)
+            cells.append("-" if value is None else _number(value) if isinstance(value, float)
+                         else str(value))
+        return f"{label:<34}" + "".join(f" {c:>15}" for c in cells)
 
     def mine(fn: Callable[[dict[str, Any]], Any]) -> Callable[[str, dict[str, Any]], Any]:
         return lambda name, run: None if name.startswith("ceiling") else fn(run)
 
     lines = [
-        f"{'':<34}" + "".join(f"{name:>14}" for name, _ in cols),
+        f"{'':<34}" + "".join(f" {name:>15}" for name, _ in cols),
         *(["(ceiling*: the same minimal loop with crawler.urls.resolve for its links)"]
           if report.get("ceiling_our_urls") else []),
         row("pages/s (median)", lambda _, r: r["pages_per_s"]),
@@ -65,3 +65,7 @@ def format_table(report: dict[str, Any]) -> str:
         row("peak RSS/process MB", lambda _, r: "/".join(f"{m:.0f}" for m in r["peak_rss_mb"])),
     ]
     return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
