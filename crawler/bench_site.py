@@ -87,7 +87,9 @@ class SiteProcess:
             (self.work / "tmp").mkdir(exist_ok=True)
             conf = self.work / "nginx.conf"
             conf.write_text(nginx_config(self.spec, self.root, self.work))
-            argv = [self.nginx, "-c", str(conf), "-p", str(self.work)]
+            # -e: a non-root user cannot open the default /var/log/nginx/error.log.
+            argv = [self.nginx, "-c", str(conf), "-p", str(self.work),
+                    "-e", str(self.work / "nginx-error.log")]
         else:
             s = self.spec
             argv = [sys.executable, "-m", "crawler.sitegen", "--static", str(self.root),
