@@ -37,6 +37,7 @@ from typing import Any
 
 import redis as sync_redis
 
+from crawler import keys
 from crawler.bench_report import format_table, summary
 from crawler.bench_site import SiteProcess
 from crawler.bench_worker import cpu_seconds
@@ -113,8 +114,6 @@ def check_results(spec: SiteSpec, records: list[dict[str, Any]]) -> list[str]:
 
 
 def read_records(client: sync_redis.Redis, crawl: str, shards: int) -> list[dict[str, Any]]:
-    from crawler import keys
-
     records = []
     for shard in keys.all_shards(crawl, shards):
         start = "-"
@@ -189,15 +188,16 @@ def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProces
                  "max_per_host": cfg.max_per_host, "delay": 0.0, "obey_robots": True,
                  "allow_private": True, "home": str(home), "scope": "host"}
     client = sync_redis.Redis.from_url(url)
+    procs: list[subprocess.Popen[bytes]] = []
     try:
         asyncio.run(_seed(url, overrides, spec.seeds()))
         info0 = client.info("all")
         redis_cpu0, site_cpu0 = cpu_seconds(valkey_pid), site.cpu_seconds()
         busy0, wall0 = machine_busy_seconds(), time.monotonic()
         outs = [home / f"worker-{i}.json" for i in range(processes)]
-        procs = [subprocess.Popen([*_profiler(cfg, f"crawl-{processes}p-{i}"), sys.executable,
-                                   "-m", "crawler.bench_worker", json.dumps(overrides), str(out)])
-                 for i, out in enumerate(outs)]
+        procs += [subprocess.Popen([*_profiler(cfg, f"crawl-{processes}p-{i}"), sys.executable,
+                                    "-m", "crawler.bench_worker", json.dumps(overrides), str(out)])
+                  for i, out in enumerate(outs)]
         workers_cpu_total = 0.0
         for proc in procs:
             code, cpu = _wait_child(proc)
@@ -210,7 +210,13 @@ def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProces
         workers = [json.loads(out.read_text()) for out in outs]
         records = read_records(client, "bench", 1)
         seen_bytes, seen_sets = seen_set_bytes(client)
+        seen_raw: Any = client.hget(keys.ShardKeys("bench", 0).stats, "seen")
+        seen = int(seen_raw or 0)
     finally:
+        for proc in procs:  # a failed run must not leave workers behind
+            if proc.poll() is None and proc.returncode is None:
+                proc.kill()
+                proc.wait()
         client.close()
         stop_server(home)
     problems = check_results(spec, records)
@@ -219,7 +225,6 @@ def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProces
     # idle wait before they see the crawl is finished is not crawling time.
     last = max((r["_written"] for r in records), default=max(w["end"] for w in workers))
     seconds = last - min(w["start"] for w in workers)
-    seen = pages  # every page seen was crawled: the site has no out-of-scope pages queued
 
     def per_page(value: float) -> float:
         return value / max(1, pages)
