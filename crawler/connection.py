@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -31,21 +31,30 @@ def redact(url: str) -> str:
     return url
 
 
-def make_client(url: str, *, timeout: float = 30.0) -> Redis:
-    return Redis.from_url(
+def make_client(url: str, *, timeout: float = 30.0, max_connections: int = 64) -> Redis:
+    """A client whose pool waits for a free connection instead of failing.
+
+    redis-py's default pool raises "Too many connections" past its size; a
+    worker with hundreds of fetches in flight must queue for a connection
+    (completions share pipelines, so few are needed) rather than error.
+    """
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout,
         decode_responses=True,
         socket_timeout=timeout,
         socket_connect_timeout=5.0,
         health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), COMMAND_RETRIES),
     )
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 async def connect(settings: Settings) -> Redis:
     """A checked client for the crawl's Redis, or RedisUnavailable naming the URL."""
     url = redis_url(settings)
-    client = make_client(url)
+    client = make_client(url, max_connections=settings.concurrency + 32)
     try:
         await client.ping()
     except (RedisError, OSError) as exc:
