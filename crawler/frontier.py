@@ -35,6 +35,7 @@ SCRIPT_NAMES = ("add", "claim", "complete", "retry", "reclaim", "robots")
 # they cost a Redis argument. Bounded: memory stays flat on long crawls.
 LOCAL_SEEN_CAPACITY = 200_000
 RECLAIM_BATCH = 500
+LOCAL_POLICY_CAPACITY = 100_000
 BUSY_POLL = 0.1
 """Longest wait hint while other workers hold leases, in seconds."""
 
@@ -129,6 +130,7 @@ class Frontier:
         self.shas = {name: _sha1(src) for name, src in self.sources.items()}
         self.round_trips = 0  # Redis round trips this client made, for the benchmark
         self._recent = _RecentFingerprints(LOCAL_SEEN_CAPACITY) if local_dedup else None
+        self._policy_sent: set[str] = set()
         self._policy_cache: dict[str, tuple[int, int]] = {}
         self.keyer = PolitenessKeys(settings)  # host[:port], or the server's IP
         self._next_shard = 0  # which shard gets the remainder of the next claim
@@ -149,7 +151,12 @@ class Frontier:
     def _add_args(self, shard: keys.ShardKeys, items: Sequence[tuple[str, int, str, int]]
                   ) -> list[Any]:
         """ARGV for add.lua; items are (url, depth, host, fingerprint)."""
-        hosts = {host for _, _, host, _ in items}
+        # A host's first-add policy only matters the first time Redis sees the
+        # host (HSETNX), so each process sends it once per host, not per page.
+        hosts = {host for _, _, host, _ in items} - self._policy_sent
+        if len(self._policy_sent) > LOCAL_POLICY_CAPACITY:
+            self._policy_sent.clear()
+        self._policy_sent |= hosts
         args: list[Any] = [shard.base, 0, self.settings.max_pages_per_host, len(hosts)]
         for host in hosts:
             limit, delay_ms = self._policy(host)
@@ -238,6 +245,8 @@ class Frontier:
             raise
 
     def _forget_recent(self) -> None:
+        """After a failed call, assume nothing this process sent reached Redis."""
+        self._policy_sent.clear()
         if self._recent is not None:
             self._recent.clear()
 
