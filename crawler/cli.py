@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import signal
@@ -152,15 +151,13 @@ def worker(
 
         client, s = await _open(settings)
         w = Worker(client, s, forever=forever, quiet=quiet)
-        task = asyncio.current_task()
-        assert task is not None
-        install_signal_handlers(w, task)
+        install_signal_handlers(w)
         try:
             await w.run()
-        except asyncio.CancelledError:
-            raise typer.Exit(130) from None
         finally:
             await client.aclose()
+        if w.aborted:
+            raise typer.Exit(130)
 
     _run(main)
 

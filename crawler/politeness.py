@@ -52,6 +52,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from redis.asyncio import Redis
 
 from crawler import keys
+from crawler.aio import cancel_and_wait
 from crawler.config import HostPolicy, Settings
 from crawler.urls import host_key, hostname
 
@@ -201,9 +202,7 @@ class PolitenessKeys:
         self.lookups += len(ordered)
         tasks = [asyncio.ensure_future(self.resolve(n)) for n in ordered]
         done, pending = await asyncio.wait(tasks, timeout=RESOLVE_TIMEOUT)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await cancel_and_wait(pending, within=RESOLVE_TIMEOUT)
         now = time.monotonic()
         for name, task in zip(ordered, tasks, strict=True):
             ip = task.result() if task in done and task.exception() is None else None

@@ -26,6 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from crawler import errors, keys
+from crawler.aio import cancel_and_wait, wait_event
 from crawler.config import Settings
 from crawler.fetch import Response, fetch, make_session
 from crawler.frontier import ClaimResult, Frontier, Lease
@@ -46,6 +47,8 @@ REDIS_BACKOFF_MAX = 10.0
 """Cap on the wait between reconnect attempts while Redis is down, in seconds."""
 PROGRESS_EVERY = 2.0
 HEARTBEAT_EVERY = 5.0
+STOP_BOUND = 5.0
+"""Seconds shutdown waits for cancelled tasks, or for writes still on the wire."""
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
@@ -103,39 +106,56 @@ class Worker:
         self.last_queued = 0
         self.session: aiohttp.ClientSession | None = None
         self.robots: RobotsCache | None = None
+        self.aborted = False  # stopped at once (second signal): exit code 130
+        self._aborted = asyncio.Event()
+        self._writes: set[asyncio.Future[object]] = set()  # shielded writes in progress
 
     # -- the loop --------------------------------------------------------------
 
     async def run(self) -> None:
-        """Crawl until the crawl is finished (or forever), then shut down cleanly."""
+        """Crawl until the crawl is finished (or forever), then shut down cleanly.
+
+        The crawl runs in its own task so that an abort (``abort``: a second
+        signal) can stop it with ``cancel_and_wait``, which cancels again if a
+        cancellation is lost (crawler.aio), instead of cancelling this task once.
+        """
         self.session = make_session(self.settings)
         self.robots = RobotsCache(self.redis, self.frontier, self.session, self.settings)
-        background = [asyncio.create_task(self._housekeeping())]
+        background = [asyncio.create_task(self._housekeeping(), name="housekeeping")]
         if not self.quiet:
-            background.append(asyncio.create_task(self._progress()))
+            background.append(asyncio.create_task(self._progress(), name="progress"))
+        crawl = asyncio.create_task(self._crawl(), name="crawl")
+        aborted = asyncio.create_task(self._aborted.wait(), name="abort-signal")
         try:
-            # This worker's limits, delays and overrides become the crawl's,
-            # also for hosts already known (crawler.politeness).
-            await publish_policy(self.redis, self.settings)
-            await self._refresh_scope()
-            while not self.stopping:
-                if not await self._step():
-                    break
-            await self._drain()
+            await asyncio.wait([crawl, aborted], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            # Stopped at once (second signal, or an error): cancel fetches still in
-            # flight before closing the session under them, else each would fail
-            # with a connection error and record a retry or an error result that
-            # no server caused. Their leases come back through reclaim.
-            in_flight = [*self.tasks, *background]
-            for task in in_flight:
-                task.cancel()
-            await asyncio.gather(*in_flight, return_exceptions=True)
+            # Stopped at once (abort, or an error): cancel fetches still in flight
+            # before closing the session under them, else each would fail with a
+            # connection error and record a retry or an error result that no
+            # server caused. Their leases come back through reclaim.
+            await cancel_and_wait([crawl, aborted, *self.tasks, *background],
+                                  within=STOP_BOUND)
+            if self._writes:  # shielded frontier writes still on the wire
+                await asyncio.wait(list(self._writes), timeout=STOP_BOUND)
             await self.session.close()
-            with contextlib.suppress(*REDIS_ERRORS):
-                await self.redis.hdel(keys.workers_key(self.settings.crawl), self.id)
+            with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
+                async with asyncio.timeout(STOP_BOUND):
+                    await self.redis.hdel(keys.workers_key(self.settings.crawl), self.id)
             if not self.quiet:
                 self._print_progress(final=True)
+        failure = crawl.exception() if crawl.done() and not crawl.cancelled() else None
+        if failure is not None:
+            raise failure
+
+    async def _crawl(self) -> None:
+        # This worker's limits, delays and overrides become the crawl's,
+        # also for hosts already known (crawler.politeness).
+        await publish_policy(self.redis, self.settings)
+        await self._refresh_scope()
+        while not self.stopping:
+            if not await self._step():
+                break
+        await self._drain()
 
     async def _step(self) -> bool:
         """One iteration: claim if there is room, else wait. False when the crawl is done."""
@@ -184,8 +204,7 @@ class Worker:
 
     async def _wait_for_slot(self, seconds: float) -> None:
         self.slot_freed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.slot_freed.wait(), seconds)
+        await wait_event(self.slot_freed, seconds)
 
     # -- one URL ---------------------------------------------------------------
 
@@ -309,8 +328,11 @@ class Worker:
         """
         delay = 0.1
         while True:
+            write = asyncio.ensure_future(call())
+            self._writes.add(write)
+            write.add_done_callback(self._writes.discard)
             try:
-                await asyncio.shield(call())
+                await asyncio.shield(write)
                 return
             except REDIS_ERRORS as exc:
                 log.warning("redis write failed (%s); retrying in %.1fs", exc, delay)
@@ -324,6 +346,12 @@ class Worker:
         self.stopping = True
         self.slot_freed.set()
 
+    def abort(self) -> None:
+        """Stop at once: cancel everything in flight; leases come back through reclaim."""
+        self.stopping = True
+        self.aborted = True
+        self._aborted.set()
+
     async def _drain(self) -> None:
         if not self.tasks:
             return
@@ -332,9 +360,7 @@ class Worker:
         if not still:
             return
         leases = [self.tasks[t] for t in still if t in self.tasks]
-        for task in still:
-            task.cancel()
-        await asyncio.gather(*still, return_exceptions=True)
+        await cancel_and_wait(still, within=STOP_BOUND)
         # Give the unfinished URLs straight back, without counting an attempt.
         for lease in leases:
             with contextlib.suppress(*REDIS_ERRORS):
@@ -370,14 +396,14 @@ class Worker:
         print(("done: " if final else "") + line, file=sys.stderr, flush=True)
 
 
-def install_signal_handlers(worker: Worker, main: asyncio.Task[None]) -> None:
+def install_signal_handlers(worker: Worker) -> None:
     """First SIGINT/SIGTERM drains; a second one stops at once (reclaim recovers leases)."""
     loop = asyncio.get_running_loop()
 
     def on_signal(signum: int) -> None:
         if worker.stopping:
             log.warning("second signal: stopping now; leases come back through reclaim")
-            main.cancel()
+            worker.abort()
             return
         log.warning("signal %d: finishing fetches in flight (grace %.0fs)", signum,
                     worker.settings.shutdown_grace)
