@@ -183,12 +183,13 @@ def _run_processes(settings: Settings) -> int:
 
     def forward(signum: int, _frame: object) -> None:
         # A closed terminal (SIGHUP) no longer reaches the workers: drain them.
+        # SIGUSR1 asks each worker for its task dump.
         signum = signal.SIGTERM if signum == signal.SIGHUP else signum
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
 
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
         signal.signal(signum, forward)
     codes = [child.wait() for child in children]
     return next((code if code > 0 else 128 - code for code in codes if code), 0)

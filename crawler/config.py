@@ -47,6 +47,7 @@ class Settings:
     backoff_base: float = 1.0
     backoff_max: float = 300.0
     shutdown_grace: float = 10.0
+    stall_warning: float = 60.0
     # Fetching
     connect_timeout: float = 10.0
     read_timeout: float = 20.0

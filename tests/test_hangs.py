@@ -12,16 +12,22 @@ housekeeping task forever. The worker here uses the real client
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
 import sys
 import time
+from pathlib import Path
 
 import pytest
-from crawl_helpers import seed_urls
+from aiohttp import web
+from crawl_helpers import seed_urls, start_worker
+from fault_helpers import read_results, seed_sync, wait_exit, wait_for
+from politeness_site import Site, html
 
 from crawler.aio import cancel_and_wait
 from crawler.config import Settings
 from crawler.connection import connect
-from crawler.sitegen import SiteServer, SiteSpec, free_port
+from crawler.sitegen import SiteServer, SiteSpec, expected, free_port
 from crawler.worker import Worker
 
 EXIT_BOUND = 2.0
@@ -106,3 +112,63 @@ async def test_cancel_and_wait_reports_a_task_that_refuses_to_stop() -> None:
     assert left == [task]
     refusing = False
     assert not await cancel_and_wait([task], within=2.0)
+
+
+async def test_a_stalled_worker_says_once_what_it_is_waiting_on(
+        settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    async def hang(_: web.Request) -> web.Response:
+        await asyncio.sleep(3)
+        return html()
+
+    settings = settings.replace(concurrency=1, stall_warning=0.4, obey_robots=False,
+                                read_timeout=10, total_timeout=10)
+    with Site(hang) as site, caplog.at_level(logging.WARNING, "crawler.worker"):
+        url = site.url("127.0.0.2", "/slow")
+        client = await connect(settings)
+        try:
+            await seed_urls(client, settings, [url])
+            async with asyncio.timeout(20):
+                await Worker(client, settings).run()
+        finally:
+            await client.aclose()
+    stalls = [r.getMessage() for r in caplog.records if "worker stalled" in r.getMessage()]
+    assert len(stalls) == 1, stalls  # once per stall, not every check
+    assert "a free fetch slot" in stalls[0] and f"at fetch: {url}" in stalls[0]
+
+
+async def test_a_worker_that_keeps_finishing_urls_never_warns(
+        settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    spec = SiteSpec(hosts=2, pages=20, port=free_port())
+    settings = settings.replace(stall_warning=0.3)
+    with SiteServer(spec, slow={ip: 0.02 for ip in spec.host_ips()}), \
+            caplog.at_level(logging.WARNING, "crawler.worker"):
+        client = await connect(settings)
+        try:
+            await seed_urls(client, settings, spec.seeds())
+            async with asyncio.timeout(60):
+                await Worker(client, settings).run()
+        finally:
+            await client.aclose()
+    assert not [r for r in caplog.records if "worker stalled" in r.getMessage()]
+
+
+def test_sigusr1_prints_every_task_and_the_worker_carries_on(clean_redis: str,
+                                                            tmp_path: Path) -> None:
+    spec = SiteSpec(hosts=1, pages=30, port=free_port())
+    with SiteServer(spec, slow={ip: 0.1 for ip in spec.host_ips()}):
+        seed_sync(clean_redis, "usr1", spec.seeds())
+        log = tmp_path / "worker.log"
+        proc = start_worker(clean_redis, "usr1", "--concurrency", "1", log=log)
+        try:
+            wait_for(lambda: len(read_results(clean_redis, "usr1")) >= 2, 30, "two results")
+            proc.send_signal(signal.SIGUSR1)
+            wait_for(lambda: "end of tasks" in log.read_text(), 10, "the task dump")
+            assert wait_exit([proc], 60) == [0]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = log.read_text()
+    assert "crawl loop waiting on" in text
+    for name in ("crawl", "housekeeping", "stall-watch"):
+        assert f"name='{name}'" in text, name
+    assert len(read_results(clean_redis, "usr1")) == len(expected(spec))

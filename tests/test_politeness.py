@@ -33,7 +33,9 @@ from crawler.politeness import (
 from crawler.robots import RobotsCache
 from crawler.seeds import seed
 from crawler.sitegen import OUT_OF_SCOPE_HOST, SiteServer, SiteSpec, expected
-from crawler.worker import Worker, retry_after
+from crawler.worker import Worker, backoff_delay, retry_after
+from crawler.worker.lease import LeaseRunner
+from crawler.worker.watch import InFlight
 
 # -- three worker processes on one frontier ------------------------------------------
 
@@ -204,7 +206,8 @@ async def test_a_worker_too_late_for_its_slot_gives_the_lease_back_unfetched(
         try:
             await worker.frontier.add([(site.url("127.0.0.2", "/"), 0)])
             [lease] = (await worker.frontier.claim(1, "w")).leases
-            await worker._process(lease, start_deadline(settings, time.monotonic() - 1))
+            await LeaseRunner(worker).run(InFlight(lease),
+                                          start_deadline(settings, time.monotonic() - 1))
         finally:
             await worker.session.close()
         assert site.hits == []
@@ -368,3 +371,12 @@ async def test_ip_mode_spaces_requests_to_two_names_of_one_server(
         spans = site.spans("127.0.0.1")
     assert len(spans) == 8  # robots.txt and three pages, under each name
     assert (min_start_gap(spans) >= 0.15) is spaced
+
+
+def test_backoff_stays_within_half_and_all_of_its_capped_step() -> None:
+    settings = Settings(backoff_base=1.0, backoff_max=300.0)
+    for attempt in (1, 2, 5, 9, 20):
+        step = min(300.0, 2.0 ** (attempt - 1))
+        samples = [backoff_delay(attempt, settings) for _ in range(2000)]
+        assert step / 2 <= min(samples) and max(samples) <= step <= 300.0
+    assert max(backoff_delay(30, settings) for _ in range(2000)) <= 300.0

@@ -1,0 +1,167 @@
+"""What happens to one claimed URL: robots check, fetch, then exactly one frontier write.
+
+Every path through ``LeaseRunner.run`` ends in one write (complete or retry),
+or in none when robots.txt took the lease's slot (``robots.lua`` gave the
+lease back itself). Writes go through ``Write``, which the worker shields
+from cancellation and retries while Redis is down.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from crawler import errors
+from crawler.fetch import Response, fetch
+from crawler.parse import parse_html
+from crawler.politeness import SlotMissed, adaptive_delay
+from crawler.results import dumps, make_record
+from crawler.robots import RobotsFetched, RobotsUnavailable
+from crawler.worker.backoff import REDIS_ERRORS, backoff_delay, log, retry_after
+from crawler.worker.watch import InFlight
+
+if TYPE_CHECKING:
+    from crawler.worker.loop import Worker
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+HOST_BACKOFF_STATUSES = frozenset({429, 503})
+
+Write = Callable[[Callable[[], Awaitable[object]]], Awaitable[None]]
+
+
+class LeaseRunner:
+    """Processes leases for one worker, with its frontier, robots cache, session and scope."""
+
+    def __init__(self, worker: Worker) -> None:
+        assert worker.robots is not None and worker.session is not None
+        self.worker = worker
+        self.settings = worker.settings
+        self.frontier = worker.frontier
+        self.robots = worker.robots
+        self.session = worker.session
+        self.scope = worker.scope
+        self.counters = worker.counters
+        self.write: Write = worker.write
+
+    async def run(self, item: InFlight, deadline: float = math.inf) -> None:
+        lease = item.lease
+        attempt = lease.attempts + 1
+        if lease.attempts >= self.settings.max_attempts:
+            # Reclaimed after its worker died, too many times: give up on it.
+            await self._finish_error(item, lease.attempts, 0.0, errors.FetchError(
+                f"lease expired {lease.attempts} times without a result"), "lease_expired")
+            return
+        started = time.monotonic()
+        try:
+            item.at("robots")
+            await self.robots.check(lease, deadline)
+            if time.monotonic() > deadline:
+                raise SlotMissed(lease.url)
+            item.at("fetch")
+            resp = await fetch(self.session, lease.url, self.settings,
+                               allow_redirect=lambda u: self.scope.allows(u, lease.depth))
+        except SlotMissed:
+            # Starting now could put this request closer than the host's delay to
+            # the next one: give the slot back unused (crawler.politeness).
+            self.counters.missed_slots += 1
+            await self._write(item, lambda: self.frontier.retry(lease, 0.0, count_attempt=False))
+            return
+        except RobotsFetched:
+            # The host's slot went to robots.txt; robots.lua already put the
+            # page back in its queue for the next slot.
+            return
+        except REDIS_ERRORS as exc:
+            # The robots.txt verdict lives in Redis, which is down: not the URL's
+            # fault. Give it back uncounted once Redis answers (write waits).
+            log.warning("redis unavailable during robots check (%s); giving %s back",
+                        exc, lease.url)
+            await self._write(item, lambda: self.frontier.retry(lease, 0.0, count_attempt=False))
+            return
+        except errors.FetchError as exc:
+            if exc.retry and attempt < self.settings.max_attempts:
+                # An unreachable robots.txt holds the whole host until it is due again.
+                unavailable = isinstance(exc, RobotsUnavailable)
+                delay = exc.retry_after if unavailable and exc.retry_after else \
+                    backoff_delay(attempt, self.settings)
+                await self._retry(item, delay, host_backoff=unavailable)
+            else:
+                await self._finish_error(item, attempt, time.monotonic() - started, exc,
+                                         no_request=isinstance(exc, errors.RobotsDisallowed))
+            return
+        if resp.status in RETRY_STATUSES:
+            await self._status_retry(item, attempt, resp)
+            return
+        await self._finish_page(item, attempt, resp)
+
+    async def _status_retry(self, item: InFlight, attempt: int, resp: Response) -> None:
+        host_backoff = resp.status in HOST_BACKOFF_STATUSES
+        wait = retry_after(resp.headers.get("Retry-After"), self.settings.backoff_max)
+        delay = wait if wait is not None else backoff_delay(attempt, self.settings)
+        if attempt < self.settings.max_attempts:
+            await self._retry(item, delay, host_backoff=host_backoff)
+            return
+        exc = errors.HTTPStatusError(f"HTTP {resp.status} after {attempt} attempts",
+                                     status=resp.status)
+        await self._finish_error(item, attempt, resp.elapsed, exc, response=resp,
+                                 not_before=delay if host_backoff else 0.0)
+
+    async def _finish_page(self, item: InFlight, attempt: int, resp: Response) -> None:
+        lease = item.lease
+        title, link_count, noindex = None, 0, False
+        links: list[tuple[str, int]] = []
+        if resp.is_html:
+            item.at("parse")
+            page = parse_html(resp.body, resp.final_url, resp.charset,
+                              follow_nofollow=self.settings.follow_nofollow)
+            robots_header = resp.headers.get("X-Robots-Tag", "").lower()
+            title, link_count = page.title, page.link_count
+            noindex = page.noindex or "noindex" in robots_header or "none" in robots_header
+            nofollow = page.nofollow or "nofollow" in robots_header or "none" in robots_header
+            if not nofollow:
+                if lease.depth == 0 and not self.scope.knows_anchor_of(lease.url):
+                    # Seeded after our last refresh. Rides out an outage: a stale
+                    # scope would drop the seed's own links as out of scope.
+                    await self.write(self.worker.refresh_scope)
+                depth = lease.depth + 1
+                # Most links were sent to Redis already (add would drop them):
+                # skip the scope rules for those.
+                links = [(u, depth) for u in page.links
+                         if not self.frontier.sent_recently(u) and self.scope.allows(u, depth)]
+        record = make_record(
+            url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
+            final_url=resp.final_url, status=resp.status, title=title, links=link_count,
+            content_type=resp.content_type, size=len(resp.body), elapsed=resp.elapsed,
+            noindex=noindex)
+        self.counters.pages += 1
+        pause = adaptive_delay(resp.elapsed, self.settings)
+        await self._write(item, lambda: self.frontier.complete(
+            lease, dumps(record), links=links, not_before=pause))
+
+    async def _finish_error(self, item: InFlight, attempt: int, elapsed: float,
+                            exc: errors.FetchError, error_type: str | None = None, *,
+                            response: Response | None = None, not_before: float = 0.0,
+                            no_request: bool = False) -> None:
+        lease = item.lease
+        record = make_record(
+            url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
+            final_url=response.final_url if response else None,
+            status=response.status if response else exc.status,
+            content_type=response.content_type if response else None,
+            size=len(response.body) if response else 0, elapsed=elapsed,
+            error=(error_type or exc.type, str(exc)))
+        self.counters.pages += 1
+        self.counters.errors += 1
+        await self._write(item, lambda: self.frontier.complete(
+            lease, dumps(record), is_error=True, not_before=not_before, no_request=no_request))
+
+    async def _retry(self, item: InFlight, delay: float, *, host_backoff: bool = False) -> None:
+        self.counters.retries += 1
+        await self._write(item, lambda: self.frontier.retry(item.lease, delay,
+                                                            host_backoff=host_backoff))
+
+    async def _write(self, item: InFlight, call: Callable[[], Awaitable[object]]) -> None:
+        item.at("write")
+        await self.write(call)
+        self.worker.watch.progress()

@@ -1,0 +1,265 @@
+"""The worker loop: claim a batch, fetch, parse, complete; until the crawl is done.
+
+One event loop a process. The loop reads as: while running, top up the
+in-flight fetches with one batched claim, then wait for a slot or for the
+frontier's wait hint. Each fetch task ends in exactly one frontier write
+(complete or retry), shielded so cancellation cannot cut it in half
+(``crawler.worker.lease``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+from redis.asyncio import Redis
+
+from crawler import keys
+from crawler.aio import cancel_and_wait, wait_event
+from crawler.config import Settings
+from crawler.fetch import make_session
+from crawler.frontier import ClaimResult, Frontier
+from crawler.politeness import publish_policy, start_deadline
+from crawler.robots import RobotsCache
+from crawler.scope import Scope
+from crawler.worker.backoff import REDIS_ERRORS, ride_out_redis
+from crawler.worker.lease import LeaseRunner
+from crawler.worker.progress import Counters, print_progress
+from crawler.worker.watch import InFlight, StallWatch
+
+log = logging.getLogger("crawler.worker")
+
+IDLE_WAIT_MIN = 0.02
+IDLE_WAIT_MAX = 2.0
+"""Bounds on how long an idle worker sleeps between claims, in seconds."""
+PROGRESS_EVERY = 2.0
+HEARTBEAT_EVERY = 5.0
+STOP_BOUND = 5.0
+"""Seconds shutdown waits for cancelled tasks, or for writes still on the wire."""
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(24):06x}"
+
+
+class Worker:
+    """Runs one process's share of a crawl. Use ``await Worker(...).run()``."""
+
+    def __init__(self, redis: Redis, settings: Settings, *, forever: bool = False,
+                 quiet: bool = True, name: str | None = None) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.frontier = Frontier(redis, settings)
+        self.forever = forever
+        self.quiet = quiet
+        self.id = name or worker_id()
+        self.counters = Counters()
+        self.scope = Scope(settings)
+        self.tasks: dict[asyncio.Task[None], InFlight] = {}
+        self.slot_freed = asyncio.Event()
+        self.stopping = False
+        self.last_claim: ClaimResult | None = None
+        self._claims = 0  # claims sent: each one's request id
+        self.session: aiohttp.ClientSession | None = None
+        self.robots: RobotsCache | None = None
+        self.watch = StallWatch(settings.stall_warning)
+        self.aborted = False  # stopped at once (second signal): exit code 130
+        self._aborted = asyncio.Event()
+        self._writes: set[asyncio.Future[object]] = set()  # shielded writes in progress
+
+    # -- the loop --------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Crawl until the crawl is finished (or forever), then shut down cleanly.
+
+        The crawl runs in its own task so that an abort (``abort``: a second
+        signal) can stop it with ``cancel_and_wait``, which cancels again if a
+        cancellation is lost (crawler.aio), instead of cancelling this task once.
+        """
+        self.session = make_session(self.settings)
+        self.robots = RobotsCache(self.redis, self.frontier, self.session, self.settings)
+        runner = LeaseRunner(self)
+        background = [asyncio.create_task(self._housekeeping(), name="housekeeping"),
+                      asyncio.create_task(self._watch_for_stalls(), name="stall-watch")]
+        if not self.quiet:
+            background.append(asyncio.create_task(self._progress(), name="progress"))
+        crawl = asyncio.create_task(self._crawl(runner), name="crawl")
+        aborted = asyncio.create_task(self._aborted.wait(), name="abort-signal")
+        try:
+            await asyncio.wait([crawl, aborted], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Stopped at once (abort, or an error): cancel fetches still in flight
+            # before closing the session under them, else each would fail with a
+            # connection error and record a retry or an error result that no
+            # server caused. Their leases come back through reclaim.
+            await cancel_and_wait([crawl, aborted, *self.tasks, *background],
+                                  within=STOP_BOUND)
+            if self._writes:  # shielded frontier writes still on the wire
+                await asyncio.wait(list(self._writes), timeout=STOP_BOUND)
+            await self.session.close()
+            with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
+                async with asyncio.timeout(STOP_BOUND):
+                    await self.redis.hdel(keys.workers_key(self.settings.crawl), self.id)
+            if not self.quiet:
+                self._print_progress(final=True)
+        failure = crawl.exception() if crawl.done() and not crawl.cancelled() else None
+        if failure is not None:
+            raise failure
+
+    async def _crawl(self, runner: LeaseRunner) -> None:
+        # This worker's limits, delays and overrides become the crawl's,
+        # also for hosts already known (crawler.politeness).
+        self.watch.waiting_on = "publishing the politeness policy"
+        await publish_policy(self.redis, self.settings)
+        self.watch.waiting_on = "reading the scope"
+        await self.refresh_scope()
+        while not self.stopping:
+            if not await self._step(runner):
+                break
+        self.watch.waiting_on = "fetches in flight to finish (stopping)"
+        await self._drain()
+
+    async def _step(self, runner: LeaseRunner) -> bool:
+        """One iteration: claim if there is room, else wait. False when the crawl is done."""
+        free = self.settings.concurrency - len(self.tasks)
+        # Claim when at least a quarter batch of slots is free: fewer, fuller claims.
+        want = min(free, self.settings.claim_batch)
+        if want <= 0 or (self.tasks and want < max(1, self.settings.claim_batch // 4)
+                         and free < self.settings.concurrency // 4):
+            await self._wait_for_slot(IDLE_WAIT_MAX, "a free fetch slot")
+            return True
+        sent = time.monotonic()  # the claim ran after this: each slot's start counts from here
+        self.watch.waiting_on = "a claim reply from Redis"
+        self._claims += 1
+        request = str(self._claims)  # one id for this claim however often it is resent
+        result = await ride_out_redis(
+            lambda: self.frontier.claim(want, self.id, slack=self.settings.politeness_slack,
+                                        request_id=request),
+            "claim", give_up=lambda: self.stopping,
+            wait=lambda s: self._wait_for_slot(s, "Redis to come back"))
+        if result is None:
+            return True
+        self.watch.progress()
+        self.last_claim = result
+        for lease in result.leases:
+            item = InFlight(lease)
+            task = asyncio.create_task(runner.run(item, start_deadline(self.settings, sent)))
+            self.tasks[task] = item
+            task.add_done_callback(self._task_done)
+        self.watch.idle = result.finished and not self.tasks
+        if result.leases:
+            return True
+        if result.finished and not self.tasks and not self.forever:
+            return False
+        wait = IDLE_WAIT_MAX if result.wait < 0 else result.wait
+        await self._wait_for_slot(min(max(wait, IDLE_WAIT_MIN), IDLE_WAIT_MAX),
+                                  "claimable work (the frontier's wait hint)")
+        return True
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.pop(task, None)
+        self.slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("fetch task failed", exc_info=task.exception())
+
+    async def _wait_for_slot(self, seconds: float, what: str) -> None:
+        self.watch.waiting_on = what
+        self.slot_freed.clear()
+        await wait_event(self.slot_freed, seconds)
+
+    async def write(self, call: Callable[[], Awaitable[object]]) -> None:
+        """Run one frontier write to the end, riding out a Redis outage.
+
+        Shielded: cancelling the task must not abandon a script call half-read,
+        and shutdown waits for the writes still on the wire. If the outage
+        outlasts the lease, the write turns stale (a no-op) and the URL is
+        crawled again: at least once, never lost.
+        """
+        async def shielded() -> None:
+            write = asyncio.ensure_future(call())
+            self._writes.add(write)
+            write.add_done_callback(self._writes.discard)
+            await asyncio.shield(write)
+
+        await ride_out_redis(shielded, "a frontier write")
+
+    # -- shutdown and housekeeping ---------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop claiming; fetches in flight get the grace period to finish."""
+        self.stopping = True
+        self.slot_freed.set()
+
+    def abort(self) -> None:
+        """Stop at once: cancel everything in flight; leases come back through reclaim."""
+        self.stopping = True
+        self.aborted = True
+        self._aborted.set()
+
+    async def _drain(self) -> None:
+        if not self.tasks:
+            return
+        pending = list(self.tasks)
+        _, still = await asyncio.wait(pending, timeout=self.settings.shutdown_grace)
+        if not still:
+            return
+        leases = [self.tasks[t].lease for t in still if t in self.tasks]
+        await cancel_and_wait(still, within=STOP_BOUND)
+        # Give the unfinished URLs straight back, without counting an attempt.
+        for lease in leases:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.frontier.retry(lease, 0.0, count_attempt=False)
+        log.info("gave back %d unfinished URLs", len(leases))
+
+    async def _housekeeping(self) -> None:
+        """Heartbeat, scope refresh and reclaiming expired leases, now and then."""
+        every = max(1.0, min(HEARTBEAT_EVERY, self.settings.lease_time / 4))
+        while True:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.redis.hset(keys.workers_key(self.settings.crawl), self.id,
+                                      str(int(time.time())))
+                await self.frontier.reclaim()
+                await self.refresh_scope()
+            await asyncio.sleep(every * random.uniform(0.8, 1.2))
+
+    async def refresh_scope(self) -> None:
+        members: set[str] = await self.redis.smembers(  # type: ignore[assignment]
+            keys.scope_key(self.settings.crawl))
+        self.scope.update(members)
+
+    async def _watch_for_stalls(self) -> None:
+        """Log once, with what the worker waits on, when the crawl loop stops progressing."""
+        every = max(0.05, min(5.0, self.settings.stall_warning / 4))
+        while True:
+            await asyncio.sleep(every)
+            if self.stopping:
+                continue
+            message = self.watch.check(self.tasks.values(), len(self._writes), self._claimed())
+            if message:
+                log.warning("worker stalled: %s", message)
+
+    def describe(self) -> str:
+        """What the worker is doing now, for SIGUSR1 and the stall warning."""
+        return (f"crawl loop waiting on {self.watch.waiting_on}; {len(self.tasks)} URLs in "
+                f"flight, {len(self._writes)} frontier writes pending; {self._claimed()}")
+
+    def _claimed(self) -> str:
+        c = self.last_claim
+        return "no claim yet" if c is None else \
+            f"last claim: {len(c.leases)} leases, queued {c.queued}, leased {c.leased}"
+
+    async def _progress(self) -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY)
+            self._print_progress()
+
+    def _print_progress(self, final: bool = False) -> None:
+        queued = self.last_claim.queued if self.last_claim else 0
+        print_progress(self.counters, queued, len(self.tasks), final=final)

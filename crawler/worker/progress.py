@@ -1,0 +1,23 @@
+"""What a worker counts, and the progress line it prints to stderr."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Counters:
+    pages: int = 0
+    errors: int = 0
+    retries: int = 0
+    missed_slots: int = 0  # leases given back unfetched: too late for the host's spacing
+    started: float = field(default_factory=time.monotonic)
+
+
+def print_progress(c: Counters, queued: int, in_flight: int, final: bool = False) -> None:
+    elapsed = max(1e-9, time.monotonic() - c.started)
+    line = (f"pages {c.pages}  {c.pages / elapsed:.1f} pages/s  errors {c.errors}  "
+            f"retries {c.retries}  queued {queued}  in flight {in_flight}")
+    print(("done: " if final else "") + line, file=sys.stderr, flush=True)
