@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from crawler.config import Settings
 from crawler.errors import RedisUnavailable
@@ -14,6 +14,8 @@ from crawler.server import ensure_server
 # Short reconnect attempts inside one command; longer outages are ridden out
 # by the worker loop with its own capped backoff.
 COMMAND_RETRIES = 3
+SOCKET_TIMEOUT = 10.0
+"""Seconds any one Redis read, write or wait for a pooled connection may take."""
 
 
 def redis_url(settings: Settings) -> str:
@@ -31,15 +33,26 @@ def redact(url: str) -> str:
     return url
 
 
-def make_client(url: str, *, timeout: float = 30.0, max_connections: int = 64) -> Redis:
-    """A client whose pool waits for a free connection instead of failing.
+def make_client(url: str, *, timeout: float = SOCKET_TIMEOUT,
+                max_connections: int = 64) -> Redis:
+    """A client whose every wait on Redis is bounded, and whose pool waits for a connection.
 
-    redis-py's default pool raises "Too many connections" past its size; a
-    worker with hundreds of fetches in flight must queue for a connection
-    (completions share pipelines, so few are needed) rather than error.
+    - ``socket_timeout`` bounds each read and write; a command that times out
+      or is interrupted mid-reply closes its connection (redis-py disconnects
+      on any error or cancellation during a command), so a connection out of
+      step with its replies never goes back to the pool.
+    - A connection idle for ``health_check_interval`` is PINGed before use,
+      and TCP keepalive notices a peer that vanished.
+    - redis-py's default pool raises "Too many connections" past its size; a
+      worker with hundreds of fetches in flight must queue for a connection
+      (completions share pipelines, so few are needed) rather than error, for
+      at most ``timeout`` seconds.
     """
+    # TCP keepalive: only TCP connections take the option.
+    tcp = {} if url.startswith("unix://") else {"socket_keepalive": True}
     pool = BlockingConnectionPool.from_url(
         url,
+        **tcp,
         max_connections=max_connections,
         timeout=timeout,
         decode_responses=True,

@@ -134,6 +134,8 @@ class Frontier:
         self._policy_cache: dict[str, tuple[int, int]] = {}
         self.keyer = PolitenessKeys(settings)  # host[:port], or the server's IP
         self._next_shard = 0  # which shard gets the remainder of the next claim
+        self._last_request = ""  # the last claim's request id, and its shares per shard
+        self._last_shares: list[int] = []
         self._queued_calls: list[tuple[list[Call], asyncio.Future[list[Any]]]] = []
         self._sender: asyncio.Task[None] | None = None  # sends the queued calls (run_shared)
 
@@ -295,18 +297,26 @@ class Frontier:
 
     # -- claim ---------------------------------------------------------------
 
-    async def claim(self, n: int, worker: str, *, slack: float = 0.0) -> ClaimResult:
+    async def claim(self, n: int, worker: str, *, slack: float = 0.0,
+                    request_id: str = "") -> ClaimResult:
         """Lease up to n URLs, spread over the shards, within every host's limits.
 
         ``slack``: seconds added to the delay of each host claimed from; the
         caller promises to start each request within that long of sending
         this call, or to give the lease back (see crawler.politeness).
+        ``request_id``: the same id sent again by the same worker (a retry
+        after a lost reply) returns the leases of the first run, not new ones.
+        Callers that retry must therefore compute the shares once: pass the
+        same id only with the same ``n``.
         """
         slack_ms = int(slack * 1000)
         lease_ms = int(self.settings.lease_time * 1000)
+        shares = self._shares(n) if not request_id or request_id != self._last_request \
+            else self._last_shares
+        self._last_request, self._last_shares = request_id, shares
         replies = await self.run([("claim", s.script_keys, [s.base, share, lease_ms, worker,
-                                                         slack_ms])
-                                  for s, share in zip(self.shards, self._shares(n), strict=True)])
+                                                         slack_ms, request_id])
+                                  for s, share in zip(self.shards, shares, strict=True)])
         leases: list[Lease] = []
         waits: list[float] = []
         queued = leased = 0

@@ -28,6 +28,9 @@ suffix              type    what it holds
                             ``attempts|depth|url``: claim time, the host's
                             ``next`` before the claim and the one it set
 ``seq``             STRING  counter that makes lease ids unique, never reused
+``claimreq:<wrk>``  STRING  the worker's last claim: ``request_id|lease ids``,
+                            expiring with the leases; a repeated request
+                            returns these leases (claims are idempotent)
 ``seen:<bucket>``   SET     64-bit fingerprints whose top bits are ``bucket``;
                             small integer sets (intset encoding), ~8 B a URL
 ``results``         STREAM  one entry a finished URL, field ``r`` = JSON record

@@ -4,8 +4,13 @@
 -- takes a slot.
 -- A host gives one URL per pass; with no delay and free slots it may give
 -- more in later passes of the same call, never past its concurrency limit.
--- ARGV: base, n, lease_ms, worker, slack_ms (optional: added to a delay > 0;
---       the worker starts each request within it or gives the lease back)
+-- Idempotent: a claim carries a request id, and the same worker repeating
+-- the same request (its reply was lost in a reconnect, and the client sent
+-- it again) gets the leases of the first run back instead of new ones, which
+-- would hold their hosts' slots until they expired.
+-- ARGV: base, n, lease_ms, worker, slack_ms (added to a delay > 0; the worker
+--       starts each request within it or gives the lease back), request_id
+--       ('' = not idempotent)
 -- Returns {wait_ms, queued, leased, (lease_id, host, attempts, depth, url)...}
 -- where wait_ms is how long until something here may become claimable
 -- (-1: nothing queued or leased in this shard).
@@ -13,8 +18,26 @@ local base = ARGV[1]
 local n = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
 local worker = ARGV[4]
-local slack = tonumber(ARGV[5] or '0')
+local slack = tonumber(ARGV[5])
+local request_id = ARGV[6]
 local now = now_ms()
+
+-- 0. A repeated request: answer with the leases its first run made.
+local request_key = base .. 'claimreq:' .. worker
+if request_id ~= '' then
+  local previous = redis.call('GET', request_key)
+  if previous and string.sub(previous, 1, #request_id + 1) == request_id .. '|' then
+    local result = {0, hnum(KEYS[7], 'queued', 0), hnum(KEYS[7], 'leased', 0)}
+    for id in string.gmatch(string.sub(previous, #request_id + 2), '[^,]+') do
+      local data = redis.call('HGET', KEYS[4], id)
+      if data then
+        local host, _, attempts, depth, url = split_lease(data)
+        for _, v in ipairs({id, host, attempts, depth, url}) do result[#result + 1] = v end
+      end
+    end
+    return result
+  end
+end
 
 -- 1. Retries whose not-before time has passed go back to their host queues.
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 500)
@@ -65,6 +88,11 @@ end
 if got > 0 then
   redis.call('HINCRBY', KEYS[7], 'queued', -got)
   redis.call('HINCRBY', KEYS[7], 'leased', got)
+  if request_id ~= '' then
+    local ids = {}
+    for i = 1, #out, 5 do ids[#ids + 1] = out[i] end
+    redis.call('SET', request_key, request_id .. '|' .. table.concat(ids, ','), 'PX', lease_ms)
+  end
 end
 
 local queued = hnum(KEYS[7], 'queued', 0)
