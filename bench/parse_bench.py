@@ -21,8 +21,8 @@ from typing import Any
 import lxml.html
 from lxml import etree
 
+from crawler.bench.sitegen import SiteSpec, page_html
 from crawler.parse import parse_html
-from crawler.sitegen import SiteSpec, page_html
 
 TAGS = ("title", "base", "meta", "a")
 

@@ -25,7 +25,7 @@ from urllib.parse import urljoin
 
 from lxml import etree
 
-from crawler.sitegen import SiteSpec, page_html
+from crawler.bench.sitegen import SiteSpec, page_html
 from crawler.urls import _canonicalize, canonicalize, resolve
 
 AWKWARD = [

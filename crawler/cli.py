@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from crawler.bench.cli import bench_app
 from crawler.config import Settings, load_settings
 from crawler.errors import CrawlError
 
@@ -20,6 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="An asyncio-native, distributed web crawler on a shared Redis frontier.")
 server_app = typer.Typer(no_args_is_help=True, help="The embedded Valkey server.")
 app.add_typer(server_app, name="server")
+app.add_typer(bench_app, name="bench")
 
 T = TypeVar("T")
 
@@ -251,15 +253,6 @@ def status(redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = N
     typer.echo(json.dumps(_run(main), indent=2, sort_keys=True))
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-             add_help_option=False)
-def bench(ctx: typer.Context) -> None:
-    """Benchmark on a generated local site, beside a minimal-loop ceiling (bench --help)."""
-    from crawler.bench import main as bench_main
-
-    raise typer.Exit(bench_main(list(ctx.args)))
-
-
 @server_app.command("start")
 def server_start(home: HomeOpt = None) -> None:
     """Start the embedded Valkey (commands start it by themselves when needed)."""
@@ -293,7 +286,7 @@ app.add_typer(demo_app, name="demo-site")
 @demo_app.command("start")
 def demo_start(home: HomeOpt = None) -> None:
     """Serve the demo site in the background and print its seed URLs."""
-    from crawler.demo import start_demo_site
+    from crawler.bench.demo import start_demo_site
 
     try:
         for url in start_demo_site(_home(home)):
@@ -306,6 +299,6 @@ def demo_start(home: HomeOpt = None) -> None:
 @demo_app.command("stop")
 def demo_stop(home: HomeOpt = None) -> None:
     """Stop the demo site."""
-    from crawler.demo import stop_demo_site
+    from crawler.bench.demo import stop_demo_site
 
     typer.echo("stopped" if stop_demo_site(_home(home)) else "not running")

@@ -7,19 +7,24 @@ suite against an external Redis or Valkey instead (it is flushed per test).
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
+from crawler.aio import dump_tasks
+from crawler.bench.sitegen import free_port
 from crawler.config import Settings
 from crawler.server import server_args
-from crawler.sitegen import free_port
 
 
 @pytest.fixture(scope="session")
@@ -70,3 +75,35 @@ def settings(clean_redis: str, tmp_path: Path) -> Settings:
                     delay=0.0, max_per_host=4, concurrency=32, connect_timeout=2,
                     read_timeout=3, total_timeout=5, backoff_base=0.05, backoff_max=0.5,
                     shutdown_grace=2.0)
+
+
+# -- per-test timeout (pytest-timeout, configured in pyproject.toml) -------------
+# pytest-timeout's own dump shows only where the event loop sleeps; a hung
+# asyncio test needs the stack of every task, so the alarm prints those first.
+
+
+@pytest.hookimpl
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
+    if settings.method != "signal":
+        return None
+
+    def on_alarm(_signum: int, _frame: object) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            dump_tasks(sys.stderr)
+        pytest.fail(f"Timeout (>{settings.timeout}s): every asyncio task's stack is printed "
+                    "in the captured stderr", pytrace=True)
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, settings.timeout)
+    return True
+
+
+@pytest.hookimpl
+def pytest_timeout_cancel_timer(item: pytest.Item) -> bool:
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    return True

@@ -24,9 +24,9 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from crawler import keys
+from crawler.bench.sitegen import free_port
 from crawler.config import Settings
 from crawler.seeds import seed
-from crawler.sitegen import free_port
 from crawler.worker import Worker
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

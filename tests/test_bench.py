@@ -6,15 +6,22 @@ Speed is not asserted here (CI machines vary); ``crawl bench`` prints it.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from fault_helpers import wait_for
 
-from crawler.bench import BenchConfig, check_results, format_table, run_bench
-from crawler.bench_dedup import run_dedup
-from crawler.bench_site import SiteProcess, nginx_binary, nginx_config
-from crawler.sitegen import SiteSpec, expected, free_port, write_site
+from crawler.bench.dedup import run_dedup
+from crawler.bench.run import BenchConfig, check_results, format_table, run_bench
+from crawler.bench.site import SiteProcess, nginx_binary, nginx_config
+from crawler.bench.sitegen import SiteSpec, expected, free_port, write_site
 
 SMALL = BenchConfig(hosts=3, pages=30, links=12, page_bytes=3000, processes=(2,),
                     server="python", out=None)
@@ -101,3 +108,44 @@ def test_dedup_benchmark_keeps_fingerprints_in_intsets() -> None:
     report = run_dedup(20_000, echo=lambda _: None)
     assert set(report["set_encodings"]) == {"intset"}
     assert report["dedup_bytes_per_url"] > 0
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    """Command lines of running processes that contain ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(cmdline)
+    return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_benchmark_stops_everything_it_started(signum: int) -> None:
+    # Short: the embedded Valkey's socket path must fit in 108 bytes.
+    tmp = Path(tempfile.mkdtemp(prefix="crawlt"))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CRAWL_")},
+           "TMPDIR": str(tmp)}
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "crawler", "bench", "--hosts", "2", "--pages", "20000",
+         "--page-bytes", "600", "--links", "5",
+         "--processes", "1", "--no-ceiling", "--server", "python", "--out", ""],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: any("crawler.bench.worker" in c for c in _processes_mentioning(str(tmp)))
+                 and any("valkey" in c for c in _processes_mentioning(str(tmp))),
+                 60, "the benchmark's Valkey and worker")
+        bench.send_signal(signum)
+        assert bench.wait(60) == 130
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+    wait_for(lambda: not _processes_mentioning(str(tmp)), 15, "every child to be gone")
+    assert b"interrupted" in (bench.stderr.read() if bench.stderr else b"")
+    shutil.rmtree(tmp, ignore_errors=True)

@@ -1,6 +1,6 @@
 """End to end: seed a generated site, crawl it with two worker processes, check every page.
 
-The site (crawler.sitegen) knows each page's title and link count in advance,
+The site (crawler.bench.sitegen) knows each page's title and link count in advance,
 and links every page to a host that is never seeded (127.0.0.250).
 """
 
@@ -24,7 +24,7 @@ import redis as sync_redis
 from aiohttp import web
 
 from crawler import keys
-from crawler.sitegen import (
+from crawler.bench.sitegen import (
     OUT_OF_SCOPE_HOST,
     RequestLog,
     SiteServer,

@@ -33,11 +33,11 @@ from hostile_server import HostileServer
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from crawler.bench.sitegen import SiteServer, SiteSpec, expected, free_port
 from crawler.config import Settings
 from crawler.frontier import Frontier
 from crawler.robots import RobotsCache
 from crawler.server import ensure_server, stop_server
-from crawler.sitegen import SiteServer, SiteSpec, expected, free_port
 
 SPEC = SiteSpec(hosts=3, pages=60, links=6, page_bytes=600)
 LEASE = "2"

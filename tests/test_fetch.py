@@ -16,9 +16,9 @@ from crawl_helpers import crawl
 from redis.asyncio import Redis
 
 from crawler import errors
+from crawler.bench.sitegen import free_port
 from crawler.config import Settings
 from crawler.fetch import AddressPolicy, GuardedResolver, Response, fetch, make_session
-from crawler.sitegen import free_port
 
 
 class StubResolver(AbstractResolver):

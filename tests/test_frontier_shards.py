@@ -22,10 +22,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from crawler import keys
+from crawler.bench.sitegen import free_port
 from crawler.config import Settings
 from crawler.frontier import Frontier, Lease
 from crawler.server import server_args
-from crawler.sitegen import free_port
 
 MakeFrontier = Callable[..., Frontier]
 TAGGED_KEY = re.compile(r"^crawl:\{(?P<crawl>[^:}]+):(?P<shard>\d+)\}:(?P<rest>.*)$")

@@ -25,9 +25,9 @@ from fault_helpers import read_results, seed_sync, wait_exit, wait_for
 from politeness_site import Site, html
 
 from crawler.aio import cancel_and_wait
+from crawler.bench.sitegen import SiteServer, SiteSpec, expected, free_port
 from crawler.config import Settings
 from crawler.connection import connect
-from crawler.sitegen import SiteServer, SiteSpec, expected, free_port
 from crawler.worker import Worker
 
 EXIT_BOUND = 2.0

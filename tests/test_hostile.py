@@ -20,10 +20,10 @@ from crawl_helpers import crawl
 from hostile_server import PAGE_CHARSET_TITLES, HostileServer
 from redis.asyncio import Redis
 
+from crawler.bench.sitegen import free_port
 from crawler.config import Settings
 from crawler.fetch import fetch, make_session
 from crawler.results import export
-from crawler.sitegen import free_port
 
 CAP = 1024 * 1024
 

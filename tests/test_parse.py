@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from crawler.bench.sitegen import SiteSpec, expected, page_html
 from crawler.parse import detect_charset, parse_html
-from crawler.sitegen import SiteSpec, expected, page_html
 
 URL = "http://example.com/dir/page.html"
 

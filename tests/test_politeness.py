@@ -19,6 +19,7 @@ from aiohttp import web
 from politeness_site import Site, Span, audit, crawl, html, min_start_gap, results
 from redis.asyncio import Redis
 
+from crawler.bench.sitegen import OUT_OF_SCOPE_HOST, SiteServer, SiteSpec, expected
 from crawler.config import HostPolicy, Settings
 from crawler.fetch import make_session
 from crawler.frontier import Frontier
@@ -32,7 +33,6 @@ from crawler.politeness import (
 )
 from crawler.robots import RobotsCache
 from crawler.seeds import seed
-from crawler.sitegen import OUT_OF_SCOPE_HOST, SiteServer, SiteSpec, expected
 from crawler.worker import Worker, backoff_delay, retry_after
 from crawler.worker.lease import LeaseRunner
 from crawler.worker.watch import InFlight

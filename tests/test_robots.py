@@ -18,13 +18,13 @@ from aiohttp import web
 from politeness_site import Site, crawl, html, min_start_gap
 from redis.asyncio import Redis
 
+from crawler.bench.sitegen import free_port
 from crawler.config import Settings
 from crawler.errors import RobotsDisallowed
 from crawler.fetch import make_session
 from crawler.frontier import Frontier
 from crawler.robots import RobotsCache
 from crawler.seeds import seed
-from crawler.sitegen import free_port
 from crawler.worker import Worker
 
 IP = "127.0.0.2"

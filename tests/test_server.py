@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import redis as sync_redis
 
+from crawler.bench.sitegen import SiteServer, SiteSpec, expected
 from crawler.server import home_dir, socket_path, stop_server
-from crawler.sitegen import SiteServer, SiteSpec, expected
 
 
 def crawl(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

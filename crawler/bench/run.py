@@ -2,12 +2,12 @@
 
 One run (see bench/README.md):
 
-1. render a deterministic site of H hosts x P pages (``crawler.sitegen``) to
+1. render a deterministic site of H hosts x P pages (``crawler.bench.sitegen``) to
    files and serve it from nginx, or a pre-rendered file server, on 127.0.0.x;
 2. time the ceiling: a minimal aiohttp + uvloop + lxml loop, in-memory queue,
-   no politeness (``crawler.bench_ceiling``);
+   no politeness (``crawler.bench.ceiling``);
 3. for each process count N: a fresh embedded Valkey, seed, N worker
-   processes (``crawler.bench_worker``) with robots.txt obeyed, then check the
+   processes (``crawler.bench.worker``) with robots.txt obeyed, then check the
    results stream against the site's truth (every page once, titles, link
    counts) and read the counters: CPU per page of workers, Valkey and web
    server (/proc/<pid>/stat), round trips and commands per page, Valkey memory
@@ -15,12 +15,11 @@ One run (see bench/README.md):
 4. print a table and write the figures as JSON, so runs can be compared.
 
 ``--dedup N`` instead measures Valkey memory for N fingerprints
-(``crawler.bench_dedup``). Only loopback addresses are ever contacted.
+(``crawler.bench.dedup``). Only loopback addresses are ever contacted.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
 import json
@@ -31,17 +30,17 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import redis as sync_redis
 
 from crawler import keys
-from crawler.bench_report import format_table, summary
-from crawler.bench_site import SiteProcess
-from crawler.bench_worker import cpu_seconds
-from crawler.sitegen import SiteSpec, expected, free_port, write_site
+from crawler.bench.report import format_table, summary
+from crawler.bench.site import SiteProcess
+from crawler.bench.sitegen import SiteSpec, expected, free_port, write_site
+from crawler.bench.worker import cpu_seconds
 
 
 @dataclass(frozen=True)
@@ -59,6 +58,13 @@ class BenchConfig:
     repeat: int = 1
     out: str | None = "bench/results/latest.json"
     profile: str | None = None  # directory for py-spy profiles of every process
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a child that is still running (a failed or interrupted run) and reap it."""
+    if proc.returncode is None and proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
 def _wait_child(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
@@ -196,7 +202,7 @@ def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProces
         busy0, wall0 = machine_busy_seconds(), time.monotonic()
         outs = [home / f"worker-{i}.json" for i in range(processes)]
         procs += [subprocess.Popen([*_profiler(cfg, f"crawl-{processes}p-{i}"), sys.executable,
-                                    "-m", "crawler.bench_worker", json.dumps(overrides), str(out)])
+                                    "-m", "crawler.bench.worker", json.dumps(overrides), str(out)])
                   for i, out in enumerate(outs)]
         workers_cpu_total = 0.0
         for proc in procs:
@@ -213,10 +219,8 @@ def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProces
         seen_raw: Any = client.hget(keys.ShardKeys("bench", 0).stats, "seen")
         seen = int(seen_raw or 0)
     finally:
-        for proc in procs:  # a failed run must not leave workers behind
-            if proc.poll() is None and proc.returncode is None:
-                proc.kill()
-                proc.wait()
+        for proc in procs:  # a failed or interrupted run must not leave workers behind
+            _kill(proc)
         client.close()
         stop_server(home)
     problems = check_results(spec, records)
@@ -267,9 +271,13 @@ def run_ceiling(spec: SiteSpec, cfg: BenchConfig, site: SiteProcess, work: Path,
     seeds, out = work / "seeds.json", work / "ceiling.json"
     seeds.write_text(json.dumps(spec.seeds()))
     site_cpu0, busy0, wall0 = site.cpu_seconds(), machine_busy_seconds(), time.monotonic()
-    code, ceiling_cpu = _wait_child(subprocess.Popen(
-        [*_profiler(cfg, f"ceiling-{links}"), sys.executable, "-m", "crawler.bench_ceiling",
-         str(seeds), str(cfg.concurrency), str(out), links]))
+    proc = subprocess.Popen(
+        [*_profiler(cfg, f"ceiling-{links}"), sys.executable, "-m", "crawler.bench.ceiling",
+         str(seeds), str(cfg.concurrency), str(out), links])
+    try:
+        code, ceiling_cpu = _wait_child(proc)
+    finally:
+        _kill(proc)
     if code != 0:
         raise RuntimeError(f"the ceiling loop exited with {code}")
     site_cpu = site.cpu_seconds() - site_cpu0
@@ -345,48 +353,3 @@ def run_bench(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict[str
 
 def _cpus() -> int:
     return len(os.sched_getaffinity(0))
-
-
-def _processes(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in text.split(",") if p.strip())
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``crawl bench [options]``; returns the exit code (1 if a crawl was incomplete)."""
-    d = BenchConfig()
-    p = argparse.ArgumentParser(prog="crawl bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--hosts", type=int, default=d.hosts)
-    p.add_argument("--pages", type=int, default=d.pages, help="pages per host")
-    p.add_argument("--links", type=int, default=d.links, help="<a href> per page")
-    p.add_argument("--page-bytes", type=int, default=d.page_bytes)
-    p.add_argument("--processes", type=_processes, default=d.processes,
-                   help="comma-separated worker process counts to run, e.g. 1,2")
-    p.add_argument("--concurrency", type=int, default=d.concurrency)
-    p.add_argument("--max-per-host", type=int, default=d.max_per_host)
-    p.add_argument("--server", choices=("auto", "nginx", "python"), default=d.server)
-    p.add_argument("--no-ceiling", action="store_true", help="skip the minimal-loop ceiling")
-    p.add_argument("--ceiling-our-urls", action="store_true",
-                   help="also time the minimal loop using crawler.urls.resolve for links")
-    p.add_argument("--repeat", type=int, default=d.repeat, help="runs of each; median reported")
-    p.add_argument("--out", default=d.out, help="JSON report path ('' for none)")
-    p.add_argument("--profile", default=None, metavar="DIR",
-                   help="record py-spy profiles (collapsed stacks) of each process in DIR")
-    p.add_argument("--dedup", type=int, default=0, metavar="N",
-                   help="instead: Valkey memory for N fingerprints (e.g. 1000000)")
-    args = p.parse_args(argv)
-    if args.dedup:
-        from crawler.bench_dedup import run_dedup
-
-        report = run_dedup(args.dedup, out=args.out.replace("latest", "dedup") or None)
-        return 0 if report["ok"] else 1
-    cfg = replace(d, hosts=args.hosts, pages=args.pages, links=args.links,
-                  page_bytes=args.page_bytes, processes=args.processes,
-                  concurrency=args.concurrency, max_per_host=args.max_per_host,
-                  server=args.server, ceiling=not args.no_ceiling,
-                  ceiling_our_urls=args.ceiling_our_urls, repeat=args.repeat,
-                  out=args.out or None, profile=args.profile)
-    return 0 if run_bench(cfg)["complete"] else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

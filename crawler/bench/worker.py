@@ -3,7 +3,7 @@
 The benchmark runs N of these instead of ``crawl worker --processes N`` so each
 process can report what only it knows: its frontier round trips, the CPU time
 and wall time of the crawl itself (not of Python's start-up), and its memory
-over time. Usage: ``python -m crawler.bench_worker SETTINGS_JSON OUT_JSON``.
+over time. Usage: ``python -m crawler.bench.worker SETTINGS_JSON OUT_JSON``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``crawl demo-site start|stop``: a generated site on loopback to try the crawler on.
 
-The demo site is the benchmark's generator (crawler.sitegen) served in a
+The demo site is the benchmark's generator (crawler.bench.sitegen) served in a
 background process on 127.0.0.2-127.0.0.4, port 8765, so the README's first
 command can show a whole crawl on any machine, with no network at all.
 """
@@ -42,7 +42,7 @@ def start_demo_site(home: str | None = None) -> list[str]:
     pidfile = _pidfile(home)
     pidfile.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "crawler.sitegen", "--hosts", str(DEMO_HOSTS),
+        [sys.executable, "-m", "crawler.bench.sitegen", "--hosts", str(DEMO_HOSTS),
          "--pages", str(DEMO_PAGES), "--port", str(DEMO_PORT)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)

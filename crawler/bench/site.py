@@ -2,7 +2,7 @@
 
 nginx when it is installed (``which nginx``): one server block listening on
 every 127.0.0.x of the site, ``root <dir>/$server_addr``. Otherwise
-``python -m crawler.sitegen --static``, a pre-rendered file server on uvloop.
+``python -m crawler.bench.sitegen --static``, a pre-rendered file server on uvloop.
 Either way the server runs in separate processes whose CPU time is read from
 /proc, so it is reported apart from the crawler's.
 """
@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from crawler.bench_worker import cpu_seconds
-from crawler.sitegen import OUT_OF_SCOPE_HOST, SiteSpec
+from crawler.bench.sitegen import OUT_OF_SCOPE_HOST, SiteSpec
+from crawler.bench.worker import cpu_seconds
 
 READY_TIMEOUT = 15.0
 
@@ -92,7 +92,7 @@ class SiteProcess:
                     "-e", str(self.work / "nginx-error.log")]
         else:
             s = self.spec
-            argv = [sys.executable, "-m", "crawler.sitegen", "--static", str(self.root),
+            argv = [sys.executable, "-m", "crawler.bench.sitegen", "--static", str(self.root),
                     "--hosts", str(s.hosts), "--pages", str(s.pages), "--port", str(s.port)]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()

@@ -4,7 +4,7 @@ No Redis, no politeness, no robots.txt, no retries, no results: a set for
 dedup, a deque for the queue, N tasks. It is what one core can do with the
 same libraries on the same site, so ``ours / ceiling`` shows what the
 crawler's guarantees cost. Usage:
-``python -m crawler.bench_ceiling SEEDS_JSON CONCURRENCY OUT_JSON [urllib|ours]``.
+``python -m crawler.bench.ceiling SEEDS_JSON CONCURRENCY OUT_JSON [urllib|ours]``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 import aiohttp
 import lxml.html
 
-from crawler.bench_worker import cpu_seconds, status_kb
+from crawler.bench.worker import cpu_seconds, status_kb
 
 
 def _urllib_link(base: str, href: str) -> str:

@@ -10,7 +10,7 @@ that is never seeded (127.0.0.250), which an in-scope crawl must never touch.
 ``SiteServer`` serves the site from a thread (for tests that inspect its
 request log). For the benchmark, ``write_site`` renders every page to files
 (``<dir>/<ip>/p/<i>.html`` and ``<dir>/<ip>/robots.txt``) for nginx, and
-``python -m crawler.sitegen --static DIR`` serves those files from its own
+``python -m crawler.bench.sitegen --static DIR`` serves those files from its own
 process when nginx is not installed: pre-rendered bytes, no framework, so the
 server costs little CPU beside the crawler it measures.
 """
