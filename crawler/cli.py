@@ -234,19 +234,15 @@ def export(
 @app.command()
 def status(redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = None,
            home: HomeOpt = None) -> None:
-    """Print the crawl's counters as JSON."""
-    from crawler import keys
-    from crawler.frontier import Frontier
+    """Print the crawl's counters, workers and held hosts as JSON."""
+    from crawler.status import crawl_status
 
     settings = _settings(config, redis_url=redis, crawl=crawl, home=home)
 
     async def main() -> dict[str, Any]:
         client, s = await _open(settings)
         try:
-            stats: dict[str, Any] = await Frontier(client, s).stats()
-            stats["workers"] = await client.hlen(keys.workers_key(s.crawl))
-            stats["shards"] = s.shards
-            return stats
+            return await crawl_status(client, s)
         finally:
             await client.aclose()
 

@@ -12,7 +12,10 @@ CrawlError
     ├── TooLarge           body over the size cap
     ├── RedirectError      loop, too many hops, non-http target
     ├── BlockedAddress     SSRF guard: private, loopback, metadata address
-    └── RobotsDisallowed   robots.txt forbids the URL
+    ├── RobotsDisallowed   robots.txt forbids the URL
+    ├── RobotsUnavailable  robots.txt unreachable for now: the host is held (retried)
+    └── RobotsGaveUp       robots.txt unreachable through its retry budget; typed
+                           as the underlying error (connect_error, timeout, ...)
 
 ``FetchError.type`` is the string that lands in the result record.
 """
@@ -45,10 +48,16 @@ class ServerError(CrawlError):
 
 
 class FetchError(CrawlError):
-    """A fetch failed. ``type`` goes in the result record; ``retry`` says if trying again helps."""
+    """A fetch failed. ``type`` goes in the result record; ``retry`` says if trying again helps.
+
+    ``made_request``: False when the failure was decided before any request
+    reached the host (blocked address, robots.txt), so the host's politeness
+    delay for this URL is given back.
+    """
 
     type = "fetch_error"
     retry = False
+    made_request = True
 
     def __init__(self, message: str, *, status: int | None = None,
                  retry_after: float | None = None) -> None:
@@ -92,10 +101,12 @@ class RedirectError(FetchError):
 
 class BlockedAddress(FetchError):
     type = "blocked_address"
+    made_request = False
 
 
 class RobotsDisallowed(FetchError):
     type = "robots_disallowed"
+    made_request = False
 
 
 class BadContent(FetchError):

@@ -1,121 +1,38 @@
-"""Fetching one URL: aiohttp, timeouts, redirects, size caps and the SSRF guard.
+"""Fetching one URL: aiohttp, timeouts, size caps, the SSRF guard, redirects as answers.
 
 One attempt per call. Retrying is the frontier's job (``retry.lua``), so a
 retried URL waits in Redis, not in a worker's memory, and its backoff
 survives a worker crash.
+
+A page's redirect is not followed here: it comes back as a 3xx ``Response``
+whose ``redirect_to`` is the target, canonical, and the worker queues the
+target as a URL of its own, which then waits for its own host's politeness
+slot and robots.txt like any other (as Scrapy and Heritrix do). robots.txt
+fetches follow up to five redirects themselves (RFC 9309 2.3.1.2), each hop
+checked by the SSRF guard.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 import ssl
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
+from aiohttp.abc import AbstractResolver
 
 from crawler import errors
 from crawler.config import Settings
-from crawler.urls import canonicalize, hostname
+from crawler.guard import AddressPolicy, Blocked, GuardedResolver, check_literal_address
+from crawler.urls import resolve
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 CHUNK = 64 * 1024
-
-
-LOCAL_NXDOMAIN = (".invalid", ".onion")
-"""Special-use names that fail at once, never asked of DNS (RFC 6761 6.4, RFC 7686)."""
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-
-
-class _Blocked(OSError):
-    """Raised inside the resolver; aiohttp wraps OSErrors from resolvers."""
-
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one carries and would reach: mapped, 6to4 or NAT64."""
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip in _NAT64:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
-
-
-def is_public(ip: IPAddress) -> bool:
-    """True only for globally routable unicast addresses.
-
-    ``is_global`` alone is False for private, loopback, link-local (cloud
-    metadata), CGNAT, documentation and unspecified ranges, but True for
-    multicast, and for IPv4-compatible (::a.b.c.d) and site-local IPv6.
-    """
-    refused = ip.is_multicast or ip.is_reserved or ip.is_unspecified
-    if isinstance(ip, ipaddress.IPv6Address):
-        refused |= ip.is_site_local
-    return ip.is_global and not refused
-
-
-class AddressPolicy:
-    """Which IP addresses a fetch may connect to (the SSRF guard)."""
-
-    def __init__(self, allow_private: bool = False, allow_cidrs: tuple[str, ...] = ()) -> None:
-        self.allow_private = allow_private
-        self.allowed = [ipaddress.ip_network(c, strict=False) for c in allow_cidrs]
-
-    def permits(self, address: str) -> bool:
-        if self.allow_private:
-            return True
-        try:
-            ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address):
-            ip = _embedded_ipv4(ip) or ip
-        if any(ip in net for net in self.allowed):
-            return True
-        return is_public(ip)
-
-
-def is_special_use_name(host: str) -> bool:
-    name = host.rstrip(".").lower()
-    return ("." + name).endswith(LOCAL_NXDOMAIN)
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves with the default resolver, then drops addresses the policy refuses.
-
-    Checking what DNS actually returned (not the name) is what stops a public
-    name that points at 169.254.169.254 or 127.0.0.1. Special-use names such
-    as ``*.invalid`` fail here without a query leaving the machine.
-    """
-
-    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
-        self.policy = policy
-        self.inner = inner or DefaultResolver()
-
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        if is_special_use_name(host):
-            raise socket.gaierror(socket.EAI_NONAME, f"{host}: special-use name, not resolved")
-        results = await self.inner.resolve(host, port, family)
-        allowed = [r for r in results if self.policy.permits(r["host"])]
-        if not allowed:
-            raise _Blocked(f"{host} resolves only to blocked addresses "
-                           f"({', '.join(r['host'] for r in results)})")
-        return allowed
-
-    async def close(self) -> None:
-        await self.inner.close()
+REDIRECT_BODY_BYTES = 64 * 1024
+"""A redirect's body is read (so its connection is reused) up to this size."""
 
 
 @dataclass(slots=True)
@@ -130,6 +47,8 @@ class Response:
     body: bytes
     headers: dict[str, str]
     elapsed: float
+    redirect_to: str | None = None  # a 3xx's canonical target, when not followed
+    header_lists: dict[str, list[str]] | None = None  # repeatable headers, every value
 
     @property
     def is_html(self) -> bool:
@@ -139,38 +58,93 @@ class Response:
         return self.content_type in HTML_TYPES
 
 
-def make_session(settings: Settings, *,
-                 resolver: AbstractResolver | None = None) -> aiohttp.ClientSession:
-    """One session a worker process: pooled connections, guarded DNS, no cookies.
+class Fetcher:
+    """One worker's HTTP client: a pooled session, its SSRF guard, timeouts and caps.
 
     ``resolver`` replaces the system resolver under the guard (tests use a stub).
     """
-    policy = AddressPolicy(settings.allow_private, settings.allow_cidrs)
-    connector = aiohttp.TCPConnector(
-        limit=settings.concurrency, limit_per_host=0, ttl_dns_cache=300,
-        resolver=GuardedResolver(policy, resolver), ssl=ssl.create_default_context(),
-    )
-    timeout = aiohttp.ClientTimeout(total=settings.total_timeout,
-                                    sock_connect=settings.connect_timeout,
-                                    sock_read=settings.read_timeout)
-    session = aiohttp.ClientSession(
-        connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar(),
-        headers={"User-Agent": settings.full_user_agent,
-                 "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"},
-        auto_decompress=True, trust_env=False, raise_for_status=False)
-    session._crawler_policy = policy  # type: ignore[attr-defined,unused-ignore]
-    return session
+
+    def __init__(self, settings: Settings, *, resolver: AbstractResolver | None = None) -> None:
+        self.settings = settings
+        self.policy = AddressPolicy(settings.allow_private, settings.allow_cidrs)
+        connector = aiohttp.TCPConnector(
+            limit=settings.concurrency, limit_per_host=0, ttl_dns_cache=300,
+            resolver=GuardedResolver(self.policy, resolver), ssl=ssl.create_default_context(),
+        )
+        timeout = aiohttp.ClientTimeout(total=settings.total_timeout,
+                                        sock_connect=settings.connect_timeout,
+                                        sock_read=settings.read_timeout)
+        self.session = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"User-Agent": settings.full_user_agent,
+                     "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"},
+            auto_decompress=True, trust_env=False, raise_for_status=False)
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def get(self, url: str, *, follow_redirects: bool = False,
+                  max_redirects: int | None = None, max_body: int | None = None) -> Response:
+        """GET one URL. Raises a FetchError subclass; any HTTP status is a Response.
+
+        Without ``follow_redirects`` a redirect is an answer (``redirect_to``);
+        with it, up to ``max_redirects`` hops are followed, each one checked.
+        """
+        hops = (self.settings.max_redirects if max_redirects is None else max_redirects) \
+            if follow_redirects else 0
+        cap = self.settings.max_body_bytes if max_body is None else max_body
+        started = time.monotonic()
+        current = url
+        visited = {url}
+        try:
+            async with asyncio.timeout(self.settings.total_timeout + 1):
+                for _hop in range(hops + 1):
+                    check_literal_address(current, self.policy)
+                    async with self.session.get(current, allow_redirects=False) as resp:
+                        if resp.status in REDIRECT_STATUSES and "Location" in resp.headers:
+                            target = redirect_target(current, resp.headers["Location"],
+                                                     resp.status)
+                            if follow_redirects:
+                                if target in visited:
+                                    raise errors.RedirectError(f"redirect loop at {target}")
+                                visited.add(target)
+                                current = target
+                                continue
+                            body = await _read_redirect_body(resp)
+                            return _response(url, current, resp, body, started, target)
+                        body = await _read_capped(resp, cap)
+                        return _response(url, current, resp, body, started)
+        except Exception as exc:
+            raise classify(exc) from exc
+        raise errors.RedirectError(f"more than {hops} redirects")
 
 
-def _check_literal_address(url: str, policy: AddressPolicy) -> None:
-    """aiohttp skips the resolver for IP literals, so check those here."""
-    host = hostname(url).strip("[]")
+def redirect_target(current: str, location: str, status: int | None = None) -> str:
+    """A Location header resolved against the URL that sent it, canonical.
+
+    The same joining rule as links (``crawler.urls.resolve``). Raises
+    RedirectError for a target that is not an http(s) URL we can crawl.
+    """
     try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return
-    if not policy.permits(host):
-        raise errors.BlockedAddress(f"{host} is a blocked address")
+        target = resolve(current, location)
+    except (errors.InvalidURL, ValueError) as exc:
+        raise errors.RedirectError(f"redirect to an unusable URL ({exc}): {location[:200]!r}",
+                                   status=status) from None
+    return target
+
+
+def _response(url: str, final_url: str, resp: aiohttp.ClientResponse, body: bytes,
+              started: float, redirect_to: str | None = None) -> Response:
+    return Response(url=url, final_url=final_url, status=resp.status, content_type=_mime(resp),
+                    charset=resp.charset, body=body, headers=_keep_headers(resp.headers),
+                    elapsed=time.monotonic() - started, redirect_to=redirect_to,
+                    header_lists=_keep_header_lists(resp.headers))
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
@@ -187,12 +161,20 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
     return b"".join(chunks)
 
 
-def _classify(exc: BaseException) -> errors.FetchError:
-    """Map aiohttp and socket errors onto our error types."""
+async def _read_redirect_body(resp: aiohttp.ClientResponse) -> bytes:
+    """A redirect's body, if small: reading it lets the connection be reused."""
+    try:
+        return await _read_capped(resp, REDIRECT_BODY_BYTES)
+    except (errors.TooLarge, aiohttp.ClientError, ValueError):
+        return b""
+
+
+def classify(exc: BaseException) -> errors.FetchError:
+    """Map aiohttp and socket errors onto our error types (re-raises anything else)."""
     if isinstance(exc, errors.FetchError):
         return exc
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        if isinstance(exc.os_error, _Blocked):
+        if isinstance(exc.os_error, Blocked):
             return errors.BlockedAddress(str(exc.os_error))
         return errors.DNSError(f"DNS lookup failed: {exc.os_error}")
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
@@ -214,64 +196,20 @@ def _classify(exc: BaseException) -> errors.FetchError:
     raise exc
 
 
-async def fetch(session: aiohttp.ClientSession, url: str, settings: Settings, *,
-                allow_redirect: Callable[[str], bool] | None = None) -> Response:
-    """GET one URL, following redirects itself so every hop is checked.
-
-    Raises a FetchError subclass; any HTTP status comes back as a Response.
-    """
-    policy: AddressPolicy = session._crawler_policy  # type: ignore[attr-defined]
-    started = time.monotonic()
-    current = url
-    visited = {url}
-    try:
-        async with asyncio.timeout(settings.total_timeout + 1):
-            for _hop in range(settings.max_redirects + 1):
-                _check_literal_address(current, policy)
-                async with session.get(current, allow_redirects=False) as resp:
-                    if resp.status in REDIRECT_STATUSES and "Location" in resp.headers:
-                        current = _next_hop(current, resp.headers["Location"], visited,
-                                            allow_redirect)
-                        continue
-                    body = await _read_capped(resp, settings.max_body_bytes)
-                    return Response(
-                        url=url, final_url=current, status=resp.status,
-                        content_type=_mime(resp), charset=resp.charset, body=body,
-                        headers=_keep_headers(resp.headers),
-                        elapsed=time.monotonic() - started)
-    except Exception as exc:
-        raise _classify(exc) from exc
-    raise errors.RedirectError(f"more than {settings.max_redirects} redirects")
-
-
-def _next_hop(current: str, location: str, visited: set[str],
-              allow_redirect: Callable[[str], bool] | None) -> str:
-    from urllib.parse import urljoin, urlsplit
-
-    target = urljoin(current, location.strip())
-    scheme = urlsplit(target).scheme.lower()
-    if scheme not in ("http", "https"):
-        raise errors.RedirectError(f"redirect to a non-http scheme: {scheme or target!r}")
-    try:
-        target = canonicalize(target)
-    except errors.InvalidURL as exc:
-        raise errors.RedirectError(f"redirect to an invalid URL: {exc}") from None
-    if target in visited:
-        raise errors.RedirectError(f"redirect loop at {target}")
-    if allow_redirect is not None and not allow_redirect(target):
-        raise errors.RedirectError(f"redirect out of scope to {target}")
-    visited.add(target)
-    return target
-
-
 def _mime(resp: aiohttp.ClientResponse) -> str | None:
     if "Content-Type" not in resp.headers:
         return None
     return resp.content_type.lower()
 
 
-_KEPT_HEADERS = ("Retry-After", "X-Robots-Tag", "Content-Type")
+_KEPT_HEADERS = ("Retry-After", "Content-Type", "Location")
+_KEPT_HEADER_LISTS = ("X-Robots-Tag",)
 
 
 def _keep_headers(headers: Any) -> dict[str, str]:
     return {h: headers[h] for h in _KEPT_HEADERS if h in headers}
+
+
+def _keep_header_lists(headers: Any) -> dict[str, list[str]]:
+    """Headers that may come more than once, each value kept apart (X-Robots-Tag)."""
+    return {h: headers.getall(h) for h in _KEPT_HEADER_LISTS if h in headers}

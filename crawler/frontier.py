@@ -30,7 +30,7 @@ from crawler.config import Settings
 from crawler.politeness import PolitenessKeys
 from crawler.urls import fingerprint, fingerprint_bucket
 
-SCRIPT_NAMES = ("add", "claim", "complete", "retry", "reclaim", "robots")
+SCRIPT_NAMES = ("add", "claim", "complete", "retry", "reclaim", "robots", "unlock")
 # How many fingerprints a process remembers to drop repeated links before
 # they cost a Redis argument. Bounded: memory stays flat on long crawls.
 LOCAL_SEEN_CAPACITY = 200_000
@@ -63,6 +63,7 @@ class Lease:
     attempts: int  # attempts made before this lease
     depth: int
     url: str
+    hops: int = 0  # redirects that led to this URL
 
 
 @dataclass(slots=True)
@@ -150,8 +151,8 @@ class Frontier:
                 self._policy_cache[host] = cached
         return cached
 
-    def _add_args(self, shard: keys.ShardKeys, items: Sequence[tuple[str, int, str, int]]
-                  ) -> list[Any]:
+    def _add_args(self, shard: keys.ShardKeys, items: Sequence[tuple[str, int, str, int]],
+                  hops: int) -> list[Any]:
         """ARGV for add.lua; items are (url, depth, host, fingerprint)."""
         # A host's first-add policy only matters the first time Redis sees the
         # host (HSETNX), so each process sends it once per host, not per page.
@@ -159,13 +160,13 @@ class Frontier:
         if len(self._policy_sent) > LOCAL_POLICY_CAPACITY:
             self._policy_sent.clear()
         self._policy_sent |= hosts
-        args: list[Any] = [shard.base, 0, self.settings.max_pages_per_host, len(hosts)]
+        args: list[Any] = [shard.base, self.settings.max_pages_per_host, len(hosts)]
         for host in hosts:
             limit, delay_ms = self._policy(host)
             args += [host, limit, delay_ms]
         bits = self.settings.dedup_bucket_bits
         for url, depth, host, fp in items:
-            args += [f"{fingerprint_bucket(fp, bits):x}", fp, host, depth, url]
+            args += [f"{fingerprint_bucket(fp, bits):x}", fp, host, depth, hops, url]
         return args
 
     def _group_by_shard(self, urls: Iterable[tuple[str, int]]
@@ -187,8 +188,13 @@ class Frontier:
         """True if this process gave Redis this canonical URL lately: adding it is a no-op."""
         return self._recent is not None and fingerprint(url) in self._recent
 
-    def add_calls(self, urls: Iterable[tuple[str, int]]) -> tuple[list[Call], int]:
-        """add.lua calls for these URLs (one per shard). Also returns local repeats dropped."""
+    def add_calls(self, urls: Iterable[tuple[str, int]], hops: int = 0
+                  ) -> tuple[list[Call], int]:
+        """add.lua calls for these URLs (one per shard). Also returns local repeats dropped.
+
+        ``hops``: the redirects that led to these URLs (a redirect's target is
+        added with its source's hops + 1).
+        """
         groups, repeats = self._group_by_shard(urls)
         calls: list[Call] = []
         for shard_no, items in groups.items():
@@ -196,14 +202,14 @@ class Frontier:
             # Bounded argument lists: a huge page must not make one huge script call.
             for start in range(0, len(items), 2000):
                 chunk = items[start:start + 2000]
-                calls.append(("add", shard.script_keys, self._add_args(shard, chunk)))
+                calls.append(("add", shard.script_keys, self._add_args(shard, chunk, hops)))
         return calls, repeats
 
-    async def add(self, urls: Iterable[tuple[str, int]]) -> AddCounts:
+    async def add(self, urls: Iterable[tuple[str, int]], hops: int = 0) -> AddCounts:
         """Add canonical (url, depth) pairs; only unseen ones are queued."""
         urls = list(urls)
         await self.keyer.prime(url for url, _ in urls)
-        calls, repeats = self.add_calls(urls)
+        calls, repeats = self.add_calls(urls, hops)
         counts = AddCounts(seen=repeats)
         for added, seen, capped in await self.run(calls):
             counts += AddCounts(int(added), int(seen), int(capped))
@@ -326,9 +332,10 @@ class Frontier:
             leased += ld
             if wait >= 0:
                 waits.append(wait / 1000)
-            for i in range(3, len(reply), 5):
+            for i in range(3, len(reply), 6):
                 leases.append(Lease(_s(reply[i]), shard.shard, _s(reply[i + 1]),
-                                    int(reply[i + 2]), int(reply[i + 3]), _s(reply[i + 4])))
+                                    int(reply[i + 2]), int(reply[i + 3]), _s(reply[i + 5]),
+                                    int(reply[i + 4])))
         hint = min(waits) if waits else -1.0
         if not leases and leased > 0:
             # Work appears when a lease completes: its links are queued and its
@@ -357,32 +364,43 @@ class Frontier:
                  self.settings.results_maxlen, int(no_request)])
 
     async def complete(self, lease: Lease, record_json: str, *, is_error: bool = False,
-                       links: Iterable[tuple[str, int]] = (), not_before: float = 0.0,
-                       no_request: bool = False) -> bool:
+                       links: Iterable[tuple[str, int]] = (), redirect_to: str | None = None,
+                       not_before: float = 0.0, no_request: bool = False) -> bool:
         """Record the lease's result and add its links, in one (shared) round trip.
 
         Links are added before the completion: if this process dies between
         the two, the lease expires, the page is fetched again and its links
         are deduplicated; the reverse order could lose the links.
-        ``no_request``: the lease made no request (robots.txt disallowed it),
-        so the host's delay for it is given back. Returns False if the lease
-        was no longer ours (nothing was recorded).
+        ``redirect_to``: a redirect's target, added at the lease's depth with
+        one more hop. ``no_request``: the lease made no request (robots.txt
+        disallowed it), so the host's delay for it is given back. Returns
+        False if the lease was no longer ours (nothing was recorded).
         """
         links = list(links)
+        if redirect_to is not None:
+            links.append((redirect_to, lease.depth))
         await self.keyer.prime(url for url, _ in links)
-        calls, _ = self.add_calls(links)
+        calls: list[Call] = []
+        if redirect_to is not None:
+            calls, _ = self.add_calls(links[-1:], lease.hops + 1)
+            links.pop()
+        calls += self.add_calls(links)[0]
         calls.append(self.complete_call(lease, record_json, is_error=is_error,
                                         not_before=not_before, no_request=no_request))
         replies = await self.run_shared(calls)
         return bool(int(replies[-1]))
 
     async def retry(self, lease: Lease, delay: float, *, count_attempt: bool = True,
-                    host_backoff: bool = False) -> bool:
-        """Give the lease back to be fetched again after ``delay`` seconds."""
+                    host_backoff: bool = False, reason: str = "backoff") -> bool:
+        """Give the lease back to be fetched again after ``delay`` seconds.
+
+        ``host_backoff``: hold the whole host that long, listed as held for
+        ``reason`` (``backoff``, ``retry-after``, ``robots``).
+        """
         shard = self.shards[lease.shard]
         [reply] = await self.run([("retry", shard.script_keys,
                                    [shard.base, lease.id, int(delay * 1000), int(count_attempt),
-                                    int(host_backoff)])])
+                                    int(host_backoff), reason])])
         return bool(int(reply))
 
     async def reclaim(self) -> int:

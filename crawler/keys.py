@@ -17,12 +17,16 @@ suffix              type    what it holds
 ``h:<host>``        HASH    host state: ``inflight``, ``limit``, ``delay`` (ms),
                             ``next`` (ms), ``last`` (ms, last request start),
                             ``crawl_delay`` (ms), ``pages``, ``pv`` (the
-                            ``policy`` version limit/delay came from)
+                            ``policy`` version limit/delay came from),
+                            ``hold`` (why it was last held)
 ``policy``          HASH    the published politeness table (crawler.politeness):
                             ``v`` version, ``d`` default, ``x:<host>`` exact and
                             ``s:<suffix>`` domain overrides, each ``limit|ms``
 ``delayed``         ZSET    entry-with-host -> ms; URL-level retries waiting
                             for their not-before time
+``held``            ZSET    host -> ms its hold ends: hosts held back by a
+                            robots.txt backoff, 429/503 or Retry-After (the
+                            reason is ``hold`` in its host state)
 ``leases``          ZSET    lease id -> expiry (ms)
 ``lease``           HASH    lease id -> ``host|worker|claimed|prev|mine|``
                             ``attempts|depth|url``: claim time, the host's
@@ -38,6 +42,7 @@ suffix              type    what it holds
                             ``errors``, ``robots_capped``
 ``robots:<orig>``   STRING  cached robots.txt verdict (kind + body), with TTL
 ``robots_lock:<o>`` STRING  token of the one worker fetching that robots.txt
+``robots_fails:<o>``STRING  failed robots.txt fetches in a row (retry budget)
 ==================  ======  ==================================================
 
 Per crawl (no shard, never touched by a script): ``crawl:NAME:meta`` (HASH,
@@ -97,6 +102,10 @@ class ShardKeys:
     def policy(self) -> str:
         return self.base + "policy"
 
+    @property
+    def held(self) -> str:
+        return self.base + "held"
+
     def queue(self, host: str) -> str:
         return f"{self.base}q:{host}"
 
@@ -111,6 +120,12 @@ class ShardKeys:
 
     def robots_lock(self, host: str) -> str:
         return f"{self.base}robots_lock:{host}"
+
+    def robots_fails(self, origin: str) -> str:
+        return f"{self.base}robots_fails:{origin}"
+
+    def claim_request(self, worker: str) -> str:
+        return f"{self.base}claimreq:{worker}"
 
     @property
     def script_keys(self) -> list[str]:

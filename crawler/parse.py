@@ -156,3 +156,34 @@ def _base_url(url: str, href: str) -> str:
         return canonicalize(urljoin(url, href.strip()))
     except (InvalidURL, ValueError):
         return url
+
+
+# Directives of X-Robots-Tag whose values contain a colon: "unavailable_after:
+# 25 Jun 2010", "max-snippet: 20". Any other "name:" prefix names a user agent.
+_VALUED_DIRECTIVES = frozenset({"unavailable_after", "max-snippet", "max-image-preview",
+                                "max-video-preview"})
+
+
+def x_robots_tag(values: list[str], agent: str) -> set[str]:
+    """The X-Robots-Tag directives that apply to ``agent`` (a product token), lower case.
+
+    Google's documented format: each header value is a comma-separated list
+    of directives, optionally led by ``<user agent>:``, which scopes the
+    directives after it (up to the next agent) to that crawler only. So
+    ``otherbot: noindex`` says nothing to us, ``noindex`` says it to every
+    crawler, and ``mybot: nofollow`` to us. Each header value starts again
+    unscoped.
+    """
+    ours = agent.lower()
+    out: set[str] = set()
+    for value in values:
+        scope: str | None = None  # None: every crawler
+        for item in value.split(","):
+            name, colon, rest = item.partition(":")
+            name = name.strip().lower()
+            if colon and name and name not in _VALUED_DIRECTIVES and " " not in name:
+                scope, item = name, rest
+            directive = item.strip().lower()
+            if directive and (scope is None or scope == ours):
+                out.add(directive.split(":", 1)[0].strip())
+    return out

@@ -18,14 +18,15 @@ FOLLOW_BLOCK_MS = 2000
 
 # The fields of every record, in this order.
 FIELDS = ("url", "final_url", "status", "title", "links", "content_type", "bytes", "depth",
-          "attempts", "elapsed_ms", "fetched_at", "worker", "noindex", "error")
+          "attempts", "elapsed_ms", "fetched_at", "worker", "noindex", "redirect_to", "error")
 
 
 def make_record(*, url: str, depth: int, attempts: int, worker: str, final_url: str | None = None,
                 status: int | None = None, title: str | None = None, links: int = 0,
                 content_type: str | None = None, size: int = 0, elapsed: float = 0.0,
-                noindex: bool = False, error: tuple[str, str] | None = None) -> dict[str, Any]:
-    """One result record. ``error`` is (type, message) or None."""
+                noindex: bool = False, redirect_to: str | None = None,
+                error: tuple[str, str] | None = None) -> dict[str, Any]:
+    """One result record. ``error`` is (type, message) or None; ``redirect_to`` a 3xx's target."""
     return {
         "url": url,
         "final_url": final_url,
@@ -40,6 +41,7 @@ def make_record(*, url: str, depth: int, attempts: int, worker: str, final_url: 
         "fetched_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "worker": worker,
         "noindex": noindex,
+        "redirect_to": redirect_to,
         "error": None if error is None else {"type": error[0], "message": error[1]},
     }
 

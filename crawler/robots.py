@@ -2,21 +2,28 @@
 
 What a fetch of ``<origin>/robots.txt`` means (RFC 9309, section 2.3.1):
 
-==========================================  =======================================
+==========================================  =========================================
 outcome                                     verdict
-==========================================  =======================================
+==========================================  =========================================
 2xx                                         ``R``: obey its rules (first 512 KiB)
 4xx except 429 ("unavailable")              ``A``: allow everything
 more than 5 redirects, a loop (2.3.1.2)     ``A``: unavailable, allow everything
-5xx, 429, timeout, unreachable, blocked     ``D``: disallow everything for now
-==========================================  =======================================
+the SSRF guard refuses the address          ``B``: blocked; the host's URLs end now
+5xx, 429, timeout, unreachable              ``D``: disallow everything for now
+the same, ``max_attempts`` times in a row   ``U``: the host's URLs end now
+DNS or TLS failure                          ``U`` at once (trying again won't help)
+==========================================  =========================================
 
-``R`` and ``A`` are kept ``robots_ttl`` (24 h); ``D`` only ``robots_error_ttl``,
-after which the next URL of the origin fetches robots.txt again. While ``D``
-holds, that host's URLs are held back until it expires (a host backoff that
-counts one attempt), so a server that stays down ends its URLs as
-``robots_unavailable`` after ``max_attempts`` tries, and one that recovers is
-crawled. 429 is read as "overloaded" (as Google does), not as "no rules".
+``R`` and ``A`` are kept ``robots_ttl`` (24 h). A ``D`` holds the host for a
+backoff (``backoff_delay`` of the failures so far) and then expires, so the
+next URL of the host tries robots.txt again: robots.txt has a retry budget of
+``max_attempts`` fetches, as Heritrix gives its robots precondition. Spent,
+the verdict becomes ``U`` for ``robots_error_ttl``: every URL of the origin
+ends at once with a record of the underlying error (``connect_error``,
+``timeout``, ``dns_error``, or ``robots_unavailable`` for a 5xx or 429)
+instead of waiting for a server that does not answer. A ``B`` ends the URLs
+as ``blocked_address`` without any request: a refused address is a decision,
+not an outage. 429 is read as "overloaded" (as Google does), not as "no rules".
 
 Only one worker fetches: the one that takes ``robots_lock:<origin>`` (a
 token, with a TTL in case it dies). The others wait for the stored verdict,
@@ -24,7 +31,7 @@ then decide from it. The fetch is made in the place of a page fetch, in a
 lease's politeness slot; ``robots.lua`` then stores the verdict, releases the
 lock, sets the host's Crawl-delay and gives the lease back, so the page is
 fetched in a later slot, spaced from the robots.txt request like any two
-requests to the host.
+requests to the host (for ``U`` and ``B`` the lease is kept, and its URL ends).
 
 Crawl-delay raises the host's delay to at most ``crawl_delay_cap``; a host
 asking for more is crawled at the cap, and ``stats`` counts it
@@ -37,18 +44,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import random
 import secrets
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-import aiohttp
 from protego import Protego
 from redis.asyncio import Redis
 
 from crawler import errors
 from crawler.config import Settings
-from crawler.fetch import fetch
+from crawler.fetch import Fetcher
+from crawler.keys import ShardKeys
 from crawler.politeness import SlotMissed
 
 if TYPE_CHECKING:
@@ -70,8 +78,25 @@ WAIT_POLL = 0.05
 
 
 class RobotsUnavailable(errors.FetchError):
+    """robots.txt cannot be fetched for now: the host is held until ``retry_after``."""
+
     type = "robots_unavailable"
     retry = True
+
+
+class RobotsGaveUp(errors.FetchError):
+    """robots.txt stayed unreachable through its retry budget: the URL ends.
+
+    ``type`` is the underlying failure's (connect_error, timeout, dns_error,
+    or robots_unavailable for an HTTP 5xx or 429).
+    """
+
+    retry = False
+    made_request = False  # True when this URL's own slot made the last robots.txt try
+
+    def __init__(self, message: str, error_type: str) -> None:
+        super().__init__(message)
+        self.type = error_type
 
 
 class RobotsFetched(Exception):
@@ -80,19 +105,25 @@ class RobotsFetched(Exception):
 
 @dataclasses.dataclass(slots=True)
 class Verdict:
-    kind: str  # "A" allow all, "D" disallow all for now, "R" rules
+    kind: str  # "A" allow all, "R" rules, "D" disallow for now, "U" gave up, "B" blocked
     rules: Protego | None
     expires: float  # time.time() when this process stops trusting it
+    detail: str = ""  # D, U, B: "<error type>|<message>"
+
+    def error(self) -> tuple[str, str]:
+        error_type, _, message = self.detail.partition("|")
+        return error_type or "robots_unavailable", message
 
 
 @dataclasses.dataclass(slots=True)
 class Fetched:
     """A robots.txt fetch, ready for robots.lua."""
 
-    value: str  # kind + body
+    value: str  # kind + body (R), or kind + "<error type>|<message>" (D, U, B)
     ttl: float
     crawl_delay_ms: str  # "" keep the host's, "-1" clear it, else ms (capped)
     capped: bool
+    failed: bool = False  # counts against the retry budget (robots.lua decides D or U)
 
 
 def origin_of(url: str) -> str:
@@ -116,17 +147,15 @@ def _first_bytes(body: bytes, limit: int) -> str:
 class RobotsCache:
     """Answers "may this URL be fetched?" for one worker process."""
 
-    def __init__(self, redis: Redis, frontier: Frontier, session: aiohttp.ClientSession,
+    def __init__(self, redis: Redis, frontier: Frontier, fetcher: Fetcher,
                  settings: Settings) -> None:
         self.redis = redis
         self.frontier = frontier
-        self.session = session
+        self.fetcher = fetcher
         self.settings = settings
         self.agent = product_token(settings.user_agent)
         self.local: OrderedDict[str, Verdict] = OrderedDict()
-        self.fetch_settings = dataclasses.replace(
-            settings, max_redirects=ROBOTS_MAX_REDIRECTS, max_body_bytes=ROBOTS_MAX_BYTES)
-        # The holder's fetch ends within total_timeout (fetch() enforces it); a
+        # The holder's fetch ends within total_timeout (Fetcher.get enforces it); a
         # longer lock only stalls the host when the holder was killed mid-fetch.
         self.lock_ttl = min(LOCK_TTL, settings.total_timeout + 5)
         self.fetches = 0  # robots.txt requests this process made
@@ -136,7 +165,8 @@ class RobotsCache:
         """Return if the lease's URL may be fetched, else raise.
 
         RobotsDisallowed: the rules forbid it. RobotsUnavailable: robots.txt
-        is unreachable for now (``retry_after`` says for how long).
+        is unreachable for now (``retry_after`` says for how long the host is
+        held). RobotsGaveUp, BlockedAddress: the URL ends with that error.
         RobotsFetched: this lease's slot went to fetching robots.txt.
         SlotMissed: robots.txt must be fetched, but the slot's start deadline
         (``time.monotonic()``, see crawler.politeness) has passed.
@@ -144,13 +174,22 @@ class RobotsCache:
         if not self.settings.obey_robots:
             return
         verdict = await self._verdict(lease, deadline)
-        if verdict.kind == "D":
-            raise RobotsUnavailable("robots.txt unreachable (5xx, 429, timeout or no connection)",
-                                    retry_after=max(0.0, verdict.expires - time.time())
-                                    + RECHECK_MARGIN)
         if verdict.kind == "R" and verdict.rules is not None and \
                 not verdict.rules.can_fetch(lease.url, self.agent):
             raise errors.RobotsDisallowed(f"robots.txt disallows {lease.url}")
+        if verdict.kind in "DUB":
+            raise self._error(verdict, origin_of(lease.url))
+
+    def _error(self, verdict: Verdict, origin: str) -> errors.FetchError:
+        error_type, message = verdict.error()
+        if verdict.kind == "B":
+            return errors.BlockedAddress(message)
+        if verdict.kind == "U":
+            return RobotsGaveUp(f"{origin}/robots.txt unreachable after "
+                                f"{self.settings.max_attempts} tries: {message}", error_type)
+        return RobotsUnavailable(f"{origin}/robots.txt unreachable for now: {message}",
+                                 retry_after=max(0.0, verdict.expires - time.time())
+                                 + RECHECK_MARGIN)
 
     async def _verdict(self, lease: Lease, deadline: float) -> Verdict:
         origin = origin_of(lease.url)
@@ -165,7 +204,7 @@ class RobotsCache:
         while True:
             raw, ttl_ms = await self._read(key)
             if raw is not None:
-                return self._remember(origin, raw[:1], raw[1:], ttl_ms / 1000)
+                return self._remember(origin, raw, ttl_ms / 1000)
             if time.monotonic() > deadline:
                 raise SlotMissed(origin)
             if await self.redis.set(lock, token, nx=True, px=int(self.lock_ttl * 1000)):
@@ -174,8 +213,8 @@ class RobotsCache:
                 raw, ttl_ms = await self._read(key)
                 if raw is None:
                     break
-                await self._unlock(lock, token)
-                return self._remember(origin, raw[:1], raw[1:], ttl_ms / 1000)
+                await self._unlock(shard, origin, token)
+                return self._remember(origin, raw, ttl_ms / 1000)
             if not waited:
                 waited = True
                 self.waits += 1
@@ -184,18 +223,25 @@ class RobotsCache:
             await asyncio.sleep(WAIT_POLL)
         try:
             got = await self._fetch(origin)
-            await self.frontier.run([("robots", shard.script_keys, [
+            [(status, stored, ttl_ms)] = await self.frontier.run([("robots", shard.script_keys, [
                 shard.base, lease.id, lease.host, origin, got.value, int(got.ttl * 1000),
-                got.crawl_delay_ms, int(got.capped), token])])
+                got.crawl_delay_ms, int(got.capped), token, int(got.failed),
+                self.settings.max_attempts, int(self.settings.backoff_base * 1000),
+                int(self.settings.backoff_max * 1000), random.random()])])
         except BaseException:
-            await self._unlock(lock, token)
+            await self._unlock(shard, origin, token)
             raise
-        self._remember(origin, got.value[:1], got.value[1:], got.ttl)
+        verdict = self._remember(origin, stored, int(ttl_ms) / 1000)
+        if int(status) == 2:  # U or B: the lease stays ours, and its URL ends
+            error = self._error(verdict, origin)
+            error.made_request = verdict.kind == "U"  # this slot tried robots.txt
+            raise error
         raise RobotsFetched(origin)
 
-    async def _unlock(self, lock: str, token: str) -> None:
-        if await self.redis.get(lock) == token:
-            await self.redis.delete(lock)
+    async def _unlock(self, shard: ShardKeys, origin: str, token: str) -> None:
+        """Release the fetch lock only if it is still ours (compare and delete, atomically)."""
+        await self.frontier.run([("unlock", shard.script_keys,
+                                  [shard.base, shard.robots_lock(origin), token])])
 
     async def _read(self, key: str) -> tuple[str | None, int]:
         pipe = self.redis.pipeline(transaction=False)
@@ -204,10 +250,11 @@ class RobotsCache:
         raw, ttl = await pipe.execute()
         return raw, int(ttl)
 
-    def _remember(self, origin: str, kind: str, body: str, ttl: float) -> Verdict:
+    def _remember(self, origin: str, raw: str, ttl: float) -> Verdict:
+        kind, body = raw[:1], raw[1:]
         rules = Protego.parse(body) if kind == "R" else None
         ttl = min(ttl, self.settings.robots_ttl) if ttl > 0 else self.settings.robots_ttl
-        verdict = Verdict(kind, rules, time.time() + ttl)
+        verdict = Verdict(kind, rules, time.time() + ttl, "" if kind in "RA" else body)
         self.local[origin] = verdict
         self.local.move_to_end(origin)
         if len(self.local) > LOCAL_CACHE_SIZE:
@@ -219,18 +266,25 @@ class RobotsCache:
         self.fetches += 1
         ok_ttl, error_ttl = self.settings.robots_ttl, self.settings.robots_error_ttl
         try:
-            resp = await fetch(self.session, origin + "/robots.txt", self.fetch_settings)
+            resp = await self.fetcher.get(origin + "/robots.txt", follow_redirects=True,
+                                          max_redirects=ROBOTS_MAX_REDIRECTS,
+                                          max_body=ROBOTS_MAX_BYTES)
         except (errors.RedirectError, errors.TooLarge):
             return Fetched("A", ok_ttl, "-1", False)
-        except errors.FetchError:
-            return Fetched("D", error_ttl, "", False)
+        except errors.BlockedAddress as exc:
+            return Fetched(f"B{exc.type}|{exc}", error_ttl, "", False)
+        except (errors.DNSError, errors.TLSError) as exc:  # trying again would not help
+            return Fetched(f"U{exc.type}|{exc}", error_ttl, "", False)
+        except errors.FetchError as exc:
+            return Fetched(f"D{exc.type}|{exc}", error_ttl, "", False, failed=True)
         if 200 <= resp.status < 300:
             body = _first_bytes(resp.body, ROBOTS_PARSE_BYTES)
             delay, capped = self._crawl_delay(body)
             return Fetched("R" + body, ok_ttl, delay, capped)
         if 400 <= resp.status < 500 and resp.status != 429:
             return Fetched("A", ok_ttl, "-1", False)
-        return Fetched("D", error_ttl, "", False)
+        return Fetched(f"Drobots_unavailable|HTTP {resp.status}", error_ttl, "", False,
+                       failed=True)
 
     def _crawl_delay(self, body: str) -> tuple[str, bool]:
         delay = Protego.parse(body).crawl_delay(self.agent)

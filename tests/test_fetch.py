@@ -18,7 +18,8 @@ from redis.asyncio import Redis
 from crawler import errors
 from crawler.bench.sitegen import free_port
 from crawler.config import Settings
-from crawler.fetch import AddressPolicy, GuardedResolver, Response, fetch, make_session
+from crawler.fetch import Fetcher, Response
+from crawler.guard import AddressPolicy, GuardedResolver
 
 
 class StubResolver(AbstractResolver):
@@ -115,12 +116,9 @@ async def test_dns_failure_of_invalid_name_never_calls_getaddrinfo(
         raise AssertionError("getaddrinfo must not be called for *.invalid")
 
     monkeypatch.setattr(socket, "getaddrinfo", spy)
-    session = make_session(settings)
-    try:
+    async with Fetcher(settings) as fetcher:
         with pytest.raises(errors.DNSError):
-            await fetch(session, "http://no-such-host.invalid/", settings)
-    finally:
-        await session.close()
+            await fetcher.get("http://no-such-host.invalid/")
     assert asked == []
 
 
@@ -161,49 +159,56 @@ def guarded(settings: Settings) -> Settings:
 
 async def test_literal_private_address_is_blocked_before_connecting(
         guarded: Settings, origins: dict[str, str]) -> None:
-    session = make_session(guarded)
-    try:
+    async with Fetcher(guarded) as fetcher:
         with pytest.raises(errors.BlockedAddress):
-            await fetch(session, origins["b"] + "/page", guarded)
-    finally:
-        await session.close()
+            await fetcher.get(origins["b"] + "/page")
     assert origins["hits"] == []
 
 
-async def test_redirect_from_allowed_host_to_private_address_is_blocked(
+async def test_a_redirect_is_an_answer_with_its_canonical_target_not_a_second_request(
         guarded: Settings, origins: dict[str, str]) -> None:
-    session = make_session(guarded)
-    try:
-        with pytest.raises(errors.BlockedAddress):
-            await fetch(session, origins["a"] + f"/hop?to={origins['b']}/page", guarded)
-    finally:
-        await session.close()
+    async with Fetcher(guarded) as fetcher:
+        resp = await fetcher.get(origins["a"] + f"/hop?to={origins['b']}/./page#frag")
+    assert resp.status == 302 and resp.redirect_to == origins["b"] + "/page"
     assert origins["hits"] == ["127.0.0.2:" + origins["port"] + "/hop"]
 
 
-async def test_redirect_to_a_name_resolving_to_private_address_is_blocked(
+async def test_a_followed_redirect_to_a_private_address_is_blocked(
+        guarded: Settings, origins: dict[str, str]) -> None:
+    # robots.txt fetches follow redirects: the guard checks every hop.
+    async with Fetcher(guarded) as fetcher:
+        with pytest.raises(errors.BlockedAddress):
+            await fetcher.get(origins["a"] + f"/hop?to={origins['b']}/page",
+                              follow_redirects=True)
+    assert origins["hits"] == ["127.0.0.2:" + origins["port"] + "/hop"]
+
+
+async def test_a_followed_redirect_to_a_name_resolving_to_a_private_address_is_blocked(
         guarded: Settings, origins: dict[str, str]) -> None:
     port = origins["port"]
     stub = StubResolver({"public.example": ["127.0.0.2"], "sneaky.example": ["127.0.0.3"]})
-    session = make_session(guarded, resolver=stub)
-    try:
+    async with Fetcher(guarded, resolver=stub) as fetcher:
         with pytest.raises(errors.BlockedAddress, match=r"sneaky\.example"):
-            await fetch(session, f"http://public.example:{port}/hop?to="
-                                 f"http://sneaky.example:{port}/page", guarded)
-    finally:
-        await session.close()
+            await fetcher.get(f"http://public.example:{port}/hop?to="
+                              f"http://sneaky.example:{port}/page", follow_redirects=True)
     assert stub.asked == ["public.example", "sneaky.example"]
     assert len(origins["hits"]) == 1  # only the first hop reached a server
+
+
+async def test_a_page_redirect_to_a_private_address_ends_the_target_as_blocked(
+        redis: Redis, guarded: Settings, origins: dict[str, str]) -> None:
+    start = origins["a"] + f"/hop?to={origins['b']}/page"
+    records = await crawl(redis, guarded.replace(obey_robots=False, scope="any"), [start])
+    assert records[start]["redirect_to"] == origins["b"] + "/page"
+    assert records[origins["b"] + "/page"]["error"]["type"] == "blocked_address"
+    assert origins["hits"] == ["127.0.0.2:" + origins["port"] + "/hop"]
 
 
 async def test_name_resolving_to_an_allowed_address_is_fetched(
         guarded: Settings, origins: dict[str, str]) -> None:
     stub = StubResolver({"public.example": ["127.0.0.2"]})
-    session = make_session(guarded, resolver=stub)
-    try:
-        resp = await fetch(session, f"http://public.example:{origins['port']}/page", guarded)
-    finally:
-        await session.close()
+    async with Fetcher(guarded, resolver=stub) as fetcher:
+        resp = await fetcher.get(f"http://public.example:{origins['port']}/page")
     assert resp.status == 200 and resp.body == b"<title>internal</title>"
 
 

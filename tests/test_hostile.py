@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from crawler.bench.sitegen import free_port
 from crawler.config import Settings
-from crawler.fetch import fetch, make_session
+from crawler.fetch import Fetcher
 from crawler.results import export
 
 CAP = 1024 * 1024
@@ -126,15 +126,15 @@ async def test_gzip_bomb_is_too_large(redis: Redis, hostile_settings: Settings,
 async def test_gzip_bomb_inflates_only_a_few_times_the_cap_in_memory(
         hostile_settings: Settings, server: HostileServer) -> None:
     # The bomb inflates to 128 MB; the cap (1 MB) applies while inflating.
-    session = make_session(hostile_settings)
+    fetcher = Fetcher(hostile_settings)
     tracemalloc.start()
     try:
         with pytest.raises(Exception) as caught:
-            await fetch(session, server.url("/bomb"), hostile_settings)
+            await fetcher.get(server.url("/bomb"))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-        await session.close()
+        await fetcher.close()
     assert type(caught.value).__name__ == "TooLarge"
     assert peak < 8 * CAP
 
@@ -146,22 +146,31 @@ async def test_redirect_to_itself_is_a_loop(redis: Redis, hostile_settings: Sett
                                             server: HostileServer) -> None:
     record = await crawl_one(redis, hostile_settings, server.url("/loop"))
     assert error_type(record) == "redirect_error"
-    assert "loop" in record["error"]["message"]
+    assert "itself" in record["error"]["message"] and record["status"] == 302
 
 
-async def test_two_page_redirect_cycle_is_a_loop(redis: Redis, hostile_settings: Settings,
-                                                 server: HostileServer) -> None:
-    record = await crawl_one(redis, hostile_settings, server.url("/loop-a"))
-    assert error_type(record) == "redirect_error"
-    assert "loop" in record["error"]["message"]
+async def test_a_two_page_redirect_cycle_ends_where_it_meets_a_url_already_crawled(
+        redis: Redis, hostile_settings: Settings, server: HostileServer) -> None:
+    a, b = server.url("/loop-a"), server.url("/loop-b")
+    records = await crawl(redis, hostile_settings, [a])
+    assert (records[a]["status"], records[a]["redirect_to"]) == (302, b)
+    assert (records[b]["status"], records[b]["redirect_to"]) == (302, a)
+    assert records[a]["error"] is None and records[b]["error"] is None
+    assert (server.hits["/loop-a"], server.hits["/loop-b"]) == (1, 1)  # each once, no loop
 
 
 async def test_redirect_chain_past_the_limit_stops_at_the_limit(
         redis: Redis, hostile_settings: Settings, server: HostileServer) -> None:
-    record = await crawl_one(redis, hostile_settings, server.url("/chain"))
-    assert error_type(record) == "redirect_error"
-    assert "more than 5 redirects" in record["error"]["message"]
-    assert server.hits["/chain"] == hostile_settings.max_redirects + 1
+    limit = hostile_settings.max_redirects
+    records = await crawl(redis, hostile_settings, [server.url("/chain")])
+    # /chain, /chain/1, ..., /chain/<limit>: each hop is a record of its own.
+    assert len(records) == limit + 1
+    last = records[server.url(f"/chain/{limit}")]
+    assert error_type(last) == "redirect_error"
+    assert f"more than {limit} redirects" in last["error"]["message"]
+    assert last["redirect_to"] == server.url(f"/chain/{limit + 1}")
+    assert all(error_type(r) is None for u, r in records.items() if r is not last)
+    assert server.hits["/chain"] == limit + 1
 
 
 @pytest.mark.parametrize("path", ["/to-ftp", "/to-javascript", "/to-file"])
@@ -169,7 +178,7 @@ async def test_redirect_to_non_http_scheme_is_refused(redis: Redis, hostile_sett
                                                       server: HostileServer, path: str) -> None:
     record = await crawl_one(redis, hostile_settings, server.url(path))
     assert error_type(record) == "redirect_error"
-    assert "non-http scheme" in record["error"]["message"]
+    assert "unsupported scheme" in record["error"]["message"]
 
 
 # -- content that lies -----------------------------------------------------------

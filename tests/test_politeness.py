@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from crawler.bench.sitegen import OUT_OF_SCOPE_HOST, SiteServer, SiteSpec, expected
 from crawler.config import HostPolicy, Settings
-from crawler.fetch import make_session
+from crawler.fetch import Fetcher
 from crawler.frontier import Frontier
 from crawler.keys import ShardKeys
 from crawler.politeness import (
@@ -201,15 +201,15 @@ async def test_a_worker_too_late_for_its_slot_gives_the_lease_back_unfetched(
     with Site(handler) as site:
         settings = settings.replace(obey_robots=False, delay=0.5)
         worker = Worker(redis, settings)
-        worker.session = make_session(settings)
-        worker.robots = RobotsCache(redis, worker.frontier, worker.session, settings)
+        worker.fetcher = Fetcher(settings)
+        worker.robots = RobotsCache(redis, worker.frontier, worker.fetcher, settings)
         try:
             await worker.frontier.add([(site.url("127.0.0.2", "/"), 0)])
             [lease] = (await worker.frontier.claim(1, "w")).leases
             await LeaseRunner(worker).run(InFlight(lease),
                                           start_deadline(settings, time.monotonic() - 1))
         finally:
-            await worker.session.close()
+            await worker.fetcher.close()
         assert site.hits == []
     assert worker.counters.missed_slots == 1
     stats = await worker.frontier.stats()

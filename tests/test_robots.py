@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from crawler.bench.sitegen import free_port
 from crawler.config import Settings
 from crawler.errors import RobotsDisallowed
-from crawler.fetch import make_session
+from crawler.fetch import Fetcher
 from crawler.frontier import Frontier
 from crawler.robots import RobotsCache
 from crawler.seeds import seed
@@ -155,21 +155,23 @@ async def test_robots_5xx_or_429_disallows_until_robots_is_fetched_again(
         redis: Redis, settings: Settings, status: int) -> None:
     server = Server([text("busy", status=status), text("User-agent: *\nAllow: /\n")])
     with site_of(server) as site:
-        records = await crawl(redis, settings.replace(robots_error_ttl=0.3), [site.url(IP, "/")])
+        # The first failure holds the host for half to all of backoff_base.
+        records = await crawl(redis, settings.replace(backoff_base=0.3), [site.url(IP, "/")])
         hits = sorted(site.hits, key=lambda h: h.start)
     assert [h.path for h in hits] == ["/robots.txt", "/robots.txt", "/"]
-    assert hits[1].start - hits[0].start >= 0.3
+    assert hits[1].start - hits[0].start >= 0.15
     assert error_type(records[0]) is None
 
 
 async def test_robots_that_stays_5xx_ends_urls_as_robots_unavailable(
         redis: Redis, settings: Settings) -> None:
     server = Server([text("down", status=500)])
-    settings = settings.replace(robots_error_ttl=0.05, max_attempts=2)
+    settings = settings.replace(max_attempts=3)
     with site_of(server) as site:
-        records = await crawl(redis, settings, [site.url(IP, "/")])
-        assert set(site.paths()) == {"/robots.txt"}
-    assert [error_type(r) for r in records] == ["robots_unavailable"]
+        records = await crawl(redis, settings, [site.url(IP, "/"), site.url(IP, "/2")])
+        assert site.paths() == ["/robots.txt"] * 3  # its retry budget, then no more
+    assert [error_type(r) for r in records] == ["robots_unavailable"] * 2
+    assert "after 3 tries: HTTP 500" in records[0]["error"]["message"]
 
 
 async def test_robots_timeout_disallows_for_now(redis: Redis, settings: Settings) -> None:
@@ -186,12 +188,13 @@ async def test_robots_timeout_disallows_for_now(redis: Redis, settings: Settings
     assert error_type(records[0]) is None
 
 
-async def test_unreachable_host_counts_as_robots_unavailable(
+async def test_an_unreachable_host_ends_its_urls_with_the_connect_error_after_the_budget(
         redis: Redis, settings: Settings) -> None:
-    dead = f"http://127.0.0.4:{free_port('127.0.0.4')}/"  # nothing listens there
-    settings = settings.replace(robots_error_ttl=0.05, max_attempts=2)
-    records = await crawl(redis, settings, [dead])
-    assert [error_type(r) for r in records] == ["robots_unavailable"]
+    port = free_port("127.0.0.4")  # nothing listens there
+    dead = [f"http://127.0.0.4:{port}/", f"http://127.0.0.4:{port}/other"]
+    records = await crawl(redis, settings.replace(max_attempts=2), dead)
+    assert [error_type(r) for r in records] == ["connect_error"] * 2
+    assert "robots.txt unreachable after 2 tries" in records[0]["error"]["message"]
 
 
 async def test_robots_redirects_are_followed_up_to_five_hops(
@@ -246,8 +249,8 @@ async def test_a_verdict_stored_between_our_read_and_our_lock_is_used_not_fetche
         frontier = Frontier(redis, settings)
         await frontier.add([(site.url(IP, "/x"), 0)])
         [lease] = (await frontier.claim(1, "w")).leases
-        session = make_session(settings)
-        cache = RobotsCache(redis, frontier, session, settings)
+        fetcher = Fetcher(settings)
+        cache = RobotsCache(redis, frontier, fetcher, settings)
         read = cache._read
 
         async def read_while_the_other_worker_finishes(key: str) -> tuple[str | None, int]:
@@ -260,7 +263,7 @@ async def test_a_verdict_stored_between_our_read_and_our_lock_is_used_not_fetche
             with pytest.raises(RobotsDisallowed):
                 await cache.check(lease)
         finally:
-            await session.close()
+            await fetcher.close()
         assert site.hits == []
     assert cache.fetches == 0
 

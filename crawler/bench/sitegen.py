@@ -178,7 +178,7 @@ def make_app(spec: SiteSpec, log: RequestLog | None = None,
 
 
 def free_port(ip: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    with socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET) as s:
         s.bind((ip, 0))
         return int(s.getsockname()[1])
 

@@ -89,16 +89,45 @@ local function release_slot(base, host, now)
   refresh_ready(base, host, now)
 end
 
--- Lease record: host|worker|claimed|prev|mine|attempts|depth|url (the url
--- may hold '|'): the claim's time, the host's next-allowed time before it and
--- the one it set (complete.lua gives the slot back when no request was made).
+-- Lease record: host|worker|claimed|prev|mine|attempts|depth|hops|url (the
+-- url may hold '|'): the claim's time, the host's next-allowed time before it
+-- and the one it set (complete.lua gives the slot back when no request was
+-- made), then the queue entry's fields.
 local function split_lease(data)
-  local host, worker, claimed, prev, mine, attempts, depth, url =
-    string.match(data, '^([^|]*)|([^|]*)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(.*)$')
-  return host, worker, tonumber(attempts), tonumber(depth), url, tonumber(claimed),
-    tonumber(prev), tonumber(mine)
+  local host, worker, claimed, prev, mine, attempts, depth, hops, url = string.match(data,
+    '^([^|]*)|([^|]*)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(.*)$')
+  return host, worker, tonumber(attempts), tonumber(depth), tonumber(hops), url,
+    tonumber(claimed), tonumber(prev), tonumber(mine)
 end
 
-local function entry(attempts, depth, url)
-  return string.format('%d|%d|', attempts, depth) .. url
+-- Queue entry: what a queued URL costs beyond its text. One header byte holds
+-- the depth (0..126) when attempts and redirect hops are zero, the usual case;
+-- otherwise the byte 0x80 and "attempts,depth,hops|". Then the URL.
+local function entry(attempts, depth, hops, url)
+  if attempts == 0 and hops == 0 and depth < 127 then
+    return string.char(depth + 1) .. url
+  end
+  return string.format('\128%d,%d,%d|', attempts, depth, hops) .. url
+end
+
+local function parse_entry(e)
+  local b = string.byte(e, 1)
+  if b < 128 then return 0, b - 1, 0, string.sub(e, 2) end
+  local attempts, depth, hops, url = string.match(e, '^.(%d+),(%d+),(%d+)|(.*)$')
+  return tonumber(attempts), tonumber(depth), tonumber(hops), url
+end
+
+-- A lease's fields back as a queue entry, with attempts possibly counted.
+local function lease_entry(data, count_attempt)
+  local host, _, attempts, depth, hops, url = split_lease(data)
+  if count_attempt then attempts = attempts + 1 end
+  return host, entry(attempts, depth, hops, url)
+end
+
+-- A host held back (robots.txt unreachable, 429/503 backoff, Retry-After) is
+-- listed in the shard's held set until the hold ends, its reason in its host
+-- state: what crawl status and the progress line show. Claims prune it.
+local function hold_host(base, host, until_ms, reason)
+  redis.call('ZADD', base .. 'held', string.format('%d', until_ms), host)
+  redis.call('HSET', base .. 'h:' .. host, 'hold', reason)
 end

@@ -1,14 +1,15 @@
 -- add: enqueue the URLs of one shard that were never seen before.
--- ARGV: base, now-unused, max_pages_per_host (0 = no cap), nhosts,
+-- ARGV: base, max_pages_per_host (0 = no cap), nhosts,
 --       then nhosts x (host, limit, delay_ms): the adder's policy, kept only
 --       for hosts seen first and used while no policy table is published,
---       then URLs x (bucket_hex, fingerprint, host, depth, url)
+--       then URLs x (bucket_hex, fingerprint, host, depth, hops, url); hops
+--       counts the redirects that led to the URL
 -- Returns {added, already_seen, over_host_cap}.
 local base = ARGV[1]
-local max_pages = tonumber(ARGV[3])
-local nhosts = tonumber(ARGV[4])
+local max_pages = tonumber(ARGV[2])
+local nhosts = tonumber(ARGV[3])
 local now = now_ms()
-local i = 5
+local i = 4
 for _ = 1, nhosts do
   local hk = base .. 'h:' .. ARGV[i]
   redis.call('HSETNX', hk, 'limit', ARGV[i + 1])
@@ -17,15 +18,16 @@ for _ = 1, nhosts do
 end
 local added, seen, capped = 0, 0, 0
 local touched = {}
-while i + 4 <= #ARGV do
-  local bucket, fp, host, depth, url = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  i = i + 5
+while i + 5 <= #ARGV do
+  local bucket, fp, host, depth, hops, url =
+    ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  i = i + 6
   local hk = base .. 'h:' .. host
   if max_pages > 0 and hnum(hk, 'pages', 0) >= max_pages then
     -- Over the per-host cap: not marked seen, so raising the cap later works.
     capped = capped + 1
   elseif redis.call('SADD', base .. 'seen:' .. bucket, fp) == 1 then
-    redis.call('RPUSH', base .. 'q:' .. host, entry(0, tonumber(depth), url))
+    redis.call('RPUSH', base .. 'q:' .. host, entry(0, tonumber(depth), tonumber(hops), url))
     redis.call('HINCRBY', hk, 'pages', 1)
     touched[host] = true
     added = added + 1

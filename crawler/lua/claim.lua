@@ -11,7 +11,7 @@
 -- ARGV: base, n, lease_ms, worker, slack_ms (added to a delay > 0; the worker
 --       starts each request within it or gives the lease back), request_id
 --       ('' = not idempotent)
--- Returns {wait_ms, queued, leased, (lease_id, host, attempts, depth, url)...}
+-- Returns {wait_ms, queued, leased, (lease_id, host, attempts, depth, hops, url)...}
 -- where wait_ms is how long until something here may become claimable
 -- (-1: nothing queued or leased in this shard).
 local base = ARGV[1]
@@ -31,20 +31,22 @@ if request_id ~= '' then
     for id in string.gmatch(string.sub(previous, #request_id + 2), '[^,]+') do
       local data = redis.call('HGET', KEYS[4], id)
       if data then
-        local host, _, attempts, depth, url = split_lease(data)
-        for _, v in ipairs({id, host, attempts, depth, url}) do result[#result + 1] = v end
+        local host, _, attempts, depth, hops, url = split_lease(data)
+        for _, v in ipairs({id, host, attempts, depth, hops, url}) do result[#result + 1] = v end
       end
     end
     return result
   end
 end
 
--- 1. Retries whose not-before time has passed go back to their host queues.
+-- 1. Holds that have ended leave the held set; retries whose not-before time
+-- has passed go back to their host queues.
+redis.call('ZREMRANGEBYSCORE', base .. 'held', '-inf', now)
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 500)
 for _, member in ipairs(due) do
   redis.call('ZREM', KEYS[2], member)
-  local host, rest = string.match(member, '^([^|]*)|(.*)$')
-  redis.call('LPUSH', base .. 'q:' .. host, rest)
+  local host, e = string.match(member, '^([^|]*)|(.*)$')
+  redis.call('LPUSH', base .. 'q:' .. host, e)
   refresh_ready(base, host, now)
 end
 
@@ -65,12 +67,13 @@ while got < n do
       e = redis.call('LPOP', base .. 'q:' .. host)
     end
     if e then
-      local attempts, depth, url = string.match(e, '^(%d+)|(%d+)|(.*)$')
+      local attempts, depth, hops, url = parse_entry(e)
       local id = redis.call('INCR', KEYS[5])
       delay = math.max(delay, hnum(hk, 'crawl_delay', 0))
       if delay > 0 then delay = delay + slack end
       redis.call('HSET', KEYS[4], id, host .. '|' .. worker .. '|' ..
-        string.format('%d|%d|%d|', now, prev, now + delay) .. e)
+        string.format('%d|%d|%d|%d|%d|%d|', now, prev, now + delay, attempts, depth, hops)
+        .. url)
       redis.call('ZADD', KEYS[3], string.format('%d', now + lease_ms), id)
       redis.call('HINCRBY', hk, 'inflight', 1)
       redis.call('HSET', hk, 'next', string.format('%d', now + delay),
@@ -80,6 +83,7 @@ while got < n do
       out[#out + 1] = host
       out[#out + 1] = attempts
       out[#out + 1] = depth
+      out[#out + 1] = hops
       out[#out + 1] = url
     end
     refresh_ready(base, host, now)
@@ -90,7 +94,7 @@ if got > 0 then
   redis.call('HINCRBY', KEYS[7], 'leased', got)
   if request_id ~= '' then
     local ids = {}
-    for i = 1, #out, 5 do ids[#ids + 1] = out[i] end
+    for i = 1, #out, 6 do ids[#ids + 1] = out[i] end
     redis.call('SET', request_key, request_id .. '|' .. table.concat(ids, ','), 'PX', lease_ms)
   end
 end

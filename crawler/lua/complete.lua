@@ -12,7 +12,7 @@ local id = ARGV[2]
 local data = redis.call('HGET', KEYS[4], id)
 if not data then return 0 end
 local now = now_ms()
-local host, _, _, _, _, claimed, prev, mine = split_lease(data)
+local host, _, _, _, _, _, claimed, prev, mine = split_lease(data)
 redis.call('HDEL', KEYS[4], id)
 redis.call('ZREM', KEYS[3], id)
 local maxlen = tonumber(ARGV[6])

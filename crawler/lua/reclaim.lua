@@ -10,8 +10,8 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[3], id)
   if data then
     redis.call('HDEL', KEYS[4], id)
-    local host, _, attempts, depth, url = split_lease(data)
-    redis.call('LPUSH', base .. 'q:' .. host, entry(attempts + 1, depth, url))
+    local host, e = lease_entry(data, true)
+    redis.call('LPUSH', base .. 'q:' .. host, e)
     redis.call('HINCRBY', KEYS[7], 'leased', -1)
     redis.call('HINCRBY', KEYS[7], 'queued', 1)
     release_slot(base, host, now)

@@ -1,7 +1,9 @@
 -- retry: give a lease back to be fetched again no earlier than now + delay.
--- ARGV: base, lease_id, delay_ms, count_attempt (0/1), host_backoff (0/1)
--- host_backoff=1 (429, 503) holds back the whole host until then and puts the
--- URL at the front of its queue; otherwise only this URL waits.
+-- ARGV: base, lease_id, delay_ms, count_attempt (0/1), host_backoff (0/1),
+--       hold_reason (with host_backoff: what crawl status says held the host)
+-- host_backoff=1 (429, 503, robots.txt unreachable) holds back the whole host
+-- until then and puts the URL at the front of its queue; otherwise only this
+-- URL waits.
 -- The caller decides when attempts are exhausted and calls complete instead.
 -- Returns 1 when the URL was queued again, 0 for a stale lease.
 local base = ARGV[1]
@@ -9,16 +11,15 @@ local id = ARGV[2]
 local data = redis.call('HGET', KEYS[4], id)
 if not data then return 0 end
 local now = now_ms()
-local host, _, attempts, depth, url = split_lease(data)
+local host, e = lease_entry(data, ARGV[4] == '1')
 redis.call('HDEL', KEYS[4], id)
 redis.call('ZREM', KEYS[3], id)
-if ARGV[4] == '1' then attempts = attempts + 1 end
-local e = entry(attempts, depth, url)
 local delay = tonumber(ARGV[3])
 if ARGV[5] == '1' then
   local hk = base .. 'h:' .. host
   local nxt = math.max(hnum(hk, 'next', 0), now + delay)
   redis.call('HSET', hk, 'next', string.format('%d', nxt))
+  hold_host(base, host, nxt, ARGV[6])
   redis.call('LPUSH', base .. 'q:' .. host, e)
 elseif delay > 0 then
   redis.call('ZADD', KEYS[2], string.format('%d', now + delay), host .. '|' .. e)

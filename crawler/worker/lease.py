@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from crawler import errors
-from crawler.fetch import Response, fetch
-from crawler.parse import parse_html
+from crawler.fetch import Response
+from crawler.parse import parse_html, x_robots_tag
 from crawler.politeness import SlotMissed, adaptive_delay
 from crawler.results import dumps, make_record
-from crawler.robots import RobotsFetched, RobotsUnavailable
+from crawler.robots import RobotsFetched, RobotsUnavailable, product_token
 from crawler.worker.backoff import REDIS_ERRORS, backoff_delay, log, retry_after
 from crawler.worker.watch import InFlight
 
@@ -35,15 +35,16 @@ class LeaseRunner:
     """Processes leases for one worker, with its frontier, robots cache, session and scope."""
 
     def __init__(self, worker: Worker) -> None:
-        assert worker.robots is not None and worker.session is not None
+        assert worker.robots is not None and worker.fetcher is not None
         self.worker = worker
         self.settings = worker.settings
         self.frontier = worker.frontier
         self.robots = worker.robots
-        self.session = worker.session
+        self.fetcher = worker.fetcher
         self.scope = worker.scope
         self.counters = worker.counters
         self.write: Write = worker.write
+        self.agent = product_token(worker.settings.user_agent)
 
     async def run(self, item: InFlight, deadline: float = math.inf) -> None:
         lease = item.lease
@@ -60,8 +61,7 @@ class LeaseRunner:
             if time.monotonic() > deadline:
                 raise SlotMissed(lease.url)
             item.at("fetch")
-            resp = await fetch(self.session, lease.url, self.settings,
-                               allow_redirect=lambda u: self.scope.allows(u, lease.depth))
+            resp = await self.fetcher.get(lease.url)
         except SlotMissed:
             # Starting now could put this request closer than the host's delay to
             # the next one: give the slot back unused (crawler.politeness).
@@ -79,28 +79,66 @@ class LeaseRunner:
                         exc, lease.url)
             await self._write(item, lambda: self.frontier.retry(lease, 0.0, count_attempt=False))
             return
+        except RobotsUnavailable as exc:
+            # robots.txt is down for now: the whole host waits for its next try.
+            # Not this URL's attempt: robots.txt has its own retry budget.
+            await self._retry(item, exc.retry_after or backoff_delay(1, self.settings),
+                              host_backoff=True, count_attempt=False, reason="robots")
+            return
         except errors.FetchError as exc:
             if exc.retry and attempt < self.settings.max_attempts:
-                # An unreachable robots.txt holds the whole host until it is due again.
-                unavailable = isinstance(exc, RobotsUnavailable)
-                delay = exc.retry_after if unavailable and exc.retry_after else \
-                    backoff_delay(attempt, self.settings)
-                await self._retry(item, delay, host_backoff=unavailable)
+                await self._retry(item, backoff_delay(attempt, self.settings))
             else:
                 await self._finish_error(item, attempt, time.monotonic() - started, exc,
-                                         no_request=isinstance(exc, errors.RobotsDisallowed))
+                                         no_request=not exc.made_request)
             return
         if resp.status in RETRY_STATUSES:
             await self._status_retry(item, attempt, resp)
             return
+        if resp.redirect_to is not None:
+            await self._finish_redirect(item, attempt, resp, resp.redirect_to)
+            return
         await self._finish_page(item, attempt, resp)
+
+    async def _finish_redirect(self, item: InFlight, attempt: int, resp: Response,
+                               target: str) -> None:
+        """A redirect ends its URL with a 3xx record; the target is queued as a URL of its own.
+
+        The target is deduplicated, scoped and checked against robots.txt, and
+        waits for its own host's politeness slot. It keeps the depth, with one
+        more hop; past ``max_redirects`` hops the chain ends as redirect_error.
+        A seed's redirect target counts as a seed: its host joins the scope
+        (example.com -> https://www.example.com/ must not leave the crawl empty).
+        """
+        lease = item.lease
+        problem = None
+        if lease.hops >= self.settings.max_redirects:
+            problem = f"more than {self.settings.max_redirects} redirects"
+        elif target == lease.url:
+            problem = "redirect to itself"
+        if problem is not None:
+            exc = errors.RedirectError(f"{problem}: {lease.url} -> {target}", status=resp.status)
+            await self._finish_error(item, attempt, resp.elapsed, exc, response=resp,
+                                     redirect_to=target)
+            return
+        if lease.depth == 0 and not self.scope.allows(target, 0):
+            await self.write(lambda: self.worker.extend_scope([target]))
+        follow = self.scope.allows(target, lease.depth)
+        record = make_record(
+            url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
+            final_url=lease.url, status=resp.status, content_type=resp.content_type,
+            size=len(resp.body), elapsed=resp.elapsed, redirect_to=target)
+        self.counters.pages += 1
+        await self._write(item, lambda: self.frontier.complete(
+            lease, dumps(record), redirect_to=target if follow else None))
 
     async def _status_retry(self, item: InFlight, attempt: int, resp: Response) -> None:
         host_backoff = resp.status in HOST_BACKOFF_STATUSES
         wait = retry_after(resp.headers.get("Retry-After"), self.settings.backoff_max)
         delay = wait if wait is not None else backoff_delay(attempt, self.settings)
         if attempt < self.settings.max_attempts:
-            await self._retry(item, delay, host_backoff=host_backoff)
+            await self._retry(item, delay, host_backoff=host_backoff,
+                              reason="backoff" if wait is None else "retry-after")
             return
         exc = errors.HTTPStatusError(f"HTTP {resp.status} after {attempt} attempts",
                                      status=resp.status)
@@ -115,10 +153,10 @@ class LeaseRunner:
             item.at("parse")
             page = parse_html(resp.body, resp.final_url, resp.charset,
                               follow_nofollow=self.settings.follow_nofollow)
-            robots_header = resp.headers.get("X-Robots-Tag", "").lower()
+            header = x_robots_tag((resp.header_lists or {}).get("X-Robots-Tag", []), self.agent)
             title, link_count = page.title, page.link_count
-            noindex = page.noindex or "noindex" in robots_header or "none" in robots_header
-            nofollow = page.nofollow or "nofollow" in robots_header or "none" in robots_header
+            noindex = page.noindex or bool(header & {"noindex", "none"})
+            nofollow = page.nofollow or bool(header & {"nofollow", "none"})
             if not nofollow:
                 if lease.depth == 0 and not self.scope.knows_anchor_of(lease.url):
                     # Seeded after our last refresh. Rides out an outage: a stale
@@ -142,7 +180,7 @@ class LeaseRunner:
     async def _finish_error(self, item: InFlight, attempt: int, elapsed: float,
                             exc: errors.FetchError, error_type: str | None = None, *,
                             response: Response | None = None, not_before: float = 0.0,
-                            no_request: bool = False) -> None:
+                            no_request: bool = False, redirect_to: str | None = None) -> None:
         lease = item.lease
         record = make_record(
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
@@ -150,16 +188,18 @@ class LeaseRunner:
             status=response.status if response else exc.status,
             content_type=response.content_type if response else None,
             size=len(response.body) if response else 0, elapsed=elapsed,
-            error=(error_type or exc.type, str(exc)))
+            error=(error_type or exc.type, str(exc)), redirect_to=redirect_to)
         self.counters.pages += 1
         self.counters.errors += 1
         await self._write(item, lambda: self.frontier.complete(
             lease, dumps(record), is_error=True, not_before=not_before, no_request=no_request))
 
-    async def _retry(self, item: InFlight, delay: float, *, host_backoff: bool = False) -> None:
+    async def _retry(self, item: InFlight, delay: float, *, host_backoff: bool = False,
+                     count_attempt: bool = True, reason: str = "backoff") -> None:
         self.counters.retries += 1
-        await self._write(item, lambda: self.frontier.retry(item.lease, delay,
-                                                            host_backoff=host_backoff))
+        await self._write(item, lambda: self.frontier.retry(
+            item.lease, delay, host_backoff=host_backoff, count_attempt=count_attempt,
+            reason=reason))
 
     async def _write(self, item: InFlight, call: Callable[[], Awaitable[object]]) -> None:
         item.at("write")

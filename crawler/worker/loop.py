@@ -17,18 +17,19 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-import aiohttp
 from redis.asyncio import Redis
 
 from crawler import keys
 from crawler.aio import cancel_and_wait, wait_event
 from crawler.config import Settings
-from crawler.fetch import make_session
+from crawler.fetch import Fetcher
 from crawler.frontier import ClaimResult, Frontier
 from crawler.politeness import publish_policy, start_deadline
 from crawler.robots import RobotsCache
-from crawler.scope import Scope
+from crawler.scope import Scope, anchors_for
+from crawler.status import held_hosts, held_summary
 from crawler.worker.backoff import REDIS_ERRORS, ride_out_redis
 from crawler.worker.lease import LeaseRunner
 from crawler.worker.progress import Counters, print_progress
@@ -67,12 +68,13 @@ class Worker:
         self.stopping = False
         self.last_claim: ClaimResult | None = None
         self._claims = 0  # claims sent: each one's request id
-        self.session: aiohttp.ClientSession | None = None
+        self.fetcher: Fetcher | None = None
         self.robots: RobotsCache | None = None
         self.watch = StallWatch(settings.stall_warning)
         self.aborted = False  # stopped at once (second signal): exit code 130
         self._aborted = asyncio.Event()
         self._writes: set[asyncio.Future[object]] = set()  # shielded writes in progress
+        self._held: dict[str, Any] | None = None  # held hosts, for the progress line
 
     # -- the loop --------------------------------------------------------------
 
@@ -83,8 +85,8 @@ class Worker:
         signal) can stop it with ``cancel_and_wait``, which cancels again if a
         cancellation is lost (crawler.aio), instead of cancelling this task once.
         """
-        self.session = make_session(self.settings)
-        self.robots = RobotsCache(self.redis, self.frontier, self.session, self.settings)
+        self.fetcher = Fetcher(self.settings)
+        self.robots = RobotsCache(self.redis, self.frontier, self.fetcher, self.settings)
         runner = LeaseRunner(self)
         background = [asyncio.create_task(self._housekeeping(), name="housekeeping"),
                       asyncio.create_task(self._watch_for_stalls(), name="stall-watch")]
@@ -103,7 +105,7 @@ class Worker:
                                   within=STOP_BOUND)
             if self._writes:  # shielded frontier writes still on the wire
                 await asyncio.wait(list(self._writes), timeout=STOP_BOUND)
-            await self.session.close()
+            await self.fetcher.close()
             with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
                 async with asyncio.timeout(STOP_BOUND):
                     await self.redis.hdel(keys.workers_key(self.settings.crawl), self.id)
@@ -229,6 +231,12 @@ class Worker:
                 await self.refresh_scope()
             await asyncio.sleep(every * random.uniform(0.8, 1.2))
 
+    async def extend_scope(self, urls: list[str]) -> None:
+        """Make these URLs' hosts (and domains) part of the crawl's scope, for every worker."""
+        anchors = anchors_for(urls)
+        await self.redis.sadd(keys.scope_key(self.settings.crawl), *anchors)
+        self.scope.update(anchors)
+
     async def refresh_scope(self) -> None:
         members: set[str] = await self.redis.smembers(  # type: ignore[assignment]
             keys.scope_key(self.settings.crawl))
@@ -258,8 +266,11 @@ class Worker:
     async def _progress(self) -> None:
         while True:
             await asyncio.sleep(PROGRESS_EVERY)
+            with contextlib.suppress(*REDIS_ERRORS):
+                self._held = held_summary(await held_hosts(self.redis, self.settings))
             self._print_progress()
 
     def _print_progress(self, final: bool = False) -> None:
         queued = self.last_claim.queued if self.last_claim else 0
-        print_progress(self.counters, queued, len(self.tasks), final=final)
+        print_progress(self.counters, queued, len(self.tasks), final=final,
+                       held=None if final else self._held)
