@@ -45,10 +45,20 @@ suffix              type    what it holds
 ``robots_fails:<o>``STRING  failed robots.txt fetches in a row (retry budget)
 ==================  ======  ==================================================
 
-Per crawl (no shard, never touched by a script): ``crawl:NAME:meta`` (HASH,
-the crawl's shard count), ``crawl:NAME:scope`` (SET, the seeds' scope anchors
-``host:<host>`` and ``domain:<domain>``) and ``crawl:NAME:workers`` (HASH,
-worker id -> last heartbeat, seconds).
+Per crawl ``crawl:{NAME}:`` (its own hash tag, one slot):
+
+==================  ======  ==================================================
+``meta``            HASH    the crawl's shard count
+``scope``           SET     the seeds' scope anchors ``host:<host>`` and
+                            ``domain:<domain>``
+``workers``         ZSET    worker id -> ms of its last heartbeat (server
+                            clock); ids silent for an hour are dropped
+``worker:<id>``     HASH    what a worker reports (node, pid, counters),
+                            expiring an hour after its last heartbeat
+==================  ======  ==================================================
+
+Every key of a crawl starts with ``crawl:{NAME:`` or ``crawl:{NAME}:``, so one
+ACL key pattern (``~crawl:{NAME*``) covers a tenant's crawl.
 """
 
 from __future__ import annotations
@@ -138,16 +148,25 @@ class ShardKeys:
                 self.results, self.stats]
 
 
+def crawl_base(crawl: str) -> str:
+    """The prefix of a crawl's own (unsharded) keys, with its own hash tag."""
+    return f"{PREFIX}:{{{crawl}}}:"
+
+
 def meta_key(crawl: str) -> str:
-    return f"{PREFIX}:{crawl}:meta"
+    return crawl_base(crawl) + "meta"
 
 
 def scope_key(crawl: str) -> str:
-    return f"{PREFIX}:{crawl}:scope"
+    return crawl_base(crawl) + "scope"
 
 
 def workers_key(crawl: str) -> str:
-    return f"{PREFIX}:{crawl}:workers"
+    return crawl_base(crawl) + "workers"
+
+
+def worker_key(crawl: str, worker: str) -> str:
+    return crawl_base(crawl) + f"worker:{worker}"
 
 
 def shard_of(host: str, shards: int) -> int:

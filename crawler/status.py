@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from crawler import keys
 from crawler.config import Settings
 from crawler.frontier import Frontier
+from crawler.workers import list_workers
 
 HELD_LISTED = 20
 """Held hosts listed by name in crawl status (the most URLs first); all are counted."""
@@ -66,10 +67,12 @@ def held_summary(held: list[HeldHost]) -> dict[str, Any]:
 async def crawl_status(redis: Redis, settings: Settings) -> dict[str, Any]:
     """The crawl's counters, workers and held hosts, as crawl status prints them."""
     status: dict[str, Any] = await Frontier(redis, settings).stats()
-    status["workers"] = await redis.hlen(keys.workers_key(settings.crawl))
+    now = await server_ms(redis)
+    workers = await list_workers(redis, settings.crawl, now)
+    status["workers"] = sum(w.alive for w in workers)
+    status["workers_dead"] = sum(not w.alive for w in workers)
     status["shards"] = settings.shards
     held = await held_hosts(redis, settings)
-    now = await server_ms(redis)
     status["held"] = {
         **held_summary(held),
         "listed": [{"host": h.host, "reason": h.reason, "queued": h.queued,

@@ -81,7 +81,7 @@ async def _claim_through_a_proxy_that_loses_the_reply(clean_redis: str, settings
     frontier = Frontier(Redis.from_url(clean_redis, decode_responses=True), settings)
     await frontier.add([(f"http://h{i}.test/", 0) for i in range(6)])
     host, port = clean_redis.removeprefix("redis://").split("/")[0].rsplit(":", 1)
-    async with LosingProxy(host, int(port), frontier.shas["claim"].encode()) as proxy:
+    async with LosingProxy(host, int(port), frontier.scripts.shas["claim"].encode()) as proxy:
         client = make_client(f"redis://127.0.0.1:{proxy.port}/0")
         try:
             result = await Frontier(client, settings).claim(3, "w1", request_id=request_id)

@@ -81,7 +81,7 @@ def site() -> Iterator[GatedSite]:
 def wait_for_workers(client: sync_redis.Redis, n: int, procs: list[subprocess.Popen[str]],
                      crawl: str = CRAWL) -> None:
     deadline = time.monotonic() + WORKER_TIMEOUT
-    while client.hlen(keys.workers_key(crawl)) < n:
+    while client.zcard(keys.workers_key(crawl)) < n:
         assert time.monotonic() < deadline, "workers did not register"
         assert all(p.poll() is None for p in procs), "a worker exited before the site opened"
         time.sleep(0.02)
@@ -198,7 +198,7 @@ def test_processes_2_runs_two_workers_that_share_the_crawl(
 
 def kill_workers(client: sync_redis.Redis, crawl: str) -> None:
     """Kill the worker processes a failed test left running (ids are host:pid:random)."""
-    for worker in client.hkeys(keys.workers_key(crawl)):
+    for worker in client.zrange(keys.workers_key(crawl), 0, -1):
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(worker.split(":")[-2]), signal.SIGKILL)
 

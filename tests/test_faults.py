@@ -38,6 +38,7 @@ from crawler.config import Settings
 from crawler.frontier import Frontier
 from crawler.robots import RobotsCache
 from crawler.server import ensure_server, stop_server
+from crawler.status import crawl_status
 
 SPEC = SiteSpec(hosts=3, pages=60, links=6, page_bytes=600)
 LEASE = "2"
@@ -288,3 +289,34 @@ def test_second_sigint_stops_at_once_and_reclaim_recovers_the_leases(
     records = read_results(clean_redis, crawl)
     assert_exactly_one_ok_result_per_page(records, site.spec)
     assert any(r["attempts"] == 2 for r in records)  # the reclaimed lease counted its attempt
+
+
+def test_a_killed_worker_turns_dead_in_status_and_a_clean_exit_leaves_none(
+        site: SiteServer, clean_redis: str, tmp_path: Path) -> None:
+    crawl = "deadworker"
+    seed_sync(clean_redis, crawl, site.spec.seeds())
+    log = tmp_path / "workers.log"
+    killed = start_worker(clean_redis, crawl, "--lease-time", "4", "--concurrency", "1", log=log)
+    clean = start_worker(clean_redis, crawl, "--lease-time", "4", log=log)
+
+    def status() -> dict[str, Any]:
+        async def read() -> dict[str, Any]:
+            client = Redis.from_url(clean_redis, decode_responses=True)
+            try:
+                return await crawl_status(client, Settings(redis_url=clean_redis, crawl=crawl))
+            finally:
+                await client.aclose()
+        return asyncio.run(read())
+
+    try:
+        wait_for(lambda: status()["workers"] == 2, 30, "two live workers")
+        killed.kill()
+        killed.wait()
+        wait_for(lambda: (status()["workers"], status()["workers_dead"]) == (1, 1), 30,
+                 "the killed worker to count as dead")
+        assert wait_exit([clean], 90) == [0]
+    finally:
+        for proc in (killed, clean):
+            if proc.poll() is None:
+                proc.kill()
+    assert (status()["workers"], status()["workers_dead"]) == (0, 1)

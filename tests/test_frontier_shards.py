@@ -240,9 +240,10 @@ async def cluster(cluster_url: str) -> AsyncIterator[Redis]:
 def slot_checked(frontier: Frontier) -> Frontier:
     """Mark the scripts as declaring their keys: then a cluster node refuses any
     access to a key outside the slot of the script's KEYS."""
-    frontier.sources = {name: "#!lua\n" + src for name, src in frontier.sources.items()}
-    frontier.shas = {name: hashlib.sha1(src.encode()).hexdigest()
-                     for name, src in frontier.sources.items()}
+    scripts = frontier.scripts
+    scripts.sources = {name: "#!lua\n" + src for name, src in scripts.sources.items()}
+    scripts.shas = {name: hashlib.sha1(src.encode()).hexdigest()
+                    for name, src in scripts.sources.items()}
     return frontier
 
 

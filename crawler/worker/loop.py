@@ -34,6 +34,7 @@ from crawler.worker.backoff import REDIS_ERRORS, ride_out_redis
 from crawler.worker.lease import LeaseRunner
 from crawler.worker.progress import Counters, print_progress
 from crawler.worker.watch import InFlight, StallWatch
+from crawler.workers import HEARTBEAT_EVERY, Heartbeat
 
 log = logging.getLogger("crawler.worker")
 
@@ -41,7 +42,6 @@ IDLE_WAIT_MIN = 0.02
 IDLE_WAIT_MAX = 2.0
 """Bounds on how long an idle worker sleeps between claims, in seconds."""
 PROGRESS_EVERY = 2.0
-HEARTBEAT_EVERY = 5.0
 STOP_BOUND = 5.0
 """Seconds shutdown waits for cancelled tasks, or for writes still on the wire."""
 
@@ -71,6 +71,8 @@ class Worker:
         self.fetcher: Fetcher | None = None
         self.robots: RobotsCache | None = None
         self.watch = StallWatch(settings.stall_warning)
+        self.heartbeat = Heartbeat(self.frontier.scripts, settings.crawl, self.id)
+        self.started_at = time.time()
         self.aborted = False  # stopped at once (second signal): exit code 130
         self._aborted = asyncio.Event()
         self._writes: set[asyncio.Future[object]] = set()  # shielded writes in progress
@@ -108,7 +110,7 @@ class Worker:
             await self.fetcher.close()
             with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
                 async with asyncio.timeout(STOP_BOUND):
-                    await self.redis.hdel(keys.workers_key(self.settings.crawl), self.id)
+                    await self.heartbeat.leave()
             if not self.quiet:
                 self._print_progress(final=True)
         failure = crawl.exception() if crawl.done() and not crawl.cancelled() else None
@@ -222,14 +224,25 @@ class Worker:
 
     async def _housekeeping(self) -> None:
         """Heartbeat, scope refresh and reclaiming expired leases, now and then."""
-        every = max(1.0, min(HEARTBEAT_EVERY, self.settings.lease_time / 4))
         while True:
             with contextlib.suppress(*REDIS_ERRORS):
-                await self.redis.hset(keys.workers_key(self.settings.crawl), self.id,
-                                      str(int(time.time())))
+                await self.heartbeat.beat(self.report())
                 await self.frontier.reclaim()
                 await self.refresh_scope()
-            await asyncio.sleep(every * random.uniform(0.8, 1.2))
+            await asyncio.sleep(self.heartbeat_every * random.uniform(0.8, 1.2))
+
+    @property
+    def heartbeat_every(self) -> float:
+        """Seconds between heartbeats: often enough to reclaim within a quarter lease."""
+        return max(1.0, min(HEARTBEAT_EVERY, self.settings.lease_time / 4))
+
+    def report(self) -> dict[str, Any]:
+        """What this worker's heartbeat says about it."""
+        c = self.counters
+        return {"node": socket.gethostname(), "pid": os.getpid(), "pages": c.pages,
+                "errors": c.errors, "retries": c.retries, "in_flight": len(self.tasks),
+                "started": round(self.started_at, 3),
+                "every_ms": int(self.heartbeat_every * 1200)}  # the longest jittered gap
 
     async def extend_scope(self, urls: list[str]) -> None:
         """Make these URLs' hosts (and domains) part of the crawl's scope, for every worker."""

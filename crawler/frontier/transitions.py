@@ -1,4 +1,4 @@
-"""The shared URL frontier: five state transitions, one Lua script each.
+"""The shared URL frontier's state transitions, one Lua script each.
 
 A URL that passed dedup is always in exactly one place::
 
@@ -6,7 +6,7 @@ A URL that passed dedup is always in exactly one place::
           ^                                      |
           +-------- retry / reclaim -------------+
 
-Each transition runs atomically in Redis (``crawler/lua/<name>.lua``) and
+Each transition runs atomically in Redis (``crawler/frontier/lua/<name>.lua``) and
 touches the keys of one shard only (see ``crawler.keys``). Politeness is
 decided inside ``claim``, on the server's clock, so it holds across every
 worker on every node.
@@ -14,43 +14,23 @@ worker on every node.
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
 
 from crawler import keys
 from crawler.config import Settings
+from crawler.frontier.local import HostPolicies, RecentFingerprints
+from crawler.frontier.scripts import Call, ScriptRunner
 from crawler.politeness import PolitenessKeys
 from crawler.urls import fingerprint, fingerprint_bucket
 
-SCRIPT_NAMES = ("add", "claim", "complete", "retry", "reclaim", "robots", "unlock")
-# How many fingerprints a process remembers to drop repeated links before
-# they cost a Redis argument. Bounded: memory stays flat on long crawls.
-LOCAL_SEEN_CAPACITY = 200_000
 RECLAIM_BATCH = 500
-LOCAL_POLICY_CAPACITY = 100_000
 BUSY_POLL = 0.1
 """Longest wait hint while other workers hold leases, in seconds."""
-
-
-Call = tuple[str, list[str], list[Any]]
-"""One script call: (script name, keys, args)."""
-
-
-def _sha1(source: str) -> str:
-    return hashlib.sha1(source.encode()).hexdigest()
-
-
-def _load_script(name: str) -> str:
-    lua = resources.files("crawler") / "lua"
-    return (lua / "_lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,29 +72,6 @@ class AddCounts:
         return self
 
 
-class _RecentFingerprints:
-    """A bounded FIFO set of fingerprints this process sent to Redis recently."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._items: OrderedDict[int, None] = OrderedDict()
-
-    def clear(self) -> None:
-        self._items.clear()
-
-    def __contains__(self, fp: int) -> bool:
-        return fp in self._items
-
-    def check_and_add(self, fp: int) -> bool:
-        """True if fp was seen here before; records it otherwise."""
-        if fp in self._items:
-            return True
-        self._items[fp] = None
-        if len(self._items) > self.capacity:
-            self._items.popitem(last=False)
-        return False
-
-
 class Frontier:
     """Client of one crawl's frontier.
 
@@ -127,42 +84,28 @@ class Frontier:
         self.redis = redis
         self.settings = settings
         self.shards = keys.all_shards(settings.crawl, settings.shards)
-        self.sources = {name: _load_script(name) for name in SCRIPT_NAMES}
-        self.shas = {name: _sha1(src) for name, src in self.sources.items()}
-        self.round_trips = 0  # Redis round trips this client made, for the benchmark
-        self._recent = _RecentFingerprints(LOCAL_SEEN_CAPACITY) if local_dedup else None
-        self._policy_sent: set[str] = set()
-        self._policy_cache: dict[str, tuple[int, int]] = {}
+        self.scripts = ScriptRunner(redis, on_failure=self._forget_recent)
+        self._recent = RecentFingerprints() if local_dedup else None
+        self._policies = HostPolicies(settings)
         self.keyer = PolitenessKeys(settings)  # host[:port], or the server's IP
         self._next_shard = 0  # which shard gets the remainder of the next claim
         self._last_request = ""  # the last claim's request id, and its shares per shard
         self._last_shares: list[int] = []
-        self._queued_calls: list[tuple[list[Call], asyncio.Future[list[Any]]]] = []
-        self._sender: asyncio.Task[None] | None = None  # sends the queued calls (run_shared)
+
+    @property
+    def round_trips(self) -> int:
+        """Redis round trips this frontier made, for the benchmark."""
+        return self.scripts.round_trips
 
     # -- add ---------------------------------------------------------------
-
-    def _policy(self, host: str) -> tuple[int, int]:
-        cached = self._policy_cache.get(host)
-        if cached is None:
-            policy = self.settings.policy_for(host)
-            cached = (policy.limit, int(policy.delay * 1000))
-            if len(self._policy_cache) < 100_000:
-                self._policy_cache[host] = cached
-        return cached
 
     def _add_args(self, shard: keys.ShardKeys, items: Sequence[tuple[str, int, str, int]],
                   hops: int) -> list[Any]:
         """ARGV for add.lua; items are (url, depth, host, fingerprint)."""
-        # A host's first-add policy only matters the first time Redis sees the
-        # host (HSETNX), so each process sends it once per host, not per page.
-        hosts = {host for _, _, host, _ in items} - self._policy_sent
-        if len(self._policy_sent) > LOCAL_POLICY_CAPACITY:
-            self._policy_sent.clear()
-        self._policy_sent |= hosts
+        hosts = self._policies.unsent(host for _, _, host, _ in items)
         args: list[Any] = [shard.base, self.settings.max_pages_per_host, len(hosts)]
         for host in hosts:
-            limit, delay_ms = self._policy(host)
+            limit, delay_ms = self._policies.policy(host)
             args += [host, limit, delay_ms]
         bits = self.settings.dedup_bucket_bits
         for url, depth, host, fp in items:
@@ -216,90 +159,14 @@ class Frontier:
         return counts
 
     async def run(self, calls: list[Call]) -> list[Any]:
-        """Run script calls in one pipelined round trip; replies in order.
-
-        EVALSHA, not redis-py's Script objects: those check SCRIPT EXISTS
-        before every pipeline, which would double our round trips. After a
-        server restart emptied the script cache, load and run again once
-        (the scripts are safe to repeat: add dedups, stale leases are no-ops).
-        On failure, forget the local dedup memory: fingerprints it recorded
-        may never have reached Redis.
-        """
-        if not calls:
-            return []
-        replies = await self._execute(calls)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                self._forget_recent()
-                raise reply
-        return replies
-
-    async def _execute(self, calls: list[Call]) -> list[Any]:
-        """One pipeline of script calls; replies in order, error replies as exceptions."""
-        try:
-            for _ in range(2):
-                pipe = self.redis.pipeline(transaction=False)
-                for name, script_keys, args in calls:
-                    pipe.evalsha(self.shas[name], len(script_keys), *script_keys, *args)
-                self.round_trips += 1
-                replies = await pipe.execute(raise_on_error=False)
-                if not any(isinstance(r, NoScriptError) for r in replies):
-                    break
-                for src in self.sources.values():
-                    await self.redis.script_load(src)
-            return list(replies)
-        except BaseException:
-            self._forget_recent()
-            raise
+        """Run script calls in one round trip (``ScriptRunner.run``)."""
+        return await self.scripts.run(calls)
 
     def _forget_recent(self) -> None:
         """After a failed call, assume nothing this process sent reached Redis."""
-        self._policy_sent.clear()
+        self._policies.forget_sent()
         if self._recent is not None:
             self._recent.clear()
-
-    async def run_shared(self, calls: list[Call]) -> list[Any]:
-        """``run``, with the calls of concurrent callers sharing pipelines (group commit).
-
-        While one pipeline is on the wire, callers queue their calls; the next
-        pipeline carries all of them. Each caller's calls stay together and in
-        order, and each caller gets its own replies, or the error of its own
-        calls, or the error that stopped the whole pipeline. A page's result
-        and links thus cost well under one round trip, and the writes of 200
-        fetches in flight hold one connection, not 200.
-        """
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._queued_calls.append((calls, future))
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send_queued())
-        return await future
-
-    async def _send_queued(self) -> None:
-        while self._queued_calls:
-            batch, self._queued_calls = self._queued_calls, []
-            try:
-                replies = await self._execute([call for calls, _ in batch for call in calls])
-            except asyncio.CancelledError:
-                for _, future in batch:
-                    future.cancel()
-                raise
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            start = 0
-            for calls, future in batch:
-                mine, start = replies[start:start + len(calls)], start + len(calls)
-                error = next((r for r in mine if isinstance(r, Exception)), None)
-                if error is not None:
-                    self._forget_recent()
-                if future.done():
-                    continue
-                if error is not None:
-                    future.set_exception(error)
-                else:
-                    future.set_result(mine)
 
     # -- claim ---------------------------------------------------------------
 
@@ -387,7 +254,7 @@ class Frontier:
         calls += self.add_calls(links)[0]
         calls.append(self.complete_call(lease, record_json, is_error=is_error,
                                         not_before=not_before, no_request=no_request))
-        replies = await self.run_shared(calls)
+        replies = await self.scripts.run_shared(calls)
         return bool(int(replies[-1]))
 
     async def retry(self, lease: Lease, delay: float, *, count_attempt: bool = True,

@@ -1,0 +1,12 @@
+"""The shared URL frontier: state transitions in Lua, atomic on the server.
+
+``transitions`` is the client (add, claim, complete, retry, reclaim, stats);
+``scripts`` loads and runs the Lua scripts in pipelines (group commit);
+``local`` is what one process remembers to spare Redis work; ``lua/`` holds
+one script a transition plus their shared helpers.
+"""
+
+from crawler.frontier.scripts import Call, ScriptRunner
+from crawler.frontier.transitions import AddCounts, ClaimResult, Frontier, Lease
+
+__all__ = ["AddCounts", "Call", "ClaimResult", "Frontier", "Lease", "ScriptRunner"]
