@@ -177,8 +177,12 @@ def classify(exc: BaseException) -> errors.FetchError:
         if isinstance(exc.os_error, Blocked):
             return errors.BlockedAddress(str(exc.os_error))
         return errors.DNSError(f"DNS lookup failed: {exc.os_error}")
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError
+                  | aiohttp.ServerFingerprintMismatch):
         return errors.TLSError(f"TLS handshake failed: {exc}")
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError
+                  | aiohttp.RedirectClientError):
+        return errors.BadContent(f"aiohttp refused the URL: {exc}")  # retrying cannot help
     if isinstance(exc, TimeoutError | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return errors.Timeout(f"timed out: {exc}" if str(exc) else "timed out")
     if isinstance(exc, aiohttp.ClientConnectorError):

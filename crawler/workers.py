@@ -3,8 +3,9 @@
 Every worker beats every few seconds (``heartbeat.lua``): its id's score in
 the crawl's ``workers`` ZSET becomes the server's time, and its own hash gets
 its node, pid and counters. A worker is live while its last beat is at most
-``DEAD_AFTER_BEATS`` heartbeat intervals old; a killed one turns dead there, is reported as dead, and is
-forgotten an hour later. A worker that exits cleanly removes itself.
+``DEAD_AFTER_BEATS`` of its heartbeat intervals old; a killed one is then
+reported as dead, and forgotten an hour later. A worker that exits cleanly
+removes itself.
 """
 
 from __future__ import annotations

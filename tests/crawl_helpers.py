@@ -15,6 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from crawler.config import Settings
+from crawler.frontier import Frontier
 from crawler.results import iter_results
 from crawler.seeds import seed
 from crawler.worker import Worker
@@ -64,3 +65,14 @@ def start_worker(redis_url: str, crawl_name: str, *extra: str, log: Path,
         return subprocess.Popen(worker_cmd(redis_url, crawl_name, *extra), cwd=ROOT,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=err, env=full_env)
+
+
+async def reclaim_expired(frontier: Frontier, count: int, within: float = 20.0) -> int:
+    """Reclaim until ``count`` leases came back (they expire on the server's clock)."""
+    total = 0
+    async with asyncio.timeout(within):
+        while total < count:
+            total += await frontier.reclaim()
+            if total < count:
+                await asyncio.sleep(0.02)
+    return total

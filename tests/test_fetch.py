@@ -18,8 +18,9 @@ from redis.asyncio import Redis
 from crawler import errors
 from crawler.bench.sitegen import free_port
 from crawler.config import Settings
-from crawler.fetch import Fetcher, Response
+from crawler.fetch import Fetcher, Response, redirect_target
 from crawler.guard import AddressPolicy, GuardedResolver
+from crawler.urls import resolve
 
 
 class StubResolver(AbstractResolver):
@@ -247,3 +248,10 @@ def test_untyped_html_is_sniffed_as_html(body: bytes) -> None:
                                                (b"<html>", "application/json")])
 def test_non_html_is_not_parsed(body: bytes, content_type: str | None) -> None:
     assert not _response(body, content_type).is_html
+
+
+@pytest.mark.parametrize("location", ["../x?a=1#f", "/p/./q", "//other.example/z", "?only",
+                                      " http://Example.COM:80/a b ", "x\ty"])
+def test_a_location_is_joined_by_the_same_rule_as_links(location: str) -> None:
+    page = "http://example.com/dir/page.html?q=1"
+    assert redirect_target(page, location) == resolve(page, location)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import redis as sync_redis
+from crawl_helpers import reclaim_expired
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -67,8 +68,7 @@ async def test_reclaim_returns_an_expired_lease_with_one_more_attempt(
     frontier = make_frontier(lease_time=0.05, max_per_host=1)
     await frontier.add(urls("a.test", 2))
     [lease] = (await frontier.claim(5, "dead-worker")).leases
-    await asyncio.sleep(0.1)
-    assert await frontier.reclaim() == 1
+    assert await reclaim_expired(frontier, 1) == 1
     stats = await frontier.stats()
     assert (stats["queued"], stats["leased"]) == (2, 0)
     # Back at the front of its host queue, with the lost attempt counted.
@@ -183,8 +183,7 @@ async def test_every_crawl_key_carries_its_shards_hash_tag(
     leases = (await frontier.claim(6, "w")).leases
     await frontier.retry(leases[0], 10)
     await frontier.complete(leases[1], "{}")
-    await asyncio.sleep(0.1)
-    await frontier.reclaim()
+    await reclaim_expired(frontier, 4)
     per_crawl = {keys.meta_key("tagged"), keys.scope_key("tagged"), keys.workers_key("tagged")}
     async for key in redis.scan_iter(match="crawl:*"):
         if key in per_crawl:
@@ -266,7 +265,6 @@ async def test_every_script_touches_one_slot_only(cluster: Redis, settings: Sett
         await frontier.retry(lease, 0.01)
     for lease in leases[24:32]:
         await frontier.retry(lease, 5, host_backoff=True)
-    await asyncio.sleep(0.1)  # the rest expire
-    assert await frontier.reclaim() == 16
+    assert await reclaim_expired(frontier, 16) == 16  # the rest expire
     await frontier.claim(64, "w")  # due retries move back to their queues
     assert (await frontier.stats())["done"] == 16

@@ -131,11 +131,18 @@ def test_unknown_charset_label_falls_back_to_sniffing() -> None:
 
 @pytest.mark.parametrize("body", [
     b"", b"   \n", b"\x00\x01\x02", b"<", b"<<<>>>", b"\xff\xfe\x00", b"<html><a href=",
-    b"<?xml version='1.0'?><x/>", b"<title>" + b"\xc3" * 1000,
+    b"<?xml version='1.0'?><x/>",
 ])
-def test_garbage_never_raises(body: bytes) -> None:
-    parse_html(body, URL)
-    parse_html(body, URL, "utf-8")
+def test_garbage_is_a_page_with_no_title_and_no_links(body: bytes) -> None:
+    for header_charset in (None, "utf-8"):
+        page = parse_html(body, URL, header_charset)
+        assert (page.title, page.link_count, page.links) == (None, 0, [])
+
+
+def test_a_title_of_undecodable_bytes_is_decoded_and_capped_not_an_error() -> None:
+    body = b"<title>" + b"\xc3" * 5000
+    assert parse_html(body, URL).title == "\u00c3" * 1000  # windows-1252, capped
+    assert parse_html(body, URL, "utf-8").title == "\ufffd" * 1000  # replacement chars
 
 
 def test_generated_site_pages_parse_to_their_known_title_and_link_count() -> None:

@@ -23,6 +23,7 @@ from crawler.config import Settings
 from crawler.errors import RobotsDisallowed
 from crawler.fetch import Fetcher
 from crawler.frontier import Frontier
+from crawler.parse import x_robots_tag
 from crawler.robots import RobotsCache
 from crawler.seeds import seed
 from crawler.worker import Worker
@@ -176,11 +177,12 @@ async def test_robots_that_stays_5xx_ends_urls_as_robots_unavailable(
 
 async def test_robots_timeout_disallows_for_now(redis: Redis, settings: Settings) -> None:
     async def slow(_: web.Request) -> web.Response:
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(4.0)
         return web.Response(text="")
 
     server = Server([slow, text("")])
-    settings = settings.replace(read_timeout=0.2, total_timeout=0.3, robots_error_ttl=0.2)
+    # Timeouts long enough for every other request on a busy machine.
+    settings = settings.replace(read_timeout=1.0, total_timeout=1.5)
     with site_of(server) as site:
         records = await crawl(redis, settings, [site.url(IP, "/")])
         assert [h.path for h in sorted(site.hits, key=lambda h: h.start)] == [
@@ -268,30 +270,35 @@ async def test_a_verdict_stored_between_our_read_and_our_lock_is_used_not_fetche
     assert cache.fetches == 0
 
 
-@pytest.mark.parametrize(("ttl", "pause", "fetches"), [(86400.0, 0.0, 1), (0.2, 0.3, 2)])
+@pytest.mark.parametrize(("ttl", "again"), [(86400.0, 0), (0.5, 1)])
 async def test_robots_is_fetched_again_only_after_its_ttl(
-        redis: Redis, settings: Settings, ttl: float, pause: float, fetches: int) -> None:
+        redis: Redis, settings: Settings, ttl: float, again: int) -> None:
     server = Server([text("User-agent: *\nDisallow: /private\n")])
     settings = settings.replace(robots_ttl=ttl)
     with site_of(server) as site:
         await crawl(redis, settings, [site.url(IP, "/a")])
-        await asyncio.sleep(pause)
+        first = site.paths().count("/robots.txt")
+        if again:  # wait until the verdict has expired in Redis, however long that takes
+            key = Frontier(redis, settings).shards[0].robots(site.url(IP, "/")[:-1])
+            async with asyncio.timeout(10):
+                while await redis.exists(key):  # noqa: ASYNC110 - polling Redis
+                    await asyncio.sleep(0.05)
         await crawl(redis, settings, [site.url(IP, "/b")])  # a new worker: only Redis remembers
-        assert site.paths().count("/robots.txt") == fetches
+        assert site.paths().count("/robots.txt") == first + again
         assert {"/a", "/b"} <= set(site.paths())
 
 
 # -- Crawl-delay ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("rules", "spaced"), [("Crawl-delay: 0.25", True), ("", False)])
+@pytest.mark.parametrize(("rules", "spaced"), [("Crawl-delay: 0.6", True), ("", False)])
 async def test_crawl_delay_spaces_the_hosts_requests(
         redis: Redis, settings: Settings, rules: str, spaced: bool) -> None:
     server = Server([text(f"User-agent: *\n{rules}\n")])
     site, _ = await crawl_links(redis, settings, server, ["/1", "/2", "/3"])
     gap = min_start_gap(site.spans(IP))
     assert len(site.hits) == 5
-    assert (gap >= 0.25) is spaced
+    assert (gap >= 0.6) is spaced
 
 
 async def test_crawl_delay_over_the_cap_is_crawled_at_the_cap_and_counted(
@@ -323,6 +330,33 @@ async def test_x_robots_tag_nofollow_follows_no_links(redis: Redis, settings: Se
     site, got = await crawl_links(redis, settings, Server([text("")], {"/": page}), [])
     assert set(site.paths()) == {"/robots.txt", "/"}
     assert got["/"]["links"] == 2
+
+
+async def test_x_robots_tag_for_another_crawler_is_ignored_and_ours_obeyed(
+        redis: Redis, settings: Settings) -> None:
+    theirs, ours = html("/a"), html("/b")
+    theirs.headers["X-Robots-Tag"] = "otherbot: none"
+    ours.headers["X-Robots-Tag"] = "crawler: nofollow"  # our product token (crawler/0.1)
+    server = Server([text("")], {"/theirs": theirs, "/ours": ours})
+    with site_of(server) as site:
+        await crawl(redis, settings, [site.url(IP, "/theirs"), site.url(IP, "/ours")])
+        assert "/a" in site.paths() and "/b" not in site.paths()
+
+
+@pytest.mark.parametrize(("values", "directives"), [
+    (["noindex"], {"noindex"}),
+    (["otherbot: none"], set()),
+    (["NoIndex, NoFollow"], {"noindex", "nofollow"}),
+    (["crawler: nofollow", "otherbot: noindex"], {"nofollow"}),
+    (["otherbot: noindex, crawler: nofollow"], {"nofollow"}),  # scope runs to the next agent
+    (["unavailable_after: 25 Jun 2010 15:00:00 PST"], {"unavailable_after"}),
+    (["crawler: unavailable_after: 25 Jun 2010, max-snippet: 20"],
+     {"unavailable_after", "max-snippet"}),
+    (["googlebot: none", "noarchive"], {"noarchive"}),  # each header value starts unscoped
+])
+def test_x_robots_tag_directives_follow_googles_documented_format(
+        values: list[str], directives: set[str]) -> None:
+    assert x_robots_tag(values, "crawler") == directives
 
 
 @pytest.mark.parametrize("where", ["meta", "header"])
