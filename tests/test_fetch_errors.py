@@ -28,7 +28,7 @@ URL = "http://site.test/page"
 KEY = ConnectionKey("site.test", 80, False, True, None, None, None)
 
 
-def _request_info() -> Any:
+def _request_info() -> None:
     return None
 
 
