@@ -22,17 +22,35 @@ CrawlError
 
 from __future__ import annotations
 
+import difflib
+
 
 class CrawlError(Exception):
     """Base of every error the crawler raises on purpose."""
 
 
 class ConfigError(CrawlError):
-    """A configuration value is invalid."""
+    """A setting is invalid: names it, what is wrong, and where it came from.
 
-    def __init__(self, key: str, expected: str, got: object) -> None:
-        super().__init__(f"config {key}: expected {expected}, got {got!r}")
+    ``origin``: the flag (``--concurrency``), the environment variable, or the
+    file and line (``crawl.toml line 3``).
+    """
+
+    def __init__(self, key: str, message: str, origin: str = "", *,
+                 show_key: bool = True) -> None:
+        text = f"{key}: {message}" if show_key else message
+        super().__init__(f"{origin}: {text}" if origin else text)
         self.key = key
+        self.origin = origin
+
+    @classmethod
+    def unknown(cls, name: str, known: tuple[str, ...], origin: str, *,
+                key: str | None = None) -> ConfigError:
+        """``unknown setting 'concurrancy' (did you mean 'concurrency'?)``."""
+        close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        where = f" in [{key}]" if key else ""
+        return cls(key or name, f"unknown setting {name!r}{where}{hint}", origin, show_key=False)
 
 
 class InvalidURL(CrawlError):

@@ -91,7 +91,7 @@ def start_deadline(settings: Settings, claim_sent: float) -> float:
 
 
 def _spec(policy: HostPolicy) -> str:
-    return f"{policy.limit}|{round(policy.delay * 1000)}"
+    return f"{policy.max_per_host}|{round(policy.delay * 1000)}"
 
 
 def policy_table(settings: Settings) -> dict[str, str]:

@@ -75,8 +75,8 @@ async def crawl_shards(redis: Redis, settings: Settings) -> Settings:
     shards = int(await redis.hget(meta, "shards") or settings.shards)
     if shards != settings.shards:
         if settings.shards != 1:
-            raise ConfigError("shards", f"{shards}, as crawl {settings.crawl!r} was created with",
-                              settings.shards)
+            raise ConfigError("shards", f"crawl {settings.crawl!r} was created with {shards} "
+                              f"shards; it cannot change to {settings.shards}")
         settings = settings.replace(shards=shards)
     return settings
 

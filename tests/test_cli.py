@@ -230,5 +230,6 @@ def test_a_bad_setting_is_one_clear_line_and_a_failure(clean_redis: str, tmp_pat
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        "crawl: error: config concurrency: expected a whole number >= 0, got 'abc'"]
+        "crawl: error: environment variable CRAWL_CONCURRENCY: concurrency: expected a whole "
+        "number >= 1, got 'abc'"]
     assert sync_redis.Redis.from_url(clean_redis).dbsize() == 0

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 import re
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from crawler.config import HostPolicy, Settings, load_settings
+from crawler.config import HostPolicy, Settings, load_settings, load_with_origins
+from crawler.config.settings import field_section
 from crawler.errors import ConfigError
 
 DEFAULT_TOML = Path(__file__).parent.parent / "config" / "default.toml"
@@ -38,7 +39,15 @@ def test_default_toml_names_every_setting() -> None:
             names.update(value)
         else:
             names.add(key)
-    assert names == {f.name for f in dataclasses.fields(Settings)}
+    assert names == set(Settings.model_fields)
+
+
+def test_default_toml_puts_every_setting_in_its_own_section() -> None:
+    data = tomllib.loads(DEFAULT_TOML.read_text())
+    for section, table in data.items():
+        if section != "hosts":
+            for key in table:
+                assert field_section(key) == section, key
 
 
 def test_default_toml_explains_every_setting() -> None:
@@ -90,7 +99,7 @@ def test_environment_values_are_converted_to_each_settings_type() -> None:
 
 
 def test_host_tables_become_host_overrides(tmp_path: Path) -> None:
-    path = toml_file(tmp_path, '[hosts."example.com"]\nlimit = 4\ndelay = 0.25\n'
+    path = toml_file(tmp_path, '[hosts."example.com"]\nmax_per_host = 4\ndelay = 0.25\n'
                                '[hosts."slow.example.com"]\ndelay = 5\n')
     settings = load_settings(path, env={})
     assert settings.host_overrides == {"example.com": HostPolicy(4, 0.25),
@@ -122,7 +131,7 @@ def test_replace_checks_like_loading() -> None:
     ({"CRAWL_DELAY": "nan"}, "delay", "a number of seconds >= 0"),
     ({"CRAWL_LEASE_TIME": "inf"}, "lease_time", "a number of seconds >= 0"),
     ({"CRAWL_OBEY_ROBOTS": "maybe"}, "obey_robots", "true or false"),
-    ({"CRAWL_SCOPE": "planet"}, "scope", "host or domain or any"),
+    ({"CRAWL_SCOPE": "planet"}, "scope", "host, domain or any"),
     ({"CRAWL_REDIS_URL": "localhost:6379"}, "redis_url", "redis://"),
     ({"CRAWL_CRAWL": "a:b"}, "crawl", "without braces, colons or spaces"),
     ({"CRAWL_ALLOW_CIDRS": "10.0.0.0/33"}, "allow_cidrs", "CIDR"),
@@ -143,7 +152,8 @@ def test_a_bad_environment_value_names_the_key_and_what_was_expected(
     ("delay = true\n", "delay"),
     ("exclude = [1, 2]\n", "exclude"),
     ("[worker]\nconcurency = 5\n", "concurency"),
-    ('[hosts."a.test"]\nlimit = 0\n', "hosts.a.test.limit"),
+    ('[hosts."a.test"]\nmax_per_host = 0\n', "hosts.a.test.max_per_host"),
+    ('[hosts."a.test"]\nlimit = 2\n', "hosts.a.test.limit"),
     ('[hosts."a.test"]\nlimt = 2\n', "hosts.a.test"),
     ('[hosts."a.test"]\ndelay = "slow"\n', "hosts.a.test.delay"),
     ("concurrency = \n", "config"),
@@ -152,7 +162,94 @@ def test_a_bad_file_value_names_the_key(tmp_path: Path, text: str, key: str) -> 
     with pytest.raises(ConfigError) as error:
         load_settings(toml_file(tmp_path, text), env={})
     assert error.value.key == key
-    assert key in str(error.value)
+    named = "TOML" if key == "config" else key.rsplit(".", 1)[-1]
+    assert named in str(error.value)
+
+
+# -- one rule, one message, and where the value came from -----------------------------
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "abc", "2.5"])
+def test_every_bad_whole_number_gets_the_same_message(value: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(env={"CRAWL_CONCURRENCY": value})
+    assert str(error.value) == (f"environment variable CRAWL_CONCURRENCY: concurrency: expected "
+                                f"a whole number >= 1, got {value!r}")
+
+
+def test_a_bad_flag_names_the_flag() -> None:
+    with pytest.raises(ConfigError, match=r"^--max-depth: max_depth: expected a whole number "
+                                          r">= 0, got -1$"):
+        load_settings(env={}, overrides={"max_depth": -1})
+
+
+def test_a_bad_file_value_names_the_file_and_line(tmp_path: Path) -> None:
+    path = toml_file(tmp_path, "# a comment\n[worker]\nconcurrency = 0\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, env={})
+    assert str(error.value).startswith(f"{path} line 3: concurrency: expected a whole number")
+
+
+def test_bad_toml_names_the_file_and_line(tmp_path: Path) -> None:
+    path = toml_file(tmp_path, "concurrency = = 5\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))} line 1: not valid TOML"):
+        load_settings(path, env={})
+
+
+def test_an_unknown_setting_suggests_the_closest_name(tmp_path: Path) -> None:
+    path = toml_file(tmp_path, "concurrancy = 5\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, env={})
+    assert str(error.value) == (f"{path} line 1: unknown setting 'concurrancy' "
+                                "(did you mean 'concurrency'?)")
+
+
+# -- sections are real ---------------------------------------------------------------------
+
+
+def test_a_key_in_the_wrong_section_is_an_error_naming_its_section(tmp_path: Path) -> None:
+    path = toml_file(tmp_path, "[worker]\ndelay = 5\n[fetch]\ndelay = 0.5\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(path, env={})
+    assert str(error.value) == f"{path} line 2: delay: belongs in [politeness], not [worker]"
+
+
+def test_a_misspelled_section_is_an_error_with_a_suggestion(tmp_path: Path) -> None:
+    path = toml_file(tmp_path, "[politness]\ndelay = 5\n")
+    with pytest.raises(ConfigError, match=r"line 1: unknown section \[politness\] "
+                                          r"\(did you mean 'politeness'\?\)"):
+        load_settings(path, env={})
+
+
+def test_a_key_set_twice_is_an_error(tmp_path: Path) -> None:
+    path = toml_file(tmp_path, "delay = 1\n[politeness]\ndelay = 2\n")
+    with pytest.raises(ConfigError, match=r"line 3: delay: set twice \(also at .* line 1\)"):
+        load_settings(path, env={})
+
+
+def test_a_flat_file_and_a_sectioned_file_mean_the_same(tmp_path: Path) -> None:
+    flat = load_settings(toml_file(tmp_path, "delay = 2\nconcurrency = 9\n"), env={})
+    sectioned = load_settings(toml_file(tmp_path, "[politeness]\ndelay = 2\n"
+                                                  "[worker]\nconcurrency = 9\n"), env={})
+    assert flat == sectioned and (flat.delay, flat.concurrency) == (2.0, 9)
+
+
+def test_an_unknown_environment_variable_is_a_warning_with_a_suggestion(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, "crawler.config"):
+        settings = load_settings(env={"CRAWL_CONCURENCY": "5", "CRAWL_TEST_REDIS_URL": "x"})
+    assert settings.concurrency == Settings().concurrency
+    assert [r.getMessage() for r in caplog.records] == [
+        "environment variable CRAWL_CONCURENCY is not a setting; ignored "
+        "(did you mean CRAWL_CONCURRENCY?)"]
+
+
+def test_the_origin_of_every_value_is_known(tmp_path: Path) -> None:
+    path = toml_file(tmp_path, "[politeness]\ndelay = 2\n")
+    _, origins = load_with_origins(path, env={"CRAWL_SCOPE": "any"},
+                                   overrides={"concurrency": 5, "max_depth": None})
+    assert origins == {"delay": f"{path} line 2", "scope": "environment variable CRAWL_SCOPE",
+                       "concurrency": "--concurrency"}
 
 
 def test_a_missing_config_file_is_a_config_error(tmp_path: Path) -> None:

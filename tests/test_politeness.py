@@ -56,12 +56,13 @@ with it, the smallest seen was 57.9 ms. Limits in flight need no tolerance: the
 server logs a request's end before it writes the response, so the crawler frees
 the slot after that."""
 
-CONFIG = "\n".join(["[hosts]"] + [f'"{ip}" = {{ limit = {p.limit}, delay = {p.delay} }}'
-                                   for ip, p in OVERRIDES.items()])
+CONFIG = "\n".join(["[hosts]"] + [
+    f'"{ip}" = {{ max_per_host = {p.max_per_host}, delay = {p.delay} }}'
+    for ip, p in OVERRIDES.items()])
 
 
 def policy(settings: Settings) -> dict[str, tuple[int, float]]:
-    return {ip: (settings.policy_for(ip).limit, settings.policy_for(ip).delay)
+    return {ip: (settings.policy_for(ip).max_per_host, settings.policy_for(ip).delay)
             for ip in SPEC.host_ips()}
 
 
@@ -161,7 +162,7 @@ async def test_policy_resolved_in_redis_matches_settings_policy_for(
         state = await host_state(redis, settings, host)
         policy = settings.policy_for(host)
         assert (int(state["limit"]), int(state["delay"])) == \
-            (policy.limit, round(policy.delay * 1000)), host
+            (policy.max_per_host, round(policy.delay * 1000)), host
 
 
 @pytest.mark.parametrize(("republish", "waits"), [(True, True), (False, False)])

@@ -59,7 +59,7 @@ class HostPolicies:
         cached = self._computed.get(host)
         if cached is None:
             policy = self.settings.policy_for(host)
-            cached = (policy.limit, int(policy.delay * 1000))
+            cached = (policy.max_per_host, int(policy.delay * 1000))
             if len(self._computed) < self.capacity:
                 self._computed[host] = cached
         return cached

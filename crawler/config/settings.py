@@ -1,0 +1,179 @@
+"""Every setting of a crawl: its type, its bounds, its section, and whether it is the crawl's.
+
+A typed pydantic model. ``Field`` metadata records two more things per
+setting: the TOML ``section`` it belongs in (``config/default.toml`` lists
+them, a test keeps the two equal), and its ``scope``: ``crawl`` settings
+belong to the crawl and every worker must agree on them (scope, politeness,
+robots, fetching, caps); ``node`` settings are one machine's (where Redis is,
+how many fetches in flight). Durations are in seconds, sizes in bytes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+SCOPES = ("host", "domain", "any")
+POLITENESS_KEYS = ("host", "ip")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+SECTIONS = ("frontier", "worker", "fetch", "politeness", "scope", "storage")
+
+
+def _comma_list(value: Any) -> Any:
+    """Lists come as TOML arrays, or as ``a,b,c`` from the environment and flags."""
+    if isinstance(value, str):
+        return tuple(v for v in value.split(",") if v)
+    return value
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("not finite")
+    return value
+
+
+StrList = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
+
+
+def _setting(default: Any, section: str, scope: str = "crawl", **kw: Any) -> Any:
+    return Field(default, json_schema_extra={"section": section, "scope": scope}, **kw)
+
+
+class HostPolicy(BaseModel):
+    """Per-host politeness: requests in flight, and seconds between request starts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_per_host: int = Field(1, ge=1)  # a host that may never be fetched never ends
+    delay: float = Field(1.0, ge=0)
+
+    def __init__(self, max_per_host: int = 1, delay: float = 1.0, **data: Any) -> None:
+        super().__init__(max_per_host=max_per_host, delay=delay, **data)
+
+    @field_validator("delay")
+    @classmethod
+    def _delay_is_finite(cls, value: float) -> float:
+        return _finite(value)
+
+
+class Settings(BaseModel):
+    """Everything a crawl can be told."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=False)
+
+    # [frontier]
+    redis_url: str | None = _setting(None, "frontier", "node")
+    crawl: str = _setting("default", "frontier", "node")
+    shards: int = _setting(1, "frontier", ge=1)
+    home: str = _setting(".crawl", "frontier", "node")
+    # [worker]
+    concurrency: int = _setting(200, "worker", "node", ge=1)
+    processes: int = _setting(1, "worker", "node", ge=1)
+    claim_batch: int = _setting(64, "worker", "node", ge=1)
+    lease_time: float = _setting(120.0, "worker", ge=0)
+    max_attempts: int = _setting(3, "worker", ge=1)
+    backoff_base: float = _setting(1.0, "worker", ge=0)
+    backoff_max: float = _setting(300.0, "worker", ge=0)
+    shutdown_grace: float = _setting(10.0, "worker", "node", ge=0)
+    stall_warning: float = _setting(60.0, "worker", "node", ge=0)
+    # [fetch]
+    connect_timeout: float = _setting(10.0, "fetch", ge=0)
+    read_timeout: float = _setting(20.0, "fetch", ge=0)
+    total_timeout: float = _setting(30.0, "fetch", ge=0)
+    max_redirects: int = _setting(10, "fetch", ge=0)
+    max_body_bytes: int = _setting(5 * 1024 * 1024, "fetch", ge=0)
+    user_agent: str = _setting("crawler/0.1", "fetch")
+    contact_url: str = _setting("", "fetch")
+    allow_private: bool = _setting(False, "fetch")
+    allow_cidrs: StrList = _setting((), "fetch")
+    # [politeness]
+    max_per_host: int = _setting(1, "politeness", ge=1)
+    delay: float = _setting(1.0, "politeness", ge=0)
+    host_overrides: dict[str, HostPolicy] = _setting({}, "hosts")
+    obey_robots: bool = _setting(True, "politeness")
+    robots_ttl: float = _setting(86400.0, "politeness", ge=0)
+    robots_error_ttl: float = _setting(600.0, "politeness", ge=0)
+    crawl_delay_cap: float = _setting(30.0, "politeness", ge=0)
+    politeness_slack: float = _setting(0.02, "politeness", ge=0)
+    politeness_key: Literal["host", "ip"] = _setting("host", "politeness")
+    adaptive_delay: bool = _setting(False, "politeness")
+    delay_factor: float = _setting(5.0, "politeness", ge=0)
+    max_delay: float = _setting(30.0, "politeness", ge=0)
+    # [scope]
+    scope: Literal["host", "domain", "any"] = _setting("host", "scope")
+    include: StrList = _setting((), "scope")
+    exclude: StrList = _setting((), "scope")
+    max_depth: int = _setting(0, "scope", ge=0)
+    max_pages_per_host: int = _setting(0, "scope", ge=0)
+    max_url_length: int = _setting(2048, "scope", ge=0)
+    max_repeated_segments: int = _setting(3, "scope", ge=0)
+    follow_nofollow: bool = _setting(False, "scope")
+    # [storage]
+    dedup_bucket_bits: int = _setting(12, "storage", ge=1, le=24)
+    results_maxlen: int = _setting(0, "storage", ge=0)
+
+    @field_validator("lease_time", "backoff_base", "backoff_max", "shutdown_grace",
+                     "stall_warning", "connect_timeout", "read_timeout", "total_timeout",
+                     "delay", "robots_ttl", "robots_error_ttl", "crawl_delay_cap",
+                     "politeness_slack", "delay_factor", "max_delay")
+    @classmethod
+    def _seconds_are_finite(cls, value: float) -> float:
+        return _finite(value)
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _redis_url(cls, value: Any) -> Any:
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str) or not value.startswith(REDIS_SCHEMES):
+            raise ValueError("not a redis URL")
+        return value
+
+    @field_validator("crawl")
+    @classmethod
+    def _crawl_name(cls, value: str) -> str:
+        if not value or any(c in value for c in "{}: "):
+            raise ValueError("bad crawl name")
+        return value
+
+    @field_validator("allow_cidrs")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)
+        return value
+
+    @property
+    def full_user_agent(self) -> str:
+        return f"{self.user_agent} (+{self.contact_url})" if self.contact_url else self.user_agent
+
+    def policy_for(self, host: str) -> HostPolicy:
+        """The host's politeness: an exact host override, else the longest domain suffix."""
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        best: tuple[int, HostPolicy] | None = None
+        for pattern, policy in self.host_overrides.items():
+            if pattern in (host, name):
+                return policy
+            longer = best is None or len(pattern) > best[0]
+            if name.endswith("." + pattern.lstrip(".")) and longer:
+                best = (len(pattern), policy)
+        if best:
+            return best[1]
+        return HostPolicy(self.max_per_host, self.delay)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes``, checked as loading checks them (ConfigError if bad)."""
+        from crawler.config.loading import load_settings
+
+        return load_settings(base=self, overrides=changes)
+
+
+def field_section(name: str) -> str:
+    return str((Settings.model_fields[name].json_schema_extra or {})["section"])  # type: ignore[index]
+
+
+def field_scope(name: str) -> str:
+    return str((Settings.model_fields[name].json_schema_extra or {})["scope"])  # type: ignore[index]
