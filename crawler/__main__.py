@@ -1,3 +1,3 @@
-from crawler.cli import app
+from crawler.cli import main
 
-app()
+main()
