@@ -35,7 +35,9 @@ server are throttled together. ``PolitenessKeys`` resolves names when their
 URLs are added, in the adding process, with a bounded cache. The address is
 only a throttling key: fetches still resolve through the SSRF guard
 (``fetch.GuardedResolver``), so a name that later points somewhere private is
-still refused, and an unresolvable name keeps its host key.
+still refused, and an unresolvable name keeps its host key. Overrides name
+hosts, not addresses: each address records the names seen on it (``add.lua``,
+the first 32), and its policy is the strictest of those names' policies.
 """
 
 from __future__ import annotations

@@ -345,6 +345,31 @@ async def test_ip_mode_throttles_names_on_one_address_together(
     assert len((await frontier.claim(10, "w")).leases) == claimed
 
 
+@pytest.mark.parametrize(("names", "overrides", "policy"), [
+    # One name with an override: it applies to its whole address.
+    (["a.example"], {"a.example": HostPolicy(4, 0.25)}, (4, 250)),
+    # Several names on one address: the strictest wins (fewest in flight,
+    # longest delay), and a name without an override counts with the default.
+    (["a.example", "b.example"], {"a.example": HostPolicy(4, 0.25),
+                                  "b.example": HostPolicy(2, 3.0)}, (2, 3000)),
+    (["a.example", "b.example"], {"a.example": HostPolicy(4, 0.25)}, (1, 1000)),
+    (["a.example"], {"example": HostPolicy(3, 0.5)}, (3, 500)),  # a domain suffix too
+])
+async def test_ip_mode_applies_host_overrides_to_the_address_group(
+        redis: Redis, settings: Settings, names: list[str], overrides: dict[str, HostPolicy],
+        policy: tuple[int, int]) -> None:
+    settings = settings.replace(politeness_key="ip", max_per_host=1, delay=1.0,
+                                host_overrides=overrides)
+    frontier = Frontier(redis, settings)
+    frontier.keyer = PolitenessKeys(settings, fake_dns({"a.example": "10.0.0.1",
+                                                        "b.example": "10.0.0.1"}))
+    await publish_policy(redis, settings)
+    await frontier.add([u for name in names for u in urls(name, 1)])
+    assert (await frontier.claim(1, "w")).leases
+    state = await host_state(redis, settings, "10.0.0.1")
+    assert (int(state["limit"]), int(state["delay"])) == policy
+
+
 def test_ip_keys_for_literals_and_unresolved_names(settings: Settings) -> None:
     keyer = PolitenessKeys(settings.replace(politeness_key="ip"), fake_dns({}))
     assert keyer.key("http://127.0.0.1:8080/x") == "127.0.0.1"

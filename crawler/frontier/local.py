@@ -53,7 +53,7 @@ class HostPolicies:
         self.settings = settings
         self.capacity = capacity
         self._computed: dict[str, tuple[int, int]] = {}
-        self._sent: set[str] = set()
+        self._sent: set[tuple[str, str]] = set()
 
     def policy(self, host: str) -> tuple[int, int]:
         cached = self._computed.get(host)
@@ -64,12 +64,24 @@ class HostPolicies:
                 self._computed[host] = cached
         return cached
 
-    def unsent(self, hosts: Iterable[str]) -> set[str]:
-        """The hosts among ``hosts`` not sent yet, now counted as sent."""
-        new = set(hosts) - self._sent
+    def strictest(self, names: Iterable[str]) -> tuple[int, int]:
+        """The strictest policy of these host names: fewest in flight, longest delay."""
+        policies = [self.policy(name) for name in names]
+        return min(p[0] for p in policies), max(p[1] for p in policies)
+
+    def unsent(self, pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+        """Of (politeness key, host name) pairs, those not sent yet, now counted as sent.
+
+        Returns key -> its new names. In host mode the name is the key itself;
+        in ip mode the key is an address and the names are the hosts on it.
+        """
+        new: dict[str, list[str]] = {}
+        for key, name in pairs:
+            if (key, name) not in self._sent:
+                self._sent.add((key, name))
+                new.setdefault(key, []).append(name)
         if len(self._sent) > self.capacity:
             self._sent.clear()
-        self._sent |= new
         return new
 
     def forget_sent(self) -> None:

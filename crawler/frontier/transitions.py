@@ -26,7 +26,7 @@ from crawler.config import Settings
 from crawler.frontier.local import HostPolicies, RecentFingerprints
 from crawler.frontier.scripts import Call, ScriptRunner
 from crawler.politeness import PolitenessKeys
-from crawler.urls import fingerprint, fingerprint_bucket
+from crawler.urls import fingerprint, fingerprint_bucket, host_key
 
 RECLAIM_BATCH = 500
 BUSY_POLL = 0.1
@@ -102,11 +102,13 @@ class Frontier:
     def _add_args(self, shard: keys.ShardKeys, items: Sequence[tuple[str, int, str, int]],
                   hops: int) -> list[Any]:
         """ARGV for add.lua; items are (url, depth, host, fingerprint)."""
-        hosts = self._policies.unsent(host for _, _, host, _ in items)
+        by_ip = self.keyer.by_ip
+        hosts = self._policies.unsent(
+            (host, host_key(url) if by_ip else host) for url, _, host, _ in items)
         args: list[Any] = [shard.base, self.settings.max_pages_per_host, len(hosts)]
-        for host in hosts:
-            limit, delay_ms = self._policies.policy(host)
-            args += [host, limit, delay_ms]
+        for host, names in hosts.items():
+            limit, delay_ms = self._policies.strictest(names)
+            args += [host, limit, delay_ms, " ".join(names) if by_ip else ""]
         bits = self.settings.dedup_bucket_bits
         for url, depth, host, fp in items:
             args += [f"{fingerprint_bucket(fp, bits):x}", fp, host, depth, hops, url]

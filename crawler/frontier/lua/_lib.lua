@@ -39,24 +39,48 @@ local function lookup_policy(pk, host)
   return redis.call('HGET', pk, 'd')
 end
 
+-- The policy of a politeness key: its own entry in the table; or, when it
+-- is a server's address (politeness_key = "ip"), the strictest policy among
+-- the host names seen on that address (each name's override, or the
+-- default): the fewest requests in flight and the longest delay.
+local function resolve_policy(pk, host, names)
+  if not names or names == '' then
+    local spec = lookup_policy(pk, host)
+    if not spec then return nil end
+    local limit, delay = string.match(spec, '^(%d+)|(%d+)$')
+    return tonumber(limit), tonumber(delay)
+  end
+  local limit, delay = nil, nil
+  for name in string.gmatch(names, '%S+') do
+    local spec = lookup_policy(pk, name)
+    if spec then
+      local l, d = string.match(spec, '^(%d+)|(%d+)$')
+      l, d = tonumber(l), tonumber(d)
+      if not limit or l < limit then limit = l end
+      if not delay or d > delay then delay = d end
+    end
+  end
+  return limit, delay
+end
+
 -- The host's concurrency limit and delay (ms). Without a published table,
 -- what add.lua stored when the host was first seen. With one, the host is
--- re-resolved whenever the table's version changes, so changed overrides
--- reach hosts already known; a raised delay counts from the last request
--- start, so no gap is ever shorter than the delay in force.
+-- re-resolved whenever the table's version changes (or new names join an
+-- address), so changed overrides reach hosts already known; a raised delay
+-- counts from the last request start, so no gap is ever shorter than the
+-- delay in force.
 local policy_version = nil
 local function host_policy(base, host)
   local hk = base .. 'h:' .. host
   if policy_version == nil then
     policy_version = redis.call('HGET', base .. 'policy', 'v') or false
   end
-  local f = redis.call('HMGET', hk, 'pv', 'limit', 'delay')
+  local f = redis.call('HMGET', hk, 'pv', 'limit', 'delay', 'names')
   if policy_version and f[1] ~= policy_version then
-    local spec = lookup_policy(base .. 'policy', host)
-    if spec then
-      local limit, delay = string.match(spec, '^(%d+)|(%d+)$')
+    local limit, delay = resolve_policy(base .. 'policy', host, f[4])
+    if limit then
       f[2], f[3] = limit, delay
-      local nxt = hnum(hk, 'last', 0) + tonumber(delay)
+      local nxt = hnum(hk, 'last', 0) + delay
       if nxt > hnum(hk, 'next', 0) then
         redis.call('HSET', hk, 'next', string.format('%d', nxt))
       end
