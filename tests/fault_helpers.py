@@ -61,6 +61,13 @@ def lease_holders(redis_url: str, crawl_name: str) -> set[int]:
     return {int(m.group(1)) for value in data if (m := _WORKER_PID.search(value))}
 
 
+def leased_urls_of(redis_url: str, crawl_name: str, pid: int) -> set[str]:
+    """URLs leased right now by the worker process ``pid``."""
+    data = client(redis_url).hvals(shard(crawl_name).lease_data)
+    return {value.split("|", 8)[8] for value in data
+            if (m := _WORKER_PID.search(value)) and int(m.group(1)) == pid}
+
+
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
