@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import signal
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import redis as sync_redis
 from aiohttp import web
 from crawl_helpers import seed_urls, start_worker
 from fault_helpers import read_results, seed_sync, wait_exit, wait_for
 from politeness_site import Site, html
 
+from crawler import keys
 from crawler.aio import cancel_and_wait
 from crawler.bench.sitegen import SiteServer, SiteSpec, expected, free_port
 from crawler.config import Settings
@@ -172,3 +175,31 @@ def test_sigusr1_prints_every_task_and_the_worker_carries_on(clean_redis: str,
     for name in ("crawl", "housekeeping", "stall-watch"):
         assert f"name='{name}'" in text, name
     assert len(read_results(clean_redis, "usr1")) == len(expected(spec))
+
+
+def test_the_first_sigint_always_stops_a_worker_within_the_grace_period(
+        clean_redis: str, tmp_path: Path) -> None:
+    grace = 2.0
+    spec = SiteSpec(hosts=3, pages=200, port=free_port())
+    rnd = random.Random(11)
+    with SiteServer(spec, slow={ip: 0.3 for ip in spec.host_ips()}):
+        for run in range(5):
+            crawl = f"sigint{run}"
+            seed_sync(clean_redis, crawl, spec.seeds())
+            proc = start_worker(clean_redis, crawl, "--concurrency", "6",
+                                log=tmp_path / f"w{run}.log",
+                                env={"CRAWL_SHUTDOWN_GRACE": str(grace)})
+            try:
+                # Once it runs (it beats), anywhere from its first claims to mid-crawl.
+                wait_for(lambda: sync_redis.Redis.from_url(clean_redis).zcard(
+                    keys.workers_key(crawl)) > 0, 30, "the worker to start")
+                time.sleep(rnd.uniform(0.0, 2.0))
+                proc.send_signal(signal.SIGINT)
+                sent = time.monotonic()
+                code = proc.wait(grace + 15)
+                took = time.monotonic() - sent
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+            assert code == 0, (run, (tmp_path / f"w{run}.log").read_text()[-1000:])
+            assert took < grace + 3, f"run {run}: {took:.1f}s after SIGINT"
