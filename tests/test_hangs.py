@@ -191,8 +191,9 @@ def test_the_first_sigint_always_stops_a_worker_within_the_grace_period(
                                 env={"CRAWL_SHUTDOWN_GRACE": str(grace)})
             try:
                 # Once it runs (it beats), anywhere from its first claims to mid-crawl.
-                wait_for(lambda: sync_redis.Redis.from_url(clean_redis).zcard(
-                    keys.workers_key(crawl)) > 0, 30, "the worker to start")
+                beats = keys.workers_key(crawl)
+                wait_for(lambda: sync_redis.Redis.from_url(clean_redis).zcard(beats) > 0,  # noqa: B023
+                         30, "the worker to start")
                 time.sleep(rnd.uniform(0.0, 2.0))
                 proc.send_signal(signal.SIGINT)
                 sent = time.monotonic()
