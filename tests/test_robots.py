@@ -386,3 +386,28 @@ async def test_rel_nofollow_links_are_skipped_unless_follow_nofollow(
 def _lines(urls: list[str]) -> io.BytesIO:
     return io.BytesIO("\n".join(urls).encode())
 
+
+
+async def test_the_fetch_lock_is_released_only_by_its_holder_in_one_script(
+        redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    frontier = Frontier(redis, settings)
+    cache = RobotsCache(redis, frontier, Fetcher(settings), settings)
+    shard, origin = frontier.shards[0], "http://127.0.0.2"
+    lock = shard.robots_lock(origin)
+    await redis.set(lock, "theirs")
+    sent: list[str] = []
+
+    def refuse(name: str) -> Any:
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            sent.append(name)  # a GET then a DEL from the client could race
+            raise AssertionError(f"unlock sent {name} from the client")
+        return call
+
+    monkeypatch.setattr(redis, "get", refuse("GET"))
+    monkeypatch.setattr(redis, "delete", refuse("DEL"))
+    await cache._unlock(shard, origin, "ours")  # another worker took it meanwhile
+    assert await redis.exists(lock)
+    await cache._unlock(shard, origin, "theirs")
+    assert not await redis.exists(lock)
+    assert sent == []
+    await cache.fetcher.close()
