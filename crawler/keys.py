@@ -13,17 +13,26 @@ suffix              type    what it holds
 ``ready``           ZSET    host -> ms when the host may start its next request;
                             a host is here only while it has queued URLs and a
                             free concurrency slot
-``q:<host>``        LIST    the host's queued entries (``attempts|depth|url``)
+``q:<host>``        LIST    the host's queued entries: a header byte (depth; or
+                            attempts, depth and redirect hops), a prefix id,
+                            the rest of the URL (see lua/_lib.lua ``entry``)
+``px:<host>``       HASH    the host's URL prefixes (scheme, authority,
+                            directory): ``<id>`` -> prefix, ``=<prefix>`` -> id,
+                            ``n`` last id; deleted when the queue empties
 ``h:<host>``        HASH    host state: ``inflight``, ``limit``, ``delay`` (ms),
                             ``next`` (ms), ``last`` (ms, last request start),
-                            ``crawl_delay`` (ms), ``pages``, ``pv`` (the
-                            ``policy`` version limit/delay came from),
-                            ``hold`` (why it was last held)
+                            ``crawl_delay`` (ms), ``pages`` (only with a
+                            per-host cap), ``pv`` (the ``policy`` version
+                            limit/delay came from), ``hold`` (why it was last
+                            held), ``dl`` (its URLs in ``delayed``), ``names``
+                            (ip mode: host names on this address)
 ``policy``          HASH    the published politeness table (crawler.politeness):
                             ``v`` version, ``d`` default, ``x:<host>`` exact and
                             ``s:<suffix>`` domain overrides, each ``limit|ms``
-``delayed``         ZSET    entry-with-host -> ms; URL-level retries waiting
-                            for their not-before time
+``delayed``         ZSET    ``host|attempts,depth,hops|url`` -> ms: URL-level
+                            retries waiting for their not-before time
+``idle``            ZSET    host -> ms: hosts with nothing queued, leased or
+                            delayed, compacted by reclaim once that time passed
 ``held``            ZSET    host -> ms its hold ends: hosts held back by a
                             robots.txt backoff, 429/503 or Retry-After (the
                             reason is ``hold`` in its host state)
@@ -48,7 +57,8 @@ suffix              type    what it holds
 Per crawl ``crawl:{NAME}:`` (its own hash tag, one slot):
 
 ==================  ======  ==================================================
-``meta``            HASH    the crawl's shard count
+``meta``            HASH    ``layout``: JSON of what the crawl's creation fixed
+                            (shards, dedup bucket bits, expected_urls)
 ``scope``           SET     the seeds' scope anchors ``host:<host>`` and
                             ``domain:<domain>``
 ``workers``         ZSET    worker id -> ms of its last heartbeat (server
@@ -118,6 +128,13 @@ class ShardKeys:
 
     def queue(self, host: str) -> str:
         return f"{self.base}q:{host}"
+
+    def prefixes(self, host: str) -> str:
+        return f"{self.base}px:{host}"
+
+    @property
+    def idle(self) -> str:
+        return self.base + "idle"
 
     def host(self, host: str) -> str:
         return f"{self.base}h:{host}"

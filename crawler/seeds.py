@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from crawler import keys
 from crawler.config import Settings
-from crawler.errors import ConfigError, InvalidURL
+from crawler.errors import InvalidURL
 from crawler.frontier import Frontier
 from crawler.scope import anchors_for
 from crawler.urls import canonicalize
@@ -66,19 +66,6 @@ def read_seed_lines(stream: BinaryIO) -> Iterator[tuple[int, str | None, str]]:
             yield number, canonicalize(text), ""
         except InvalidURL as exc:
             yield number, None, f"{exc}: {text[:80]!r}"
-
-
-async def crawl_shards(redis: Redis, settings: Settings) -> Settings:
-    """The crawl's settings with its recorded shard count (recorded on first use)."""
-    meta = keys.meta_key(settings.crawl)
-    await redis.hsetnx(meta, "shards", settings.shards)
-    shards = int(await redis.hget(meta, "shards") or settings.shards)
-    if shards != settings.shards:
-        if settings.shards != 1:
-            raise ConfigError("shards", f"crawl {settings.crawl!r} was created with {shards} "
-                              f"shards; it cannot change to {settings.shards}")
-        settings = settings.replace(shards=shards)
-    return settings
 
 
 async def seed(redis: Redis, settings: Settings, stream: BinaryIO,

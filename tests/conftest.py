@@ -72,6 +72,7 @@ async def redis(clean_redis: str) -> AsyncIterator[Redis]:
 def settings(clean_redis: str, tmp_path: Path) -> Settings:
     """Settings for tests: loopback allowed, no politeness delay, short timeouts."""
     return Settings(redis_url=clean_redis, home=str(tmp_path / "home"), allow_private=True,
+                    dedup_bucket_bits=12,
                     delay=0.0, max_per_host=4, concurrency=32, connect_timeout=2,
                     read_timeout=3, total_timeout=5, backoff_base=0.05, backoff_max=0.5,
                     shutdown_grace=2.0)

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from crawler import keys
 from crawler.config import Settings
+from crawler.crawls import crawl_layout
 from crawler.server import server_args
 
 _WORKER_PID = re.compile(r":(\d+):[0-9a-f]{6}\|")
@@ -30,7 +31,8 @@ def seed_sync(redis_url: str, crawl_name: str, urls: list[str]) -> None:
     async def run() -> None:
         client = Redis.from_url(redis_url, decode_responses=True)
         try:
-            await seed_urls(client, Settings(redis_url=redis_url, crawl=crawl_name), urls)
+            settings = await crawl_layout(client, Settings(redis_url=redis_url, crawl=crawl_name))
+            await seed_urls(client, settings, urls)
         finally:
             await client.aclose()
 

@@ -46,7 +46,11 @@ def test_small_benchmark_crawls_every_page_once_and_reports_all_figures(tmp_path
     assert report["ceiling"]["complete"] and report["ceiling"]["pages"] == 90
     assert run["robots_fetches"] == 3  # once per host, shared by both processes
     assert run["round_trips_per_page"] > 0
-    assert all(v > 0 for v in run["cpu_ms_per_page"].values()), run["cpu_ms_per_page"]
+    cpu = run["cpu_ms_per_page"]
+    # /proc counts CPU in 10 ms ticks: a 90-page site may cost its server less
+    # than one tick, but never the crawler or Valkey, and never more than them.
+    assert cpu["workers"] > 0 and cpu["redis"] > 0, cpu
+    assert 0 <= cpu["server"] < cpu["workers"], cpu
     assert len(run["peak_rss_mb"]) == 2
     assert json.loads(out.read_text())["runs"]["2"]["pages"] == 90
     table = format_table(report)

@@ -17,6 +17,7 @@ from crawler import keys
 from crawler.cli import app
 from crawler.config import Settings
 from crawler.connection import make_client
+from crawler.crawls import crawl_layout
 from crawler.frontier import Frontier
 from crawler.results import dumps, make_record
 
@@ -119,7 +120,8 @@ def store_results(redis_url: str, titles: list[str | None]) -> None:
 
     async def main() -> None:
         client = make_client(redis_url)
-        frontier = Frontier(client, Settings(redis_url=redis_url, max_per_host=100, delay=0))
+        frontier = Frontier(client, await crawl_layout(
+            client, Settings(redis_url=redis_url, max_per_host=100, delay=0)))
         await frontier.add([(f"http://127.0.0.2/{i}", 0) for i in range(len(titles))])
         leases = (await frontier.claim(len(titles), "w")).leases
         for lease in sorted(leases, key=lambda lease: lease.url):
@@ -165,7 +167,8 @@ def test_export_to_standard_output_for_a_dash(clean_redis: str) -> None:
 
 def test_export_pages_through_every_shard(clean_redis: str, tmp_path: Path) -> None:
     client = sync_redis.Redis.from_url(clean_redis)
-    client.hset(keys.meta_key("big"), "shards", 3)
+    client.hset(keys.meta_key("big"), "layout",
+                json.dumps({"shards": 3, "dedup_bucket_bits": 4, "expected_urls": 100}))
     pipe = client.pipeline(transaction=False)
     for i in range(2500):  # more than one export page in shard 0
         pipe.xadd(keys.ShardKeys("big", 0).results, {"r": json.dumps({"n": i})})

@@ -135,7 +135,7 @@ def test_replace_checks_like_loading() -> None:
     ({"CRAWL_REDIS_URL": "localhost:6379"}, "redis_url", "redis://"),
     ({"CRAWL_CRAWL": "a:b"}, "crawl", "without braces, colons or spaces"),
     ({"CRAWL_ALLOW_CIDRS": "10.0.0.0/33"}, "allow_cidrs", "CIDR"),
-    ({"CRAWL_DEDUP_BUCKET_BITS": "30"}, "dedup_bucket_bits", "from 1 to 24"),
+    ({"CRAWL_DEDUP_BUCKET_BITS": "30"}, "dedup_bucket_bits", "from 0 to 24"),
 ])
 def test_a_bad_environment_value_names_the_key_and_what_was_expected(
         env: dict[str, str], key: str, expected: str) -> None:

@@ -36,6 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from crawler.bench.sitegen import SiteServer, SiteSpec, expected, free_port
 from crawler.config import Settings
+from crawler.crawls import crawl_layout
 from crawler.frontier import Frontier
 from crawler.robots import RobotsCache
 from crawler.server import ensure_server, stop_server
@@ -308,7 +309,8 @@ def test_a_killed_worker_turns_dead_in_status_and_a_clean_exit_leaves_none(
         async def read() -> dict[str, Any]:
             client = Redis.from_url(clean_redis, decode_responses=True)
             try:
-                return await crawl_status(client, Settings(redis_url=clean_redis, crawl=crawl))
+                settings = await crawl_layout(client, Settings(redis_url=clean_redis, crawl=crawl))
+                return await crawl_status(client, settings)
             finally:
                 await client.aclose()
         return asyncio.run(read())

@@ -24,6 +24,7 @@ from politeness_site import Site, html
 from crawler.bench.sitegen import free_port
 from crawler.config import Settings
 from crawler.connection import connect
+from crawler.crawls import crawl_layout
 from crawler.worker import Worker
 
 
@@ -62,8 +63,8 @@ def test_blocked_addresses_end_at_once_with_robots_obeyed(clean_redis: str,
 
 
 async def test_blocked_urls_end_within_5_seconds_from_the_defaults(clean_redis: str) -> None:
-    settings = Settings(redis_url=clean_redis, crawl="blocked5")
-    client = await connect(settings)
+    client = await connect(Settings(redis_url=clean_redis))
+    settings = await crawl_layout(client, Settings(redis_url=clean_redis, crawl="blocked5"))
     try:
         await seed_urls(client, settings, ["http://127.0.0.50:18100/ok",
                                            "http://127.0.0.51/latest/meta-data/"])

@@ -35,10 +35,13 @@ CHUNK = 20_000
 async def _add(url: str, n: int) -> float:
     from crawler.config import Settings, load_settings
     from crawler.connection import connect
+    from crawler.crawls import crawl_layout
     from crawler.frontier import Frontier
 
-    settings = load_settings(base=Settings(), overrides={"redis_url": url, "crawl": "dedup"})
+    settings = load_settings(base=Settings(), overrides={"redis_url": url, "crawl": "dedup",
+                                                         "expected_urls": max(n, 1)})
     client = await connect(settings)
+    settings = await crawl_layout(client, settings)
     frontier = Frontier(client, settings, local_dedup=False)
     started = time.monotonic()
     try:

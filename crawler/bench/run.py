@@ -171,12 +171,13 @@ def _usage(client: sync_redis.Redis, keys_: list[bytes]) -> int:
 async def _seed(url: str, overrides: dict[str, Any], seeds: list[str]) -> None:
     from crawler.config import Settings, load_settings
     from crawler.connection import connect
-    from crawler.seeds import crawl_shards, seed
+    from crawler.crawls import crawl_layout
+    from crawler.seeds import seed
 
     settings = load_settings(base=Settings(), overrides=overrides)
     client = await connect(settings)
     try:
-        settings = await crawl_shards(client, settings)
+        settings = await crawl_layout(client, settings)
         await seed(client, settings, io.BytesIO("\n".join(seeds).encode()))
     finally:
         await client.aclose()

@@ -43,13 +43,13 @@ async def _sample_rss(samples: list[tuple[float, int]], started: float) -> None:
 async def run(overrides: dict[str, Any]) -> dict[str, Any]:
     from crawler.config import Settings, load_settings
     from crawler.connection import connect
-    from crawler.seeds import crawl_shards
+    from crawler.crawls import crawl_layout
     from crawler.worker import Worker
 
     # base= skips crawl.toml and CRAWL_* variables: the benchmark says everything.
     settings = load_settings(base=Settings(), overrides=overrides)
     redis = await connect(settings)
-    settings = await crawl_shards(redis, settings)
+    settings = await crawl_layout(redis, settings)
     worker = Worker(redis, settings, quiet=True)
     samples: list[tuple[float, int]] = []
     wall0, mono0, cpu0 = time.time(), time.monotonic(), cpu_seconds()

@@ -75,11 +75,11 @@ def setup_logging() -> None:
 async def open_crawl(settings: Settings) -> tuple[Redis, Settings]:
     """A checked client for the crawl's Redis, and the settings with the crawl's shard count."""
     from crawler.connection import connect
-    from crawler.seeds import crawl_shards
+    from crawler.crawls import crawl_layout
 
     redis = await connect(settings)
     try:
-        return redis, await crawl_shards(redis, settings)
+        return redis, await crawl_layout(redis, settings)
     except BaseException:
         await redis.aclose()
         raise

@@ -112,7 +112,8 @@ class Settings(BaseModel):
     max_repeated_segments: int = _setting(3, "scope", ge=0)
     follow_nofollow: bool = _setting(False, "scope")
     # [storage]
-    dedup_bucket_bits: int = _setting(12, "storage", ge=1, le=24)
+    expected_urls: int = _setting(10_000_000, "storage", ge=1)
+    dedup_bucket_bits: int = _setting(0, "storage", ge=0, le=24)
     results_maxlen: int = _setting(0, "storage", ge=0)
 
     @field_validator("lease_time", "backoff_base", "backoff_max", "shutdown_grace",

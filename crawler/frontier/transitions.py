@@ -29,6 +29,8 @@ from crawler.politeness import PolitenessKeys
 from crawler.urls import fingerprint, fingerprint_bucket, host_key
 
 RECLAIM_BATCH = 500
+COMPACT_BATCH = 500
+"""Most leases reclaimed, and idle hosts compacted, by one call per shard."""
 BUSY_POLL = 0.1
 """Longest wait hint while other workers hold leases, in seconds."""
 
@@ -81,6 +83,10 @@ class Frontier:
     """
 
     def __init__(self, redis: Redis, settings: Settings, *, local_dedup: bool = True) -> None:
+        if not settings.dedup_bucket_bits:
+            # Every process must bucket fingerprints alike: the crawl's layout says how.
+            raise ValueError("settings without dedup_bucket_bits: open the crawl with "
+                             "crawler.crawls.crawl_layout first")
         self.redis = redis
         self.settings = settings
         self.shards = keys.all_shards(settings.crawl, settings.shards)
@@ -273,10 +279,14 @@ class Frontier:
         return bool(int(reply))
 
     async def reclaim(self) -> int:
-        """Put expired leases back in their host queues. Returns how many."""
-        replies = await self.run([("reclaim", s.script_keys, [s.base, RECLAIM_BATCH])
+        """Put expired leases back in their host queues, compact idle hosts.
+
+        Returns how many leases came back.
+        """
+        replies = await self.run([("reclaim", s.script_keys,
+                                   [s.base, RECLAIM_BATCH, COMPACT_BATCH])
                                   for s in self.shards])
-        return sum(int(n) for n in replies)
+        return sum(int(reclaimed) for reclaimed, _ in replies)
 
     # -- reading -------------------------------------------------------------
 

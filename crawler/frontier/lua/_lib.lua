@@ -92,16 +92,22 @@ end
 
 -- A host is in the ready set exactly while it has queued URLs and a free
 -- concurrency slot; its score is the earliest time its next request may start.
+-- A host with nothing queued, leased or delayed goes to the idle set, scored
+-- by when its politeness window ends; reclaim.lua then compacts its state.
 local function refresh_ready(base, host, now)
   local hk = base .. 'h:' .. host
   local limit = host_policy(base, host)
   local inflight = hnum(hk, 'inflight', 0)
-  if inflight < limit and redis.call('LLEN', base .. 'q:' .. host) > 0 then
-    local nxt = hnum(hk, 'next', 0)
-    if nxt < now then nxt = now end
+  local queued = redis.call('LLEN', base .. 'q:' .. host)
+  local nxt = hnum(hk, 'next', 0)
+  if nxt < now then nxt = now end
+  if inflight < limit and queued > 0 then
     redis.call('ZADD', KEYS[1], string.format('%d', nxt), host)
   else
     redis.call('ZREM', KEYS[1], host)
+    if queued == 0 and inflight == 0 and hnum(hk, 'dl', 0) == 0 then
+      redis.call('ZADD', base .. 'idle', string.format('%d', nxt), host)
+    end
   end
 end
 
@@ -124,28 +130,75 @@ local function split_lease(data)
     tonumber(claimed), tonumber(prev), tonumber(mine)
 end
 
--- Queue entry: what a queued URL costs beyond its text. One header byte holds
--- the depth (0..126) when attempts and redirect hops are zero, the usual case;
--- otherwise the byte 0x80 and "attempts,depth,hops|". Then the URL.
-local function entry(attempts, depth, hops, url)
-  if attempts == 0 and hops == 0 and depth < 127 then
-    return string.char(depth + 1) .. url
+-- Queue entry: what a queued URL costs. A header byte holds the depth
+-- (0..126) when attempts and redirect hops are zero, the usual case; else the
+-- byte 0x80 and "attempts,depth,hops|". Then one byte naming the URL's prefix
+-- (scheme, authority and directory, up to the last '/' of the path) in the
+-- host's prefix table px:<host>, and the rest of the URL; or the byte 0 and
+-- the whole URL once the table is full. A host's URLs share few prefixes, so
+-- an entry is little more than its file name and query.
+local PREFIXES_KEPT = 250
+
+local function header(attempts, depth, hops)
+  if attempts == 0 and hops == 0 and depth < 127 then return string.char(depth + 1) end
+  return string.format('\128%d,%d,%d|', attempts, depth, hops)
+end
+
+local function split_url(url)
+  local q = string.find(url, '?', 1, true)
+  local path_end = q and q - 1 or #url
+  local cut = string.match(string.sub(url, 1, path_end), '^.*()/')
+  return string.sub(url, 1, cut), string.sub(url, cut + 1)
+end
+
+local function prefix_id(base, host, prefix)
+  local px = base .. 'px:' .. host
+  local id = redis.call('HGET', px, '=' .. prefix)
+  if id then return tonumber(id) end
+  local n = redis.call('HINCRBY', px, 'n', 1)
+  if n > PREFIXES_KEPT then return 0 end
+  redis.call('HSET', px, '=' .. prefix, n, n, prefix)
+  return n
+end
+
+local function entry(base, host, attempts, depth, hops, url)
+  local prefix, rest = split_url(url)
+  local id = prefix_id(base, host, prefix)
+  if id == 0 then return header(attempts, depth, hops) .. '\0' .. url end
+  return header(attempts, depth, hops) .. string.char(id) .. rest
+end
+
+local function parse_entry(base, host, e)
+  local attempts, depth, hops, pos = 0, string.byte(e, 1) - 1, 0, 2
+  if depth >= 127 then
+    local a, d, h, after = string.match(e, '^.(%d+),(%d+),(%d+)|()')
+    attempts, depth, hops, pos = tonumber(a), tonumber(d), tonumber(h), after
   end
-  return string.format('\128%d,%d,%d|', attempts, depth, hops) .. url
+  local id = string.byte(e, pos)
+  local rest = string.sub(e, pos + 1)
+  if id == 0 then return attempts, depth, hops, rest end
+  return attempts, depth, hops, redis.call('HGET', base .. 'px:' .. host, id) .. rest
 end
 
-local function parse_entry(e)
-  local b = string.byte(e, 1)
-  if b < 128 then return 0, b - 1, 0, string.sub(e, 2) end
-  local attempts, depth, hops, url = string.match(e, '^.(%d+),(%d+),(%d+)|(.*)$')
-  return tonumber(attempts), tonumber(depth), tonumber(hops), url
+-- Queue an entry at the back (new URLs) or the front (URLs given back).
+local function push(base, host, attempts, depth, hops, url, front)
+  redis.call(front and 'LPUSH' or 'RPUSH', base .. 'q:' .. host,
+    entry(base, host, attempts, depth, hops, url))
 end
 
--- A lease's fields back as a queue entry, with attempts possibly counted.
-local function lease_entry(data, count_attempt)
+-- A host's queue just became empty: its prefix table has no entry left to name.
+local function queue_emptied(base, host)
+  if redis.call('EXISTS', base .. 'q:' .. host) == 0 then
+    redis.call('DEL', base .. 'px:' .. host)
+  end
+end
+
+-- Give a lease's URL back to the front of its host's queue.
+local function push_lease(base, data, count_attempt)
   local host, _, attempts, depth, hops, url = split_lease(data)
   if count_attempt then attempts = attempts + 1 end
-  return host, entry(attempts, depth, hops, url)
+  push(base, host, attempts, depth, hops, url, true)
+  return host
 end
 
 -- A host held back (robots.txt unreachable, 429/503 backoff, Retry-After) is

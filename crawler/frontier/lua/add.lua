@@ -42,8 +42,8 @@ while i + 5 <= #ARGV do
     -- Over the per-host cap: not marked seen, so raising the cap later works.
     capped = capped + 1
   elseif redis.call('SADD', base .. 'seen:' .. bucket, fp) == 1 then
-    redis.call('RPUSH', base .. 'q:' .. host, entry(0, tonumber(depth), tonumber(hops), url))
-    redis.call('HINCRBY', hk, 'pages', 1)
+    push(base, host, 0, tonumber(depth), tonumber(hops), url, false)
+    if max_pages > 0 then redis.call('HINCRBY', hk, 'pages', 1) end
     touched[host] = true
     added = added + 1
   else

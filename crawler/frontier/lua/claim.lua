@@ -45,8 +45,9 @@ redis.call('ZREMRANGEBYSCORE', base .. 'held', '-inf', now)
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 500)
 for _, member in ipairs(due) do
   redis.call('ZREM', KEYS[2], member)
-  local host, e = string.match(member, '^([^|]*)|(.*)$')
-  redis.call('LPUSH', base .. 'q:' .. host, e)
+  local host, attempts, depth, hops, url = string.match(member, '^([^|]*)|(%d+),(%d+),(%d+)|(.*)$')
+  redis.call('HINCRBY', base .. 'h:' .. host, 'dl', -1)
+  push(base, host, tonumber(attempts), tonumber(depth), tonumber(hops), url, true)
   refresh_ready(base, host, now)
 end
 
@@ -67,7 +68,8 @@ while got < n do
       e = redis.call('LPOP', base .. 'q:' .. host)
     end
     if e then
-      local attempts, depth, hops, url = parse_entry(e)
+      local attempts, depth, hops, url = parse_entry(base, host, e)
+      queue_emptied(base, host)
       local id = redis.call('INCR', KEYS[5])
       delay = math.max(delay, hnum(hk, 'crawl_delay', 0))
       if delay > 0 then delay = delay + slack end

@@ -1,7 +1,13 @@
 -- reclaim: return expired leases (their worker died or stalled) to the front
--- of their host queues, counting the attempt. Any worker may run it.
--- ARGV: base, max_leases
--- Returns the number of leases reclaimed.
+-- of their host queues, counting the attempt; then compact idle hosts. Any
+-- worker may run it, now and then.
+-- Compaction: a host with nothing queued, leased or delayed, whose politeness
+-- window has passed, keeps only what must outlive it: its page count (when
+-- a per-host cap counts it), its Crawl-delay, and the names seen on it (ip
+-- mode). Everything else is recomputed if it comes back: a next-allowed time
+-- in the past allows what a missing one allows.
+-- ARGV: base, max_leases, max_compactions
+-- Returns {leases reclaimed, hosts compacted}.
 local base = ARGV[1]
 local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
@@ -10,11 +16,35 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[3], id)
   if data then
     redis.call('HDEL', KEYS[4], id)
-    local host, e = lease_entry(data, true)
-    redis.call('LPUSH', base .. 'q:' .. host, e)
+    local host = push_lease(base, data, true)
     redis.call('HINCRBY', KEYS[7], 'leased', -1)
     redis.call('HINCRBY', KEYS[7], 'queued', 1)
     release_slot(base, host, now)
   end
 end
-return #ids
+
+local compacted = 0
+local idle = base .. 'idle'
+for _, host in ipairs(redis.call('ZRANGEBYSCORE', idle, '-inf', now, 'LIMIT', 0,
+                                 tonumber(ARGV[3]))) do
+  redis.call('ZREM', idle, host)
+  local hk = base .. 'h:' .. host
+  local f = redis.call('HMGET', hk, 'inflight', 'dl', 'next', 'pages', 'crawl_delay', 'names')
+  if redis.call('LLEN', base .. 'q:' .. host) == 0 and tonumber(f[1] or 0) == 0
+      and tonumber(f[2] or 0) == 0 then
+    if tonumber(f[3] or 0) > now then
+      redis.call('ZADD', idle, f[3], host)  -- not yet: its window is still open
+    else
+      redis.call('DEL', hk, base .. 'px:' .. host)
+      local keep = {}
+      for i, field in ipairs({'pages', 'crawl_delay', 'names'}) do
+        if f[i + 3] then keep[#keep + 1] = field; keep[#keep + 1] = f[i + 3] end
+      end
+      if #keep > 0 then redis.call('HSET', hk, unpack(keep)) end
+      redis.call('ZREM', KEYS[1], host)
+      redis.call('ZREM', base .. 'held', host)
+      compacted = compacted + 1
+    end
+  end
+end
+return {#ids, compacted}

@@ -11,7 +11,8 @@ local id = ARGV[2]
 local data = redis.call('HGET', KEYS[4], id)
 if not data then return 0 end
 local now = now_ms()
-local host, e = lease_entry(data, ARGV[4] == '1')
+local host, _, attempts, depth, hops, url = split_lease(data)
+if ARGV[4] == '1' then attempts = attempts + 1 end
 redis.call('HDEL', KEYS[4], id)
 redis.call('ZREM', KEYS[3], id)
 local delay = tonumber(ARGV[3])
@@ -20,11 +21,15 @@ if ARGV[5] == '1' then
   local nxt = math.max(hnum(hk, 'next', 0), now + delay)
   redis.call('HSET', hk, 'next', string.format('%d', nxt))
   hold_host(base, host, nxt, ARGV[6])
-  redis.call('LPUSH', base .. 'q:' .. host, e)
+  push(base, host, attempts, depth, hops, url, true)
 elseif delay > 0 then
-  redis.call('ZADD', KEYS[2], string.format('%d', now + delay), host .. '|' .. e)
+  -- Waiting URLs keep their whole URL: the host's prefix table may be gone
+  -- by the time they are due. dl counts them, so the host is not compacted.
+  redis.call('ZADD', KEYS[2], string.format('%d', now + delay),
+    string.format('%s|%d,%d,%d|', host, attempts, depth, hops) .. url)
+  redis.call('HINCRBY', base .. 'h:' .. host, 'dl', 1)
 else
-  redis.call('LPUSH', base .. 'q:' .. host, e)
+  push(base, host, attempts, depth, hops, url, true)
 end
 redis.call('HINCRBY', KEYS[7], 'leased', -1)
 redis.call('HINCRBY', KEYS[7], 'queued', 1)

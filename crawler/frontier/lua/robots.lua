@@ -55,7 +55,7 @@ local data = redis.call('HGET', KEYS[4], id)
 if not data then return {0, verdict, ttl} end
 local kind = string.sub(verdict, 1, 1)
 if kind == 'U' or kind == 'B' then return {2, verdict, ttl} end
-local lhost, e = lease_entry(data, false)
+local lhost = split_lease(data)
 redis.call('HDEL', KEYS[4], id)
 redis.call('ZREM', KEYS[3], id)
 -- The host's next request waits its delay (or the Crawl-delay just learnt)
@@ -68,7 +68,7 @@ if lhost == host and now + delay > hnum(hk, 'next', 0) then
   redis.call('HSET', hk, 'next', string.format('%d', now + delay))
 end
 if hold > 0 then hold_host(base, host, now + delay, 'robots') end
-redis.call('LPUSH', base .. 'q:' .. lhost, e)
+push_lease(base, data, false)
 redis.call('HINCRBY', KEYS[7], 'leased', -1)
 redis.call('HINCRBY', KEYS[7], 'queued', 1)
 release_slot(base, lhost, now)
