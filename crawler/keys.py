@@ -49,6 +49,8 @@ suffix              type    what it holds
 ``results``         STREAM  one entry a finished URL, field ``r`` = JSON record
 ``stats``           HASH    ``queued``, ``leased``, ``done``, ``seen``,
                             ``errors``, ``robots_capped``
+``scope``           SET     scope anchors ``host:<host>``, ``domain:<domain>``
+                            whose shard this is (by the anchor, like a host)
 ``robots:<orig>``   STRING  cached robots.txt verdict (kind + body), with TTL
 ``robots_lock:<o>`` STRING  token of the one worker fetching that robots.txt
 ``robots_fails:<o>``STRING  failed robots.txt fetches in a row (retry budget)
@@ -59,8 +61,6 @@ Per crawl ``crawl:{NAME}:`` (its own hash tag, one slot):
 ==================  ======  ==================================================
 ``meta``            HASH    ``layout``: JSON of what the crawl's creation fixed
                             (shards, dedup bucket bits, expected_urls)
-``scope``           SET     the seeds' scope anchors ``host:<host>`` and
-                            ``domain:<domain>``
 ``workers``         ZSET    worker id -> ms of its last heartbeat (server
                             clock); ids silent for an hour are dropped
 ``worker:<id>``     HASH    what a worker reports (node, pid, counters),
@@ -126,6 +126,10 @@ class ShardKeys:
     def held(self) -> str:
         return self.base + "held"
 
+    @property
+    def scope(self) -> str:
+        return self.base + "scope"
+
     def queue(self, host: str) -> str:
         return f"{self.base}q:{host}"
 
@@ -172,10 +176,6 @@ def crawl_base(crawl: str) -> str:
 
 def meta_key(crawl: str) -> str:
     return crawl_base(crawl) + "meta"
-
-
-def scope_key(crawl: str) -> str:
-    return crawl_base(crawl) + "scope"
 
 
 def workers_key(crawl: str) -> str:

@@ -3,7 +3,10 @@
 Scope is anchored on the seeds: their hosts (``host``), their registered
 domains (``domain``, by the Public Suffix List) or nothing (``any``). The seed
 anchors live in Redis so that every worker on every node applies the same
-rules.
+rules: in a set per shard (``ScopeStore``, the anchor's shard like a host's),
+looked up per anchor and cached in each process (``Scope``), never copied
+whole. A cached "in scope" stays (anchors are only ever added); a cached "not
+in scope" is asked again after ``NEGATIVE_TTL``, so hosts seeded later join.
 
 The PSL's private section counts: ``alice.github.io`` and ``bob.github.io``
 are different sites with different owners, so a domain-scoped crawl seeded on
@@ -19,16 +22,24 @@ segment scattered over a path (``/p/1/p/2/p/3/p/4``) is not.
 from __future__ import annotations
 
 import re
+import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from functools import lru_cache
 
 import tldextract
+from redis.asyncio import Redis
 
+from crawler import keys
 from crawler.config import Settings
 from crawler.urls import host_key, hostname
 
 MAX_REPEATED_RUN = 16
 """Longest run of segments checked for back-to-back repetition."""
+NEGATIVE_TTL = 30.0
+"""Seconds a process trusts "this host is not in scope" before asking Redis again."""
+ANCHOR_CACHE_SIZE = 200_000
+"""Anchors (hosts or domains) one process remembers the scope of."""
 # The PSL snapshot bundled with tldextract; never fetched over the network.
 _EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None,
                                  include_psl_private_domains=True)
@@ -53,8 +64,46 @@ def anchors_for(urls: Iterable[str]) -> set[str]:
     return out
 
 
+class ScopeStore:
+    """The crawl's scope anchors in Redis, one set per shard."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.shards = keys.all_shards(settings.crawl, settings.shards)
+
+    def _by_shard(self, anchors: Iterable[str]) -> dict[int, list[str]]:
+        groups: dict[int, list[str]] = {}
+        for anchor in anchors:
+            groups.setdefault(keys.shard_of(anchor, len(self.shards)), []).append(anchor)
+        return groups
+
+    async def add(self, anchors: Iterable[str]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for shard, group in self._by_shard(anchors).items():
+            pipe.sadd(self.shards[shard].scope, *group)
+        await pipe.execute()
+
+    async def lookup(self, anchors: Iterable[str]) -> dict[str, bool]:
+        """Which of these anchors are in scope: one SMISMEMBER per shard, one round trip."""
+        groups = self._by_shard(anchors)
+        if not groups:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for shard, group in groups.items():
+            pipe.smismember(self.shards[shard].scope, group)
+        found: dict[str, bool] = {}
+        for group, replies in zip(groups.values(), await pipe.execute(), strict=True):
+            found.update((a, bool(int(r))) for a, r in zip(group, replies, strict=True))
+        return found
+
+
 class Scope:
-    """Decides whether a canonical link is followed. ``allows`` returns the reason it is not."""
+    """Decides whether a canonical link is followed. ``rejects`` returns the reason it is not.
+
+    The host and domain rules need each link's anchor to be known here: ask
+    ``unknown_anchors`` which are not, look those up (``ScopeStore.lookup``),
+    and ``remember`` the answers first. An anchor still unknown is out of scope.
+    """
 
     def __init__(self, settings: Settings, anchors: Iterable[str] = ()) -> None:
         self.mode = settings.scope
@@ -63,22 +112,47 @@ class Scope:
         self.max_repeats = settings.max_repeated_segments
         self.include = [re.compile(p) for p in settings.include]
         self.exclude = [re.compile(p) for p in settings.exclude]
-        self.hosts: set[str] = set()
-        self.domains: set[str] = set()
-        self.update(anchors)
+        # anchor -> time.monotonic() until which "in scope: no" is trusted (inf for "yes")
+        self._known: OrderedDict[str, float | None] = OrderedDict()
+        self.remember({a: True for a in anchors})
 
-    def update(self, anchors: Iterable[str]) -> None:
-        for anchor in anchors:
-            kind, _, value = anchor.partition(":")
-            (self.hosts if kind == "host" else self.domains).add(value)
-
-    def knows_anchor_of(self, url: str) -> bool:
-        """False if the URL's own host is not an anchor yet: time to refresh from Redis."""
+    def anchor(self, url: str) -> str | None:
+        """The anchor deciding the scope of ``url``, or None in ``any`` mode."""
         if self.mode == "host":
-            return host_key(url) in self.hosts
+            return "host:" + host_key(url)
         if self.mode == "domain":
-            return registered_domain(hostname(url)) in self.domains
-        return True
+            return "domain:" + registered_domain(hostname(url))
+        return None
+
+    def _in_scope(self, anchor: str) -> bool | None:
+        """True or False if known here (and not expired), else None."""
+        if anchor not in self._known:
+            return None
+        until = self._known[anchor]
+        if until is None:
+            return True
+        if until > time.monotonic():
+            return False
+        del self._known[anchor]
+        return None
+
+    def unknown_anchors(self, urls: Iterable[str]) -> set[str]:
+        out: set[str] = set()
+        if self.mode == "any":
+            return out
+        for url in urls:
+            anchor = self.anchor(url)
+            if anchor is not None and anchor not in out and self._in_scope(anchor) is None:
+                out.add(anchor)
+        return out
+
+    def remember(self, found: dict[str, bool]) -> None:
+        expires = time.monotonic() + NEGATIVE_TTL
+        for anchor, inside in found.items():
+            self._known[anchor] = None if inside else expires
+            self._known.move_to_end(anchor)
+        while len(self._known) > ANCHOR_CACHE_SIZE:
+            self._known.popitem(last=False)
 
     def rejects(self, url: str, depth: int) -> str | None:
         """None if the URL is in scope at this depth, else a short reason."""
@@ -86,11 +160,9 @@ class Scope:
             return "depth"
         if len(url) > self.max_url_length:
             return "url_length"
-        if self.mode == "host":
-            if host_key(url) not in self.hosts:
-                return "host"
-        elif self.mode == "domain" and registered_domain(hostname(url)) not in self.domains:
-            return "domain"
+        anchor = self.anchor(url)
+        if anchor is not None and not self._in_scope(anchor):
+            return self.mode
         if self.max_repeats and repeated_segments(url) > self.max_repeats:
             return "repeated_segments"
         if self.include and not any(p.search(url) for p in self.include):

@@ -8,11 +8,10 @@ from typing import BinaryIO
 
 from redis.asyncio import Redis
 
-from crawler import keys
 from crawler.config import Settings
 from crawler.errors import InvalidURL
 from crawler.frontier import Frontier
-from crawler.scope import anchors_for
+from crawler.scope import ScopeStore, anchors_for
 from crawler.urls import canonicalize
 
 BATCH = 2000
@@ -72,13 +71,14 @@ async def seed(redis: Redis, settings: Settings, stream: BinaryIO,
                on_problem: Callable[[int, str], None] | None = None) -> SeedReport:
     """Add every valid URL in ``stream`` at depth 0; report the rest by line number."""
     frontier = Frontier(redis, settings, local_dedup=False)
+    scope = ScopeStore(redis, settings)
     report = SeedReport()
     batch: list[str] = []
 
     async def flush() -> None:
         # Scope anchors first: a running worker may claim these URLs at once,
         # and must then see their hosts as in scope.
-        await redis.sadd(keys.scope_key(settings.crawl), *anchors_for(batch))
+        await scope.add(anchors_for(batch))
         counts = await frontier.add((url, 0) for url in batch)
         report.added += counts.added
         report.seen += counts.seen

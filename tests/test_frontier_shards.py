@@ -184,7 +184,7 @@ async def test_every_crawl_key_carries_its_shards_hash_tag(
     await frontier.retry(leases[0], 10)
     await frontier.complete(leases[1], "{}")
     await reclaim_expired(frontier, 4)
-    per_crawl = {keys.meta_key("tagged"), keys.scope_key("tagged"), keys.workers_key("tagged")}
+    per_crawl = {keys.meta_key("tagged"), keys.workers_key("tagged")}
     async for key in redis.scan_iter(match="crawl:*"):
         if key in per_crawl:
             continue

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
+from typing import Any
+
 from aiohttp import web
 from politeness_site import Site, crawl, html
 from redis.asyncio import Redis
 
 from crawler.config import Settings
 from crawler.frontier import Frontier
-from crawler.scope import Scope, anchors_for, registered_domain, repeated_segments
+from crawler.scope import Scope, ScopeStore, anchors_for, registered_domain, repeated_segments
+from crawler.seeds import seed
+from crawler.worker import Worker
 
 
 def scope(settings: Settings, seeds: list[str], **changes: object) -> Scope:
@@ -127,3 +133,67 @@ async def test_crawl_requests_no_host_outside_the_scope(
         assert site.paths("127.0.0.3") == []
         assert sorted(site.paths("127.0.0.2")) == ["/", "/next", "/robots.txt"]
     assert len(records) == 2
+
+
+# -- the scope anchors in Redis -----------------------------------------------------------
+
+
+async def test_anchors_live_in_a_set_per_shard_and_are_looked_up_not_copied(
+        redis: Redis, settings: Settings) -> None:
+    settings = settings.replace(shards=4)
+    store = ScopeStore(redis, settings)
+    seeds = [f"http://h{i}.test/" for i in range(40)]
+    await store.add(anchors_for(seeds))
+    sizes = [await redis.scard(shard.scope) for shard in store.shards]
+    assert sum(sizes) == 80 and all(sizes)  # a host and a domain anchor each, spread out
+    found = await store.lookup({"host:h3.test", "host:elsewhere.test", "domain:h7.test"})
+    assert found == {"host:h3.test": True, "host:elsewhere.test": False,
+                     "domain:h7.test": True}
+
+
+async def test_a_crawl_never_reads_the_scope_whole(redis: Redis, settings: Settings) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        n = int(request.path.strip("/") or 0) if request.path != "/robots.txt" else 99
+        links = [f"/{n + 1}"] + [f"http://out{i}.test/" for i in range(20)]
+        return html(*links) if n < 5 else html()
+
+    before = await redis.info("commandstats")
+    with Site(handler) as site:
+        records = await crawl(redis, settings, [site.url("127.0.0.2", "/")])
+    after = await redis.info("commandstats")
+
+    def calls(info: dict[str, Any], name: str) -> int:
+        return int(info.get(f"cmdstat_{name}", {}).get("calls", 0))
+
+    assert len(records) == 6
+    assert calls(after, "smembers") == calls(before, "smembers")
+    # The 20 outside hosts are asked about once (then cached), not once a page.
+    assert calls(after, "smismember") - calls(before, "smismember") <= 2
+
+
+async def test_a_host_seeded_after_a_worker_saw_it_out_of_scope_has_its_links_followed(
+        redis: Redis, settings: Settings) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        port = request.url.port
+        if request.path == "/robots.txt":
+            raise web.HTTPNotFound()
+        if request.host.startswith("127.0.0.2"):
+            return html(f"http://127.0.0.3:{port}/")  # b, not in scope yet
+        return html("/more") if request.path == "/" else html()
+
+    with Site(handler, ips=("127.0.0.2", "127.0.0.3")) as site:
+        worker = Worker(redis, settings, forever=True)
+        await seed(redis, settings, io.BytesIO(site.url("127.0.0.2", "/").encode()))
+        task = asyncio.create_task(worker.run())
+        try:
+            async with asyncio.timeout(20):
+                while not site.paths("127.0.0.2"):  # noqa: ASYNC110 - the site's own log
+                    await asyncio.sleep(0.05)
+                while worker.counters.pages < 1:  # noqa: ASYNC110 - b now cached as outside
+                    await asyncio.sleep(0.05)
+                await seed(redis, settings, io.BytesIO(site.url("127.0.0.3", "/").encode()))
+                while "/more" not in site.paths("127.0.0.3"):  # noqa: ASYNC110 - b's links
+                    await asyncio.sleep(0.05)
+        finally:
+            worker.request_stop()
+            await task

@@ -19,6 +19,7 @@ from crawler.parse import parse_html, x_robots_tag
 from crawler.politeness import SlotMissed, adaptive_delay
 from crawler.results import dumps, make_record
 from crawler.robots import RobotsFetched, RobotsUnavailable, product_token
+from crawler.scope import anchors_for
 from crawler.worker.backoff import REDIS_ERRORS, backoff_delay, log, retry_after
 from crawler.worker.watch import InFlight
 
@@ -121,6 +122,9 @@ class LeaseRunner:
             await self._finish_error(item, attempt, resp.elapsed, exc, response=resp,
                                      redirect_to=target)
             return
+        unknown = self.scope.unknown_anchors([target])
+        if unknown:
+            await self.write(lambda: self.worker.learn_anchors(unknown))
         if lease.depth == 0 and not self.scope.allows(target, 0):
             await self.write(lambda: self.worker.extend_scope([target]))
         follow = self.scope.allows(target, lease.depth)
@@ -158,15 +162,16 @@ class LeaseRunner:
             noindex = page.noindex or bool(header & {"noindex", "none"})
             nofollow = page.nofollow or bool(header & {"nofollow", "none"})
             if not nofollow:
-                if lease.depth == 0 and not self.scope.knows_anchor_of(lease.url):
-                    # Seeded after our last refresh. Rides out an outage: a stale
-                    # scope would drop the seed's own links as out of scope.
-                    await self.write(self.worker.refresh_scope)
+                if lease.depth == 0:  # a seed (or a seed's redirect): its host is in scope
+                    self.scope.remember(dict.fromkeys(anchors_for([lease.url]), True))
                 depth = lease.depth + 1
                 # Most links were sent to Redis already (add would drop them):
                 # skip the scope rules for those.
-                links = [(u, depth) for u in page.links
-                         if not self.frontier.sent_recently(u) and self.scope.allows(u, depth)]
+                fresh = [u for u in page.links if not self.frontier.sent_recently(u)]
+                unknown = self.scope.unknown_anchors(fresh)
+                if unknown:
+                    await self.write(lambda: self.worker.learn_anchors(unknown))
+                links = [(u, depth) for u in fresh if self.scope.allows(u, depth)]
         record = make_record(
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
             final_url=resp.final_url, status=resp.status, title=title, links=link_count,

@@ -21,14 +21,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from crawler import keys
 from crawler.aio import cancel_and_wait, wait_event
 from crawler.config import Settings
 from crawler.fetch import Fetcher
 from crawler.frontier import ClaimResult, Frontier
 from crawler.politeness import publish_policy, start_deadline
 from crawler.robots import RobotsCache
-from crawler.scope import Scope, anchors_for
+from crawler.scope import Scope, ScopeStore, anchors_for
 from crawler.status import held_hosts, held_summary
 from crawler.worker.backoff import REDIS_ERRORS, ride_out_redis
 from crawler.worker.lease import LeaseRunner
@@ -63,6 +62,7 @@ class Worker:
         self.id = name or worker_id()
         self.counters = Counters()
         self.scope = Scope(settings)
+        self.scope_store = ScopeStore(redis, settings)
         self.tasks: dict[asyncio.Task[None], InFlight] = {}
         self.slot_freed = asyncio.Event()
         self.stopping = False
@@ -122,8 +122,6 @@ class Worker:
         # also for hosts already known (crawler.politeness).
         self.watch.waiting_on = "publishing the politeness policy"
         await publish_policy(self.redis, self.settings)
-        self.watch.waiting_on = "reading the scope"
-        await self.refresh_scope()
         while not self.stopping:
             if not await self._step(runner):
                 break
@@ -228,7 +226,6 @@ class Worker:
             with contextlib.suppress(*REDIS_ERRORS):
                 await self.heartbeat.beat(self.report())
                 await self.frontier.reclaim()
-                await self.refresh_scope()
             await asyncio.sleep(self.heartbeat_every * random.uniform(0.8, 1.2))
 
     @property
@@ -247,13 +244,12 @@ class Worker:
     async def extend_scope(self, urls: list[str]) -> None:
         """Make these URLs' hosts (and domains) part of the crawl's scope, for every worker."""
         anchors = anchors_for(urls)
-        await self.redis.sadd(keys.scope_key(self.settings.crawl), *anchors)
-        self.scope.update(anchors)
+        await self.scope_store.add(anchors)
+        self.scope.remember(dict.fromkeys(anchors, True))
 
-    async def refresh_scope(self) -> None:
-        members: set[str] = await self.redis.smembers(  # type: ignore[assignment]
-            keys.scope_key(self.settings.crawl))
-        self.scope.update(members)
+    async def learn_anchors(self, anchors: set[str]) -> None:
+        """Look up whether these scope anchors are in scope, and remember the answers."""
+        self.scope.remember(await self.scope_store.lookup(anchors))
 
     async def _watch_for_stalls(self) -> None:
         """Log once, with what the worker waits on, when the crawl loop stops progressing."""
