@@ -14,7 +14,9 @@ the same, ``max_attempts`` times in a row   ``U``: the host's URLs end now
 DNS or TLS failure                          ``U`` at once (trying again won't help)
 ==========================================  =========================================
 
-``R`` and ``A`` are kept ``robots_ttl`` (24 h). A ``D`` holds the host for a
+``R`` keeps only the rules our product token obeys, and the Sitemap lines
+(``crawler.robots_rules``), at most 64 KiB. ``R`` and ``A`` are kept
+``robots_ttl`` (24 h). A ``D`` holds the host for a
 backoff (``backoff_delay`` of the failures so far) and then expires, so the
 next URL of the host tries robots.txt again: robots.txt has a retry budget of
 ``max_attempts`` fetches, as Heritrix gives its robots precondition. Spent,
@@ -58,6 +60,7 @@ from crawler.config import Settings
 from crawler.fetch import Fetcher
 from crawler.keys import ShardKeys
 from crawler.politeness import SlotMissed
+from crawler.robots_rules import rules_for_agent
 
 if TYPE_CHECKING:
     from crawler.frontier import Frontier, Lease
@@ -278,9 +281,10 @@ class RobotsCache:
         except errors.FetchError as exc:
             return Fetched(f"D{exc.type}|{exc}", error_ttl, "", False, failed=True)
         if 200 <= resp.status < 300:
-            body = _first_bytes(resp.body, ROBOTS_PARSE_BYTES)
-            delay, capped = self._crawl_delay(body)
-            return Fetched("R" + body, ok_ttl, delay, capped)
+            # Redis keeps the rules we obey, not the file (crawler.robots_rules).
+            rules = rules_for_agent(_first_bytes(resp.body, ROBOTS_PARSE_BYTES), self.agent)
+            delay, capped = self._crawl_delay(rules)
+            return Fetched("R" + rules, ok_ttl, delay, capped)
         if 400 <= resp.status < 500 and resp.status != 429:
             return Fetched("A", ok_ttl, "-1", False)
         return Fetched(f"Drobots_unavailable|HTTP {resp.status}", error_ttl, "", False,

@@ -9,10 +9,12 @@ import sys
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from protego import Protego
 
 from crawler.errors import InvalidURL
 from crawler.parse import parse_html
 from crawler.results import FIELDS, dumps, make_record
+from crawler.robots_rules import rules_for_agent
 from crawler.urls import _canonicalize, canonicalize, fingerprint
 
 PROPERTY_SETTINGS = settings(max_examples=300, deadline=None,
@@ -143,3 +145,36 @@ def test_every_record_is_one_valid_ascii_json_line(title: str, url: str, message
     assert line.isascii() and line.isprintable()
     back = json.loads(line)
     assert back == record and tuple(back) == FIELDS
+
+
+# -- robots.txt reduced to our rules decides every URL as the whole file does --------------
+
+_AGENTS = ["crawler", "Crawler", "crawler-news", "googlebot", "*", "crawl", "mycrawler"]
+_PATHS = ["/", "/a", "/a/", "/a/b", "/a*", "/*.pdf", "/b$", "/a/b/c", "/%7Euser", "/a?q=1"]
+
+
+@st.composite
+def robots_files(draw: st.DrawFn) -> str:
+    lines = []
+    for _ in range(draw(st.integers(0, 6))):
+        for agent in draw(st.lists(st.sampled_from(_AGENTS), min_size=1, max_size=3)):
+            lines.append(f"User-agent: {agent}")
+        for _ in range(draw(st.integers(0, 4))):
+            field = draw(st.sampled_from(["Disallow", "Allow", "Crawl-delay", "Sitemap"]))
+            value = draw(st.sampled_from(["2", "0.5"])) if field == "Crawl-delay" else \
+                "http://x.test/s.xml" if field == "Sitemap" else draw(st.sampled_from(_PATHS))
+            lines.append(f"{field}: {value}")
+    return "\n".join(lines) + "\n"
+
+
+@given(robots_files(), st.sampled_from(["crawler", "crawler-news", "other"]),
+       st.lists(st.sampled_from(["/", "/a", "/a/b", "/a/b/c.pdf", "/b", "/bb", "/~user",
+                                 "/a?q=1", "/x.pdf"]), min_size=1, max_size=5))
+def test_robots_reduced_to_our_rules_decides_like_the_whole_file(
+        body: str, agent: str, paths: list[str]) -> None:
+    whole, reduced = Protego.parse(body), Protego.parse(rules_for_agent(body, agent))
+    for path in paths:
+        url = "http://x.test" + path
+        assert reduced.can_fetch(url, agent) == whole.can_fetch(url, agent), (body, path)
+    assert reduced.crawl_delay(agent) == whole.crawl_delay(agent)
+    assert sorted(reduced.sitemaps) == sorted(whole.sitemaps)

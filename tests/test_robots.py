@@ -411,3 +411,17 @@ async def test_the_fetch_lock_is_released_only_by_its_holder_in_one_script(
     assert not await redis.exists(lock)
     assert sent == []
     await cache.fetcher.close()
+
+
+async def test_redis_keeps_only_the_rules_we_obey_not_the_file(
+        redis: Redis, settings: Settings) -> None:
+    others = "".join(f"User-agent: bot{i}\nDisallow: /{'x' * 40}{i}/\n" for i in range(5000))
+    body = others + "User-agent: *\nDisallow: /private\nSitemap: http://s.test/map.xml\n"
+    assert len(body) > 250_000
+    server = Server([text(body)])
+    site, got = await crawl_links(redis, settings, server, ["/private/x", "/public"])
+    assert "/private/x" not in site.paths() and "/public" in site.paths()
+    key = Frontier(redis, settings).shards[0].robots(site.url(IP, "/")[:-1])
+    stored = await redis.get(key)
+    assert stored is not None and len(stored) < 200
+    assert stored.startswith("R") and "Disallow: /private" in stored.replace("disallow", "Disallow")
