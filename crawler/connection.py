@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
@@ -33,6 +37,29 @@ def redact(url: str) -> str:
     return url
 
 
+class _HiredisPacking:
+    """Packs commands with hiredis (C) instead of redis-py's asyncio packer (Python).
+
+    The Python packer joins each argument onto the growing buffer, so a
+    script call with 1500 arguments (an add of 250 URLs) costs milliseconds
+    of copying: it was a third of the CPU of ``crawl seed``.
+    """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if isinstance(args[0], str) and " " in args[0]:  # "SCRIPT LOAD", "CLIENT LIST"...
+            args = (*args[0].split(), *args[1:])
+        return [hiredis.pack_command(args)]
+
+
+_PACKING: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+
+
+def _with_hiredis_packing(cls: type[AbstractConnection]) -> type[AbstractConnection]:
+    if cls not in _PACKING:
+        _PACKING[cls] = type(cls.__name__, (_HiredisPacking, cls), {})
+    return _PACKING[cls]
+
+
 def make_client(url: str, *, timeout: float = SOCKET_TIMEOUT,
                 max_connections: int = 64) -> Redis:
     """A client whose every wait on Redis is bounded, and whose pool waits for a connection.
@@ -61,6 +88,7 @@ def make_client(url: str, *, timeout: float = SOCKET_TIMEOUT,
         health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), COMMAND_RETRIES),
     )
+    pool.connection_class = _with_hiredis_packing(pool.connection_class)
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 

@@ -57,10 +57,9 @@ def registered_domain(host: str) -> str:
 
 def anchors_for(urls: Iterable[str]) -> set[str]:
     """The scope anchors seeds contribute: ``host:<host:port>`` and ``domain:<domain>``."""
-    out: set[str] = set()
-    for url in urls:
-        out.add("host:" + host_key(url))
-        out.add("domain:" + registered_domain(hostname(url)))
+    hosts = {host_key(url) for url in urls}
+    out = {"host:" + host for host in hosts}
+    out.update("domain:" + registered_domain(hostname(f"http://{host}/")) for host in hosts)
     return out
 
 

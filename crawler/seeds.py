@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from operator import itemgetter
+from typing import Any, BinaryIO
 
 from redis.asyncio import Redis
 
+from crawler.aio import cancel_and_wait
 from crawler.config import Settings
 from crawler.errors import InvalidURL
 from crawler.frontier import Frontier
 from crawler.scope import ScopeStore, anchors_for
 from crawler.urls import canonicalize
 
-BATCH = 2000
+WINDOW = 10_000
+"""Seed URLs read, sorted by host and sent as one pipeline of add calls."""
+YIELD_EVERY = 200
+"""Lines read between two turns of the event loop (which writes the pipeline in flight)."""
 MAX_LINE_BYTES = 16 * 1024
 """Longer seed lines are reported and skipped without being held in memory."""
 BOM = b"\xef\xbb\xbf"
@@ -69,33 +75,62 @@ def read_seed_lines(stream: BinaryIO) -> Iterator[tuple[int, str | None, str]]:
 
 async def seed(redis: Redis, settings: Settings, stream: BinaryIO,
                on_problem: Callable[[int, str], None] | None = None) -> SeedReport:
-    """Add every valid URL in ``stream`` at depth 0; report the rest by line number."""
+    """Add every valid URL in ``stream`` at depth 0; report the rest by line number.
+
+    Double-buffered: while Valkey runs one window's add calls, this process
+    reads and prepares the next. A window is sorted by host first, so each
+    add call holds few hosts with many URLs each (one queue push a host, one
+    prefix lookup a directory) instead of as many hosts as URLs.
+    """
     frontier = Frontier(redis, settings, local_dedup=False)
     scope = ScopeStore(redis, settings)
     report = SeedReport()
-    batch: list[str] = []
+    window: list[str] = []
+    in_flight: asyncio.Task[list[Any]] | None = None
 
-    async def flush() -> None:
+    def count(replies: list[Any]) -> None:
+        for added, seen, capped in replies:
+            report.added += int(added)
+            report.seen += int(seen)
+            report.capped += int(capped)
+
+    async def send(urls: list[str]) -> None:
+        nonlocal in_flight
+        await frontier.keyer.prime(urls)
+        keyed = sorted(((frontier.keyer.key(url), url) for url in urls), key=itemgetter(0))
+        hosts = [host for host, _ in keyed]
+        calls, _ = frontier.add_calls(((url, 0) for _, url in keyed), hosts=hosts)
+        first_of_host = {host: url for host, url in reversed(keyed)}
+        anchors = anchors_for(first_of_host.values())
+        if in_flight is not None:
+            count(await in_flight)
         # Scope anchors first: a running worker may claim these URLs at once,
         # and must then see their hosts as in scope.
-        await scope.add(anchors_for(batch))
-        counts = await frontier.add((url, 0) for url in batch)
-        report.added += counts.added
-        report.seen += counts.seen
-        report.capped += counts.capped
-        batch.clear()
+        await scope.add(anchors)
+        in_flight = asyncio.create_task(frontier.run(calls))
 
-    for number, url, problem in read_seed_lines(stream):
-        if url is None:
-            report.invalid += 1
-            if len(report.problems) < 1000:
-                report.problems.append((number, problem))
-            if on_problem:
-                on_problem(number, problem)
-            continue
-        batch.append(url)
-        if len(batch) >= BATCH:
-            await flush()
-    if batch:
-        await flush()
+    try:
+        for number, url, problem in read_seed_lines(stream):
+            if url is None:
+                report.invalid += 1
+                if len(report.problems) < 1000:
+                    report.problems.append((number, problem))
+                if on_problem:
+                    on_problem(number, problem)
+                continue
+            window.append(url)
+            if len(window) % YIELD_EVERY == 0:
+                # The pipeline in flight is larger than the socket's buffer: let
+                # the event loop keep writing it while this loop reads lines.
+                await asyncio.sleep(0)
+            if len(window) >= WINDOW:
+                await send(window)
+                window = []
+        if window:
+            await send(window)
+        if in_flight is not None:
+            count(await in_flight)
+    finally:
+        if in_flight is not None and not in_flight.done():
+            await cancel_and_wait([in_flight], within=5.0)
     return report

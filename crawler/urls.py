@@ -202,6 +202,12 @@ def host_key(url: str) -> str:
     return url[start:end if end >= 0 else None]
 
 
+def prefix_length(url: str) -> int:
+    """Length of a canonical URL's prefix: up to the last '/' of its path (not its query)."""
+    query = url.find("?")
+    return url.rfind("/", 0, query if query >= 0 else len(url)) + 1
+
+
 def hostname(url: str) -> str:
     """The bare host name of a canonical URL (no port)."""
     key = host_key(url)

@@ -151,19 +151,35 @@ local function split_url(url)
   return string.sub(url, 1, cut), string.sub(url, cut + 1)
 end
 
-local function prefix_id(base, host, prefix)
+-- ``known``: prefix -> id already looked up for this host in this call.
+local function prefix_id(base, host, prefix, known)
+  local id = known and known[prefix]
+  if id then return id end
   local px = base .. 'px:' .. host
-  local id = redis.call('HGET', px, '=' .. prefix)
-  if id then return tonumber(id) end
-  local n = redis.call('HINCRBY', px, 'n', 1)
-  if n > PREFIXES_KEPT then return 0 end
-  redis.call('HSET', px, '=' .. prefix, n, n, prefix)
-  return n
+  id = redis.call('HGET', px, '=' .. prefix)
+  if id then
+    id = tonumber(id)
+  else
+    id = redis.call('HINCRBY', px, 'n', 1)
+    if id > PREFIXES_KEPT then
+      id = 0
+    else
+      redis.call('HSET', px, '=' .. prefix, id, id, prefix)
+    end
+  end
+  if known then known[prefix] = id end
+  return id
 end
 
-local function entry(base, host, attempts, depth, hops, url)
-  local prefix, rest = split_url(url)
-  local id = prefix_id(base, host, prefix)
+-- ``cut``, when the caller knows it: the length of the URL's prefix.
+local function entry(base, host, attempts, depth, hops, url, known, cut)
+  local prefix, rest
+  if cut then
+    prefix, rest = string.sub(url, 1, cut), string.sub(url, cut + 1)
+  else
+    prefix, rest = split_url(url)
+  end
+  local id = prefix_id(base, host, prefix, known)
   if id == 0 then return header(attempts, depth, hops) .. '\0' .. url end
   return header(attempts, depth, hops) .. string.char(id) .. rest
 end

@@ -4,8 +4,11 @@
 --       kept only for hosts seen first and used while no policy table is
 --       published; names (space-separated, politeness_key = "ip" only) are
 --       host names seen on this address, whose overrides decide its policy,
---       then URLs x (bucket_hex, fingerprint, host, depth, hops, url); hops
---       counts the redirects that led to the URL
+--       then groups of one host's URLs at one depth: host, count, depth,
+--       hops (the redirects that led to them), then count x (bucket_hex,
+--       fingerprint, url, cut: the length of the URL's prefix).
+-- A host's new URLs go to its queue in one RPUSH, and a prefix is looked up
+-- once a call: most URLs of a call share their host and their directory.
 -- Returns {added, already_seen, over_host_cap}.
 local base = ARGV[1]
 local max_pages = tonumber(ARGV[2])
@@ -32,31 +35,42 @@ for _ = 1, nhosts do
   i = i + 4
 end
 local added, seen, capped = 0, 0, 0
-local touched = {}
-while i + 5 <= #ARGV do
-  local bucket, fp, host, depth, hops, url =
-    ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  i = i + 6
+local prefix_ids = {}  -- prefix -> id, within this call (one host's group at a time)
+while i <= #ARGV do
+  local host, count, depth, hops = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]),
+    tonumber(ARGV[i + 3])
+  i = i + 4
   local hk = base .. 'h:' .. host
-  if max_pages > 0 and hnum(hk, 'pages', 0) >= max_pages then
-    -- Over the per-host cap: not marked seen, so raising the cap later works.
-    capped = capped + 1
-  elseif redis.call('SADD', base .. 'seen:' .. bucket, fp) == 1 then
-    push(base, host, 0, tonumber(depth), tonumber(hops), url, false)
-    if max_pages > 0 then redis.call('HINCRBY', hk, 'pages', 1) end
-    touched[host] = true
-    added = added + 1
-  else
-    seen = seen + 1
+  local pages = max_pages > 0 and hnum(hk, 'pages', 0) or 0
+  local entries = {}
+  for _ = 1, count do
+    local bucket, fp, url, cut = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+    i = i + 4
+    if max_pages > 0 and pages >= max_pages then
+      -- Over the per-host cap: not marked seen, so raising the cap later works.
+      capped = capped + 1
+    elseif redis.call('SADD', base .. 'seen:' .. bucket, fp) == 1 then
+      entries[#entries + 1] = entry(base, host, 0, depth, hops, url, prefix_ids, cut)
+      pages = pages + 1
+    else
+      seen = seen + 1
+    end
   end
+  if #entries > 0 then
+    local length
+    for start = 1, #entries, 1000 do  -- unpack has a stack limit
+      length = redis.call('RPUSH', base .. 'q:' .. host,
+                          unpack(entries, start, math.min(start + 999, #entries)))
+    end
+    if max_pages > 0 then redis.call('HINCRBY', hk, 'pages', #entries) end
+    added = added + #entries
+    -- Only a queue that was empty can make its host ready.
+    if length == #entries then refresh_ready(base, host, now) end
+  end
+  prefix_ids = {}
 end
 if added > 0 then
   redis.call('HINCRBY', KEYS[7], 'queued', added)
   redis.call('HINCRBY', KEYS[7], 'seen', added)
-  for host in pairs(touched) do
-    if redis.call('ZSCORE', KEYS[1], host) == false then
-      refresh_ready(base, host, now)
-    end
-  end
 end
 return {added, seen, capped}
