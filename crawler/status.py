@@ -80,3 +80,17 @@ async def crawl_status(redis: Redis, settings: Settings) -> dict[str, Any]:
                    for h in sorted(held, key=lambda h: -h.queued)[:HELD_LISTED]],
     }
     return status
+
+
+async def crawl_is_done(redis: Redis, settings: Settings) -> bool:
+    """Nothing queued, leased or waiting in any shard, and no live worker."""
+    stats = await Frontier(redis, settings).stats()
+    if stats["queued"] > 0 or stats["leased"] > 0:
+        return False
+    pipe = redis.pipeline(transaction=False)
+    for shard in keys.all_shards(settings.crawl, settings.shards):
+        pipe.zcard(shard.delayed)
+    if any(int(n) for n in await pipe.execute()):
+        return False
+    workers = await list_workers(redis, settings.crawl, await server_ms(redis))
+    return not any(w.alive for w in workers)

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from crawler.bench.sitegen import free_port
 from crawler.config import Settings
 from crawler.fetch import Fetcher
-from crawler.results import export
+from crawler.results.export import export
 
 CAP = 1024 * 1024
 

@@ -419,7 +419,7 @@ async def test_redis_keeps_only_the_rules_we_obey_not_the_file(
     body = others + "User-agent: *\nDisallow: /private\nSitemap: http://s.test/map.xml\n"
     assert len(body) > 250_000
     server = Server([text(body)])
-    site, got = await crawl_links(redis, settings, server, ["/private/x", "/public"])
+    site, _ = await crawl_links(redis, settings, server, ["/private/x", "/public"])
     assert "/private/x" not in site.paths() and "/public" in site.paths()
     key = Frontier(redis, settings).shards[0].robots(site.url(IP, "/")[:-1])
     stored = await redis.get(key)

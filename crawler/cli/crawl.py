@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -147,33 +148,60 @@ def export(
     out: Annotated[str, typer.Argument(help="Output file (JSON lines); - for stdout.")],
     redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = None,
     home: HomeOpt = None,
-    follow: Annotated[bool, typer.Option(help="Keep exporting as results arrive.")] = False,
+    follow: Annotated[bool, typer.Option(
+        help="Keep exporting as results arrive; end when the crawl is done.")] = False,
+    forever: Annotated[bool, typer.Option(
+        help="With --follow: never end, wait for new results.")] = False,
+    drain: Annotated[bool, typer.Option(
+        help="Take the results out of Redis once the file holds them (appends to FILE).")
+                     ] = False,
+    force: Annotated[bool, typer.Option(help="Overwrite FILE if it exists.")] = False,
+    append: Annotated[bool, typer.Option(help="Add to FILE if it exists.")] = False,
 ) -> None:
-    """Write every result as one JSON object a line."""
-    from crawler.results import export as export_results
+    """Write every result as one JSON object a line (read-only, unless --drain)."""
+    from crawler.results.export import drain as drain_results
+    from crawler.results.export import export as export_results
 
     settings = settings_for(ctx, redis=redis, crawl=crawl, config=config, home=home)
+    path = Path(out)
+    if drain and out == "-":
+        raise CrawlError("--drain needs a file: standard output cannot be fsynced, so "
+                         "results would leave Redis before they are safe")
+    if out != "-" and not drain and not (force or append) and path.exists() \
+            and path.stat().st_size > 0:
+        raise CrawlError(f"{out} exists: --force to overwrite it, --append to add to it")
+    written = [0]
 
-    async def main() -> int:
+    async def main() -> None:
         client, s = await open_crawl(settings)
         try:
-            if out == "-":
-                return await export_results(client, s, sys.stdout, follow=follow)
-            try:
-                fh = open(out, "w", encoding="utf-8")  # noqa: ASYNC230, SIM115 - one writer
-            except OSError as exc:
-                raise CrawlError(f"cannot write {out}: {exc.strerror}") from None
-            with fh:
-                return await export_results(client, s, fh, follow=follow)
+            if drain:
+                written[0] = await drain_results(
+                    client, s, path, follow=follow, forever=forever,
+                    on_batch=lambda n: written.__setitem__(0, n))
+            elif out == "-":
+                written[0] = await export_results(client, s, sys.stdout, follow=follow,
+                                                  forever=forever)
+            else:
+                try:
+                    fh = open(out, "a" if append else "w", encoding="utf-8")  # noqa: ASYNC230, SIM115
+                except OSError as exc:
+                    raise CrawlError(f"cannot write {out}: {exc.strerror}") from None
+                with fh:
+                    written[0] = await export_results(client, s, fh, follow=follow,
+                                                      forever=forever)
         finally:
             await client.aclose()
 
     try:
-        count = run_async(main)
+        run_async(main)
     except KeyboardInterrupt:
+        typer.echo(f"interrupted: {'drained' if drain else 'exported'} {written[0]} results"
+                   + ("" if out == "-" else f" to {out}"), err=True)
         raise typer.Exit(130) from None
     if out != "-":
-        typer.echo(f"exported {count} results to {out}", err=True)
+        typer.echo(f"{'drained' if drain else 'exported'} {written[0]} results to {out}",
+                   err=True)
 
 
 def status(ctx: typer.Context, redis: RedisOpt = None, crawl: CrawlOpt = None,

@@ -20,7 +20,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-SCRIPT_NAMES = ("add", "claim", "complete", "retry", "reclaim", "robots", "unlock", "heartbeat")
+SCRIPT_NAMES = ("add", "claim", "complete", "retry", "reclaim", "robots", "unlock", "heartbeat",
+                "drain")
 
 Call = tuple[str, list[str], list[Any]]
 """One script call: (script name, keys, args)."""

@@ -224,3 +224,34 @@ local function hold_host(base, host, until_ms, reason)
   redis.call('ZADD', base .. 'held', string.format('%d', until_ms), host)
   redis.call('HSET', base .. 'h:' .. host, 'hold', reason)
 end
+
+-- Stream ids: "ms-seq".
+local function id_less(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+
+-- The id below which every consumer group has read and acknowledged every
+-- entry of the stream (nil when it has no group: nothing is acknowledged).
+-- A group's bound is its oldest pending entry, or the entry after the last
+-- it was given.
+local function acknowledged_until(stream)
+  local groups = redis.call('XINFO', 'GROUPS', stream)
+  if #groups == 0 then return nil end
+  local low = nil
+  for _, group in ipairs(groups) do
+    local info = {}
+    for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
+    local bound
+    if tonumber(info['pending']) > 0 then
+      bound = redis.call('XPENDING', stream, info['name'])[2]
+    else
+      local ms, seq = string.match(info['last-delivered-id'], '^(%d+)-(%d+)$')
+      bound = ms .. '-' .. string.format('%d', tonumber(seq) + 1)
+    end
+    if low == nil or id_less(bound, low) then low = bound end
+  end
+  return low
+end

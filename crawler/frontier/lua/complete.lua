@@ -3,7 +3,7 @@
 -- reclaimed after expiry) changes nothing, so every URL has one result.
 -- ARGV: base, lease_id, result_json, is_error (0/1), not_before_ms (host's
 --       next start no earlier than now + this; 0 = no change), stream_maxlen
---       (0 = unbounded), no_request (0/1, optional: the lease made no request,
+--       (0 = unbounded; only acknowledged results are ever deleted), no_request (0/1, optional: the lease made no request,
 --       e.g. robots.txt disallowed its URL, so its claim's delay is given back
 --       unless another claim or a backoff moved the host's next time since)
 -- Returns 1 when the result was recorded, 0 for a stale lease.
@@ -15,11 +15,17 @@ local now = now_ms()
 local host, _, _, _, _, _, claimed, prev, mine = split_lease(data)
 redis.call('HDEL', KEYS[4], id)
 redis.call('ZREM', KEYS[3], id)
+redis.call('XADD', KEYS[6], '*', 'r', ARGV[3])
+-- results_maxlen bounds the stream, but only by deleting what every consumer
+-- group has acknowledged: a result nobody has taken out is never lost. Past
+-- the bound with nothing to delete, stats counts it and crawl status warns.
 local maxlen = tonumber(ARGV[6])
-if maxlen > 0 then
-  redis.call('XADD', KEYS[6], 'MAXLEN', '~', maxlen, '*', 'r', ARGV[3])
-else
-  redis.call('XADD', KEYS[6], '*', 'r', ARGV[3])
+if maxlen > 0 and redis.call('XLEN', KEYS[6]) > maxlen then
+  local low = acknowledged_until(KEYS[6])
+  if low then redis.call('XTRIM', KEYS[6], 'MINID', low) end
+  if redis.call('XLEN', KEYS[6]) > maxlen then
+    redis.call('HINCRBY', KEYS[7], 'results_over_maxlen', 1)
+  end
 end
 redis.call('HINCRBY', KEYS[7], 'leased', -1)
 redis.call('HINCRBY', KEYS[7], 'done', 1)

@@ -1,0 +1,147 @@
+"""Taking results out of Redis once a file holds them: ``crawl export FILE --drain``.
+
+Through a consumer group (``drain``) on every shard's results stream:
+
+1. read a batch: first this drain's own entries read but not acknowledged
+   (a drain killed before it acknowledged gets them again when it restarts),
+   then entries another drain has held unacknowledged for ``STALE_AFTER``
+   (a drain killed and never restarted), then new ones;
+2. the caller writes them to its file and fsyncs it;
+3. ``acknowledge``: XACK, then delete every entry all groups have
+   acknowledged (``drain.lua``), so memory goes back down.
+
+Several drains of one crawl share the work through the group. A drain's
+consumer name comes from its host and file, so the same command run again
+after a kill picks up its own pending entries at once. Its file is written
+idempotently by record id: at start it reads the ids at the file's tail (and
+cuts a line a kill left half-written), and skips entries already there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from crawler import keys
+from crawler.config import Settings
+from crawler.frontier.scripts import ScriptRunner
+from crawler.results.stream import PAGE, Entry, s, text_of
+
+GROUP = "drain"
+STALE_AFTER_MS = 60_000
+"""A result another drain read this long ago and never acknowledged is taken over."""
+BLOCK_MS = 2000
+
+
+def consumer_name(path: str) -> str:
+    """Stable for one file on one host: a restarted drain is the same consumer."""
+    digest = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:12]
+    return f"{socket.gethostname()}:{digest}"
+
+
+def tail_ids(path: Path, limit: int) -> set[str]:
+    """The ids of the last ``limit`` records of a JSON-lines file; cuts a partial last line."""
+    if not path.exists():
+        return set()
+    with open(path, "rb+") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return set()
+        # A kill during a write can leave a line without its newline: cut it.
+        fh.seek(size - 1)
+        if fh.read(1) != b"\n":
+            fh.seek(0)
+            data = fh.read()
+            keep = data.rfind(b"\n") + 1
+            fh.truncate(keep)
+            size = keep
+        start = max(0, size - limit * 4096)  # records are far below 4 KiB
+        fh.seek(start)
+        lines = fh.read().split(b"\n")[-limit - 1:]
+    ids = set()
+    for line in lines:
+        if line.startswith(b'{"id":"'):
+            ids.add(line[7:line.index(b'"', 7)].decode())
+    return ids
+
+
+class Drain:
+    """A consumer of the crawl's results streams, in the ``drain`` group."""
+
+    def __init__(self, redis: Redis, settings: Settings, consumer: str) -> None:
+        self.redis = redis
+        self.consumer = consumer
+        self.shards = keys.all_shards(settings.crawl, settings.shards)
+        self.scripts = ScriptRunner(redis)
+        self._numbers = {shard.results: shard.shard for shard in self.shards}
+        self._own_pending_done = False
+
+    async def start(self) -> int:
+        """Join the group on every shard; returns how many entries this consumer holds."""
+        held = 0
+        for shard in self.shards:
+            try:
+                await self.redis.xgroup_create(shard.results, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            summary: Any = await self.redis.xpending_range(
+                shard.results, GROUP, min="-", max="+", count=PAGE * 10,
+                consumername=self.consumer)
+            held += len(summary)
+        return held
+
+    async def read(self, *, block: bool) -> list[Entry]:
+        """The next batch: own pending entries, then stale ones, then new ones."""
+        if not self._own_pending_done:
+            batch = await self._read_group("0")
+            if batch:
+                return batch
+            self._own_pending_done = True
+        batch = await self._claim_stale()
+        if batch:
+            return batch
+        return await self._read_group(">", block=BLOCK_MS if block else None)
+
+    async def _read_group(self, start: str, block: int | None = None) -> list[Entry]:
+        reply: Any = await self.redis.xreadgroup(
+            GROUP, self.consumer, {shard.results: start for shard in self.shards},
+            count=PAGE, block=block)
+        out = []
+        for stream, entries in reply or []:
+            shard = self._numbers[s(stream)]
+            out += [Entry(shard, s(entry_id), text_of(fields))
+                    for entry_id, fields in entries if fields]
+        return out
+
+    async def _claim_stale(self) -> list[Entry]:
+        out = []
+        for shard in self.shards:
+            reply: Any = await self.redis.xautoclaim(shard.results, GROUP, self.consumer,
+                                                     STALE_AFTER_MS, "0-0", count=PAGE)
+            out += [Entry(shard.shard, s(entry_id), text_of(fields))
+                    for entry_id, fields in reply[1] if fields]
+        return out
+
+    async def acknowledge(self, entries: Iterable[Entry]) -> int:
+        """Acknowledge written entries and delete what every group has; returns deleted."""
+        by_shard: dict[int, list[str]] = {}
+        for entry in entries:
+            by_shard.setdefault(entry.shard, []).append(entry.entry_id)
+        calls = [("drain", self.shards[shard].script_keys,
+                  [self.shards[shard].base, GROUP, *ids]) for shard, ids in by_shard.items()]
+        replies = await self.scripts.run(calls)
+        return sum(int(deleted) for _, deleted in replies)
+
+    async def trim(self) -> int:
+        """Delete what every group has acknowledged, on every shard (nothing to acknowledge)."""
+        replies = await self.scripts.run([("drain", shard.script_keys, [shard.base, GROUP])
+                                          for shard in self.shards])
+        return sum(int(deleted) for _, deleted in replies)

@@ -1,0 +1,110 @@
+"""``crawl export``: every result to a file, read-only or draining.
+
+Plain export reads the streams and changes nothing. ``--drain`` takes
+results out of Redis (``crawler.results.drain``): each batch is written,
+flushed and fsynced before it is acknowledged and deleted. ``--follow``
+keeps going as results arrive and ends by itself when the crawl is done
+(nothing queued, leased or waiting, and no live worker), unless ``forever``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import IO
+
+from redis.asyncio import Redis
+
+from crawler.config import Settings
+from crawler.results.drain import Drain, consumer_name, tail_ids
+from crawler.results.stream import Entry, count_results, iter_entries
+from crawler.status import crawl_is_done
+
+DONE_CHECK_EVERY = 2.0
+"""Seconds between checks that a followed crawl is done, while no results arrive."""
+
+
+class Progress:
+    """A rich progress bar on a terminal, nothing otherwise."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.bar = None
+        if enabled:
+            from rich.progress import Progress as RichProgress
+
+            self.bar = RichProgress(transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("exporting", total=total or None)
+
+    def update(self, written: int) -> None:
+        if self.bar is not None and written % 500 == 0:
+            self.bar.update(self.task, completed=written)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _done_checker(redis: Redis, settings: Settings) -> Callable[[], Awaitable[bool]]:
+    last = 0.0
+
+    async def done() -> bool:
+        nonlocal last
+        if time.monotonic() - last < DONE_CHECK_EVERY:
+            return False
+        last = time.monotonic()
+        return await crawl_is_done(redis, settings)
+
+    return done
+
+
+async def export(redis: Redis, settings: Settings, out: IO[str], *, follow: bool = False,
+                 forever: bool = False, progress: bool | None = None) -> int:
+    """Write every result as one JSON line (read-only). Returns how many were written."""
+    if progress is None:
+        progress = out is not sys.stdout and sys.stderr.isatty()
+    bar = Progress(progress, await count_results(redis, settings))
+    written = 0
+    until_done = None if forever else _done_checker(redis, settings)
+    try:
+        async for entry in iter_entries(redis, settings, follow=follow, until_done=until_done):
+            out.write(entry.line())
+            out.write("\n")
+            written += 1
+            bar.update(written)
+            if follow:
+                out.flush()
+    finally:
+        bar.stop()
+    return written
+
+
+async def drain(redis: Redis, settings: Settings, path: Path, *, follow: bool = False,
+                forever: bool = False, on_batch: Callable[[int], None] | None = None) -> int:
+    """Move results from Redis to ``path`` (appended). Returns how many were written."""
+    worker = Drain(redis, settings, consumer_name(str(path)))
+    held = await worker.start()
+    already = tail_ids(path, held)
+    done = None if forever else _done_checker(redis, settings)
+    written = 0
+    with open(path, "a", encoding="utf-8") as fh:  # noqa: ASYNC230 - one writer, fsynced
+        while True:
+            batch = await worker.read(block=follow)
+            if not batch:
+                await worker.trim()
+                if not follow or (done is not None and await done()):
+                    return written
+                continue
+            fresh: list[Entry] = [e for e in batch if e.id not in already]
+            for entry in fresh:
+                fh.write(entry.line())
+                fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())  # on disk before Redis lets go of them
+            await worker.acknowledge(batch)
+            written += len(fresh)
+            if on_batch:
+                on_batch(written)

@@ -1,0 +1,41 @@
+"""Result records: the fields every fetched URL ends with, and their JSON text."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+# The fields of every record, in this order.
+FIELDS = ("url", "final_url", "status", "title", "links", "content_type", "bytes", "depth",
+          "attempts", "elapsed_ms", "fetched_at", "worker", "noindex", "redirect_to", "error")
+
+
+def make_record(*, url: str, depth: int, attempts: int, worker: str, final_url: str | None = None,
+                status: int | None = None, title: str | None = None, links: int = 0,
+                content_type: str | None = None, size: int = 0, elapsed: float = 0.0,
+                noindex: bool = False, redirect_to: str | None = None,
+                error: tuple[str, str] | None = None) -> dict[str, Any]:
+    """One result record. ``error`` is (type, message) or None; ``redirect_to`` a 3xx's target."""
+    return {
+        "url": url,
+        "final_url": final_url,
+        "status": status,
+        "title": title,
+        "links": links,
+        "content_type": content_type,
+        "bytes": size,
+        "depth": depth,
+        "attempts": attempts,
+        "elapsed_ms": round(elapsed * 1000, 1),
+        "fetched_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "worker": worker,
+        "noindex": noindex,
+        "redirect_to": redirect_to,
+        "error": None if error is None else {"type": error[0], "message": error[1]},
+    }
+
+
+def dumps(record: dict[str, Any]) -> str:
+    """JSON text of a record: ASCII-only, so any title survives any terminal or pipe."""
+    return json.dumps(record, ensure_ascii=True, separators=(",", ":"))
