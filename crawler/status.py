@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from crawler import keys
 from crawler.config import Settings
 from crawler.frontier import Frontier
+from crawler.results.stream import count_results
 from crawler.workers import list_workers
 
 HELD_LISTED = 20
@@ -64,7 +65,8 @@ def held_summary(held: list[HeldHost]) -> dict[str, Any]:
             "urls_by_reason": dict(by_reason)}
 
 
-async def crawl_status(redis: Redis, settings: Settings) -> dict[str, Any]:
+async def crawl_status(redis: Redis, settings: Settings, *, memory: bool = True
+                       ) -> dict[str, Any]:
     """The crawl's counters, workers and held hosts, as crawl status prints them."""
     status: dict[str, Any] = await Frontier(redis, settings).stats()
     now = await server_ms(redis)
@@ -79,6 +81,10 @@ async def crawl_status(redis: Redis, settings: Settings) -> dict[str, Any]:
                     "seconds_left": round(max(0, h.until_ms - now) / 1000, 1)}
                    for h in sorted(held, key=lambda h: -h.queued)[:HELD_LISTED]],
     }
+    if memory:
+        status["memory"] = await memory_by_kind(redis, settings)
+    status["results_pending"] = await count_results(redis, settings)
+    status["warnings"] = warnings_for(status)
     return status
 
 
@@ -94,3 +100,73 @@ async def crawl_is_done(redis: Redis, settings: Settings) -> bool:
         return False
     workers = await list_workers(redis, settings.crawl, await server_ms(redis))
     return not any(w.alive for w in workers)
+
+
+# -- Redis memory by kind -----------------------------------------------------------------
+
+KINDS = {"q": "queued", "px": "queued", "seen": "seen", "h": "hosts", "results": "results",
+         "robots": "robots", "robots_fails": "robots", "robots_lock": "robots"}
+"""Key name (after the crawl's hash tag) -> the kind its memory counts as; else ``other``."""
+SCAN_BUDGET = 200_000
+"""Keys crawl status visits at most; past it, each kind is scaled from what it saw."""
+
+
+def kind_of(key: str) -> str:
+    name = key.split("}:", 1)[-1].split(":", 1)[0]
+    return KINDS.get(name, "other")
+
+
+async def memory_by_kind(redis: Redis, settings: Settings, budget: int = SCAN_BUDGET
+                         ) -> dict[str, Any]:
+    """The crawl's Redis memory by kind, from MEMORY USAGE of its keys (sampled past budget).
+
+    Also counts dedup buckets that left the intset encoding (each URL in them
+    then costs about 40 bytes instead of 8).
+    """
+    prefix = f"{keys.PREFIX}:{{{settings.crawl}"
+    total_keys = int(await redis.dbsize())
+    visited = 0
+    cursor = 0
+    ours: list[str] = []
+    while True:
+        cursor, batch = await redis.scan(cursor=cursor, count=1000)
+        visited += len(batch)
+        ours += [str(k) for k in batch if str(k).startswith(prefix)]
+        if int(cursor) == 0 or visited >= budget:
+            break
+    pipe = redis.pipeline(transaction=False)
+    for key in ours:
+        pipe.memory_usage(key)
+        if kind_of(key) == "seen":
+            pipe.object("encoding", key)
+    replies = iter(await pipe.execute())
+    kinds: dict[str, int] = dict.fromkeys(("queued", "seen", "hosts", "results", "robots",
+                                           "other"), 0)
+    buckets = wide_buckets = 0
+    for key in ours:
+        kind = kind_of(key)
+        kinds[kind] += int(next(replies) or 0)
+        if kind == "seen":
+            buckets += 1
+            wide_buckets += str(next(replies)) != "intset"
+    complete = int(cursor) == 0
+    scale = 1.0 if complete else total_keys / max(1, visited)
+    return {"bytes": {k: round(v * scale) for k, v in kinds.items()},
+            "sampled": not complete, "keys": round(len(ours) * scale),
+            "dedup_buckets_not_intset": round(wide_buckets * scale),
+            "dedup_buckets": round(buckets * scale)}
+
+
+def warnings_for(status: dict[str, Any]) -> list[str]:
+    out = []
+    memory = status.get("memory") or {}
+    if memory.get("dedup_buckets_not_intset"):
+        out.append(f"{memory['dedup_buckets_not_intset']} of {memory['dedup_buckets']} dedup "
+                   "buckets are no longer intsets (about 40 bytes a URL instead of 8): the "
+                   "crawl outgrew expected_urls, or the server's set-max-intset-entries is "
+                   "lower than when the crawl was created")
+    if status.get("results_over_maxlen"):
+        out.append(f"results are past results_maxlen with nothing acknowledged to delete "
+                   f"({status['results_over_maxlen']} times): run crawl export --drain, "
+                   "or nothing will ever bound them")
+    return out

@@ -268,3 +268,19 @@ async def test_every_script_touches_one_slot_only(cluster: Redis, settings: Sett
     assert await reclaim_expired(frontier, 16) == 16  # the rest expire
     await frontier.claim(64, "w")  # due retries move back to their queues
     assert (await frontier.stats())["done"] == 16
+
+
+async def test_a_finished_host_shrinks_to_nothing_and_one_under_a_cap_to_its_count(
+        redis: Redis, settings: Settings) -> None:
+    for cap, left in ((0, None), (5, {"pages": "2"})):
+        s = settings.replace(crawl=f"compact{cap}", max_per_host=2, max_pages_per_host=cap)
+        frontier = Frontier(redis, s)
+        await frontier.add([("http://a.test/1", 0), ("http://a.test/2", 0)])
+        for lease in (await frontier.claim(2, "w")).leases:
+            await frontier.complete(lease, "{}")
+        await frontier.reclaim()  # the sweep runs with every reclaim
+        host = frontier.shards[0].host("a.test")
+        state = await redis.hgetall(host) or None
+        assert state == left, cap
+        assert not await redis.exists(frontier.shards[0].queue("a.test"),
+                                      frontier.shards[0].prefixes("a.test"))

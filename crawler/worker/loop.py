@@ -124,6 +124,10 @@ class Worker:
         await publish_policy(self.redis, self.settings)
         while not self.stopping:
             if not await self._step(runner):
+                # Finished: compact the hosts that just went idle, so a finished
+                # crawl leaves what its seen URLs need, not its hosts' state.
+                with contextlib.suppress(*REDIS_ERRORS):
+                    await self.frontier.reclaim()
                 break
         self.watch.waiting_on = "fetches in flight to finish (stopping)"
         await self._drain()

@@ -1,0 +1,47 @@
+"""crawl status: counters, held hosts, Redis memory by kind, and its warnings."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from crawler.config import Settings
+from crawler.frontier import Frontier
+from crawler.status import crawl_status, memory_by_kind
+
+
+async def test_memory_by_kind_accounts_for_the_crawls_keys(redis: Redis,
+                                                           settings: Settings) -> None:
+    frontier = Frontier(redis, settings)
+    await frontier.add([(f"http://h{i % 10}.test/d{i % 7}/p{i}.html", 1) for i in range(2000)])
+    await redis.set("someone-else:key", "x" * 10_000)  # not ours: not counted
+    memory = await memory_by_kind(redis, settings)
+    total = sum(memory["bytes"].values())
+    used: int = 0
+    async for key in redis.scan_iter(match=f"crawl:{{{settings.crawl}*"):
+        used += int(await redis.memory_usage(key) or 0)
+    assert total == used and not memory["sampled"]
+    assert memory["bytes"]["queued"] > memory["bytes"]["hosts"] > 0
+    assert memory["bytes"]["seen"] > 0 and memory["dedup_buckets_not_intset"] == 0
+
+
+async def test_a_sampled_scan_scales_each_kind_to_the_whole(redis: Redis,
+                                                            settings: Settings) -> None:
+    frontier = Frontier(redis, settings)
+    await frontier.add([(f"http://h{i}.test/p.html", 1) for i in range(3000)])
+    exact = await memory_by_kind(redis, settings)
+    sampled = await memory_by_kind(redis, settings, budget=2000)
+    assert sampled["sampled"]
+    for kind in ("queued", "hosts"):
+        assert 0.5 < sampled["bytes"][kind] / exact["bytes"][kind] < 2.0, kind
+
+
+async def test_status_warns_when_dedup_buckets_outgrow_intsets(redis: Redis,
+                                                               settings: Settings) -> None:
+    # One bucket (bits=1: two buckets) holding more than the server keeps as an intset.
+    settings = settings.replace(dedup_bucket_bits=1)
+    limit = int((await redis.config_get("set-max-intset-entries"))["set-max-intset-entries"])
+    await Frontier(redis, settings).add(
+        [(f"http://h{i % 50}.test/{i}", 1) for i in range(2 * limit + 500)])
+    status = await crawl_status(redis, settings)
+    assert status["memory"]["dedup_buckets_not_intset"] >= 1
+    assert any("no longer intsets" in w for w in status["warnings"])
