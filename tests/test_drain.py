@@ -66,7 +66,8 @@ async def test_a_drain_moves_every_result_to_the_file_and_out_of_redis(
     out = tmp_path / "r.jsonl"
     assert await drain(redis, settings, out) == 50
     records = lines_of(out)
-    assert sorted(r["url"] for r in records) == sorted(f"http://h{i % 100}.test/{i}" for i in range(50))
+    want = sorted(f"http://h{i % 100}.test/{i}" for i in range(50))
+    assert sorted(r["url"] for r in records) == want
     assert len({r["id"] for r in records}) == 50
     assert await results_left(redis, settings) == 0
     # Again: nothing new, nothing written twice.
