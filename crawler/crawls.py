@@ -20,8 +20,10 @@ from crawler import keys
 from crawler.config import Settings
 from crawler.errors import ConfigError
 
-INTSET_FILL = 0.75
-"""Fraction of set-max-intset-entries a bucket is sized to hold at expected_urls."""
+INTSET_FILL = 0.25
+"""Fraction of set-max-intset-entries a bucket is sized to hold at expected_urls: a quarter,
+because adding to an intset moves half of it (8 KiB at 2048 entries, 32 KiB at 8192), and
+extra buckets cost only a key each."""
 DEFAULT_INTSET_ENTRIES = 512
 """Redis's and Valkey's default, assumed when CONFIG GET is not allowed."""
 MAX_BUCKET_BITS = 24

@@ -153,3 +153,14 @@ def test_an_interrupted_benchmark_stops_everything_it_started(signum: int) -> No
     wait_for(lambda: not _processes_mentioning(str(tmp)), 15, "every child to be gone")
     assert b"interrupted" in (bench.stderr.read() if bench.stderr else b"")
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_a_small_soak_drains_every_result_once_and_memory_comes_back() -> None:
+    from crawler.bench.soak import run_soak
+
+    report = run_soak(urls=6000, hosts=4, pages=500, processes=2, kill_drain=0,
+                      kill_workers=0, report_every=60, server="python", echo=lambda _: None)
+    assert (report["records"], report["missing"], report["duplicated"]) == (6000, 0, 0)
+    assert report["results_left_in_redis"] == 0
+    assert report["final_memory"]["bytes"]["hosts"] == 0  # finished hosts compacted
+    assert report["ok"], report

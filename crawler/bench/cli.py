@@ -19,7 +19,7 @@ import typer
 from crawler.bench.run import BenchConfig
 
 bench_app = typer.Typer(help="Benchmark on a generated local site, beside a minimal-loop "
-                             "ceiling (see bench/README.md).")
+                             "ceiling (see bench/README.md).", invoke_without_command=True)
 
 _D = BenchConfig()
 
@@ -49,6 +49,7 @@ def _process_counts(text: str) -> tuple[int, ...]:
 
 @bench_app.callback(invoke_without_command=True)
 def bench(
+    ctx: typer.Context,
     hosts: Annotated[int, typer.Option(min=1, help="Hosts of the site (127.0.0.2, ...).")
                      ] = _D.hosts,
     pages: Annotated[int, typer.Option(min=1, help="Pages per host.")] = _D.pages,
@@ -77,6 +78,8 @@ def bench(
                      ] = 0,
 ) -> None:
     """Crawl a generated site with 1 and 2 worker processes and print pages/s and costs."""
+    if ctx.invoked_subcommand is not None:
+        return
     _interrupt_on_sigterm()
     try:
         if dedup:
@@ -96,3 +99,46 @@ def bench(
         typer.echo("crawl bench: interrupted; stopped the servers and workers it started",
                    err=True)
         raise typer.Exit(130) from None
+
+
+@bench_app.command("memory")
+def memory(
+    urls: Annotated[int, typer.Option(min=1000, help="76-character URLs to seed.")
+                    ] = 1_000_000,
+    hosts: Annotated[int, typer.Option(min=1, help="Hosts they spread over.")] = 1000,
+    out: Annotated[str, typer.Option(help="JSON report path ('' for none).")
+                   ] = "bench/results/memory-latest.json",
+) -> None:
+    """Bytes per queued URL, seen URL, live host and result; seeding speed from one process."""
+    from crawler.bench.memory import run_memory
+
+    _interrupt_on_sigterm()
+    try:
+        run_memory(urls, hosts, out or None)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@bench_app.command("soak")
+def soak(
+    urls: Annotated[int, typer.Option(min=1, help="URLs to seed (site pages, then "
+                                                  "robots-disallowed ones).")] = 1_000_000,
+    hosts: Annotated[int, typer.Option(min=1, max=200, help="Site hosts.")] = 100,
+    pages: Annotated[int, typer.Option(min=1, help="Pages a host.")] = 2000,
+    processes: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
+    kill_drain: Annotated[int, typer.Option(min=0, help="kill -9s of the drain.")] = 2,
+    kill_workers: Annotated[int, typer.Option(min=0, help="kill -9s of a worker.")] = 1,
+    report_every: Annotated[float, typer.Option(min=1, help="Seconds between reports.")
+                            ] = 10.0,
+    server: Annotated[ServerKind, typer.Option(help="Web server.")] = ServerKind.auto,
+) -> None:
+    """A long crawl with a draining export and kills; checks results and memory at the end."""
+    from crawler.bench.soak import run_soak
+
+    _interrupt_on_sigterm()
+    try:
+        report = run_soak(urls, hosts, pages, processes, kill_drain, kill_workers, report_every,
+                          server.value)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    raise typer.Exit(0 if report["ok"] else 1)

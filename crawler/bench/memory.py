@@ -1,0 +1,124 @@
+"""``crawl bench memory``: what each kind of frontier state costs in Valkey, and seeding speed.
+
+On a fresh embedded Valkey (append-only, as a crawl runs it), measured with
+``MEMORY USAGE`` of every key (``crawler.status.memory_by_kind``):
+
+1. seed N 76-character URLs (H hosts, 100 directories a host) from this
+   process: URLs/s, the slowest add calls (SLOWLOG), bytes per queued URL
+   (queue entries, prefix tables and host state) and per seen URL;
+2. seed one URL on each of 10,000 more hosts: bytes per live host;
+3. finish 10,000 URLs with records of the usual size: bytes per result in
+   the stream, and again after ``crawl export --drain`` took them out.
+
+Only loopback and a temporary directory are used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+URL_LENGTH = 76
+SLOW_MICROS = 2000
+
+
+def url_76(i: int, hosts: int) -> str:
+    h, j = i % hosts, i // hosts
+    url = (f"https://www.site-{h:05d}.example.com/catalog/section-{j % 100:02d}/"
+           f"item-{i:07d}.html?r={i % 97:02d}")
+    assert len(url) == URL_LENGTH
+    return url
+
+
+async def _measure(url: str, n: int, hosts: int, echo: Any) -> dict[str, Any]:
+    from crawler.config import Settings
+    from crawler.connection import connect
+    from crawler.crawls import crawl_layout
+    from crawler.frontier import Frontier
+    from crawler.results import dumps, make_record
+    from crawler.results.export import drain
+    from crawler.seeds import seed
+    from crawler.status import memory_by_kind
+
+    base = Settings(redis_url=url, crawl="mem", expected_urls=max(n, 1_000_000),
+                    max_per_host=1000, delay=0)
+    client = await connect(base)
+    settings = await crawl_layout(client, base)
+    await client.config_set("slowlog-log-slower-than", SLOW_MICROS // 2)
+    await client.config_set("slowlog-max-len", 100_000)
+    await client.slowlog_reset()
+    out: dict[str, Any] = {"urls": n, "hosts": hosts, "url_length": URL_LENGTH}
+    try:
+        lines = "\n".join(url_76(i, hosts) for i in range(n)).encode()
+        started = time.monotonic()
+        report = await seed(client, settings, io.BytesIO(lines))
+        seconds = time.monotonic() - started
+        slow: Any = await client.slowlog_get(100_000)
+        calls = (await client.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+        memory = (await memory_by_kind(client, settings))["bytes"]
+        out["seed"] = {"added": report.added, "seconds": round(seconds, 2),
+                       "urls_per_s": round(n / seconds),
+                       "add_calls": calls,
+                       "calls_over_2ms": sum(e["duration"] > SLOW_MICROS for e in slow),
+                       "slowest_call_ms": round(max((e["duration"] for e in slow), default=0)
+                                                / 1000, 2)}
+        out["bytes_per_queued_url"] = round((memory["queued"] + memory["hosts"]) / n, 1)
+        out["bytes_per_queued_url_parts"] = {"queue_and_prefixes": round(memory["queued"] / n, 1),
+                                             "host_state": round(memory["hosts"] / n, 2)}
+        out["bytes_per_seen_url"] = round(memory["seen"] / n, 2)
+        echo(f"seeded {n} URLs at {out['seed']['urls_per_s']}/s; "
+             f"{out['bytes_per_queued_url']} B a queued URL, {out['bytes_per_seen_url']} B seen")
+
+        extra_hosts = 10_000
+        await seed(client, settings, io.BytesIO("\n".join(
+            f"https://solo-{h:05d}.example.org/index.html" for h in range(extra_hosts)).encode()))
+        after = (await memory_by_kind(client, settings))["bytes"]
+        per_url_entry = memory["queued"] / n
+        grown = after["queued"] + after["hosts"] - memory["queued"] - memory["hosts"]
+        out["bytes_per_live_host"] = round(grown / extra_hosts - per_url_entry, 1)
+
+        results = 10_000
+        frontier = Frontier(client, settings)
+        done = 0
+        while done < results:
+            leases = (await frontier.claim(min(1000, results - done), "bench")).leases
+            for lease in leases:
+                record = make_record(url=lease.url, depth=0, attempts=1, worker="node1:123:abcdef",
+                                     final_url=lease.url, status=200,
+                                     title="A product page title of usual length", links=60,
+                                     content_type="text/html", size=27_000, elapsed=0.081)
+                await frontier.complete(lease, dumps(record))
+            done += len(leases)
+        with_results = (await memory_by_kind(client, settings))["bytes"]
+        out["bytes_per_result_until_drained"] = round(with_results["results"] / results, 1)
+        with tempfile.TemporaryDirectory() as tmp:
+            await drain(client, settings, Path(tmp) / "r.jsonl")
+        out["bytes_of_results_after_drain"] = (await memory_by_kind(client, settings))[
+            "bytes"]["results"]
+        echo(f"{out['bytes_per_live_host']} B a live host; "
+             f"{out['bytes_per_result_until_drained']} B a result until drained, "
+             f"{out['bytes_of_results_after_drain']} B of results after the drain")
+    finally:
+        await client.aclose()
+    return out
+
+
+def run_memory(n: int, hosts: int, out: str | None, echo: Any = print) -> dict[str, Any]:
+    from crawler.server import ensure_server, stop_server
+
+    with tempfile.TemporaryDirectory(prefix="crawlmem") as tmp:
+        url = ensure_server(tmp)
+        try:
+            report = asyncio.run(_measure(url, n, hosts, echo))
+        finally:
+            stop_server(tmp)
+    echo(json.dumps(report, indent=1))
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(report, indent=1))
+    return report
