@@ -1,4 +1,12 @@
-"""Connecting to the frontier's Redis: a given URL, or the embedded Valkey."""
+"""Connecting to the frontier's Redis: a URL (one server or a cluster), or the embedded Valkey.
+
+A cluster is found by asking the server (``INFO cluster``: ``cluster_enabled:1``),
+or forced by ``redis+cluster://`` and ``rediss+cluster://``; any node serves as
+the seed node. The client is then redis-py's ``RedisCluster`` with the same
+password, ACL user, TLS and bounds. It is returned typed as ``Redis``: the
+commands the crawler sends are the same, and where they differ (script
+pipelines, multi-stream reads, SCAN) the code asks ``is_cluster``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,7 @@ from typing import Any
 
 import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -92,12 +101,75 @@ def make_client(url: str, *, timeout: float = SOCKET_TIMEOUT,
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
+CLUSTER_SCHEMES = {"redis+cluster://": "redis://", "rediss+cluster://": "rediss://"}
+
+
+def is_cluster(redis: Any) -> bool:
+    return isinstance(redis, RedisCluster)
+
+
+def plain_url(url: str) -> str:
+    """``redis+cluster://`` and ``rediss+cluster://`` as redis-py spells them."""
+    for forced, plain in CLUSTER_SCHEMES.items():
+        if url.startswith(forced):
+            return plain + url[len(forced):]
+    return url
+
+
+NODE_KWARGS_KEPT = ("username", "password", "credential_provider", "db", "socket_timeout",
+                    "socket_connect_timeout", "socket_keepalive", "socket_keepalive_options",
+                    "health_check_interval", "retry", "decode_responses", "encoding",
+                    "encoding_errors", "client_name", "protocol")
+"""Connection settings a node client takes from the cluster client (and every ssl_*)."""
+
+
+def make_node_client(host: str, port: int, cluster_kwargs: dict[str, Any],
+                     max_connections: int = 16) -> Redis:
+    """A client of one cluster node with the cluster client's connection settings."""
+    from redis.asyncio.connection import Connection
+
+    kwargs = {k: v for k, v in cluster_kwargs.items()
+              if k in NODE_KWARGS_KEPT or k.startswith("ssl_")}
+    cls = cluster_kwargs.get("connection_class", Connection)
+    pool = BlockingConnectionPool(connection_class=_with_hiredis_packing(cls),
+                                  max_connections=max_connections, timeout=SOCKET_TIMEOUT,
+                                  host=host, port=port, **kwargs)
+    return Redis.from_pool(pool)
+
+
+def make_cluster_client(url: str, *, max_connections: int = 64) -> Redis:
+    """A RedisCluster client with the bounds of ``make_client``, typed as Redis."""
+    cluster = RedisCluster.from_url(
+        plain_url(url), decode_responses=True, max_connections=max_connections,
+        socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=5.0, health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), COMMAND_RETRIES))
+    return cluster  # type: ignore[return-value]
+
+
+async def primaries(redis: Redis) -> list[Redis]:
+    """The client itself on one server; on a cluster, a client of each master (close them)."""
+    if not isinstance(redis, RedisCluster):
+        return [redis]
+    kwargs = redis.nodes_manager.connection_kwargs
+    return [make_node_client(node.host, int(node.port), kwargs, max_connections=2)
+            for node in redis.get_primaries()]
+
+
 async def connect(settings: Settings) -> Redis:
-    """A checked client for the crawl's Redis, or RedisUnavailable naming the URL."""
+    """A checked client for the crawl's Redis (one server or a cluster), or RedisUnavailable."""
     url = redis_url(settings)
-    client = make_client(url, max_connections=settings.concurrency + 32)
+    size = settings.concurrency + 32
+    forced = plain_url(url) != url
+    client = make_cluster_client(url, max_connections=size) if forced else \
+        make_client(url, max_connections=size)
     try:
         await client.ping()
+        if not forced and not url.startswith("unix://"):
+            info = await client.info("cluster")
+            if int(info.get("cluster_enabled", 0)) == 1:
+                await client.aclose()
+                client = make_cluster_client(url, max_connections=size)
+                await client.ping()
     except (RedisError, OSError) as exc:
         await client.aclose()
         raise RedisUnavailable(f"cannot reach Redis at {redact(url)}: {exc}") from None

@@ -40,9 +40,13 @@ class ScriptRunner:
     Redis already had.
     """
 
-    def __init__(self, redis: Redis, on_failure: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, redis: Redis, on_failure: Callable[[], None] = lambda: None, *,
+                 wait_replicas: int = 0, wait_timeout: float = 1.0) -> None:
         self.redis = redis
         self.on_failure = on_failure
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = int(wait_timeout * 1000)
+        self.replica_shortfalls = 0  # pipelines whose WAIT saw fewer replicas than asked
         self.sources = {name: load_source(name) for name in SCRIPT_NAMES}
         self.shas = {name: hashlib.sha1(src.encode()).hexdigest()
                      for name, src in self.sources.items()}
@@ -65,22 +69,58 @@ class ScriptRunner:
         return replies
 
     async def _execute(self, calls: list[Call]) -> list[Any]:
-        """One pipeline of script calls; replies in order, error replies as exceptions."""
+        """Run calls; replies in order, error replies as exceptions.
+
+        With ``wait_replicas``, each pipeline ends with WAIT, and a batch's
+        completions go only after its other calls (link adds first) have
+        reached the replicas: a failover can then lose neither, and never a
+        page's links while keeping its result.
+        """
         try:
-            for _ in range(2):
-                pipe = self.redis.pipeline(transaction=False)
-                for name, script_keys, args in calls:
-                    pipe.evalsha(self.shas[name], len(script_keys), *script_keys, *args)
-                self.round_trips += 1
-                replies = await pipe.execute(raise_on_error=False)
-                if not any(isinstance(r, NoScriptError) for r in replies):
-                    break
-                for src in self.sources.values():
-                    await self.redis.script_load(src)
-            return list(replies)
+            if not self.wait_replicas:
+                return await self._send(calls)
+            later = [i for i, call in enumerate(calls) if call[0] == "complete"]
+            first = [i for i in range(len(calls)) if i not in set(later)]
+            replies: list[Any] = [None] * len(calls)
+            for part in (first, later):
+                if part:
+                    for i, reply in zip(part, await self._send([calls[i] for i in part]),
+                                        strict=True):
+                        replies[i] = reply
+            return replies
         except BaseException:
             self.on_failure()
             raise
+
+    def _add_calls(self, pipe: Any, calls: list[Call]) -> None:
+        for name, script_keys, args in calls:
+            pipe.evalsha(self.shas[name], len(script_keys), *script_keys, *args)
+        if self.wait_replicas:
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+
+    def _replies(self, replies: list[Any]) -> list[Any]:
+        """Replies to the calls, without WAIT's (which counts how many replicas kept up)."""
+        if self.wait_replicas:
+            acked = replies.pop()
+            if not isinstance(acked, int) or acked < self.wait_replicas:
+                self.replica_shortfalls += 1
+        return replies
+
+    async def _send(self, calls: list[Call]) -> list[Any]:
+        """One pipeline of script calls (loading the scripts once on NOSCRIPT)."""
+        for _ in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            self._add_calls(pipe, calls)
+            self.round_trips += 1
+            replies = self._replies(list(await pipe.execute(raise_on_error=False)))
+            if not any(isinstance(r, NoScriptError) for r in replies):
+                break
+            for src in self.sources.values():
+                await self.redis.script_load(src)
+        return replies
+
+    async def close(self) -> None:
+        """Close what the runner opened itself (a cluster runner's node clients)."""
 
     async def run_shared(self, calls: list[Call]) -> list[Any]:
         """``run``, with the calls of concurrent callers sharing pipelines (group commit).

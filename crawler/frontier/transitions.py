@@ -23,8 +23,9 @@ from redis.asyncio import Redis
 
 from crawler import keys
 from crawler.config import Settings
+from crawler.frontier.cluster import runner_for
 from crawler.frontier.local import HostPolicies, RecentFingerprints
-from crawler.frontier.scripts import Call, ScriptRunner
+from crawler.frontier.scripts import Call
 from crawler.politeness import PolitenessKeys
 from crawler.urls import fingerprint, fingerprint_bucket, host_key, prefix_length
 
@@ -92,8 +93,10 @@ class Frontier:
                              "crawler.crawls.crawl_layout first")
         self.redis = redis
         self.settings = settings
-        self.shards = keys.all_shards(settings.crawl, settings.shards)
-        self.scripts = ScriptRunner(redis, on_failure=self._forget_recent)
+        self.shards = keys.all_shards(settings.crawl, settings.shards, settings.shard_tags)
+        self.scripts = runner_for(redis, on_failure=self._forget_recent,
+                                  wait_replicas=settings.wait_replicas,
+                                  wait_timeout=settings.wait_timeout)
         self._recent = RecentFingerprints() if local_dedup else None
         self._policies = HostPolicies(settings)
         self.keyer = PolitenessKeys(settings)  # host[:port], or the server's IP

@@ -255,3 +255,14 @@ local function acknowledged_until(stream)
   end
   return low
 end
+
+-- On a cluster, while this shard's slot migrates key by key (redis-cli
+-- --cluster reshard), a key already moved reads as missing and the script
+-- would abort at it halfway, its earlier writes kept (Lua is not rolled
+-- back). Any access to a missing key of a migrating slot is refused, so a
+-- key that never exists is a probe: refused means "migrating", and the
+-- script stops here, before any write. The client retries on the slot's
+-- owner until the move is over (crawler.frontier.cluster).
+if type(redis.pcall('EXISTS', KEYS[1] .. ':probe')) == 'table' then
+  return redis.error_reply('TRYAGAIN slot is migrating')
+end
