@@ -81,14 +81,20 @@ PREFIX = "crawl"
 
 @dataclass(frozen=True, slots=True)
 class ShardKeys:
-    """Key names of one shard of one crawl."""
+    """Key names of one shard of one crawl.
+
+    ``tag``: the shard's hash tag, ``NAME:s`` unless the crawl's layout chose
+    another (on a cluster, ``NAME:s.k`` with k picked so that the shard's slot
+    falls on the master it was meant for).
+    """
 
     crawl: str
     shard: int
+    tag: str = ""
 
     @property
     def base(self) -> str:
-        return f"{PREFIX}:{{{self.crawl}:{self.shard}}}:"
+        return f"{PREFIX}:{{{self.tag or f'{self.crawl}:{self.shard}'}}}:"
 
     @property
     def ready(self) -> str:
@@ -193,5 +199,5 @@ def shard_of(host: str, shards: int) -> int:
     return zlib.crc32(host.encode()) % shards
 
 
-def all_shards(crawl: str, shards: int) -> list[ShardKeys]:
-    return [ShardKeys(crawl, s) for s in range(shards)]
+def all_shards(crawl: str, shards: int, tags: tuple[str, ...] = ()) -> list[ShardKeys]:
+    return [ShardKeys(crawl, s, tags[s] if tags else "") for s in range(shards)]

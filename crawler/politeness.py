@@ -119,7 +119,7 @@ async def publish_policy(redis: Redis, settings: Settings) -> str:
     a table. Hosts pick it up at their next claim or slot release.
     """
     table = policy_table(settings)
-    for shard in keys.all_shards(settings.crawl, settings.shards):
+    for shard in keys.all_shards(settings.crawl, settings.shards, settings.shard_tags):
         pipe = redis.pipeline(transaction=True)
         pipe.delete(shard.policy)
         pipe.hset(shard.policy, mapping=table)  # type: ignore[arg-type]

@@ -68,7 +68,7 @@ class ScopeStore:
 
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
-        self.shards = keys.all_shards(settings.crawl, settings.shards)
+        self.shards = keys.all_shards(settings.crawl, settings.shards, settings.shard_tags)
 
     def _by_shard(self, anchors: Iterable[str]) -> dict[int, list[str]]:
         groups: dict[int, list[str]] = {}

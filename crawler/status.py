@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.crc import key_slot
 
 from crawler import keys
 from crawler.config import Settings
+from crawler.connection import is_cluster, primaries
 from crawler.frontier import Frontier
 from crawler.results.stream import count_results
 from crawler.workers import list_workers
@@ -39,7 +41,7 @@ async def server_ms(redis: Redis) -> int:
 async def held_hosts(redis: Redis, settings: Settings) -> list[HeldHost]:
     """Hosts held back right now (robots.txt retry, 429/503 backoff, Retry-After)."""
     now = await server_ms(redis)
-    shards = keys.all_shards(settings.crawl, settings.shards)
+    shards = keys.all_shards(settings.crawl, settings.shards, settings.shard_tags)
     pipe = redis.pipeline(transaction=False)
     for shard in shards:
         pipe.zrangebyscore(shard.held, now, "+inf", start=0, num=HELD_SCAN, withscores=True)
@@ -65,6 +67,25 @@ def held_summary(held: list[HeldHost]) -> dict[str, Any]:
             "urls_by_reason": dict(by_reason)}
 
 
+async def shard_table(redis: Redis, settings: Settings) -> list[dict[str, Any]]:
+    """Each shard: its hash tag, the server that holds it (its master on a cluster), its URLs."""
+    shards = keys.all_shards(settings.crawl, settings.shards, settings.shard_tags)
+    pipe = redis.pipeline(transaction=False)
+    for shard in shards:
+        pipe.hmget(shard.stats, "queued", "leased", "done")
+    rows = []
+    for shard, (queued, leased, done) in zip(shards, await pipe.execute(), strict=True):
+        node = "this server"
+        if is_cluster(redis):
+            owner = redis.nodes_manager.get_node_from_slot(  # type: ignore[attr-defined]
+                key_slot(shard.stats.encode()))
+            node = owner.name
+        rows.append({"shard": shard.shard, "tag": shard.base.split("{")[1].split("}")[0],
+                     "node": node, "queued": int(queued or 0), "leased": int(leased or 0),
+                     "done": int(done or 0)})
+    return rows
+
+
 async def crawl_status(redis: Redis, settings: Settings, *, memory: bool = True
                        ) -> dict[str, Any]:
     """The crawl's counters, workers and held hosts, as crawl status prints them."""
@@ -74,6 +95,7 @@ async def crawl_status(redis: Redis, settings: Settings, *, memory: bool = True
     status["workers"] = sum(w.alive for w in workers)
     status["workers_dead"] = sum(not w.alive for w in workers)
     status["shards"] = settings.shards
+    status["by_shard"] = await shard_table(redis, settings)
     held = await held_hosts(redis, settings)
     status["held"] = {
         **held_summary(held),
@@ -94,7 +116,7 @@ async def crawl_is_done(redis: Redis, settings: Settings) -> bool:
     if stats["queued"] > 0 or stats["leased"] > 0:
         return False
     pipe = redis.pipeline(transaction=False)
-    for shard in keys.all_shards(settings.crawl, settings.shards):
+    for shard in keys.all_shards(settings.crawl, settings.shards, settings.shard_tags):
         pipe.zcard(shard.delayed)
     if any(int(n) for n in await pipe.execute()):
         return False
@@ -124,16 +146,27 @@ async def memory_by_kind(redis: Redis, settings: Settings, budget: int = SCAN_BU
     then costs about 40 bytes instead of 8).
     """
     prefix = f"{keys.PREFIX}:{{{settings.crawl}"
-    total_keys = int(await redis.dbsize())
-    visited = 0
-    cursor = 0
+    nodes = await primaries(redis)
+    total_keys = visited = 0
     ours: list[str] = []
-    while True:
-        cursor, batch = await redis.scan(cursor=cursor, count=1000)
-        visited += len(batch)
-        ours += [str(k) for k in batch if str(k).startswith(prefix)]
-        if int(cursor) == 0 or visited >= budget:
-            break
+    complete = True
+    try:
+        for node in nodes:  # one server, or each master of a cluster
+            total_keys += int(await node.dbsize())
+            cursor = 0
+            while True:
+                cursor, batch = await node.scan(cursor=cursor, count=1000)
+                visited += len(batch)
+                ours += [str(k) for k in batch if str(k).startswith(prefix)]
+                if int(cursor) == 0:
+                    break
+                if visited >= budget:
+                    complete = False
+                    break
+    finally:
+        if nodes[0] is not redis:
+            for node in nodes:
+                await node.aclose()
     pipe = redis.pipeline(transaction=False)
     for key in ours:
         pipe.memory_usage(key)
@@ -149,7 +182,6 @@ async def memory_by_kind(redis: Redis, settings: Settings, budget: int = SCAN_BU
         if kind == "seen":
             buckets += 1
             wide_buckets += str(next(replies)) != "intset"
-    complete = int(cursor) == 0
     scale = 1.0 if complete else total_keys / max(1, visited)
     return {"bytes": {k: round(v * scale) for k, v in kinds.items()},
             "sampled": not complete, "keys": round(len(ours) * scale),

@@ -170,7 +170,7 @@ async def crawl(redis: Redis, settings: Settings, seeds: list[str], *,
 
 async def results(redis: Redis, settings: Settings) -> list[dict[str, Any]]:
     out = []
-    for shard in keys.all_shards(settings.crawl, settings.shards):
+    for shard in keys.all_shards(settings.crawl, settings.shards, settings.shard_tags):
         entries: Any = await redis.xrange(shard.results)
         out += [json.loads(fields["r"]) for _, fields in entries]
     return out

@@ -46,7 +46,7 @@ def record(lease: Lease) -> str:
 
 async def results(redis: Redis, settings: Settings) -> list[dict[str, object]]:
     out = []
-    for shard in keys.all_shards(settings.crawl, settings.shards):
+    for shard in keys.all_shards(settings.crawl, settings.shards, settings.shard_tags):
         entries: Any = await redis.xrange(shard.results)
         for _, fields in entries:
             out.append(json.loads(fields["r"]))

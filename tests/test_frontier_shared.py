@@ -23,7 +23,7 @@ async def _leases(frontier: Frontier, n: int) -> list[Lease]:
 
 
 async def _result_urls(redis: Redis, settings: Settings) -> list[str]:
-    shard = keys.all_shards(settings.crawl, settings.shards)[0]
+    shard = keys.all_shards(settings.crawl, settings.shards, settings.shard_tags)[0]
     entries: Any = await redis.xrange(shard.results)
     return sorted(json.loads(fields["r"])["url"] for _, fields in entries)
 

@@ -112,6 +112,9 @@ class Settings(BaseModel):
     max_repeated_segments: int = _setting(3, "scope", ge=0)
     follow_nofollow: bool = _setting(False, "scope")
     # [storage]
+    wait_replicas: int = _setting(0, "storage", ge=0)
+    wait_timeout: float = _setting(1.0, "storage", ge=0)
+    shard_tags: StrList = _setting((), "storage")
     expected_urls: int = _setting(10_000_000, "storage", ge=1)
     dedup_bucket_bits: int = _setting(0, "storage", ge=0, le=24)
     results_maxlen: int = _setting(0, "storage", ge=0)

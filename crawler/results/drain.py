@@ -19,6 +19,7 @@ cuts a line a kill left half-written), and skips entries already there.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import socket
@@ -31,7 +32,8 @@ from redis.exceptions import ResponseError
 
 from crawler import keys
 from crawler.config import Settings
-from crawler.frontier.scripts import ScriptRunner
+from crawler.connection import is_cluster
+from crawler.frontier.cluster import runner_for
 from crawler.results.stream import PAGE, Entry, s, text_of
 
 GROUP = "drain"
@@ -78,8 +80,8 @@ class Drain:
     def __init__(self, redis: Redis, settings: Settings, consumer: str) -> None:
         self.redis = redis
         self.consumer = consumer
-        self.shards = keys.all_shards(settings.crawl, settings.shards)
-        self.scripts = ScriptRunner(redis)
+        self.shards = keys.all_shards(settings.crawl, settings.shards, settings.shard_tags)
+        self.scripts = runner_for(redis)
         self._numbers = {shard.results: shard.shard for shard in self.shards}
         self._own_pending_done = False
 
@@ -111,9 +113,19 @@ class Drain:
         return await self._read_group(">", block=BLOCK_MS if block else None)
 
     async def _read_group(self, start: str, block: int | None = None) -> list[Entry]:
-        reply: Any = await self.redis.xreadgroup(
+        if is_cluster(self.redis):  # streams of different slots: one read a shard
+            out: list[Entry] = []
+            for shard in self.shards:
+                out += self._entries(await self.redis.xreadgroup(
+                    GROUP, self.consumer, {shard.results: start}, count=PAGE))
+            if not out and block:
+                await asyncio.sleep(block / 4000)
+            return out
+        return self._entries(await self.redis.xreadgroup(
             GROUP, self.consumer, {shard.results: start for shard in self.shards},
-            count=PAGE, block=block)
+            count=PAGE, block=block))
+
+    def _entries(self, reply: Any) -> list[Entry]:
         out = []
         for stream, entries in reply or []:
             shard = self._numbers[s(stream)]

@@ -7,6 +7,7 @@ result it has seen from a new one.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +16,12 @@ from redis.asyncio import Redis
 
 from crawler import keys
 from crawler.config import Settings
+from crawler.connection import is_cluster
 
 PAGE = 1000
 FOLLOW_BLOCK_MS = 2000
+CLUSTER_POLL = 0.5
+"""Seconds between reads of every shard while following results on a cluster."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +53,7 @@ def s(value: bytes | str) -> str:
 
 async def count_results(redis: Redis, settings: Settings) -> int:
     pipe = redis.pipeline(transaction=False)
-    for shard in keys.all_shards(settings.crawl, settings.shards):
+    for shard in keys.all_shards(settings.crawl, settings.shards, settings.shard_tags):
         pipe.xlen(shard.results)
     return sum(int(n) for n in await pipe.execute())
 
@@ -61,7 +65,7 @@ async def iter_entries(redis: Redis, settings: Settings, *, follow: bool = False
     ``until_done``: an async callable; while following, when a wait for new
     results comes back empty and it returns True, the iteration ends.
     """
-    shards = keys.all_shards(settings.crawl, settings.shards)
+    shards = keys.all_shards(settings.crawl, settings.shards, settings.shard_tags)
     last: dict[str, str] = {shard.results: "0-0" for shard in shards}
     numbers = {shard.results: shard.shard for shard in shards}
     for shard in shards:
@@ -74,9 +78,24 @@ async def iter_entries(redis: Redis, settings: Settings, *, follow: bool = False
             if len(page) < PAGE:
                 break
             start = "(" + s(page[-1][0])
+    cluster = is_cluster(redis)
     while follow:
-        reply: Any = await redis.xread(last, count=PAGE,  # type: ignore[arg-type]
-                                       block=FOLLOW_BLOCK_MS)
+        if cluster:  # streams of different slots: one read a shard, then a short pause
+            got = False
+            for shard in shards:
+                reply: Any = await redis.xread({shard.results: last[shard.results]}, count=PAGE)
+                for _, entries in reply or []:
+                    for entry_id, fields in entries:
+                        got = True
+                        yield Entry(shard.shard, s(entry_id), text_of(fields))
+                        last[shard.results] = s(entry_id)
+            if not got:
+                if until_done is not None and await until_done():
+                    return
+                await asyncio.sleep(CLUSTER_POLL)
+            continue
+        reply = await redis.xread(last, count=PAGE,  # type: ignore[arg-type]
+                                  block=FOLLOW_BLOCK_MS)
         for stream, entries in reply or []:
             for entry_id, fields in entries:
                 yield Entry(numbers[s(stream)], s(entry_id), text_of(fields))
