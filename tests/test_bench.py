@@ -57,6 +57,18 @@ def test_small_benchmark_crawls_every_page_once_and_reports_all_figures(tmp_path
     assert "ours / ceiling" in table and "CPU ms/page: Valkey" in table
 
 
+def test_cluster_benchmark_runs_beside_the_single_server_and_reports_each_master() -> None:
+    cfg = BenchConfig(**{**SMALL.__dict__, "hosts": 12, "processes": (1,), "ceiling": False,
+                         "cluster": 3, "shards": (1, 8)})
+    report = run_bench(cfg, echo=lambda _: None)
+    assert set(report["runs"]) == {"1", "1p 8sh", "1p 3m"}
+    assert all(run["complete"] for run in report["runs"].values()), report["runs"]
+    on_cluster = report["runs"]["1p 3m"]
+    assert on_cluster["shards"] == 12 and len(on_cluster["redis_cpu_ms_per_page_by_master"]) == 3
+    assert report["runs"]["1p 8sh"]["shards"] == 8
+    assert "each master" in format_table(report)
+
+
 @pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
 def test_nginx_serves_the_generated_site(tmp_path: Path) -> None:
     spec = SiteSpec(hosts=2, pages=3, port=free_port("127.0.0.2"))

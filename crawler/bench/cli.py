@@ -37,7 +37,7 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, raise_interrupt)
 
 
-def _process_counts(text: str) -> tuple[int, ...]:
+def _counts(text: str) -> tuple[int, ...]:
     try:
         counts = tuple(int(p) for p in text.split(",") if p.strip())
     except ValueError:
@@ -73,6 +73,11 @@ def bench(
                    ] = "bench/results/latest.json",
     profile: Annotated[str | None, typer.Option(
         metavar="DIR", help="Record py-spy profiles of each process in DIR.")] = None,
+    shards: Annotated[str, typer.Option(
+        help="Comma-separated shard counts to run on the single server, e.g. 1,256.")] = "1",
+    cluster: Annotated[int, typer.Option(
+        metavar="MASTERS", min=0, help="Also run on a local cluster of this many masters "
+                                       "(no replicas), next to the single server.")] = 0,
     dedup: Annotated[int, typer.Option(
         metavar="N", min=0, help="Instead: Valkey memory for N fingerprints (e.g. 1000000).")
                      ] = 0,
@@ -90,10 +95,10 @@ def bench(
         from crawler.bench.run import run_bench
 
         cfg = replace(_D, hosts=hosts, pages=pages, links=links, page_bytes=page_bytes,
-                      processes=_process_counts(processes), concurrency=concurrency,
+                      processes=_counts(processes), concurrency=concurrency,
                       max_per_host=max_per_host, server=server.value, ceiling=ceiling,
                       ceiling_our_urls=ceiling_our_urls, repeat=repeat, out=out or None,
-                      profile=profile)
+                      profile=profile, shards=_counts(shards), cluster=cluster)
         raise typer.Exit(0 if run_bench(cfg)["complete"] else 1)
     except KeyboardInterrupt:
         typer.echo("crawl bench: interrupted; stopped the servers and workers it started",

@@ -25,7 +25,7 @@ from typing import Any
 
 import redis as sync_redis
 
-from crawler.bench.run import seen_set_bytes
+from crawler.bench.servers import seen_set_bytes
 
 TARGET_BYTES_PER_URL = 10.0
 HOSTS = 1000

@@ -22,7 +22,7 @@ def format_table(report: dict[str, Any]) -> str:
     starred = report.get("ceiling_our_urls")
     if starred:
         cols.append(("ceiling*", starred))
-    cols += [(f"{n} proc", run) for n, run in report["runs"].items()]
+    cols += [(f"{n} proc" if n.isdigit() else n, run) for n, run in report["runs"].items()]
     one = report["runs"].get("1")
 
     def row(label: str, fn: Callable[[str, dict[str, Any]], Any]) -> str:
@@ -55,6 +55,10 @@ def format_table(report: dict[str, Any]) -> str:
         row("complete", lambda _, r: "yes" if r["complete"] else "NO"),
         row("CPU ms/page: crawler", lambda _, r: r["cpu_ms_per_page"]["workers"]),
         row("CPU ms/page: Valkey", mine(lambda r: r["cpu_ms_per_page"]["redis"])),
+        row("CPU ms/page: Valkey, each master", mine(lambda r: "/".join(
+            f"{m:.3f}" for m in r["redis_cpu_ms_per_page_by_master"]))),
+        row("busiest master over even split", mine(
+            lambda r: f"{r['redis_split_max_over_mean']:+.0%}")),
         row("CPU ms/page: web server", lambda _, r: r["cpu_ms_per_page"]["server"]),
         row("Redis round trips/page (frontier)", mine(lambda r: r["round_trips_per_page"])),
         row("Redis socket reads/page (server)", mine(lambda r: r["socket_reads_per_page"])),

@@ -34,13 +34,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import redis as sync_redis
-
-from crawler import keys
 from crawler.bench.report import format_table, summary
+from crawler.bench.servers import BenchRedis
 from crawler.bench.site import SiteProcess
 from crawler.bench.sitegen import SiteSpec, expected, free_port, write_site
-from crawler.bench.worker import cpu_seconds
 
 
 @dataclass(frozen=True)
@@ -58,6 +55,21 @@ class BenchConfig:
     repeat: int = 1
     out: str | None = "bench/results/latest.json"
     profile: str | None = None  # directory for py-spy profiles of every process
+    shards: tuple[int, ...] = (1,)  # shard counts to run on the single server
+    cluster: int = 0  # also run on a local cluster of this many masters
+
+
+def run_label(processes: int, shards: int = 1, masters: int = 0) -> str:
+    """A run's key in the report: "2" is 2 processes on one server with 1 shard."""
+    if masters:
+        return f"{processes}p {masters}m"
+    return str(processes) if shards == 1 else f"{processes}p {shards}sh"
+
+
+def _variants(cfg: BenchConfig) -> list[tuple[int, int, int]]:
+    """(processes, shards, masters) of every crawl a repeat runs."""
+    out = [(n, s, 0) for n in cfg.processes for s in cfg.shards]
+    return out + [(n, 1, cfg.cluster) for n in cfg.processes] if cfg.cluster else out
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -119,52 +131,6 @@ def check_results(spec: SiteSpec, records: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def read_records(client: sync_redis.Redis, crawl: str, shards: int) -> list[dict[str, Any]]:
-    records = []
-    for shard in keys.all_shards(crawl, shards):
-        start = "-"
-        while True:
-            page: Any = client.xrange(shard.results, min=start, max="+", count=1000)
-            for entry_id, fields in page:
-                record = json.loads(fields[b"r"])
-                # The stream id is the server's clock when the result was written.
-                record["_written"] = int(entry_id.split(b"-")[0]) / 1000
-                records.append(record)
-            if len(page) < 1000:
-                break
-            start = "(" + page[-1][0].decode()
-    return records
-
-
-# -- Valkey counters --------------------------------------------------------------
-
-
-def _calls(info: dict[str, Any], command: str) -> int:
-    stat = info.get(f"cmdstat_{command}")
-    return int(stat["calls"]) if isinstance(stat, dict) else 0
-
-
-def seen_set_bytes(client: sync_redis.Redis) -> tuple[int, int]:
-    """(MEMORY USAGE summed over the dedup sets, how many sets)."""
-    total = sets = 0
-    batch: list[bytes] = []
-    for key in client.scan_iter(match="*:seen:*", count=1000):
-        batch.append(key)
-        if len(batch) == 500:
-            total += _usage(client, batch)
-            sets += len(batch)
-            batch = []
-    total += _usage(client, batch)
-    return total, sets + len(batch)
-
-
-def _usage(client: sync_redis.Redis, keys_: list[bytes]) -> int:
-    pipe = client.pipeline(transaction=False)
-    for key in keys_:
-        pipe.memory_usage(key, samples=0)
-    return sum(int(n or 0) for n in pipe.execute())
-
-
 # -- one crawl ------------------------------------------------------------------
 
 
@@ -184,46 +150,45 @@ async def _seed(url: str, overrides: dict[str, Any], seeds: list[str]) -> None:
 
 
 def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProcess,
-              work: Path) -> dict[str, Any]:
-    """Crawl the site with N worker processes on a fresh Valkey; return the figures."""
-    from crawler.server import ensure_server, stop_server
-
-    home = Path(tempfile.mkdtemp(prefix="v", dir=work))
-    url = ensure_server(home)
-    valkey_pid = int((home / "valkey.pid").read_text())
-    overrides = {"redis_url": url, "crawl": "bench", "concurrency": cfg.concurrency,
-                 "max_per_host": cfg.max_per_host, "delay": 0.0, "obey_robots": True,
-                 "allow_private": True, "home": str(home), "scope": "host"}
-    client = sync_redis.Redis.from_url(url)
+              work: Path, *, shards: int = 1, masters: int = 0) -> dict[str, Any]:
+    """Crawl the site with N worker processes on a fresh Valkey (or a fresh
+    cluster of ``masters``); return the figures."""
     procs: list[subprocess.Popen[bytes]] = []
-    try:
-        asyncio.run(_seed(url, overrides, spec.seeds()))
-        info0 = client.info("all")
-        redis_cpu0, site_cpu0 = cpu_seconds(valkey_pid), site.cpu_seconds()
-        busy0, wall0 = machine_busy_seconds(), time.monotonic()
-        outs = [home / f"worker-{i}.json" for i in range(processes)]
-        procs += [subprocess.Popen([*_profiler(cfg, f"crawl-{processes}p-{i}"), sys.executable,
-                                    "-m", "crawler.bench.worker", json.dumps(overrides), str(out)])
-                  for i, out in enumerate(outs)]
-        workers_cpu_total = 0.0
-        for proc in procs:
-            code, cpu = _wait_child(proc)
-            workers_cpu_total += cpu
-            if code != 0:
-                raise RuntimeError(f"worker exited with {code}")
-        redis_cpu, site_cpu = cpu_seconds(valkey_pid) - redis_cpu0, site.cpu_seconds() - site_cpu0
-        busy, wall = machine_busy_seconds() - busy0, time.monotonic() - wall0
-        info1 = client.info("all")
-        workers = [json.loads(out.read_text()) for out in outs]
-        records = read_records(client, "bench", 1)
-        seen_bytes, seen_sets = seen_set_bytes(client)
-        seen_raw: Any = client.hget(keys.ShardKeys("bench", 0).stats, "seen")
-        seen = int(seen_raw or 0)
-    finally:
-        for proc in procs:  # a failed or interrupted run must not leave workers behind
-            _kill(proc)
-        client.close()
-        stop_server(home)
+    with BenchRedis(work, masters) as valkey:
+        overrides = {"redis_url": valkey.url, "crawl": "bench", "concurrency": cfg.concurrency,
+                     "max_per_host": cfg.max_per_host, "delay": 0.0, "obey_robots": True,
+                     "allow_private": True, "home": str(work / "home"), "scope": "host",
+                     "shards": shards}
+        try:
+            asyncio.run(_seed(valkey.url, overrides, spec.seeds()))
+            info0 = valkey.info()
+            redis_cpu0, site_cpu0 = valkey.cpu(), site.cpu_seconds()
+            busy0, wall0 = machine_busy_seconds(), time.monotonic()
+            label = f"crawl-{processes}p" + (f"-{masters}m" if masters else "")
+            outs = [work / f"{label}-worker-{i}.json" for i in range(processes)]
+            procs += [subprocess.Popen([*_profiler(cfg, f"{label}-{i}"), sys.executable,
+                                        "-m", "crawler.bench.worker", json.dumps(overrides),
+                                        str(out)])
+                      for i, out in enumerate(outs)]
+            workers_cpu_total = 0.0
+            for proc in procs:
+                code, cpu = _wait_child(proc)
+                workers_cpu_total += cpu
+                if code != 0:
+                    raise RuntimeError(f"worker exited with {code}")
+            redis_cpus = [c1 - c0 for c0, c1 in zip(redis_cpu0, valkey.cpu(), strict=True)]
+            site_cpu = site.cpu_seconds() - site_cpu0
+            busy, wall = machine_busy_seconds() - busy0, time.monotonic() - wall0
+            info1 = valkey.info()
+            workers = [json.loads(out.read_text()) for out in outs]
+            records = valkey.records("bench")
+            seen_bytes, seen_sets = valkey.seen_set_bytes()
+            seen = valkey.seen("bench")
+            shard_count = len(valkey.shards("bench"))
+        finally:
+            for proc in procs:  # a failed or interrupted run must not leave workers behind
+                _kill(proc)
+    redis_cpu = sum(redis_cpus)
     problems = check_results(spec, records)
     pages = len(records)
     # From the first worker's start to the last result written: the workers'
@@ -234,8 +199,15 @@ def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProces
     def per_page(value: float) -> float:
         return value / max(1, pages)
 
+    def delta(name: str) -> float:
+        return per_page(info1[name] - info0[name])
+
+    by_master = [round(per_page(c) * 1000, 4) for c in redis_cpus]
+    mean = sum(by_master) / len(by_master)
     return {
         "processes": processes,
+        "masters": masters,
+        "shards": shard_count,
         "pages": pages,
         "seconds": round(seconds, 2),
         "pages_per_s": round(pages / seconds, 1),
@@ -244,13 +216,13 @@ def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProces
             "redis": round(per_page(redis_cpu) * 1000, 3),
             "server": round(per_page(site_cpu) * 1000, 3),
         },
+        "redis_cpu_ms_per_page_by_master": by_master,
+        # The busiest master's share over an even split: 0.2 means 20% above.
+        "redis_split_max_over_mean": round(max(by_master) / mean - 1, 3) if mean else 0.0,
         "round_trips_per_page": round(per_page(sum(w["round_trips"] for w in workers)), 3),
-        "socket_reads_per_page": round(per_page(
-            info1["total_reads_processed"] - info0["total_reads_processed"]), 3),
-        "script_calls_per_page": round(per_page(_calls(info1, "evalsha")
-                                                - _calls(info0, "evalsha")), 3),
-        "commands_per_page": round(per_page(
-            info1["total_commands_processed"] - info0["total_commands_processed"]), 2),
+        "socket_reads_per_page": round(delta("reads"), 3),
+        "script_calls_per_page": round(delta("evalsha"), 3),
+        "commands_per_page": round(delta("commands"), 2),
         "redis_bytes_per_seen_url": round((info1["used_memory"] - info0["used_memory"])
                                           / max(1, seen), 1),
         "dedup_bytes_per_seen_url": round(seen_bytes / max(1, seen), 1),
@@ -314,7 +286,7 @@ def run_bench(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict[str
              f" B/page, {spec.links} links/page, rendered in {time.monotonic() - t0:.1f}s")
         ceiling: list[dict[str, Any]] = []
         ceiling_ours: list[dict[str, Any]] = []
-        ours: dict[int, list[dict[str, Any]]] = {n: [] for n in cfg.processes}
+        ours: dict[str, list[dict[str, Any]]] = {run_label(*v): [] for v in _variants(cfg)}
         with SiteProcess(spec, work / "site", work / "server", cfg.server) as site:
             echo(f"server: {site.kind}")
             for i in range(cfg.repeat):
@@ -325,10 +297,15 @@ def run_bench(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict[str
                     ceiling_ours.append(run_ceiling(spec, cfg, site, work, "ours"))
                     echo(f"[{i + 1}/{cfg.repeat}] ceiling, our URL code: "
                          f"{ceiling_ours[-1]['pages_per_s']} pages/s")
-                for n in cfg.processes:
-                    ours[n].append(run_crawl(spec, n, cfg, site, work))
-                    run = ours[n][-1]
-                    echo(f"[{i + 1}/{cfg.repeat}] {n} process(es): {run['pages_per_s']} pages/s"
+                for n, shards, masters in _variants(cfg):
+                    label = run_label(n, shards, masters)
+                    ours[label].append(run_crawl(spec, n, cfg, site, work, shards=shards,
+                                                 masters=masters))
+                    run = ours[label][-1]
+                    where = f" on {masters} masters ({run['shards']} shards)" if masters else (
+                        f", {shards} shards" if shards != 1 else "")
+                    echo(f"[{i + 1}/{cfg.repeat}] {n} process(es){where}: "
+                         f"{run['pages_per_s']} pages/s"
                          + ("" if run["complete"] else f"  INCOMPLETE: {run['problems'][:3]}"))
             server_kind = site.kind
     report: dict[str, Any] = {
