@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import redis as sync_redis
-from crawl_helpers import seed_urls
-from redis.asyncio import Redis
+from crawl_helpers import by_url, seed_urls, start_worker
+from redis.cluster import RedisCluster
 
 from crawler import keys
+from crawler.bench.sitegen import SiteSpec, expected
 from crawler.config import Settings
+from crawler.connection import connect
 from crawler.crawls import crawl_layout
 from crawler.server import server_args
 
@@ -29,9 +33,10 @@ _WORKER_PID = re.compile(r":(\d+):[0-9a-f]{6}\|")
 
 def seed_sync(redis_url: str, crawl_name: str, urls: list[str]) -> None:
     async def run() -> None:
-        client = Redis.from_url(redis_url, decode_responses=True)
+        settings = Settings(redis_url=redis_url, crawl=crawl_name)
+        client = await connect(settings)
         try:
-            settings = await crawl_layout(client, Settings(redis_url=redis_url, crawl=crawl_name))
+            settings = await crawl_layout(client, settings)
             await seed_urls(client, settings, urls)
         finally:
             await client.aclose()
@@ -39,8 +44,21 @@ def seed_sync(redis_url: str, crawl_name: str, urls: list[str]) -> None:
     asyncio.run(run())
 
 
-def client(redis_url: str) -> sync_redis.Redis:
-    return sync_redis.Redis.from_url(redis_url, decode_responses=True)
+def client(redis_url: str) -> Any:
+    """A synchronous client; on a cluster, one that sends each key to its node."""
+    single = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    if single.info("cluster").get("cluster_enabled"):
+        single.close()
+        return RedisCluster.from_url(redis_url, decode_responses=True)
+    return single
+
+
+def shards(redis_url: str, crawl_name: str) -> list[keys.ShardKeys]:
+    """The crawl's shards, as its recorded layout says (one, unless on a cluster)."""
+    raw = client(redis_url).hget(keys.meta_key(crawl_name), "layout")
+    layout = json.loads(raw) if raw else {"shards": 1}
+    return keys.all_shards(crawl_name, int(layout["shards"]),
+                           tuple(layout.get("shard_tags") or ()))
 
 
 def shard(crawl_name: str) -> keys.ShardKeys:
@@ -48,25 +66,32 @@ def shard(crawl_name: str) -> keys.ShardKeys:
 
 
 def read_results(redis_url: str, crawl_name: str) -> list[dict[str, Any]]:
-    entries = client(redis_url).xrange(shard(crawl_name).results)
-    return [json.loads(fields["r"]) for _, fields in entries]
+    redis = client(redis_url)
+    return [json.loads(fields["r"]) for s in shards(redis_url, crawl_name)
+            for _, fields in redis.xrange(s.results)]
 
 
 def stats(redis_url: str, crawl_name: str) -> dict[str, int]:
-    raw = client(redis_url).hgetall(shard(crawl_name).stats)
-    return {k: int(v) for k, v in raw.items()}
+    redis, total = client(redis_url), Counter[str]()
+    for s in shards(redis_url, crawl_name):
+        total.update({k: int(v) for k, v in redis.hgetall(s.stats).items()})
+    return dict(total)
+
+
+def _lease_data(redis_url: str, crawl_name: str) -> list[str]:
+    redis = client(redis_url)
+    return [value for s in shards(redis_url, crawl_name) for value in redis.hvals(s.lease_data)]
 
 
 def lease_holders(redis_url: str, crawl_name: str) -> set[int]:
     """Process ids of the workers holding a lease right now."""
-    data = client(redis_url).hvals(shard(crawl_name).lease_data)
-    return {int(m.group(1)) for value in data if (m := _WORKER_PID.search(value))}
+    return {int(m.group(1)) for value in _lease_data(redis_url, crawl_name)
+            if (m := _WORKER_PID.search(value))}
 
 
 def leased_urls_of(redis_url: str, crawl_name: str, pid: int) -> set[str]:
     """URLs leased right now by the worker process ``pid``."""
-    data = client(redis_url).hvals(shard(crawl_name).lease_data)
-    return {value.split("|", 8)[8] for value in data
+    return {value.split("|", 8)[8] for value in _lease_data(redis_url, crawl_name)
             if (m := _WORKER_PID.search(value)) and int(m.group(1)) == pid}
 
 
@@ -125,3 +150,57 @@ class ValkeyProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+
+def assert_exactly_one_ok_result_per_page(records: list[dict[str, object]],
+                                          spec: SiteSpec) -> None:
+    found = by_url(records)  # fails on any duplicate
+    missing = set(expected(spec)) - set(found)
+    assert not missing, f"{len(missing)} pages without a result, e.g. {sorted(missing)[:3]}"
+    assert set(found) == set(expected(spec))
+    failed = [(r["url"], r["error"]) for r in records if r["error"] is not None]
+    assert not failed, failed[:3]
+
+
+def kill_workers_mid_crawl(redis_url: str, spec: SiteSpec, log: Path, kills: int = 5) -> None:
+    """3 workers crawl ``spec`` while ``kills`` of them, each holding a lease, get
+    kill -9 and a replacement; then every page has exactly one good result, and
+    every URL a dead worker held came back through reclaim with its attempt counted."""
+    crawl = "chaos"
+    seed_sync(redis_url, crawl, spec.seeds())
+    # Attempts are not the point here: no URL may end as lease_expired. A short
+    # total timeout keeps short the robots.txt lock a killed worker may hold.
+    env = {"CRAWL_MAX_ATTEMPTS": "20", "CRAWL_TOTAL_TIMEOUT": "3"}
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return start_worker(redis_url, crawl, "--lease-time", "2", log=log, env=env)
+
+    workers = [spawn() for _ in range(3)]
+    # Kill during the page crawl, not only while robots.txt is being fetched.
+    wait_for(lambda: stats(redis_url, crawl).get("done", 0) >= 10, 30, "10 results")
+    rnd = random.Random(5)
+    killed = 0
+    stranded: set[str] = set()  # URLs whose lease a dead worker held
+    while killed < kills:
+        time.sleep(rnd.uniform(0.5, 1.0))
+        alive = {w.pid: w for w in workers if w.poll() is None}
+        # Kill a worker that holds a lease, so the kill costs something.
+        victims = sorted(lease_holders(redis_url, crawl) & set(alive))
+        if not victims:
+            assert alive, "every worker exited before the kills were done: crawl too short"
+            continue
+        victim = alive[rnd.choice(victims)]
+        victim.kill()
+        victim.wait()
+        # Read after its death: these leases can only come back through reclaim.
+        stranded |= leased_urls_of(redis_url, crawl, victim.pid)
+        workers[workers.index(victim)] = spawn()
+        killed += 1
+    codes = wait_exit(workers, timeout=90)
+    records = read_results(redis_url, crawl)
+    assert codes == [0, 0, 0], log.read_text()[-2000:]
+    assert_exactly_one_ok_result_per_page(records, spec)
+    # The URLs those kills interrupted came back through reclaim, their attempt counted.
+    assert stranded, "no kill interrupted a lease: the test proved nothing"
+    attempts = {r["url"]: r["attempts"] for r in records}
+    assert all(attempts[url] > 1 for url in stranded)

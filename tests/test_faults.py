@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -19,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from crawl_helpers import ROOT, by_url, crawl, reclaim_expired, start_worker
+from crawl_helpers import ROOT, crawl, reclaim_expired, start_worker
 from fault_helpers import (
     ValkeyProcess,
-    lease_holders,
-    leased_urls_of,
+    assert_exactly_one_ok_result_per_page,
+    kill_workers_mid_crawl,
     read_results,
     seed_sync,
     stats,
@@ -34,7 +33,7 @@ from hostile_server import HostileServer
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from crawler.bench.sitegen import SiteServer, SiteSpec, expected, free_port
+from crawler.bench.sitegen import SiteServer, SiteSpec, free_port
 from crawler.config import Settings
 from crawler.crawls import crawl_layout
 from crawler.frontier import Frontier
@@ -45,16 +44,6 @@ from crawler.status import crawl_status
 SPEC = SiteSpec(hosts=3, pages=60, links=6, page_bytes=600)
 LEASE = "2"
 """--lease-time for the worker processes here: reclaim after a kill is quick."""
-
-
-def assert_exactly_one_ok_result_per_page(records: list[dict[str, object]],
-                                          spec: SiteSpec) -> None:
-    found = by_url(records)  # fails on any duplicate
-    missing = set(expected(spec)) - set(found)
-    assert not missing, f"{len(missing)} pages without a result, e.g. {sorted(missing)[:3]}"
-    assert set(found) == set(expected(spec))
-    failed = [(r["url"], r["error"]) for r in records if r["error"] is not None]
-    assert not failed, failed[:3]
 
 
 @pytest.fixture
@@ -116,44 +105,7 @@ async def test_redis_error_during_robots_check_gives_the_url_back_uncounted(
 
 def test_kill_9_of_random_workers_loses_and_duplicates_nothing(
         clean_redis: str, site: SiteServer, tmp_path: Path) -> None:
-    crawl, log = "chaos", tmp_path / "workers.log"
-    seed_sync(clean_redis, crawl, site.spec.seeds())
-    # Attempts are not the point here: no URL may end as lease_expired. A short
-    # total timeout keeps short the robots.txt lock a killed worker may hold.
-    env = {"CRAWL_MAX_ATTEMPTS": "20", "CRAWL_TOTAL_TIMEOUT": "3"}
-
-    def spawn() -> subprocess.Popen[bytes]:
-        return start_worker(clean_redis, crawl, "--lease-time", LEASE, log=log, env=env)
-
-    workers = [spawn() for _ in range(3)]
-    # Kill during the page crawl, not only while robots.txt is being fetched.
-    wait_for(lambda: stats(clean_redis, crawl).get("done", 0) >= 10, 30, "10 results")
-    rnd = random.Random(5)
-    killed = 0
-    stranded: set[str] = set()  # URLs whose lease a dead worker held
-    while killed < 5:
-        time.sleep(rnd.uniform(0.5, 1.0))
-        alive = {w.pid: w for w in workers if w.poll() is None}
-        # Kill a worker that holds a lease, so the kill costs something.
-        victims = sorted(lease_holders(clean_redis, crawl) & set(alive))
-        if not victims:
-            assert alive, "every worker exited before the kills were done: crawl too short"
-            continue
-        victim = alive[rnd.choice(victims)]
-        victim.kill()
-        victim.wait()
-        # Read after its death: these leases can only come back through reclaim.
-        stranded |= leased_urls_of(clean_redis, crawl, victim.pid)
-        workers[workers.index(victim)] = spawn()
-        killed += 1
-    codes = wait_exit(workers, timeout=90)
-    records = read_results(clean_redis, crawl)
-    assert codes == [0, 0, 0], log.read_text()[-2000:]
-    assert_exactly_one_ok_result_per_page(records, site.spec)
-    # The URLs those kills interrupted came back through reclaim, their attempt counted.
-    assert stranded, "no kill interrupted a lease: the test proved nothing"
-    attempts = {r["url"]: r["attempts"] for r in records}
-    assert all(attempts[url] > 1 for url in stranded)
+    kill_workers_mid_crawl(clean_redis, site.spec, tmp_path / "workers.log")
 
 
 # -- Redis restarts -------------------------------------------------------------------

@@ -37,13 +37,13 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, raise_interrupt)
 
 
-def _counts(text: str) -> tuple[int, ...]:
+def _counts(text: str, low: int = 1) -> tuple[int, ...]:
     try:
         counts = tuple(int(p) for p in text.split(",") if p.strip())
     except ValueError:
         raise typer.BadParameter("comma-separated whole numbers, e.g. 1,2") from None
-    if not counts or min(counts) < 1:
-        raise typer.BadParameter("comma-separated whole numbers >= 1, e.g. 1,2")
+    if not counts or min(counts) < low:
+        raise typer.BadParameter(f"comma-separated whole numbers >= {low}, e.g. 1,2")
     return counts
 
 
@@ -78,6 +78,11 @@ def bench(
     cluster: Annotated[int, typer.Option(
         metavar="MASTERS", min=0, help="Also run on a local cluster of this many masters "
                                        "(no replicas), next to the single server.")] = 0,
+    replicas: Annotated[int, typer.Option(min=0, help="Replicas per master of that cluster.")
+                        ] = 0,
+    wait_replicas: Annotated[str, typer.Option(
+        help="Comma-separated wait_replicas settings to run the cluster with, e.g. 0,1.")
+                             ] = "0",
     dedup: Annotated[int, typer.Option(
         metavar="N", min=0, help="Instead: Valkey memory for N fingerprints (e.g. 1000000).")
                      ] = 0,
@@ -98,7 +103,8 @@ def bench(
                       processes=_counts(processes), concurrency=concurrency,
                       max_per_host=max_per_host, server=server.value, ceiling=ceiling,
                       ceiling_our_urls=ceiling_our_urls, repeat=repeat, out=out or None,
-                      profile=profile, shards=_counts(shards), cluster=cluster)
+                      profile=profile, shards=_counts(shards), cluster=cluster,
+                      replicas=replicas, wait_replicas=_counts(wait_replicas, low=0))
         raise typer.Exit(0 if run_bench(cfg)["complete"] else 1)
     except KeyboardInterrupt:
         typer.echo("crawl bench: interrupted; stopped the servers and workers it started",

@@ -57,6 +57,7 @@ def format_table(report: dict[str, Any]) -> str:
         row("CPU ms/page: Valkey", mine(lambda r: r["cpu_ms_per_page"]["redis"])),
         row("CPU ms/page: Valkey, each master", mine(lambda r: "/".join(
             f"{m:.3f}" for m in r["redis_cpu_ms_per_page_by_master"]))),
+        row("CPU ms/page: Valkey replicas", mine(lambda r: r["cpu_ms_per_page"]["replicas"])),
         row("busiest master over even split", mine(
             lambda r: f"{r['redis_split_max_over_mean']:+.0%}")),
         row("CPU ms/page: web server", lambda _, r: r["cpu_ms_per_page"]["server"]),

@@ -57,19 +57,24 @@ class BenchConfig:
     profile: str | None = None  # directory for py-spy profiles of every process
     shards: tuple[int, ...] = (1,)  # shard counts to run on the single server
     cluster: int = 0  # also run on a local cluster of this many masters
+    replicas: int = 0  # replicas per master of that cluster
+    wait_replicas: tuple[int, ...] = (0,)  # the wait_replicas settings to run it with
 
 
-def run_label(processes: int, shards: int = 1, masters: int = 0) -> str:
-    """A run's key in the report: "2" is 2 processes on one server with 1 shard."""
+def run_label(processes: int, shards: int = 1, masters: int = 0, wait: int = 0) -> str:
+    """A run's key in the report: "2" is 2 processes on one server with 1 shard,
+    "2p 3m w1" 2 processes on 3 masters with wait_replicas 1."""
     if masters:
-        return f"{processes}p {masters}m"
+        return f"{processes}p {masters}m" + (f" w{wait}" if wait else "")
     return str(processes) if shards == 1 else f"{processes}p {shards}sh"
 
 
-def _variants(cfg: BenchConfig) -> list[tuple[int, int, int]]:
-    """(processes, shards, masters) of every crawl a repeat runs."""
-    out = [(n, s, 0) for n in cfg.processes for s in cfg.shards]
-    return out + [(n, 1, cfg.cluster) for n in cfg.processes] if cfg.cluster else out
+def _variants(cfg: BenchConfig) -> list[tuple[int, int, int, int]]:
+    """(processes, shards, masters, wait_replicas) of every crawl a repeat runs."""
+    out = [(n, s, 0, 0) for n in cfg.processes for s in cfg.shards]
+    if cfg.cluster:
+        out += [(n, 1, cfg.cluster, w) for n in cfg.processes for w in cfg.wait_replicas]
+    return out
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -150,19 +155,21 @@ async def _seed(url: str, overrides: dict[str, Any], seeds: list[str]) -> None:
 
 
 def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProcess,
-              work: Path, *, shards: int = 1, masters: int = 0) -> dict[str, Any]:
+              work: Path, *, shards: int = 1, masters: int = 0, wait: int = 0
+              ) -> dict[str, Any]:
     """Crawl the site with N worker processes on a fresh Valkey (or a fresh
-    cluster of ``masters``); return the figures."""
+    cluster of ``masters``, with ``cfg.replicas`` each); return the figures."""
     procs: list[subprocess.Popen[bytes]] = []
-    with BenchRedis(work, masters) as valkey:
+    with BenchRedis(work, masters, cfg.replicas if masters else 0) as valkey:
         overrides = {"redis_url": valkey.url, "crawl": "bench", "concurrency": cfg.concurrency,
                      "max_per_host": cfg.max_per_host, "delay": 0.0, "obey_robots": True,
                      "allow_private": True, "home": str(work / "home"), "scope": "host",
-                     "shards": shards}
+                     "shards": shards, "wait_replicas": wait}
         try:
             asyncio.run(_seed(valkey.url, overrides, spec.seeds()))
             info0 = valkey.info()
             redis_cpu0, site_cpu0 = valkey.cpu(), site.cpu_seconds()
+            replica_cpu0 = valkey.replica_cpu()
             busy0, wall0 = machine_busy_seconds(), time.monotonic()
             label = f"crawl-{processes}p" + (f"-{masters}m" if masters else "")
             outs = [work / f"{label}-worker-{i}.json" for i in range(processes)]
@@ -178,6 +185,7 @@ def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProces
                     raise RuntimeError(f"worker exited with {code}")
             redis_cpus = [c1 - c0 for c0, c1 in zip(redis_cpu0, valkey.cpu(), strict=True)]
             site_cpu = site.cpu_seconds() - site_cpu0
+            replica_cpu = valkey.replica_cpu() - replica_cpu0
             busy, wall = machine_busy_seconds() - busy0, time.monotonic() - wall0
             info1 = valkey.info()
             workers = [json.loads(out.read_text()) for out in outs]
@@ -214,6 +222,7 @@ def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProces
         "cpu_ms_per_page": {
             "workers": round(per_page(sum(w["cpu_s"] for w in workers)) * 1000, 3),
             "redis": round(per_page(redis_cpu) * 1000, 3),
+            "replicas": round(per_page(replica_cpu) * 1000, 3),
             "server": round(per_page(site_cpu) * 1000, 3),
         },
         "redis_cpu_ms_per_page_by_master": by_master,
@@ -232,7 +241,9 @@ def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProces
         "rss_samples_kb": [w["rss_samples"] for w in workers],
         "robots_fetches": sum(w["robots_fetches"] for w in workers),
         "retries": sum(w["retries"] for w in workers),
-        "other_load_cores": round(max(0.0, busy - redis_cpu - site_cpu - workers_cpu_total)
+        "wait_replicas": wait,
+        "other_load_cores": round(max(0.0, busy - redis_cpu - replica_cpu - site_cpu
+                                      - workers_cpu_total)
                                   / wall, 2),
         "complete": not problems,
         "problems": problems[:20],
@@ -297,12 +308,13 @@ def run_bench(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict[str
                     ceiling_ours.append(run_ceiling(spec, cfg, site, work, "ours"))
                     echo(f"[{i + 1}/{cfg.repeat}] ceiling, our URL code: "
                          f"{ceiling_ours[-1]['pages_per_s']} pages/s")
-                for n, shards, masters in _variants(cfg):
-                    label = run_label(n, shards, masters)
+                for n, shards, masters, wait in _variants(cfg):
+                    label = run_label(n, shards, masters, wait)
                     ours[label].append(run_crawl(spec, n, cfg, site, work, shards=shards,
-                                                 masters=masters))
+                                                 masters=masters, wait=wait))
                     run = ours[label][-1]
-                    where = f" on {masters} masters ({run['shards']} shards)" if masters else (
+                    where = f" on {masters} masters ({run['shards']} shards" + (
+                        f", wait_replicas {wait})" if wait else ")") if masters else (
                         f", {shards} shards" if shards != 1 else "")
                     echo(f"[{i + 1}/{cfg.repeat}] {n} process(es){where}: "
                          f"{run['pages_per_s']} pages/s"

@@ -28,8 +28,10 @@ class BenchRedis:
 
     work: Path
     masters: int = 0
+    replicas: int = 0  # replicas per master, on a cluster
     url: str = ""
-    pids: list[int] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)  # the masters'
+    replica_pids: list[int] = field(default_factory=list)
     _home: Path | None = None
     _cluster: LocalCluster | None = None
     _nodes: list[sync_redis.Redis] = field(default_factory=list)
@@ -41,12 +43,13 @@ class BenchRedis:
         home = Path(tempfile.mkdtemp(prefix="v", dir=self.work))
         self._home = home
         if self.masters:
-            # No replicas: on a small machine their replication CPU would be
-            # charged to nobody and slow the masters being measured.
-            self._cluster = LocalCluster(home, masters=self.masters, replicas=0).start()
+            self._cluster = LocalCluster(home, masters=self.masters,
+                                         replicas=self.replicas).start()
             self.url = self._cluster.url
-            self.pids = [n.proc.pid for n in self._cluster.nodes if n.proc is not None]
-            self._nodes = [sync_redis.Redis(port=n.port) for n in self._cluster.nodes]
+            pids = [n.proc.pid for n in self._cluster.nodes if n.proc is not None]
+            self.pids, self.replica_pids = pids[:self.masters], pids[self.masters:]
+            self._nodes = [sync_redis.Redis(port=n.port)
+                           for n in self._cluster.nodes[:self.masters]]
             self._router = RedisCluster.from_url(self.url)
         else:
             self.url = ensure_server(home)
@@ -78,6 +81,10 @@ class BenchRedis:
     def cpu(self) -> list[float]:
         """CPU seconds used so far by each master."""
         return [cpu_seconds(pid) for pid in self.pids]
+
+    def replica_cpu(self) -> float:
+        """CPU seconds used so far by all the replicas together."""
+        return sum(cpu_seconds(pid) for pid in self.replica_pids)
 
     def info(self) -> dict[str, int]:
         """The INFO counters the report uses, summed over the masters."""

@@ -142,9 +142,10 @@ class ClusterScriptRunner(ScriptRunner):
 
     async def _pipeline(self, owner: tuple[str, int], calls: list[Call]) -> list[Any]:
         pipe = self._client(*owner).pipeline(transaction=False)
-        self._add_calls(pipe, calls)
+        server = f"{owner[0]}:{owner[1]}"
+        waited = self._add_calls(pipe, calls, server)
         self.round_trips += 1
-        return self._replies(list(await pipe.execute(raise_on_error=False)))
+        return self._replies(list(await pipe.execute(raise_on_error=False)), waited, server)
 
     async def _load(self, host: str, port: int) -> None:
         client = self._client(host, port)

@@ -13,12 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import time
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
+
+log = logging.getLogger("crawler.frontier")
+
+SHORT_OF_REPLICAS_FOR = 5.0
+"""Seconds a server that let WAIT time out is asked only for the replicas it had.
+
+A master whose replica died (or that was just promoted and has none yet)
+would otherwise hold every pipeline for the whole ``wait_timeout``."""
 
 SCRIPT_NAMES = ("add", "claim", "complete", "retry", "reclaim", "robots", "unlock", "heartbeat",
                 "drain")
@@ -47,6 +57,7 @@ class ScriptRunner:
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = int(wait_timeout * 1000)
         self.replica_shortfalls = 0  # pipelines whose WAIT saw fewer replicas than asked
+        self._short: dict[str, tuple[int, float]] = {}  # server -> (replicas it had, until)
         self.sources = {name: load_source(name) for name in SCRIPT_NAMES}
         self.shas = {name: hashlib.sha1(src.encode()).hexdigest()
                      for name, src in self.sources.items()}
@@ -92,27 +103,40 @@ class ScriptRunner:
             self.on_failure()
             raise
 
-    def _add_calls(self, pipe: Any, calls: list[Call]) -> None:
+    def _add_calls(self, pipe: Any, calls: list[Call], server: str = "") -> int:
+        """Queue the calls on a pipeline, then WAIT if asked; returns the replicas waited for."""
         for name, script_keys, args in calls:
             pipe.evalsha(self.shas[name], len(script_keys), *script_keys, *args)
-        if self.wait_replicas:
-            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+        wanted = self.wait_replicas
+        had, until = self._short.get(server, (wanted, 0.0))
+        if time.monotonic() < until:
+            wanted = had
+        if wanted:
+            pipe.execute_command("WAIT", wanted, self.wait_timeout_ms)
+        return wanted
 
-    def _replies(self, replies: list[Any]) -> list[Any]:
+    def _replies(self, replies: list[Any], waited: int, server: str = "") -> list[Any]:
         """Replies to the calls, without WAIT's (which counts how many replicas kept up)."""
-        if self.wait_replicas:
+        if waited:
             acked = replies.pop()
-            if not isinstance(acked, int) or acked < self.wait_replicas:
+            acked = acked if isinstance(acked, int) else 0
+            if acked < waited:
                 self.replica_shortfalls += 1
+                if server not in self._short or time.monotonic() >= self._short[server][1]:
+                    log.warning("%s: %d of %d replicas acknowledged within %d ms; for %.0f s "
+                                "its writes wait for %d", server or "redis", acked,
+                                self.wait_replicas, self.wait_timeout_ms,
+                                SHORT_OF_REPLICAS_FOR, acked)
+                self._short[server] = (acked, time.monotonic() + SHORT_OF_REPLICAS_FOR)
         return replies
 
     async def _send(self, calls: list[Call]) -> list[Any]:
         """One pipeline of script calls (loading the scripts once on NOSCRIPT)."""
         for _ in range(2):
             pipe = self.redis.pipeline(transaction=False)
-            self._add_calls(pipe, calls)
+            waited = self._add_calls(pipe, calls)
             self.round_trips += 1
-            replies = self._replies(list(await pipe.execute(raise_on_error=False)))
+            replies = self._replies(list(await pipe.execute(raise_on_error=False)), waited)
             if not any(isinstance(r, NoScriptError) for r in replies):
                 break
             for src in self.sources.values():
