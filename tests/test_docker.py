@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from crawler.bench.cluster import NODE_TIMEOUT_MS
+
 DOCKER = Path(__file__).resolve().parent.parent / "docker"
 COMPOSE_FILES = sorted(DOCKER.glob("compose*.yaml"))
 
@@ -37,14 +39,38 @@ def test_compose_has_no_default_password(path: Path) -> None:
     assert uses and all(u.startswith(":?") for u in uses), uses  # unset: refuse to start
 
 
+def _healthy_valkey_behind(services: dict[str, Any], name: str) -> bool:
+    """The service is a Valkey server with a healthcheck, or a one-shot that waits for them."""
+    service = services[name]
+    if "valkey-server" in str(service.get("command", "")):
+        return bool(service["healthcheck"]["test"])
+    waits = service.get("depends_on") or {}
+    return bool(waits) and all(waits[w]["condition"] == "service_healthy"
+                               and _healthy_valkey_behind(services, w) for w in waits)
+
+
 @pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
 def test_workers_wait_for_a_healthy_valkey(path: Path) -> None:
     services = load(path)["services"]
-    valkeys = [name for name, s in services.items() if "valkey" in str(s.get("image", ""))]
-    assert valkeys
-    for name in valkeys:
-        assert services[name]["healthcheck"]["test"], name
+    assert any("valkey-server" in str(s.get("command", "")) for s in services.values())
     for name, service in services.items():
         if "build" in service:
             waits = service["depends_on"]
-            assert all(waits[v]["condition"] == "service_healthy" for v in waits), name
+            assert waits, name
+            for dep, how in waits.items():
+                assert how["condition"] in ("service_healthy",
+                                            "service_completed_successfully"), name
+                assert _healthy_valkey_behind(services, dep), (name, dep)
+
+
+def test_the_compose_cluster_has_the_test_fixtures_shape_and_settings() -> None:
+    services = load(DOCKER / "compose-cluster.yaml")["services"]
+    nodes = [s for s in services.values() if "valkey-server" in str(s.get("command", ""))]
+    assert len(nodes) == 3 * (1 + 1)  # 3 masters, a replica each
+    create = str(services["cluster-init"]["command"])
+    assert "--cluster-replicas 1" in create and create.count(":6379") == 6
+    for node in nodes:
+        command = " ".join(str(node["command"]).split())
+        assert f"--cluster-node-timeout {NODE_TIMEOUT_MS} " in command
+        assert "--cluster-replica-validity-factor 0" in command
+        assert "--cluster-enabled yes" in command and "--masterauth" in command
