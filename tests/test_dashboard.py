@@ -25,7 +25,7 @@ from crawler.config import Settings
 from crawler.crawls import crawl_layout
 from crawler.dashboard import make_app
 from crawler.dashboard.auth import ACTION_HEADER, COOKIE, token_for
-from crawler.dashboard.feed import DoneSamples, latest_results, rate_series
+from crawler.dashboard.feed import DoneSamples, latest_results, rate_over, rate_series
 from crawler.status import crawl_status
 
 ACT = {ACTION_HEADER: "1"}
@@ -242,3 +242,10 @@ def test_done_samples_keep_the_last_hour() -> None:
         kept.add(float(t), t)
     recent = kept.recent()
     assert recent[0][0] >= 7190 - 3600 and recent[-1] == (7190.0, 7190)
+
+
+def test_rate_over_is_the_mean_over_the_last_seconds() -> None:
+    samples = [(float(t), 0 if t < 90 else 10 * (t - 90)) for t in range(101)]  # 10/s at the end
+    assert rate_over(samples, 10) == 10.0
+    assert rate_over(samples, 100) == 1.0  # 100 pages over 100 s
+    assert rate_over(samples[:1], 10) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from typing import Annotated
 
 import typer
@@ -59,7 +60,8 @@ def dashboard(
             url = f"http://{shown}:{port}/" + (f"?token={required}" if required else "")
             typer.echo(f"dashboard of crawl {s.crawl}: {url}"
                        + ("  (token generated: binding beyond loopback needs one)"
-                          if generated else ""), err=False)
+                          if generated else ""))
+            sys.stdout.flush()  # seen at once even when stdout is a file or a pipe
             stopped = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):

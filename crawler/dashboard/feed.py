@@ -79,6 +79,15 @@ def rate_series(samples: list[tuple[float, int]], points: int = CHART_POINTS
     return out
 
 
+def rate_over(samples: list[tuple[float, int]], seconds: float) -> float | None:
+    """Mean pages/s over the last ``seconds`` of the samples (None with fewer than two)."""
+    if len(samples) < 2:
+        return None
+    t1, d1 = samples[-1]
+    t0, d0 = next((t, d) for t, d in samples if t >= t1 - seconds)
+    return round(max(0, d1 - d0) / (t1 - t0), 3) if t1 > t0 else None
+
+
 async def latest_results(redis: Redis, settings: Settings, count: int = LATEST_RESULTS
                          ) -> list[dict[str, Any]]:
     """The newest ``count`` results over every shard (XREVRANGE on each), newest first."""
@@ -106,12 +115,15 @@ async def snapshot(redis: Redis, settings: Settings, local: DoneSamples) -> dict
     """Everything the page shows, as one JSON-ready object.
 
     ``status`` is exactly what ``crawl status --json`` prints, without the
-    Redis memory scan (too heavy for once a second)."""
+    Redis memory scan (too heavy for once a second). ``rate_seen``: pages/s
+    from the chart's samples, shown where ``status`` has no ``rate`` of its own."""
     status = await crawl_status(redis, settings, memory=False)
     now = time.time()
     local.add(now, int(status.get("done", 0)))
+    samples = sorted(await rate_samples(redis, settings, local))
     return {"time": round(now, 3), "crawl_name": settings.crawl, "status": status,
-            "chart": rate_series(await rate_samples(redis, settings, local)),
+            "chart": rate_series(samples),
+            "rate_seen": {"last_10s": rate_over(samples, 10), "last_5m": rate_over(samples, 300)},
             "results": await latest_results(redis, settings)}
 
 

@@ -18,6 +18,13 @@ function duration(s) {
 function fillTable(table, rows, cells, rowClass) {
   const body = table.tBodies[0];
   const fresh = document.createElement("tbody");
+  if (rows.length === 0) {
+    const td = document.createElement("td");
+    td.textContent = "none";
+    td.className = "absent";
+    td.colSpan = 99;
+    fresh.appendChild(document.createElement("tr")).appendChild(td);
+  }
   for (const row of rows) {
     const tr = document.createElement("tr");
     if (rowClass) tr.className = rowClass(row) || "";
@@ -95,7 +102,7 @@ function render(snap) {
   }
   $("c-workers").textContent = num(status.workers)
     + (status.workers_dead ? ` (+${status.workers_dead} dead)` : "");
-  const rate = status.rate || {};
+  const rate = status.rate || snap.rate_seen || {};
   $("c-rate10").textContent = fixed(rate.last_10s);
   $("c-rate5m").textContent = fixed(rate.last_5m);
   $("c-eta").textContent = "eta_s" in status ? duration(status.eta_s) : "–";
@@ -114,10 +121,13 @@ function render(snap) {
   }
   const held = (status.held && status.held.listed) || [];
   fillTable($("held"), held, (h) => [h.host, h.reason, num(h.queued), duration(h.seconds_left)]);
-  fillTable($("error-types"), Object.entries(status.errors_by_type || {}),
-    ([type, n]) => [type, num(n)]);
-  fillTable($("status-classes"), Object.entries(status.status_classes || {}),
-    ([cls, n]) => [cls, num(n)]);
+  if (present("error-types", $("error-types"), status.errors_by_type)) {
+    fillTable($("error-types"), Object.entries(status.errors_by_type), ([t, n]) => [t, num(n)]);
+  }
+  if (present("status-classes", $("status-classes"), status.status_classes)) {
+    fillTable($("status-classes"), Object.entries(status.status_classes),
+      ([cls, n]) => [cls, num(n)]);
+  }
 
   fillTable($("results"), snap.results || [], (r) => {
     const err = r.error ? `${r.error.type}: ${r.error.message}` : null;
@@ -143,8 +153,12 @@ for (const action of ["pause", "resume", "stop"]) {
 }
 
 const events = new EventSource("api/events");
-events.onmessage = (e) => render(JSON.parse(e.data));
+events.onmessage = (e) => {
+  $("live").textContent = "live via server-sent events";
+  render(JSON.parse(e.data));
+};
+// The last figures stay on the page, marked stale, while EventSource reconnects.
 events.onerror = () => {
-  $("state").textContent = "disconnected";
-  $("state").className = "state";
+  $("live").textContent = "connection lost, reconnecting…";
+  $("state").classList.add("stale");
 };
