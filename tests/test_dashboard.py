@@ -249,3 +249,16 @@ def test_rate_over_is_the_mean_over_the_last_seconds() -> None:
     assert rate_over(samples, 10) == 10.0
     assert rate_over(samples, 100) == 1.0  # 100 pages over 100 s
     assert rate_over(samples[:1], 10) is None
+
+
+async def test_redis_away_is_said_on_the_page_not_a_crash(settings: Settings) -> None:
+    gone = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", decode_responses=True,
+                          socket_connect_timeout=1)
+    try:
+        async with dashboard(gone, settings) as client:
+            answer = await client.get("/api/status")
+            assert answer.status == 200
+            assert "ConnectionError" in (await answer.json())["error"]
+            assert (await client.get("/")).status == 200
+    finally:
+        await gone.aclose()
