@@ -25,12 +25,13 @@ from crawler.config import Settings
 from crawler.crawls import crawl_layout
 from crawler.dashboard import make_app
 from crawler.dashboard.auth import ACTION_HEADER, COOKIE, token_for
-from crawler.dashboard.feed import DoneSamples, latest_results, rate_over, rate_series
+from crawler.dashboard.feed import DoneSamples, latest_results, rate_series
 from crawler.status import crawl_status
 
 ACT = {ACTION_HEADER: "1"}
 COUNTERS = ("queued", "leased", "done", "errors", "seen", "results_pending", "workers",
-            "workers_dead", "shards", "by_shard", "held", "crawl")
+            "workers_dead", "shards", "by_shard", "held", "crawl", "errors_by_type",
+            "status_classes")
 
 
 @asynccontextmanager
@@ -213,6 +214,11 @@ async def test_the_api_shows_the_same_numbers_as_crawl_status_during_a_crawl(
     for name in COUNTERS:
         assert shown["status"][name] == direct[name] == printed[name], name
     assert set(direct) - {"memory"} <= set(shown["status"])  # every field, memory aside
+    def workers(status: dict[str, Any]) -> list[tuple[str, int, int]]:
+        return [(w["id"], w["pages"], w["errors"]) for w in status["worker_list"]]
+
+    assert workers(shown["status"]) == workers(direct) == workers(printed)
+    assert shown["status"]["errors_by_type"] == {"connect_error": 1}
     # Latest results: the newest first, over the shards, with their errors.
     results = shown["results"]
     assert len(results) == min(25, direct["results_pending"])
@@ -242,13 +248,6 @@ def test_done_samples_keep_the_last_hour() -> None:
         kept.add(float(t), t)
     recent = kept.recent()
     assert recent[0][0] >= 7190 - 3600 and recent[-1] == (7190.0, 7190)
-
-
-def test_rate_over_is_the_mean_over_the_last_seconds() -> None:
-    samples = [(float(t), 0 if t < 90 else 10 * (t - 90)) for t in range(101)]  # 10/s at the end
-    assert rate_over(samples, 10) == 10.0
-    assert rate_over(samples, 100) == 1.0  # 100 pages over 100 s
-    assert rate_over(samples[:1], 10) is None
 
 
 async def test_redis_away_is_said_on_the_page_not_a_crash(settings: Settings) -> None:

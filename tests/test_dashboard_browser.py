@@ -161,7 +161,6 @@ def test_the_page_renders_every_status_field_and_keeps_hostile_text_as_text(
     snap = {
         "time": now, "crawl_name": "browser", "error": "",
         "chart": [[now - 60 + i, float(i % 7)] for i in range(60)],
-        "rate_seen": {"last_10s": 1.0, "last_5m": 1.0},
         "status": {
             "queued": 1234567, "leased": 8, "done": 4321, "errors": 12, "workers": 2,
             "workers_dead": 1, "crawl": {"state": "paused", "reason": "operator", "since": now},
@@ -195,7 +194,7 @@ def test_the_page_renders_every_status_field_and_keeps_hostile_text_as_text(
             expect(page.locator("#state")).to_have_text("paused", timeout=WAIT_MS)
             expect(page.locator("#reason")).to_have_text("(operator)")
             expect(page.locator("#c-queued")).to_have_text("1,234,567")
-            expect(page.locator("#c-rate10")).to_have_text("42.5")  # status's own, not rate_seen
+            expect(page.locator("#c-rate10")).to_have_text("42.5")
             expect(page.locator("#c-eta")).to_have_text("2.5 h")
             expect(page.locator("#workers tbody tr")).to_have_count(2)
             expect(page.locator("#workers tbody tr.dead")).to_contain_text("node-b")

@@ -6,7 +6,6 @@ fsyncs, then acknowledges and deletes. Plain ``crawl export`` changes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random

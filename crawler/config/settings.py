@@ -79,6 +79,8 @@ class Settings(BaseModel):
     backoff_max: float = _setting(300.0, "worker", ge=0)
     shutdown_grace: float = _setting(10.0, "worker", "node", ge=0)
     stall_warning: float = _setting(60.0, "worker", "node", ge=0)
+    metrics_port: int = _setting(0, "worker", "node", ge=0, le=65535)
+    metrics_host: str = _setting("127.0.0.1", "worker", "node")
     # [fetch]
     connect_timeout: float = _setting(10.0, "fetch", ge=0)
     read_timeout: float = _setting(20.0, "fetch", ge=0)

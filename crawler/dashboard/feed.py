@@ -31,8 +31,8 @@ LATEST_RESULTS = 25
 
 
 class DoneSamples:
-    """(unix time, done) samples kept in memory: the chart's history while the
-    frontier keeps none of its own (see ``rate_samples``)."""
+    """(unix time, done) samples this dashboard takes each poll: the chart until
+    the workers' own samples (every 5 s, ``crawler.overview``) are enough."""
 
     def __init__(self, keep: float = HISTORY_SECONDS) -> None:
         self.keep = keep
@@ -49,15 +49,14 @@ class DoneSamples:
 
 async def rate_samples(redis: Redis, settings: Settings, local: DoneSamples
                        ) -> list[tuple[float, int]]:
-    """(unix time, done) over the last hour: the frontier's own history
-    (``crawler.status.rate_history``) where it exists, else this dashboard's
-    samples since it started. The one place that chooses."""
-    import crawler.status
+    """(unix time, done) over the last hour: the crawl's own history, which the
+    workers sample (``crawler.overview.rate_history``: it covers the time
+    before this dashboard started), or this dashboard's samples while that has
+    fewer than two (no worker has run for long yet). The one place that chooses."""
+    from crawler.overview import rate_history
 
-    history = getattr(crawler.status, "rate_history", None)
-    if history is not None:
-        return [(float(t), int(n)) for t, n in await history(redis, settings)]
-    return local.recent()
+    history = await rate_history(redis, settings)
+    return history if len(history) >= 2 else local.recent()
 
 
 def rate_series(samples: list[tuple[float, int]], points: int = CHART_POINTS
@@ -77,15 +76,6 @@ def rate_series(samples: list[tuple[float, int]], points: int = CHART_POINTS
         if t1 > t0:
             out.append((round(t1, 3), round(max(0, d1 - d0) / (t1 - t0), 3)))
     return out
-
-
-def rate_over(samples: list[tuple[float, int]], seconds: float) -> float | None:
-    """Mean pages/s over the last ``seconds`` of the samples (None with fewer than two)."""
-    if len(samples) < 2:
-        return None
-    t1, d1 = samples[-1]
-    t0, d0 = next((t, d) for t, d in samples if t >= t1 - seconds)
-    return round(max(0, d1 - d0) / (t1 - t0), 3) if t1 > t0 else None
 
 
 async def latest_results(redis: Redis, settings: Settings, count: int = LATEST_RESULTS
@@ -115,15 +105,13 @@ async def snapshot(redis: Redis, settings: Settings, local: DoneSamples) -> dict
     """Everything the page shows, as one JSON-ready object.
 
     ``status`` is exactly what ``crawl status --json`` prints, without the
-    Redis memory scan (too heavy for once a second). ``rate_seen``: pages/s
-    from the chart's samples, shown where ``status`` has no ``rate`` of its own."""
+    Redis memory scan (too heavy for once a second)."""
     status = await crawl_status(redis, settings, memory=False)
     now = time.time()
     local.add(now, int(status.get("done", 0)))
     samples = sorted(await rate_samples(redis, settings, local))
     return {"time": round(now, 3), "crawl_name": settings.crawl, "status": status,
             "chart": rate_series(samples),
-            "rate_seen": {"last_10s": rate_over(samples, 10), "last_5m": rate_over(samples, 300)},
             "results": await latest_results(redis, settings)}
 
 

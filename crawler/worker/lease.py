@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from crawler import errors
 from crawler.fetch import Response
+from crawler.metrics import status_tally
 from crawler.parse import parse_html, x_robots_tag
 from crawler.politeness import SlotMissed, adaptive_delay
 from crawler.results import dumps, make_record
@@ -133,8 +134,10 @@ class LeaseRunner:
             final_url=lease.url, status=resp.status, content_type=resp.content_type,
             size=len(resp.body), elapsed=resp.elapsed, redirect_to=target)
         self.counters.pages += 1
+        self.worker.metrics.fetched(resp.status, resp.elapsed, len(resp.body))
         await self._write(item, lambda: self.frontier.complete(
-            lease, dumps(record), redirect_to=target if follow else None))
+            lease, dumps(record), redirect_to=target if follow else None,
+            tally=status_tally(resp.status)))
 
     async def _status_retry(self, item: InFlight, attempt: int, resp: Response) -> None:
         host_backoff = resp.status in HOST_BACKOFF_STATUSES
@@ -179,8 +182,10 @@ class LeaseRunner:
             noindex=noindex)
         self.counters.pages += 1
         pause = adaptive_delay(resp.elapsed, self.settings)
+        self.worker.metrics.fetched(resp.status, resp.elapsed, len(resp.body))
         await self._write(item, lambda: self.frontier.complete(
-            lease, dumps(record), links=links, not_before=pause))
+            lease, dumps(record), links=links, not_before=pause,
+            tally=status_tally(resp.status)))
 
     async def _finish_error(self, item: InFlight, attempt: int, elapsed: float,
                             exc: errors.FetchError, error_type: str | None = None, *,
@@ -196,8 +201,11 @@ class LeaseRunner:
             error=(error_type or exc.type, str(exc)), redirect_to=redirect_to)
         self.counters.pages += 1
         self.counters.errors += 1
+        kind = error_type or exc.type
+        self.worker.metrics.failed(kind, elapsed, response.status if response else None)
         await self._write(item, lambda: self.frontier.complete(
-            lease, dumps(record), is_error=True, not_before=not_before, no_request=no_request))
+            lease, dumps(record), is_error=True, not_before=not_before, no_request=no_request,
+            tally=f"e:{kind}"))
 
     async def _retry(self, item: InFlight, delay: float, *, host_backoff: bool = False,
                      count_attempt: bool = True, reason: str = "backoff") -> None:

@@ -102,7 +102,7 @@ function render(snap) {
   }
   $("c-workers").textContent = num(status.workers)
     + (status.workers_dead ? ` (+${status.workers_dead} dead)` : "");
-  const rate = status.rate || snap.rate_seen || {};
+  const rate = status.rate || {};
   $("c-rate10").textContent = fixed(rate.last_10s);
   $("c-rate5m").textContent = fixed(rate.last_5m);
   $("c-eta").textContent = "eta_s" in status ? duration(status.eta_s) : "–";
