@@ -16,9 +16,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from crawler.redis_urls import url_problem
+
 SCOPES = ("host", "domain", "any")
 POLITENESS_KEYS = ("host", "ip")
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 SECTIONS = ("frontier", "worker", "fetch", "politeness", "scope", "storage")
 
 
@@ -132,8 +133,11 @@ class Settings(BaseModel):
     def _redis_url(cls, value: Any) -> Any:
         if value in (None, ""):
             return None
-        if not isinstance(value, str) or not value.startswith(REDIS_SCHEMES):
+        if not isinstance(value, str):
             raise ValueError("not a redis URL")
+        problem = url_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("crawl")

@@ -1,0 +1,80 @@
+"""What a new user meets first: messages for bad input, seeding, and finding their crawls."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from crawler.cli import app
+
+
+@pytest.fixture(autouse=True)
+def fresh_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run every command in an empty directory with no CRAWL_* settings around."""
+    for name in list(os.environ):
+        if name.startswith("CRAWL_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def crawl(*args: str, stdin: str | None = None) -> Result:
+    return CliRunner().invoke(app, list(args), input=stdin)
+
+
+def run_crawl(*args: str, env: dict[str, str] | None = None,
+              stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The real command in a child process, to see exactly what a user sees."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CRAWL_")}
+    return subprocess.run([sys.executable, "-m", "crawler", *args], capture_output=True,
+                          text=True, timeout=60, env=clean | (env or {}), input=stdin)
+
+
+# -- a bad --redis URL ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("url", "shown", "problem"), [
+    ("redis://127.0.0.1:notaport", "redis://127.0.0.1:notaport", "port 'notaport'"),
+    ("redis://127.0.0.1:99999", "redis://127.0.0.1:99999", "port '99999'"),
+    ("http://user:hunter2@127.0.0.1", "http://user:***@127.0.0.1", "unknown scheme http://"),
+    ("localhost:6379", "localhost:6379", "no scheme"),
+    ("redis://", "redis://", "no host name"),
+    ("redis://:hunter2@:6379", "redis://:***@:6379", "no host name"),
+    ("redis+cluster://127.0.0.1:abc", "redis+cluster://127.0.0.1:abc", "port 'abc'"),
+    ("unix://", "unix://", "no socket path"),
+    ("redis://127.0.0.1:6379/notadb", "redis://127.0.0.1:6379/notadb", "database 'notadb'"),
+    ("redis://[::1", "redis://[::1", "invalid IPv6 URL"),
+    ("redis://127.0.0.1?socket_timeout=x", "redis://127.0.0.1?socket_timeout=x",
+     "socket_timeout='x'"),
+])
+def test_a_bad_redis_url_is_one_line_naming_it_and_what_is_wrong(
+        url: str, shown: str, problem: str) -> None:
+    result = crawl("--redis", url, "status")
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)  # not a traceback
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"crawl: error: --redis: bad Redis URL {shown}: ")
+    assert problem in line
+    assert "hunter2" not in result.output
+
+
+def test_a_bad_redis_url_from_the_environment_names_the_variable() -> None:
+    result = run_crawl("status", env={"CRAWL_REDIS_URL": "redis://u:hunter2@127.0.0.1:x"})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "crawl: error: environment variable CRAWL_REDIS_URL: bad Redis URL "
+        "redis://u:***@127.0.0.1:x: port 'x' is not a number from 1 to 65535"]
+
+
+def test_an_unreachable_cluster_url_is_one_line_with_its_password_hidden() -> None:
+    result = run_crawl("--redis", "redis+cluster://u:hunter2@127.0.0.1:1", "status")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "cannot reach Redis at redis+cluster://u:***@127.0.0.1:1" in line
