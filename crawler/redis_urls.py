@@ -7,6 +7,8 @@ cast to integer``), or quietly use ``localhost`` for a URL with no host.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
@@ -53,8 +55,9 @@ def _query_problem(query: str) -> str | None:
     """A bad value among the URL's options, as redis-py would read them."""
     from redis.connection import URL_QUERY_ARGUMENT_PARSERS
 
+    parsers: dict[str, Callable[[str], Any]] = URL_QUERY_ARGUMENT_PARSERS  # type: ignore[assignment]
     for name, values in parse_qs(query).items():
-        parser = URL_QUERY_ARGUMENT_PARSERS.get(name)
+        parser = parsers.get(name)
         if parser is None or not values:
             continue
         try:
