@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import redis as sync_redis
 from typer.testing import CliRunner, Result
 
 from crawler.cli import app
+from crawler.config import Settings
+from crawler.connection import make_client
+from crawler.crawls import crawl_layout
+from crawler.frontier import Frontier
 
 
 @pytest.fixture(autouse=True)
@@ -78,3 +84,73 @@ def test_an_unreachable_cluster_url_is_one_line_with_its_password_hidden() -> No
     assert "Traceback" not in result.stderr
     [line] = result.stderr.strip().splitlines()
     assert "cannot reach Redis at redis+cluster://u:***@127.0.0.1:1" in line
+
+
+# -- seeding -------------------------------------------------------------------------------
+
+
+def test_an_empty_seed_file_says_there_are_no_urls_in_it(clean_redis: str,
+                                                          tmp_path: Path) -> None:
+    (tmp_path / "empty.txt").write_text("# nothing yet\n\n")
+    result = crawl("seed", "--redis", clean_redis, "empty.txt")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "no URLs in empty.txt"
+
+
+def test_an_empty_standard_input_says_so_too(clean_redis: str) -> None:
+    result = crawl("seed", "--redis", clean_redis, "-", stdin="")
+    assert result.exit_code == 1
+    assert "no URLs in standard input" in result.stderr
+
+
+def seeded(redis_url: str, crawl_name: str = "default") -> list[str]:
+    """The URLs queued in the crawl, claimed to read them."""
+    async def main() -> list[str]:
+        client = make_client(redis_url)
+        try:
+            frontier = Frontier(client, await crawl_layout(
+                client, Settings(redis_url=redis_url, crawl=crawl_name, max_per_host=100)))
+            return sorted(lease.url for lease in (await frontier.claim(100, "test")).leases)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+def test_a_bare_host_is_seeded_as_https_and_the_assumption_printed_once(
+        clean_redis: str, tmp_path: Path) -> None:
+    (tmp_path / "s.txt").write_text("example.com\nexample.org/a?b=1\nlocalhost:8080/x\n"
+                                    "mailto:someone@example.com\n")
+    result = crawl("seed", "--redis", clean_redis, "s.txt")
+    assert result.exit_code == 0, result.output
+    assert "added 3, already seen 0, invalid 1" in result.stdout
+    notes = [line for line in result.stderr.splitlines() if "assuming" in line]
+    assert notes == ["assuming https:// for lines without a scheme: line 1 'example.com' is "
+                     "https://example.com/ (--default-scheme to change)"]
+    assert "line 4: unsupported scheme 'mailto'" in result.stderr
+    assert seeded(clean_redis) == ["https://example.com/", "https://example.org/a?b=1",
+                                   "https://localhost:8080/x"]
+
+
+def test_default_scheme_http_is_allowed(clean_redis: str, tmp_path: Path) -> None:
+    (tmp_path / "s.txt").write_text("example.com\n")
+    result = crawl("seed", "--redis", clean_redis, "--default-scheme", "http", "s.txt")
+    assert result.exit_code == 0
+    assert "assuming http://" in result.stderr
+    assert seeded(clean_redis) == ["http://example.com/"]
+
+
+def test_a_default_scheme_other_than_http_or_https_is_refused(clean_redis: str,
+                                                               tmp_path: Path) -> None:
+    (tmp_path / "s.txt").write_text("example.com\n")
+    result = crawl("seed", "--redis", clean_redis, "--default-scheme", "ftp", "s.txt")
+    assert result.exit_code == 2
+    assert "--default-scheme: expected https or http, got 'ftp'" in result.stderr
+    assert sync_redis.Redis.from_url(clean_redis).dbsize() == 0
+
+
+def test_a_url_with_a_scheme_is_seeded_as_it_is(clean_redis: str, tmp_path: Path) -> None:
+    (tmp_path / "s.txt").write_text("http://127.0.0.2/a\n")
+    result = crawl("seed", "--redis", clean_redis, "s.txt")
+    assert "assuming" not in result.stderr
+    assert seeded(clean_redis) == ["http://127.0.0.2/a"]

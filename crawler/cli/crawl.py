@@ -37,30 +37,47 @@ def seed(
     redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = None,
     home: HomeOpt = None,
     shards: Annotated[int | None, typer.Option(help="Shards, for a new crawl.")] = None,
+    default_scheme: Annotated[str, typer.Option(
+        help="Scheme for a line without one: example.com is read as https://example.com/.")
+                              ] = "https",
 ) -> None:
     """Add URLs to the frontier. Bad lines are reported by number; the rest are seeded."""
+    from crawler.seeds import DEFAULT_SCHEMES
     from crawler.seeds import seed as seed_urls
 
+    if default_scheme.lower() not in DEFAULT_SCHEMES:
+        raise CrawlError(f"--default-scheme: expected https or http, got {default_scheme!r}")
     settings = settings_for(ctx, redis=redis, crawl=crawl, config=config, home=home,
                             shards=shards)
+    source = "standard input" if file == "-" else file
 
     def problem(number: int, text: str) -> None:
         typer.echo(f"line {number}: {text}", err=True)
+
+    def assumed(number: int, text: str, url: str) -> None:
+        typer.echo(f"assuming {default_scheme.lower()}:// for lines without a scheme: line "
+                   f"{number} {text[:80]!r} is {url} (--default-scheme to change)", err=True)
 
     async def main() -> Any:
         client, s = await open_crawl(settings)
         try:
             if file == "-":
-                return await seed_urls(client, s, sys.stdin.buffer, problem)
+                return await seed_urls(client, s, sys.stdin.buffer, problem,
+                                       default_scheme=default_scheme.lower(), on_assumed=assumed)
             try:
                 with open(file, "rb") as fh:  # noqa: ASYNC230 - streamed by lines
-                    return await seed_urls(client, s, fh, problem)
+                    return await seed_urls(client, s, fh, problem,
+                                           default_scheme=default_scheme.lower(),
+                                           on_assumed=assumed)
             except OSError as exc:
                 raise CrawlError(f"cannot read {file}: {exc.strerror}") from None
         finally:
             await client.aclose()
 
     report = run_async(main)
+    if report.valid == 0 and report.invalid == 0:
+        typer.echo(f"no URLs in {source}", err=True)
+        raise typer.Exit(1)
     typer.echo(f"added {report.added}, already seen {report.seen}, invalid {report.invalid}"
                + (f", over host cap {report.capped}" if report.capped else ""))
     if report.valid == 0:
