@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import redis as sync_redis
 from typer.testing import CliRunner, Result
 
+from crawler import keys
 from crawler.cli import app
 from crawler.config import Settings
 from crawler.connection import make_client
@@ -154,3 +157,112 @@ def test_a_url_with_a_scheme_is_seeded_as_it_is(clean_redis: str, tmp_path: Path
     result = crawl("seed", "--redis", clean_redis, "s.txt")
     assert "assuming" not in result.stderr
     assert seeded(clean_redis) == ["http://127.0.0.2/a"]
+
+
+# -- which crawls there are ---------------------------------------------------------------
+
+
+def make_crawl(redis_url: str, name: str, *urls: str) -> None:
+    result = crawl("seed", "--redis", redis_url, "--crawl", name, "-", stdin="\n".join(urls))
+    assert result.exit_code == 0, result.output
+
+
+def beat(redis_url: str, name: str, worker: str = "w1") -> None:
+    """A live heartbeat of a worker of crawl ``name``, at the server's time now."""
+    client = sync_redis.Redis.from_url(redis_url)
+    seconds, micros = client.time()
+    client.zadd(keys.workers_key(name), {worker: seconds * 1000 + micros // 1000})
+
+
+@pytest.mark.parametrize("command", [["status"], ["export", "out.jsonl"], ["export", "-"]])
+def test_a_crawl_that_does_not_exist_is_named_with_the_crawls_that_do(
+        clean_redis: str, tmp_path: Path, command: list[str]) -> None:
+    make_crawl(clean_redis, "demo1", "http://127.0.0.2/")
+    make_crawl(clean_redis, "demo2", "http://127.0.0.3/")
+    before = sorted(sync_redis.Redis.from_url(clean_redis).keys())
+    result = crawl("--redis", clean_redis, "--crawl", "nosuchcrawl", *command)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("crawl: error: there is no crawl 'nosuchcrawl'; the "
+                                     "crawls here are: demo1, demo2 (see crawl list)")
+    assert result.stdout == ""
+    assert not (tmp_path / "out.jsonl").exists()
+    assert sorted(sync_redis.Redis.from_url(clean_redis).keys()) == before  # nothing created
+
+
+def test_with_no_crawl_at_all_status_says_how_to_make_one(clean_redis: str) -> None:
+    result = crawl("--redis", clean_redis, "status")
+    assert result.exit_code == 2
+    assert "there is no crawl 'default', nor any other yet (crawl seed creates one)" \
+        in result.stderr
+
+
+def test_crawl_list_shows_each_crawls_counts_and_age(clean_redis: str) -> None:
+    make_crawl(clean_redis, "alpha", "http://127.0.0.2/a", "http://127.0.0.2/b")
+    make_crawl(clean_redis, "beta", "http://127.0.0.3/a")
+    beat(clean_redis, "beta")
+    result = crawl("list", "--redis", clean_redis)
+    assert result.exit_code == 0, result.output
+    header, *rows = [line.split() for line in result.stdout.splitlines()]
+    assert header == ["NAME", "QUEUED", "LEASED", "DONE", "ERRORS", "WORKERS", "AGE"]
+    assert [row[:6] for row in rows] == [["alpha", "2", "0", "0", "0", "0"],
+                                         ["beta", "1", "0", "0", "0", "1"]]
+    assert all(row[6].endswith("s") for row in rows)  # seconds old
+
+
+def test_crawl_list_json_has_one_object_a_crawl(clean_redis: str) -> None:
+    make_crawl(clean_redis, "alpha", "http://127.0.0.2/a")
+    result = crawl("--redis", clean_redis, "list", "--json")
+    [record] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["name"] == "alpha" and record["queued"] == 1
+    assert time.time() - 60 < record["created"] <= time.time()
+
+
+def test_crawl_list_with_no_crawls_says_so(clean_redis: str) -> None:
+    result = crawl("list", "--redis", clean_redis)
+    assert result.exit_code == 0
+    assert "no crawls yet" in result.stderr
+
+
+def test_crawl_delete_asks_first_and_keeps_the_crawl_on_no(clean_redis: str) -> None:
+    make_crawl(clean_redis, "demo", "http://127.0.0.2/a")
+    before = sync_redis.Redis.from_url(clean_redis).dbsize()
+    result = crawl("--redis", clean_redis, "delete", "demo", stdin="n\n")
+    assert result.exit_code == 1
+    assert "Delete crawl 'demo' (1 queued, 0 done, 0 errors)" in result.stderr
+    assert sync_redis.Redis.from_url(clean_redis).dbsize() == before
+
+
+def test_crawl_delete_removes_every_key_of_the_crawl_and_only_those(clean_redis: str) -> None:
+    make_crawl(clean_redis, "demo2", "http://127.0.0.3/a")  # a name demo is a prefix of
+    client = sync_redis.Redis.from_url(clean_redis)
+    others = sorted(client.keys())
+    result = crawl("--redis", clean_redis, "--crawl", "demo", "seed", "--shards", "3", "-",
+                   stdin="http://127.0.0.2/a\nhttp://127.0.0.4/b\nhttp://127.0.0.5/c\n")
+    assert result.exit_code == 0
+    beat(clean_redis, "demo")
+    client.zadd(keys.workers_key("demo"), {"w1": 0})  # a dead worker: no objection
+    assert len(client.keys("crawl:{demo:*")) > 3
+    result = crawl("--redis", clean_redis, "delete", "demo", "--yes")
+    assert result.exit_code == 0, result.output
+    assert sorted(client.keys()) == others
+    assert "demo" not in crawl("--redis", clean_redis, "list").stdout.split()
+
+
+def test_crawl_delete_refuses_while_workers_are_alive_unless_forced(clean_redis: str) -> None:
+    make_crawl(clean_redis, "demo", "http://127.0.0.2/a")
+    beat(clean_redis, "demo")
+    result = crawl("--redis", clean_redis, "delete", "demo", "--yes")
+    assert result.exit_code == 2
+    assert "crawl 'demo' has 1 live worker(s)" in result.stderr
+    assert sync_redis.Redis.from_url(clean_redis).exists(keys.meta_key("demo"))
+    result = crawl("--redis", clean_redis, "delete", "demo", "--yes", "--force")
+    assert result.exit_code == 0
+    assert sync_redis.Redis.from_url(clean_redis).dbsize() == 0
+
+
+def test_crawl_delete_of_a_crawl_that_is_not_there_lists_those_that_are(
+        clean_redis: str) -> None:
+    make_crawl(clean_redis, "demo", "http://127.0.0.2/a")
+    result = crawl("--redis", clean_redis, "delete", "dmeo", "--yes")
+    assert result.exit_code == 2
+    assert "there is no crawl 'dmeo'; the crawls here are: demo" in result.stderr

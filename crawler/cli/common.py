@@ -19,6 +19,7 @@ import typer
 from redis.asyncio import Redis
 
 from crawler.config import Settings, load_settings
+from crawler.errors import CrawlError
 
 T = TypeVar("T")
 
@@ -72,13 +73,22 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="crawl: %(message)s")
 
 
-async def open_crawl(settings: Settings) -> tuple[Redis, Settings]:
-    """A checked client for the crawl's Redis, and the settings with the crawl's shard count."""
+async def open_crawl(settings: Settings, *, must_exist: bool = False
+                     ) -> tuple[Redis, Settings]:
+    """A checked client for the crawl's Redis, and the settings with the crawl's shard count.
+
+    ``must_exist``: for commands that only read a crawl (status, export): a
+    crawl name that is not there is an error listing the ones that are, not
+    an empty crawl quietly created.
+    """
+    from crawler.catalog import crawl_exists, no_such_crawl
     from crawler.connection import connect
     from crawler.crawls import crawl_layout
 
     redis = await connect(settings)
     try:
+        if must_exist and not await crawl_exists(redis, settings.crawl):
+            raise CrawlError(await no_such_crawl(redis, settings.crawl))
         return redis, await crawl_layout(redis, settings)
     except BaseException:
         await redis.aclose()

@@ -190,7 +190,7 @@ def export(
     written = [0]
 
     async def main() -> None:
-        client, s = await open_crawl(settings)
+        client, s = await open_crawl(settings, must_exist=True)
         try:
             if drain:
                 written[0] = await drain_results(
@@ -229,7 +229,7 @@ def status(ctx: typer.Context, redis: RedisOpt = None, crawl: CrawlOpt = None,
     settings = settings_for(ctx, redis=redis, crawl=crawl, config=config, home=home)
 
     async def main() -> dict[str, Any]:
-        client, s = await open_crawl(settings)
+        client, s = await open_crawl(settings, must_exist=True)
         try:
             return await crawl_status(client, s)
         finally:
