@@ -153,3 +153,16 @@ async def no_such_crawl(redis: Redis, name: str) -> str:
         return f"there is no crawl {name!r}, nor any other yet (crawl seed creates one)"
     listed = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
     return f"there is no crawl {name!r}; the crawls here are: {listed} (see crawl list)"
+
+
+async def live_workers(redis: Redis) -> dict[str, int]:
+    """Crawl name -> its workers with a live heartbeat, for every crawl that has any."""
+    from crawler.status import server_ms
+
+    now = await server_ms(redis)
+    out = {}
+    for name in await crawl_names(redis):
+        alive = sum(w.alive for w in await list_workers(redis, name, now))
+        if alive:
+            out[name] = alive
+    return out

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from crawler.aio import cancel_and_wait, wait_event
 from crawler.config import Settings
+from crawler.errors import CrawlError
 from crawler.fetch import Fetcher
 from crawler.frontier import ClaimResult, Frontier
 from crawler.politeness import publish_policy, start_deadline
@@ -149,7 +150,8 @@ class Worker:
             lambda: self.frontier.claim(want, self.id, slack=self.settings.politeness_slack,
                                         request_id=request),
             "claim", give_up=lambda: self.stopping,
-            wait=lambda s: self._wait_for_slot(s, "Redis to come back"))
+            wait=lambda s: self._wait_for_slot(s, "Redis to come back"),
+            revive=self.revive_server)
         if result is None:
             return True
         self.watch.progress()
@@ -194,7 +196,31 @@ class Worker:
             write.add_done_callback(self._writes.discard)
             await asyncio.shield(write)
 
-        await ride_out_redis(shielded, "a frontier write")
+        await ride_out_redis(shielded, "a frontier write", revive=self.revive_server)
+
+    async def revive_server(self) -> None:
+        """On the embedded default, start the server again if it is gone.
+
+        ``crawl server stop --force`` (or a crash) under a running crawl leaves
+        the socket dead; the server's append-only file still holds the crawl.
+        A file lock makes one worker process start it; the others reuse it.
+        """
+        if self.settings.redis_url is not None:
+            return
+        from crawler.server import ensure_server, home_dir, is_running, socket_path
+
+        def revive() -> bool:
+            if is_running(socket_path(home_dir(self.settings.home))):
+                return False
+            ensure_server(self.settings.home)
+            return True
+
+        try:
+            if await asyncio.to_thread(revive):
+                log.warning("the embedded Valkey in %s was gone: started it again",
+                            home_dir(self.settings.home))
+        except CrawlError as exc:
+            log.warning("could not start the embedded Valkey again: %s", exc)
 
     # -- shutdown and housekeeping ---------------------------------------------
 
