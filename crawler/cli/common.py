@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from redis.asyncio import Redis
+from rich.markup import escape
 
 from crawler.config import Settings, load_settings
 from crawler.errors import CrawlError
@@ -24,12 +25,21 @@ from crawler.errors import CrawlError
 T = TypeVar("T")
 
 RedisOpt = Annotated[str | None, typer.Option(
-    "--redis", help="Redis URL (redis://, rediss://, redis+cluster://, unix://). "
-                    "Default: the embedded Valkey.")]
-CrawlOpt = Annotated[str | None, typer.Option("--crawl", help="Crawl name (default: default).")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file.")]
+    "--redis", show_default=False,
+    help=escape("Redis URL: redis://, rediss://, redis+cluster://, rediss+cluster:// or unix://. "
+         "[default: the embedded Valkey in --home; setting frontier.redis_url, "
+         "env CRAWL_REDIS_URL]"))]
+CrawlOpt = Annotated[str | None, typer.Option(
+    "--crawl", show_default=False,
+    help=escape("Crawl name. [default: default; setting frontier.crawl, env CRAWL_CRAWL]"))]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", show_default=False,
+    help=escape("TOML settings file (config/default.toml lists every key). "
+                "[default: ./crawl.toml if there is one; env CRAWL_CONFIG]"))]
 HomeOpt = Annotated[str | None, typer.Option(
-    "--home", help="Embedded server directory (default ./.crawl or $CRAWL_HOME).")]
+    "--home", show_default=False,
+    help=escape("Directory of the embedded Valkey. [default: .crawl; setting frontier.home, "
+                "env CRAWL_HOME]"))]
 
 
 @dataclass
@@ -69,8 +79,11 @@ def run_async(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return uvloop.run(fn())
 
 
-def setup_logging() -> None:
+def setup_logging(level: int | None = None) -> None:
+    """Log lines on stderr as ``crawl: message``; WARNING and up unless ``level`` says."""
     logging.basicConfig(level=logging.WARNING, format="crawl: %(message)s")
+    if level is not None:
+        logging.getLogger().setLevel(level)
 
 
 async def open_crawl(settings: Settings, *, must_exist: bool = False

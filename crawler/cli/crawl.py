@@ -19,6 +19,30 @@ from crawler.cli.common import (
     open_crawl,
     run_async,
     settings_for,
+    setup_logging,
+)
+from crawler.cli.options import (
+    AllowPrivateOpt,
+    ConcurrencyOpt,
+    ConnectTimeoutOpt,
+    ContactUrlOpt,
+    DelayOpt,
+    ExcludeOpt,
+    IncludeOpt,
+    LeaseTimeOpt,
+    LogLevelOpt,
+    MaxDepthOpt,
+    MaxPagesPerHostOpt,
+    MaxPerHostOpt,
+    ObeyRobotsOpt,
+    ProcessesOpt,
+    ReadTimeoutOpt,
+    ScopeModeOpt,
+    ShardsOpt,
+    TotalTimeoutOpt,
+    UserAgentOpt,
+    VerboseOpt,
+    log_level,
 )
 from crawler.config import Settings
 from crawler.errors import CrawlError
@@ -36,7 +60,7 @@ def seed(
     file: Annotated[str, typer.Argument(help="File of URLs, one a line; - for stdin.")],
     redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = None,
     home: HomeOpt = None,
-    shards: Annotated[int | None, typer.Option(help="Shards, for a new crawl.")] = None,
+    shards: ShardsOpt = None,
     default_scheme: Annotated[str, typer.Option(
         help="Scheme for a line without one: example.com is read as https://example.com/.")
                               ] = "https",
@@ -88,30 +112,41 @@ def worker(
     ctx: typer.Context,
     redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = None,
     home: HomeOpt = None,
-    concurrency: Annotated[int | None, typer.Option(help="Fetches in flight per process.")] = None,
-    processes: Annotated[int | None, typer.Option(help="Event loops (processes) on this node.")
-                         ] = None,
+    concurrency: ConcurrencyOpt = None,
+    processes: ProcessesOpt = None,
     forever: Annotated[bool, typer.Option(help="Keep waiting for new URLs when done.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress line.")] = False,
-    scope: Annotated[str | None, typer.Option(help="host, domain or any.")] = None,
-    max_depth: Annotated[int | None, typer.Option(help="0 = unlimited.")] = None,
-    delay: Annotated[float | None, typer.Option(help="Seconds between request starts per host.")
-                     ] = None,
-    max_per_host: Annotated[int | None, typer.Option(help="Requests in flight per host.")] = None,
-    lease_time: Annotated[float | None, typer.Option(help="Seconds before a lease expires.")
-                          ] = None,
-    user_agent: Annotated[str | None, typer.Option(help="Product token, e.g. mybot/1.0.")] = None,
-    allow_private: Annotated[bool | None, typer.Option(
-        "--allow-private", help="Allow fetching private and loopback addresses.")] = None,
-    obey_robots: Annotated[bool | None, typer.Option(
-        "--obey-robots/--ignore-robots", help="Obey robots.txt (default: obey).")] = None,
+    scope: ScopeModeOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    max_depth: MaxDepthOpt = None,
+    max_pages_per_host: MaxPagesPerHostOpt = None,
+    delay: DelayOpt = None,
+    max_per_host: MaxPerHostOpt = None,
+    obey_robots: ObeyRobotsOpt = None,
+    user_agent: UserAgentOpt = None,
+    contact_url: ContactUrlOpt = None,
+    allow_private: AllowPrivateOpt = None,
+    connect_timeout: ConnectTimeoutOpt = None,
+    read_timeout: ReadTimeoutOpt = None,
+    total_timeout: TotalTimeoutOpt = None,
+    lease_time: LeaseTimeOpt = None,
+    log_level_name: LogLevelOpt = None,
+    verbose: VerboseOpt = 0,
 ) -> None:
     """Crawl until nothing is queued or leased anywhere (or forever)."""
+    level = log_level(log_level_name, verbose)
+    if level is not None:
+        setup_logging(level)
     settings = settings_for(
         ctx, redis=redis, crawl=crawl, config=config, home=home, concurrency=concurrency,
         processes=processes, scope=scope, max_depth=max_depth, delay=delay,
         max_per_host=max_per_host, lease_time=lease_time, user_agent=user_agent,
-        allow_private=allow_private, obey_robots=obey_robots)
+        allow_private=allow_private, obey_robots=obey_robots,
+        include=tuple(include) if include else None,
+        exclude=tuple(exclude) if exclude else None, max_pages_per_host=max_pages_per_host,
+        contact_url=contact_url, connect_timeout=connect_timeout, read_timeout=read_timeout,
+        total_timeout=total_timeout)
     if settings.processes > 1:
         raise typer.Exit(_run_processes(settings))
 

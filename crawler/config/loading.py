@@ -48,6 +48,8 @@ _EXPECTED_SPECIAL = {
     "redis_url": "a redis://, rediss://, redis+cluster://, rediss+cluster:// or unix:// URL",
     "crawl": "a name without braces, colons or spaces",
     "allow_cidrs": "CIDR networks such as 10.0.0.0/8",
+    "include": "regular expressions (Python re syntax)",
+    "exclude": "regular expressions (Python re syntax)",
     "host_overrides": 'tables [hosts."example.com"] with max_per_host and delay',
 }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
@@ -145,6 +146,16 @@ class Settings(BaseModel):
     def _crawl_name(cls, value: str) -> str:
         if not value or any(c in value for c in "{}: "):
             raise ValueError("bad crawl name")
+        return value
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:  # not a ValueError: pydantic would let it through
+                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("allow_cidrs")
