@@ -178,6 +178,8 @@ class LeaseRunner:
             content_type=resp.content_type, size=len(resp.body), elapsed=resp.elapsed,
             noindex=noindex)
         self.counters.pages += 1
+        if 400 <= resp.status < 500:
+            self.counters.client_errors += 1
         pause = adaptive_delay(resp.elapsed, self.settings)
         await self._write(item, lambda: self.frontier.complete(
             lease, dumps(record), links=links, not_before=pause))

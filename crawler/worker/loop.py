@@ -32,7 +32,14 @@ from crawler.scope import Scope, ScopeStore, anchors_for
 from crawler.status import held_hosts, held_summary
 from crawler.worker.backoff import REDIS_ERRORS, ride_out_redis
 from crawler.worker.lease import LeaseRunner
-from crawler.worker.progress import Counters, print_progress
+from crawler.worker.progress import (
+    Counters,
+    CrawlProgress,
+    RateWindow,
+    politeness_text,
+    print_progress,
+    read_progress,
+)
 from crawler.worker.watch import InFlight, StallWatch
 from crawler.workers import HEARTBEAT_EVERY, Heartbeat
 
@@ -78,6 +85,9 @@ class Worker:
         self._aborted = asyncio.Event()
         self._writes: set[asyncio.Future[object]] = set()  # shielded writes in progress
         self._held: dict[str, Any] | None = None  # held hosts, for the progress line
+        self._crawl_progress: CrawlProgress | None = None  # the crawl's counts, the same
+        self._rate: float | None = None  # this worker's pages/s over the last 10 s
+        self._crawl_rate: float | None = None  # the crawl's URLs done a second, the same
 
     # -- the loop --------------------------------------------------------------
 
@@ -267,7 +277,8 @@ class Worker:
         """What this worker's heartbeat says about it."""
         c = self.counters
         return {"node": socket.gethostname(), "pid": os.getpid(), "pages": c.pages,
-                "errors": c.errors, "retries": c.retries, "in_flight": len(self.tasks),
+                "errors": c.errors, "4xx": c.client_errors, "retries": c.retries,
+                "in_flight": len(self.tasks),
                 "started": round(self.started_at, 3),
                 "every_ms": int(self.heartbeat_every * 1200)}  # the longest jittered gap
 
@@ -303,13 +314,23 @@ class Worker:
             f"last claim: {len(c.leases)} leases, queued {c.queued}, leased {c.leased}"
 
     async def _progress(self) -> None:
+        pages, crawl_done = RateWindow(), RateWindow()
         while True:
-            await asyncio.sleep(PROGRESS_EVERY)
+            pages.add(self.counters.pages)
             with contextlib.suppress(*REDIS_ERRORS):
                 self._held = held_summary(await held_hosts(self.redis, self.settings))
-            self._print_progress()
+                self._crawl_progress = await read_progress(self.redis, self.settings)
+                crawl_done.add(self._crawl_progress.done)
+            self._rate, self._crawl_rate = pages.rate(), crawl_done.rate()
+            if self._rate is not None:
+                self._print_progress()
+            await asyncio.sleep(PROGRESS_EVERY)
 
     def _print_progress(self, final: bool = False) -> None:
-        queued = self.last_claim.queued if self.last_claim else 0
-        print_progress(self.counters, queued, len(self.tasks), final=final,
-                       held=None if final else self._held)
+        in_flight = len(self.tasks)
+        hosts = len({item.lease.host for item in self.tasks.values()})
+        crawl = None if final else self._crawl_progress  # read up to 2 s ago: stale at the end
+        politeness = "" if final else politeness_text(crawl, self.settings, in_flight, hosts)
+        print_progress(self.counters, self._rate, in_flight, final=final, crawl=crawl,
+                       crawl_rate=None if final else self._crawl_rate,
+                       held=None if final else self._held, politeness=politeness)
