@@ -49,6 +49,8 @@ suffix              type    what it holds
 ``results``         STREAM  one entry a finished URL, field ``r`` = JSON record
 ``stats``           HASH    ``queued``, ``leased``, ``done``, ``seen``,
                             ``errors``, ``robots_capped``
+``attempt_ms``      HASH    URL -> ms its earlier attempts took, while it is
+                            retried; deleted when it completes
 ``scope``           SET     scope anchors ``host:<host>``, ``domain:<domain>``
                             whose shard this is (by the anchor, like a host)
 ``robots:<orig>``   STRING  cached robots.txt verdict (kind + body), with TTL
@@ -135,6 +137,10 @@ class ShardKeys:
     @property
     def scope(self) -> str:
         return self.base + "scope"
+
+    @property
+    def attempt_ms(self) -> str:
+        return self.base + "attempt_ms"
 
     def queue(self, host: str) -> str:
         return f"{self.base}q:{host}"
