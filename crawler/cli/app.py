@@ -57,8 +57,15 @@ class CrawlGroup(TyperGroup):
             raise typer.Exit(2) from None
 
 
-app = typer.Typer(cls=CrawlGroup, add_completion=False, no_args_is_help=True,
-                  help="An asyncio-native, distributed web crawler on a shared Redis frontier.")
+HELP = """An asyncio-native, distributed web crawler on a shared Redis frontier.
+
+A crawl: crawl seed urls.txt, then crawl worker on every node (it exits when
+the crawl is done; see crawl worker --help for scope, politeness and timeouts),
+then crawl export results.jsonl. With no --redis, commands share an embedded
+Valkey in ./.crawl. crawl list shows the crawls there are.
+"""
+
+app = typer.Typer(cls=CrawlGroup, add_completion=False, no_args_is_help=True, help=HELP)
 
 
 @app.callback()

@@ -134,7 +134,12 @@ def worker(
     log_level_name: LogLevelOpt = None,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Crawl until nothing is queued or leased anywhere (or forever)."""
+    """Crawl until nothing is queued or leased anywhere (or forever).
+
+    The defaults are polite: one request at a time on a host, 1 s apart, robots.txt
+    obeyed, links followed on the seeds' hosts only. Private and loopback
+    addresses need --allow-private.
+    """
     level = log_level(log_level_name, verbose)
     if level is not None:
         setup_logging(level)
