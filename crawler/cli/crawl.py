@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from crawler.cli.options import (
     MaxDepthOpt,
     MaxPagesPerHostOpt,
     MaxPerHostOpt,
+    MetricsPortOpt,
     ObeyRobotsOpt,
     ProcessesOpt,
     ReadTimeoutOpt,
@@ -131,6 +133,7 @@ def worker(
     read_timeout: ReadTimeoutOpt = None,
     total_timeout: TotalTimeoutOpt = None,
     lease_time: LeaseTimeOpt = None,
+    metrics_port: MetricsPortOpt = None,
     log_level_name: LogLevelOpt = None,
     verbose: VerboseOpt = 0,
 ) -> None:
@@ -151,7 +154,7 @@ def worker(
         include=tuple(include) if include else None,
         exclude=tuple(exclude) if exclude else None, max_pages_per_host=max_pages_per_host,
         contact_url=contact_url, connect_timeout=connect_timeout, read_timeout=read_timeout,
-        total_timeout=total_timeout)
+        total_timeout=total_timeout, metrics_port=metrics_port)
     if settings.processes > 1:
         raise typer.Exit(_run_processes(settings))
 
@@ -184,7 +187,11 @@ def _run_processes(settings: Settings) -> int:
     # Own process groups: Ctrl-C in a terminal signals the whole foreground
     # group, and a worker that got it twice (from there and from forward())
     # would stop at once instead of finishing its fetches.
-    children = [subprocess.Popen(argv, process_group=0) for _ in range(settings.processes)]
+    from crawler.worker.loop import PROCESS_INDEX
+
+    children = [subprocess.Popen(argv, process_group=0,
+                                 env={**os.environ, PROCESS_INDEX: str(i)})
+                for i in range(settings.processes)]
 
     def forward(signum: int, _frame: object) -> None:
         # A closed terminal (SIGHUP) no longer reaches the workers: drain them.
@@ -262,8 +269,12 @@ def export(
 
 
 def status(ctx: typer.Context, redis: RedisOpt = None, crawl: CrawlOpt = None,
-           config: ConfigOpt = None, home: HomeOpt = None) -> None:
-    """Print the crawl's counters, workers and held hosts as JSON."""
+           config: ConfigOpt = None, home: HomeOpt = None,
+           watch: Annotated[bool, typer.Option(
+               "--watch", help="A live view, redrawn every second, until Ctrl-C.")] = False,
+           as_json: Annotated[bool, typer.Option(
+               "--json", help="JSON (the default without --watch).")] = False) -> None:
+    """Print the crawl's counters, rates, workers, results and busiest hosts as JSON."""
     from crawler.status import crawl_status
 
     settings = settings_for(ctx, redis=redis, crawl=crawl, config=config, home=home)
@@ -271,8 +282,18 @@ def status(ctx: typer.Context, redis: RedisOpt = None, crawl: CrawlOpt = None,
     async def main() -> dict[str, Any]:
         client, s = await open_crawl(settings, must_exist=True)
         try:
+            if watch and not as_json:
+                from crawler.cli.watch import watch as live_view
+
+                await live_view(client, s)
+                return {}
             return await crawl_status(client, s)
         finally:
             await client.aclose()
 
-    typer.echo(json.dumps(run_async(main), indent=2, sort_keys=True))
+    try:
+        result = run_async(main)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+    if not watch or as_json:
+        typer.echo(json.dumps(result, indent=2, sort_keys=True))

@@ -92,6 +92,9 @@ ReadTimeoutOpt = Annotated[float | None, setting_option(
     "read_timeout", "Seconds to wait for the next bytes of a response.")]
 TotalTimeoutOpt = Annotated[float | None, setting_option(
     "total_timeout", "Seconds for a whole request, body included.")]
+MetricsPortOpt = Annotated[int | None, setting_option(
+    "metrics_port", "Serve Prometheus /metrics on this port (process i of N: port + i); "
+                    "0 = off.")]
 ShardsOpt = Annotated[int | None, setting_option(
     "shards", "Shards, for a new crawl (on a cluster: 4 a master).")]
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from crawler import errors
 from crawler.fetch import Response
 from crawler.frontier import Lease
+from crawler.metrics import status_tally
 from crawler.parse import parse_html, x_robots_tag
 from crawler.politeness import SlotMissed, adaptive_delay
 from crawler.results import dumps, make_record
@@ -136,7 +137,9 @@ class LeaseRunner:
             size=len(resp.body), elapsed=resp.elapsed, redirect_to=target,
             total_elapsed=await self._all_attempts(lease, resp.elapsed))
         self.counters.pages += 1
-        await self._complete(item, record, redirect_to=target if follow else None)
+        self.worker.metrics.fetched(resp.status, resp.elapsed, len(resp.body))
+        await self._complete(item, record, redirect_to=target if follow else None,
+                             tally=status_tally(resp.status))
 
     async def _status_retry(self, item: InFlight, attempt: int, resp: Response) -> None:
         host_backoff = resp.status in HOST_BACKOFF_STATUSES
@@ -183,7 +186,9 @@ class LeaseRunner:
         if 400 <= resp.status < 500:
             self.counters.client_errors += 1
         pause = adaptive_delay(resp.elapsed, self.settings)
-        await self._complete(item, record, links=links, not_before=pause)
+        self.worker.metrics.fetched(resp.status, resp.elapsed, len(resp.body))
+        await self._complete(item, record, links=links, not_before=pause,
+                             tally=status_tally(resp.status))
 
     async def _finish_error(self, item: InFlight, attempt: int, elapsed: float,
                             exc: errors.FetchError, error_type: str | None = None, *,
@@ -200,8 +205,10 @@ class LeaseRunner:
             total_elapsed=await self._all_attempts(lease, elapsed))
         self.counters.pages += 1
         self.counters.errors += 1
+        kind = error_type or exc.type
+        self.worker.metrics.failed(kind, elapsed, response.status if response else None)
         await self._complete(item, record, is_error=True, not_before=not_before,
-                             no_request=no_request)
+                             no_request=no_request, tally=f"e:{kind}")
 
     async def _retry(self, item: InFlight, delay: float, *, host_backoff: bool = False,
                      count_attempt: bool = True, reason: str = "backoff",
