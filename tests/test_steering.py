@@ -19,8 +19,11 @@ from typing import Any
 import pytest
 from crawl_helpers import ROOT
 from fault_helpers import read_results, seed_sync, stats, wait_exit, wait_for
+from hypothesis import given
+from hypothesis import strategies as st
 
 from crawler.bench.sitegen import SiteServer, SiteSpec, free_port
+from crawler.control import allotments
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -224,3 +227,16 @@ def test_stop_makes_every_worker_exit_and_drop_discards_the_queue(
     late = cli("worker", "--redis", clean_redis, "--crawl", crawl, "--allow-private",
                "--delay", "0")
     assert late.returncode == 0 and "is stopped" in late.stderr
+
+
+@given(limit=st.integers(0, 10_000),
+       shards=st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 3000)),
+                       min_size=1, max_size=64))
+def test_allotments_sum_to_the_cap_and_go_where_urls_wait(
+        limit: int, shards: list[tuple[int, int]]) -> None:
+    used, queued = [u for u, _ in shards], [q for _, q in shards]
+    caps = allotments(limit, used, queued)
+    assert all(cap >= u for cap, u in zip(caps, used, strict=True))  # nothing taken back
+    assert sum(caps) == max(limit, sum(used))
+    if any(queued):  # a shard with nothing queued gets no share it could not use
+        assert all(cap == u for cap, u, q in zip(caps, used, queued, strict=True) if q == 0)
