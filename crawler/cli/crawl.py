@@ -33,13 +33,21 @@ def register(app: typer.Typer) -> None:
 
 def seed(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(help="File of URLs, one a line; - for stdin.")],
+    file: Annotated[str | None, typer.Argument(
+        help="File of URLs, one a line; - for stdin.")] = None,
     redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = None,
     home: HomeOpt = None,
     shards: Annotated[int | None, typer.Option(help="Shards, for a new crawl.")] = None,
+    sitemap: Annotated[list[str] | None, typer.Option(
+        "--sitemap", help="A sitemap (index, urlset, .xml.gz or text) whose URLs to crawl; "
+                          "repeatable.")] = None,
 ) -> None:
     """Add URLs to the frontier. Bad lines are reported by number; the rest are seeded."""
     from crawler.seeds import seed as seed_urls
+    from crawler.seeds import seed_sitemaps
+
+    if file is None and not sitemap:
+        raise CrawlError("give a file of URLs, - for stdin, or --sitemap URL")
 
     settings = settings_for(ctx, redis=redis, crawl=crawl, config=config, home=home,
                             shards=shards)
@@ -50,10 +58,18 @@ def seed(
     async def main() -> Any:
         client, s = await open_crawl(settings)
         try:
+            if sitemap:
+                maps = await seed_sitemaps(client, s, sitemap)
+                for number, text in maps.problems:
+                    typer.echo(f"--sitemap {number}: {text}", err=True)
+                typer.echo(f"sitemaps: added {maps.added}, already seen {maps.seen}, "
+                           f"invalid {maps.invalid}")
+                if file is None:
+                    return maps
             if file == "-":
                 return await seed_urls(client, s, sys.stdin.buffer, problem)
             try:
-                with open(file, "rb") as fh:  # noqa: ASYNC230 - streamed by lines
+                with open(str(file), "rb") as fh:  # noqa: ASYNC230 - streamed by lines
                     return await seed_urls(client, s, fh, problem)
             except OSError as exc:
                 raise CrawlError(f"cannot read {file}: {exc.strerror}") from None

@@ -21,6 +21,7 @@ from crawler.results import dumps, make_record
 from crawler.robots import RobotsFetched, RobotsUnavailable, product_token
 from crawler.scope import anchors_for
 from crawler.worker.backoff import REDIS_ERRORS, backoff_delay, log, retry_after
+from crawler.worker.sitemap import SitemapReader
 from crawler.worker.watch import InFlight
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ class LeaseRunner:
         self.counters = worker.counters
         self.write: Write = worker.write
         self.agent = product_token(worker.settings.user_agent)
+        self.sitemaps = SitemapReader(self)
+        if worker.settings.sitemaps:
+            self.robots.on_sitemaps = self.sitemaps.robots_sitemap_calls
 
     async def run(self, item: InFlight, deadline: float = math.inf) -> None:
         lease = item.lease
@@ -62,7 +66,13 @@ class LeaseRunner:
             if time.monotonic() > deadline:
                 raise SlotMissed(lease.url)
             item.at("fetch")
-            resp = await self.fetcher.get(lease.url)
+            if lease.sitemap_level is None:
+                resp = await self.fetcher.get(lease.url)
+            else:
+                sitemap_resp = await self.sitemaps.read(item, attempt)
+                if sitemap_resp is None:  # read and completed
+                    return
+                resp = sitemap_resp
         except SlotMissed:
             # Starting now could put this request closer than the host's delay to
             # the next one: give the slot back unused (crawler.politeness).
