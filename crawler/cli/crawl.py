@@ -62,10 +62,10 @@ def seed(
                 maps = await seed_sitemaps(client, s, sitemap)
                 for number, text in maps.problems:
                     typer.echo(f"--sitemap {number}: {text}", err=True)
-                typer.echo(f"sitemaps: added {maps.added}, already seen {maps.seen}, "
-                           f"invalid {maps.invalid}")
                 if file is None:
                     return maps
+                typer.echo(f"sitemaps: added {maps.added}, already seen {maps.seen}, "
+                           f"invalid {maps.invalid}")
             if file == "-":
                 return await seed_urls(client, s, sys.stdin.buffer, problem)
             try:
