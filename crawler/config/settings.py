@@ -119,6 +119,7 @@ class Settings(BaseModel):
     expected_urls: int = _setting(10_000_000, "storage", ge=1)
     dedup_bucket_bits: int = _setting(0, "storage", ge=0, le=24)
     results_maxlen: int = _setting(0, "storage", ge=0)
+    recrawl: bool = _setting(False, "storage")
 
     @field_validator("lease_time", "backoff_base", "backoff_max", "shutdown_grace",
                      "stall_warning", "connect_timeout", "read_timeout", "total_timeout",

@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from crawler import errors
 from crawler.fetch import Response
 from crawler.parse import parse_html, x_robots_tag
 from crawler.politeness import SlotMissed, adaptive_delay
+from crawler.recrawl import next_visit, previous_state
 from crawler.results import dumps, make_record
 from crawler.robots import RobotsFetched, RobotsUnavailable, product_token
 from crawler.scope import anchors_for
@@ -66,8 +67,11 @@ class LeaseRunner:
             if time.monotonic() > deadline:
                 raise SlotMissed(lease.url)
             item.at("fetch")
+            if self.settings.recrawl:
+                item.previous = await previous_state(self.worker.redis, self.frontier, lease)
             if lease.sitemap_level is None:
-                resp = await self.fetcher.get(lease.url)
+                resp = await self.fetcher.get(lease.url, headers=item.previous.conditional_headers()
+                                              if item.previous else None)
             else:
                 sitemap_resp = await self.sitemaps.read(item, attempt)
                 if sitemap_resp is None:  # read and completed
@@ -143,8 +147,9 @@ class LeaseRunner:
             final_url=lease.url, status=resp.status, content_type=resp.content_type,
             size=len(resp.body), elapsed=resp.elapsed, redirect_to=target)
         self.counters.pages += 1
+        revisit = self._revisit(item, record, resp)
         await self._write(item, lambda: self.frontier.complete(
-            lease, dumps(record), redirect_to=target if follow else None))
+            lease, dumps(record), redirect_to=target if follow else None, revisit=revisit))
 
     async def _status_retry(self, item: InFlight, attempt: int, resp: Response) -> None:
         host_backoff = resp.status in HOST_BACKOFF_STATUSES
@@ -189,8 +194,9 @@ class LeaseRunner:
             noindex=noindex)
         self.counters.pages += 1
         pause = adaptive_delay(resp.elapsed, self.settings)
+        revisit = self._revisit(item, record, resp)
         await self._write(item, lambda: self.frontier.complete(
-            lease, dumps(record), links=links, not_before=pause))
+            lease, dumps(record), links=links, not_before=pause, revisit=revisit))
 
     async def _finish_error(self, item: InFlight, attempt: int, elapsed: float,
                             exc: errors.FetchError, error_type: str | None = None, *,
@@ -206,8 +212,18 @@ class LeaseRunner:
             error=(error_type or exc.type, str(exc)), redirect_to=redirect_to)
         self.counters.pages += 1
         self.counters.errors += 1
+        revisit = self._revisit(item, record, response)
         await self._write(item, lambda: self.frontier.complete(
-            lease, dumps(record), is_error=True, not_before=not_before, no_request=no_request))
+            lease, dumps(record), is_error=True, not_before=not_before, no_request=no_request,
+            revisit=revisit))
+
+    def _revisit(self, item: InFlight, record: dict[str, Any], resp: Response | None
+                 ) -> str | None:
+        """recrawl = true: this visit's state to store, and its marks on the record."""
+        if not self.settings.recrawl or item.lease.sitemap_level is not None:
+            return None
+        return next_visit(item.lease, item.previous, record,
+                          resp.headers if resp else None, resp.body if resp else b"").dump()
 
     async def _retry(self, item: InFlight, delay: float, *, host_backoff: bool = False,
                      count_attempt: bool = True, reason: str = "backoff") -> None:

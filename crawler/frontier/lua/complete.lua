@@ -5,7 +5,9 @@
 --       next start no earlier than now + this; 0 = no change), stream_maxlen
 --       (0 = unbounded; only acknowledged results are ever deleted), no_request (0/1, optional: the lease made no request,
 --       e.g. robots.txt disallowed its URL, so its claim's delay is given back
---       unless another claim or a backoff moved the host's next time since)
+--       unless another claim or a backoff moved the host's next time since),
+--       revisit_url, revisit_state (optional, recrawl = true: the URL's state
+--       in v:<host>, written with its result and only then, so a visit counts once)
 -- Returns 1 when the result was recorded, 0 for a stale lease.
 local base = ARGV[1]
 local id = ARGV[2]
@@ -41,6 +43,10 @@ local after = tonumber(ARGV[5])
 if after > 0 then
   local nxt = math.max(hnum(hk, 'next', 0), now + after)
   redis.call('HSET', hk, 'next', string.format('%d', nxt))
+end
+if ARGV[8] and ARGV[8] ~= '' then
+  redis.call('HSET', base .. 'v:' .. host, ARGV[8], ARGV[9])
+  redis.call('SADD', base .. 'recrawl_hosts', host)
 end
 release_slot(base, host, now)
 return 1
