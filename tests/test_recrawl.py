@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from crawler import keys
 from crawler.cli import app
 from crawler.config import Settings
-from crawler.recrawl import RevisitState, parse_age, requeue
+from crawler.recrawl import RevisitState, parse_age, requeue, revisit_field
 from crawler.seeds import seed
 from crawler.worker import Worker
 
@@ -113,8 +113,7 @@ async def test_recrawl_revisits_with_conditional_requests_and_tells_changed_page
         assert (inm is not None) == (i % 2 == 0) and (ims is not None) == (i % 2 == 1)
     # Changes are counted in the state the next revisit reads.
     shard = keys.all_shards(settings.crawl, settings.shards, settings.shard_tags)[0]
-    state = RevisitState.parse(await redis.hget(shard.revisits(f"{IP}:{site.port}"),
-                                                site.url(IP, "/p/0")))
+    state = RevisitState.parse(await redis.hget(shard.revisits(f"{IP}:{site.port}"), "h/p/0"))
     assert state is not None and (state.visit, state.changes) == (2, 1)
 
 
@@ -148,3 +147,10 @@ def test_ages_read_as_seconds(text: str, seconds: float) -> None:
 def test_crawl_recrawl_refuses_a_bad_age(clean_redis: str) -> None:
     result = CliRunner().invoke(app, ["recrawl", "--redis", clean_redis, "--older-than", "soon"])
     assert result.exit_code == 2 and "not an age" in result.output
+
+
+def test_a_urls_field_is_its_path_on_its_own_host() -> None:
+    assert revisit_field("a.test", "https://a.test/x?y") == "s/x?y"
+    assert revisit_field("a.test:81", "http://a.test:81/") == "h/"
+    assert revisit_field("a.test", "http://a.test.evil/x") == "http://a.test.evil/x"
+    assert revisit_field("10.0.0.1", "https://a.test/x") == "https://a.test/x"  # ip mode

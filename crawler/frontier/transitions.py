@@ -274,18 +274,18 @@ class Frontier:
 
     def complete_call(self, lease: Lease, record_json: str, *, is_error: bool,
                       not_before: float = 0.0, no_request: bool = False,
-                      revisit: str | None = None) -> Call:
+                      revisit: tuple[str, str] | None = None) -> Call:
         shard = self.shards[lease.shard]
         args = [shard.base, lease.id, record_json, int(is_error), int(not_before * 1000),
                 self.settings.results_maxlen, int(no_request)]
         if revisit is not None:  # recrawl = true: the URL's state, kept with its result
-            args += [lease.url, revisit]
+            args += revisit
         return ("complete", shard.script_keys, args)
 
     async def complete(self, lease: Lease, record_json: str, *, is_error: bool = False,
                        links: Iterable[tuple[str, int]] = (), redirect_to: str | None = None,
                        not_before: float = 0.0, no_request: bool = False,
-                       revisit: str | None = None) -> bool:
+                       revisit: tuple[str, str] | None = None) -> bool:
         """Record the lease's result and add its links, in one (shared) round trip.
 
         Links are added before the completion: if this process dies between
@@ -294,7 +294,8 @@ class Frontier:
         ``redirect_to``: a redirect's target, added at the lease's depth with
         one more hop. ``no_request``: the lease made no request (robots.txt
         disallowed it), so the host's delay for it is given back. ``revisit``:
-        the URL's recrawl state (``crawler.recrawl``), stored with the result. Returns
+        its field and the URL's recrawl state (``crawler.recrawl``), stored with the
+        result. Returns
         False if the lease was no longer ours (nothing was recorded).
         """
         links = list(links)

@@ -17,7 +17,7 @@ from crawler import errors
 from crawler.fetch import Response
 from crawler.parse import parse_html, x_robots_tag
 from crawler.politeness import SlotMissed, adaptive_delay
-from crawler.recrawl import next_visit, previous_state
+from crawler.recrawl import next_visit, previous_state, revisit_field
 from crawler.results import dumps, make_record
 from crawler.robots import RobotsFetched, RobotsUnavailable, product_token
 from crawler.scope import anchors_for
@@ -218,12 +218,13 @@ class LeaseRunner:
             revisit=revisit))
 
     def _revisit(self, item: InFlight, record: dict[str, Any], resp: Response | None
-                 ) -> str | None:
+                 ) -> tuple[str, str] | None:
         """recrawl = true: this visit's state to store, and its marks on the record."""
         if not self.settings.recrawl or item.lease.sitemap_level is not None:
             return None
-        return next_visit(item.lease, item.previous, record,
-                          resp.headers if resp else None, resp.body if resp else b"").dump()
+        return revisit_field(item.lease.host, item.lease.url), next_visit(
+            item.lease, item.previous, record, resp.headers if resp else None,
+            resp.body if resp else b"").dump()
 
     async def _retry(self, item: InFlight, delay: float, *, host_backoff: bool = False,
                      count_attempt: bool = True, reason: str = "backoff") -> None:

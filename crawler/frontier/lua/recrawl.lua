@@ -6,6 +6,14 @@
 -- ARGV: base, cutoff (unix seconds), limit and delay_ms (the host's policy if
 --       its state was compacted away meanwhile), then hosts.
 -- Returns the number of URLs queued.
+-- A field is the URL, or 's'/'h' and its path on the host itself over https/http.
+local function url_of(host, field)
+  local mark = string.sub(field, 1, 2)
+  if mark == 's/' then return 'https://' .. host .. string.sub(field, 2) end
+  if mark == 'h/' then return 'http://' .. host .. string.sub(field, 2) end
+  return field
+end
+
 local base = ARGV[1]
 local cutoff = tonumber(ARGV[2])
 local now = now_ms()
@@ -17,12 +25,12 @@ for i = 5, #ARGV do
   local count = 0
   local known = {}
   for j = 1, #flat, 2 do
-    local url, state = flat[j], flat[j + 1]
+    local field, state = flat[j], flat[j + 1]
     local fetched, depth = string.match(state, '^(%d+)|%d+|%d+|(%d+)|')
     if fetched and tonumber(fetched) <= cutoff then
-      redis.call('HSET', vk, url, '*' .. state)
+      redis.call('HSET', vk, field, '*' .. state)
       redis.call('RPUSH', base .. 'q:' .. host,
-                 entry(base, host, 0, tonumber(depth), 0, url, known))
+                 entry(base, host, 0, tonumber(depth), 0, url_of(host, field), known))
       count = count + 1
     end
   end
