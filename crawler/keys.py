@@ -15,7 +15,9 @@ suffix              type    what it holds
                             free concurrency slot
 ``q:<host>``        LIST    the host's queued entries: a header byte (depth; or
                             attempts, depth and redirect hops), a prefix id,
-                            the rest of the URL (see lua/_lib.lua ``entry``)
+                            the rest of the URL (see lua/_lib.lua ``entry``);
+                            a sitemap's hops carry its mark (transitions.py
+                            ``SITEMAP_HOPS``)
 ``px:<host>``       HASH    the host's URL prefixes (scheme, authority,
                             directory): ``<id>`` -> prefix, ``=<prefix>`` -> id,
                             ``n`` last id; deleted when the queue empties
