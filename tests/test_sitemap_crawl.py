@@ -6,6 +6,7 @@ is requested once, and each URL ends in exactly one record.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 from collections import Counter
 from dataclasses import dataclass, field
@@ -233,3 +234,36 @@ def test_crawl_seed_sitemap_queues_the_sitemap(clean_redis: str, tmp_path: Path,
 def test_crawl_seed_without_file_or_sitemap_is_refused(clean_redis: str) -> None:
     result = CliRunner().invoke(app, ["seed", "--redis", clean_redis])
     assert result.exit_code == 2 and "--sitemap" in result.output
+
+
+async def test_a_sitemap_that_stalls_midway_ends_as_an_error_and_keeps_its_urls(
+        redis: Redis, settings: Settings) -> None:
+    settings = settings.replace(read_timeout=0.5, total_timeout=1.5, max_attempts=2)
+    server = SitemapSite()
+    with Site(server, ips=(IP,)) as site:
+        first_part = "".join(site.url(IP, f"/p/{i}") + "\n" for i in range(3)).encode()
+        real = server.__call__
+        stalls = 0
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            nonlocal stalls
+            if request.path != "/stall.txt":
+                return await real(request)
+            stalls += 1  # the log records a request when it ends; this one never does
+            resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+            await resp.prepare(request)
+            await resp.write(first_part)
+            await asyncio.sleep(30)  # never finishes: the worker's timeout must
+            return resp
+
+        site.handler = handler
+        server.files["/robots.txt"] = robots(site, "/stall.txt", "/missing.xml")
+        by_url = one_record_each(await crawl(redis, settings, [site.url(IP, "/")]))
+        hits = Counter(site.paths(IP))
+    stalled = by_url[site.url(IP, "/stall.txt")]
+    assert stalled["error"]["type"] == "timeout" and stalled["attempts"] == 2
+    assert stalls == 2
+    for i in range(3):  # queued before the stall: crawled once each
+        assert hits[f"/p/{i}"] == 1 and by_url[site.url(IP, f"/p/{i}")]["status"] == 200
+    missing = by_url[site.url(IP, "/missing.xml")]
+    assert missing["kind"] == "sitemap" and missing["status"] == 404 and missing["urls"] == 0

@@ -146,6 +146,7 @@ class SitemapReader:
                 async with asyncio.timeout_at(deadline):
                     chunk = await resp.content.read(CHUNK)
             except Exception as exc:
+                await self._queue(item, pending)  # what was read stands, as for a bad file
                 raise classify(exc) from exc
             if not chunk:
                 pending += parser.close()
