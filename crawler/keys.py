@@ -31,6 +31,9 @@ suffix              type    what it holds
 ``policy``          HASH    the published politeness table (crawler.politeness):
                             ``v`` version, ``d`` default, ``x:<host>`` exact and
                             ``s:<suffix>`` domain overrides, each ``limit|ms``
+``ctl``             HASH    what claims obey (crawler.control): ``state``
+                            (``paused``, ``stopped``; absent: running) and
+                            ``cap``, the most done + leased this shard may reach
 ``delayed``         ZSET    ``host|attempts,depth,hops|url`` -> ms: URL-level
                             retries waiting for their not-before time
 ``idle``            ZSET    host -> ms: hosts with nothing queued, leased or
@@ -50,7 +53,9 @@ suffix              type    what it holds
                             small integer sets (intset encoding), ~8 B a URL
 ``results``         STREAM  one entry a finished URL, field ``r`` = JSON record
 ``stats``           HASH    ``queued``, ``leased``, ``done``, ``seen``,
-                            ``errors``, ``robots_capped``
+                            ``errors``, ``robots_capped``, ``dropped``;
+                            ``s:<2xx..5xx>`` results by status class and
+                            ``e:<type>`` errors by type
 ``scope``           SET     scope anchors ``host:<host>``, ``domain:<domain>``
                             whose shard this is (by the anchor, like a host)
 ``robots:<orig>``   STRING  cached robots.txt verdict (kind + body), with TTL
@@ -66,7 +71,14 @@ Per crawl ``crawl:{NAME}:`` (its own hash tag, one slot):
 
 ==================  ======  ==================================================
 ``meta``            HASH    ``layout``: JSON of what the crawl's creation fixed
-                            (shards, dedup bucket bits, expected_urls)
+                            (shards, dedup bucket bits, expected_urls);
+                            ``state``, ``reason``, ``since``: running, paused or
+                            stopped, and why (crawler.control)
+``settings``        HASH    ``json``: the crawl-wide settings; ``v``: their
+                            version, bumped by ``crawl config set``
+``rate``            LIST    ``<unix time>:<done>`` samples, newest first, an
+                            hour's worth (crawler.overview)
+``rate_lock``       STRING  held for one sample interval by the worker sampling
 ``workers``         ZSET    worker id -> ms of its last heartbeat (server
                             clock); ids silent for an hour are dropped
 ``worker:<id>``     HASH    what a worker reports (node, pid, counters),
@@ -139,6 +151,10 @@ class ShardKeys:
         return self.base + "held"
 
     @property
+    def ctl(self) -> str:
+        return self.base + "ctl"
+
+    @property
     def scope(self) -> str:
         return self.base + "scope"
 
@@ -195,6 +211,18 @@ def crawl_base(crawl: str) -> str:
 
 def meta_key(crawl: str) -> str:
     return crawl_base(crawl) + "meta"
+
+
+def settings_key(crawl: str) -> str:
+    return crawl_base(crawl) + "settings"
+
+
+def rate_key(crawl: str) -> str:
+    return crawl_base(crawl) + "rate"
+
+
+def rate_lock_key(crawl: str) -> str:
+    return crawl_base(crawl) + "rate_lock"
 
 
 def workers_key(crawl: str) -> str:

@@ -136,3 +136,22 @@ def _wait_exit(procs: list[subprocess.Popen[bytes]], timeout: float) -> list[int
         for p in procs:
             if p.poll() is None:
                 p.kill()
+
+
+def test_max_pages_holds_across_the_shards_of_a_cluster(
+        cluster: LocalCluster, tmp_path: Path) -> None:
+    spec = SiteSpec(hosts=12, pages=50, links=6, page_bytes=600, port=free_port())
+    with SiteServer(spec, slow={ip: 0.01 for ip in spec.host_ips()}):
+        (tmp_path / "seeds.txt").write_text("\n".join(spec.seeds()))
+        assert crawl_cli("seed", "--redis", cluster.url, "--crawl", "capped",
+                         str(tmp_path / "seeds.txt")).returncode == 0
+        assert crawl_cli("config", "set", "--redis", cluster.url, "--crawl", "capped",
+                         "max_pages=100").returncode == 0
+        workers = [worker_proc(cluster.url, "capped", "--max-per-host", "4") for _ in range(2)]
+        codes = [w.wait(120) for w in workers]
+    assert codes == [0, 0]
+    records = export(cluster.url, "capped", tmp_path)
+    # 12 shards, each claiming within its share of the cap: exactly 100 of 600.
+    assert len(records) == len({r["url"] for r in records}) == 100
+    status = json.loads(crawl_cli("status", "--redis", cluster.url, "--crawl", "capped").stdout)
+    assert status["crawl"]["reason"] == "max_pages" and status["shards"] == 12

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -104,13 +105,15 @@ def worker(
         "--allow-private", help="Allow fetching private and loopback addresses.")] = None,
     obey_robots: Annotated[bool | None, typer.Option(
         "--obey-robots/--ignore-robots", help="Obey robots.txt (default: obey).")] = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve Prometheus /metrics on this port (process i of N: port + i).")] = None,
 ) -> None:
     """Crawl until nothing is queued or leased anywhere (or forever)."""
     settings = settings_for(
         ctx, redis=redis, crawl=crawl, config=config, home=home, concurrency=concurrency,
         processes=processes, scope=scope, max_depth=max_depth, delay=delay,
         max_per_host=max_per_host, lease_time=lease_time, user_agent=user_agent,
-        allow_private=allow_private, obey_robots=obey_robots)
+        allow_private=allow_private, obey_robots=obey_robots, metrics_port=metrics_port)
     if settings.processes > 1:
         raise typer.Exit(_run_processes(settings))
 
@@ -143,7 +146,11 @@ def _run_processes(settings: Settings) -> int:
     # Own process groups: Ctrl-C in a terminal signals the whole foreground
     # group, and a worker that got it twice (from there and from forward())
     # would stop at once instead of finishing its fetches.
-    children = [subprocess.Popen(argv, process_group=0) for _ in range(settings.processes)]
+    from crawler.worker.loop import PROCESS_INDEX
+
+    children = [subprocess.Popen(argv, process_group=0,
+                                 env={**os.environ, PROCESS_INDEX: str(i)})
+                for i in range(settings.processes)]
 
     def forward(signum: int, _frame: object) -> None:
         # A closed terminal (SIGHUP) no longer reaches the workers: drain them.
@@ -221,8 +228,12 @@ def export(
 
 
 def status(ctx: typer.Context, redis: RedisOpt = None, crawl: CrawlOpt = None,
-           config: ConfigOpt = None, home: HomeOpt = None) -> None:
-    """Print the crawl's counters, workers and held hosts as JSON."""
+           config: ConfigOpt = None, home: HomeOpt = None,
+           watch: Annotated[bool, typer.Option(
+               "--watch", help="A live view, redrawn every second, until Ctrl-C.")] = False,
+           as_json: Annotated[bool, typer.Option(
+               "--json", help="JSON (the default without --watch).")] = False) -> None:
+    """Print the crawl's counters, rates, workers, results and busiest hosts as JSON."""
     from crawler.status import crawl_status
 
     settings = settings_for(ctx, redis=redis, crawl=crawl, config=config, home=home)
@@ -230,8 +241,18 @@ def status(ctx: typer.Context, redis: RedisOpt = None, crawl: CrawlOpt = None,
     async def main() -> dict[str, Any]:
         client, s = await open_crawl(settings)
         try:
+            if watch and not as_json:
+                from crawler.cli.watch import watch as live_view
+
+                await live_view(client, s)
+                return {}
             return await crawl_status(client, s)
         finally:
             await client.aclose()
 
-    typer.echo(json.dumps(run_async(main), indent=2, sort_keys=True))
+    try:
+        result = run_async(main)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+    if not watch or as_json:
+        typer.echo(json.dumps(result, indent=2, sort_keys=True))

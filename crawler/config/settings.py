@@ -79,6 +79,8 @@ class Settings(BaseModel):
     backoff_max: float = _setting(300.0, "worker", ge=0)
     shutdown_grace: float = _setting(10.0, "worker", "node", ge=0)
     stall_warning: float = _setting(60.0, "worker", "node", ge=0)
+    metrics_port: int = _setting(0, "worker", "node", ge=0, le=65535)
+    metrics_host: str = _setting("127.0.0.1", "worker", "node")
     # [fetch]
     connect_timeout: float = _setting(10.0, "fetch", ge=0)
     read_timeout: float = _setting(20.0, "fetch", ge=0)
@@ -108,6 +110,9 @@ class Settings(BaseModel):
     exclude: StrList = _setting((), "scope")
     max_depth: int = _setting(0, "scope", ge=0)
     max_pages_per_host: int = _setting(0, "scope", ge=0)
+    max_pages: int = _setting(0, "scope", ge=0)
+    max_errors: int = _setting(0, "scope", ge=0)
+    max_duration: float = _setting(0.0, "scope", ge=0)
     max_url_length: int = _setting(2048, "scope", ge=0)
     max_repeated_segments: int = _setting(3, "scope", ge=0)
     follow_nofollow: bool = _setting(False, "scope")
@@ -124,7 +129,7 @@ class Settings(BaseModel):
     @field_validator("lease_time", "backoff_base", "backoff_max", "shutdown_grace",
                      "stall_warning", "connect_timeout", "read_timeout", "total_timeout",
                      "delay", "robots_ttl", "robots_error_ttl", "crawl_delay_cap",
-                     "politeness_slack", "delay_factor", "max_delay")
+                     "politeness_slack", "delay_factor", "max_delay", "max_duration")
     @classmethod
     def _seconds_are_finite(cls, value: float) -> float:
         return _finite(value)

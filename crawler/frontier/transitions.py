@@ -274,10 +274,10 @@ class Frontier:
 
     def complete_call(self, lease: Lease, record_json: str, *, is_error: bool,
                       not_before: float = 0.0, no_request: bool = False,
-                      revisit: tuple[str, str] | None = None) -> Call:
+                      tally: str = "", revisit: tuple[str, str] | None = None) -> Call:
         shard = self.shards[lease.shard]
         args = [shard.base, lease.id, record_json, int(is_error), int(not_before * 1000),
-                self.settings.results_maxlen, int(no_request)]
+                self.settings.results_maxlen, int(no_request), tally]
         if revisit is not None:  # recrawl = true: the URL's state, kept with its result
             args += revisit
         return ("complete", shard.script_keys, args)
@@ -285,7 +285,7 @@ class Frontier:
     async def complete(self, lease: Lease, record_json: str, *, is_error: bool = False,
                        links: Iterable[tuple[str, int]] = (), redirect_to: str | None = None,
                        not_before: float = 0.0, no_request: bool = False,
-                       revisit: tuple[str, str] | None = None) -> bool:
+                       tally: str = "", revisit: tuple[str, str] | None = None) -> bool:
         """Record the lease's result and add its links, in one (shared) round trip.
 
         Links are added before the completion: if this process dies between
@@ -293,7 +293,8 @@ class Frontier:
         are deduplicated; the reverse order could lose the links.
         ``redirect_to``: a redirect's target, added at the lease's depth with
         one more hop. ``no_request``: the lease made no request (robots.txt
-        disallowed it), so the host's delay for it is given back. ``revisit``:
+        disallowed it), so the host's delay for it is given back. ``tally``:
+        a counter for crawl status (``s:2xx``, ``e:timeout``). ``revisit``:
         its field and the URL's recrawl state (``crawler.recrawl``), stored with the
         result. Returns
         False if the lease was no longer ours (nothing was recorded).
@@ -310,7 +311,7 @@ class Frontier:
         calls += self.add_calls(links)[0]
         calls.append(self.complete_call(lease, record_json, is_error=is_error,
                                         not_before=not_before, no_request=no_request,
-                                        revisit=revisit))
+                                        tally=tally, revisit=revisit))
         replies = await self.scripts.run_shared(calls)
         return bool(int(replies[-1]))
 

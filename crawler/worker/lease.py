@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from crawler import errors
 from crawler.fetch import Response
+from crawler.metrics import status_tally
 from crawler.parse import parse_html, x_robots_tag
 from crawler.politeness import SlotMissed, adaptive_delay
 from crawler.recrawl import next_visit, previous_state, revisit_field
@@ -147,9 +148,11 @@ class LeaseRunner:
             final_url=lease.url, status=resp.status, content_type=resp.content_type,
             size=len(resp.body), elapsed=resp.elapsed, redirect_to=target)
         self.counters.pages += 1
+        self.worker.metrics.fetched(resp.status, resp.elapsed, len(resp.body))
         revisit = self._revisit(item, record, resp)
         await self._write(item, lambda: self.frontier.complete(
-            lease, dumps(record), redirect_to=target if follow else None, revisit=revisit))
+            lease, dumps(record), redirect_to=target if follow else None,
+            tally=status_tally(resp.status), revisit=revisit))
 
     async def _status_retry(self, item: InFlight, attempt: int, resp: Response) -> None:
         host_backoff = resp.status in HOST_BACKOFF_STATUSES
@@ -194,9 +197,11 @@ class LeaseRunner:
             noindex=noindex)
         self.counters.pages += 1
         pause = adaptive_delay(resp.elapsed, self.settings)
+        self.worker.metrics.fetched(resp.status, resp.elapsed, len(resp.body))
         revisit = self._revisit(item, record, resp)
         await self._write(item, lambda: self.frontier.complete(
-            lease, dumps(record), links=links, not_before=pause, revisit=revisit))
+            lease, dumps(record), links=links, not_before=pause,
+            tally=status_tally(resp.status), revisit=revisit))
 
     async def _finish_error(self, item: InFlight, attempt: int, elapsed: float,
                             exc: errors.FetchError, error_type: str | None = None, *,
@@ -212,10 +217,12 @@ class LeaseRunner:
             error=(error_type or exc.type, str(exc)), redirect_to=redirect_to)
         self.counters.pages += 1
         self.counters.errors += 1
+        kind = error_type or exc.type
+        self.worker.metrics.failed(kind, elapsed, response.status if response else None)
         revisit = self._revisit(item, record, response)
         await self._write(item, lambda: self.frontier.complete(
             lease, dumps(record), is_error=True, not_before=not_before, no_request=no_request,
-            revisit=revisit))
+            tally=f"e:{kind}", revisit=revisit))
 
     def _revisit(self, item: InFlight, record: dict[str, Any], resp: Response | None
                  ) -> tuple[str, str] | None:

@@ -25,6 +25,7 @@ from crawler.aio import cancel_and_wait, wait_event
 from crawler.config import Settings
 from crawler.fetch import Fetcher
 from crawler.frontier import ClaimResult, Frontier
+from crawler.metrics import WorkerMetrics, serve
 from crawler.politeness import publish_policy, start_deadline
 from crawler.robots import RobotsCache
 from crawler.scope import Scope, ScopeStore, anchors_for
@@ -32,6 +33,7 @@ from crawler.status import held_hosts, held_summary
 from crawler.worker.backoff import REDIS_ERRORS, ride_out_redis
 from crawler.worker.lease import LeaseRunner
 from crawler.worker.progress import Counters, print_progress
+from crawler.worker.steering import Steering
 from crawler.worker.watch import InFlight, StallWatch
 from crawler.workers import HEARTBEAT_EVERY, Heartbeat
 
@@ -41,6 +43,8 @@ IDLE_WAIT_MIN = 0.02
 IDLE_WAIT_MAX = 2.0
 """Bounds on how long an idle worker sleeps between claims, in seconds."""
 PROGRESS_EVERY = 2.0
+PROCESS_INDEX = "CRAWLER_PROCESS_INDEX"
+"""Set by ``crawl worker --processes N`` for each process: 0 .. N-1."""
 STOP_BOUND = 5.0
 """Seconds shutdown waits for cancelled tasks, or for writes still on the wire."""
 
@@ -77,6 +81,9 @@ class Worker:
         self._aborted = asyncio.Event()
         self._writes: set[asyncio.Future[object]] = set()  # shielded writes in progress
         self._held: dict[str, Any] | None = None  # held hosts, for the progress line
+        self.steering = Steering(self)
+        self.metrics = WorkerMetrics(self)
+        self._rate_mark = (time.monotonic(), 0)  # (when, pages) at the last heartbeat
 
     # -- the loop --------------------------------------------------------------
 
@@ -90,12 +97,15 @@ class Worker:
         self.fetcher = Fetcher(self.settings)
         self.robots = RobotsCache(self.redis, self.frontier, self.fetcher, self.settings)
         runner = LeaseRunner(self)
+        self.steering.runner = runner
         background = [asyncio.create_task(self._housekeeping(), name="housekeeping"),
+                      asyncio.create_task(self.steering.follow(), name="steering"),
                       asyncio.create_task(self._watch_for_stalls(), name="stall-watch")]
         if not self.quiet:
             background.append(asyncio.create_task(self._progress(), name="progress"))
         crawl = asyncio.create_task(self._crawl(runner), name="crawl")
         aborted = asyncio.create_task(self._aborted.wait(), name="abort-signal")
+        metrics = await self._serve_metrics()
         try:
             await asyncio.wait([crawl, aborted], return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -108,6 +118,8 @@ class Worker:
             if self._writes:  # shielded frontier writes still on the wire
                 await asyncio.wait(list(self._writes), timeout=STOP_BOUND)
             await self.fetcher.close()
+            if metrics is not None:
+                await metrics.cleanup()
             with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
                 async with asyncio.timeout(STOP_BOUND):
                     await self.heartbeat.leave()
@@ -117,11 +129,27 @@ class Worker:
         if failure is not None:
             raise failure
 
+    async def _serve_metrics(self) -> Any:
+        """Prometheus /metrics, if asked for; process i of --processes N takes port + i."""
+        if not self.settings.metrics_port:
+            return None
+        port = self.settings.metrics_port + int(os.environ.get(PROCESS_INDEX, "0"))
+
+        async def render() -> bytes:
+            return self.metrics.exposition()
+
+        return await serve(render, self.settings.metrics_host, port)
+
     async def _crawl(self, runner: LeaseRunner) -> None:
         # This worker's limits, delays and overrides become the crawl's,
         # also for hosts already known (crawler.politeness).
         self.watch.waiting_on = "publishing the politeness policy"
         await publish_policy(self.redis, self.settings)
+        await self.steering.start()
+        if self.steering.stopped:
+            log.warning("crawl %r is stopped (%s): nothing to do; `crawl resume` goes on",
+                        self.settings.crawl, self.steering.state.reason or "operator")
+            return
         while not self.stopping:
             if not await self._step(runner):
                 # Finished: compact the hosts that just went idle, so a finished
@@ -154,6 +182,7 @@ class Worker:
             return True
         self.watch.progress()
         self.last_claim = result
+        self.metrics.claimed(len(result.leases))
         for lease in result.leases:
             item = InFlight(lease)
             task = asyncio.create_task(runner.run(item, start_deadline(self.settings, sent)))
@@ -240,7 +269,12 @@ class Worker:
     def report(self) -> dict[str, Any]:
         """What this worker's heartbeat says about it."""
         c = self.counters
+        now = time.monotonic()
+        then, pages_then = self._rate_mark
+        rate = (c.pages - pages_then) / (now - then) if now - then >= 0.5 else 0.0
+        self._rate_mark = (now, c.pages)
         return {"node": socket.gethostname(), "pid": os.getpid(), "pages": c.pages,
+                "rate": round(rate, 2),
                 "errors": c.errors, "retries": c.retries, "in_flight": len(self.tasks),
                 "started": round(self.started_at, 3),
                 "every_ms": int(self.heartbeat_every * 1200)}  # the longest jittered gap

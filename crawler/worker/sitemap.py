@@ -30,6 +30,7 @@ from crawler import errors
 from crawler.fetch import CHUNK, REDIRECT_STATUSES, Response, classify, redirect_target
 from crawler.frontier import Call
 from crawler.guard import check_literal_address
+from crawler.metrics import status_tally
 from crawler.results import dumps, make_record
 from crawler.sitemaps import MAX_BYTES, MAX_NESTING, SitemapEntry, SitemapParser
 from crawler.urls import canonicalize
@@ -202,9 +203,17 @@ class SitemapReader:
             elapsed=elapsed, error=error), urls)
         counters = self.runner.counters
         counters.pages += 1
+        metrics = self.runner.worker.metrics
         if error is not None:
             counters.errors += 1
+            metrics.failed(error[0], elapsed, resp.status if resp else None)
+            tally = f"e:{error[0]}"
+        else:
+            assert resp is not None
+            metrics.fetched(resp.status, elapsed, size)
+            tally = status_tally(resp.status)
         frontier = self.runner.frontier
         await self.runner.write(lambda: frontier.complete(
-            lease, dumps(record), is_error=error is not None, no_request=no_request))
+            lease, dumps(record), is_error=error is not None, no_request=no_request,
+            tally=tally))
         self.runner.worker.watch.progress()

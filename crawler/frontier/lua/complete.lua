@@ -6,7 +6,9 @@
 --       (0 = unbounded; only acknowledged results are ever deleted), no_request (0/1, optional: the lease made no request,
 --       e.g. robots.txt disallowed its URL, so its claim's delay is given back
 --       unless another claim or a backoff moved the host's next time since),
---       revisit_url, revisit_state (optional, recrawl = true: the URL's state
+--       tally (optional: a stats field counted once per result, e.g. s:2xx or
+--       e:timeout, for crawl status),
+--       revisit_field, revisit_state (optional, recrawl = true: the URL's state
 --       in v:<host>, written with its result and only then, so a visit counts once)
 -- Returns 1 when the result was recorded, 0 for a stale lease.
 local base = ARGV[1]
@@ -32,6 +34,7 @@ end
 redis.call('HINCRBY', KEYS[7], 'leased', -1)
 redis.call('HINCRBY', KEYS[7], 'done', 1)
 if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[7], 'errors', 1) end
+if ARGV[8] and ARGV[8] ~= '' then redis.call('HINCRBY', KEYS[7], ARGV[8], 1) end
 local hk = base .. 'h:' .. host
 if ARGV[7] == '1' then
   -- Ours was the last claim and nothing pushed next past what it set.
@@ -44,8 +47,8 @@ if after > 0 then
   local nxt = math.max(hnum(hk, 'next', 0), now + after)
   redis.call('HSET', hk, 'next', string.format('%d', nxt))
 end
-if ARGV[8] and ARGV[8] ~= '' then
-  redis.call('HSET', base .. 'v:' .. host, ARGV[8], ARGV[9])
+if ARGV[9] and ARGV[9] ~= '' then
+  redis.call('HSET', base .. 'v:' .. host, ARGV[9], ARGV[10])
   redis.call('SADD', base .. 'recrawl_hosts', host)
 end
 release_slot(base, host, now)
