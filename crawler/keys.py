@@ -15,7 +15,9 @@ suffix              type    what it holds
                             free concurrency slot
 ``q:<host>``        LIST    the host's queued entries: a header byte (depth; or
                             attempts, depth and redirect hops), a prefix id,
-                            the rest of the URL (see lua/_lib.lua ``entry``)
+                            the rest of the URL (see lua/_lib.lua ``entry``);
+                            a sitemap's hops carry its mark (transitions.py
+                            ``SITEMAP_HOPS``)
 ``px:<host>``       HASH    the host's URL prefixes (scheme, authority,
                             directory): ``<id>`` -> prefix, ``=<prefix>`` -> id,
                             ``n`` last id; deleted when the queue empties
@@ -61,6 +63,10 @@ suffix              type    what it holds
 ``robots:<orig>``   STRING  cached robots.txt verdict (kind + body), with TTL
 ``robots_lock:<o>`` STRING  token of the one worker fetching that robots.txt
 ``robots_fails:<o>``STRING  failed robots.txt fetches in a row (retry budget)
+``v:<host>``        HASH    ``recrawl = true`` only: done URL -> its revisit
+                            state (crawler.recrawl), ``*``-prefixed while queued
+                            for a revisit
+``recrawl_hosts``   SET     hosts with a ``v:<host>`` hash
 ==================  ======  ==================================================
 
 Per crawl ``crawl:{NAME}:`` (its own hash tag, one slot):
@@ -182,6 +188,13 @@ class ShardKeys:
 
     def robots_fails(self, origin: str) -> str:
         return f"{self.base}robots_fails:{origin}"
+
+    def revisits(self, host: str) -> str:
+        return f"{self.base}v:{host}"
+
+    @property
+    def recrawl_hosts(self) -> str:
+        return self.base + "recrawl_hosts"
 
     def claim_request(self, worker: str) -> str:
         return f"{self.base}claimreq:{worker}"

@@ -170,3 +170,25 @@ async def seed(redis: Redis, settings: Settings, stream: BinaryIO,
         if in_flight is not None and not in_flight.done():
             await cancel_and_wait([in_flight], within=5.0)
     return report
+
+
+async def seed_sitemaps(redis: Redis, settings: Settings, urls: list[str]) -> SeedReport:
+    """Queue sitemaps to read (``crawl seed --sitemap``), at depth 0 like seed URLs.
+
+    Their hosts join the scope as a seed's do; the pages they list are queued
+    at depth 1 when a worker reads them (``crawler.worker.sitemap``).
+    """
+    frontier = Frontier(redis, settings, local_dedup=False)
+    report = SeedReport()
+    canonical: list[str] = []
+    for number, url in enumerate(urls, 1):
+        try:
+            canonical.append(canonicalize(url.strip()))
+        except InvalidURL as exc:
+            report.invalid += 1
+            report.problems.append((number, f"{exc}: {url[:80]!r}"))
+    if canonical:
+        await ScopeStore(redis, settings).add(anchors_for(canonical))
+        counts = await frontier.add(((url, 0) for url in canonical), sitemap_level=0)
+        report.added, report.seen, report.capped = counts.added, counts.seen, counts.capped
+    return report

@@ -10,7 +10,7 @@ from typer._click.exceptions import NoSuchOption, UsageError
 from typer.core import TyperGroup
 
 from crawler.bench.cli import bench_app
-from crawler.cli import control, crawl, crawls, server, watch
+from crawler.cli import control, crawl, crawls, recrawl, server, watch
 from crawler.cli.common import Common, ConfigOpt, CrawlOpt, HomeOpt, RedisOpt, setup_logging
 from crawler.cli.options import (
     LogLevelOpt,
@@ -82,4 +82,5 @@ crawls.register(app)
 control.register(app)
 watch.register(app)
 server.register(app)
+recrawl.register(app)
 app.add_typer(bench_app, name="bench")

@@ -59,17 +59,24 @@ def register(app: typer.Typer) -> None:
 
 def seed(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(help="File of URLs, one a line; - for stdin.")],
+    file: Annotated[str | None, typer.Argument(
+        help="File of URLs, one a line; - for stdin.")] = None,
     redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = None,
     home: HomeOpt = None,
     shards: ShardsOpt = None,
     default_scheme: Annotated[str, typer.Option(
         help="Scheme for a line without one: example.com is read as https://example.com/.")
                               ] = "https",
+    sitemap: Annotated[list[str] | None, typer.Option(
+        "--sitemap", help="A sitemap (index, urlset, .xml.gz or text) whose URLs to crawl; "
+                          "repeatable.")] = None,
 ) -> None:
     """Add URLs to the frontier. Bad lines are reported by number; the rest are seeded."""
-    from crawler.seeds import DEFAULT_SCHEMES
+    from crawler.seeds import DEFAULT_SCHEMES, seed_sitemaps
     from crawler.seeds import seed as seed_urls
+
+    if file is None and not sitemap:
+        raise CrawlError("give a file of URLs, - for stdin, or --sitemap URL")
 
     if default_scheme.lower() not in DEFAULT_SCHEMES:
         raise CrawlError(f"--default-scheme: expected https or http, got {default_scheme!r}")
@@ -87,11 +94,19 @@ def seed(
     async def main() -> Any:
         client, s = await open_crawl(settings)
         try:
+            if sitemap:
+                maps = await seed_sitemaps(client, s, sitemap)
+                for number, text in maps.problems:
+                    typer.echo(f"--sitemap {number}: {text}", err=True)
+                if file is None:
+                    return maps
+                typer.echo(f"sitemaps: added {maps.added}, already seen {maps.seen}, "
+                           f"invalid {maps.invalid}")
             if file == "-":
                 return await seed_urls(client, s, sys.stdin.buffer, problem,
                                        default_scheme=default_scheme.lower(), on_assumed=assumed)
             try:
-                with open(file, "rb") as fh:  # noqa: ASYNC230 - streamed by lines
+                with open(str(file), "rb") as fh:  # noqa: ASYNC230 - streamed by lines
                     return await seed_urls(client, s, fh, problem,
                                            default_scheme=default_scheme.lower(),
                                            on_assumed=assumed)

@@ -19,10 +19,12 @@ from crawler.frontier import Lease
 from crawler.metrics import status_tally
 from crawler.parse import parse_html, x_robots_tag
 from crawler.politeness import SlotMissed, adaptive_delay
+from crawler.recrawl import next_visit, previous_state, revisit_field
 from crawler.results import dumps, make_record
 from crawler.robots import RobotsFetched, RobotsUnavailable, product_token
 from crawler.scope import anchors_for
 from crawler.worker.backoff import REDIS_ERRORS, backoff_delay, log, retry_after
+from crawler.worker.sitemap import SitemapReader
 from crawler.worker.watch import InFlight
 
 if TYPE_CHECKING:
@@ -48,6 +50,9 @@ class LeaseRunner:
         self.counters = worker.counters
         self.write: Write = worker.write
         self.agent = product_token(worker.settings.user_agent)
+        self.sitemaps = SitemapReader(self)
+        if worker.settings.sitemaps:
+            self.robots.on_sitemaps = self.sitemaps.robots_sitemap_calls
 
     async def run(self, item: InFlight, deadline: float = math.inf) -> None:
         lease = item.lease
@@ -64,7 +69,16 @@ class LeaseRunner:
             if time.monotonic() > deadline:
                 raise SlotMissed(lease.url)
             item.at("fetch")
-            resp = await self.fetcher.get(lease.url)
+            if self.settings.recrawl:
+                item.previous = await previous_state(self.worker.redis, self.frontier, lease)
+            if lease.sitemap_level is None:
+                resp = await self.fetcher.get(lease.url, headers=item.previous.conditional_headers()
+                                              if item.previous else None)
+            else:
+                sitemap_resp = await self.sitemaps.read(item, attempt)
+                if sitemap_resp is None:  # read and completed
+                    return
+                resp = sitemap_resp
         except SlotMissed:
             # Starting now could put this request closer than the host's delay to
             # the next one: give the slot back unused (crawler.politeness).
@@ -138,8 +152,9 @@ class LeaseRunner:
             total_elapsed=await self._all_attempts(lease, resp.elapsed))
         self.counters.pages += 1
         self.worker.metrics.fetched(resp.status, resp.elapsed, len(resp.body))
+        revisit = self._revisit(item, record, resp)
         await self._complete(item, record, redirect_to=target if follow else None,
-                             tally=status_tally(resp.status))
+                             tally=status_tally(resp.status), revisit=revisit)
 
     async def _status_retry(self, item: InFlight, attempt: int, resp: Response) -> None:
         host_backoff = resp.status in HOST_BACKOFF_STATUSES
@@ -187,8 +202,9 @@ class LeaseRunner:
             self.counters.client_errors += 1
         pause = adaptive_delay(resp.elapsed, self.settings)
         self.worker.metrics.fetched(resp.status, resp.elapsed, len(resp.body))
+        revisit = self._revisit(item, record, resp)
         await self._complete(item, record, links=links, not_before=pause,
-                             tally=status_tally(resp.status))
+                             tally=status_tally(resp.status), revisit=revisit)
 
     async def _finish_error(self, item: InFlight, attempt: int, elapsed: float,
                             exc: errors.FetchError, error_type: str | None = None, *,
@@ -207,8 +223,18 @@ class LeaseRunner:
         self.counters.errors += 1
         kind = error_type or exc.type
         self.worker.metrics.failed(kind, elapsed, response.status if response else None)
+        revisit = self._revisit(item, record, response)
         await self._complete(item, record, is_error=True, not_before=not_before,
-                             no_request=no_request, tally=f"e:{kind}")
+                             no_request=no_request, tally=f"e:{kind}", revisit=revisit)
+
+    def _revisit(self, item: InFlight, record: dict[str, Any], resp: Response | None
+                 ) -> tuple[str, str] | None:
+        """recrawl = true: this visit's state to store, and its marks on the record."""
+        if not self.settings.recrawl or item.lease.sitemap_level is not None:
+            return None
+        return revisit_field(item.lease.host, item.lease.url), next_visit(
+            item.lease, item.previous, record, resp.headers if resp else None,
+            resp.body if resp else b"").dump()
 
     async def _retry(self, item: InFlight, delay: float, *, host_backoff: bool = False,
                      count_attempt: bool = True, reason: str = "backoff",
