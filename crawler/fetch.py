@@ -90,11 +90,13 @@ class Fetcher:
         await self.close()
 
     async def get(self, url: str, *, follow_redirects: bool = False,
-                  max_redirects: int | None = None, max_body: int | None = None) -> Response:
+                  max_redirects: int | None = None, max_body: int | None = None,
+                  headers: dict[str, str] | None = None) -> Response:
         """GET one URL. Raises a FetchError subclass; any HTTP status is a Response.
 
         Without ``follow_redirects`` a redirect is an answer (``redirect_to``);
         with it, up to ``max_redirects`` hops are followed, each one checked.
+        ``headers``: sent besides the session's (a revisit's conditional ones).
         """
         hops = (self.settings.max_redirects if max_redirects is None else max_redirects) \
             if follow_redirects else 0
@@ -106,7 +108,8 @@ class Fetcher:
             async with asyncio.timeout(self.settings.total_timeout + 1):
                 for _hop in range(hops + 1):
                     check_literal_address(current, self.policy)
-                    async with self.session.get(current, allow_redirects=False) as resp:
+                    async with self.session.get(current, allow_redirects=False,
+                                                headers=headers) as resp:
                         if resp.status in REDIRECT_STATUSES and "Location" in resp.headers:
                             target = redirect_target(current, resp.headers["Location"],
                                                      resp.status)
@@ -206,7 +209,7 @@ def _mime(resp: aiohttp.ClientResponse) -> str | None:
     return resp.content_type.lower()
 
 
-_KEPT_HEADERS = ("Retry-After", "Content-Type", "Location")
+_KEPT_HEADERS = ("Retry-After", "Content-Type", "Location", "ETag", "Last-Modified")
 _KEPT_HEADER_LISTS = ("X-Robots-Tag",)
 
 

@@ -15,7 +15,9 @@ suffix              type    what it holds
                             free concurrency slot
 ``q:<host>``        LIST    the host's queued entries: a header byte (depth; or
                             attempts, depth and redirect hops), a prefix id,
-                            the rest of the URL (see lua/_lib.lua ``entry``)
+                            the rest of the URL (see lua/_lib.lua ``entry``);
+                            a sitemap's hops carry its mark (transitions.py
+                            ``SITEMAP_HOPS``)
 ``px:<host>``       HASH    the host's URL prefixes (scheme, authority,
                             directory): ``<id>`` -> prefix, ``=<prefix>`` -> id,
                             ``n`` last id; deleted when the queue empties
@@ -54,11 +56,17 @@ suffix              type    what it holds
                             ``errors``, ``robots_capped``, ``dropped``;
                             ``s:<2xx..5xx>`` results by status class and
                             ``e:<type>`` errors by type
+``attempt_ms``      HASH    URL -> ms its earlier attempts took, while it is
+                            retried; deleted when it completes
 ``scope``           SET     scope anchors ``host:<host>``, ``domain:<domain>``
                             whose shard this is (by the anchor, like a host)
 ``robots:<orig>``   STRING  cached robots.txt verdict (kind + body), with TTL
 ``robots_lock:<o>`` STRING  token of the one worker fetching that robots.txt
 ``robots_fails:<o>``STRING  failed robots.txt fetches in a row (retry budget)
+``v:<host>``        HASH    ``recrawl = true`` only: done URL -> its revisit
+                            state (crawler.recrawl), ``*``-prefixed while queued
+                            for a revisit
+``recrawl_hosts``   SET     hosts with a ``v:<host>`` hash
 ==================  ======  ==================================================
 
 Per crawl ``crawl:{NAME}:`` (its own hash tag, one slot):
@@ -152,6 +160,10 @@ class ShardKeys:
     def scope(self) -> str:
         return self.base + "scope"
 
+    @property
+    def attempt_ms(self) -> str:
+        return self.base + "attempt_ms"
+
     def queue(self, host: str) -> str:
         return f"{self.base}q:{host}"
 
@@ -176,6 +188,13 @@ class ShardKeys:
 
     def robots_fails(self, origin: str) -> str:
         return f"{self.base}robots_fails:{origin}"
+
+    def revisits(self, host: str) -> str:
+        return f"{self.base}v:{host}"
+
+    @property
+    def recrawl_hosts(self) -> str:
+        return self.base + "recrawl_hosts"
 
     def claim_request(self, worker: str) -> str:
         return f"{self.base}claimreq:{worker}"

@@ -50,6 +50,7 @@ import random
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from protego import Protego
@@ -63,7 +64,7 @@ from crawler.politeness import SlotMissed
 from crawler.robots_rules import rules_for_agent
 
 if TYPE_CHECKING:
-    from crawler.frontier import Frontier, Lease
+    from crawler.frontier import Call, Frontier, Lease
 
 LOCK_TTL = 60.0
 """Seconds the fetch lock is held at most (a dead fetcher's lock frees itself)."""
@@ -162,6 +163,9 @@ class RobotsCache:
         # longer lock only stalls the host when the holder was killed mid-fetch.
         self.lock_ttl = min(LOCK_TTL, settings.total_timeout + 5)
         self.fetches = 0  # robots.txt requests this process made
+        # Given a 2xx robots.txt (reduced), the add calls queueing its sitemaps
+        # (crawler.worker.sitemap): run in the verdict's round trip.
+        self.on_sitemaps: Callable[[str], Awaitable[list[Call]]] | None = None
         self.waits = 0  # times it waited for another worker's fetch
 
     async def check(self, lease: Lease, deadline: float = math.inf) -> None:
@@ -226,11 +230,15 @@ class RobotsCache:
             await asyncio.sleep(WAIT_POLL)
         try:
             got = await self._fetch(origin)
-            [(status, stored, ttl_ms)] = await self.frontier.run([("robots", shard.script_keys, [
+            # Sitemaps first: a worker dying between the two fetches robots.txt again.
+            calls = await self.on_sitemaps(got.value[1:]) \
+                if self.on_sitemaps is not None and got.value.startswith("R") else []
+            calls.append(("robots", shard.script_keys, [
                 shard.base, lease.id, lease.host, origin, got.value, int(got.ttl * 1000),
                 got.crawl_delay_ms, int(got.capped), token, int(got.failed),
                 self.settings.max_attempts, int(self.settings.backoff_base * 1000),
-                int(self.settings.backoff_max * 1000), random.random()])])
+                int(self.settings.backoff_max * 1000), random.random()]))
+            *_, (status, stored, ttl_ms) = await self.frontier.run(calls)
         except BaseException:
             await self._unlock(shard, origin, token)
             raise

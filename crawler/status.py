@@ -138,7 +138,8 @@ async def crawl_is_done(redis: Redis, settings: Settings) -> bool:
 # -- Redis memory by kind -----------------------------------------------------------------
 
 KINDS = {"q": "queued", "px": "queued", "seen": "seen", "h": "hosts", "results": "results",
-         "robots": "robots", "robots_fails": "robots", "robots_lock": "robots"}
+         "robots": "robots", "robots_fails": "robots", "robots_lock": "robots",
+         "v": "revisits", "recrawl_hosts": "revisits"}
 """Key name (after the crawl's hash tag) -> the kind its memory counts as; else ``other``."""
 SCAN_BUDGET = 200_000
 """Keys crawl status visits at most; past it, each kind is scaled from what it saw."""
@@ -185,7 +186,7 @@ async def memory_by_kind(redis: Redis, settings: Settings, budget: int = SCAN_BU
             pipe.object("encoding", key)
     replies = iter(await pipe.execute())
     kinds: dict[str, int] = dict.fromkeys(("queued", "seen", "hosts", "results", "robots",
-                                           "other"), 0)
+                                           "revisits", "other"), 0)
     buckets = wide_buckets = 0
     for key in ours:
         kind = kind_of(key)

@@ -138,6 +138,30 @@ def _wait_exit(procs: list[subprocess.Popen[bytes]], timeout: float) -> list[int
                 p.kill()
 
 
+def test_crawl_list_and_delete_reach_every_master(cluster: LocalCluster, tmp_path: Path) -> None:
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("".join(f"http://127.0.0.{2 + i}:9/p{i}\n" for i in range(40)))
+    for name in ("gone", "kept"):
+        done = crawl_cli("seed", "--redis", cluster.url, "--crawl", name, str(seeds))
+        assert done.returncode == 0, done.stderr
+    listed = crawl_cli("list", "--redis", cluster.url, "--json")
+    rows = {r["name"]: r for r in map(json.loads, listed.stdout.splitlines())}
+    assert rows["gone"]["queued"] == 40 and rows["gone"]["shards"] == 12
+
+    def keys_of(name: str) -> list[str]:
+        return sorted(key for master in cluster.master_nodes()
+                      for key in master.client.scan_iter(match=f"crawl:{{{name}*", count=1000))
+
+    kept = keys_of("kept")
+    assert len({key.split("}")[0] for key in keys_of("gone")}) == 13  # 12 shards + crawl-wide
+    done = crawl_cli("delete", "--redis", cluster.url, "gone", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert keys_of("gone") == []
+    assert keys_of("kept") == kept
+    listed = crawl_cli("list", "--redis", cluster.url, "--json")
+    assert "gone" not in {r["name"] for r in map(json.loads, listed.stdout.splitlines())}
+
+
 def test_max_pages_holds_across_the_shards_of_a_cluster(
         cluster: LocalCluster, tmp_path: Path) -> None:
     spec = SiteSpec(hosts=12, pages=50, links=6, page_bytes=600, port=free_port())

@@ -130,6 +130,23 @@ def memory(
         raise typer.Exit(130) from None
 
 
+@bench_app.command("queues")
+def queues(
+    urls: Annotated[int, typer.Option(min=10_000, help="Queued URLs in each shape.")
+                    ] = 200_000,
+    out: Annotated[str, typer.Option(help="JSON report path ('' for none).")
+                   ] = "bench/results/queues-latest.json",
+) -> None:
+    """A host queue as a LIST (today) beside a ZSET (priorities): bytes and µs a URL."""
+    from crawler.bench.queues import run_queues
+
+    _interrupt_on_sigterm()
+    try:
+        run_queues(urls, out or None)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
 @bench_app.command("soak")
 def soak(
     urls: Annotated[int, typer.Option(min=1, help="URLs to seed (site pages, then "

@@ -8,7 +8,9 @@ On a fresh embedded Valkey (append-only, as a crawl runs it), measured with
    (queue entries, prefix tables and host state) and per seen URL;
 2. seed one URL on each of 10,000 more hosts: bytes per live host;
 3. finish 10,000 URLs with records of the usual size: bytes per result in
-   the stream, and again after ``crawl export --drain`` took them out.
+   the stream, and again after ``crawl export --drain`` took them out; each
+   with the revisit state ``recrawl = true`` keeps (an ETag, a title): bytes
+   per done URL that recrawl adds.
 
 Only loopback and a temporary directory are used.
 """
@@ -103,8 +105,40 @@ async def _measure(url: str, n: int, hosts: int, echo: Any) -> dict[str, Any]:
         echo(f"{out['bytes_per_live_host']} B a live host; "
              f"{out['bytes_per_result_until_drained']} B a result until drained, "
              f"{out['bytes_of_results_after_drain']} B of results after the drain")
+        out["bytes_per_done_url_recrawl"] = await _recrawl_state_bytes(client, settings)
+        echo(f"recrawl state a done URL: {out['bytes_per_done_url_recrawl']}")
     finally:
         await client.aclose()
+    return out
+
+
+async def _recrawl_state_bytes(client: Any, settings: Any) -> dict[str, float]:
+    """Bytes a done URL's recrawl state adds (an ETag and a title of usual length), by how
+    many done URLs its host has: its host's hash, as complete.lua writes it."""
+    from crawler import keys
+    from crawler.recrawl import RevisitState, revisit_field
+
+    shard = keys.all_shards(settings.crawl, settings.shards, settings.shard_tags)[0]
+    state = RevisitState(int(time.time()), 1, 0, 1, 'e"5f2a-1b3c4d5e6f7a8b"',
+                         "A product page title of usual length").dump()
+    out: dict[str, float] = {}
+    for per_host in (1, 100, 10_000):
+        hosts = max(1, 10_000 // per_host)
+        pipe = client.pipeline(transaction=False)
+        for i in range(hosts * per_host):
+            url = url_76(i, hosts)
+            host = url.split("/", 3)[2]
+            pipe.hset(shard.revisits(host), revisit_field(host, url), state)
+            pipe.sadd(shard.recrawl_hosts, host)
+        await pipe.execute()
+        total = 0
+        for h in range(hosts):
+            total += int(await client.memory_usage(shard.revisits(url_76(h, hosts).split("/")[2]),
+                                                   samples=0) or 0)
+        total += int(await client.memory_usage(shard.recrawl_hosts, samples=0) or 0)
+        out[f"{per_host}_per_host"] = round(total / (hosts * per_host), 1)
+        await client.delete(shard.recrawl_hosts, *(shard.revisits(url_76(h, hosts).split("/")[2])
+                                                   for h in range(hosts)))
     return out
 
 

@@ -33,8 +33,8 @@ def dashboard(
     host: Annotated[str, typer.Option(
         help="Address to bind. Anything but loopback requires a token.")] = "127.0.0.1",
     token: Annotated[str | None, typer.Option(
-        help="Required of every request (generated and printed when binding beyond "
-             "loopback without one).", envvar="CRAWL_DASHBOARD_TOKEN")] = None,
+        help="Required of every request. [default: none on loopback; elsewhere one is "
+             "generated and printed]", envvar="CRAWL_DASHBOARD_TOKEN")] = None,
 ) -> None:
     """Serve a live web page of the crawl (counters, pages/s, workers, hosts, results)
     with pause, resume and stop buttons."""

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from crawler.redis_urls import url_problem
+
 SCOPES = ("host", "domain", "any")
 POLITENESS_KEYS = ("host", "ip")
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 SECTIONS = ("frontier", "worker", "fetch", "politeness", "scope", "storage")
 
 
@@ -85,7 +87,7 @@ class Settings(BaseModel):
     connect_timeout: float = _setting(10.0, "fetch", ge=0)
     read_timeout: float = _setting(20.0, "fetch", ge=0)
     total_timeout: float = _setting(30.0, "fetch", ge=0)
-    max_redirects: int = _setting(10, "fetch", ge=0)
+    max_redirects: int = _setting(10, "fetch", ge=0, le=100)  # below SITEMAP_HOPS
     max_body_bytes: int = _setting(5 * 1024 * 1024, "fetch", ge=0)
     user_agent: str = _setting("crawler/0.1", "fetch")
     contact_url: str = _setting("", "fetch")
@@ -116,6 +118,7 @@ class Settings(BaseModel):
     max_url_length: int = _setting(2048, "scope", ge=0)
     max_repeated_segments: int = _setting(3, "scope", ge=0)
     follow_nofollow: bool = _setting(False, "scope")
+    sitemaps: bool = _setting(True, "scope")
     # [storage]
     wait_replicas: int = _setting(0, "storage", ge=0)
     wait_timeout: float = _setting(1.0, "storage", ge=0)
@@ -123,6 +126,7 @@ class Settings(BaseModel):
     expected_urls: int = _setting(10_000_000, "storage", ge=1)
     dedup_bucket_bits: int = _setting(0, "storage", ge=0, le=24)
     results_maxlen: int = _setting(0, "storage", ge=0)
+    recrawl: bool = _setting(False, "storage")
 
     @field_validator("lease_time", "backoff_base", "backoff_max", "shutdown_grace",
                      "stall_warning", "connect_timeout", "read_timeout", "total_timeout",
@@ -137,8 +141,11 @@ class Settings(BaseModel):
     def _redis_url(cls, value: Any) -> Any:
         if value in (None, ""):
             return None
-        if not isinstance(value, str) or not value.startswith(REDIS_SCHEMES):
+        if not isinstance(value, str):
             raise ValueError("not a redis URL")
+        problem = url_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("crawl")
@@ -146,6 +153,16 @@ class Settings(BaseModel):
     def _crawl_name(cls, value: str) -> str:
         if not value or any(c in value for c in "{}: "):
             raise ValueError("bad crawl name")
+        return value
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:  # not a ValueError: pydantic would let it through
+                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("allow_cidrs")

@@ -37,6 +37,15 @@ COMPACT_BATCH = 500
 """Most leases reclaimed, and idle hosts compacted, by one call per shard."""
 BUSY_POLL = 0.1
 """Longest wait hint while other workers hold leases, in seconds."""
+SITEMAP_HOPS = 256
+"""A URL queued to be read as a sitemap carries its mark in the scripts' ``hops`` number:
+hops + SITEMAP_HOPS x (1 + its sitemap nesting level). Every script keeps that number
+as it is (queue entry, lease, delayed retry, reclaim), so the mark rides through each
+transition with no script knowing it; only ``Lease`` decodes it. Redirect hops stay
+below it (``max_redirects`` is at most 100)."""
+SITEMAP_DEDUP = "sitemap "
+"""Sitemaps are deduplicated apart from pages: a page linking to /sitemap.xml must not
+stop robots.txt's Sitemap line from having it read as a sitemap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +59,7 @@ class Lease:
     depth: int
     url: str
     hops: int = 0  # redirects that led to this URL
+    sitemap_level: int | None = None  # a sitemap to read (0: named by robots.txt or a seed)
 
 
 @dataclass(slots=True)
@@ -133,11 +143,13 @@ class Frontier:
             args += group
         return args
 
-    def _group_by_shard(self, urls: Iterable[tuple[str, int]], hosts: Iterable[str] | None
+    def _group_by_shard(self, urls: Iterable[tuple[str, int]], hosts: Iterable[str] | None,
+                        dedup_as: str = ""
                         ) -> tuple[dict[int, list[tuple[str, int, str, int]]], int]:
         """Split canonical (url, depth) pairs by shard, dropping local repeats.
 
         ``hosts``: each URL's politeness key, if the caller has them already.
+        ``dedup_as``: prefixed to each URL for its fingerprint (``SITEMAP_DEDUP``).
         """
         groups: dict[int, list[tuple[str, int, str, int]]] = defaultdict(list)
         repeats = 0
@@ -148,7 +160,7 @@ class Frontier:
         pairs = list(urls)
         keyed = hosts if hosts is not None else [self.keyer.key(url) for url, _ in pairs]
         for (url, depth), host in zip(pairs, keyed, strict=True):
-            fp = fp_of(url)
+            fp = fp_of(dedup_as + url if dedup_as else url)
             if recent is not None and recent.check_and_add(fp):
                 repeats += 1
                 continue
@@ -160,14 +172,20 @@ class Frontier:
         return self._recent is not None and fingerprint(url) in self._recent
 
     def add_calls(self, urls: Iterable[tuple[str, int]], hops: int = 0,
-                  hosts: Iterable[str] | None = None) -> tuple[list[Call], int]:
+                  hosts: Iterable[str] | None = None,
+                  sitemap_level: int | None = None) -> tuple[list[Call], int]:
         """add.lua calls for these URLs (one per shard). Also returns local repeats dropped.
 
         ``hops``: the redirects that led to these URLs (a redirect's target is
         added with its source's hops + 1). ``hosts``: their politeness keys,
-        when known.
+        when known. ``sitemap_level``: these URLs are sitemaps to read, this
+        many indexes below robots.txt or the seed that named them.
         """
-        groups, repeats = self._group_by_shard(urls, hosts)
+        dedup_as = ""
+        if sitemap_level is not None:
+            hops += SITEMAP_HOPS * (1 + sitemap_level)
+            dedup_as = SITEMAP_DEDUP
+        groups, repeats = self._group_by_shard(urls, hosts, dedup_as)
         calls: list[Call] = []
         for shard_no, items in groups.items():
             shard = self.shards[shard_no]
@@ -177,11 +195,12 @@ class Frontier:
                 calls.append(("add", shard.script_keys, self._add_args(shard, chunk, hops)))
         return calls, repeats
 
-    async def add(self, urls: Iterable[tuple[str, int]], hops: int = 0) -> AddCounts:
+    async def add(self, urls: Iterable[tuple[str, int]], hops: int = 0,
+                  sitemap_level: int | None = None) -> AddCounts:
         """Add canonical (url, depth) pairs; only unseen ones are queued."""
         urls = list(urls)
         await self.keyer.prime(url for url, _ in urls)
-        calls, repeats = self.add_calls(urls, hops)
+        calls, repeats = self.add_calls(urls, hops, sitemap_level=sitemap_level)
         counts = AddCounts(seen=repeats)
         for added, seen, capped in await self.run(calls):
             counts += AddCounts(int(added), int(seen), int(capped))
@@ -229,9 +248,10 @@ class Frontier:
             if wait >= 0:
                 waits.append(wait / 1000)
             for i in range(3, len(reply), 6):
+                mark, hops = divmod(int(reply[i + 4]), SITEMAP_HOPS)
                 leases.append(Lease(_s(reply[i]), shard.shard, _s(reply[i + 1]),
                                     int(reply[i + 2]), int(reply[i + 3]), _s(reply[i + 5]),
-                                    int(reply[i + 4])))
+                                    hops, mark - 1 if mark else None))
         hint = min(waits) if waits else -1.0
         if not leases and leased > 0:
             # Work appears when a lease completes: its links are queued and its
@@ -254,16 +274,18 @@ class Frontier:
 
     def complete_call(self, lease: Lease, record_json: str, *, is_error: bool,
                       not_before: float = 0.0, no_request: bool = False,
-                      tally: str = "") -> Call:
+                      tally: str = "", revisit: tuple[str, str] | None = None) -> Call:
         shard = self.shards[lease.shard]
-        return ("complete", shard.script_keys,
-                [shard.base, lease.id, record_json, int(is_error), int(not_before * 1000),
-                 self.settings.results_maxlen, int(no_request), tally])
+        args = [shard.base, lease.id, record_json, int(is_error), int(not_before * 1000),
+                self.settings.results_maxlen, int(no_request), tally]
+        if revisit is not None:  # recrawl = true: the URL's state, kept with its result
+            args += revisit
+        return ("complete", shard.script_keys, args)
 
     async def complete(self, lease: Lease, record_json: str, *, is_error: bool = False,
                        links: Iterable[tuple[str, int]] = (), redirect_to: str | None = None,
                        not_before: float = 0.0, no_request: bool = False,
-                       tally: str = "") -> bool:
+                       tally: str = "", revisit: tuple[str, str] | None = None) -> bool:
         """Record the lease's result and add its links, in one (shared) round trip.
 
         Links are added before the completion: if this process dies between
@@ -272,7 +294,9 @@ class Frontier:
         ``redirect_to``: a redirect's target, added at the lease's depth with
         one more hop. ``no_request``: the lease made no request (robots.txt
         disallowed it), so the host's delay for it is given back. ``tally``:
-        a counter for crawl status (``s:2xx``, ``e:timeout``). Returns
+        a counter for crawl status (``s:2xx``, ``e:timeout``). ``revisit``:
+        its field and the URL's recrawl state (``crawler.recrawl``), stored with the
+        result. Returns
         False if the lease was no longer ours (nothing was recorded).
         """
         links = list(links)
@@ -280,13 +304,14 @@ class Frontier:
             links.append((redirect_to, lease.depth))
         await self.keyer.prime(url for url, _ in links)
         calls: list[Call] = []
-        if redirect_to is not None:
-            calls, _ = self.add_calls(links[-1:], lease.hops + 1)
+        if redirect_to is not None:  # a sitemap's target is still a sitemap to read
+            calls, _ = self.add_calls(links[-1:], lease.hops + 1,
+                                      sitemap_level=lease.sitemap_level)
             links.pop()
         calls += self.add_calls(links)[0]
         calls.append(self.complete_call(lease, record_json, is_error=is_error,
                                         not_before=not_before, no_request=no_request,
-                                        tally=tally))
+                                        tally=tally, revisit=revisit))
         replies = await self.scripts.run_shared(calls)
         return bool(int(replies[-1]))
 

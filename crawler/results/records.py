@@ -8,15 +8,21 @@ from typing import Any
 
 # The fields of every record, in this order.
 FIELDS = ("url", "final_url", "status", "title", "links", "content_type", "bytes", "depth",
-          "attempts", "elapsed_ms", "fetched_at", "worker", "noindex", "redirect_to", "error")
+          "attempts", "elapsed_ms", "total_elapsed_ms", "fetched_at", "worker", "noindex",
+          "redirect_to", "error")
 
 
 def make_record(*, url: str, depth: int, attempts: int, worker: str, final_url: str | None = None,
                 status: int | None = None, title: str | None = None, links: int = 0,
                 content_type: str | None = None, size: int = 0, elapsed: float = 0.0,
                 noindex: bool = False, redirect_to: str | None = None,
-                error: tuple[str, str] | None = None) -> dict[str, Any]:
-    """One result record. ``error`` is (type, message) or None; ``redirect_to`` a 3xx's target."""
+                error: tuple[str, str] | None = None,
+                total_elapsed: float | None = None) -> dict[str, Any]:
+    """One result record. ``error`` is (type, message) or None; ``redirect_to`` a 3xx's target.
+
+    ``elapsed``: the last attempt's seconds; ``total_elapsed``: every attempt's
+    (not the waits between them), the same as ``elapsed`` for one attempt.
+    """
     return {
         "url": url,
         "final_url": final_url,
@@ -28,6 +34,8 @@ def make_record(*, url: str, depth: int, attempts: int, worker: str, final_url: 
         "depth": depth,
         "attempts": attempts,
         "elapsed_ms": round(elapsed * 1000, 1),
+        "total_elapsed_ms": round((elapsed if total_elapsed is None else total_elapsed) * 1000,
+                                  1),
         "fetched_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "worker": worker,
         "noindex": noindex,

@@ -11,17 +11,20 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from crawler import errors
 from crawler.fetch import Response
+from crawler.frontier import Lease
 from crawler.metrics import status_tally
 from crawler.parse import parse_html, x_robots_tag
 from crawler.politeness import SlotMissed, adaptive_delay
+from crawler.recrawl import next_visit, previous_state, revisit_field
 from crawler.results import dumps, make_record
 from crawler.robots import RobotsFetched, RobotsUnavailable, product_token
 from crawler.scope import anchors_for
 from crawler.worker.backoff import REDIS_ERRORS, backoff_delay, log, retry_after
+from crawler.worker.sitemap import SitemapReader
 from crawler.worker.watch import InFlight
 
 if TYPE_CHECKING:
@@ -47,6 +50,9 @@ class LeaseRunner:
         self.counters = worker.counters
         self.write: Write = worker.write
         self.agent = product_token(worker.settings.user_agent)
+        self.sitemaps = SitemapReader(self)
+        if worker.settings.sitemaps:
+            self.robots.on_sitemaps = self.sitemaps.robots_sitemap_calls
 
     async def run(self, item: InFlight, deadline: float = math.inf) -> None:
         lease = item.lease
@@ -63,7 +69,16 @@ class LeaseRunner:
             if time.monotonic() > deadline:
                 raise SlotMissed(lease.url)
             item.at("fetch")
-            resp = await self.fetcher.get(lease.url)
+            if self.settings.recrawl:
+                item.previous = await previous_state(self.worker.redis, self.frontier, lease)
+            if lease.sitemap_level is None:
+                resp = await self.fetcher.get(lease.url, headers=item.previous.conditional_headers()
+                                              if item.previous else None)
+            else:
+                sitemap_resp = await self.sitemaps.read(item, attempt)
+                if sitemap_resp is None:  # read and completed
+                    return
+                resp = sitemap_resp
         except SlotMissed:
             # Starting now could put this request closer than the host's delay to
             # the next one: give the slot back unused (crawler.politeness).
@@ -89,7 +104,8 @@ class LeaseRunner:
             return
         except errors.FetchError as exc:
             if exc.retry and attempt < self.settings.max_attempts:
-                await self._retry(item, backoff_delay(attempt, self.settings))
+                await self._retry(item, backoff_delay(attempt, self.settings),
+                                  elapsed=time.monotonic() - started)
             else:
                 await self._finish_error(item, attempt, time.monotonic() - started, exc,
                                          no_request=not exc.made_request)
@@ -132,19 +148,20 @@ class LeaseRunner:
         record = make_record(
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
             final_url=lease.url, status=resp.status, content_type=resp.content_type,
-            size=len(resp.body), elapsed=resp.elapsed, redirect_to=target)
+            size=len(resp.body), elapsed=resp.elapsed, redirect_to=target,
+            total_elapsed=await self._all_attempts(lease, resp.elapsed))
         self.counters.pages += 1
         self.worker.metrics.fetched(resp.status, resp.elapsed, len(resp.body))
-        await self._write(item, lambda: self.frontier.complete(
-            lease, dumps(record), redirect_to=target if follow else None,
-            tally=status_tally(resp.status)))
+        revisit = self._revisit(item, record, resp)
+        await self._complete(item, record, redirect_to=target if follow else None,
+                             tally=status_tally(resp.status), revisit=revisit)
 
     async def _status_retry(self, item: InFlight, attempt: int, resp: Response) -> None:
         host_backoff = resp.status in HOST_BACKOFF_STATUSES
         wait = retry_after(resp.headers.get("Retry-After"), self.settings.backoff_max)
         delay = wait if wait is not None else backoff_delay(attempt, self.settings)
         if attempt < self.settings.max_attempts:
-            await self._retry(item, delay, host_backoff=host_backoff,
+            await self._retry(item, delay, host_backoff=host_backoff, elapsed=resp.elapsed,
                               reason="backoff" if wait is None else "retry-after")
             return
         exc = errors.HTTPStatusError(f"HTTP {resp.status} after {attempt} attempts",
@@ -179,13 +196,15 @@ class LeaseRunner:
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
             final_url=resp.final_url, status=resp.status, title=title, links=link_count,
             content_type=resp.content_type, size=len(resp.body), elapsed=resp.elapsed,
-            noindex=noindex)
+            noindex=noindex, total_elapsed=await self._all_attempts(lease, resp.elapsed))
         self.counters.pages += 1
+        if 400 <= resp.status < 500:
+            self.counters.client_errors += 1
         pause = adaptive_delay(resp.elapsed, self.settings)
         self.worker.metrics.fetched(resp.status, resp.elapsed, len(resp.body))
-        await self._write(item, lambda: self.frontier.complete(
-            lease, dumps(record), links=links, not_before=pause,
-            tally=status_tally(resp.status)))
+        revisit = self._revisit(item, record, resp)
+        await self._complete(item, record, links=links, not_before=pause,
+                             tally=status_tally(resp.status), revisit=revisit)
 
     async def _finish_error(self, item: InFlight, attempt: int, elapsed: float,
                             exc: errors.FetchError, error_type: str | None = None, *,
@@ -198,21 +217,70 @@ class LeaseRunner:
             status=response.status if response else exc.status,
             content_type=response.content_type if response else None,
             size=len(response.body) if response else 0, elapsed=elapsed,
-            error=(error_type or exc.type, str(exc)), redirect_to=redirect_to)
+            error=(error_type or exc.type, str(exc)), redirect_to=redirect_to,
+            total_elapsed=await self._all_attempts(lease, elapsed))
         self.counters.pages += 1
         self.counters.errors += 1
         kind = error_type or exc.type
         self.worker.metrics.failed(kind, elapsed, response.status if response else None)
-        await self._write(item, lambda: self.frontier.complete(
-            lease, dumps(record), is_error=True, not_before=not_before, no_request=no_request,
-            tally=f"e:{kind}"))
+        revisit = self._revisit(item, record, response)
+        await self._complete(item, record, is_error=True, not_before=not_before,
+                             no_request=no_request, tally=f"e:{kind}", revisit=revisit)
+
+    def _revisit(self, item: InFlight, record: dict[str, Any], resp: Response | None
+                 ) -> tuple[str, str] | None:
+        """recrawl = true: this visit's state to store, and its marks on the record."""
+        if not self.settings.recrawl or item.lease.sitemap_level is not None:
+            return None
+        return revisit_field(item.lease.host, item.lease.url), next_visit(
+            item.lease, item.previous, record, resp.headers if resp else None,
+            resp.body if resp else b"").dump()
 
     async def _retry(self, item: InFlight, delay: float, *, host_backoff: bool = False,
-                     count_attempt: bool = True, reason: str = "backoff") -> None:
+                     count_attempt: bool = True, reason: str = "backoff",
+                     elapsed: float = 0.0) -> None:
+        """Give the lease back for a later attempt; a counted one adds its time to the URL's."""
         self.counters.retries += 1
-        await self._write(item, lambda: self.frontier.retry(
-            item.lease, delay, host_backoff=host_backoff, count_attempt=count_attempt,
-            reason=reason))
+        lease = item.lease
+
+        async def call() -> None:
+            if count_attempt and elapsed > 0:  # before the retry: a next attempt may end soon
+                await self.worker.redis.hincrbyfloat(self._attempt_key(lease), lease.url,
+                                                     round(elapsed * 1000, 1))
+            await self.frontier.retry(lease, delay, host_backoff=host_backoff,
+                                      count_attempt=count_attempt, reason=reason)
+
+        await self._write(item, call)
+
+    # -- the time every attempt took (elapsed_ms covers the last one only) --------------
+
+    def _attempt_key(self, lease: Lease) -> str:
+        return self.frontier.shards[lease.shard].attempt_ms
+
+    async def _all_attempts(self, lease: Lease, last: float) -> float:
+        """Seconds this URL's attempts took, the last one (``last``) included.
+
+        Earlier attempts wrote theirs to the shard's ``attempt_ms`` hash; a
+        timing figure must not hold up a result, so a Redis error counts as 0.
+        """
+        if lease.attempts == 0:
+            return last
+        try:
+            earlier = await self.worker.redis.hget(self._attempt_key(lease), lease.url)
+        except REDIS_ERRORS:
+            return last
+        return last + float(earlier or 0) / 1000
+
+    async def _complete(self, item: InFlight, record: dict[str, object], **kw: Any) -> None:
+        """Complete the lease with ``record``, then forget the URL's attempt times."""
+        lease = item.lease
+
+        async def call() -> None:
+            await self.frontier.complete(lease, dumps(record), **kw)
+            if lease.attempts:
+                await self.worker.redis.hdel(self._attempt_key(lease), lease.url)
+
+        await self._write(item, call)
 
     async def _write(self, item: InFlight, call: Callable[[], Awaitable[object]]) -> None:
         item.at("write")

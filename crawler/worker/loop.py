@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from crawler.aio import cancel_and_wait, wait_event
 from crawler.config import Settings
+from crawler.errors import CrawlError
 from crawler.fetch import Fetcher
 from crawler.frontier import ClaimResult, Frontier
 from crawler.metrics import WorkerMetrics, serve
@@ -32,7 +33,14 @@ from crawler.scope import Scope, ScopeStore, anchors_for
 from crawler.status import held_hosts, held_summary
 from crawler.worker.backoff import REDIS_ERRORS, ride_out_redis
 from crawler.worker.lease import LeaseRunner
-from crawler.worker.progress import Counters, print_progress
+from crawler.worker.progress import (
+    Counters,
+    CrawlProgress,
+    RateWindow,
+    politeness_text,
+    print_progress,
+    read_progress,
+)
 from crawler.worker.steering import Steering
 from crawler.worker.watch import InFlight, StallWatch
 from crawler.workers import HEARTBEAT_EVERY, Heartbeat
@@ -81,6 +89,9 @@ class Worker:
         self._aborted = asyncio.Event()
         self._writes: set[asyncio.Future[object]] = set()  # shielded writes in progress
         self._held: dict[str, Any] | None = None  # held hosts, for the progress line
+        self._crawl_progress: CrawlProgress | None = None  # the crawl's counts, the same
+        self._rate: float | None = None  # this worker's pages/s over the last 10 s
+        self._crawl_rate: float | None = None  # the crawl's URLs done a second, the same
         self.steering = Steering(self)
         self.metrics = WorkerMetrics(self)
         self._rate_mark = (time.monotonic(), 0)  # (when, pages) at the last heartbeat
@@ -177,7 +188,8 @@ class Worker:
             lambda: self.frontier.claim(want, self.id, slack=self.settings.politeness_slack,
                                         request_id=request),
             "claim", give_up=lambda: self.stopping,
-            wait=lambda s: self._wait_for_slot(s, "Redis to come back"))
+            wait=lambda s: self._wait_for_slot(s, "Redis to come back"),
+            revive=self.revive_server)
         if result is None:
             return True
         self.watch.progress()
@@ -223,7 +235,31 @@ class Worker:
             write.add_done_callback(self._writes.discard)
             await asyncio.shield(write)
 
-        await ride_out_redis(shielded, "a frontier write")
+        await ride_out_redis(shielded, "a frontier write", revive=self.revive_server)
+
+    async def revive_server(self) -> None:
+        """On the embedded default, start the server again if it is gone.
+
+        ``crawl server stop --force`` (or a crash) under a running crawl leaves
+        the socket dead; the server's append-only file still holds the crawl.
+        A file lock makes one worker process start it; the others reuse it.
+        """
+        if self.settings.redis_url is not None:
+            return
+        from crawler.server import ensure_server, home_dir, is_running, socket_path
+
+        def revive() -> bool:
+            if is_running(socket_path(home_dir(self.settings.home))):
+                return False
+            ensure_server(self.settings.home)
+            return True
+
+        try:
+            if await asyncio.to_thread(revive):
+                log.warning("the embedded Valkey in %s was gone: started it again",
+                            home_dir(self.settings.home))
+        except CrawlError as exc:
+            log.warning("could not start the embedded Valkey again: %s", exc)
 
     # -- shutdown and housekeeping ---------------------------------------------
 
@@ -275,7 +311,8 @@ class Worker:
         self._rate_mark = (now, c.pages)
         return {"node": socket.gethostname(), "pid": os.getpid(), "pages": c.pages,
                 "rate": round(rate, 2),
-                "errors": c.errors, "retries": c.retries, "in_flight": len(self.tasks),
+                "errors": c.errors, "4xx": c.client_errors, "retries": c.retries,
+                "in_flight": len(self.tasks),
                 "started": round(self.started_at, 3),
                 "every_ms": int(self.heartbeat_every * 1200)}  # the longest jittered gap
 
@@ -311,13 +348,23 @@ class Worker:
             f"last claim: {len(c.leases)} leases, queued {c.queued}, leased {c.leased}"
 
     async def _progress(self) -> None:
+        pages, crawl_done = RateWindow(), RateWindow()
         while True:
-            await asyncio.sleep(PROGRESS_EVERY)
+            pages.add(self.counters.pages)
             with contextlib.suppress(*REDIS_ERRORS):
                 self._held = held_summary(await held_hosts(self.redis, self.settings))
-            self._print_progress()
+                self._crawl_progress = await read_progress(self.redis, self.settings)
+                crawl_done.add(self._crawl_progress.done)
+            self._rate, self._crawl_rate = pages.rate(), crawl_done.rate()
+            if self._rate is not None:
+                self._print_progress()
+            await asyncio.sleep(PROGRESS_EVERY)
 
     def _print_progress(self, final: bool = False) -> None:
-        queued = self.last_claim.queued if self.last_claim else 0
-        print_progress(self.counters, queued, len(self.tasks), final=final,
-                       held=None if final else self._held)
+        in_flight = len(self.tasks)
+        hosts = len({item.lease.host for item in self.tasks.values()})
+        crawl = None if final else self._crawl_progress  # read up to 2 s ago: stale at the end
+        politeness = "" if final else politeness_text(crawl, self.settings, in_flight, hosts)
+        print_progress(self.counters, self._rate, in_flight, final=final, crawl=crawl,
+                       crawl_rate=None if final else self._crawl_rate,
+                       held=None if final else self._held, politeness=politeness)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from crawler.frontier import Lease
+from crawler.recrawl import RevisitState
 
 
 @dataclass(slots=True)
@@ -24,6 +25,7 @@ class InFlight:
     lease: Lease
     stage: str = "starting"  # robots, fetch, parse, write
     since: float = field(default_factory=time.monotonic)
+    previous: RevisitState | None = None  # recrawl = true: its last visit's state
 
     def at(self, stage: str) -> None:
         self.stage = stage

@@ -136,7 +136,9 @@ end
 -- (scheme, authority and directory, up to the last '/' of the path) in the
 -- host's prefix table px:<host>, and the rest of the URL; or the byte 0 and
 -- the whole URL once the table is full. A host's URLs share few prefixes, so
--- an entry is little more than its file name and query.
+-- an entry is little more than its file name and query. A sitemap to read
+-- carries its mark in hops (crawler/frontier/transitions.py SITEMAP_HOPS):
+-- no script needs to know it.
 local PREFIXES_KEPT = 250
 
 local function header(attempts, depth, hops)

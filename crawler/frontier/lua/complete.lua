@@ -7,7 +7,9 @@
 --       e.g. robots.txt disallowed its URL, so its claim's delay is given back
 --       unless another claim or a backoff moved the host's next time since),
 --       tally (optional: a stats field counted once per result, e.g. s:2xx or
---       e:timeout, for crawl status)
+--       e:timeout, for crawl status),
+--       revisit_field, revisit_state (optional, recrawl = true: the URL's state
+--       in v:<host>, written with its result and only then, so a visit counts once)
 -- Returns 1 when the result was recorded, 0 for a stale lease.
 local base = ARGV[1]
 local id = ARGV[2]
@@ -44,6 +46,10 @@ local after = tonumber(ARGV[5])
 if after > 0 then
   local nxt = math.max(hnum(hk, 'next', 0), now + after)
   redis.call('HSET', hk, 'next', string.format('%d', nxt))
+end
+if ARGV[9] and ARGV[9] ~= '' then
+  redis.call('HSET', base .. 'v:' .. host, ARGV[9], ARGV[10])
+  redis.call('SADD', base .. 'recrawl_hosts', host)
 end
 release_slot(base, host, now)
 return 1

@@ -1,0 +1,161 @@
+"""Incremental recrawl: what a revisit needs of each done URL, and re-queueing them.
+
+With ``recrawl = true`` each done URL keeps, in its host's ``v:<host>`` hash
+(same shard), under its path (``revisit_field``), one short string::
+
+    fetched|visit|changes|depth|validator\\ntitle
+
+``fetched``: unix seconds of its last result; ``visit``: how many results it
+has had; ``changes``: how many of its revisits found it changed; ``depth``:
+its crawl depth; ``validator``: ``e<ETag>``, else ``m<Last-Modified>``, else
+``h<hash of the body>`` (16 hex digits), or empty; ``title``: the last one
+seen, carried into a not-modified record. ``complete.lua`` writes it with the
+URL's result and only then, so a visit is counted once however often its
+lease is retried or reclaimed.
+
+``crawl recrawl --older-than 7d`` (``requeue``) runs ``recrawl.lua``, which
+queues the URLs fetched before the cutoff and marks them (``*``) until their
+next result. A revisit sends ``If-None-Match``/``If-Modified-Since``; a 304
+ends in a record with ``not_modified: true`` and the previous title; a 200
+with another validator, ``changed: true``. Every record then carries
+``visit``, so a URL's successive visits are told apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from crawler import keys
+from crawler.config import Settings
+from crawler.frontier import Frontier, Lease
+
+REQUEUE_HOSTS = 100
+"""Hosts one recrawl.lua call re-queues (a call holds the server about 10 µs a URL)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RevisitState:
+    """One done URL's state, as ``v:<host>`` keeps it."""
+
+    fetched: int
+    visit: int
+    changes: int
+    depth: int
+    validator: str = ""
+    title: str | None = None
+
+    def dump(self) -> str:
+        head = f"{self.fetched}|{self.visit}|{self.changes}|{self.depth}|{self.validator}"
+        return head if self.title is None else f"{head}\n{self.title}"
+
+    @classmethod
+    def parse(cls, text: str | bytes | None) -> RevisitState | None:
+        if text is None:
+            return None
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        head, newline, title = text.removeprefix("*").partition("\n")
+        fields = head.split("|", 4)
+        if len(fields) != 5 or not all(f.isdigit() for f in fields[:4]):
+            return None
+        return cls(int(fields[0]), int(fields[1]), int(fields[2]), int(fields[3]), fields[4],
+                   title if newline else None)
+
+    def conditional_headers(self) -> dict[str, str]:
+        """What a revisit sends, so an unchanged page can answer 304."""
+        if self.validator.startswith("e"):
+            return {"If-None-Match": self.validator[1:]}
+        if self.validator.startswith("m"):
+            return {"If-Modified-Since": self.validator[1:]}
+        return {}
+
+
+def validator_of(headers: dict[str, str], body: bytes) -> str:
+    """ETag, else Last-Modified, else a hash of the body: what tells a change."""
+    if headers.get("ETag"):
+        return "e" + headers["ETag"]
+    if headers.get("Last-Modified"):
+        return "m" + headers["Last-Modified"]
+    return "h" + hashlib.blake2b(body, digest_size=8).hexdigest()
+
+
+def next_visit(lease: Lease, previous: RevisitState | None, record: dict[str, Any],
+               headers: dict[str, str] | None, body: bytes) -> RevisitState:
+    """This visit's state, and its marks on the record (``visit``, ``not_modified``,
+    ``changed``, and a 304's carried title).
+
+    ``headers`` is None when no response came (an error): the validator and
+    title stay as they were.
+    """
+    visit = previous.visit + 1 if previous else 1
+    record["visit"] = visit
+    changes = previous.changes if previous else 0
+    validator = previous.validator if previous else ""
+    title = previous.title if previous else None
+    if headers is not None and previous is not None and record.get("status") == 304:
+        record["not_modified"] = True
+        record["title"] = title
+    elif headers is not None and record.get("error") is None:
+        validator = validator_of(headers, body)
+        title = record.get("title")
+        if previous is not None:
+            changed = validator != previous.validator
+            record["changed"] = changed
+            changes += changed
+    return RevisitState(int(time.time()), visit, changes, lease.depth, validator, title)
+
+
+def revisit_field(host: str, url: str) -> str:
+    """A URL's field in ``v:<host>``: ``s`` or ``h`` and its path when it is on the
+    host itself over https or http (the usual case: ~35 bytes less), else the URL
+    (``recrawl.lua`` turns it back into the URL)."""
+    for mark, scheme in (("s", "https://"), ("h", "http://")):
+        origin = scheme + host
+        if url.startswith(origin) and url[len(origin):len(origin) + 1] == "/":
+            return mark + url[len(origin):]
+    return url
+
+
+async def previous_state(redis: Redis, frontier: Frontier, lease: Lease) -> RevisitState | None:
+    """The lease's URL's state from its last visit (None: a first visit)."""
+    shard = frontier.shards[lease.shard]
+    field = revisit_field(lease.host, lease.url)
+    return RevisitState.parse(await redis.hget(shard.revisits(lease.host), field))
+
+
+async def requeue(redis: Redis, settings: Settings, older_than: float) -> int:
+    """Queue again every done URL whose last fetch is more than ``older_than`` s ago."""
+    frontier = Frontier(redis, settings, local_dedup=False)
+    cutoff = int(time.time() - older_than)
+    policy = settings.policy_for("")
+    total = 0
+    for shard in keys.all_shards(settings.crawl, settings.shards, settings.shard_tags):
+        hosts: list[str] = []
+        async for host in redis.sscan_iter(shard.recrawl_hosts, count=REQUEUE_HOSTS):
+            hosts.append(host.decode() if isinstance(host, bytes) else host)
+        for start in range(0, len(hosts), REQUEUE_HOSTS):
+            chunk = hosts[start:start + REQUEUE_HOSTS]
+            [queued] = await frontier.run([("recrawl", shard.script_keys, [
+                shard.base, cutoff, policy.max_per_host, int(policy.delay * 1000), *chunk])])
+            total += int(queued)
+    return total
+
+
+def parse_age(text: str) -> float:
+    """Seconds in ``90s``, ``30m``, ``12h``, ``7d`` (or a bare number of seconds)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    text = text.strip().lower()
+    factor = units.get(text[-1:], 0)
+    number = text[:-1] if factor else text
+    try:
+        value = float(number) * (factor or 1)
+    except ValueError:
+        raise ValueError(f"not an age: {text!r} (say 90s, 30m, 12h or 7d)") from None
+    if value < 0 or value != value:
+        raise ValueError(f"not an age: {text!r}")
+    return value
