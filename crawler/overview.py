@@ -9,8 +9,9 @@ never from one worker's memory:
 - **tallies** are counters ``complete.lua`` keeps per shard: ``s:2xx`` ...
   for responses by status class, ``e:<type>`` for errors by type;
 - **top hosts** are the hosts with the most URLs queued among those ready to
-  claim and those held back (a sample of at most ``TOP_SCAN`` a shard: a
-  crawl of millions of hosts is not scanned whole once a second).
+  claim, those with every slot leased, and those held back (a sample of at
+  most ``TOP_SCAN`` of each a shard: a crawl of millions of hosts is not
+  scanned whole once a second).
 """
 
 from __future__ import annotations
@@ -104,10 +105,16 @@ async def top_hosts(redis: Redis, settings: Settings, now_ms: int) -> list[dict[
     for shard in shards:
         pipe.zrange(shard.ready, 0, TOP_SCAN - 1)
         pipe.zrangebyscore(shard.held, now_ms, "+inf", start=0, num=TOP_SCAN)
+        pipe.zrange(shard.leases, 0, TOP_SCAN - 1)  # hosts at their limit are not ready
     replies = await pipe.execute()
+    pipe = redis.pipeline(transaction=False)
+    for i, shard in enumerate(shards):
+        pipe.hmget(shard.lease_data, replies[3 * i + 2] or ["-"])
+    leased = await pipe.execute()
     found: list[tuple[keys.ShardKeys, str]] = []
     for i, shard in enumerate(shards):
-        names = {_s(h) for h in replies[2 * i]} | {_s(h) for h in replies[2 * i + 1]}
+        names = {_s(h) for h in replies[3 * i]} | {_s(h) for h in replies[3 * i + 1]}
+        names |= {_s(data).split("|", 1)[0] for data in leased[i] if data}
         found += [(shard, host) for host in sorted(names)]
     if not found:
         return []

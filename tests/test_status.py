@@ -45,3 +45,19 @@ async def test_status_warns_when_dedup_buckets_outgrow_intsets(redis: Redis,
     status = await crawl_status(redis, settings)
     assert status["memory"]["dedup_buckets_not_intset"] >= 1
     assert any("no longer intsets" in w for w in status["warnings"])
+
+
+async def test_busiest_hosts_include_a_host_whose_every_slot_is_leased(
+        redis: Redis, settings: Settings) -> None:
+    from crawler.overview import top_hosts
+    from crawler.status import server_ms
+
+    settings = settings.replace(max_per_host=1, delay=0)
+    frontier = Frontier(redis, settings)
+    await frontier.add([(f"http://busy.test/p{i}", 1) for i in range(30)])
+    await frontier.add([(f"http://small.test/p{i}", 1) for i in range(3)])
+    claimed = await frontier.claim(2, "w")
+    assert {lease.host for lease in claimed.leases} == {"busy.test", "small.test"}
+    # Both hosts are now at their limit of 1: neither is in the ready set.
+    rows = await top_hosts(redis, settings, await server_ms(redis))
+    assert [(r["host"], r["queued"]) for r in rows] == [("busy.test", 29), ("small.test", 2)]

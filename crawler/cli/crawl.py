@@ -69,7 +69,7 @@ def seed(
                               ] = "https",
     sitemap: Annotated[list[str] | None, typer.Option(
         "--sitemap", help="A sitemap (index, urlset, .xml.gz or text) whose URLs to crawl; "
-                          "repeatable.")] = None,
+                          "repeatable. [default: none]")] = None,
 ) -> None:
     """Add URLs to the frontier. Bad lines are reported by number; the rest are seeded."""
     from crawler.seeds import DEFAULT_SCHEMES, seed_sitemaps

@@ -25,7 +25,8 @@ def register(app: typer.Typer) -> None:
 def recrawl(
     ctx: typer.Context,
     older_than: Annotated[str, typer.Option(
-        "--older-than", help="Revisit URLs last fetched longer ago than this: 90s, 30m, 12h, 7d.")],
+        "--older-than", help="Revisit URLs last fetched longer ago than this: 90s, 30m, 12h, 7d. "
+                               "[default: none, required]")],
     redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = None,
     home: HomeOpt = None,
 ) -> None:
