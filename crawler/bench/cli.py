@@ -130,6 +130,23 @@ def memory(
         raise typer.Exit(130) from None
 
 
+@bench_app.command("export")
+def export(
+    results: Annotated[int, typer.Option(min=1, help="Synthetic results to export.")
+                       ] = 1_000_000,
+    out: Annotated[str, typer.Option(help="JSON report path ('' for none).")
+                   ] = "bench/results/export-latest.json",
+) -> None:
+    """Peak RSS and speed of `crawl export` in every format, over N results in the stream."""
+    from crawler.bench.export import run_export_bench
+
+    _interrupt_on_sigterm()
+    try:
+        run_export_bench(results, out=out or None)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
 @bench_app.command("soak")
 def soak(
     urls: Annotated[int, typer.Option(min=1, help="URLs to seed (site pages, then "

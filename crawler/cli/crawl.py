@@ -145,7 +145,8 @@ def _run_processes(settings: Settings) -> int:
 
 def export(
     ctx: typer.Context,
-    out: Annotated[str, typer.Argument(help="Output file (JSON lines); - for stdout.")],
+    out: Annotated[str, typer.Argument(
+        help="Output file: .jsonl, .jsonl.gz, .csv or .parquet; - for JSON lines on stdout.")],
     redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = None,
     home: HomeOpt = None,
     follow: Annotated[bool, typer.Option(
@@ -157,16 +158,23 @@ def export(
                      ] = False,
     force: Annotated[bool, typer.Option(help="Overwrite FILE if it exists.")] = False,
     append: Annotated[bool, typer.Option(help="Add to FILE if it exists.")] = False,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="jsonl, jsonl.gz, csv or parquet (default: by FILE's extension).")
+                   ] = None,
 ) -> None:
-    """Write every result as one JSON object a line (read-only, unless --drain)."""
+    """Write every result to FILE, in the format its extension names (read-only, unless --drain)."""
     from crawler.results.export import drain as drain_results
     from crawler.results.export import export as export_results
+    from crawler.results.export import export_to
+    from crawler.results.formats import check_options, format_for, open_writer
 
     settings = settings_for(ctx, redis=redis, crawl=crawl, config=config, home=home)
     path = Path(out)
     if drain and out == "-":
         raise CrawlError("--drain needs a file: standard output cannot be fsynced, so "
                          "results would leave Redis before they are safe")
+    kind = format_for(out, fmt) if out != "-" or fmt else "jsonl"
+    check_options(kind, stdout=out == "-", drain=drain, append=append)
     if out != "-" and not drain and not (force or append) and path.exists() \
             and path.stat().st_size > 0:
         raise CrawlError(f"{out} exists: --force to overwrite it, --append to add to it")
@@ -183,13 +191,13 @@ def export(
                 written[0] = await export_results(client, s, sys.stdout, follow=follow,
                                                   forever=forever)
             else:
+                writer = open_writer(out, kind, append=append)
                 try:
-                    fh = open(out, "a" if append else "w", encoding="utf-8")  # noqa: ASYNC230, SIM115
-                except OSError as exc:
-                    raise CrawlError(f"cannot write {out}: {exc.strerror}") from None
-                with fh:
-                    written[0] = await export_results(client, s, fh, follow=follow,
-                                                      forever=forever)
+                    written[0] = await export_to(client, s, writer, follow=follow,
+                                                 forever=forever,
+                                                 progress=sys.stderr.isatty())
+                finally:
+                    writer.close()  # a Parquet file is readable once its footer is written
         finally:
             await client.aclose()
 
