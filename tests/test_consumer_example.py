@@ -1,4 +1,4 @@
-"""examples/consumer.py on a crawl's results stream: consumers share the work, a crash loses nothing.
+"""examples/consumer.py on a crawl's results: consumers share the work, a crash loses nothing.
 
 A crawl of a local site on 2 shards; a "ghost" consumer of the same group
 reads a batch and dies without acknowledging it; two example consumers then

@@ -88,13 +88,22 @@ def worker(
         "--allow-private", help="Allow fetching private and loopback addresses.")] = None,
     obey_robots: Annotated[bool | None, typer.Option(
         "--obey-robots/--ignore-robots", help="Obey robots.txt (default: obey).")] = None,
+    extract: Annotated[str | None, typer.Option(
+        help="Extraction hook run on every page, module.path:function.")] = None,
+    extract_in_thread: Annotated[bool | None, typer.Option(
+        "--extract-in-thread", help="Run a sync extraction hook in a thread pool.")] = None,
 ) -> None:
     """Crawl until nothing is queued or leased anywhere (or forever)."""
     settings = settings_for(
         ctx, redis=redis, crawl=crawl, config=config, home=home, concurrency=concurrency,
         processes=processes, scope=scope, max_depth=max_depth, delay=delay,
         max_per_host=max_per_host, lease_time=lease_time, user_agent=user_agent,
-        allow_private=allow_private, obey_robots=obey_robots)
+        allow_private=allow_private, obey_robots=obey_robots, extract=extract,
+        extract_in_thread=extract_in_thread)
+    if settings.extract:  # a hook that does not import: one line now, not at every worker
+        from crawler.extract import load_hook
+
+        load_hook(settings.extract)
     if settings.processes > 1:
         raise typer.Exit(_run_processes(settings))
 

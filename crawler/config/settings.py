@@ -79,6 +79,10 @@ class Settings(BaseModel):
     backoff_max: float = _setting(300.0, "worker", ge=0)
     shutdown_grace: float = _setting(10.0, "worker", "node", ge=0)
     stall_warning: float = _setting(60.0, "worker", "node", ge=0)
+    extract: str = _setting("", "worker")
+    extract_in_thread: bool = _setting(False, "worker", "node")
+    extract_threads: int = _setting(4, "worker", "node", ge=1)
+    extract_block_warning: float = _setting(0.25, "worker", "node", ge=0)
     # [fetch]
     connect_timeout: float = _setting(10.0, "fetch", ge=0)
     read_timeout: float = _setting(20.0, "fetch", ge=0)
@@ -122,7 +126,8 @@ class Settings(BaseModel):
     @field_validator("lease_time", "backoff_base", "backoff_max", "shutdown_grace",
                      "stall_warning", "connect_timeout", "read_timeout", "total_timeout",
                      "delay", "robots_ttl", "robots_error_ttl", "crawl_delay_cap",
-                     "politeness_slack", "delay_factor", "max_delay")
+                     "politeness_slack", "delay_factor", "max_delay",
+                     "extract_block_warning")
     @classmethod
     def _seconds_are_finite(cls, value: float) -> float:
         return _finite(value)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from crawler import errors
+from crawler.extract import Extracted, Extractor
 from crawler.fetch import Response
 from crawler.parse import parse_html, x_robots_tag
 from crawler.politeness import SlotMissed, adaptive_delay
@@ -46,6 +47,7 @@ class LeaseRunner:
         self.counters = worker.counters
         self.write: Write = worker.write
         self.agent = product_token(worker.settings.user_agent)
+        self.extractor = Extractor.from_settings(worker.settings)  # None: no hook
 
     async def run(self, item: InFlight, deadline: float = math.inf) -> None:
         lease = item.lease
@@ -153,10 +155,12 @@ class LeaseRunner:
         lease = item.lease
         title, link_count, noindex = None, 0, False
         links: list[tuple[str, int]] = []
+        page = None
         if resp.is_html:
             item.at("parse")
             page = parse_html(resp.body, resp.final_url, resp.charset,
-                              follow_nofollow=self.settings.follow_nofollow)
+                              follow_nofollow=self.settings.follow_nofollow,
+                              keep_tree=self.extractor is not None)
             header = x_robots_tag((resp.header_lists or {}).get("X-Robots-Tag", []), self.agent)
             title, link_count = page.title, page.link_count
             noindex = page.noindex or bool(header & {"noindex", "none"})
@@ -164,23 +168,41 @@ class LeaseRunner:
             if not nofollow:
                 if lease.depth == 0:  # a seed (or a seed's redirect): its host is in scope
                     self.scope.remember(dict.fromkeys(anchors_for([lease.url]), True))
-                depth = lease.depth + 1
-                # Most links were sent to Redis already (add would drop them):
-                # skip the scope rules for those.
-                fresh = [u for u in page.links if not self.frontier.sent_recently(u)]
-                unknown = self.scope.unknown_anchors(fresh)
-                if unknown:
-                    await self.write(lambda: self.worker.learn_anchors(unknown))
-                links = [(u, depth) for u in fresh if self.scope.allows(u, depth)]
+                links = await self._in_scope(page.links, lease.depth + 1)
+        extracted: Extracted | None = None
+        if self.extractor is not None:
+            item.at("extract")
+            extracted = await self.extractor.run(resp, page)
+            if extracted.follow:
+                queued = {u for u, _ in links}
+                links += await self._in_scope(
+                    [u for u in dict.fromkeys(extracted.follow) if u not in queued],
+                    lease.depth + 1)
         record = make_record(
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
             final_url=resp.final_url, status=resp.status, title=title, links=link_count,
             content_type=resp.content_type, size=len(resp.body), elapsed=resp.elapsed,
-            noindex=noindex)
+            noindex=noindex, error=extracted.error if extracted else None)
+        if extracted is not None:
+            record["data"] = extracted.data
+            self.counters.errors += extracted.error is not None
         self.counters.pages += 1
         pause = adaptive_delay(resp.elapsed, self.settings)
+        failed = extracted is not None and extracted.error is not None
         await self._write(item, lambda: self.frontier.complete(
-            lease, dumps(record), links=links, not_before=pause))
+            lease, dumps(record), links=links, not_before=pause, is_error=failed))
+
+    async def _in_scope(self, urls: list[str], depth: int) -> list[tuple[str, int]]:
+        """The URLs to queue at ``depth``: in scope, and not sent to Redis recently.
+
+        Most links were sent to Redis already (add would drop them): skip the
+        scope rules for those.
+        """
+        fresh = [u for u in urls if not self.frontier.sent_recently(u)]
+        unknown = self.scope.unknown_anchors(fresh)
+        if unknown:
+            await self.write(lambda: self.worker.learn_anchors(unknown))
+        return [(u, depth) for u in fresh if self.scope.allows(u, depth)]
 
     async def _finish_error(self, item: InFlight, attempt: int, elapsed: float,
                             exc: errors.FetchError, error_type: str | None = None, *,
