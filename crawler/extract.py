@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from lxml import etree
+from multidict import CIMultiDict
 
 from crawler.config import Settings
 from crawler.errors import ConfigError, InvalidURL
@@ -56,19 +57,30 @@ BLOCK_LOG_EVERY = 10.0
 class Page:
     """What a hook sees of one fetched page. ``tree`` is the parse the crawler already did."""
 
-    __slots__ = ("_follow", "_parsed", "_soup", "_text", "body", "final_url", "headers",
-                 "status", "url")
+    __slots__ = ("_follow", "_headers", "_parsed", "_response", "_soup", "_text", "body",
+                 "final_url", "status", "url")
 
     def __init__(self, response: Response, parsed: ParsedPage | None) -> None:
         self.url = response.url
         self.final_url = response.final_url
         self.status = response.status
-        self.headers = response.headers
+        self._response = response
         self.body = response.body
         self._parsed = parsed
         self._text: str | None = None
         self._soup: Any = None
         self._follow: list[str] = []
+        self._headers: CIMultiDict[str] | None = None
+
+    @property
+    def headers(self) -> CIMultiDict[str]:
+        """Every response header as received: case-insensitive, repeated ones kept."""
+        if self._headers is None:
+            raw = self._response.raw_headers
+            self._headers = CIMultiDict(
+                (k.decode("latin-1"), v.decode("latin-1")) for k, v in raw) if raw else \
+                CIMultiDict(self._response.headers)
+        return self._headers
 
     @property
     def text(self) -> str:

@@ -49,6 +49,10 @@ class Response:
     elapsed: float
     redirect_to: str | None = None  # a 3xx's canonical target, when not followed
     header_lists: dict[str, list[str]] | None = None  # repeatable headers, every value
+    # Every header line as received (aiohttp's tuple, kept, not copied), and the
+    # status line's reason: for extraction hooks and WARC records.
+    raw_headers: tuple[tuple[bytes, bytes], ...] = ()
+    reason: str = ""
 
     @property
     def is_html(self) -> bool:
@@ -144,7 +148,8 @@ def _response(url: str, final_url: str, resp: aiohttp.ClientResponse, body: byte
     return Response(url=url, final_url=final_url, status=resp.status, content_type=_mime(resp),
                     charset=resp.charset, body=body, headers=_keep_headers(resp.headers),
                     elapsed=time.monotonic() - started, redirect_to=redirect_to,
-                    header_lists=_keep_header_lists(resp.headers))
+                    header_lists=_keep_header_lists(resp.headers),
+                    raw_headers=resp.raw_headers, reason=resp.reason or "")
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:

@@ -14,7 +14,8 @@ def title_and_thread(p: crawler.Page) -> dict[str, Any]:
     assert p.tree is not None
     return {"h1": p.tree.findtext(".//h1"), "thread": threading.current_thread().name,
             "status": p.status, "text_has_title": "<title>" in p.text,
-            "links": len(p.links)}
+            "links": len(p.links), "type": p.headers.get("content-type"),
+            "server": "Server" in p.headers}
 
 
 def fails_on_page_3(p: crawler.Page) -> dict[str, Any]:

@@ -61,6 +61,8 @@ async def test_the_hook_sees_the_page_and_its_result_is_the_records_data(
         assert record["data"]["h1"] == f"Page {i}"
         assert record["data"]["status"] == 200 and record["data"]["text_has_title"]
         assert record["data"]["links"] >= 1
+        assert record["data"]["type"] == "text/html; charset=utf-8"
+        assert record["data"]["server"]  # every header, not only those the crawler keeps
         assert record["data"]["thread"] == "MainThread"  # on the event loop by default
         assert record["error"] is None
 
