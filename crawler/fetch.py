@@ -30,6 +30,7 @@ from crawler.urls import resolve
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
 CHUNK = 64 * 1024
 REDIRECT_BODY_BYTES = 64 * 1024
 """A redirect's body is read (so its connection is reused) up to this size."""
@@ -53,6 +54,7 @@ class Response:
     # status line's reason: for extraction hooks and WARC records.
     raw_headers: tuple[tuple[bytes, bytes], ...] = ()
     reason: str = ""
+    warc: tuple[str, int] | None = None  # (file, offset) once written to a WARC file
 
     @property
     def is_html(self) -> bool:
@@ -81,7 +83,7 @@ class Fetcher:
         self.session = aiohttp.ClientSession(
             connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar(),
             headers={"User-Agent": settings.full_user_agent,
-                     "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"},
+                     "Accept": ACCEPT},
             auto_decompress=True, trust_env=False, raise_for_status=False)
 
     async def close(self) -> None:

@@ -35,7 +35,7 @@ from crawler.results.formats import COLUMNS, format_for
 
 PAGES = int(os.environ.get("CRAWL_TEST_EXPORT_PAGES", "300"))
 HOSTILE = 'He said "hi",\nthen\ttabbed \x07 \u202eevil\u202c שלום 🕷️ \\ end; a,b'
-INTS = ("status", "links", "bytes", "depth", "attempts")
+INTS = ("status", "links", "bytes", "depth", "attempts", "warc_offset")
 
 
 def cli(*args: str) -> Result:

@@ -92,6 +92,9 @@ def worker(
         help="Extraction hook run on every page, module.path:function.")] = None,
     extract_in_thread: Annotated[bool | None, typer.Option(
         "--extract-in-thread", help="Run a sync extraction hook in a thread pool.")] = None,
+    warc: Annotated[str | None, typer.Option(
+        help="Write every response and its request as WARC/1.1 into this directory.")
+                    ] = None,
 ) -> None:
     """Crawl until nothing is queued or leased anywhere (or forever)."""
     settings = settings_for(
@@ -99,7 +102,7 @@ def worker(
         processes=processes, scope=scope, max_depth=max_depth, delay=delay,
         max_per_host=max_per_host, lease_time=lease_time, user_agent=user_agent,
         allow_private=allow_private, obey_robots=obey_robots, extract=extract,
-        extract_in_thread=extract_in_thread)
+        extract_in_thread=extract_in_thread, warc_dir=warc)
     if settings.extract:  # a hook that does not import: one line now, not at every worker
         from crawler.extract import load_hook
 

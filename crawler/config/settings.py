@@ -122,6 +122,8 @@ class Settings(BaseModel):
     expected_urls: int = _setting(10_000_000, "storage", ge=1)
     dedup_bucket_bits: int = _setting(0, "storage", ge=0, le=24)
     results_maxlen: int = _setting(0, "storage", ge=0)
+    warc_dir: str = _setting("", "storage", "node")
+    warc_max_bytes: int = _setting(1024**3, "storage", "node", ge=1)
 
     @field_validator("lease_time", "backoff_base", "backoff_max", "shutdown_grace",
                      "stall_warning", "connect_timeout", "read_timeout", "total_timeout",

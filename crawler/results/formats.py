@@ -31,7 +31,7 @@ FORMATS = ("jsonl", "jsonl.gz", "csv", "parquet")
 
 COLUMNS = ("id", "url", "final_url", "status", "title", "links", "content_type", "bytes",
            "depth", "attempts", "elapsed_ms", "fetched_at", "worker", "noindex", "redirect_to",
-           "error_type", "error_message", "data")
+           "error_type", "error_message", "data", "warc_file", "warc_offset")
 """The columns of a CSV or Parquet export, in this order."""
 
 ROW_GROUP = 50_000
@@ -75,11 +75,13 @@ def row_of(entry: Entry) -> dict[str, Any]:
     data = record.get("data")
     return {
         "id": entry.id,
-        **{name: record.get(name) for name in COLUMNS[1:-3]},
+        **{name: record.get(name) for name in COLUMNS[1:-5]},
         "error_type": error.get("type"),
         "error_message": error.get("message"),
         "data": None if data is None else json.dumps(data, ensure_ascii=False,
                                                      separators=(",", ":")),
+        "warc_file": record.get("warc_file"),
+        "warc_offset": record.get("warc_offset"),
     }
 
 
@@ -151,7 +153,8 @@ def parquet_schema() -> Any:
         ("attempts", pa.int32()), ("elapsed_ms", pa.float64()),
         ("fetched_at", pa.timestamp("ms", tz="UTC")), ("worker", pa.string()),
         ("noindex", pa.bool_()), ("redirect_to", pa.string()), ("error_type", pa.string()),
-        ("error_message", pa.string()), ("data", pa.string()),
+        ("error_message", pa.string()), ("data", pa.string()), ("warc_file", pa.string()),
+        ("warc_offset", pa.int64()),
     ])
 
 

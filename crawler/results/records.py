@@ -15,9 +15,14 @@ def make_record(*, url: str, depth: int, attempts: int, worker: str, final_url: 
                 status: int | None = None, title: str | None = None, links: int = 0,
                 content_type: str | None = None, size: int = 0, elapsed: float = 0.0,
                 noindex: bool = False, redirect_to: str | None = None,
-                error: tuple[str, str] | None = None) -> dict[str, Any]:
-    """One result record. ``error`` is (type, message) or None; ``redirect_to`` a 3xx's target."""
-    return {
+                error: tuple[str, str] | None = None,
+                warc: tuple[str, int] | None = None) -> dict[str, Any]:
+    """One result record. ``error`` is (type, message) or None; ``redirect_to`` a 3xx's target.
+
+    ``warc``: the WARC file and offset of the response, when captured (then
+    the record ends with ``warc_file`` and ``warc_offset``).
+    """
+    record = {
         "url": url,
         "final_url": final_url,
         "status": status,
@@ -34,6 +39,9 @@ def make_record(*, url: str, depth: int, attempts: int, worker: str, final_url: 
         "redirect_to": redirect_to,
         "error": None if error is None else {"type": error[0], "message": error[1]},
     }
+    if warc is not None:
+        record["warc_file"], record["warc_offset"] = warc
+    return record
 
 
 def dumps(record: dict[str, Any]) -> str:

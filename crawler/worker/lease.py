@@ -21,6 +21,7 @@ from crawler.politeness import SlotMissed, adaptive_delay
 from crawler.results import dumps, make_record
 from crawler.robots import RobotsFetched, RobotsUnavailable, product_token
 from crawler.scope import anchors_for
+from crawler.warc import WarcCapture
 from crawler.worker.backoff import REDIS_ERRORS, backoff_delay, log, retry_after
 from crawler.worker.watch import InFlight
 
@@ -48,6 +49,14 @@ class LeaseRunner:
         self.write: Write = worker.write
         self.agent = product_token(worker.settings.user_agent)
         self.extractor = Extractor.from_settings(worker.settings)  # None: no hook
+        self.warc = WarcCapture.from_settings(worker.settings)  # None: no capture
+
+    def close(self) -> None:
+        """Close what the runner holds open (the WARC file)."""
+        if self.warc is not None:
+            self.warc.close()
+        if self.extractor is not None:
+            self.extractor.close()
 
     async def run(self, item: InFlight, deadline: float = math.inf) -> None:
         lease = item.lease
@@ -95,6 +104,8 @@ class LeaseRunner:
                 await self._finish_error(item, attempt, time.monotonic() - started, exc,
                                          no_request=not exc.made_request)
             return
+        if self.warc is not None:
+            self.warc.write(resp)  # before the result that names it
         if resp.status in RETRY_STATUSES:
             await self._status_retry(item, attempt, resp)
             return
@@ -133,7 +144,7 @@ class LeaseRunner:
         record = make_record(
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
             final_url=lease.url, status=resp.status, content_type=resp.content_type,
-            size=len(resp.body), elapsed=resp.elapsed, redirect_to=target)
+            size=len(resp.body), elapsed=resp.elapsed, redirect_to=target, warc=resp.warc)
         self.counters.pages += 1
         await self._write(item, lambda: self.frontier.complete(
             lease, dumps(record), redirect_to=target if follow else None))
@@ -182,7 +193,7 @@ class LeaseRunner:
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
             final_url=resp.final_url, status=resp.status, title=title, links=link_count,
             content_type=resp.content_type, size=len(resp.body), elapsed=resp.elapsed,
-            noindex=noindex, error=extracted.error if extracted else None)
+            noindex=noindex, error=extracted.error if extracted else None, warc=resp.warc)
         if extracted is not None:
             record["data"] = extracted.data
             self.counters.errors += extracted.error is not None
@@ -215,7 +226,8 @@ class LeaseRunner:
             status=response.status if response else exc.status,
             content_type=response.content_type if response else None,
             size=len(response.body) if response else 0, elapsed=elapsed,
-            error=(error_type or exc.type, str(exc)), redirect_to=redirect_to)
+            error=(error_type or exc.type, str(exc)), redirect_to=redirect_to,
+            warc=response.warc if response else None)
         self.counters.pages += 1
         self.counters.errors += 1
         await self._write(item, lambda: self.frontier.complete(

@@ -108,6 +108,7 @@ class Worker:
             if self._writes:  # shielded frontier writes still on the wire
                 await asyncio.wait(list(self._writes), timeout=STOP_BOUND)
             await self.fetcher.close()
+            runner.close()
             with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
                 async with asyncio.timeout(STOP_BOUND):
                     await self.heartbeat.leave()
