@@ -29,6 +29,9 @@ suffix              type    what it holds
 ``policy``          HASH    the published politeness table (crawler.politeness):
                             ``v`` version, ``d`` default, ``x:<host>`` exact and
                             ``s:<suffix>`` domain overrides, each ``limit|ms``
+``ctl``             HASH    what claims obey (crawler.control): ``state``
+                            (``paused``, ``stopped``; absent: running) and
+                            ``cap``, the most done + leased this shard may reach
 ``delayed``         ZSET    ``host|attempts,depth,hops|url`` -> ms: URL-level
                             retries waiting for their not-before time
 ``idle``            ZSET    host -> ms: hosts with nothing queued, leased or
@@ -60,7 +63,11 @@ Per crawl ``crawl:{NAME}:`` (its own hash tag, one slot):
 
 ==================  ======  ==================================================
 ``meta``            HASH    ``layout``: JSON of what the crawl's creation fixed
-                            (shards, dedup bucket bits, expected_urls)
+                            (shards, dedup bucket bits, expected_urls);
+                            ``state``, ``reason``, ``since``: running, paused or
+                            stopped, and why (crawler.control)
+``settings``        HASH    ``json``: the crawl-wide settings; ``v``: their
+                            version, bumped by ``crawl config set``
 ``workers``         ZSET    worker id -> ms of its last heartbeat (server
                             clock); ids silent for an hour are dropped
 ``worker:<id>``     HASH    what a worker reports (node, pid, counters),
@@ -133,6 +140,10 @@ class ShardKeys:
         return self.base + "held"
 
     @property
+    def ctl(self) -> str:
+        return self.base + "ctl"
+
+    @property
     def scope(self) -> str:
         return self.base + "scope"
 
@@ -182,6 +193,10 @@ def crawl_base(crawl: str) -> str:
 
 def meta_key(crawl: str) -> str:
     return crawl_base(crawl) + "meta"
+
+
+def settings_key(crawl: str) -> str:
+    return crawl_base(crawl) + "settings"
 
 
 def workers_key(crawl: str) -> str:

@@ -106,6 +106,9 @@ async def crawl_status(redis: Redis, settings: Settings, *, memory: bool = True
     if memory:
         status["memory"] = await memory_by_kind(redis, settings)
     status["results_pending"] = await count_results(redis, settings)
+    from crawler.control import crawl_state
+
+    status["crawl"] = (await crawl_state(redis, settings)).as_dict()  # running/paused/stopped
     status["warnings"] = warnings_for(status)
     return status
 

@@ -188,3 +188,23 @@ def test_examples_are_importable_as_the_readme_names_them() -> None:
         assert callable(load_hook("examples.headings_bs4:page"))
     finally:
         sys.path.remove(str(ROOT))
+
+
+async def test_a_changed_extract_setting_swaps_the_hook_and_a_bad_one_keeps_it(
+        redis: Redis, settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    from typing import cast
+
+    from crawler.worker import Worker
+    from crawler.worker.lease import LeaseRunner
+
+    worker = Worker(redis, settings.replace(extract="extract_hooks:quick"))
+    worker.fetcher, worker.robots = cast(Any, object()), cast(Any, object())
+    runner = LeaseRunner(worker)  # what `crawl config set extract=...` reaches (steering)
+    assert runner.extractor is not None and runner.extractor.name == "extract_hooks:quick"
+    runner.set_hook(settings.replace(extract="extract_hooks:async_title"))
+    assert runner.extractor is not None and runner.extractor.is_async
+    runner.set_hook(settings.replace(extract="no_such_module:page"))
+    assert runner.extractor.name == "extract_hooks:async_title"
+    assert "the extraction hook stays 'extract_hooks:async_title'" in caplog.text
+    runner.set_hook(settings.replace(extract=""))
+    assert runner.extractor is None

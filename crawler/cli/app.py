@@ -9,7 +9,7 @@ from typer._click.core import Context as ClickContext  # typer vendors click
 from typer.core import TyperGroup
 
 from crawler.bench.cli import bench_app
-from crawler.cli import crawl, server
+from crawler.cli import control, crawl, server
 from crawler.cli.common import Common, ConfigOpt, CrawlOpt, HomeOpt, RedisOpt, setup_logging
 from crawler.errors import CrawlError
 
@@ -38,5 +38,6 @@ def common_options(ctx: typer.Context, redis: RedisOpt = None, crawl: CrawlOpt =
 
 
 crawl.register(app)
+control.register(app)
 server.register(app)
 app.add_typer(bench_app, name="bench")

@@ -18,9 +18,13 @@ from typing import Annotated, Any, TypeVar
 import typer
 from redis.asyncio import Redis
 
-from crawler.config import Settings, load_settings
+from crawler.config import Settings, load_with_origins
 
 T = TypeVar("T")
+
+ORIGINS = "crawler.origins"
+STRICT_COMMANDS = ("seed", "worker")
+"""Commands refused when a crawl-wide value they were given disagrees with the crawl's."""
 
 RedisOpt = Annotated[str | None, typer.Option(
     "--redis", help="Redis URL (redis://, rediss://, redis+cluster://, unix://). "
@@ -49,12 +53,17 @@ def common(ctx: typer.Context) -> Common:
 
 def settings_for(ctx: typer.Context, *, redis: str | None = None, crawl: str | None = None,
                  config: Path | None = None, home: str | None = None, **flags: Any) -> Settings:
-    """Settings from defaults < file < env < flags, the command's options over the common ones."""
+    """Settings from defaults < file < env < flags, the command's options over the common ones.
+
+    Where each given value came from is kept in the context: ``open_crawl``
+    checks crawl-wide ones against the crawl's stored settings."""
     before = common(ctx)
-    return load_settings(config or before.config,
-                         overrides={"redis_url": redis or before.redis,
-                                    "crawl": crawl or before.crawl,
-                                    "home": home or before.home, **flags})
+    settings, origins = load_with_origins(config or before.config,
+                                          overrides={"redis_url": redis or before.redis,
+                                                     "crawl": crawl or before.crawl,
+                                                     "home": home or before.home, **flags})
+    ctx.meta[ORIGINS] = origins
+    return settings
 
 
 def home_for(ctx: typer.Context, home: str | None) -> str | None:
@@ -73,13 +82,21 @@ def setup_logging() -> None:
 
 
 async def open_crawl(settings: Settings) -> tuple[Redis, Settings]:
-    """A checked client for the crawl's Redis, and the settings with the crawl's shard count."""
+    """A checked client for the crawl's Redis, and the settings with the crawl's layout
+    and its stored crawl-wide settings (crawler.crawl_settings)."""
+    from typer._click.globals import get_current_context  # typer vendors click
+
     from crawler.connection import connect
+    from crawler.crawl_settings import adopt
     from crawler.crawls import crawl_layout
 
+    ctx = get_current_context(silent=True)
+    origins = ctx.meta.get(ORIGINS, {}) if ctx is not None else {}
+    strict = ctx is not None and ctx.info_name in STRICT_COMMANDS
     redis = await connect(settings)
     try:
-        return redis, await crawl_layout(redis, settings)
+        settings = await crawl_layout(redis, settings)
+        return redis, await adopt(redis, settings, origins, strict)
     except BaseException:
         await redis.aclose()
         raise

@@ -112,6 +112,9 @@ class Settings(BaseModel):
     exclude: StrList = _setting((), "scope")
     max_depth: int = _setting(0, "scope", ge=0)
     max_pages_per_host: int = _setting(0, "scope", ge=0)
+    max_pages: int = _setting(0, "scope", ge=0)
+    max_errors: int = _setting(0, "scope", ge=0)
+    max_duration: float = _setting(0.0, "scope", ge=0)
     max_url_length: int = _setting(2048, "scope", ge=0)
     max_repeated_segments: int = _setting(3, "scope", ge=0)
     follow_nofollow: bool = _setting(False, "scope")
@@ -128,7 +131,7 @@ class Settings(BaseModel):
     @field_validator("lease_time", "backoff_base", "backoff_max", "shutdown_grace",
                      "stall_warning", "connect_timeout", "read_timeout", "total_timeout",
                      "delay", "robots_ttl", "robots_error_ttl", "crawl_delay_cap",
-                     "politeness_slack", "delay_factor", "max_delay",
+                     "politeness_slack", "delay_factor", "max_delay", "max_duration",
                      "extract_block_warning")
     @classmethod
     def _seconds_are_finite(cls, value: float) -> float:

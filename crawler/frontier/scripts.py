@@ -31,7 +31,7 @@ A master whose replica died (or that was just promoted and has none yet)
 would otherwise hold every pipeline for the whole ``wait_timeout``."""
 
 SCRIPT_NAMES = ("add", "claim", "complete", "retry", "reclaim", "robots", "unlock", "heartbeat",
-                "drain")
+                "drain", "drop")
 
 Call = tuple[str, list[str], list[Any]]
 """One script call: (script name, keys, args)."""

@@ -26,6 +26,7 @@ from crawler.worker.backoff import REDIS_ERRORS, backoff_delay, log, retry_after
 from crawler.worker.watch import InFlight
 
 if TYPE_CHECKING:
+    from crawler.config import Settings
     from crawler.worker.loop import Worker
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -51,8 +52,23 @@ class LeaseRunner:
         self.extractor = Extractor.from_settings(worker.settings)  # None: no hook
         self.warc = WarcCapture.from_settings(worker.settings)  # None: no capture
 
+    def set_hook(self, settings: Settings) -> None:
+        """Use the crawl's changed ``extract`` (crawl config set); keep the old hook if it fails."""
+        current = self.extractor.name if self.extractor is not None else ""
+        if settings.extract == current:
+            return
+        try:
+            hook = Extractor.from_settings(settings)
+        except errors.ConfigError as exc:
+            log.error("crawl settings: %s; the extraction hook stays %r", exc, current)
+            return
+        if self.extractor is not None:
+            self.extractor.close()
+        self.extractor = hook
+        log.warning("extraction hook now %r", settings.extract)
+
     def close(self) -> None:
-        """Close what the runner holds open (the WARC file)."""
+        """Close what the runner holds open (the WARC file, the hook's threads)."""
         if self.warc is not None:
             self.warc.close()
         if self.extractor is not None:

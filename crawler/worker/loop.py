@@ -32,6 +32,7 @@ from crawler.status import held_hosts, held_summary
 from crawler.worker.backoff import REDIS_ERRORS, ride_out_redis
 from crawler.worker.lease import LeaseRunner
 from crawler.worker.progress import Counters, print_progress
+from crawler.worker.steering import Steering
 from crawler.worker.watch import InFlight, StallWatch
 from crawler.workers import HEARTBEAT_EVERY, Heartbeat
 
@@ -77,6 +78,7 @@ class Worker:
         self._aborted = asyncio.Event()
         self._writes: set[asyncio.Future[object]] = set()  # shielded writes in progress
         self._held: dict[str, Any] | None = None  # held hosts, for the progress line
+        self.steering = Steering(self)
 
     # -- the loop --------------------------------------------------------------
 
@@ -90,7 +92,9 @@ class Worker:
         self.fetcher = Fetcher(self.settings)
         self.robots = RobotsCache(self.redis, self.frontier, self.fetcher, self.settings)
         runner = LeaseRunner(self)
+        self.steering.runner = runner
         background = [asyncio.create_task(self._housekeeping(), name="housekeeping"),
+                      asyncio.create_task(self.steering.follow(), name="steering"),
                       asyncio.create_task(self._watch_for_stalls(), name="stall-watch")]
         if not self.quiet:
             background.append(asyncio.create_task(self._progress(), name="progress"))
@@ -123,6 +127,11 @@ class Worker:
         # also for hosts already known (crawler.politeness).
         self.watch.waiting_on = "publishing the politeness policy"
         await publish_policy(self.redis, self.settings)
+        await self.steering.start()
+        if self.steering.stopped:
+            log.warning("crawl %r is stopped (%s): nothing to do; `crawl resume` goes on",
+                        self.settings.crawl, self.steering.state.reason or "operator")
+            return
         while not self.stopping:
             if not await self._step(runner):
                 # Finished: compact the hosts that just went idle, so a finished

@@ -51,7 +51,27 @@ for _, member in ipairs(due) do
   refresh_ready(base, host, now)
 end
 
--- 2. Lease from ready hosts, one URL per host per pass.
+-- 2. A paused or stopped crawl claims nothing; a capped shard claims only up
+-- to its allotment of done + leased, and nothing once its errors reach their
+-- allotment (crawler.control).
+local ctl = redis.call('HMGET', base .. 'ctl', 'state', 'cap', 'errcap')
+if ctl[1] then
+  return {1000, hnum(KEYS[7], 'queued', 0), hnum(KEYS[7], 'leased', 0)}
+end
+local capped = false
+if ctl[2] then
+  local room = tonumber(ctl[2]) - hnum(KEYS[7], 'done', 0) - hnum(KEYS[7], 'leased', 0)
+  if room < n then
+    n = math.max(room, 0)
+    capped = n == 0
+  end
+end
+if ctl[3] and hnum(KEYS[7], 'errors', 0) >= tonumber(ctl[3]) then
+  n = 0
+  capped = true
+end
+
+-- 3. Lease from ready hosts, one URL per host per pass.
 local out = {}
 local got = 0
 while got < n do
@@ -119,6 +139,7 @@ else
   until_first(2)
   until_first(3)
   if wait < 0 and (queued > 0 or leased > 0) then wait = 1000 end
+  if capped and queued > 0 then wait = 1000 end
 end
 local result = {wait, queued, leased}
 for _, v in ipairs(out) do result[#result + 1] = v end

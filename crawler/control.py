@@ -1,0 +1,207 @@
+"""Steering a crawl as a whole, on every node at once: pause, resume, stop, and caps.
+
+The state is written in two places, for two readers:
+
+1. the crawl's ``meta`` hash (``state``, ``reason``, ``since``): what
+   ``crawl status`` shows and what each worker polls about once a second, to
+   stop claiming, or to drain and exit;
+2. every shard's ``ctl`` hash (``state``, ``cap``): what ``claim.lua`` obeys.
+   A worker that has not polled yet still cannot claim past a pause, a stop
+   or a cap, because the claim itself refuses.
+
+Caps hold across all nodes together. ``max_pages`` bounds each shard's
+claims by an allotment (``cap``: done + leased may not pass it) whose sum
+over the shards is ``max_pages``; with one shard that is exact, and with
+several the allotments are re-divided from the shards' counters as the crawl
+goes (``enforce_caps``). ``max_errors`` is divided the same way (``errcap``):
+a shard whose errors reach it claims nothing more, so the errors can pass the
+cap only by the fetches in flight then. Reaching ``max_pages`` or
+``max_errors`` in total, or ``max_duration`` on the server's clock, stops the
+crawl; fetches already in flight still finish and are recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from crawler import keys
+from crawler.config import Settings
+
+RUNNING, PAUSED, STOPPED = "running", "paused", "stopped"
+
+
+@dataclass(frozen=True)
+class CrawlState:
+    state: str = RUNNING
+    reason: str = ""  # "operator", or the cap that ended it: max_pages, max_errors, ...
+    since: float = 0.0  # Unix time of the change
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "reason": self.reason, "since": self.since}
+
+
+def _shards(settings: Settings) -> list[keys.ShardKeys]:
+    return keys.all_shards(settings.crawl, settings.shards, settings.shard_tags)
+
+
+async def crawl_state(redis: Redis, settings: Settings) -> CrawlState:
+    raw: list[Any] = await redis.hmget(keys.meta_key(settings.crawl),
+                                       ["state", "reason", "since"])
+    state, reason, since = (v.decode() if isinstance(v, bytes) else v for v in raw)
+    return CrawlState(state or RUNNING, reason or "", float(since or 0))
+
+
+async def set_state(redis: Redis, settings: Settings, state: str, reason: str = "") -> None:
+    """Write the state for the claims first, then for status and the workers' poll."""
+    for shard in _shards(settings):
+        if state == RUNNING:
+            await redis.hdel(shard.ctl, "state")
+        else:
+            await redis.hset(shard.ctl, "state", state)
+    await redis.hset(keys.meta_key(settings.crawl),
+                     mapping={"state": state, "reason": reason, "since": round(time.time(), 3)})
+
+
+async def pause(redis: Redis, settings: Settings) -> None:
+    await set_state(redis, settings, PAUSED, "operator")
+
+
+async def resume(redis: Redis, settings: Settings) -> None:
+    await set_state(redis, settings, RUNNING)
+
+
+async def stop(redis: Redis, settings: Settings, reason: str = "operator") -> None:
+    await set_state(redis, settings, STOPPED, reason)
+
+
+async def shard_counters(redis: Redis, settings: Settings) -> list[dict[str, int]]:
+    """Each shard's ``stats`` hash, as numbers (one round trip per shard)."""
+    out = []
+    for shard in _shards(settings):
+        raw: dict[Any, Any] = await redis.hgetall(shard.stats)
+        out.append({(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()})
+    return out
+
+
+def allotments(max_pages: int, used: list[int]) -> list[int]:
+    """Each shard's cap on done + leased: what it used, plus an even share of
+    what is left of ``max_pages``. The caps sum to ``max_pages`` (or to what
+    is used, once that passed it)."""
+    left = max(0, max_pages - sum(used))
+    share, extra = divmod(left, len(used))
+    return [u + share + (i < extra) for i, u in enumerate(used)]
+
+
+async def created_at(redis: Redis, settings: Settings) -> float:
+    raw = await redis.hget(keys.meta_key(settings.crawl), "layout")
+    return float(json.loads(raw).get("created", 0)) if raw else 0.0
+
+
+async def server_time(redis: Redis) -> float:
+    seconds, micros = await redis.time()
+    return float(seconds) + micros / 1e6
+
+
+async def enforce_caps(redis: Redis, settings: Settings, *, lifted: bool = False) -> str:
+    """Stop the crawl if a cap is reached (returns which), else re-divide ``max_pages``.
+
+    ``lifted``: the settings just changed, so a ``max_pages`` now 0 removes the
+    shards' allotments."""
+    if lifted:
+        for shard in _shards(settings):
+            lift = [f for f, on in (("cap", settings.max_pages), ("errcap", settings.max_errors))
+                    if not on]
+            if lift:
+                await redis.hdel(shard.ctl, *lift)
+    if not (settings.max_pages or settings.max_errors or settings.max_duration):
+        return ""
+    counters = await shard_counters(redis, settings)
+    done = sum(c.get("done", 0) for c in counters)
+    errors = sum(c.get("errors", 0) for c in counters)
+    reason = ""
+    if settings.max_pages and done >= settings.max_pages:
+        reason = "max_pages"
+    elif settings.max_errors and errors >= settings.max_errors:
+        reason = "max_errors"
+    elif settings.max_duration:
+        started = await created_at(redis, settings)
+        if started and await server_time(redis) - started >= settings.max_duration:
+            reason = "max_duration"
+    if reason:
+        if (await crawl_state(redis, settings)).state != STOPPED:
+            await stop(redis, settings, reason)
+        return reason
+    caps: list[dict[str, int]] = [{} for _ in counters]
+    if settings.max_pages:
+        used = [c.get("done", 0) + c.get("leased", 0) for c in counters]
+        for mine, cap in zip(caps, allotments(settings.max_pages, used), strict=True):
+            mine["cap"] = cap
+    if settings.max_errors:
+        seen = [c.get("errors", 0) for c in counters]
+        for mine, cap in zip(caps, allotments(settings.max_errors, seen), strict=True):
+            mine["errcap"] = cap
+    for shard, mine in zip(_shards(settings), caps, strict=True):
+        if mine:
+            await redis.hset(shard.ctl, mapping=mine)  # type: ignore[arg-type]
+    return ""
+
+
+async def wait_for_leases(redis: Redis, settings: Settings, within: float) -> bool:
+    """Wait until no URL is leased in any shard; False if some still are after ``within``."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while sum(c.get("leased", 0) for c in await shard_counters(redis, settings)) > 0:
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.2)
+    return True
+
+
+async def drop_queue(redis: Redis, settings: Settings) -> int:
+    """Discard every queued and delayed URL of the crawl; returns how many.
+
+    Meant for a stopped crawl (nothing claims meanwhile). Hosts are found by
+    SCAN on the node that holds each shard, and dropped by ``drop.lua`` in
+    batches, each batch one atomic transition."""
+    from crawler.frontier import Frontier
+
+    frontier = Frontier(redis, settings)
+    total = 0
+    try:
+        for shard in _shards(settings):
+            first = True
+            prefix = shard.base + "q:"
+            node = _node_of(redis, shard)
+            batch: list[str] = []
+            async for raw in node.scan_iter(match=prefix + "*", count=1000):
+                batch.append((raw.decode() if isinstance(raw, bytes) else raw)[len(prefix):])
+                if len(batch) == 500:
+                    total += await _drop(frontier, shard, first, batch)
+                    first, batch = False, []
+            total += await _drop(frontier, shard, first, batch)
+    finally:
+        await frontier.scripts.close()
+    return total
+
+
+async def _drop(frontier: Any, shard: keys.ShardKeys, first: bool, hosts: list[str]) -> int:
+    [dropped] = await frontier.scripts.run([("drop", shard.script_keys,
+                                             [shard.base, int(first), *hosts])])
+    return int(dropped)
+
+
+def _node_of(redis: Redis, shard: keys.ShardKeys) -> Any:
+    """The client to SCAN a shard's keys with: the node that owns its slot on a cluster."""
+    from redis.asyncio.cluster import RedisCluster
+
+    if not isinstance(redis, RedisCluster):
+        return redis
+    node = redis.get_node_from_key(shard.base)
+    return redis.get_redis_connection(node)

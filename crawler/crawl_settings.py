@@ -1,0 +1,174 @@
+"""A crawl's own settings, stored with it in Redis, read by every node.
+
+Settings whose scope is ``crawl`` (crawler.config.settings: scope, patterns,
+depth, politeness, robots, attempts, user agent, caps, ...) belong to the
+crawl, not to whichever worker started last. The first command that opens a
+new crawl (usually ``crawl seed``) stores them; ``crawl config set`` changes
+them, bumping a version that running workers poll. A command given a
+crawl-wide value (flag, ``CRAWL_*`` variable or config file) that disagrees
+with the stored one refuses to run, naming the setting and
+``crawl config set``: nothing about a crawl changes silently.
+
+The layout settings (shards, their tags, dedup sizing) are fixed at creation
+and live in the crawl's layout instead (crawler.crawls).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from crawler import keys
+from crawler.config import Settings, load_settings
+from crawler.errors import ConfigError
+
+log = logging.getLogger("crawler.settings")
+
+LAYOUT = ("shards", "shard_tags", "expected_urls", "dedup_bucket_bits")
+"""Crawl-scoped, but fixed when the crawl is created: kept in its layout."""
+
+STORED_ORIGIN = "the crawl's stored settings"
+
+
+def crawl_wide() -> tuple[str, ...]:
+    """Names of the settings that belong to the crawl and are stored with it."""
+    return tuple(name for name, field in Settings.model_fields.items()
+                 if (field.json_schema_extra or {}).get("scope") == "crawl"  # type: ignore[union-attr]
+                 and name not in LAYOUT)
+
+
+def crawl_values(settings: Settings) -> dict[str, Any]:
+    """The crawl-wide settings as JSON-ready values."""
+    dumped = settings.model_dump(mode="json")
+    return {name: dumped[name] for name in crawl_wide()}
+
+
+async def stored(redis: Redis, crawl: str) -> tuple[dict[str, Any] | None, int]:
+    """(the stored crawl-wide values, their version); (None, 0) for a crawl without any."""
+    raw: list[Any] = await redis.hmget(keys.settings_key(crawl), ["json", "v"])
+    if raw[0] is None:
+        return None, 0
+    return json.loads(raw[0]), int(raw[1] or 0)
+
+
+async def pinned(redis: Redis, crawl: str) -> set[str]:
+    """The settings someone chose for the crawl (a flag, a variable, a file, config set)."""
+    raw = await redis.hget(keys.settings_key(crawl), "pinned")
+    return set(json.loads(raw)) if raw else set()
+
+
+async def version(redis: Redis, crawl: str) -> int:
+    return int(await redis.hget(keys.settings_key(crawl), "v") or 0)
+
+
+def _apply(settings: Settings, values: dict[str, Any]) -> Settings:
+    known = {k: v for k, v in values.items() if k in crawl_wide()}  # a newer version's extras
+    return load_settings(base=settings, overrides=known)
+
+
+def _same(name: str, ours: Settings, values: dict[str, Any]) -> bool:
+    return bool(crawl_values(ours)[name] == crawl_values(_apply(ours, {name: values[name]}))[name])
+
+
+async def adopt(redis: Redis, settings: Settings, origins: dict[str, str],
+                strict: bool) -> Settings:
+    """The settings with the crawl's stored values; stores ours where the crawl has none.
+
+    ``origins``: where each value not at its default came from. A value
+    someone gave (flag, variable, file) to a command that acts on the crawl
+    (``strict``: seed, worker) is checked against the crawl's:
+
+    - the crawl's value was chosen too (it is *pinned*) and differs: refused;
+    - the crawl only has the default: the given value becomes the crawl's,
+      pinned, for every worker (logged), and a later different one is refused.
+
+    Other commands (status, export, ...) just use the crawl's values.
+    """
+    key = keys.settings_key(settings.crawl)
+    given = {n for n in crawl_wide() if n in origins} if strict else set()
+    while True:
+        async with redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            values, _ = await stored(pipe, settings.crawl)
+            chosen = await pinned(pipe, settings.crawl)
+            new_crawl = values is None
+            if values is None:
+                values, fresh = crawl_values(settings), given
+            else:
+                for name in sorted(given & chosen):
+                    if name in values and not _same(name, settings, values):
+                        raise _conflict(name, values[name], settings, origins[name])
+                ours = crawl_values(settings)
+                fresh = {n for n in given - chosen
+                         if n not in values or not _same(n, settings, values)}
+                values = {**values, **{n: ours[n] for n in fresh}}
+            pipe.multi()  # type: ignore[no-untyped-call]
+            if fresh or new_crawl:
+                pipe.hset(key, mapping={"json": json.dumps(values),
+                                        "pinned": json.dumps(sorted(chosen | given))})
+                pipe.hincrby(key, "v", 1)
+            try:
+                await pipe.execute()
+            except WatchError:
+                continue  # another command changed them meanwhile: look again
+        if fresh:
+            log.warning("crawl %r: %s now set for every worker", settings.crawl,
+                        ", ".join(f"{n} = {json.dumps(values[n])} (from {origins[n]})"
+                                  for n in sorted(fresh)))
+        return _apply(settings, values)
+
+
+def _conflict(name: str, theirs: Any, settings: Settings, origin: str) -> ConfigError:
+    given = crawl_values(settings)[name]
+    return ConfigError(name, f"this crawl's {name} is {json.dumps(theirs)}, but {origin} "
+                       f"gives {json.dumps(given)}; change it for every worker with "
+                       f"`crawl config set {name}={_arg(given)}`, or drop {origin}",
+                       show_key=False)
+
+
+def _arg(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, str]:
+    """``["delay=2", "scope=domain"]`` -> {"delay": "2", "scope": "domain"}, names checked."""
+    out: dict[str, str] = {}
+    names = crawl_wide()
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep:
+            raise ConfigError(name, "expected KEY=VALUE, e.g. delay=2", show_key=False)
+        if name not in names:
+            if name in Settings.model_fields:
+                why = ("fixed when the crawl was created" if name in LAYOUT
+                       else "a node's own setting: give it to the worker")
+                raise ConfigError(name, f"not a crawl-wide setting ({why})")
+            raise ConfigError.unknown(name, names, "crawl config set")
+        out[name] = value
+    return out
+
+
+async def set_values(redis: Redis, settings: Settings, changes: dict[str, str]) -> Settings:
+    """Store changed crawl-wide settings (checked as flags are) and bump the version."""
+    from crawler.config.loading import load_with_origins
+
+    current = await adopt(redis, settings, {}, strict=False)
+    updated, _ = load_with_origins(base=current, overrides=changes,
+                                   override_origin="crawl config set")
+    key = keys.settings_key(settings.crawl)
+    chosen = await pinned(redis, settings.crawl) | set(changes)
+    pipe = redis.pipeline(transaction=True)
+    pipe.hset(key, mapping={"json": json.dumps(crawl_values(updated)),
+                            "pinned": json.dumps(sorted(chosen))})
+    pipe.hincrby(key, "v", 1)
+    await pipe.execute()
+    return updated

@@ -1,0 +1,28 @@
+-- drop: discard the queued and delayed URLs of a stopped crawl's hosts
+-- (`crawl stop --drop`). Leases in flight are left to finish: their URLs end
+-- with a result as usual. The caller finds the hosts (SCAN of q:*) and sends
+-- them in batches; hosts emptied here go idle and are compacted by reclaim.
+-- ARGV: base, drop_delayed (1 on the first batch), host...
+-- Returns the number of URLs dropped.
+local base = ARGV[1]
+local now = now_ms()
+local dropped = 0
+if ARGV[2] == '1' then
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    local host = string.match(member, '^([^|]*)|')
+    redis.call('HINCRBY', base .. 'h:' .. host, 'dl', -1)
+    dropped = dropped + 1
+  end
+  redis.call('DEL', KEYS[2])
+end
+for i = 3, #ARGV do
+  local host = ARGV[i]
+  dropped = dropped + redis.call('LLEN', base .. 'q:' .. host)
+  redis.call('DEL', base .. 'q:' .. host, base .. 'px:' .. host)
+  refresh_ready(base, host, now)
+end
+if dropped > 0 then
+  redis.call('HINCRBY', KEYS[7], 'queued', -dropped)
+  redis.call('HINCRBY', KEYS[7], 'dropped', dropped)
+end
+return dropped

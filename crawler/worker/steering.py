@@ -1,0 +1,103 @@
+"""A worker following its crawl as a whole: pause and stop, caps, and changed settings.
+
+About once a second each worker reads the crawl's state and the version of
+its stored settings, and checks the caps (crawler.control). The claim script
+already refuses work to a paused, stopped or capped crawl, so this poll is
+not what enforces them: it is what lets a worker exit when the crawl is
+stopped, say so on its progress line when paused, and pick up
+``crawl config set`` without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from crawler import control
+from crawler.config import Settings
+from crawler.crawl_settings import _apply as apply_stored
+from crawler.crawl_settings import stored, version
+from crawler.robots import product_token
+from crawler.scope import Scope
+from crawler.worker.backoff import REDIS_ERRORS
+
+if TYPE_CHECKING:
+    from crawler.worker.lease import LeaseRunner
+    from crawler.worker.loop import Worker
+
+log = logging.getLogger("crawler.worker")
+
+POLL_EVERY = 1.0
+"""Seconds between two looks at the crawl's state, settings version and caps."""
+
+
+class Steering:
+    """What one worker knows of its crawl's state; ``follow`` keeps it current."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.state = control.CrawlState()
+        self.version = 0
+        self.runner: LeaseRunner | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self.state.state == control.PAUSED
+
+    @property
+    def stopped(self) -> bool:
+        return self.state.state == control.STOPPED
+
+    async def start(self) -> None:
+        """Before the first claim: the caps in place, the state and version known."""
+        w = self.worker
+        self.version = await version(w.redis, w.settings.crawl)
+        await control.enforce_caps(w.redis, w.settings)
+        self.state = await control.crawl_state(w.redis, w.settings)
+
+    async def follow(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_EVERY)
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self.check()
+
+    async def check(self) -> None:
+        w = self.worker
+        current = await version(w.redis, w.settings.crawl)
+        if current != self.version:
+            values, current = await stored(w.redis, w.settings.crawl)
+            if values is not None:
+                self.apply(apply_stored(w.settings, values))
+                log.warning("crawl settings changed (version %d): applied", current)
+            self.version = current
+        await control.enforce_caps(w.redis, w.settings)
+        self.state = await control.crawl_state(w.redis, w.settings)
+        if self.stopped and not w.stopping:
+            log.warning("crawl stopped (%s): finishing the fetches in flight",
+                        self.state.reason or "operator")
+            w.request_stop()
+
+    def apply(self, settings: Settings) -> None:
+        """Use new crawl-wide settings from the next URL on.
+
+        Politeness needs nothing here: ``crawl config set`` publishes it to the
+        frontier, where claims decide it. Connection timeouts stay those the
+        HTTP session was built with until the worker restarts.
+        """
+        w = self.worker
+        w.settings = settings
+        w.frontier.settings = settings
+        w.scope = Scope(settings)
+        if w.fetcher is not None:
+            w.fetcher.settings = settings
+            w.fetcher.session.headers["User-Agent"] = settings.full_user_agent
+        if w.robots is not None:
+            w.robots.settings = settings
+            w.robots.agent = product_token(settings.user_agent)
+        if self.runner is not None:
+            self.runner.settings = settings
+            self.runner.scope = w.scope
+            self.runner.agent = product_token(settings.user_agent)
+            self.runner.set_hook(settings)
