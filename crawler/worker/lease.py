@@ -200,6 +200,8 @@ class LeaseRunner:
         if self.extractor is not None:
             item.at("extract")
             extracted = await self.extractor.run(resp, page)
+            if page is not None:
+                page.tree = None  # not held while the completion waits for its group commit
             if extracted.follow:
                 queued = {u for u, _ in links}
                 links += await self._in_scope(
