@@ -18,10 +18,11 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from crawler.config import Settings
-from crawler.errors import RedisUnavailable
+from crawler.errors import ConfigError, RedisUnavailable
+from crawler.redis_urls import redact, url_problem
 from crawler.server import ensure_server
 
 # Short reconnect attempts inside one command; longer outages are ridden out
@@ -34,16 +35,6 @@ SOCKET_TIMEOUT = 10.0
 def redis_url(settings: Settings) -> str:
     """The URL to use: the configured one, else the embedded server (started if needed)."""
     return settings.redis_url or ensure_server(settings.home)
-
-
-def redact(url: str) -> str:
-    """The URL with any password hidden, for messages."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0] if ":" in creds else ""
-        return f"{scheme}://{user}:***@{host}"
-    return url
 
 
 class _HiredisPacking:
@@ -160,8 +151,15 @@ async def connect(settings: Settings) -> Redis:
     url = redis_url(settings)
     size = settings.concurrency + 32
     forced = plain_url(url) != url
-    client = make_cluster_client(url, max_connections=size) if forced else \
-        make_client(url, max_connections=size)
+    problem = url_problem(url)
+    if problem:
+        raise ConfigError("redis_url", f"bad Redis URL {redact(url)}: {problem}", show_key=False)
+    try:
+        client = make_cluster_client(url, max_connections=size) if forced else \
+            make_client(url, max_connections=size)
+    except (ValueError, RedisClusterException) as exc:  # what url_problem did not foresee
+        raise ConfigError("redis_url", f"bad Redis URL {redact(url)}: {exc}",
+                          show_key=False) from None
     try:
         await client.ping()
         if not forced and not url.startswith("unix://"):
@@ -170,7 +168,7 @@ async def connect(settings: Settings) -> Redis:
                 await client.aclose()
                 client = make_cluster_client(url, max_connections=size)
                 await client.ping()
-    except (RedisError, OSError) as exc:
+    except (RedisError, RedisClusterException, OSError) as exc:
         await client.aclose()
         raise RedisUnavailable(f"cannot reach Redis at {redact(url)}: {exc}") from None
     return client

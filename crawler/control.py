@@ -88,13 +88,22 @@ async def shard_counters(redis: Redis, settings: Settings) -> list[dict[str, int
     return out
 
 
-def allotments(max_pages: int, used: list[int]) -> list[int]:
-    """Each shard's cap on done + leased: what it used, plus an even share of
-    what is left of ``max_pages``. The caps sum to ``max_pages`` (or to what
-    is used, once that passed it)."""
-    left = max(0, max_pages - sum(used))
-    share, extra = divmod(left, len(used))
-    return [u + share + (i < extra) for i, u in enumerate(used)]
+def allotments(limit: int, used: list[int], queued: list[int]) -> list[int]:
+    """Each shard's cap: what it used, plus a share of what is left of ``limit``.
+
+    What is left goes to the shards with URLs queued, the most queued first:
+    a share given to a shard with nothing to claim would sit there unused,
+    and the crawl would wait forever short of its cap. The caps sum to
+    ``limit`` (or to what is used, once that passed it).
+    """
+    left = max(0, limit - sum(used))
+    takers = sorted((i for i, q in enumerate(queued) if q > 0), key=lambda i: -queued[i])
+    takers = takers or list(range(len(used)))
+    caps = list(used)
+    share, extra = divmod(left, len(takers))
+    for rank, i in enumerate(takers):
+        caps[i] += share + (rank < extra)
+    return caps
 
 
 async def created_at(redis: Redis, settings: Settings) -> float:
@@ -137,13 +146,14 @@ async def enforce_caps(redis: Redis, settings: Settings, *, lifted: bool = False
             await stop(redis, settings, reason)
         return reason
     caps: list[dict[str, int]] = [{} for _ in counters]
+    queued = [c.get("queued", 0) for c in counters]
     if settings.max_pages:
         used = [c.get("done", 0) + c.get("leased", 0) for c in counters]
-        for mine, cap in zip(caps, allotments(settings.max_pages, used), strict=True):
+        for mine, cap in zip(caps, allotments(settings.max_pages, used, queued), strict=True):
             mine["cap"] = cap
     if settings.max_errors:
         seen = [c.get("errors", 0) for c in counters]
-        for mine, cap in zip(caps, allotments(settings.max_errors, seen), strict=True):
+        for mine, cap in zip(caps, allotments(settings.max_errors, seen, queued), strict=True):
             mine["errcap"] = cap
     for shard, mine in zip(_shards(settings), caps, strict=True):
         if mine:

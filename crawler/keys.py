@@ -51,7 +51,11 @@ suffix              type    what it holds
                             small integer sets (intset encoding), ~8 B a URL
 ``results``         STREAM  one entry a finished URL, field ``r`` = JSON record
 ``stats``           HASH    ``queued``, ``leased``, ``done``, ``seen``,
-                            ``errors``, ``robots_capped``
+                            ``errors``, ``robots_capped``, ``dropped``;
+                            ``s:<2xx..5xx>`` results by status class and
+                            ``e:<type>`` errors by type
+``attempt_ms``      HASH    URL -> ms its earlier attempts took, while it is
+                            retried; deleted when it completes
 ``scope``           SET     scope anchors ``host:<host>``, ``domain:<domain>``
                             whose shard this is (by the anchor, like a host)
 ``robots:<orig>``   STRING  cached robots.txt verdict (kind + body), with TTL
@@ -68,6 +72,9 @@ Per crawl ``crawl:{NAME}:`` (its own hash tag, one slot):
                             stopped, and why (crawler.control)
 ``settings``        HASH    ``json``: the crawl-wide settings; ``v``: their
                             version, bumped by ``crawl config set``
+``rate``            LIST    ``<unix time>:<done>`` samples, newest first, an
+                            hour's worth (crawler.overview)
+``rate_lock``       STRING  held for one sample interval by the worker sampling
 ``workers``         ZSET    worker id -> ms of its last heartbeat (server
                             clock); ids silent for an hour are dropped
 ``worker:<id>``     HASH    what a worker reports (node, pid, counters),
@@ -147,6 +154,10 @@ class ShardKeys:
     def scope(self) -> str:
         return self.base + "scope"
 
+    @property
+    def attempt_ms(self) -> str:
+        return self.base + "attempt_ms"
+
     def queue(self, host: str) -> str:
         return f"{self.base}q:{host}"
 
@@ -197,6 +208,14 @@ def meta_key(crawl: str) -> str:
 
 def settings_key(crawl: str) -> str:
     return crawl_base(crawl) + "settings"
+
+
+def rate_key(crawl: str) -> str:
+    return crawl_base(crawl) + "rate"
+
+
+def rate_lock_key(crawl: str) -> str:
+    return crawl_base(crawl) + "rate_lock"
 
 
 def workers_key(crawl: str) -> str:

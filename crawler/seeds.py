@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -24,6 +25,10 @@ YIELD_EVERY = 200
 MAX_LINE_BYTES = 16 * 1024
 """Longer seed lines are reported and skipped without being held in memory."""
 BOM = b"\xef\xbb\xbf"
+DEFAULT_SCHEMES = ("https", "http")
+"""What ``crawl seed --default-scheme`` may put before a bare ``example.com``."""
+_HAS_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:(?!\d)")
+"""``mailto:x`` and ``http://x`` have a scheme; ``example.com:8080/`` is a host and port."""
 
 
 @dataclass
@@ -33,16 +38,32 @@ class SeedReport:
     invalid: int = 0
     capped: int = 0
     problems: list[tuple[int, str]] = field(default_factory=list)
+    assumed_scheme: int = 0  # lines without a scheme, seeded with the default one
 
     @property
     def valid(self) -> int:
         return self.added + self.seen + self.capped
 
 
-def read_seed_lines(stream: BinaryIO) -> Iterator[tuple[int, str | None, str]]:
+def with_default_scheme(text: str, scheme: str | None) -> str | None:
+    """``example.com/a`` as ``https://example.com/a``; None if it has a scheme (or no default).
+
+    Browsers and most crawl tools read a bare host so; ``mailto:x`` keeps its scheme
+    (and is then refused), ``localhost:8080`` is a host and port.
+    """
+    if scheme is None or "://" in text or _HAS_SCHEME.match(text):
+        return None
+    return f"{scheme}://{text.removeprefix('//')}"
+
+
+def read_seed_lines(stream: BinaryIO, default_scheme: str | None = None,
+                    on_assumed: Callable[[int, str, str], None] | None = None,
+                    ) -> Iterator[tuple[int, str | None, str]]:
     """Yield (line number, canonical URL or None, problem) for each non-blank, non-comment line.
 
     Reads bytes a line at a time: a huge file or a huge line never sits in memory.
+    A line without a scheme gets ``default_scheme`` (None: it is a bad line), and
+    ``on_assumed(number, text, url)`` is told.
     """
     number = 0
     while True:
@@ -67,15 +88,25 @@ def read_seed_lines(stream: BinaryIO) -> Iterator[tuple[int, str | None, str]]:
         if not text.isprintable():
             yield number, None, "contains control characters"
             continue
+        assumed = with_default_scheme(text, default_scheme)
         try:
-            yield number, canonicalize(text), ""
+            url = canonicalize(assumed or text)
         except InvalidURL as exc:
             yield number, None, f"{exc}: {text[:80]!r}"
+            continue
+        if assumed and on_assumed:
+            on_assumed(number, text, url)
+        yield number, url, ""
 
 
 async def seed(redis: Redis, settings: Settings, stream: BinaryIO,
-               on_problem: Callable[[int, str], None] | None = None) -> SeedReport:
+               on_problem: Callable[[int, str], None] | None = None, *,
+               default_scheme: str | None = None,
+               on_assumed: Callable[[int, str, str], None] | None = None) -> SeedReport:
     """Add every valid URL in ``stream`` at depth 0; report the rest by line number.
+
+    ``default_scheme``: what a line without one (``example.com``) gets; None
+    makes such a line a bad one. ``on_assumed`` hears of the first such line.
 
     Double-buffered: while Valkey runs one window's add calls, this process
     reads and prepares the next. A window is sorted by host first, so each
@@ -109,8 +140,13 @@ async def seed(redis: Redis, settings: Settings, stream: BinaryIO,
         await scope.add(anchors)
         in_flight = asyncio.create_task(frontier.run(calls))
 
+    def assumed(number: int, text: str, url: str) -> None:
+        report.assumed_scheme += 1
+        if report.assumed_scheme == 1 and on_assumed:
+            on_assumed(number, text, url)
+
     try:
-        for number, url, problem in read_seed_lines(stream):
+        for number, url, problem in read_seed_lines(stream, default_scheme, assumed):
             if url is None:
                 report.invalid += 1
                 if len(report.problems) < 1000:

@@ -72,7 +72,8 @@ def server_args(home: Path, *, port: int = 0, unix: bool = True, persist: bool =
     return args
 
 
-def _alive(sock: Path) -> bool:
+def is_running(sock: Path) -> bool:
+    """True if a server answers PING on the unix socket ``sock``."""
     if not sock.exists():
         return False
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -97,11 +98,11 @@ def ensure_server(home: str | os.PathLike[str] | None = None) -> str:
     if len(str(sock)) > 100:
         raise ServerError(f"crawl home path too long for a unix socket: {sock}")
     url = f"unix://{sock}"
-    if _alive(sock):
+    if is_running(sock):
         return url
     with open(path / "server.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _alive(sock):
+        if is_running(sock):
             return url
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
@@ -113,7 +114,7 @@ def ensure_server(home: str | os.PathLike[str] | None = None) -> str:
                                 start_new_session=True, close_fds=True)
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            if _alive(sock):
+            if is_running(sock):
                 return url
             if proc.poll() is not None:
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
@@ -140,7 +141,7 @@ def stop_server(home: str | os.PathLike[str] | None = None, timeout: float = 10.
         # Valkey deletes its pid file after the final AOF fsync, just before it
         # exits. Watch for that too: the exited server is not our child, and
         # stays a zombie (still "running" to kill(pid, 0)) until init reaps it.
-        if not pidfile.exists() and not _alive(socket_path(path)):
+        if not pidfile.exists() and not is_running(socket_path(path)):
             return True
         try:
             os.kill(pid, 0)

@@ -89,11 +89,19 @@ async def shard_table(redis: Redis, settings: Settings) -> list[dict[str, Any]]:
 async def crawl_status(redis: Redis, settings: Settings, *, memory: bool = True
                        ) -> dict[str, Any]:
     """The crawl's counters, workers and held hosts, as crawl status prints them."""
+    from crawler import overview
+
     status: dict[str, Any] = await Frontier(redis, settings).stats()
+    status["errors_by_type"], status["status_classes"] = overview.tallies(status)
     now = await server_ms(redis)
+    history = await overview.rate_history(redis, settings)
+    status["rate"] = overview.rates(history, now / 1000, status["done"])
+    status["eta_s"] = overview.eta_seconds(status["queued"], status["rate"]["last_5m"])
     workers = await list_workers(redis, settings.crawl, now)
     status["workers"] = sum(w.alive for w in workers)
     status["workers_dead"] = sum(not w.alive for w in workers)
+    status["worker_list"] = overview.worker_rows(workers, now)
+    status["top_hosts"] = await overview.top_hosts(redis, settings, now)
     status["shards"] = settings.shards
     status["by_shard"] = await shard_table(redis, settings)
     held = await held_hosts(redis, settings)

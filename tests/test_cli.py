@@ -181,13 +181,16 @@ def test_export_pages_through_every_shard(clean_redis: str, tmp_path: Path) -> N
 
 
 def test_export_to_an_unwritable_path_is_one_clear_line(clean_redis: str) -> None:
+    store_results(clean_redis, ["a page"])
     result = crawl("export", "--redis", clean_redis, "no/such/dir/out.jsonl")
     assert result.exit_code == 2
     assert "cannot write no/such/dir/out.jsonl" in result.stderr
     assert isinstance(result.exception, SystemExit)
 
 
-def test_export_of_a_crawl_without_results_writes_nothing(clean_redis: str) -> None:
+def test_export_of_a_crawl_without_results_writes_nothing(clean_redis: str,
+                                                         tmp_path: Path) -> None:
+    crawl("seed", "--redis", clean_redis, seeds_file(tmp_path / "s.txt", "http://127.0.0.2/"))
     result = crawl("export", "--redis", clean_redis, "-")
     assert result.exit_code == 0
     assert result.stdout == ""

@@ -136,3 +136,46 @@ def _wait_exit(procs: list[subprocess.Popen[bytes]], timeout: float) -> list[int
         for p in procs:
             if p.poll() is None:
                 p.kill()
+
+
+def test_crawl_list_and_delete_reach_every_master(cluster: LocalCluster, tmp_path: Path) -> None:
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("".join(f"http://127.0.0.{2 + i}:9/p{i}\n" for i in range(40)))
+    for name in ("gone", "kept"):
+        done = crawl_cli("seed", "--redis", cluster.url, "--crawl", name, str(seeds))
+        assert done.returncode == 0, done.stderr
+    listed = crawl_cli("list", "--redis", cluster.url, "--json")
+    rows = {r["name"]: r for r in map(json.loads, listed.stdout.splitlines())}
+    assert rows["gone"]["queued"] == 40 and rows["gone"]["shards"] == 12
+
+    def keys_of(name: str) -> list[str]:
+        return sorted(key for master in cluster.master_nodes()
+                      for key in master.client.scan_iter(match=f"crawl:{{{name}*", count=1000))
+
+    kept = keys_of("kept")
+    assert len({key.split("}")[0] for key in keys_of("gone")}) == 13  # 12 shards + crawl-wide
+    done = crawl_cli("delete", "--redis", cluster.url, "gone", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert keys_of("gone") == []
+    assert keys_of("kept") == kept
+    listed = crawl_cli("list", "--redis", cluster.url, "--json")
+    assert "gone" not in {r["name"] for r in map(json.loads, listed.stdout.splitlines())}
+
+
+def test_max_pages_holds_across_the_shards_of_a_cluster(
+        cluster: LocalCluster, tmp_path: Path) -> None:
+    spec = SiteSpec(hosts=12, pages=50, links=6, page_bytes=600, port=free_port())
+    with SiteServer(spec, slow={ip: 0.01 for ip in spec.host_ips()}):
+        (tmp_path / "seeds.txt").write_text("\n".join(spec.seeds()))
+        assert crawl_cli("seed", "--redis", cluster.url, "--crawl", "capped",
+                         str(tmp_path / "seeds.txt")).returncode == 0
+        assert crawl_cli("config", "set", "--redis", cluster.url, "--crawl", "capped",
+                         "max_pages=100").returncode == 0
+        workers = [worker_proc(cluster.url, "capped", "--max-per-host", "4") for _ in range(2)]
+        codes = [w.wait(120) for w in workers]
+    assert codes == [0, 0]
+    records = export(cluster.url, "capped", tmp_path)
+    # 12 shards, each claiming within its share of the cap: exactly 100 of 600.
+    assert len(records) == len({r["url"] for r in records}) == 100
+    status = json.loads(crawl_cli("status", "--redis", cluster.url, "--crawl", "capped").stdout)
+    assert status["crawl"]["reason"] == "max_pages" and status["shards"] == 12

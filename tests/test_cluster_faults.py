@@ -14,15 +14,19 @@ The outcomes asserted here are the ones the README's Guarantees state:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 from fault_helpers import (
     assert_exactly_one_ok_result_per_page,
     client,
@@ -38,7 +42,7 @@ from fault_helpers import (
 from redis.crc import key_slot
 
 from crawler.bench.cluster import LocalCluster, Node
-from crawler.bench.sitegen import SiteServer, SiteSpec, expected, free_port
+from crawler.bench.sitegen import SiteServer, SiteSpec, expected, free_port, make_app
 
 REDIS_CLI = shutil.which("valkey-cli") or shutil.which("redis-cli")
 
@@ -62,10 +66,25 @@ def test_a_crawl_across_a_live_reshard_gives_one_good_result_per_page(
     assert REDIS_CLI is not None
     crawl, log = "reshard", tmp_path / "workers.log"
     spec = SiteSpec(hosts=12, pages=60, links=6, page_bytes=600, port=free_port())
-    # One request at a time per host, 0.15 s each: the crawl lasts about 8 s.
-    with SiteServer(spec, slow={ip: 0.15 for ip in spec.host_ips()}):
+    # The first host answers nothing until the reshard is over: the crawl
+    # cannot end before it, however slow the machine (fetches wait, up to 120 s).
+    reshard_over = threading.Event()
+    held_ip = spec.host_ips()[0]
+
+    @web.middleware
+    async def hold(request: web.Request, handler: Any) -> web.StreamResponse:
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        while sockname and sockname[0] == held_ip and not reshard_over.is_set():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    app = make_app(spec, None, {ip: 0.02 for ip in spec.host_ips()})
+    app.middlewares.insert(0, hold)
+    with SiteServer(spec, app=app):
         seed_sync(cluster.url, crawl, spec.seeds())
-        workers = [start_worker(cluster.url, crawl, "--max-per-host", "1", log=log)
+        workers = [start_worker(cluster.url, crawl, "--max-per-host", "1", log=log,
+                                env={"CRAWL_TOTAL_TIMEOUT": "120", "CRAWL_READ_TIMEOUT": "120"})
                    for _ in range(2)]
         wait_for(lambda: stats(cluster.url, crawl).get("done", 0) >= 30, 60, "30 results")
         # redis-cli takes a source's slots from the lowest up: move the fewest
@@ -86,6 +105,7 @@ def test_a_crawl_across_a_live_reshard_gives_one_good_result_per_page(
              "--cluster-from", ids[0], "--cluster-to", ids[1], "--cluster-slots", str(count),
              "--cluster-yes", "--cluster-pipeline", "100"],
             capture_output=True, text=True, timeout=300)
+        reshard_over.set()
         assert moved.returncode == 0, moved.stdout[-2000:] + moved.stderr[-2000:]
         done_during = stats(cluster.url, crawl).get("done", 0)
         print(f"reshard of {count} slots took {time.monotonic() - began:.1f}s")

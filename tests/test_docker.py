@@ -74,3 +74,27 @@ def test_the_compose_cluster_has_the_test_fixtures_shape_and_settings() -> None:
         assert f"--cluster-node-timeout {NODE_TIMEOUT_MS} " in command
         assert "--cluster-replica-validity-factor 0" in command
         assert "--cluster-enabled yes" in command and "--masterauth" in command
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_the_crawler_serves() -> None:
+    import json
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from crawler.metrics import WorkerMetrics, crawl_families, exposition
+
+    served = {f.name for f in text_string_to_metric_families(
+        WorkerMetrics().exposition().decode())}
+    served |= {"crawler_frontier_round_trips", "crawler_retries", "crawler_robots_fetches",
+               "crawler_pages", "crawler_fetches_in_flight"}  # read from a live worker
+    served |= {f.name for f in text_string_to_metric_families(
+        exposition(crawl_families({"by_shard": []}, {})).decode())}
+    board = json.loads((DOCKER / "grafana-dashboard.json").read_text())
+    asked = {name for panel in board["panels"] for target in panel["targets"]
+             for name in re.findall(r"\b(crawl(?:er)?_[a-z_]+)", target["expr"])}
+    suffixes = ("_total", "_bucket", "_sum", "_count")
+    missing = {n for n in asked if n not in served
+               and not any(n.endswith(x) and n[:-len(x)] in served for x in suffixes)}
+    assert asked and not missing, missing
+    prometheus = yaml.safe_load((DOCKER / "prometheus.yml").read_text())
+    assert {job["job_name"] for job in prometheus["scrape_configs"]} == {"crawl", "workers"}

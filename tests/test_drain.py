@@ -176,6 +176,7 @@ def test_export_refuses_to_overwrite_a_file_unless_told(clean_redis: str,
                                                         tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
     out.write_text("precious\n")
+    seed_sync(clean_redis, "default", ["http://127.0.0.2/"])  # a crawl with no results yet
     base = [sys.executable, "-m", "crawler", "export", str(out), "--redis", clean_redis]
     refused = subprocess.run(base, cwd=ROOT, env=env_for(tmp_path), capture_output=True,
                              text=True)

@@ -107,6 +107,7 @@ def from_csv(cells: dict[str, str]) -> dict[str, Any]:
     for name in INTS:
         row[name] = None if row[name] is None else int(row[name])
     row["elapsed_ms"] = float(row["elapsed_ms"])
+    row["total_elapsed_ms"] = float(row["total_elapsed_ms"])
     row["noindex"] = {"true": True, "false": False}[cells["noindex"]]
     row["data"] = None if row["data"] is None else json.loads(row["data"])
     return row

@@ -11,7 +11,8 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,3 +135,48 @@ def test_the_crawl_survives_a_stop_and_restart(fresh_dir: Path) -> None:
     assert json.loads(status.stdout)["queued"] == 2
     # Dedup survived as well: the same seeds are already seen.
     assert "added 0, already seen 2" in crawl(fresh_dir, "seed", "seeds.txt").stdout
+
+
+def wait_for(condition: Callable[[], bool], within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+def test_server_stop_refuses_under_live_workers_who_restart_it_when_forced(
+        fresh_dir: Path) -> None:
+    spec = SiteSpec(hosts=1, pages=40, links=3)
+    with SiteServer(spec) as site:
+        (fresh_dir / "seeds.txt").write_text("\n".join(site.spec.seeds()) + "\n")
+        assert crawl(fresh_dir, "seed", "seeds.txt").returncode == 0
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWL_")}
+        with open(fresh_dir / "worker.log", "w") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "crawler", "worker", "--allow-private", "--delay", "0.1",
+                 "--quiet"], cwd=fresh_dir, env=env, stderr=log)
+        try:
+            def crawling() -> bool:
+                status = json.loads(crawl(fresh_dir, "status").stdout)
+                return bool(status["workers"] and status["done"] >= 3)
+
+            wait_for(crawling)
+            pid = server_pid(fresh_dir)
+            refused = crawl(fresh_dir, "server", "stop")
+            assert refused.returncode == 2
+            assert "workers are crawling on this server: default (1)" in refused.stderr
+            assert running(pid)
+            forced = crawl(fresh_dir, "server", "stop", "--force")
+            assert forced.returncode == 0 and "stopped" in forced.stdout
+            assert not running(pid)
+            assert worker.wait(90) == 0, (fresh_dir / "worker.log").read_text()
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+        spec = site.spec  # with its port
+    assert "started it again" in (fresh_dir / "worker.log").read_text()
+    assert server_pid(fresh_dir) != pid
+    assert crawl(fresh_dir, "export", "out.jsonl").returncode == 0
+    urls = [json.loads(line)["url"] for line in (fresh_dir / "out.jsonl").read_text().splitlines()]
+    assert sorted(urls) == sorted(expected(spec))  # every page once: nothing lost to the stop

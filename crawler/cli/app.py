@@ -6,38 +6,80 @@ from typing import Any
 
 import typer
 from typer._click.core import Context as ClickContext  # typer vendors click
+from typer._click.exceptions import NoSuchOption, UsageError
 from typer.core import TyperGroup
 
 from crawler.bench.cli import bench_app
-from crawler.cli import control, crawl, server
+from crawler.cli import control, crawl, crawls, server, watch
 from crawler.cli.common import Common, ConfigOpt, CrawlOpt, HomeOpt, RedisOpt, setup_logging
+from crawler.cli.options import (
+    LogLevelOpt,
+    VerboseOpt,
+    log_level,
+    misplaced_after,
+    misplaced_before,
+    quiet_flag_metavars,
+)
 from crawler.errors import CrawlError
 
 
 class CrawlGroup(TyperGroup):
-    """The root command group: every command's CrawlError becomes one line and exit 2."""
+    """The root command group: every command's CrawlError becomes one line and exit 2.
+
+    It also says where an option given on the wrong side of the command goes.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        quiet_flag_metavars(self)
+
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
+        given = list(args)  # the parser consumes the list it is given
+        try:
+            return super().parse_args(ctx, args)
+        except NoSuchOption as exc:  # crawl --delay 1 worker
+            hint = misplaced_before(self, ctx, given, exc.option_name)
+            if hint is None:
+                raise
+            raise UsageError(hint, ctx) from None
 
     def invoke(self, ctx: ClickContext) -> Any:
         try:
             return super().invoke(ctx)
+        except NoSuchOption as exc:  # crawl seed --crawl-ish-root-option
+            command = exc.ctx.info_name if exc.ctx is not None else "COMMAND"
+            hint = misplaced_after(self, str(command), exc.option_name)
+            if hint is None:
+                raise
+            raise UsageError(hint, exc.ctx) from None
         except CrawlError as exc:
             typer.echo(f"crawl: error: {exc}", err=True)
             raise typer.Exit(2) from None
 
 
-app = typer.Typer(cls=CrawlGroup, add_completion=False, no_args_is_help=True,
-                  help="An asyncio-native, distributed web crawler on a shared Redis frontier.")
+HELP = """An asyncio-native, distributed web crawler on a shared Redis frontier.
+
+A crawl: crawl seed urls.txt, then crawl worker on every node (it exits when
+the crawl is done; see crawl worker --help for scope, politeness and timeouts),
+then crawl export results.jsonl. With no --redis, commands share an embedded
+Valkey in ./.crawl. crawl list shows the crawls there are.
+"""
+
+app = typer.Typer(cls=CrawlGroup, add_completion=False, no_args_is_help=True, help=HELP)
 
 
 @app.callback()
 def common_options(ctx: typer.Context, redis: RedisOpt = None, crawl: CrawlOpt = None,
-                   config: ConfigOpt = None, home: HomeOpt = None) -> None:
+                   config: ConfigOpt = None, home: HomeOpt = None,
+                   log_level_name: LogLevelOpt = None, verbose: VerboseOpt = 0) -> None:
     """Options before the command apply to it, as if given after it."""
-    setup_logging()
+    setup_logging(log_level(log_level_name, verbose))
     ctx.obj = Common(redis=redis, crawl=crawl, config=config, home=home)
 
 
 crawl.register(app)
+crawls.register(app)
 control.register(app)
+watch.register(app)
 server.register(app)
 app.add_typer(bench_app, name="bench")

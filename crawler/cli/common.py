@@ -17,8 +17,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from redis.asyncio import Redis
+from rich.markup import escape
 
 from crawler.config import Settings, load_with_origins
+from crawler.errors import CrawlError
 
 T = TypeVar("T")
 
@@ -27,12 +29,21 @@ STRICT_COMMANDS = ("seed", "worker")
 """Commands refused when a crawl-wide value they were given disagrees with the crawl's."""
 
 RedisOpt = Annotated[str | None, typer.Option(
-    "--redis", help="Redis URL (redis://, rediss://, redis+cluster://, unix://). "
-                    "Default: the embedded Valkey.")]
-CrawlOpt = Annotated[str | None, typer.Option("--crawl", help="Crawl name (default: default).")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="TOML settings file.")]
+    "--redis", show_default=False,
+    help=escape("Redis URL: redis://, rediss://, redis+cluster://, rediss+cluster:// or unix://. "
+         "[default: the embedded Valkey in --home; setting frontier.redis_url, "
+         "env CRAWL_REDIS_URL]"))]
+CrawlOpt = Annotated[str | None, typer.Option(
+    "--crawl", show_default=False,
+    help=escape("Crawl name. [default: default; setting frontier.crawl, env CRAWL_CRAWL]"))]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", show_default=False,
+    help=escape("TOML settings file (config/default.toml lists every key). "
+                "[default: ./crawl.toml if there is one; env CRAWL_CONFIG]"))]
 HomeOpt = Annotated[str | None, typer.Option(
-    "--home", help="Embedded server directory (default ./.crawl or $CRAWL_HOME).")]
+    "--home", show_default=False,
+    help=escape("Directory of the embedded Valkey. [default: .crawl; setting frontier.home, "
+                "env CRAWL_HOME]"))]
 
 
 @dataclass
@@ -77,15 +88,25 @@ def run_async(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return uvloop.run(fn())
 
 
-def setup_logging() -> None:
+def setup_logging(level: int | None = None) -> None:
+    """Log lines on stderr as ``crawl: message``; WARNING and up unless ``level`` says."""
     logging.basicConfig(level=logging.WARNING, format="crawl: %(message)s")
+    if level is not None:
+        logging.getLogger().setLevel(level)
 
 
-async def open_crawl(settings: Settings) -> tuple[Redis, Settings]:
+async def open_crawl(settings: Settings, *, must_exist: bool = False
+                     ) -> tuple[Redis, Settings]:
     """A checked client for the crawl's Redis, and the settings with the crawl's layout
-    and its stored crawl-wide settings (crawler.crawl_settings)."""
+    and its stored crawl-wide settings (crawler.crawl_settings).
+
+    ``must_exist``: for commands that only read a crawl (status, export): a
+    crawl name that is not there is an error listing the ones that are, not
+    an empty crawl quietly created.
+    """
     from typer._click.globals import get_current_context  # typer vendors click
 
+    from crawler.catalog import crawl_exists, no_such_crawl
     from crawler.connection import connect
     from crawler.crawl_settings import adopt
     from crawler.crawls import crawl_layout
@@ -95,6 +116,8 @@ async def open_crawl(settings: Settings) -> tuple[Redis, Settings]:
     strict = ctx is not None and ctx.info_name in STRICT_COMMANDS
     redis = await connect(settings)
     try:
+        if must_exist and not await crawl_exists(redis, settings.crawl):
+            raise CrawlError(await no_such_crawl(redis, settings.crawl))
         settings = await crawl_layout(redis, settings)
         return redis, await adopt(redis, settings, origins, strict)
     except BaseException:

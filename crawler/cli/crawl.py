@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -19,6 +20,34 @@ from crawler.cli.common import (
     open_crawl,
     run_async,
     settings_for,
+    setup_logging,
+)
+from crawler.cli.options import (
+    AllowPrivateOpt,
+    ConcurrencyOpt,
+    ConnectTimeoutOpt,
+    ContactUrlOpt,
+    DelayOpt,
+    ExcludeOpt,
+    ExtractInThreadOpt,
+    ExtractOpt,
+    IncludeOpt,
+    LeaseTimeOpt,
+    LogLevelOpt,
+    MaxDepthOpt,
+    MaxPagesPerHostOpt,
+    MaxPerHostOpt,
+    MetricsPortOpt,
+    ObeyRobotsOpt,
+    ProcessesOpt,
+    ReadTimeoutOpt,
+    ScopeModeOpt,
+    ShardsOpt,
+    TotalTimeoutOpt,
+    UserAgentOpt,
+    VerboseOpt,
+    WarcDirOpt,
+    log_level,
 )
 from crawler.config import Settings
 from crawler.errors import CrawlError
@@ -36,31 +65,48 @@ def seed(
     file: Annotated[str, typer.Argument(help="File of URLs, one a line; - for stdin.")],
     redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = None,
     home: HomeOpt = None,
-    shards: Annotated[int | None, typer.Option(help="Shards, for a new crawl.")] = None,
+    shards: ShardsOpt = None,
+    default_scheme: Annotated[str, typer.Option(
+        help="Scheme for a line without one: example.com is read as https://example.com/.")
+                              ] = "https",
 ) -> None:
     """Add URLs to the frontier. Bad lines are reported by number; the rest are seeded."""
+    from crawler.seeds import DEFAULT_SCHEMES
     from crawler.seeds import seed as seed_urls
 
+    if default_scheme.lower() not in DEFAULT_SCHEMES:
+        raise CrawlError(f"--default-scheme: expected https or http, got {default_scheme!r}")
     settings = settings_for(ctx, redis=redis, crawl=crawl, config=config, home=home,
                             shards=shards)
+    source = "standard input" if file == "-" else file
 
     def problem(number: int, text: str) -> None:
         typer.echo(f"line {number}: {text}", err=True)
+
+    def assumed(number: int, text: str, url: str) -> None:
+        typer.echo(f"assuming {default_scheme.lower()}:// for lines without a scheme: line "
+                   f"{number} {text[:80]!r} is {url} (--default-scheme to change)", err=True)
 
     async def main() -> Any:
         client, s = await open_crawl(settings)
         try:
             if file == "-":
-                return await seed_urls(client, s, sys.stdin.buffer, problem)
+                return await seed_urls(client, s, sys.stdin.buffer, problem,
+                                       default_scheme=default_scheme.lower(), on_assumed=assumed)
             try:
                 with open(file, "rb") as fh:  # noqa: ASYNC230 - streamed by lines
-                    return await seed_urls(client, s, fh, problem)
+                    return await seed_urls(client, s, fh, problem,
+                                           default_scheme=default_scheme.lower(),
+                                           on_assumed=assumed)
             except OSError as exc:
                 raise CrawlError(f"cannot read {file}: {exc.strerror}") from None
         finally:
             await client.aclose()
 
     report = run_async(main)
+    if report.valid == 0 and report.invalid == 0:
+        typer.echo(f"no URLs in {source}", err=True)
+        raise typer.Exit(1)
     typer.echo(f"added {report.added}, already seen {report.seen}, invalid {report.invalid}"
                + (f", over host cap {report.capped}" if report.capped else ""))
     if report.valid == 0:
@@ -71,37 +117,50 @@ def worker(
     ctx: typer.Context,
     redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = None,
     home: HomeOpt = None,
-    concurrency: Annotated[int | None, typer.Option(help="Fetches in flight per process.")] = None,
-    processes: Annotated[int | None, typer.Option(help="Event loops (processes) on this node.")
-                         ] = None,
+    concurrency: ConcurrencyOpt = None,
+    processes: ProcessesOpt = None,
     forever: Annotated[bool, typer.Option(help="Keep waiting for new URLs when done.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress line.")] = False,
-    scope: Annotated[str | None, typer.Option(help="host, domain or any.")] = None,
-    max_depth: Annotated[int | None, typer.Option(help="0 = unlimited.")] = None,
-    delay: Annotated[float | None, typer.Option(help="Seconds between request starts per host.")
-                     ] = None,
-    max_per_host: Annotated[int | None, typer.Option(help="Requests in flight per host.")] = None,
-    lease_time: Annotated[float | None, typer.Option(help="Seconds before a lease expires.")
-                          ] = None,
-    user_agent: Annotated[str | None, typer.Option(help="Product token, e.g. mybot/1.0.")] = None,
-    allow_private: Annotated[bool | None, typer.Option(
-        "--allow-private", help="Allow fetching private and loopback addresses.")] = None,
-    obey_robots: Annotated[bool | None, typer.Option(
-        "--obey-robots/--ignore-robots", help="Obey robots.txt (default: obey).")] = None,
-    extract: Annotated[str | None, typer.Option(
-        help="Extraction hook run on every page, module.path:function.")] = None,
-    extract_in_thread: Annotated[bool | None, typer.Option(
-        "--extract-in-thread", help="Run a sync extraction hook in a thread pool.")] = None,
-    warc: Annotated[str | None, typer.Option(
-        help="Write every response and its request as WARC/1.1 into this directory.")
-                    ] = None,
+    scope: ScopeModeOpt = None,
+    include: IncludeOpt = None,
+    exclude: ExcludeOpt = None,
+    max_depth: MaxDepthOpt = None,
+    max_pages_per_host: MaxPagesPerHostOpt = None,
+    delay: DelayOpt = None,
+    max_per_host: MaxPerHostOpt = None,
+    obey_robots: ObeyRobotsOpt = None,
+    user_agent: UserAgentOpt = None,
+    contact_url: ContactUrlOpt = None,
+    allow_private: AllowPrivateOpt = None,
+    connect_timeout: ConnectTimeoutOpt = None,
+    read_timeout: ReadTimeoutOpt = None,
+    total_timeout: TotalTimeoutOpt = None,
+    lease_time: LeaseTimeOpt = None,
+    metrics_port: MetricsPortOpt = None,
+    log_level_name: LogLevelOpt = None,
+    verbose: VerboseOpt = 0,
+    extract: ExtractOpt = None,
+    extract_in_thread: ExtractInThreadOpt = None,
+    warc: WarcDirOpt = None,
 ) -> None:
-    """Crawl until nothing is queued or leased anywhere (or forever)."""
+    """Crawl until nothing is queued or leased anywhere (or forever).
+
+    The defaults are polite: one request at a time on a host, 1 s apart, robots.txt
+    obeyed, links followed on the seeds' hosts only. Private and loopback
+    addresses need --allow-private.
+    """
+    level = log_level(log_level_name, verbose)
+    if level is not None:
+        setup_logging(level)
     settings = settings_for(
         ctx, redis=redis, crawl=crawl, config=config, home=home, concurrency=concurrency,
         processes=processes, scope=scope, max_depth=max_depth, delay=delay,
         max_per_host=max_per_host, lease_time=lease_time, user_agent=user_agent,
-        allow_private=allow_private, obey_robots=obey_robots, extract=extract,
+        allow_private=allow_private, obey_robots=obey_robots,
+        include=tuple(include) if include else None,
+        exclude=tuple(exclude) if exclude else None, max_pages_per_host=max_pages_per_host,
+        contact_url=contact_url, connect_timeout=connect_timeout, read_timeout=read_timeout,
+        total_timeout=total_timeout, metrics_port=metrics_port, extract=extract,
         extract_in_thread=extract_in_thread, warc_dir=warc)
     if settings.extract:  # a hook that does not import: one line now, not at every worker
         from crawler.extract import load_hook
@@ -139,7 +198,11 @@ def _run_processes(settings: Settings) -> int:
     # Own process groups: Ctrl-C in a terminal signals the whole foreground
     # group, and a worker that got it twice (from there and from forward())
     # would stop at once instead of finishing its fetches.
-    children = [subprocess.Popen(argv, process_group=0) for _ in range(settings.processes)]
+    from crawler.worker.loop import PROCESS_INDEX
+
+    children = [subprocess.Popen(argv, process_group=0,
+                                 env={**os.environ, PROCESS_INDEX: str(i)})
+                for i in range(settings.processes)]
 
     def forward(signum: int, _frame: object) -> None:
         # A closed terminal (SIGHUP) no longer reaches the workers: drain them.
@@ -193,7 +256,7 @@ def export(
     written = [0]
 
     async def main() -> None:
-        client, s = await open_crawl(settings)
+        client, s = await open_crawl(settings, must_exist=True)
         try:
             if drain:
                 written[0] = await drain_results(
@@ -225,17 +288,31 @@ def export(
 
 
 def status(ctx: typer.Context, redis: RedisOpt = None, crawl: CrawlOpt = None,
-           config: ConfigOpt = None, home: HomeOpt = None) -> None:
-    """Print the crawl's counters, workers and held hosts as JSON."""
+           config: ConfigOpt = None, home: HomeOpt = None,
+           watch: Annotated[bool, typer.Option(
+               "--watch", help="A live view, redrawn every second, until Ctrl-C.")] = False,
+           as_json: Annotated[bool, typer.Option(
+               "--json", help="JSON (the default without --watch).")] = False) -> None:
+    """Print the crawl's counters, rates, workers, results and busiest hosts as JSON."""
     from crawler.status import crawl_status
 
     settings = settings_for(ctx, redis=redis, crawl=crawl, config=config, home=home)
 
     async def main() -> dict[str, Any]:
-        client, s = await open_crawl(settings)
+        client, s = await open_crawl(settings, must_exist=True)
         try:
+            if watch and not as_json:
+                from crawler.cli.watch import watch as live_view
+
+                await live_view(client, s)
+                return {}
             return await crawl_status(client, s)
         finally:
             await client.aclose()
 
-    typer.echo(json.dumps(run_async(main), indent=2, sort_keys=True))
+    try:
+        result = run_async(main)
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+    if not watch or as_json:
+        typer.echo(json.dumps(result, indent=2, sort_keys=True))

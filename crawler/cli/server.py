@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from crawler.cli.common import HomeOpt, home_for
+from crawler.cli.common import HomeOpt, home_for, run_async
+from crawler.errors import CrawlError
 
 server_app = typer.Typer(no_args_is_help=True, help="The embedded Valkey server.")
 demo_app = typer.Typer(no_args_is_help=True,
@@ -25,12 +28,41 @@ def server_start(ctx: typer.Context, home: HomeOpt = None) -> None:
 
 
 @server_app.command("stop")
-def server_stop(ctx: typer.Context, home: HomeOpt = None) -> None:
-    """Stop the embedded Valkey; its append-only file keeps the crawl."""
+def server_stop(ctx: typer.Context, home: HomeOpt = None,
+                force: Annotated[bool, typer.Option(
+                    help="Stop it even while workers are crawling (they start it again).")
+                                 ] = False) -> None:
+    """Stop the embedded Valkey; its append-only file keeps the crawl.
+
+    Refused while workers of any crawl hold live heartbeats, unless --force.
+    """
     from crawler.server import stop_server
 
-    stopped = stop_server(home_for(ctx, home))
+    where = home_for(ctx, home)
+    if not force:
+        busy = run_async(lambda: _live_workers(where))
+        if busy:
+            crawls = ", ".join(f"{name} ({n})" for name, n in sorted(busy.items()))
+            raise CrawlError(f"workers are crawling on this server: {crawls}; stop them "
+                             "first (Ctrl-C), or --force")
+    stopped = stop_server(where)
     typer.echo("stopped" if stopped else "not running")
+
+
+async def _live_workers(home: str | None) -> dict[str, int]:
+    """Live workers by crawl on the embedded server, if it runs (it is not started for this)."""
+    from crawler.catalog import live_workers
+    from crawler.connection import make_client
+    from crawler.server import home_dir, is_running, socket_path
+
+    sock = socket_path(home_dir(home))
+    if not is_running(sock):
+        return {}
+    client = make_client(f"unix://{sock}", max_connections=2)
+    try:
+        return await live_workers(client)
+    finally:
+        await client.aclose()
 
 
 @demo_app.command("start")

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from crawler.config.settings import SECTIONS, HostPolicy, Settings, field_section
 from crawler.errors import ConfigError
+from crawler.redis_urls import redact, url_problem
 
 log = logging.getLogger("crawler.config")
 
@@ -47,6 +48,8 @@ _EXPECTED_SPECIAL = {
     "redis_url": "a redis://, rediss://, redis+cluster://, rediss+cluster:// or unix:// URL",
     "crawl": "a name without braces, colons or spaces",
     "allow_cidrs": "CIDR networks such as 10.0.0.0/8",
+    "include": "regular expressions (Python re syntax)",
+    "exclude": "regular expressions (Python re syntax)",
     "host_overrides": 'tables [hosts."example.com"] with max_per_host and delay',
 }
 
@@ -78,6 +81,11 @@ def _check(name: str, value: Any, origin: str) -> Any:
     """``value`` as the setting ``name`` holds it, or ConfigError saying where it came from."""
     if name == "host_overrides":
         return _check_hosts(value, origin)
+    if name == "redis_url" and isinstance(value, str) and value:
+        problem = url_problem(value)
+        if problem:  # one line naming the URL, its password hidden
+            raise ConfigError(name, f"bad Redis URL {redact(value)}: {problem}", origin,
+                              show_key=False)
     if isinstance(value, bool) and Settings.model_fields[name].annotation in (int, float):
         # pydantic's lax mode reads true as 1; in a settings file that is a mistake.
         raise ConfigError(name, f"expected {expected(name)}, got {value!r}", origin)
@@ -111,6 +119,15 @@ def _check_hosts(value: Any, origin: str) -> dict[str, HostPolicy]:
                                   f"got {field_value!r}", origin) from None
         out[host] = HostPolicy.model_validate(dict(spec))
     return out
+
+
+FLAG_NAMES = {"redis_url": "--redis"}
+"""Settings whose command-line flag is not ``--`` and the name with dashes."""
+
+
+def flag_name(name: str) -> str:
+    """The command-line flag that sets the setting ``name``."""
+    return FLAG_NAMES.get(name, f"--{name.replace('_', '-')}")
 
 
 def _suggest(word: str, choices: tuple[str, ...]) -> str:
@@ -241,7 +258,7 @@ def load_with_origins(config_file: str | os.PathLike[str] | None = None,
             continue
         if name not in NAMES:
             raise ConfigError.unknown(name, NAMES, "a value given in code")
-        origin = f"--{name.replace('_', '-')}" if override_origin == "flag" else override_origin
+        origin = flag_name(name) if override_origin == "flag" else override_origin
         layered[name] = (value, origin)
     checked = {name: _check(name, value, origin) for name, (value, origin) in layered.items()}
     start = base if base is not None else Settings()

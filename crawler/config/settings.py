@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from crawler.redis_urls import url_problem
+
 SCOPES = ("host", "domain", "any")
 POLITENESS_KEYS = ("host", "ip")
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 SECTIONS = ("frontier", "worker", "fetch", "politeness", "scope", "storage")
 
 
@@ -83,6 +85,8 @@ class Settings(BaseModel):
     extract_in_thread: bool = _setting(False, "worker", "node")
     extract_threads: int = _setting(4, "worker", "node", ge=1)
     extract_block_warning: float = _setting(0.25, "worker", "node", ge=0)
+    metrics_port: int = _setting(0, "worker", "node", ge=0, le=65535)
+    metrics_host: str = _setting("127.0.0.1", "worker", "node")
     # [fetch]
     connect_timeout: float = _setting(10.0, "fetch", ge=0)
     read_timeout: float = _setting(20.0, "fetch", ge=0)
@@ -142,8 +146,11 @@ class Settings(BaseModel):
     def _redis_url(cls, value: Any) -> Any:
         if value in (None, ""):
             return None
-        if not isinstance(value, str) or not value.startswith(REDIS_SCHEMES):
+        if not isinstance(value, str):
             raise ValueError("not a redis URL")
+        problem = url_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("crawl")
@@ -151,6 +158,16 @@ class Settings(BaseModel):
     def _crawl_name(cls, value: str) -> str:
         if not value or any(c in value for c in "{}: "):
             raise ValueError("bad crawl name")
+        return value
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:  # not a ValueError: pydantic would let it through
+                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("allow_cidrs")

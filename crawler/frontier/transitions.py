@@ -253,15 +253,17 @@ class Frontier:
     # -- complete / retry / reclaim -------------------------------------------
 
     def complete_call(self, lease: Lease, record_json: str, *, is_error: bool,
-                      not_before: float = 0.0, no_request: bool = False) -> Call:
+                      not_before: float = 0.0, no_request: bool = False,
+                      tally: str = "") -> Call:
         shard = self.shards[lease.shard]
         return ("complete", shard.script_keys,
                 [shard.base, lease.id, record_json, int(is_error), int(not_before * 1000),
-                 self.settings.results_maxlen, int(no_request)])
+                 self.settings.results_maxlen, int(no_request), tally])
 
     async def complete(self, lease: Lease, record_json: str, *, is_error: bool = False,
                        links: Iterable[tuple[str, int]] = (), redirect_to: str | None = None,
-                       not_before: float = 0.0, no_request: bool = False) -> bool:
+                       not_before: float = 0.0, no_request: bool = False,
+                       tally: str = "") -> bool:
         """Record the lease's result and add its links, in one (shared) round trip.
 
         Links are added before the completion: if this process dies between
@@ -269,7 +271,8 @@ class Frontier:
         are deduplicated; the reverse order could lose the links.
         ``redirect_to``: a redirect's target, added at the lease's depth with
         one more hop. ``no_request``: the lease made no request (robots.txt
-        disallowed it), so the host's delay for it is given back. Returns
+        disallowed it), so the host's delay for it is given back. ``tally``:
+        a counter for crawl status (``s:2xx``, ``e:timeout``). Returns
         False if the lease was no longer ours (nothing was recorded).
         """
         links = list(links)
@@ -282,7 +285,8 @@ class Frontier:
             links.pop()
         calls += self.add_calls(links)[0]
         calls.append(self.complete_call(lease, record_json, is_error=is_error,
-                                        not_before=not_before, no_request=no_request))
+                                        not_before=not_before, no_request=no_request,
+                                        tally=tally))
         replies = await self.scripts.run_shared(calls)
         return bool(int(replies[-1]))
 

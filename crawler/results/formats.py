@@ -30,8 +30,9 @@ FORMATS = ("jsonl", "jsonl.gz", "csv", "parquet")
 """The formats ``crawl export`` writes; ``--format`` takes these names."""
 
 COLUMNS = ("id", "url", "final_url", "status", "title", "links", "content_type", "bytes",
-           "depth", "attempts", "elapsed_ms", "fetched_at", "worker", "noindex", "redirect_to",
-           "error_type", "error_message", "data", "warc_file", "warc_offset")
+           "depth", "attempts", "elapsed_ms", "total_elapsed_ms", "fetched_at", "worker",
+           "noindex", "redirect_to", "error_type", "error_message", "data", "warc_file",
+           "warc_offset")
 """The columns of a CSV or Parquet export, in this order."""
 
 ROW_GROUP = 50_000
@@ -151,6 +152,7 @@ def parquet_schema() -> Any:
         ("status", pa.int32()), ("title", pa.string()), ("links", pa.int32()),
         ("content_type", pa.string()), ("bytes", pa.int64()), ("depth", pa.int32()),
         ("attempts", pa.int32()), ("elapsed_ms", pa.float64()),
+        ("total_elapsed_ms", pa.float64()),
         ("fetched_at", pa.timestamp("ms", tz="UTC")), ("worker", pa.string()),
         ("noindex", pa.bool_()), ("redirect_to", pa.string()), ("error_type", pa.string()),
         ("error_message", pa.string()), ("data", pa.string()), ("warc_file", pa.string()),

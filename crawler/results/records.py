@@ -8,7 +8,8 @@ from typing import Any
 
 # The fields of every record, in this order.
 FIELDS = ("url", "final_url", "status", "title", "links", "content_type", "bytes", "depth",
-          "attempts", "elapsed_ms", "fetched_at", "worker", "noindex", "redirect_to", "error")
+          "attempts", "elapsed_ms", "total_elapsed_ms", "fetched_at", "worker", "noindex",
+          "redirect_to", "error")
 
 
 def make_record(*, url: str, depth: int, attempts: int, worker: str, final_url: str | None = None,
@@ -16,9 +17,12 @@ def make_record(*, url: str, depth: int, attempts: int, worker: str, final_url: 
                 content_type: str | None = None, size: int = 0, elapsed: float = 0.0,
                 noindex: bool = False, redirect_to: str | None = None,
                 error: tuple[str, str] | None = None,
+                total_elapsed: float | None = None,
                 warc: tuple[str, int] | None = None) -> dict[str, Any]:
     """One result record. ``error`` is (type, message) or None; ``redirect_to`` a 3xx's target.
 
+    ``elapsed``: the last attempt's seconds; ``total_elapsed``: every attempt's
+    (not the waits between them), the same as ``elapsed`` for one attempt.
     ``warc``: the WARC file and offset of the response, when captured (then
     the record ends with ``warc_file`` and ``warc_offset``).
     """
@@ -33,6 +37,8 @@ def make_record(*, url: str, depth: int, attempts: int, worker: str, final_url: 
         "depth": depth,
         "attempts": attempts,
         "elapsed_ms": round(elapsed * 1000, 1),
+        "total_elapsed_ms": round((elapsed if total_elapsed is None else total_elapsed) * 1000,
+                                  1),
         "fetched_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "worker": worker,
         "noindex": noindex,

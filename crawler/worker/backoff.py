@@ -54,12 +54,14 @@ def retry_after(value: str | None, cap: float) -> float | None:
 
 async def ride_out_redis(call: Callable[[], Awaitable[T]], what: str, *,
                          give_up: Callable[[], bool] = lambda: False,
-                         wait: Callable[[float], Awaitable[object]] = asyncio.sleep) -> T | None:
+                         wait: Callable[[float], Awaitable[object]] = asyncio.sleep,
+                         revive: Callable[[], Awaitable[object]] | None = None) -> T | None:
     """``call()`` until Redis answers, backing off exponentially up to 10 s.
 
     Returns None only if ``give_up()`` turns true while Redis is down (the
     worker is stopping). ``wait`` sleeps between attempts; the worker passes
-    one that a stop request wakes early.
+    one that a stop request wakes early. ``revive`` runs after each failure:
+    on the embedded default it starts the server again if it is gone.
     """
     delay = REDIS_BACKOFF_FIRST
     while True:
@@ -69,5 +71,7 @@ async def ride_out_redis(call: Callable[[], Awaitable[T]], what: str, *,
             if give_up():
                 return None
             log.warning("redis unavailable during %s (%s); retrying in %.1fs", what, exc, delay)
+            if revive is not None:
+                await revive()
             await wait(delay)
             delay = min(delay * 2, REDIS_BACKOFF_MAX)

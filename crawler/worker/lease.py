@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from crawler import errors
 from crawler.extract import Extracted, Extractor
 from crawler.fetch import Response
+from crawler.frontier import Lease
+from crawler.metrics import status_tally
 from crawler.parse import parse_html, x_robots_tag
 from crawler.politeness import SlotMissed, adaptive_delay
 from crawler.results import dumps, make_record
@@ -115,7 +117,8 @@ class LeaseRunner:
             return
         except errors.FetchError as exc:
             if exc.retry and attempt < self.settings.max_attempts:
-                await self._retry(item, backoff_delay(attempt, self.settings))
+                await self._retry(item, backoff_delay(attempt, self.settings),
+                                  elapsed=time.monotonic() - started)
             else:
                 await self._finish_error(item, attempt, time.monotonic() - started, exc,
                                          no_request=not exc.made_request)
@@ -160,17 +163,19 @@ class LeaseRunner:
         record = make_record(
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
             final_url=lease.url, status=resp.status, content_type=resp.content_type,
-            size=len(resp.body), elapsed=resp.elapsed, redirect_to=target, warc=resp.warc)
+            size=len(resp.body), elapsed=resp.elapsed, redirect_to=target, warc=resp.warc,
+            total_elapsed=await self._all_attempts(lease, resp.elapsed))
         self.counters.pages += 1
-        await self._write(item, lambda: self.frontier.complete(
-            lease, dumps(record), redirect_to=target if follow else None))
+        self.worker.metrics.fetched(resp.status, resp.elapsed, len(resp.body))
+        await self._complete(item, record, redirect_to=target if follow else None,
+                             tally=status_tally(resp.status))
 
     async def _status_retry(self, item: InFlight, attempt: int, resp: Response) -> None:
         host_backoff = resp.status in HOST_BACKOFF_STATUSES
         wait = retry_after(resp.headers.get("Retry-After"), self.settings.backoff_max)
         delay = wait if wait is not None else backoff_delay(attempt, self.settings)
         if attempt < self.settings.max_attempts:
-            await self._retry(item, delay, host_backoff=host_backoff,
+            await self._retry(item, delay, host_backoff=host_backoff, elapsed=resp.elapsed,
                               reason="backoff" if wait is None else "retry-after")
             return
         exc = errors.HTTPStatusError(f"HTTP {resp.status} after {attempt} attempts",
@@ -211,15 +216,19 @@ class LeaseRunner:
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
             final_url=resp.final_url, status=resp.status, title=title, links=link_count,
             content_type=resp.content_type, size=len(resp.body), elapsed=resp.elapsed,
-            noindex=noindex, error=extracted.error if extracted else None, warc=resp.warc)
+            noindex=noindex, error=extracted.error if extracted else None, warc=resp.warc,
+            total_elapsed=await self._all_attempts(lease, resp.elapsed))
         if extracted is not None:
             record["data"] = extracted.data
             self.counters.errors += extracted.error is not None
         self.counters.pages += 1
+        if 400 <= resp.status < 500:
+            self.counters.client_errors += 1
         pause = adaptive_delay(resp.elapsed, self.settings)
         failed = extracted is not None and extracted.error is not None
-        await self._write(item, lambda: self.frontier.complete(
-            lease, dumps(record), links=links, not_before=pause, is_error=failed))
+        self.worker.metrics.fetched(resp.status, resp.elapsed, len(resp.body))
+        await self._complete(item, record, links=links, not_before=pause, is_error=failed,
+                             tally=status_tally(resp.status))
 
     async def _in_scope(self, urls: list[str], depth: int) -> list[tuple[str, int]]:
         """The URLs to queue at ``depth``: in scope, and not sent to Redis recently.
@@ -245,18 +254,60 @@ class LeaseRunner:
             content_type=response.content_type if response else None,
             size=len(response.body) if response else 0, elapsed=elapsed,
             error=(error_type or exc.type, str(exc)), redirect_to=redirect_to,
-            warc=response.warc if response else None)
+            warc=response.warc if response else None,
+            total_elapsed=await self._all_attempts(lease, elapsed))
         self.counters.pages += 1
         self.counters.errors += 1
-        await self._write(item, lambda: self.frontier.complete(
-            lease, dumps(record), is_error=True, not_before=not_before, no_request=no_request))
+        kind = error_type or exc.type
+        self.worker.metrics.failed(kind, elapsed, response.status if response else None)
+        await self._complete(item, record, is_error=True, not_before=not_before,
+                             no_request=no_request, tally=f"e:{kind}")
 
     async def _retry(self, item: InFlight, delay: float, *, host_backoff: bool = False,
-                     count_attempt: bool = True, reason: str = "backoff") -> None:
+                     count_attempt: bool = True, reason: str = "backoff",
+                     elapsed: float = 0.0) -> None:
+        """Give the lease back for a later attempt; a counted one adds its time to the URL's."""
         self.counters.retries += 1
-        await self._write(item, lambda: self.frontier.retry(
-            item.lease, delay, host_backoff=host_backoff, count_attempt=count_attempt,
-            reason=reason))
+        lease = item.lease
+
+        async def call() -> None:
+            if count_attempt and elapsed > 0:  # before the retry: a next attempt may end soon
+                await self.worker.redis.hincrbyfloat(self._attempt_key(lease), lease.url,
+                                                     round(elapsed * 1000, 1))
+            await self.frontier.retry(lease, delay, host_backoff=host_backoff,
+                                      count_attempt=count_attempt, reason=reason)
+
+        await self._write(item, call)
+
+    # -- the time every attempt took (elapsed_ms covers the last one only) --------------
+
+    def _attempt_key(self, lease: Lease) -> str:
+        return self.frontier.shards[lease.shard].attempt_ms
+
+    async def _all_attempts(self, lease: Lease, last: float) -> float:
+        """Seconds this URL's attempts took, the last one (``last``) included.
+
+        Earlier attempts wrote theirs to the shard's ``attempt_ms`` hash; a
+        timing figure must not hold up a result, so a Redis error counts as 0.
+        """
+        if lease.attempts == 0:
+            return last
+        try:
+            earlier = await self.worker.redis.hget(self._attempt_key(lease), lease.url)
+        except REDIS_ERRORS:
+            return last
+        return last + float(earlier or 0) / 1000
+
+    async def _complete(self, item: InFlight, record: dict[str, object], **kw: Any) -> None:
+        """Complete the lease with ``record``, then forget the URL's attempt times."""
+        lease = item.lease
+
+        async def call() -> None:
+            await self.frontier.complete(lease, dumps(record), **kw)
+            if lease.attempts:
+                await self.worker.redis.hdel(self._attempt_key(lease), lease.url)
+
+        await self._write(item, call)
 
     async def _write(self, item: InFlight, call: Callable[[], Awaitable[object]]) -> None:
         item.at("write")

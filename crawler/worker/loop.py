@@ -23,15 +23,24 @@ from redis.asyncio import Redis
 
 from crawler.aio import cancel_and_wait, wait_event
 from crawler.config import Settings
+from crawler.errors import CrawlError
 from crawler.fetch import Fetcher
 from crawler.frontier import ClaimResult, Frontier
+from crawler.metrics import WorkerMetrics, serve
 from crawler.politeness import publish_policy, start_deadline
 from crawler.robots import RobotsCache
 from crawler.scope import Scope, ScopeStore, anchors_for
 from crawler.status import held_hosts, held_summary
 from crawler.worker.backoff import REDIS_ERRORS, ride_out_redis
 from crawler.worker.lease import LeaseRunner
-from crawler.worker.progress import Counters, print_progress
+from crawler.worker.progress import (
+    Counters,
+    CrawlProgress,
+    RateWindow,
+    politeness_text,
+    print_progress,
+    read_progress,
+)
 from crawler.worker.steering import Steering
 from crawler.worker.watch import InFlight, StallWatch
 from crawler.workers import HEARTBEAT_EVERY, Heartbeat
@@ -42,6 +51,8 @@ IDLE_WAIT_MIN = 0.02
 IDLE_WAIT_MAX = 2.0
 """Bounds on how long an idle worker sleeps between claims, in seconds."""
 PROGRESS_EVERY = 2.0
+PROCESS_INDEX = "CRAWLER_PROCESS_INDEX"
+"""Set by ``crawl worker --processes N`` for each process: 0 .. N-1."""
 STOP_BOUND = 5.0
 """Seconds shutdown waits for cancelled tasks, or for writes still on the wire."""
 
@@ -78,7 +89,12 @@ class Worker:
         self._aborted = asyncio.Event()
         self._writes: set[asyncio.Future[object]] = set()  # shielded writes in progress
         self._held: dict[str, Any] | None = None  # held hosts, for the progress line
+        self._crawl_progress: CrawlProgress | None = None  # the crawl's counts, the same
+        self._rate: float | None = None  # this worker's pages/s over the last 10 s
+        self._crawl_rate: float | None = None  # the crawl's URLs done a second, the same
         self.steering = Steering(self)
+        self.metrics = WorkerMetrics(self)
+        self._rate_mark = (time.monotonic(), 0)  # (when, pages) at the last heartbeat
 
     # -- the loop --------------------------------------------------------------
 
@@ -100,6 +116,7 @@ class Worker:
             background.append(asyncio.create_task(self._progress(), name="progress"))
         crawl = asyncio.create_task(self._crawl(runner), name="crawl")
         aborted = asyncio.create_task(self._aborted.wait(), name="abort-signal")
+        metrics = await self._serve_metrics()
         try:
             await asyncio.wait([crawl, aborted], return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -113,6 +130,8 @@ class Worker:
                 await asyncio.wait(list(self._writes), timeout=STOP_BOUND)
             await self.fetcher.close()
             runner.close()
+            if metrics is not None:
+                await metrics.cleanup()
             with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
                 async with asyncio.timeout(STOP_BOUND):
                     await self.heartbeat.leave()
@@ -121,6 +140,17 @@ class Worker:
         failure = crawl.exception() if crawl.done() and not crawl.cancelled() else None
         if failure is not None:
             raise failure
+
+    async def _serve_metrics(self) -> Any:
+        """Prometheus /metrics, if asked for; process i of --processes N takes port + i."""
+        if not self.settings.metrics_port:
+            return None
+        port = self.settings.metrics_port + int(os.environ.get(PROCESS_INDEX, "0"))
+
+        async def render() -> bytes:
+            return self.metrics.exposition()
+
+        return await serve(render, self.settings.metrics_host, port)
 
     async def _crawl(self, runner: LeaseRunner) -> None:
         # This worker's limits, delays and overrides become the crawl's,
@@ -159,11 +189,13 @@ class Worker:
             lambda: self.frontier.claim(want, self.id, slack=self.settings.politeness_slack,
                                         request_id=request),
             "claim", give_up=lambda: self.stopping,
-            wait=lambda s: self._wait_for_slot(s, "Redis to come back"))
+            wait=lambda s: self._wait_for_slot(s, "Redis to come back"),
+            revive=self.revive_server)
         if result is None:
             return True
         self.watch.progress()
         self.last_claim = result
+        self.metrics.claimed(len(result.leases))
         for lease in result.leases:
             item = InFlight(lease)
             task = asyncio.create_task(runner.run(item, start_deadline(self.settings, sent)))
@@ -204,7 +236,31 @@ class Worker:
             write.add_done_callback(self._writes.discard)
             await asyncio.shield(write)
 
-        await ride_out_redis(shielded, "a frontier write")
+        await ride_out_redis(shielded, "a frontier write", revive=self.revive_server)
+
+    async def revive_server(self) -> None:
+        """On the embedded default, start the server again if it is gone.
+
+        ``crawl server stop --force`` (or a crash) under a running crawl leaves
+        the socket dead; the server's append-only file still holds the crawl.
+        A file lock makes one worker process start it; the others reuse it.
+        """
+        if self.settings.redis_url is not None:
+            return
+        from crawler.server import ensure_server, home_dir, is_running, socket_path
+
+        def revive() -> bool:
+            if is_running(socket_path(home_dir(self.settings.home))):
+                return False
+            ensure_server(self.settings.home)
+            return True
+
+        try:
+            if await asyncio.to_thread(revive):
+                log.warning("the embedded Valkey in %s was gone: started it again",
+                            home_dir(self.settings.home))
+        except CrawlError as exc:
+            log.warning("could not start the embedded Valkey again: %s", exc)
 
     # -- shutdown and housekeeping ---------------------------------------------
 
@@ -250,8 +306,14 @@ class Worker:
     def report(self) -> dict[str, Any]:
         """What this worker's heartbeat says about it."""
         c = self.counters
+        now = time.monotonic()
+        then, pages_then = self._rate_mark
+        rate = (c.pages - pages_then) / (now - then) if now - then >= 0.5 else 0.0
+        self._rate_mark = (now, c.pages)
         return {"node": socket.gethostname(), "pid": os.getpid(), "pages": c.pages,
-                "errors": c.errors, "retries": c.retries, "in_flight": len(self.tasks),
+                "rate": round(rate, 2),
+                "errors": c.errors, "4xx": c.client_errors, "retries": c.retries,
+                "in_flight": len(self.tasks),
                 "started": round(self.started_at, 3),
                 "every_ms": int(self.heartbeat_every * 1200)}  # the longest jittered gap
 
@@ -287,13 +349,23 @@ class Worker:
             f"last claim: {len(c.leases)} leases, queued {c.queued}, leased {c.leased}"
 
     async def _progress(self) -> None:
+        pages, crawl_done = RateWindow(), RateWindow()
         while True:
-            await asyncio.sleep(PROGRESS_EVERY)
+            pages.add(self.counters.pages)
             with contextlib.suppress(*REDIS_ERRORS):
                 self._held = held_summary(await held_hosts(self.redis, self.settings))
-            self._print_progress()
+                self._crawl_progress = await read_progress(self.redis, self.settings)
+                crawl_done.add(self._crawl_progress.done)
+            self._rate, self._crawl_rate = pages.rate(), crawl_done.rate()
+            if self._rate is not None:
+                self._print_progress()
+            await asyncio.sleep(PROGRESS_EVERY)
 
     def _print_progress(self, final: bool = False) -> None:
-        queued = self.last_claim.queued if self.last_claim else 0
-        print_progress(self.counters, queued, len(self.tasks), final=final,
-                       held=None if final else self._held)
+        in_flight = len(self.tasks)
+        hosts = len({item.lease.host for item in self.tasks.values()})
+        crawl = None if final else self._crawl_progress  # read up to 2 s ago: stale at the end
+        politeness = "" if final else politeness_text(crawl, self.settings, in_flight, hosts)
+        print_progress(self.counters, self._rate, in_flight, final=final, crawl=crawl,
+                       crawl_rate=None if final else self._crawl_rate,
+                       held=None if final else self._held, politeness=politeness)

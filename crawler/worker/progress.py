@@ -1,20 +1,102 @@
-"""What a worker counts, and the progress line it prints to stderr."""
+"""What a worker counts, and the progress line it prints to stderr.
+
+The line answers "how long is left": pages a second over the last
+``RATE_WINDOW`` seconds (an average since the start would decay forever
+during a stall, and hide it), the crawl's URLs done out of those known so
+far, an ETA for those, and when the hosts' politeness and not this worker
+is the limit, how many hosts there are and how fast each may go.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from redis.asyncio import Redis
+
+from crawler import keys
+from crawler.config import Settings
+
+RATE_WINDOW = 10.0
+"""Seconds the pages/s figure looks back over."""
 
 
 @dataclass
 class Counters:
     pages: int = 0
     errors: int = 0
+    client_errors: int = 0  # pages answered with a 4xx status: done, not failed
     retries: int = 0
     missed_slots: int = 0  # leases given back unfetched: too late for the host's spacing
     started: float = field(default_factory=time.monotonic)
+
+
+class RateWindow:
+    """A count's rate of change over the last ``window`` seconds, from samples of it."""
+
+    def __init__(self, window: float = RATE_WINDOW,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self.clock = clock
+        self.samples: deque[tuple[float, int]] = deque()
+
+    def add(self, count: int) -> None:
+        now = self.clock()
+        self.samples.append((now, count))
+        # Keep one sample at or before the window's start, to measure from.
+        while len(self.samples) > 2 and self.samples[1][0] <= now - self.window:
+            self.samples.popleft()
+
+    def rate(self) -> float | None:
+        """Per second over the window (or since the first sample); None before two samples."""
+        if len(self.samples) < 2:
+            return None
+        (t0, c0), (t1, c1) = self.samples[0], self.samples[-1]
+        return (c1 - c0) / (t1 - t0) if t1 > t0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class CrawlProgress:
+    """The crawl as a whole (every shard, every worker), read for the progress line."""
+
+    done: int
+    queued: int  # retries waiting for their time count as queued
+    leased: int
+    ready_hosts: int  # hosts with queued URLs and a free slot
+
+    @property
+    def known(self) -> int:
+        return self.done + self.queued + self.leased
+
+
+async def read_progress(redis: Redis, settings: Settings) -> CrawlProgress:
+    """One pipeline: each shard's counters, and its hosts ready to go."""
+    shards = keys.all_shards(settings.crawl, settings.shards, settings.shard_tags)
+    pipe = redis.pipeline(transaction=False)
+    for shard in shards:
+        pipe.hmget(shard.stats, "done", "queued", "leased")
+        pipe.zcard(shard.ready)
+    replies = await pipe.execute()
+    done = queued = leased = ready = 0
+    for i in range(len(shards)):
+        d, q, leases = replies[2 * i]
+        done, queued, leased = done + int(d or 0), queued + int(q or 0), leased + int(leases or 0)
+        ready += int(replies[2 * i + 1])
+    return CrawlProgress(done, queued, leased, ready)
+
+
+def duration_text(seconds: float) -> str:
+    """``45s``, ``12m05s``, ``3h20m``."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
 
 
 def held_text(summary: dict[str, Any] | None) -> str:
@@ -26,9 +108,47 @@ def held_text(summary: dict[str, Any] | None) -> str:
     return f"  held {summary['urls']} ({reasons})"
 
 
-def print_progress(c: Counters, queued: int, in_flight: int, final: bool = False,
-                   held: dict[str, Any] | None = None) -> None:
-    elapsed = max(1e-9, time.monotonic() - c.started)
-    line = (f"pages {c.pages}  {c.pages / elapsed:.1f} pages/s  errors {c.errors}  "
-            f"retries {c.retries}  queued {queued}  in flight {in_flight}" + held_text(held))
-    print(("done: " if final else "") + line, file=sys.stderr, flush=True)
+def crawl_text(crawl: CrawlProgress | None, crawl_rate: float | None) -> str:
+    """``done 130 of 480 known  eta 1m28s``."""
+    if crawl is None:
+        return ""
+    text = f"  done {crawl.done} of {crawl.known} known"
+    left = crawl.known - crawl.done
+    if left > 0 and crawl_rate:
+        text += f"  eta {duration_text(left / crawl_rate)}"
+    return text
+
+
+def politeness_text(crawl: CrawlProgress | None, settings: Settings, in_flight: int,
+                    hosts_in_flight: int) -> str:
+    """``3 hosts at 1.0/s: politeness-bound``, when free fetch slots wait on hosts' delays.
+
+    The worker is politeness-bound when it has URLs left to crawl but uses
+    less than half its fetch slots: the hosts' delays, not this process,
+    set the pace. The per-host rate is the default policy's.
+    """
+    if crawl is None or settings.delay <= 0 or crawl.queued == 0:
+        return ""
+    if in_flight >= settings.concurrency / 2:
+        return ""
+    hosts = max(crawl.ready_hosts, hosts_in_flight, 1)
+    per_host = settings.max_per_host / settings.delay
+    return f"  {hosts} host{'s' if hosts != 1 else ''} at {per_host:.1f}/s: politeness-bound"
+
+
+def progress_line(c: Counters, rate: float | None, in_flight: int, *,
+                  crawl: CrawlProgress | None = None, crawl_rate: float | None = None,
+                  held: dict[str, Any] | None = None, politeness: str = "") -> str:
+    rate_text = "-" if rate is None else f"{rate:.1f}"
+    return (f"pages {c.pages}  {rate_text} pages/s  4xx: {c.client_errors}  "
+            f"errors {c.errors}  retries {c.retries}  in flight {in_flight}"
+            + crawl_text(crawl, crawl_rate) + held_text(held) + politeness)
+
+
+def print_progress(c: Counters, rate: float | None, in_flight: int, final: bool = False,
+                   **parts: Any) -> None:
+    if final:  # the whole run's average: the window says little about a finished crawl
+        elapsed = max(1e-9, time.monotonic() - c.started)
+        rate = c.pages / elapsed
+    print(("done: " if final else "") + progress_line(c, rate, in_flight, **parts),
+          file=sys.stderr, flush=True)

@@ -19,6 +19,7 @@ from crawler import control
 from crawler.config import Settings
 from crawler.crawl_settings import _apply as apply_stored
 from crawler.crawl_settings import stored, version
+from crawler.overview import sample_done
 from crawler.robots import product_token
 from crawler.scope import Scope
 from crawler.worker.backoff import REDIS_ERRORS
@@ -73,6 +74,7 @@ class Steering:
                 log.warning("crawl settings changed (version %d): applied", current)
             self.version = current
         await control.enforce_caps(w.redis, w.settings)
+        await sample_done(w.redis, w.settings, (await w.frontier.stats())["done"])
         self.state = await control.crawl_state(w.redis, w.settings)
         if self.stopped and not w.stopping:
             log.warning("crawl stopped (%s): finishing the fetches in flight",

@@ -5,7 +5,9 @@
 --       next start no earlier than now + this; 0 = no change), stream_maxlen
 --       (0 = unbounded; only acknowledged results are ever deleted), no_request (0/1, optional: the lease made no request,
 --       e.g. robots.txt disallowed its URL, so its claim's delay is given back
---       unless another claim or a backoff moved the host's next time since)
+--       unless another claim or a backoff moved the host's next time since),
+--       tally (optional: a stats field counted once per result, e.g. s:2xx or
+--       e:timeout, for crawl status)
 -- Returns 1 when the result was recorded, 0 for a stale lease.
 local base = ARGV[1]
 local id = ARGV[2]
@@ -30,6 +32,7 @@ end
 redis.call('HINCRBY', KEYS[7], 'leased', -1)
 redis.call('HINCRBY', KEYS[7], 'done', 1)
 if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[7], 'errors', 1) end
+if ARGV[8] and ARGV[8] ~= '' then redis.call('HINCRBY', KEYS[7], ARGV[8], 1) end
 local hk = base .. 'h:' .. host
 if ARGV[7] == '1' then
   -- Ours was the last claim and nothing pushed next past what it set.

@@ -1,0 +1,95 @@
+"""The crawls on a server as a whole: ``crawl list`` and ``crawl delete NAME``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from crawler.cli.common import ConfigOpt, HomeOpt, RedisOpt, run_async, settings_for
+from crawler.errors import CrawlError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("list")(list_crawls)
+    app.command("delete")(delete)
+
+
+def list_crawls(
+    ctx: typer.Context,
+    redis: RedisOpt = None, config: ConfigOpt = None, home: HomeOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object a crawl.")] = False,
+) -> None:
+    """List the crawls on this Redis: name, URLs queued, leased, done, errors, workers, age."""
+    from crawler.catalog import CrawlSummary, age_text, crawl_names, summarize
+    from crawler.connection import connect
+    from crawler.status import server_ms
+
+    settings = settings_for(ctx, redis=redis, config=config, home=home)
+
+    async def main() -> list[CrawlSummary]:
+        client = await connect(settings)
+        try:
+            now = await server_ms(client)
+            return [await summarize(client, name, now) for name in await crawl_names(client)]
+        finally:
+            await client.aclose()
+
+    summaries = run_async(main)
+    if as_json:
+        for c in summaries:
+            typer.echo(json.dumps({"name": c.name, "shards": c.shards, "queued": c.queued,
+                                   "leased": c.leased, "done": c.done, "errors": c.errors,
+                                   "workers": c.workers, "created": c.created}))
+        return
+    if not summaries:
+        typer.echo("no crawls yet (crawl seed FILE creates one)", err=True)
+        return
+    rows = [("NAME", "QUEUED", "LEASED", "DONE", "ERRORS", "WORKERS", "AGE")]
+    rows += [(c.name, str(c.queued), str(c.leased), str(c.done), str(c.errors),
+              str(c.workers), age_text(c.created)) for c in summaries]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                             for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
+
+
+def delete(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The crawl to delete (crawl list shows them).")],
+    redis: RedisOpt = None, config: ConfigOpt = None, home: HomeOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")
+                   ] = False,
+    force: Annotated[bool, typer.Option(
+        help="Delete even while workers of the crawl are alive.")] = False,
+) -> None:
+    """Delete a crawl: its queues, seen URLs, results, workers and layout, on every shard."""
+    from crawler.catalog import crawl_exists, delete_crawl, no_such_crawl, summarize
+    from crawler.connection import connect
+    from crawler.status import server_ms
+
+    settings = settings_for(ctx, redis=redis, config=config, home=home, crawl=name)
+
+    async def main() -> int | None:
+        client = await connect(settings)
+        try:
+            if not await crawl_exists(client, name):
+                raise CrawlError(await no_such_crawl(client, name))
+            summary = await summarize(client, name, await server_ms(client))
+            if summary.workers and not force:
+                raise CrawlError(f"crawl {name!r} has {summary.workers} live worker(s): stop "
+                                 "them first, or --force to delete it under them")
+            what = (f"crawl {name!r} ({summary.queued} queued, {summary.done} done, "
+                    f"{summary.errors} errors) with every key it has, results included")
+            if not yes and not typer.confirm(f"Delete {what}?", err=True):
+                return None
+            return await delete_crawl(client, name)
+        finally:
+            await client.aclose()
+
+    deleted = run_async(main)
+    if deleted is None:
+        typer.echo("not deleted", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"deleted crawl {name!r} ({deleted} keys)")

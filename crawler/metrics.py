@@ -1,0 +1,155 @@
+"""Prometheus metrics: one worker process's (``crawl worker --metrics-port``), and the crawl's.
+
+A worker serves ``/metrics`` from its own event loop (aiohttp), with its own
+registry: fetches by status class and error type, fetch latency, bytes,
+fetches in flight, frontier round trips, claim batch sizes, retries and
+robots.txt fetches. Counters the worker keeps anyway (round trips, retries,
+robots fetches) are read when scraped, not counted twice.
+
+``crawl metrics --port`` serves the crawl-wide gauges, read from the
+frontier at each scrape (the same numbers as ``crawl status``): queued,
+leased, done, errors, per-shard sizes, live workers, Redis memory per node.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from crawler.worker.loop import Worker
+
+log = logging.getLogger("crawler.metrics")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def status_class(status: int | None) -> str:
+    return f"{status // 100}xx" if status and 100 <= status < 600 else "none"
+
+
+def status_tally(status: int | None) -> str:
+    """The frontier's counter for a result with this status (crawler.overview)."""
+    return "s:" + status_class(status)
+
+
+class WorkerMetrics:
+    """What one worker process counts for Prometheus."""
+
+    def __init__(self, worker: Worker | None = None) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.fetches = Counter("crawler_fetches", "Responses received, by status class",
+                               ["status_class"], registry=r)
+        self.errors = Counter("crawler_fetch_errors", "URLs ended with an error, by type",
+                              ["type"], registry=r)
+        self.latency = Histogram("crawler_fetch_duration_seconds",
+                                 "Time from request to the whole body", registry=r,
+                                 buckets=LATENCY_BUCKETS)
+        self.bytes = Counter("crawler_response_bytes", "Body bytes received", registry=r)
+        self.claims = Histogram("crawler_claim_batch_size", "URLs leased per claim",
+                                registry=r, buckets=BATCH_BUCKETS)
+        if worker is not None:
+            in_flight = Gauge("crawler_fetches_in_flight", "Fetches in flight", registry=r)
+            in_flight.set_function(lambda: len(worker.tasks))
+            r.register(_WorkerCounters(worker))
+
+    def fetched(self, status: int, elapsed: float, size: int) -> None:
+        self.fetches.labels(status_class(status)).inc()
+        self.latency.observe(elapsed)
+        self.bytes.inc(size)
+
+    def failed(self, kind: str, elapsed: float, status: int | None) -> None:
+        self.errors.labels(kind).inc()
+        if status is not None:
+            self.fetches.labels(status_class(status)).inc()
+        if elapsed > 0:
+            self.latency.observe(elapsed)
+
+    def claimed(self, leases: int) -> None:
+        self.claims.observe(leases)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _WorkerCounters(Collector):
+    """Counters the worker keeps for itself, read at scrape time."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        w = self.worker
+        yield CounterMetricFamily("crawler_frontier_round_trips", "Redis round trips made",
+                                  value=w.frontier.scripts.round_trips)
+        yield CounterMetricFamily("crawler_retries", "URLs given back to retry later",
+                                  value=w.counters.retries)
+        yield CounterMetricFamily("crawler_robots_fetches", "robots.txt fetches made",
+                                  value=w.robots.fetches if w.robots is not None else 0)
+        yield CounterMetricFamily("crawler_pages", "URLs finished with a result",
+                                  value=w.counters.pages)
+
+
+def crawl_families(status: dict[str, Any], memory: dict[str, int]) -> list[GaugeMetricFamily]:
+    """The crawl-wide gauges, from a ``crawl status`` reading and INFO used_memory per node."""
+    out = []
+    for name in ("queued", "leased", "done", "seen", "errors"):
+        out.append(GaugeMetricFamily(f"crawl_{name}", f"URLs {name}, all shards",
+                                     value=status.get(name, 0)))
+    workers = GaugeMetricFamily("crawl_workers", "Workers by heartbeat", labels=["alive"])
+    workers.add_metric(["true"], status.get("workers", 0))
+    workers.add_metric(["false"], status.get("workers_dead", 0))
+    out.append(workers)
+    shard = GaugeMetricFamily("crawl_shard_urls", "URLs per shard", labels=["shard", "kind"])
+    for row in status.get("by_shard", []):
+        for kind in ("queued", "leased", "done"):
+            shard.add_metric([str(row["shard"]), kind], row[kind])
+    out.append(shard)
+    used = GaugeMetricFamily("crawl_redis_used_memory_bytes", "INFO used_memory",
+                             labels=["node"])
+    for node, value in memory.items():
+        used.add_metric([node], value)
+    out.append(used)
+    rate = (status.get("rate") or {}).get("last_10s")
+    out.append(GaugeMetricFamily("crawl_pages_per_second", "Pages/s over the last 10 s",
+                                 value=rate or 0.0))
+    state = GaugeMetricFamily("crawl_state", "1 for the crawl's state", labels=["state"])
+    current = (status.get("crawl") or {}).get("state", "running")
+    for name in ("running", "paused", "stopped"):
+        state.add_metric([name], 1.0 if name == current else 0.0)
+    out.append(state)
+    return out
+
+
+def exposition(families: list[GaugeMetricFamily]) -> bytes:
+    registry = CollectorRegistry()
+
+    class Once(Collector):
+        def collect(self) -> Iterator[GaugeMetricFamily]:
+            yield from families
+
+    registry.register(Once())
+    return generate_latest(registry)
+
+
+async def serve(render: Callable[[], Awaitable[bytes]], host: str, port: int) -> web.AppRunner:
+    """Serve ``/metrics`` from this event loop; the caller cleans the runner up."""
+    async def metrics(_request: web.Request) -> web.Response:
+        body = await render()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

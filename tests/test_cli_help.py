@@ -1,0 +1,201 @@
+"""crawl --help and crawl worker --help are enough to run a crawl with the right flags."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import typer
+from crawl_helpers import ROOT
+from typer.testing import CliRunner, Result
+
+from crawler.bench.sitegen import SiteServer, SiteSpec
+from crawler.cli import app
+from crawler.config import Settings
+
+
+@pytest.fixture(autouse=True)
+def fresh_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    for name in list(os.environ):
+        if name.startswith("CRAWL_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("COLUMNS", "200")  # one line an option in help
+    monkeypatch.chdir(tmp_path)
+    level = logging.getLogger().level
+    yield tmp_path
+    logging.getLogger().setLevel(level)
+
+
+def crawl(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args))
+
+
+def help_lines(*command: str) -> dict[str, str]:
+    """Option -> its help row, from ``crawl COMMAND --help``."""
+    result = crawl(*command, "--help")
+    assert result.exit_code == 0
+    rows: dict[str, str] = {}
+    current = ""
+    for line in result.stdout.splitlines():
+        match = re.match(r"^│ (--[a-z-]+)", line)
+        if match:
+            current = match.group(1)
+            rows[current] = ""
+        elif not line.startswith("│ "):
+            current = ""
+        if current:  # wrapped help continues on the next lines
+            rows[current] += " " + line.strip("│ ")
+    return {flag: " ".join(row.split()) for flag, row in rows.items()}
+
+
+def test_boolean_flags_show_no_value_placeholder() -> None:
+    for command in ([], ["worker"], ["seed"], ["export"], ["server", "stop"], ["delete"]):
+        result = crawl(*command, "--help")
+        assert "<bool>" not in result.stdout, command
+    rows = help_lines("worker")
+    assert "--no-allow-private" in rows["--allow-private"]
+    assert "--ignore-robots" in rows["--obey-robots"]
+
+
+def test_a_flag_takes_no_value() -> None:
+    result = crawl("worker", "--allow-private", "yes")
+    assert result.exit_code == 2
+    assert "unexpected extra argument" in result.output
+
+
+@pytest.mark.parametrize(("flag", "default", "setting"), [
+    ("--concurrency", "200", "worker.concurrency"),
+    ("--delay", "1.0", "politeness.delay"),
+    ("--scope", "host", "scope.scope"),
+    ("--allow-private", "false", "fetch.allow_private"),
+    ("--max-pages-per-host", "0", "scope.max_pages_per_host"),
+    ("--include", "none", "scope.include"),
+    ("--connect-timeout", "10.0", "fetch.connect_timeout"),
+    ("--total-timeout", "30.0", "fetch.total_timeout"),
+    ("--crawl", "default", "frontier.crawl"),
+])
+def test_worker_help_shows_each_default_and_setting(flag: str, default: str,
+                                                    setting: str) -> None:
+    row = help_lines("worker")[flag]
+    name = setting.split(".")[1]
+    assert f"[default: {default}; setting {setting}, env CRAWL_{name.upper()}]" in row
+    assert default == str(Settings.model_fields[name].default).replace("False", "false") \
+        .replace("()", "none")
+
+
+def test_every_option_of_every_command_shows_its_default() -> None:
+    root = typer.main.get_command(app)
+    assert isinstance(root, typer.core.TyperGroup)
+
+    def check(command: object, path: str) -> None:
+        for param in getattr(command, "params", ()):
+            if param.param_type_name != "option" or param.name == "help":
+                continue
+            shown = param.help or ""
+            if param.show_default and param.default is not None:
+                shown += f" [default: {param.default}]"  # typer adds it
+            assert "default" in shown, f"{path} {param.opts[0]}"
+        for name, sub in (getattr(command, "commands", None) or {}).items():
+            if name != "bench":  # its own options are the benchmark's, not a crawl's
+                check(sub, f"{path} {name}")
+
+    check(root, "crawl")
+
+
+def test_crawl_help_lists_the_commands_a_new_user_needs() -> None:
+    result = crawl("--help")
+    for command in ("seed", "worker", "export", "status", "list", "delete", "server"):
+        assert re.search(rf"│ {command} ", result.stdout), command
+
+
+# -- options on the wrong side of the command ------------------------------------------------
+
+
+def test_a_command_option_before_the_command_says_where_it_goes() -> None:
+    result = crawl("--crawl", "demo1", "--delay", "1", "worker")
+    assert result.exit_code == 2
+    text = " ".join(result.output.replace("│", " ").split())
+    assert ("--delay is an option of 'crawl worker': put it after the command, as in crawl "
+            "--crawl demo1 worker --delay 1") in text
+
+
+def test_a_root_option_after_the_command_says_where_it_goes() -> None:
+    result = crawl("seed", "-v", "urls.txt")
+    assert result.exit_code == 2
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "-v is an option of crawl itself: put it before the command" in text
+
+
+def test_an_unknown_option_is_still_unknown() -> None:
+    result = crawl("--crawl", "demo1", "--bogus", "worker")
+    assert result.exit_code == 2
+    assert "No such option: --bogus" in result.output
+
+
+def test_common_options_work_on_either_side(clean_redis: str) -> None:
+    for args in (["--redis", clean_redis, "--crawl", "x", "list"],
+                 ["list", "--redis", clean_redis]):
+        assert crawl(*args).exit_code == 0, args
+
+
+# -- the flags that used to be config-only ---------------------------------------------------
+
+
+def test_log_level_and_verbose_set_the_log_level(clean_redis: str) -> None:
+    assert crawl("--log-level", "debug", "list", "--redis", clean_redis).exit_code == 0
+    assert logging.getLogger().level == logging.DEBUG
+    assert crawl("-v", "list", "--redis", clean_redis).exit_code == 0
+    assert logging.getLogger().level == logging.INFO
+    result = crawl("--log-level", "loud", "list", "--redis", clean_redis)
+    assert result.exit_code == 2
+    assert "--log-level: expected debug, info, warning or error, got 'loud'" in result.stderr
+
+
+@pytest.mark.parametrize(("flag", "value", "setting"), [
+    ("--connect-timeout", "-1", "connect_timeout"),
+    ("--read-timeout", "-3", "read_timeout"),
+    ("--total-timeout", "-2", "total_timeout"),
+    ("--max-pages-per-host", "-1", "max_pages_per_host"),
+])
+def test_new_worker_flags_reach_their_setting(clean_redis: str, flag: str, value: str,
+                                              setting: str) -> None:
+    result = crawl("worker", "--redis", clean_redis, flag, value)
+    assert result.exit_code == 2
+    assert f"crawl: error: {flag}: {setting}: expected" in result.stderr
+
+
+def test_include_exclude_and_max_pages_per_host_flags_shape_the_crawl(
+        clean_redis: str, tmp_path: Path) -> None:
+    with SiteServer(SiteSpec(hosts=2, pages=30, links=6)) as site:
+        seeds = tmp_path / "seeds.txt"
+        seeds.write_text("\n".join(site.spec.seeds()) + "\n")
+        assert crawl("seed", "--redis", clean_redis, str(seeds)).exit_code == 0
+        # Host 0 only (include), never /p/1.html (exclude), 5 pages a host at most.
+        first = site.spec.origin(0)
+        worker = subprocess.run(
+            [sys.executable, "-m", "crawler", "worker", "--redis", clean_redis, "--quiet",
+             "--allow-private", "--delay", "0", "--max-per-host", "4",
+             "--include", re.escape(first), "--exclude", r"/p/1\.html$",
+             "--max-pages-per-host", "5"], cwd=ROOT, capture_output=True, text=True,
+            timeout=90, env={k: v for k, v in os.environ.items() if not k.startswith("CRAWL_")})
+        assert worker.returncode == 0, worker.stderr
+    result = crawl("export", "--redis", clean_redis, "-")
+    urls = [json.loads(line)["url"] for line in result.stdout.splitlines()]
+    followed = [u for u in urls if u not in site.spec.seeds()]
+    assert followed and all(u.startswith(first) for u in followed)
+    assert not any(u.endswith("/p/1.html") for u in urls)
+    # The cap counts URLs as they are added: the seed came before the worker's flag.
+    assert len(followed) == 5
+
+
+def test_a_bad_include_pattern_is_one_line_not_a_traceback(clean_redis: str) -> None:
+    result = crawl("worker", "--redis", clean_redis, "--include", "(")
+    assert result.exit_code == 2
+    assert "crawl: error: --include: include: expected regular expressions" in result.stderr
