@@ -2,8 +2,10 @@
 
 from crawler.config import HostPolicy, Settings, load_settings
 from crawler.errors import CrawlError, FetchError
+from crawler.extract import Page
 from crawler.frontier import ClaimResult, Frontier, Lease
-from crawler.parse import Page, parse_html
+from crawler.parse import Page as ParsedPage
+from crawler.parse import parse_html
 from crawler.urls import canonicalize, fingerprint
 
 __all__ = [
@@ -14,6 +16,7 @@ __all__ = [
     "HostPolicy",
     "Lease",
     "Page",
+    "ParsedPage",
     "Settings",
     "canonicalize",
     "fingerprint",

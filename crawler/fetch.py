@@ -30,6 +30,7 @@ from crawler.urls import resolve
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+ACCEPT = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"
 CHUNK = 64 * 1024
 REDIRECT_BODY_BYTES = 64 * 1024
 """A redirect's body is read (so its connection is reused) up to this size."""
@@ -49,6 +50,11 @@ class Response:
     elapsed: float
     redirect_to: str | None = None  # a 3xx's canonical target, when not followed
     header_lists: dict[str, list[str]] | None = None  # repeatable headers, every value
+    # Every header line as received (aiohttp's tuple, kept, not copied), and the
+    # status line's reason: for extraction hooks and WARC records.
+    raw_headers: tuple[tuple[bytes, bytes], ...] = ()
+    reason: str = ""
+    warc: tuple[str, int] | None = None  # (file, offset) once written to a WARC file
 
     @property
     def is_html(self) -> bool:
@@ -77,7 +83,7 @@ class Fetcher:
         self.session = aiohttp.ClientSession(
             connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar(),
             headers={"User-Agent": settings.full_user_agent,
-                     "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"},
+                     "Accept": ACCEPT},
             auto_decompress=True, trust_env=False, raise_for_status=False)
 
     async def close(self) -> None:
@@ -147,7 +153,8 @@ def _response(url: str, final_url: str, resp: aiohttp.ClientResponse, body: byte
     return Response(url=url, final_url=final_url, status=resp.status, content_type=_mime(resp),
                     charset=resp.charset, body=body, headers=_keep_headers(resp.headers),
                     elapsed=time.monotonic() - started, redirect_to=redirect_to,
-                    header_lists=_keep_header_lists(resp.headers))
+                    header_lists=_keep_header_lists(resp.headers),
+                    raw_headers=resp.raw_headers, reason=resp.reason or "")
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:

@@ -40,6 +40,7 @@ class Page:
     nofollow: bool = False  # robots meta says: follow no links from here
     noindex: bool = False
     charset: str | None = None
+    tree: etree._Element | None = None  # the parsed tree, kept only when asked (keep_tree)
 
 
 def _codec(name: str | bytes | None) -> str | None:
@@ -93,8 +94,11 @@ def _parse_tree(body: bytes, charset: str) -> etree._Element | None:
 
 
 def parse_html(body: bytes, url: str, header_charset: str | None = None, *,
-               follow_nofollow: bool = False) -> Page:
-    """Extract title, links and robots directives. ``url`` is the page's final URL."""
+               follow_nofollow: bool = False, keep_tree: bool = False) -> Page:
+    """Extract title, links and robots directives. ``url`` is the page's final URL.
+
+    ``keep_tree``: keep the lxml tree in ``Page.tree`` (for an extraction hook).
+    """
     charset = detect_charset(body, header_charset)
     page = Page(charset=charset)
     if not body or body.isspace():
@@ -105,6 +109,8 @@ def parse_html(body: bytes, url: str, header_charset: str | None = None, *,
         return page
     if root is None:
         return page
+    if keep_tree:
+        page.tree = root
     base = url
     hrefs: list[str] = []
     for el in root.iter("title", "base", "meta", "a"):

@@ -86,6 +86,12 @@ def bench(
     dedup: Annotated[int, typer.Option(
         metavar="N", min=0, help="Instead: Valkey memory for N fingerprints (e.g. 1000000).")
                      ] = 0,
+    extract: Annotated[str, typer.Option(
+        help="An extraction hook (module.path:function) the workers run on every page.")
+                       ] = "",
+    extract_in_thread: Annotated[bool, typer.Option(
+        "--extract-in-thread", help="Run that hook in a thread pool.")] = False,
+    warc: Annotated[bool, typer.Option(help="Workers write WARC files too.")] = False,
 ) -> None:
     """Crawl a generated site with 1 and 2 worker processes and print pages/s and costs."""
     if ctx.invoked_subcommand is not None:
@@ -104,7 +110,8 @@ def bench(
                       max_per_host=max_per_host, server=server.value, ceiling=ceiling,
                       ceiling_our_urls=ceiling_our_urls, repeat=repeat, out=out or None,
                       profile=profile, shards=_counts(shards), cluster=cluster,
-                      replicas=replicas, wait_replicas=_counts(wait_replicas, low=0))
+                      replicas=replicas, wait_replicas=_counts(wait_replicas, low=0),
+                      extract=extract, extract_in_thread=extract_in_thread, warc=warc)
         raise typer.Exit(0 if run_bench(cfg)["complete"] else 1)
     except KeyboardInterrupt:
         typer.echo("crawl bench: interrupted; stopped the servers and workers it started",
@@ -143,6 +150,23 @@ def queues(
     _interrupt_on_sigterm()
     try:
         run_queues(urls, out or None)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+@bench_app.command("export")
+def export(
+    results: Annotated[int, typer.Option(min=1, help="Synthetic results to export.")
+                       ] = 1_000_000,
+    out: Annotated[str, typer.Option(help="JSON report path ('' for none).")
+                   ] = "bench/results/export-latest.json",
+) -> None:
+    """Peak RSS and speed of `crawl export` in every format, over N results in the stream."""
+    from crawler.bench.export import run_export_bench
+
+    _interrupt_on_sigterm()
+    try:
+        run_export_bench(results, out=out or None)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 

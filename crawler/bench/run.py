@@ -59,6 +59,9 @@ class BenchConfig:
     cluster: int = 0  # also run on a local cluster of this many masters
     replicas: int = 0  # replicas per master of that cluster
     wait_replicas: tuple[int, ...] = (0,)  # the wait_replicas settings to run it with
+    extract: str = ""  # an extraction hook the workers run on every page
+    extract_in_thread: bool = False
+    warc: bool = False  # workers write WARC files (under the run's work directory)
 
 
 def run_label(processes: int, shards: int = 1, masters: int = 0, wait: int = 0) -> str:
@@ -165,6 +168,10 @@ def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProces
                      "max_per_host": cfg.max_per_host, "delay": 0.0, "obey_robots": True,
                      "allow_private": True, "home": str(work / "home"), "scope": "host",
                      "shards": shards, "wait_replicas": wait}
+        if cfg.extract:
+            overrides |= {"extract": cfg.extract, "extract_in_thread": cfg.extract_in_thread}
+        if cfg.warc:
+            overrides["warc_dir"] = str(work / f"warc-{processes}p")
         try:
             asyncio.run(_seed(valkey.url, overrides, spec.seeds()))
             info0 = valkey.info()

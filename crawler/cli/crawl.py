@@ -29,6 +29,8 @@ from crawler.cli.options import (
     ContactUrlOpt,
     DelayOpt,
     ExcludeOpt,
+    ExtractInThreadOpt,
+    ExtractOpt,
     IncludeOpt,
     LeaseTimeOpt,
     LogLevelOpt,
@@ -44,6 +46,7 @@ from crawler.cli.options import (
     TotalTimeoutOpt,
     UserAgentOpt,
     VerboseOpt,
+    WarcDirOpt,
     log_level,
 )
 from crawler.config import Settings
@@ -151,6 +154,9 @@ def worker(
     metrics_port: MetricsPortOpt = None,
     log_level_name: LogLevelOpt = None,
     verbose: VerboseOpt = 0,
+    extract: ExtractOpt = None,
+    extract_in_thread: ExtractInThreadOpt = None,
+    warc: WarcDirOpt = None,
 ) -> None:
     """Crawl until nothing is queued or leased anywhere (or forever).
 
@@ -169,7 +175,12 @@ def worker(
         include=tuple(include) if include else None,
         exclude=tuple(exclude) if exclude else None, max_pages_per_host=max_pages_per_host,
         contact_url=contact_url, connect_timeout=connect_timeout, read_timeout=read_timeout,
-        total_timeout=total_timeout, metrics_port=metrics_port)
+        total_timeout=total_timeout, metrics_port=metrics_port, extract=extract,
+        extract_in_thread=extract_in_thread, warc_dir=warc)
+    if settings.extract:  # a hook that does not import: one line now, not at every worker
+        from crawler.extract import load_hook
+
+        load_hook(settings.extract)
     if settings.processes > 1:
         raise typer.Exit(_run_processes(settings))
 
@@ -224,7 +235,8 @@ def _run_processes(settings: Settings) -> int:
 
 def export(
     ctx: typer.Context,
-    out: Annotated[str, typer.Argument(help="Output file (JSON lines); - for stdout.")],
+    out: Annotated[str, typer.Argument(
+        help="Output file: .jsonl, .jsonl.gz, .csv or .parquet; - for JSON lines on stdout.")],
     redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = None,
     home: HomeOpt = None,
     follow: Annotated[bool, typer.Option(
@@ -236,16 +248,23 @@ def export(
                      ] = False,
     force: Annotated[bool, typer.Option(help="Overwrite FILE if it exists.")] = False,
     append: Annotated[bool, typer.Option(help="Add to FILE if it exists.")] = False,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="jsonl, jsonl.gz, csv or parquet (default: by FILE's extension).")
+                   ] = None,
 ) -> None:
-    """Write every result as one JSON object a line (read-only, unless --drain)."""
+    """Write every result to FILE, in the format its extension names (read-only, unless --drain)."""
     from crawler.results.export import drain as drain_results
     from crawler.results.export import export as export_results
+    from crawler.results.export import export_to
+    from crawler.results.formats import check_options, format_for, open_writer
 
     settings = settings_for(ctx, redis=redis, crawl=crawl, config=config, home=home)
     path = Path(out)
     if drain and out == "-":
         raise CrawlError("--drain needs a file: standard output cannot be fsynced, so "
                          "results would leave Redis before they are safe")
+    kind = format_for(out, fmt) if out != "-" or fmt else "jsonl"
+    check_options(kind, stdout=out == "-", drain=drain, append=append)
     if out != "-" and not drain and not (force or append) and path.exists() \
             and path.stat().st_size > 0:
         raise CrawlError(f"{out} exists: --force to overwrite it, --append to add to it")
@@ -262,13 +281,13 @@ def export(
                 written[0] = await export_results(client, s, sys.stdout, follow=follow,
                                                   forever=forever)
             else:
+                writer = open_writer(out, kind, append=append)
                 try:
-                    fh = open(out, "a" if append else "w", encoding="utf-8")  # noqa: ASYNC230, SIM115
-                except OSError as exc:
-                    raise CrawlError(f"cannot write {out}: {exc.strerror}") from None
-                with fh:
-                    written[0] = await export_results(client, s, fh, follow=follow,
-                                                      forever=forever)
+                    written[0] = await export_to(client, s, writer, follow=follow,
+                                                 forever=forever,
+                                                 progress=sys.stderr.isatty())
+                finally:
+                    writer.close()  # a Parquet file is readable once its footer is written
         finally:
             await client.aclose()
 

@@ -95,6 +95,14 @@ TotalTimeoutOpt = Annotated[float | None, setting_option(
 MetricsPortOpt = Annotated[int | None, setting_option(
     "metrics_port", "Serve Prometheus /metrics on this port (process i of N: port + i); "
                     "0 = off.")]
+ExtractOpt = Annotated[str | None, setting_option(
+    "extract", "Extraction hook run on every page, module.path:function; its result is the "
+               "record's data.", metavar="MODULE:FUNCTION")]
+ExtractInThreadOpt = Annotated[bool | None, bool_setting_option(
+    "extract_in_thread", "Run a sync extraction hook in a thread pool.")]
+WarcDirOpt = Annotated[str | None, setting_option(
+    "warc_dir", "Write every response and its request as WARC/1.1 into this directory.",
+    "--warc", metavar="DIR")]
 ShardsOpt = Annotated[int | None, setting_option(
     "shards", "Shards, for a new crawl (on a cluster: 4 a master).")]
 

@@ -81,6 +81,10 @@ class Settings(BaseModel):
     backoff_max: float = _setting(300.0, "worker", ge=0)
     shutdown_grace: float = _setting(10.0, "worker", "node", ge=0)
     stall_warning: float = _setting(60.0, "worker", "node", ge=0)
+    extract: str = _setting("", "worker")
+    extract_in_thread: bool = _setting(False, "worker", "node")
+    extract_threads: int = _setting(4, "worker", "node", ge=1)
+    extract_block_warning: float = _setting(0.25, "worker", "node", ge=0)
     metrics_port: int = _setting(0, "worker", "node", ge=0, le=65535)
     metrics_host: str = _setting("127.0.0.1", "worker", "node")
     # [fetch]
@@ -127,11 +131,14 @@ class Settings(BaseModel):
     dedup_bucket_bits: int = _setting(0, "storage", ge=0, le=24)
     results_maxlen: int = _setting(0, "storage", ge=0)
     recrawl: bool = _setting(False, "storage")
+    warc_dir: str = _setting("", "storage", "node")
+    warc_max_bytes: int = _setting(1024**3, "storage", "node", ge=1)
 
     @field_validator("lease_time", "backoff_base", "backoff_max", "shutdown_grace",
                      "stall_warning", "connect_timeout", "read_timeout", "total_timeout",
                      "delay", "robots_ttl", "robots_error_ttl", "crawl_delay_cap",
-                     "politeness_slack", "delay_factor", "max_delay", "max_duration")
+                     "politeness_slack", "delay_factor", "max_delay", "max_duration",
+                     "extract_block_warning")
     @classmethod
     def _seconds_are_finite(cls, value: float) -> float:
         return _finite(value)

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from crawler.config import Settings
 from crawler.results.drain import Drain, consumer_name, tail_ids
+from crawler.results.formats import JsonLinesWriter, RecordWriter
 from crawler.results.stream import Entry, count_results, iter_entries
 from crawler.status import crawl_is_done
 
@@ -66,17 +67,22 @@ async def export(redis: Redis, settings: Settings, out: IO[str], *, follow: bool
     """Write every result as one JSON line (read-only). Returns how many were written."""
     if progress is None:
         progress = out is not sys.stdout and sys.stderr.isatty()
+    return await export_to(redis, settings, JsonLinesWriter(out), follow=follow,
+                           forever=forever, progress=progress)
+
+
+async def export_to(redis: Redis, settings: Settings, writer: RecordWriter, *,
+                    follow: bool = False, forever: bool = False, progress: bool = False) -> int:
+    """Write every result through ``writer`` (read-only); the caller closes it."""
     bar = Progress(progress, await count_results(redis, settings))
     written = 0
     until_done = None if forever else _done_checker(redis, settings)
     try:
-        async for entry in iter_entries(redis, settings, follow=follow, until_done=until_done):
-            out.write(entry.line())
-            out.write("\n")
+        async for entry in iter_entries(redis, settings, follow=follow, until_done=until_done,
+                                        on_idle=writer.flush if follow else None):
+            writer.write(entry)
             written += 1
             bar.update(written)
-            if follow:
-                out.flush()
     finally:
         bar.stop()
     return written

@@ -17,13 +17,16 @@ def make_record(*, url: str, depth: int, attempts: int, worker: str, final_url: 
                 content_type: str | None = None, size: int = 0, elapsed: float = 0.0,
                 noindex: bool = False, redirect_to: str | None = None,
                 error: tuple[str, str] | None = None,
-                total_elapsed: float | None = None) -> dict[str, Any]:
+                total_elapsed: float | None = None,
+                warc: tuple[str, int] | None = None) -> dict[str, Any]:
     """One result record. ``error`` is (type, message) or None; ``redirect_to`` a 3xx's target.
 
     ``elapsed``: the last attempt's seconds; ``total_elapsed``: every attempt's
     (not the waits between them), the same as ``elapsed`` for one attempt.
+    ``warc``: the WARC file and offset of the response, when captured (then
+    the record ends with ``warc_file`` and ``warc_offset``).
     """
-    return {
+    record = {
         "url": url,
         "final_url": final_url,
         "status": status,
@@ -42,6 +45,9 @@ def make_record(*, url: str, depth: int, attempts: int, worker: str, final_url: 
         "redirect_to": redirect_to,
         "error": None if error is None else {"type": error[0], "message": error[1]},
     }
+    if warc is not None:
+        record["warc_file"], record["warc_offset"] = warc
+    return record
 
 
 def dumps(record: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ result it has seen from a new one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,11 +59,14 @@ async def count_results(redis: Redis, settings: Settings) -> int:
 
 
 async def iter_entries(redis: Redis, settings: Settings, *, follow: bool = False,
-                       until_done: Any = None) -> AsyncIterator[Entry]:
+                       until_done: Any = None, on_idle: Callable[[], None] | None = None
+                       ) -> AsyncIterator[Entry]:
     """Every result, a page at a time, shard after shard; then, with ``follow``, new ones.
 
     ``until_done``: an async callable; while following, when a wait for new
     results comes back empty and it returns True, the iteration ends.
+    ``on_idle``: called while following, before each wait for new results
+    (an export flushes its file there: once a batch, not once a record).
     """
     shards = keys.all_shards(settings.crawl, settings.shards, settings.shard_tags)
     last: dict[str, str] = {shard.results: "0-0" for shard in shards}
@@ -80,6 +83,8 @@ async def iter_entries(redis: Redis, settings: Settings, *, follow: bool = False
             start = "(" + s(page[-1][0])
     cluster = is_cluster(redis)
     while follow:
+        if on_idle is not None:
+            on_idle()
         if cluster:  # streams of different slots: one read a shard, then a short pause
             got = False
             for shard in shards:

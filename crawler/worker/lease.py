@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from crawler import errors
+from crawler.extract import Extracted, Extractor
 from crawler.fetch import Response
 from crawler.frontier import Lease
 from crawler.metrics import status_tally
@@ -23,11 +24,13 @@ from crawler.recrawl import next_visit, previous_state, revisit_field
 from crawler.results import dumps, make_record
 from crawler.robots import RobotsFetched, RobotsUnavailable, product_token
 from crawler.scope import anchors_for
+from crawler.warc import WarcCapture
 from crawler.worker.backoff import REDIS_ERRORS, backoff_delay, log, retry_after
 from crawler.worker.sitemap import SitemapReader
 from crawler.worker.watch import InFlight
 
 if TYPE_CHECKING:
+    from crawler.config import Settings
     from crawler.worker.loop import Worker
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -53,6 +56,30 @@ class LeaseRunner:
         self.sitemaps = SitemapReader(self)
         if worker.settings.sitemaps:
             self.robots.on_sitemaps = self.sitemaps.robots_sitemap_calls
+        self.extractor = Extractor.from_settings(worker.settings)  # None: no hook
+        self.warc = WarcCapture.from_settings(worker.settings)  # None: no capture
+
+    def set_hook(self, settings: Settings) -> None:
+        """Use the crawl's changed ``extract`` (crawl config set); keep the old hook if it fails."""
+        current = self.extractor.name if self.extractor is not None else ""
+        if settings.extract == current:
+            return
+        try:
+            hook = Extractor.from_settings(settings)
+        except errors.ConfigError as exc:
+            log.error("crawl settings: %s; the extraction hook stays %r", exc, current)
+            return
+        if self.extractor is not None:
+            self.extractor.close()
+        self.extractor = hook
+        log.warning("extraction hook now %r", settings.extract)
+
+    def close(self) -> None:
+        """Close what the runner holds open (the WARC file, the hook's threads)."""
+        if self.warc is not None:
+            self.warc.close()
+        if self.extractor is not None:
+            self.extractor.close()
 
     async def run(self, item: InFlight, deadline: float = math.inf) -> None:
         lease = item.lease
@@ -110,6 +137,8 @@ class LeaseRunner:
                 await self._finish_error(item, attempt, time.monotonic() - started, exc,
                                          no_request=not exc.made_request)
             return
+        if self.warc is not None:
+            self.warc.write(resp)  # before the result that names it
         if resp.status in RETRY_STATUSES:
             await self._status_retry(item, attempt, resp)
             return
@@ -148,7 +177,7 @@ class LeaseRunner:
         record = make_record(
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
             final_url=lease.url, status=resp.status, content_type=resp.content_type,
-            size=len(resp.body), elapsed=resp.elapsed, redirect_to=target,
+            size=len(resp.body), elapsed=resp.elapsed, redirect_to=target, warc=resp.warc,
             total_elapsed=await self._all_attempts(lease, resp.elapsed))
         self.counters.pages += 1
         self.worker.metrics.fetched(resp.status, resp.elapsed, len(resp.body))
@@ -173,10 +202,12 @@ class LeaseRunner:
         lease = item.lease
         title, link_count, noindex = None, 0, False
         links: list[tuple[str, int]] = []
+        page = None
         if resp.is_html:
             item.at("parse")
             page = parse_html(resp.body, resp.final_url, resp.charset,
-                              follow_nofollow=self.settings.follow_nofollow)
+                              follow_nofollow=self.settings.follow_nofollow,
+                              keep_tree=self.extractor is not None)
             header = x_robots_tag((resp.header_lists or {}).get("X-Robots-Tag", []), self.agent)
             title, link_count = page.title, page.link_count
             noindex = page.noindex or bool(header & {"noindex", "none"})
@@ -184,27 +215,49 @@ class LeaseRunner:
             if not nofollow:
                 if lease.depth == 0:  # a seed (or a seed's redirect): its host is in scope
                     self.scope.remember(dict.fromkeys(anchors_for([lease.url]), True))
-                depth = lease.depth + 1
-                # Most links were sent to Redis already (add would drop them):
-                # skip the scope rules for those.
-                fresh = [u for u in page.links if not self.frontier.sent_recently(u)]
-                unknown = self.scope.unknown_anchors(fresh)
-                if unknown:
-                    await self.write(lambda: self.worker.learn_anchors(unknown))
-                links = [(u, depth) for u in fresh if self.scope.allows(u, depth)]
+                links = await self._in_scope(page.links, lease.depth + 1)
+        extracted: Extracted | None = None
+        if self.extractor is not None:
+            item.at("extract")
+            extracted = await self.extractor.run(resp, page)
+            if page is not None:
+                page.tree = None  # not held while the completion waits for its group commit
+            if extracted.follow:
+                queued = {u for u, _ in links}
+                links += await self._in_scope(
+                    [u for u in dict.fromkeys(extracted.follow) if u not in queued],
+                    lease.depth + 1)
         record = make_record(
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
             final_url=resp.final_url, status=resp.status, title=title, links=link_count,
             content_type=resp.content_type, size=len(resp.body), elapsed=resp.elapsed,
-            noindex=noindex, total_elapsed=await self._all_attempts(lease, resp.elapsed))
+            noindex=noindex, error=extracted.error if extracted else None, warc=resp.warc,
+            total_elapsed=await self._all_attempts(lease, resp.elapsed))
+        if extracted is not None:
+            record["data"] = extracted.data
+            self.counters.errors += extracted.error is not None
         self.counters.pages += 1
         if 400 <= resp.status < 500:
             self.counters.client_errors += 1
         pause = adaptive_delay(resp.elapsed, self.settings)
+        failed = extracted is not None and extracted.error is not None
         self.worker.metrics.fetched(resp.status, resp.elapsed, len(resp.body))
         revisit = self._revisit(item, record, resp)
-        await self._complete(item, record, links=links, not_before=pause,
-                             tally=status_tally(resp.status), revisit=revisit)
+        await self._complete(item, record, links=links, not_before=pause, is_error=failed,
+                             tally="e:extract_error" if failed else status_tally(resp.status),
+                             revisit=revisit)
+
+    async def _in_scope(self, urls: list[str], depth: int) -> list[tuple[str, int]]:
+        """The URLs to queue at ``depth``: in scope, and not sent to Redis recently.
+
+        Most links were sent to Redis already (add would drop them): skip the
+        scope rules for those.
+        """
+        fresh = [u for u in urls if not self.frontier.sent_recently(u)]
+        unknown = self.scope.unknown_anchors(fresh)
+        if unknown:
+            await self.write(lambda: self.worker.learn_anchors(unknown))
+        return [(u, depth) for u in fresh if self.scope.allows(u, depth)]
 
     async def _finish_error(self, item: InFlight, attempt: int, elapsed: float,
                             exc: errors.FetchError, error_type: str | None = None, *,
@@ -218,6 +271,7 @@ class LeaseRunner:
             content_type=response.content_type if response else None,
             size=len(response.body) if response else 0, elapsed=elapsed,
             error=(error_type or exc.type, str(exc)), redirect_to=redirect_to,
+            warc=response.warc if response else None,
             total_elapsed=await self._all_attempts(lease, elapsed))
         self.counters.pages += 1
         self.counters.errors += 1

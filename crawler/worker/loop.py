@@ -129,6 +129,7 @@ class Worker:
             if self._writes:  # shielded frontier writes still on the wire
                 await asyncio.wait(list(self._writes), timeout=STOP_BOUND)
             await self.fetcher.close()
+            runner.close()
             if metrics is not None:
                 await metrics.cleanup()
             with contextlib.suppress(*REDIS_ERRORS, TimeoutError):

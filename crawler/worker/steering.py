@@ -102,3 +102,4 @@ class Steering:
             self.runner.settings = settings
             self.runner.scope = w.scope
             self.runner.agent = product_token(settings.user_agent)
+            self.runner.set_hook(settings)

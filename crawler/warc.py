@@ -1,0 +1,214 @@
+"""WARC capture: every fetched response and its request, as WARC/1.1 records (warcio).
+
+One writer a worker process, so processes and nodes never share a file.
+Files are named ``crawl-<UTC time>-<node>-<pid>-<serial>.warc.gz``, gzip-compressed
+a record at a time (each record its own gzip member, so any record can be
+read from its offset), and rotated once they pass ``warc_max_bytes``. A file
+being written ends in ``.open`` and is renamed when complete.
+
+Each fetch writes a ``response`` record, then its ``request`` record
+(``WARC-Concurrent-To`` the response), flushed before the result is
+recorded; the result gains ``warc_file`` and ``warc_offset`` (the response
+record's). Redirects and repeated fetches are recorded as they happened.
+
+The payload is the body as the crawler read it: aiohttp has removed the
+transfer and content encodings, so those two headers are left out of the
+record's HTTP headers and Content-Length is the stored length.
+
+A crash can leave a ``.open`` file whose last gzip member is cut short. The
+next writer on the same node repairs every such file of a dead process: it
+keeps the complete members (a gzip member's trailer, with its CRC, is written
+last, so a complete member is a complete record), cuts the rest, and renames
+the file.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import socket
+import time
+import zlib
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from crawler.config import Settings
+from crawler.fetch import ACCEPT, Response
+
+log = logging.getLogger("crawler.warc")
+
+OPEN_SUFFIX = ".open"
+SKIPPED_HEADERS = frozenset({b"content-encoding", b"transfer-encoding", b"content-length"})
+SCAN_CHUNK = 1 << 20
+
+
+def node_name() -> str:
+    return socket.gethostname().replace("-", "_")
+
+
+def complete_length(path: Path) -> int:
+    """Bytes of ``path`` that are whole gzip members (complete records), from the start."""
+    good = pos = 0
+    inflate = zlib.decompressobj(wbits=31)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(SCAN_CHUNK):
+            data = chunk
+            while data:
+                try:
+                    inflate.decompress(data)
+                except zlib.error:
+                    return good
+                if inflate.eof:
+                    used = len(data) - len(inflate.unused_data)
+                    pos += used
+                    good = pos
+                    data = inflate.unused_data
+                    inflate = zlib.decompressobj(wbits=31)
+                else:
+                    pos += len(data)
+                    data = b""
+    return good
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def repair_dead_files(directory: Path, node: str) -> list[Path]:
+    """Cut the partial tail of every ``.open`` file a dead process of this node left."""
+    repaired = []
+    for path in sorted(directory.glob(f"*-{node}-*.warc.gz{OPEN_SUFFIX}")):
+        try:
+            pid = int(path.name.removesuffix(".warc.gz" + OPEN_SUFFIX).rsplit("-", 2)[1])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and _alive(pid):
+            continue
+        size, keep = path.stat().st_size, complete_length(path)
+        if keep < size:
+            with open(path, "rb+") as fh:
+                fh.truncate(keep)
+            log.warning("warc: cut %d bytes of a partial record at the end of %s",
+                        size - keep, path.name)
+        final = path.with_name(path.name.removesuffix(OPEN_SUFFIX))
+        path.rename(final)
+        repaired.append(final)
+    return repaired
+
+
+class WarcWriter:
+    """This process's WARC files in ``directory``: write, rotate, close."""
+
+    def __init__(self, directory: str | Path, *, max_bytes: int, user_agent: str,
+                 node: str | None = None) -> None:
+        from warcio.warcwriter import WARCWriter
+
+        self._warc_writer = WARCWriter
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.user_agent = user_agent
+        self.node = node or node_name()
+        self.serial = 0
+        self.path: Path | None = None
+        self.fh: io.BufferedWriter | None = None
+        self.writer: Any = None
+        repair_dead_files(self.directory, self.node)
+
+    def _open(self) -> None:
+        self.serial += 1
+        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+        name = f"crawl-{stamp}-{self.node}-{os.getpid()}-{self.serial:05d}.warc.gz"
+        self.path = self.directory / name
+        self.fh = open(self.path.with_name(name + OPEN_SUFFIX), "wb")  # noqa: SIM115
+        writer = self._warc_writer(self.fh, gzip=True, warc_version="WARC/1.1")
+        info = writer.create_warcinfo_record(name, {"software": "crawler/0.1",
+                                                    "format": "WARC File Format 1.1"})
+        writer.write_record(info)
+        self.writer = writer
+
+    def write(self, request_headers: list[tuple[str, str]], response: Response
+              ) -> tuple[str, int]:
+        """Write the response and its request; returns (file name, the response's offset)."""
+        from warcio.statusandheaders import StatusAndHeaders
+
+        if self.fh is not None and self.fh.tell() >= self.max_bytes:
+            self.close()
+        if self.fh is None:
+            self._open()
+        assert self.fh is not None and self.path is not None
+        writer = self.writer
+        url = response.final_url
+        reason = response.reason or _reason(response.status)
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers
+                   if k.lower() not in SKIPPED_HEADERS]
+        headers.append(("Content-Length", str(len(response.body))))
+        http = StatusAndHeaders(f"{response.status} {reason}", headers, protocol="HTTP/1.1")
+        record = writer.create_warc_record(
+            url, "response", payload=io.BytesIO(response.body), length=len(response.body),
+            http_headers=http)
+        split = urlsplit(url)
+        path = (split.path or "/") + (f"?{split.query}" if split.query else "")
+        request = writer.create_warc_record(
+            url, "request", payload=io.BytesIO(b""), length=0,
+            http_headers=StatusAndHeaders(
+                f"GET {path} HTTP/1.1", [("Host", split.netloc), *request_headers],
+                is_http_request=True),
+            warc_headers_dict={"WARC-Concurrent-To": record.rec_headers.get_header(
+                "WARC-Record-ID")})
+        offset = self.fh.tell()
+        writer.write_record(record)
+        writer.write_record(request)
+        self.fh.flush()  # in the kernel before the result names it
+        return self.path.name, offset
+
+    def close(self) -> None:
+        if self.fh is None or self.path is None:
+            return
+        self.fh.close()
+        self.path.with_name(self.path.name + OPEN_SUFFIX).rename(self.path)
+        self.fh = None
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+class WarcCapture:
+    """The worker's side: one writer, the request headers it sends, errors logged not raised."""
+
+    def __init__(self, writer: WarcWriter, request_headers: list[tuple[str, str]]) -> None:
+        self.writer = writer
+        self.request_headers = request_headers
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WarcCapture | None:
+        if not settings.warc_dir:
+            return None
+        writer = WarcWriter(settings.warc_dir, max_bytes=settings.warc_max_bytes,
+                            user_agent=settings.full_user_agent)
+        return cls(writer, [("User-Agent", settings.full_user_agent), ("Accept", ACCEPT),
+                            ("Accept-Encoding", "gzip, deflate")])
+
+    def write(self, response: Response) -> None:
+        """Capture one response; sets ``response.warc``. A failed write is logged, not raised."""
+        try:
+            response.warc = self.writer.write(self.request_headers, response)
+        except OSError as exc:
+            log.error("warc: cannot write %s to %s: %s", response.url, self.writer.directory,
+                      exc)
+
+    def close(self) -> None:
+        self.writer.close()

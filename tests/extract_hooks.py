@@ -1,0 +1,53 @@
+"""Extraction hooks the tests name in the ``extract`` setting (tests/ is on sys.path)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import crawler
+
+
+def title_and_thread(p: crawler.Page) -> dict[str, Any]:
+    assert p.tree is not None
+    return {"h1": p.tree.findtext(".//h1"), "thread": threading.current_thread().name,
+            "status": p.status, "text_has_title": "<title>" in p.text,
+            "links": len(p.links), "type": p.headers.get("content-type"),
+            "server": "Server" in p.headers}
+
+
+def fails_on_page_3(p: crawler.Page) -> dict[str, Any]:
+    if p.url.endswith("/p/3.html"):
+        raise KeyError("no such heading")
+    return {"ok": True}
+
+
+def returns_a_list(p: crawler.Page) -> Any:
+    return ["not", "a", "dict"]
+
+
+def follows_more(p: crawler.Page) -> None:
+    if p.url.endswith("/p/0.html"):
+        p.follow("/p/hidden.html")  # a URL no page links to
+        p.follow("http://127.0.0.250/p/0.html")  # out of scope: never fetched
+        p.follow("mailto:nobody@example.com")  # not crawlable: refused
+
+
+async def async_title(p: crawler.Page) -> dict[str, Any]:
+    await asyncio.sleep(0)
+    return {"h1": p.tree.findtext(".//h1") if p.tree is not None else None}
+
+
+def blocks_the_loop(p: crawler.Page) -> None:
+    time.sleep(0.3)
+
+
+async def blocks_after_an_await(p: crawler.Page) -> None:
+    await asyncio.sleep(0.01)
+    time.sleep(0.3)  # noqa: ASYNC251 - on purpose: this hook holds the loop
+
+
+def quick(p: crawler.Page) -> None:
+    return None

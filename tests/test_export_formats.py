@@ -1,0 +1,213 @@
+"""``crawl export FILE`` by extension: JSON lines, gzip, CSV and Parquet hold the same records.
+
+A crawl of a local site (plus a few records with errors, hook data and a
+hostile title) is exported in every format; each file is read back with the
+usual reader (json, gzip, csv, pyarrow) and must give the JSONL records,
+laid out as the README documents. ``CRAWL_TEST_EXPORT_PAGES=10000`` runs the
+same check on a 10,000-page crawl.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import gzip
+import json
+import os
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+import redis as sync_redis
+from crawl_helpers import crawl as crawl_site
+from typer.testing import CliRunner, Result
+
+from crawler import keys
+from crawler.bench.sitegen import SiteServer, SiteSpec
+from crawler.cli import app
+from crawler.config import Settings
+from crawler.connection import make_client
+from crawler.crawls import crawl_layout
+from crawler.results import dumps, make_record
+from crawler.results.formats import COLUMNS, format_for
+
+PAGES = int(os.environ.get("CRAWL_TEST_EXPORT_PAGES", "300"))
+HOSTILE = 'He said "hi",\nthen\ttabbed \x07 \u202eevil\u202c שלום 🕷️ \\ end; a,b'
+INTS = ("status", "links", "bytes", "depth", "attempts", "warc_offset")
+
+
+def cli(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args))
+
+
+def odd_records() -> list[dict[str, Any]]:
+    """Records a site crawl does not make: errors, hook data, a hostile title."""
+    plain = make_record(url="http://127.0.0.9/a", depth=1, attempts=3, worker="w",
+                        status=503, error=("http_status", 'HTTP 503, "then" ,gave up'))
+    hook = make_record(url="http://127.0.0.9/b", depth=0, attempts=1, worker="w", status=200,
+                       title=HOSTILE, links=2, noindex=True)
+    hook["data"] = {"headings": ["Ünïcode", "b,c"], "n": 3, "nested": {"x": None}}
+    failed = make_record(url="http://127.0.0.9/c", depth=0, attempts=1, worker="w",
+                         status=200, error=("extract_error", "KeyError: 'h1'"))
+    failed["data"] = None
+    return [plain, hook, failed]
+
+
+def site_spec() -> SiteSpec:
+    hosts = max(1, PAGES // 100)
+    return SiteSpec(hosts=hosts, pages=PAGES // hosts, links=8, page_bytes=1500)
+
+
+def total_results() -> int:
+    spec = site_spec()
+    return spec.hosts * spec.pages + len(odd_records())
+
+
+@pytest.fixture
+def crawled(clean_redis: str, tmp_path: Path) -> str:
+    """A crawl of a local site of ``PAGES`` pages, plus ``odd_records``; returns the Redis URL."""
+    spec = site_spec()
+    settings = Settings(redis_url=clean_redis, home=str(tmp_path / "home"),
+                        allow_private=True, delay=0.0, max_per_host=8, concurrency=64,
+                        dedup_bucket_bits=12)
+
+    async def main() -> None:
+        client = make_client(clean_redis)
+        try:
+            s = await crawl_layout(client, settings)
+            with SiteServer(spec) as site:
+                spec_seeds = site.spec.seeds()
+                found = await crawl_site(client, s, spec_seeds)
+            assert len(found) == spec.hosts * spec.pages
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
+    stream = keys.ShardKeys("default", 0).results
+    client = sync_redis.Redis.from_url(clean_redis)
+    for record in odd_records():
+        client.xadd(stream, {"r": dumps(record)})
+    return clean_redis
+
+
+def as_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A JSONL record laid out in the export columns (error split, data parsed)."""
+    error = record.get("error") or {}
+    row = {name: record.get(name) for name in COLUMNS}
+    row["error_type"], row["error_message"] = error.get("type"), error.get("message")
+    return row
+
+
+def from_csv(cells: dict[str, str]) -> dict[str, Any]:
+    """A CSV row typed back as the README says: empty is null, booleans true/false."""
+    row: dict[str, Any] = {name: (value if value != "" else None) for name, value in
+                           cells.items()}
+    for name in INTS:
+        row[name] = None if row[name] is None else int(row[name])
+    row["elapsed_ms"] = float(row["elapsed_ms"])
+    row["total_elapsed_ms"] = float(row["total_elapsed_ms"])
+    row["noindex"] = {"true": True, "false": False}[cells["noindex"]]
+    row["data"] = None if row["data"] is None else json.loads(row["data"])
+    return row
+
+
+def from_parquet(row: dict[str, Any]) -> dict[str, Any]:
+    stamp = row["fetched_at"].astimezone(UTC)
+    row["fetched_at"] = stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    row["data"] = None if row["data"] is None else json.loads(row["data"])
+    return row
+
+
+def export_all(tmp_path: Path, redis_url: str) -> dict[str, Path]:
+    paths = {}
+    for name in ("out.jsonl", "out.jsonl.gz", "out.csv", "out.parquet"):
+        path = tmp_path / name
+        result = cli("export", "--redis", redis_url, str(path))
+        assert result.exit_code == 0, result.stderr
+        assert f"exported {total_results()} results" in result.stderr
+        paths[name.split(".", 1)[1]] = path
+    return paths
+
+
+def test_every_format_reads_back_to_the_jsonl_records(crawled: str, tmp_path: Path) -> None:
+    paths = export_all(tmp_path, crawled)
+    records = [json.loads(line) for line in paths["jsonl"].read_text().splitlines()]
+    want = [as_row(r) for r in records]
+    assert len({r["id"] for r in want}) == len(want)
+    assert any(r["data"] for r in want) and any(r["error_type"] for r in want)
+
+    with gzip.open(paths["jsonl.gz"], "rt", encoding="utf-8") as fh:
+        assert [json.loads(line) for line in fh] == records
+
+    with open(paths["csv"], encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames or ()) == COLUMNS
+        from_file = [from_csv(cells) for cells in reader]
+    # CSV has no null string: an empty title reads back as null (README).
+    assert from_file == [{k: (None if v == "" else v) for k, v in r.items()} for r in want]
+
+    table = pq.read_table(paths["parquet"])
+    assert table.schema.names == list(COLUMNS)
+    assert str(table.schema.field("status").type) == "int32"
+    assert str(table.schema.field("fetched_at").type) == "timestamp[ms, tz=UTC]"
+    assert [from_parquet(r) for r in table.to_pylist()] == want
+
+
+def test_format_overrides_the_extension(crawled: str, tmp_path: Path) -> None:
+    out = tmp_path / "results.dat"
+    assert cli("export", "--redis", crawled, "--format", "csv", str(out)).exit_code == 0
+    assert out.read_text(encoding="utf-8").startswith(",".join(COLUMNS))
+    assert format_for("x.JSONL.GZ") == "jsonl.gz" and format_for("x.txt") == "jsonl"
+    bad = cli("export", "--redis", crawled, "--format", "xml", str(tmp_path / "x"))
+    assert bad.exit_code == 2 and "expected one of jsonl, jsonl.gz, csv, parquet" in bad.stderr
+
+
+def test_appending_to_csv_and_gzip_adds_rows_without_a_second_header(
+        crawled: str, tmp_path: Path) -> None:
+    for name in ("a.csv", "a.jsonl.gz"):
+        path = tmp_path / name
+        assert cli("export", "--redis", crawled, str(path)).exit_code == 0
+        assert cli("export", "--redis", crawled, "--append", str(path)).exit_code == 0
+    with open(tmp_path / "a.csv", encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    with gzip.open(tmp_path / "a.jsonl.gz", "rt", encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
+    assert len(rows) == len(lines) == 2 * len({r["id"] for r in rows})
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--append", "x.parquet"), "a Parquet file cannot be added to"),
+    (("--drain", "x.csv"), "--drain writes JSON lines only"),
+    (("--drain", "x.jsonl.gz"), "--drain writes JSON lines only"),
+    (("--format", "parquet", "-"), "'-' writes JSON lines to standard output"),
+])
+def test_what_a_format_cannot_do_is_refused_before_anything_is_written(
+        clean_redis: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        args: tuple[str, ...], message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = cli("export", "--redis", clean_redis, *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_follow_into_parquet_ends_with_a_readable_file(crawled: str, tmp_path: Path) -> None:
+    out = tmp_path / "f.parquet"
+    result = cli("export", "--redis", crawled, "--follow", str(out))  # no worker: ends
+    assert result.exit_code == 0, result.stderr
+    assert pq.read_metadata(out).num_rows == total_results()
+
+
+def test_sitemap_and_revisit_fields_have_columns_of_their_own() -> None:
+    from crawler.results.formats import row_of
+    from crawler.results.stream import Entry
+
+    sitemap = {"url": "http://a.test/sitemap.xml", "status": 200, "kind": "sitemap",
+               "urls": 40, "error": None}
+    revisit = {"url": "http://a.test/p", "status": 304, "visit": 2, "not_modified": True,
+               "changed": False, "error": None}
+    rows = [row_of(Entry(0, "1-0", json.dumps(r))) for r in (sitemap, revisit)]
+    assert (rows[0]["kind"], rows[0]["urls"]) == ("sitemap", 40)
+    assert (rows[1]["visit"], rows[1]["not_modified"], rows[1]["changed"]) == (2, True, False)
