@@ -192,13 +192,16 @@ def test_examples_are_importable_as_the_readme_names_them() -> None:
 
 async def test_a_changed_extract_setting_swaps_the_hook_and_a_bad_one_keeps_it(
         redis: Redis, settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    from types import SimpleNamespace
     from typing import cast
 
     from crawler.worker import Worker
     from crawler.worker.lease import LeaseRunner
 
     worker = Worker(redis, settings.replace(extract="extract_hooks:quick"))
-    worker.fetcher, worker.robots = cast(Any, object()), cast(Any, object())
+    # Stand-ins: set_hook touches neither; the robots cache only gets its sitemap callback.
+    worker.fetcher = cast(Any, object())
+    worker.robots = cast(Any, SimpleNamespace(on_sitemaps=None))
     runner = LeaseRunner(worker)  # what `crawl config set extract=...` reaches (steering)
     assert runner.extractor is not None and runner.extractor.name == "extract_hooks:quick"
     runner.set_hook(settings.replace(extract="extract_hooks:async_title"))
