@@ -254,8 +254,11 @@ def test_a_killed_worker_turns_dead_in_status_and_a_clean_exit_leaves_none(
     crawl = "deadworker"
     seed_sync(clean_redis, crawl, site.spec.seeds())
     log = tmp_path / "workers.log"
-    killed = start_worker(clean_redis, crawl, "--lease-time", "4", "--concurrency", "1", log=log)
-    clean = start_worker(clean_redis, crawl, "--lease-time", "4", log=log)
+    # A short total timeout shortens the robots fetch lock the killed worker may die
+    # holding (total timeout + 5 s), which the clean worker would otherwise wait out.
+    quick = ("--lease-time", "4", "--total-timeout", "3")
+    killed = start_worker(clean_redis, crawl, *quick, "--concurrency", "1", log=log)
+    clean = start_worker(clean_redis, crawl, *quick, log=log)
 
     def status() -> dict[str, Any]:
         async def read() -> dict[str, Any]:
