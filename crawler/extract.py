@@ -35,7 +35,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin
 
 from lxml import etree
 from multidict import CIMultiDict
@@ -45,7 +44,7 @@ from crawler.errors import ConfigError, InvalidURL
 from crawler.fetch import Response
 from crawler.parse import Page as ParsedPage
 from crawler.parse import detect_charset
-from crawler.urls import canonicalize
+from crawler.urls import resolve
 
 log = logging.getLogger("crawler.extract")
 
@@ -116,7 +115,7 @@ class Page:
         It still passes the crawl's scope and dedup, as the page's own links do.
         """
         try:
-            self._follow.append(canonicalize(urljoin(self.final_url, url.strip())))
+            self._follow.append(resolve(self.final_url, url))  # as the page's links
         except (InvalidURL, ValueError):
             return False
         return True
