@@ -35,7 +35,7 @@ log = logging.getLogger("crawler.frontier")
 
 ADD_CHUNK = 150
 """URLs in one add.lua call: at about 7 µs of server time a URL, about 1 ms a call, so no
-one call holds the server for long (crawl seed: 5 of 2077 calls over 2 ms, none over 3)."""
+one call holds the server for long (``crawl bench memory`` counts the calls over 2 ms)."""
 RECLAIM_BATCH = 500
 COMPACT_BATCH = 500
 """Most leases reclaimed, and idle hosts compacted, by one call per shard."""
