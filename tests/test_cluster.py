@@ -6,7 +6,9 @@ own; the others share one.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from crawl_helpers import ROOT
+from crawl_helpers import ROOT, results, seed_urls
 from redis.crc import key_slot
 from redis.exceptions import ClusterDownError
 
@@ -28,6 +30,7 @@ from crawler.config import Settings
 from crawler.connection import connect
 from crawler.crawls import cluster_tags, crawl_layout
 from crawler.frontier import Frontier
+from crawler.worker import Worker
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +182,59 @@ def test_max_pages_holds_across_the_shards_of_a_cluster(
     assert len(records) == len({r["url"] for r in records}) == 100
     status = json.loads(crawl_cli("status", "--redis", cluster.url, "--crawl", "capped").stdout)
     assert status["crawl"]["reason"] == "max_pages" and status["shards"] == 12
+
+
+def _set_slots(cluster: LocalCluster, client: Any, slots: set[int], state: str) -> None:
+    """Mark each slot MIGRATING (to another master) on its owner, or STABLE again."""
+    for slot in slots:
+        port = int(client.nodes_manager.get_node_from_slot(slot).port)
+        owner = next(n for n in cluster.nodes if n.port == port)
+        args: tuple[Any, ...] = ("STABLE",)
+        if state == "MIGRATING":
+            target = next(m for m in cluster.master_nodes() if m.port != port)
+            args = ("MIGRATING", target.client.execute_command("CLUSTER", "MYID"))  # type: ignore[no-untyped-call]
+        owner.client.execute_command("CLUSTER", "SETSLOT", slot, *args)  # type: ignore[no-untyped-call]
+
+
+async def test_a_migration_longer_than_the_retry_window_does_not_end_a_worker(
+        cluster: LocalCluster, caplog: pytest.LogCaptureFixture) -> None:
+    """Past its retry window the runner raises ClusterDownError; the worker rides
+    that out like any Redis outage, with a warning, and the crawl completes."""
+    spec = SiteSpec(hosts=3, pages=30, links=4, page_bytes=600, port=free_port())
+    client = await connect(Settings(redis_url=cluster.url))
+    slots: set[int] = set()
+    try:
+        settings = await crawl_layout(client, Settings(
+            crawl="longmove", allow_private=True, delay=0, max_per_host=2))
+        with SiteServer(spec, slow={ip: 0.03 for ip in spec.host_ips()}) as site, \
+                caplog.at_level(logging.WARNING, "crawler.worker"):
+            await seed_urls(client, settings, spec.seeds())
+            worker = Worker(client, settings)
+            worker.frontier.scripts.retry_window = 0.3  # type: ignore[attr-defined]
+            running = asyncio.create_task(worker.run())
+            # Once every host's robots.txt is in and pages flow, every shard's slot moves.
+            await _until(lambda: len(site.log.entries) >= 12 or running.done(), 60)
+            assert not running.done()
+            slots = {key_slot(shard.base.encode()) for shard in worker.frontier.shards}
+            _set_slots(cluster, client, slots, "MIGRATING")
+            await _until(lambda: "redis unavailable" in caplog.text or running.done(), 60)
+            await asyncio.sleep(0.5)
+            assert not running.done(), running.exception()  # ClusterDownError ended it before
+            _set_slots(cluster, client, slots, "STABLE")
+            slots = set()
+            async with asyncio.timeout(90):
+                await running
+        assert "ClusterDownError" in caplog.text or "unplaced" in caplog.text
+        records = await results(client, settings)
+        assert sorted(r["url"] for r in records) == sorted(expected(spec))  # each page once
+    finally:
+        if slots:
+            _set_slots(cluster, client, slots, "STABLE")
+        await client.aclose()
+
+
+async def _until(condition: Any, within: float) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
