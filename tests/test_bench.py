@@ -14,11 +14,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fault_helpers import wait_for
 
+from crawler.bench.cli import site_size
 from crawler.bench.dedup import run_dedup
+from crawler.bench.report import split_warnings
 from crawler.bench.run import BenchConfig, check_results, format_table, run_bench
 from crawler.bench.site import SiteProcess, nginx_binary, nginx_config
 from crawler.bench.sitegen import SiteSpec, expected, free_port, write_site
@@ -176,3 +179,23 @@ def test_a_small_soak_drains_every_result_once_and_memory_comes_back() -> None:
     assert report["results_left_in_redis"] == 0
     assert report["final_memory"]["bytes"]["hosts"] == 0  # finished hosts compacted
     assert report["ok"], report
+
+
+def test_the_cluster_bench_warns_when_a_master_is_over_an_even_split_by_20_percent() -> None:
+    def run(over: float) -> dict[str, Any]:
+        return {"redis_split_max_over_mean": over, "redis_cpu_ms_per_page_by_master": [1, 1, 1]}
+
+    report = {"site": {"hosts": 12}, "runs": {
+        "2": {"redis_split_max_over_mean": 0.0, "redis_cpu_ms_per_page_by_master": [1.0]},
+        "2p 3m": run(0.27), "1p 3m": run(0.19)}}
+    warnings = split_warnings(report)
+    assert warnings == ["WARNING: 2p 3m: the busiest master did +27% over an even split "
+                        "(tolerance +20%); work splits by host and this site has 12 hosts: "
+                        "use --hosts 200 or more"]
+
+
+def test_the_cluster_bench_defaults_to_a_site_of_many_hosts_and_the_same_pages() -> None:
+    assert site_size(None, None, 0) == (20, 500)  # the single-server default is unchanged
+    assert site_size(None, None, 3) == (200, 50)
+    assert site_size(None, 20, 3) == (200, 20)
+    assert site_size(6, None, 3) == (6, 500)
