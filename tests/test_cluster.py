@@ -1,7 +1,9 @@
 """The frontier on a real Valkey Cluster: 3 masters and 3 replicas from the bundled binary.
 
 Each test that breaks the cluster (a killed master, a resharding) starts its
-own; the others share one.
+own; the others share one, whose nodes require a password and which the
+tests reach as an ACL user (``redis://crawler:<password>@...``), so that every
+command, node client and script pipeline here authenticates.
 """
 
 from __future__ import annotations
@@ -29,13 +31,18 @@ from crawler.bench.sitegen import SiteServer, SiteSpec, expected, free_port
 from crawler.config import Settings
 from crawler.connection import connect
 from crawler.crawls import cluster_tags, crawl_layout
+from crawler.errors import RedisUnavailable
 from crawler.frontier import Frontier
 from crawler.worker import Worker
+
+PASSWORD, USER = "s3cret-pw", "crawler"
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with LocalCluster(tmp_path_factory.mktemp("cluster")) as running:
+    # Every node requires a password; the crawls go as an ACL user (URL credentials).
+    with LocalCluster(tmp_path_factory.mktemp("cluster"), password=PASSWORD,
+                      username=USER) as running:
         yield running
 
 
@@ -71,7 +78,7 @@ def test_shards_spread_evenly_over_the_masters() -> None:
 
 async def test_the_client_finds_the_cluster_from_any_node(cluster: LocalCluster) -> None:
     for node in cluster.master_nodes()[1:2] + cluster.nodes[-1:]:  # a master, a replica
-        client = await connect(Settings(redis_url=f"redis://127.0.0.1:{node.port}/0"))
+        client = await connect(Settings(redis_url=cluster.node_url(node)))
         try:
             settings = await crawl_layout(client, Settings(crawl=f"find{node.port}"))
             assert settings.shards == 12 and len(settings.shard_tags) == 12
@@ -238,3 +245,20 @@ async def _until(condition: Any, within: float) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.05)
+
+
+
+async def test_a_wrong_or_missing_password_is_one_line_without_the_password(
+        cluster: LocalCluster) -> None:
+    assert cluster.url.startswith(f"redis://{USER}:{PASSWORD}@127.0.0.1:")
+    port = cluster.nodes[0].port
+    for bad in (cluster.url.replace(PASSWORD, "wrong-pw"),
+                cluster.url.replace("redis://", "redis+cluster://").replace(PASSWORD, "wrong")):
+        done = crawl_cli("status", "--redis", bad, "--crawl", "e2e")
+        assert done.returncode == 2, (bad, done.stderr)
+        [line] = done.stderr.strip().splitlines()
+        assert f"cannot reach Redis at {bad.split(':', 1)[0]}://{USER}:***@" in line, line
+        assert "invalid username-password pair" in line
+        assert PASSWORD not in done.stderr and "wrong" not in done.stderr
+    with pytest.raises(RedisUnavailable, match="requires a password"):
+        await connect(Settings(redis_url=f"redis://127.0.0.1:{port}/0"))
