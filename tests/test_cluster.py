@@ -22,13 +22,14 @@ from typing import Any
 
 import pytest
 from crawl_helpers import ROOT, results, seed_urls
+from politeness_site import Span, audit
 from redis.crc import key_slot
 from redis.exceptions import ClusterDownError
 
 from crawler import keys
 from crawler.bench.cluster import LocalCluster
 from crawler.bench.sitegen import SiteServer, SiteSpec, expected, free_port
-from crawler.config import Settings
+from crawler.config import HostPolicy, Settings
 from crawler.connection import connect
 from crawler.crawls import cluster_tags, crawl_layout
 from crawler.errors import RedisUnavailable
@@ -262,3 +263,72 @@ async def test_a_wrong_or_missing_password_is_one_line_without_the_password(
         assert PASSWORD not in done.stderr and "wrong" not in done.stderr
     with pytest.raises(RedisUnavailable, match="requires a password"):
         await connect(Settings(redis_url=f"redis://127.0.0.1:{port}/0"))
+
+
+# -- politeness across the masters: the server's own log, 2 worker processes -----------
+
+POLITE = SiteSpec(hosts=8, pages=12, links=6)
+SLOW = {"127.0.0.2": 0.15, "127.0.0.3": 0.15, "127.0.0.4": 0.08, "127.0.0.5": 0.08}
+OVERRIDES = {"127.0.0.2": HostPolicy(2, 0.1), "127.0.0.3": HostPolicy(2, 0.1),
+             "127.0.0.4": HostPolicy(1, 0.2)}
+DEFAULT_DELAY = 0.05
+TOLERANCE = 0.005  # as in test_politeness: the server's own read lag, not the crawler's
+
+
+def polite_crawl(cluster: LocalCluster, tmp_path: Path, crawl: str,
+                 flags: list[str]) -> tuple[dict[str, list[Span]], set[str], set[int]]:
+    """Crawl with 2 `crawl worker` processes: the server's spans by host, the
+    workers that crawled, and the masters (ports) holding the hosts' shards."""
+    spec = SiteSpec(hosts=POLITE.hosts, pages=POLITE.pages, links=POLITE.links,
+                    port=free_port())
+    with SiteServer(spec, slow=SLOW) as site:
+        (tmp_path / "seeds.txt").write_text("\n".join(spec.seeds()))
+        seeded = crawl_cli("seed", "--redis", cluster.url, "--crawl", crawl,
+                           str(tmp_path / "seeds.txt"))
+        assert seeded.returncode == 0, seeded.stderr
+        workers = [subprocess.Popen(
+            [sys.executable, "-m", "crawler", "worker", "--redis", cluster.url, "--crawl", crawl,
+             "--allow-private", "--quiet", *flags],
+            cwd=ROOT, env=env(), stderr=subprocess.PIPE) for _ in range(2)]
+        codes = _wait_exit(workers, 90)
+        log = site.log.by_host()
+    assert codes == [0, 0], [w.stderr.read() if w.stderr else b"" for w in workers]
+    records = export(cluster.url, crawl, tmp_path)
+    assert Counter(r["url"] for r in records) == Counter(list(expected(spec)))
+    status = json.loads(crawl_cli("status", "--redis", cluster.url, "--crawl", crawl).stdout)
+    spans = {ip: [(s, e) for s, e, _ in hits] for ip, hits in log.items()}
+    return (spans, {r["worker"] for r in records},
+            {row["node"] for row in status["by_shard"] if row["done"]})
+
+
+def polite_limits() -> dict[str, tuple[int, float]]:
+    settings = Settings(delay=DEFAULT_DELAY, max_per_host=1, host_overrides=OVERRIDES)
+    return {ip: (settings.policy_for(ip).max_per_host, settings.policy_for(ip).delay)
+            for ip in POLITE.host_ips()}
+
+
+def test_politeness_holds_across_masters_and_worker_processes_in_the_server_log(
+        cluster: LocalCluster, tmp_path: Path) -> None:
+    config = tmp_path / "limits.toml"
+    config.write_text("\n".join(["[hosts]"] + [
+        f'"{ip}" = {{ max_per_host = {p.max_per_host}, delay = {p.delay} }}'
+        for ip, p in OVERRIDES.items()]))
+    spans, workers, masters = polite_crawl(
+        cluster, tmp_path, "polite",
+        ["--delay", str(DEFAULT_DELAY), "--max-per-host", "1", "--config", str(config)])
+    assert len(workers) == 2 and len(masters) >= 2, (workers, masters)
+    problems, figures = audit(spans, polite_limits().__getitem__, TOLERANCE)
+    print({h: (f.requests, f.max_in_flight, round(f.min_gap * 1000, 1))
+           for h, f in figures.items()})
+    assert problems == []
+    assert figures["127.0.0.2"].max_in_flight == 2  # the limit of 2 was used, not just kept
+
+
+def test_the_cluster_politeness_check_finds_violations_with_the_limits_lifted(
+        cluster: LocalCluster, tmp_path: Path) -> None:
+    spans, _, _ = polite_crawl(cluster, tmp_path, "rude",
+                               ["--delay", "0", "--max-per-host", "50"])
+    problems, figures = audit(spans, polite_limits().__getitem__, TOLERANCE)
+    assert any("in flight" in p for p in problems), figures
+    assert any("apart" in p for p in problems), figures
+    assert figures["127.0.0.2"].max_in_flight > 2
