@@ -210,3 +210,28 @@ def soak(
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     raise typer.Exit(0 if report["ok"] else 1)
+
+
+@bench_app.command("functions")
+def functions(
+    hosts: Annotated[int, typer.Option(min=1, help="Hosts of the synthetic crawl.")] = 20,
+    pages: Annotated[int, typer.Option(min=1, help="Pages per host.")] = 200,
+    links: Annotated[int, typer.Option(min=3, help="Links a page (some repeat).")] = 10,
+    rounds: Annotated[int, typer.Option(min=1, help="Runs of each way, alternating who "
+                                                    "goes first; medians are reported.")] = 3,
+    masters: Annotated[int, typer.Option(min=0, help="Masters of the local cluster "
+                                                     "(0: one server only).")] = 3,
+    replicas: Annotated[int, typer.Option(min=0, help="Replicas per master (to see which "
+                                                      "hold the scripts and the library).")
+                        ] = 1,
+    out: Annotated[str, typer.Option(help="JSON report path ('' for none).")
+                   ] = "bench/results/functions-latest.json",
+) -> None:
+    """The frontier's scripts as EVALSHA beside a Valkey Functions library (FCALL)."""
+    from crawler.bench.functions import run_functions
+
+    _interrupt_on_sigterm()
+    try:
+        run_functions(hosts, pages, links, rounds, masters, replicas, out or None)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
