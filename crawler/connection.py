@@ -170,5 +170,17 @@ async def connect(settings: Settings) -> Redis:
                 await client.ping()
     except (RedisError, RedisClusterException, OSError) as exc:
         await client.aclose()
-        raise RedisUnavailable(f"cannot reach Redis at {redact(url)}: {exc}") from None
+        raise RedisUnavailable(f"cannot reach Redis at {redact(url)}: {_explain(exc)}") from None
     return client
+
+
+NO_AUTH = ("NOAUTH", "Authentication required", "HELLO must be called with the client already "
+           "authenticated")
+"""What a server that requires a password answers a client that gave none."""
+
+
+def _explain(exc: BaseException) -> str:
+    if any(text in str(exc) for text in NO_AUTH):
+        return ("the server requires a password: give it in the URL, "
+                "redis://user:password@host:port (or redis://:password@host:port)")
+    return str(exc)

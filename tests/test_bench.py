@@ -14,14 +14,19 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fault_helpers import wait_for
 
+from crawler.bench.cli import site_size
 from crawler.bench.dedup import run_dedup
+from crawler.bench.functions import library_source, run_functions, verdict
+from crawler.bench.report import split_warnings
 from crawler.bench.run import BenchConfig, check_results, format_table, run_bench
 from crawler.bench.site import SiteProcess, nginx_binary, nginx_config
 from crawler.bench.sitegen import SiteSpec, expected, free_port, write_site
+from crawler.frontier.scripts import SCRIPT_NAMES
 
 SMALL = BenchConfig(hosts=3, pages=30, links=12, page_bytes=3000, processes=(2,),
                     server="python", out=None)
@@ -184,3 +189,58 @@ def test_a_small_soak_drains_every_result_once_and_memory_comes_back() -> None:
     assert report["results_left_in_redis"] == 0
     assert report["final_memory"]["bytes"]["hosts"] == 0  # finished hosts compacted
     assert report["ok"], report
+
+
+def test_the_cluster_bench_warns_when_a_master_is_over_an_even_split_by_20_percent() -> None:
+    def run(over: float) -> dict[str, Any]:
+        return {"redis_split_max_over_mean": over, "redis_cpu_ms_per_page_by_master": [1, 1, 1]}
+
+    report = {"site": {"hosts": 12}, "runs": {
+        "2": {"redis_split_max_over_mean": 0.0, "redis_cpu_ms_per_page_by_master": [1.0]},
+        "2p 3m": run(0.27), "1p 3m": run(0.19)}}
+    warnings = split_warnings(report)
+    assert warnings == ["WARNING: 2p 3m: the busiest master did +27% over an even split "
+                        "(tolerance +20%); work splits by host and this site has 12 hosts: "
+                        "use --hosts 200 or more"]
+
+
+def test_the_cluster_bench_defaults_to_a_site_of_many_hosts_and_the_same_pages() -> None:
+    assert site_size(None, None, 0) == (20, 500)  # the single-server default is unchanged
+    assert site_size(None, None, 3) == (200, 50)
+    assert site_size(None, 20, 3) == (200, 20)
+    assert site_size(6, None, 3) == (6, 500)
+
+
+def test_the_functions_bench_runs_both_ways_on_one_server_and_a_cluster(tmp_path: Path) -> None:
+    out = tmp_path / "functions.json"
+    lines: list[str] = []
+    report = run_functions(hosts=2, pages=12, links=5, rounds=1, masters=3, replicas=0,
+                           out=str(out), echo=lines.append)
+    assert [t["label"] for t in report["targets"]] == ["one server", "3 masters"]
+    for target in report["targets"]:
+        evalsha, fcall = target["median"]["evalsha"], target["median"]["fcall"]
+        assert evalsha["pages"] == fcall["pages"] == 24  # every page, both ways
+        assert evalsha["script_calls"] == fcall["script_calls"] > 24  # the same calls
+        assert evalsha["server_usec_per_call"] > 0 and fcall["server_usec_per_call"] > 0
+        assert target["noscript"]["after_flush_ms"] > 0
+    assert report["targets"][1]["masters"] == 3
+    printed = "\n".join(lines)
+    assert "server us/call (commandstats)" in printed and "decision: " in printed
+    assert json.loads(out.read_text())["verdict"] == report["verdict"]
+
+
+def test_the_functions_library_is_every_frontier_script_as_a_function() -> None:
+    source = library_source()
+    assert source.startswith("#!lua name=crawler\n")
+    for name in SCRIPT_NAMES:
+        assert f"redis.register_function('crawler_{name}', {name}_)" in source
+
+
+def test_functions_win_only_if_clearly_cheaper_on_every_target() -> None:
+    def target(label: str, evalsha: float, fcall: float) -> dict[str, Any]:
+        return {"label": label, "median": {"evalsha": {"server_usec_per_call": evalsha},
+                                           "fcall": {"server_usec_per_call": fcall}}}
+
+    assert verdict([target("one", 30, 29), target("3m", 40, 37)]).startswith("keep EVALSHA")
+    assert verdict([target("one", 30, 25), target("3m", 40, 37)]).startswith("keep EVALSHA")
+    assert verdict([target("one", 30, 25), target("3m", 40, 30)]).startswith("FCALL costs")

@@ -1,12 +1,16 @@
 """The frontier on a real Valkey Cluster: 3 masters and 3 replicas from the bundled binary.
 
 Each test that breaks the cluster (a killed master, a resharding) starts its
-own; the others share one.
+own; the others share one, whose nodes require a password and which the
+tests reach as an ACL user (``redis://crawler:<password>@...``), so that every
+command, node client and script pipeline here authenticates.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -17,22 +21,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from crawl_helpers import ROOT
+from crawl_helpers import ROOT, results, seed_urls
+from politeness_site import Span, audit
 from redis.crc import key_slot
 from redis.exceptions import ClusterDownError
 
 from crawler import keys
 from crawler.bench.cluster import LocalCluster
 from crawler.bench.sitegen import SiteServer, SiteSpec, expected, free_port
-from crawler.config import Settings
+from crawler.config import HostPolicy, Settings
 from crawler.connection import connect
 from crawler.crawls import cluster_tags, crawl_layout
+from crawler.errors import RedisUnavailable
 from crawler.frontier import Frontier
+from crawler.worker import Worker
+
+PASSWORD, USER = "s3cret-pw", "crawler"
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with LocalCluster(tmp_path_factory.mktemp("cluster")) as running:
+    # Every node requires a password; the crawls go as an ACL user (URL credentials).
+    with LocalCluster(tmp_path_factory.mktemp("cluster"), password=PASSWORD,
+                      username=USER) as running:
         yield running
 
 
@@ -68,7 +79,7 @@ def test_shards_spread_evenly_over_the_masters() -> None:
 
 async def test_the_client_finds_the_cluster_from_any_node(cluster: LocalCluster) -> None:
     for node in cluster.master_nodes()[1:2] + cluster.nodes[-1:]:  # a master, a replica
-        client = await connect(Settings(redis_url=f"redis://127.0.0.1:{node.port}/0"))
+        client = await connect(Settings(redis_url=cluster.node_url(node)))
         try:
             settings = await crawl_layout(client, Settings(crawl=f"find{node.port}"))
             assert settings.shards == 12 and len(settings.shard_tags) == 12
@@ -179,3 +190,145 @@ def test_max_pages_holds_across_the_shards_of_a_cluster(
     assert len(records) == len({r["url"] for r in records}) == 100
     status = json.loads(crawl_cli("status", "--redis", cluster.url, "--crawl", "capped").stdout)
     assert status["crawl"]["reason"] == "max_pages" and status["shards"] == 12
+
+
+def _set_slots(cluster: LocalCluster, client: Any, slots: set[int], state: str) -> None:
+    """Mark each slot MIGRATING (to another master) on its owner, or STABLE again."""
+    for slot in slots:
+        port = int(client.nodes_manager.get_node_from_slot(slot).port)
+        owner = next(n for n in cluster.nodes if n.port == port)
+        args: tuple[Any, ...] = ("STABLE",)
+        if state == "MIGRATING":
+            target = next(m for m in cluster.master_nodes() if m.port != port)
+            args = ("MIGRATING", target.client.execute_command("CLUSTER", "MYID"))  # type: ignore[no-untyped-call]
+        owner.client.execute_command("CLUSTER", "SETSLOT", slot, *args)  # type: ignore[no-untyped-call]
+
+
+async def test_a_migration_longer_than_the_retry_window_does_not_end_a_worker(
+        cluster: LocalCluster, caplog: pytest.LogCaptureFixture) -> None:
+    """Past its retry window the runner raises ClusterDownError; the worker rides
+    that out like any Redis outage, with a warning, and the crawl completes."""
+    spec = SiteSpec(hosts=3, pages=30, links=4, page_bytes=600, port=free_port())
+    client = await connect(Settings(redis_url=cluster.url))
+    slots: set[int] = set()
+    try:
+        settings = await crawl_layout(client, Settings(
+            crawl="longmove", allow_private=True, delay=0, max_per_host=2))
+        with SiteServer(spec, slow={ip: 0.03 for ip in spec.host_ips()}) as site, \
+                caplog.at_level(logging.WARNING, "crawler.worker"):
+            await seed_urls(client, settings, spec.seeds())
+            worker = Worker(client, settings)
+            worker.frontier.scripts.retry_window = 0.3  # type: ignore[attr-defined]
+            running = asyncio.create_task(worker.run())
+            # Once every host's robots.txt is in and pages flow, every shard's slot moves.
+            await _until(lambda: len(site.log.entries) >= 12 or running.done(), 60)
+            assert not running.done()
+            slots = {key_slot(shard.base.encode()) for shard in worker.frontier.shards}
+            _set_slots(cluster, client, slots, "MIGRATING")
+            await _until(lambda: "redis unavailable" in caplog.text or running.done(), 60)
+            await asyncio.sleep(0.5)
+            assert not running.done(), running.exception()  # ClusterDownError ended it before
+            _set_slots(cluster, client, slots, "STABLE")
+            slots = set()
+            async with asyncio.timeout(90):
+                await running
+        assert "ClusterDownError" in caplog.text or "unplaced" in caplog.text
+        records = await results(client, settings)
+        assert sorted(r["url"] for r in records) == sorted(expected(spec))  # each page once
+    finally:
+        if slots:
+            _set_slots(cluster, client, slots, "STABLE")
+        await client.aclose()
+
+
+async def _until(condition: Any, within: float) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+
+async def test_a_wrong_or_missing_password_is_one_line_without_the_password(
+        cluster: LocalCluster) -> None:
+    assert cluster.url.startswith(f"redis://{USER}:{PASSWORD}@127.0.0.1:")
+    port = cluster.nodes[0].port
+    for bad in (cluster.url.replace(PASSWORD, "wrong-pw"),
+                cluster.url.replace("redis://", "redis+cluster://").replace(PASSWORD, "wrong")):
+        done = crawl_cli("status", "--redis", bad, "--crawl", "e2e")
+        assert done.returncode == 2, (bad, done.stderr)
+        [line] = done.stderr.strip().splitlines()
+        assert f"cannot reach Redis at {bad.split(':', 1)[0]}://{USER}:***@" in line, line
+        assert "invalid username-password pair" in line
+        assert PASSWORD not in done.stderr and "wrong" not in done.stderr
+    with pytest.raises(RedisUnavailable, match="requires a password"):
+        await connect(Settings(redis_url=f"redis://127.0.0.1:{port}/0"))
+
+
+# -- politeness across the masters: the server's own log, 2 worker processes -----------
+
+POLITE = SiteSpec(hosts=8, pages=12, links=6)
+SLOW = {"127.0.0.2": 0.15, "127.0.0.3": 0.15, "127.0.0.4": 0.08, "127.0.0.5": 0.08}
+OVERRIDES = {"127.0.0.2": HostPolicy(2, 0.1), "127.0.0.3": HostPolicy(2, 0.1),
+             "127.0.0.4": HostPolicy(1, 0.2)}
+DEFAULT_DELAY = 0.05
+TOLERANCE = 0.005  # as in test_politeness: the server's own read lag, not the crawler's
+
+
+def polite_crawl(cluster: LocalCluster, tmp_path: Path, crawl: str,
+                 flags: list[str]) -> tuple[dict[str, list[Span]], set[str], set[int]]:
+    """Crawl with 2 `crawl worker` processes: the server's spans by host, the
+    workers that crawled, and the masters (ports) holding the hosts' shards."""
+    spec = SiteSpec(hosts=POLITE.hosts, pages=POLITE.pages, links=POLITE.links,
+                    port=free_port())
+    with SiteServer(spec, slow=SLOW) as site:
+        (tmp_path / "seeds.txt").write_text("\n".join(spec.seeds()))
+        seeded = crawl_cli("seed", "--redis", cluster.url, "--crawl", crawl,
+                           str(tmp_path / "seeds.txt"))
+        assert seeded.returncode == 0, seeded.stderr
+        workers = [subprocess.Popen(
+            [sys.executable, "-m", "crawler", "worker", "--redis", cluster.url, "--crawl", crawl,
+             "--allow-private", "--quiet", *flags],
+            cwd=ROOT, env=env(), stderr=subprocess.PIPE) for _ in range(2)]
+        codes = _wait_exit(workers, 90)
+        log = site.log.by_host()
+    assert codes == [0, 0], [w.stderr.read() if w.stderr else b"" for w in workers]
+    records = export(cluster.url, crawl, tmp_path)
+    assert Counter(r["url"] for r in records) == Counter(list(expected(spec)))
+    status = json.loads(crawl_cli("status", "--redis", cluster.url, "--crawl", crawl).stdout)
+    spans = {ip: [(s, e) for s, e, _ in hits] for ip, hits in log.items()}
+    return (spans, {r["worker"] for r in records},
+            {row["node"] for row in status["by_shard"] if row["done"]})
+
+
+def polite_limits() -> dict[str, tuple[int, float]]:
+    settings = Settings(delay=DEFAULT_DELAY, max_per_host=1, host_overrides=OVERRIDES)
+    return {ip: (settings.policy_for(ip).max_per_host, settings.policy_for(ip).delay)
+            for ip in POLITE.host_ips()}
+
+
+def test_politeness_holds_across_masters_and_worker_processes_in_the_server_log(
+        cluster: LocalCluster, tmp_path: Path) -> None:
+    config = tmp_path / "limits.toml"
+    config.write_text("\n".join(["[hosts]"] + [
+        f'"{ip}" = {{ max_per_host = {p.max_per_host}, delay = {p.delay} }}'
+        for ip, p in OVERRIDES.items()]))
+    spans, workers, masters = polite_crawl(
+        cluster, tmp_path, "polite",
+        ["--delay", str(DEFAULT_DELAY), "--max-per-host", "1", "--config", str(config)])
+    assert len(workers) == 2 and len(masters) >= 2, (workers, masters)
+    problems, figures = audit(spans, polite_limits().__getitem__, TOLERANCE)
+    print({h: (f.requests, f.max_in_flight, round(f.min_gap * 1000, 1))
+           for h, f in figures.items()})
+    assert problems == []
+    assert figures["127.0.0.2"].max_in_flight == 2  # the limit of 2 was used, not just kept
+
+
+def test_the_cluster_politeness_check_finds_violations_with_the_limits_lifted(
+        cluster: LocalCluster, tmp_path: Path) -> None:
+    spans, _, _ = polite_crawl(cluster, tmp_path, "rude",
+                               ["--delay", "0", "--max-per-host", "50"])
+    problems, figures = audit(spans, polite_limits().__getitem__, TOLERANCE)
+    assert any("in flight" in p for p in problems), figures
+    assert any("apart" in p for p in problems), figures
+    assert figures["127.0.0.2"].max_in_flight > 2

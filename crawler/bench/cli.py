@@ -22,6 +22,17 @@ bench_app = typer.Typer(help="Benchmark on a generated local site, beside a mini
                              "ceiling (see bench/README.md).", invoke_without_command=True)
 
 _D = BenchConfig()
+CLUSTER_HOSTS = 200
+"""The cluster bench's default hosts: the work splits by host (a host lives in
+one shard), and ~200 hosts split within ±20% over 3 masters; 20 do not."""
+CLUSTER_PAGES = _D.hosts * _D.pages // CLUSTER_HOSTS
+
+
+def site_size(hosts: int | None, pages: int | None, cluster: int) -> tuple[int, int]:
+    """(hosts, pages per host): the defaults, or a cluster's many-host default site."""
+    if hosts is None and cluster:
+        return CLUSTER_HOSTS, CLUSTER_PAGES if pages is None else pages
+    return _D.hosts if hosts is None else hosts, _D.pages if pages is None else pages
 
 
 class ServerKind(StrEnum):
@@ -50,9 +61,13 @@ def _counts(text: str, low: int = 1) -> tuple[int, ...]:
 @bench_app.callback(invoke_without_command=True)
 def bench(
     ctx: typer.Context,
-    hosts: Annotated[int, typer.Option(min=1, help="Hosts of the site (127.0.0.2, ...).")
-                     ] = _D.hosts,
-    pages: Annotated[int, typer.Option(min=1, help="Pages per host.")] = _D.pages,
+    hosts: Annotated[int | None, typer.Option(
+        min=1, show_default=False, help=f"Hosts of the site: 127.0.0.2, ... (default: "
+        f"{_D.hosts}; with --cluster {CLUSTER_HOSTS}, so that hosts split evenly over the "
+        f"masters).")] = None,
+    pages: Annotated[int | None, typer.Option(
+        min=1, show_default=False, help=f"Pages per host (default: {_D.pages}; with --cluster "
+        f"and no --hosts {CLUSTER_PAGES}: the same {_D.hosts * _D.pages} pages).")] = None,
     links: Annotated[int, typer.Option(min=1, help="<a href> per page.")] = _D.links,
     page_bytes: Annotated[int, typer.Option(min=500, help="Bytes per page.")] = _D.page_bytes,
     processes: Annotated[str, typer.Option(
@@ -105,6 +120,7 @@ def bench(
             raise typer.Exit(0 if report["ok"] else 1)
         from crawler.bench.run import run_bench
 
+        hosts, pages = site_size(hosts, pages, cluster)
         cfg = replace(_D, hosts=hosts, pages=pages, links=links, page_bytes=page_bytes,
                       processes=_counts(processes), concurrency=concurrency,
                       max_per_host=max_per_host, server=server.value, ceiling=ceiling,
@@ -194,3 +210,28 @@ def soak(
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     raise typer.Exit(0 if report["ok"] else 1)
+
+
+@bench_app.command("functions")
+def functions(
+    hosts: Annotated[int, typer.Option(min=1, help="Hosts of the synthetic crawl.")] = 20,
+    pages: Annotated[int, typer.Option(min=1, help="Pages per host.")] = 200,
+    links: Annotated[int, typer.Option(min=3, help="Links a page (some repeat).")] = 10,
+    rounds: Annotated[int, typer.Option(min=1, help="Runs of each way, alternating who "
+                                                    "goes first; medians are reported.")] = 3,
+    masters: Annotated[int, typer.Option(min=0, help="Masters of the local cluster "
+                                                     "(0: one server only).")] = 3,
+    replicas: Annotated[int, typer.Option(min=0, help="Replicas per master (to see which "
+                                                      "hold the scripts and the library).")
+                        ] = 1,
+    out: Annotated[str, typer.Option(help="JSON report path ('' for none).")
+                   ] = "bench/results/functions-latest.json",
+) -> None:
+    """The frontier's scripts as EVALSHA beside a Valkey Functions library (FCALL)."""
+    from crawler.bench.functions import run_functions
+
+    _interrupt_on_sigterm()
+    try:
+        run_functions(hosts, pages, links, rounds, masters, replicas, out or None)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None

@@ -5,6 +5,11 @@ runs the same shape with the same settings. Built the way any cluster is:
 each node starts with ``cluster-enabled``, the masters take equal slot ranges,
 the nodes MEET, and each replica REPLICATEs its master. ``cluster-node-timeout``
 is short (2 s) so that a killed master fails over within seconds.
+
+With ``password``, every node requires it (``requirepass``) and replicas
+authenticate to their master with it (``masterauth``); with ``username`` too,
+an ACL user of that name and password may run everything, and the replicas
+use it. ``url`` then carries the credentials.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import redis as sync_redis
 
@@ -48,19 +54,35 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
+def auth_args(password: str, username: str = "") -> list[str]:
+    """Server arguments: require ``password``; an ACL user ``username`` allowed everything."""
+    if not password:
+        return []
+    args = ["--requirepass", password, "--masterauth", password]
+    if username:
+        args += ["--user", username, "on", f">{password}", "~*", "&*", "+@all",
+                 "--masteruser", username]
+    return args
+
+
 @dataclass
 class Node:
     port: int
     home: Path
     proc: subprocess.Popen[bytes] | None = None
+    password: str = ""
+    username: str = ""
 
     @property
     def client(self) -> sync_redis.Redis:
-        return sync_redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
+        return sync_redis.Redis(port=self.port, decode_responses=True, socket_timeout=5,
+                                username=self.username or None,
+                                password=self.password or None)
 
     def start(self, *, persist: bool) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         args = server_args(self.home, port=self.port, unix=False, persist=persist)
+        args += auth_args(self.password, self.username)
         args += ["--cluster-enabled", "yes", "--cluster-config-file",
                  str(self.home / "nodes.conf"), "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
                  "--cluster-port", str(self.port + 10000),
@@ -80,16 +102,23 @@ class LocalCluster:
     masters: int = 3
     replicas: int = 1
     persist: bool = False
+    password: str = ""
+    username: str = ""
     nodes: list[Node] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         """Any node serves as the seed node; this is the first master's."""
-        return f"redis://127.0.0.1:{self.nodes[0].port}/0"
+        return self.node_url(self.nodes[0])
+
+    def node_url(self, node: Node) -> str:
+        auth = f"{quote(self.username)}:{quote(self.password)}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{node.port}/0"
 
     def start(self) -> LocalCluster:
         ports = _free_ports(self.masters * (1 + self.replicas))
-        self.nodes = [Node(port, self.home / str(port)) for port in ports]
+        self.nodes = [Node(port, self.home / str(port), password=self.password,
+                           username=self.username) for port in ports]
         for node in self.nodes:
             node.start(persist=self.persist)
         try:

@@ -72,5 +72,26 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+SPLIT_TOLERANCE = 0.2
+"""The busiest master may do this much more than an even split (issue 9: within ±20%)."""
+
+
+def split_warnings(report: dict[str, Any]) -> list[str]:
+    """A line for each cluster run whose busiest master is over an even split by > 20%.
+
+    The work splits by host (a host lives in one shard, a shard on one
+    master), so a site of few hosts cannot split evenly: ~200 hosts can.
+    """
+    hosts = report.get("site", {}).get("hosts", 0)
+    out = []
+    for label, run in report["runs"].items():
+        over = run.get("redis_split_max_over_mean", 0.0)
+        if len(run.get("redis_cpu_ms_per_page_by_master", ())) > 1 and over > SPLIT_TOLERANCE:
+            out.append(f"WARNING: {label}: the busiest master did {over:+.0%} over an even "
+                       f"split (tolerance +{SPLIT_TOLERANCE:.0%}); work splits by host and "
+                       f"this site has {hosts} hosts: use --hosts 200 or more")
+    return out
+
+
 def _number(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"

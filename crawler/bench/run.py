@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from crawler.bench.report import format_table, summary
+from crawler.bench.report import format_table, split_warnings, summary
 from crawler.bench.servers import BenchRedis
 from crawler.bench.site import SiteProcess
 from crawler.bench.sitegen import SiteSpec, expected, free_port, write_site
@@ -340,6 +340,8 @@ def run_bench(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict[str
     }
     report["complete"] = all(r["complete"] for r in report["runs"].values())
     echo(format_table(report))
+    for warning in split_warnings(report):
+        echo(warning)
     if cfg.out:
         out = Path(cfg.out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,9 @@ from crawler.frontier.scripts import Call, ScriptRunner
 log = logging.getLogger("crawler.frontier")
 
 RETRY_WINDOW = 60.0
-"""Seconds a call keeps being retried through a migration or a failover."""
+"""Seconds a call keeps being retried through a migration or a failover; then it
+raises ClusterDownError, which a worker rides out like any Redis outage
+(``crawler.worker.backoff.REDIS_ERRORS``), warning as it waits."""
 MIGRATING = "slot is migrating"
 LOG_EVERY = 10.0
 """Seconds between two warnings about the same unreachable node."""

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
+from redis.exceptions import ClusterDownError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -19,8 +20,14 @@ log = logging.getLogger("crawler.worker")
 
 T = TypeVar("T")
 
-REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
-"""What an unreachable Redis raises: ridden out, never a URL's fault."""
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError,
+                ClusterDownError, TryAgainError, SlotNotCoveredError)
+"""What an unreachable Redis raises: ridden out, never a URL's fault.
+
+On a cluster, also what a slot that is moving or without a master raises once
+the retries inside one call are spent: CLUSTERDOWN (and MASTERDOWN), TRYAGAIN,
+a slot not covered during a failover, and the script runner's own
+ClusterDownError after its retry window (``crawler.frontier.cluster``)."""
 REDIS_BACKOFF_FIRST = 0.1
 REDIS_BACKOFF_MAX = 10.0
 """First and longest wait between attempts while Redis is down, in seconds."""
