@@ -1,7 +1,8 @@
 """The frontier on a real Valkey Cluster: 3 masters and 3 replicas from the bundled binary.
 
 Each test that breaks the cluster (a killed master, a resharding) starts its
-own; the others share one.
+own; the others share one (the `cluster` fixture of conftest.py, which the
+consumer example's test uses too).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,6 @@ from crawler.config import Settings
 from crawler.connection import connect
 from crawler.crawls import cluster_tags, crawl_layout
 from crawler.frontier import Frontier
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with LocalCluster(tmp_path_factory.mktemp("cluster")) as running:
-        yield running
 
 
 def env() -> dict[str, str]:
