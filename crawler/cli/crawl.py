@@ -253,7 +253,8 @@ def export(
                    ] = None,
     data_schema: Annotated[Path | None, typer.Option(
         help='Parquet: a JSON file typing the hook\'s data, like {"headings": '
-             '"list<string>", "title": "string"}; data becomes a struct column.')] = None,
+             '"list<string>", "title": "string"}; data becomes a struct column (default: '
+             'data is JSON text).')] = None,
 ) -> None:
     """Write every result to FILE, in the format its extension names (read-only, unless --drain)."""
     from crawler.results.data_schema import DataMismatch, DataSchema
