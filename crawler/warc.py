@@ -174,11 +174,13 @@ class WarcWriter:
         writer = self.writer
         url = response.final_url
         reason = response.reason or _reason(response.status)
+        not_modified = response.status == 304  # no body, nothing decoded: headers as sent
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers
-                   if k.lower() not in SKIPPED_HEADERS]
-        headers.append(("Content-Length", str(len(response.body))))
+                   if not_modified or k.lower() not in SKIPPED_HEADERS]
+        if not not_modified:
+            headers.append(("Content-Length", str(len(response.body))))
         http = StatusAndHeaders(f"{response.status} {reason}", headers, protocol="HTTP/1.1")
-        if response.status == 304 and refers_to is not None:
+        if not_modified and refers_to is not None:
             record = writer.create_warc_record(
                 url, "revisit", http_headers=http, warc_headers_dict={
                     "WARC-Profile": NOT_MODIFIED_PROFILE,

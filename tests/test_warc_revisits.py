@@ -136,6 +136,9 @@ async def test_redirect_hops_and_revisits_are_recorded_as_sent_and_received(
     for path in ("/b", "/c"):  # unchanged: 304, a revisit record referring to visit 1
         revisit = capture(path, 2)
         assert (revisit["type"], revisit["status"], revisit["payload"]) == ("revisit", "304", b"")
+        validator = ("ETag", '"b1"') if path == "/b" else ("Last-Modified", LAST_MODIFIED)
+        assert validator in revisit["headers"]  # the 304's headers, as the server sent them
+        assert "Content-Length" not in dict(revisit["headers"])  # none sent, none invented
         warc = revisit["warc"]
         assert warc.get_header("WARC-Profile") == NOT_MODIFIED_PROFILE
         assert warc.get_header("WARC-Refers-To-Target-URI") == url[path]
