@@ -83,10 +83,14 @@ class Page:
 
     @property
     def text(self) -> str:
-        """The body decoded with the crawler's charset rules (BOM, header, <meta>, UTF-8 check)."""
+        """The body decoded with the crawler's charset rules (BOM, header, <meta>, UTF-8 check).
+
+        An HTML page keeps the charset its parse found; any other page goes
+        through the same rules, with its Content-Type's charset.
+        """
         if self._text is None:
             charset = self._parsed.charset if self._parsed and self._parsed.charset else \
-                detect_charset(self.body, None)
+                detect_charset(self.body, self._response.charset)
             self._text = self.body.decode(charset, "replace")
         return self._text
 

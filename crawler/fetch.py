@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,9 @@ class Response:
     raw_headers: tuple[tuple[bytes, bytes], ...] = ()
     reason: str = ""
     warc: tuple[str, int] | None = None  # (file, offset) once written to a WARC file
+    # The request's headers exactly as aiohttp sent them, in order (Host, the
+    # session's, a revisit's conditional ones, Accept-Encoding): for WARC.
+    request_headers: Mapping[str, str] | None = None
 
     @property
     def is_html(self) -> bool:
@@ -154,7 +158,8 @@ def _response(url: str, final_url: str, resp: aiohttp.ClientResponse, body: byte
                     charset=resp.charset, body=body, headers=_keep_headers(resp.headers),
                     elapsed=time.monotonic() - started, redirect_to=redirect_to,
                     header_lists=_keep_header_lists(resp.headers),
-                    raw_headers=resp.raw_headers, reason=resp.reason or "")
+                    raw_headers=resp.raw_headers, reason=resp.reason or "",
+                    request_headers=resp.request_info.headers)
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:

@@ -10,6 +10,14 @@ Each fetch writes a ``response`` record, then its ``request`` record
 (``WARC-Concurrent-To`` the response), flushed before the result is
 recorded; the result gains ``warc_file`` and ``warc_offset`` (the response
 record's). Redirects and repeated fetches are recorded as they happened.
+The request record holds the headers exactly as aiohttp sent them (Host,
+User-Agent, Accept, a revisit's ``If-None-Match``/``If-Modified-Since``,
+Accept-Encoding), in their order.
+
+A 304 to a revisit's conditional request is a ``revisit`` record instead of a
+``response`` (WARC/1.1 6.7.2, profile ``server-not-modified``): the 304's
+HTTP headers, no payload, ``WARC-Refers-To-Target-URI`` the URL and
+``WARC-Refers-To-Date`` the time of its previous visit (to the second).
 
 The payload is the body as the crawler read it: aiohttp has removed the
 transfer and content encodings, so those two headers are left out of the
@@ -30,6 +38,8 @@ import os
 import socket
 import time
 import zlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -43,6 +53,7 @@ log = logging.getLogger("crawler.warc")
 OPEN_SUFFIX = ".open"
 SKIPPED_HEADERS = frozenset({b"content-encoding", b"transfer-encoding", b"content-length"})
 SCAN_CHUNK = 1 << 20
+NOT_MODIFIED_PROFILE = "http://netpreserve.org/warc/1.1/revisit/server-not-modified"
 
 
 def node_name() -> str:
@@ -125,20 +136,34 @@ class WarcWriter:
         repair_dead_files(self.directory, self.node)
 
     def _open(self) -> None:
-        self.serial += 1
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
-        name = f"crawl-{stamp}-{self.node}-{os.getpid()}-{self.serial:05d}.warc.gz"
-        self.path = self.directory / name
-        self.fh = open(self.path.with_name(name + OPEN_SUFFIX), "wb")  # noqa: SIM115
+        while True:
+            # A second writer in this process within the same second (a worker run
+            # again) must not overwrite the first one's file: the next serial.
+            self.serial += 1
+            name = f"crawl-{stamp}-{self.node}-{os.getpid()}-{self.serial:05d}.warc.gz"
+            self.path = self.directory / name
+            if self.path.exists():
+                continue
+            try:
+                self.fh = open(self.path.with_name(name + OPEN_SUFFIX), "xb")  # noqa: SIM115
+            except FileExistsError:
+                continue
+            break
         writer = self._warc_writer(self.fh, gzip=True, warc_version="WARC/1.1")
         info = writer.create_warcinfo_record(name, {"software": "crawler/0.1",
                                                     "format": "WARC File Format 1.1"})
         writer.write_record(info)
         self.writer = writer
 
-    def write(self, request_headers: list[tuple[str, str]], response: Response
-              ) -> tuple[str, int]:
-        """Write the response and its request; returns (file name, the response's offset)."""
+    def write(self, request_headers: Sequence[tuple[str, str]], response: Response,
+              refers_to: float | None = None) -> tuple[str, int]:
+        """Write the response and its request; returns (file name, the response's offset).
+
+        ``request_headers``: used when the response does not carry the headers
+        it was sent with. ``refers_to``: the unix time of the URL's previous
+        visit, for a revisit's 304 (a ``revisit`` record referring to it).
+        """
         from warcio.statusandheaders import StatusAndHeaders
 
         if self.fh is not None and self.fh.tell() >= self.max_bytes:
@@ -149,20 +174,30 @@ class WarcWriter:
         writer = self.writer
         url = response.final_url
         reason = response.reason or _reason(response.status)
+        not_modified = response.status == 304  # no body, nothing decoded: headers as sent
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers
-                   if k.lower() not in SKIPPED_HEADERS]
-        headers.append(("Content-Length", str(len(response.body))))
+                   if not_modified or k.lower() not in SKIPPED_HEADERS]
+        if not not_modified:
+            headers.append(("Content-Length", str(len(response.body))))
         http = StatusAndHeaders(f"{response.status} {reason}", headers, protocol="HTTP/1.1")
-        record = writer.create_warc_record(
-            url, "response", payload=io.BytesIO(response.body), length=len(response.body),
-            http_headers=http)
+        if not_modified and refers_to is not None:
+            record = writer.create_warc_record(
+                url, "revisit", http_headers=http, warc_headers_dict={
+                    "WARC-Profile": NOT_MODIFIED_PROFILE,
+                    "WARC-Refers-To-Target-URI": url,
+                    "WARC-Refers-To-Date": datetime.fromtimestamp(refers_to, UTC).strftime(
+                        "%Y-%m-%dT%H:%M:%SZ")})
+        else:
+            record = writer.create_warc_record(
+                url, "response", payload=io.BytesIO(response.body), length=len(response.body),
+                http_headers=http)
         split = urlsplit(url)
         path = (split.path or "/") + (f"?{split.query}" if split.query else "")
+        sent = list(response.request_headers.items()) if response.request_headers is not None \
+            else [("Host", split.netloc), *request_headers]
         request = writer.create_warc_record(
             url, "request", payload=io.BytesIO(b""), length=0,
-            http_headers=StatusAndHeaders(
-                f"GET {path} HTTP/1.1", [("Host", split.netloc), *request_headers],
-                is_http_request=True),
+            http_headers=StatusAndHeaders(f"GET {path} HTTP/1.1", sent, is_http_request=True),
             warc_headers_dict={"WARC-Concurrent-To": record.rec_headers.get_header(
                 "WARC-Record-ID")})
         offset = self.fh.tell()
@@ -202,10 +237,13 @@ class WarcCapture:
         return cls(writer, [("User-Agent", settings.full_user_agent), ("Accept", ACCEPT),
                             ("Accept-Encoding", "gzip, deflate")])
 
-    def write(self, response: Response) -> None:
-        """Capture one response; sets ``response.warc``. A failed write is logged, not raised."""
+    def write(self, response: Response, previous_visit: float | None = None) -> None:
+        """Capture one response; sets ``response.warc``. A failed write is logged, not raised.
+
+        ``previous_visit``: a revisit's last visit time (unix s): its 304 is a revisit record.
+        """
         try:
-            response.warc = self.writer.write(self.request_headers, response)
+            response.warc = self.writer.write(self.request_headers, response, previous_visit)
         except OSError as exc:
             log.error("warc: cannot write %s to %s: %s", response.url, self.writer.directory,
                       exc)

@@ -22,9 +22,12 @@ import redis as sync_redis
 from redis.asyncio import Redis
 
 from crawler.aio import dump_tasks
+from crawler.bench.cluster import LocalCluster
 from crawler.bench.sitegen import free_port
 from crawler.config import Settings
 from crawler.server import server_args
+
+CLUSTER_PASSWORD, CLUSTER_USER = "s3cret-pw", "crawler"
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +55,20 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A local Valkey Cluster (3 masters, 3 replicas), shared by the tests that keep it whole.
+
+    Tests that break a cluster (kill a master, reshard) start their own. Each
+    test sharing this one uses crawl names of its own. Every node requires a
+    password and the tests go as an ACL user (URL credentials), so every
+    command, node client and script pipeline authenticates.
+    """
+    with LocalCluster(tmp_path_factory.mktemp("cluster"), password=CLUSTER_PASSWORD,
+                      username=CLUSTER_USER) as running:
+        yield running
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 """The frontier on a real Valkey Cluster: 3 masters and 3 replicas from the bundled binary.
 
 Each test that breaks the cluster (a killed master, a resharding) starts its
-own; the others share one, whose nodes require a password and which the
-tests reach as an ACL user (``redis://crawler:<password>@...``), so that every
-command, node client and script pipeline here authenticates.
+own; the others share one (the ``cluster`` fixture of conftest.py, which the
+consumer example's test uses too), whose nodes require a password and which
+the tests reach as an ACL user (``redis://crawler:<password>@...``), so that
+every command, node client and script pipeline here authenticates.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import CLUSTER_PASSWORD as PASSWORD
+from conftest import CLUSTER_USER as USER
 from crawl_helpers import ROOT, results, seed_urls
 from politeness_site import Span, audit
 from redis.crc import key_slot
@@ -35,16 +37,6 @@ from crawler.crawls import cluster_tags, crawl_layout
 from crawler.errors import RedisUnavailable
 from crawler.frontier import Frontier
 from crawler.worker import Worker
-
-PASSWORD, USER = "s3cret-pw", "crawler"
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    # Every node requires a password; the crawls go as an ACL user (URL credentials).
-    with LocalCluster(tmp_path_factory.mktemp("cluster"), password=PASSWORD,
-                      username=USER) as running:
-        yield running
 
 
 def env() -> dict[str, str]:

@@ -1,10 +1,12 @@
 """examples/consumer.py on a crawl's results: consumers share the work, a crash loses nothing.
 
-A crawl of a local site on 2 shards; a "ghost" consumer of the same group
-reads a batch and dies without acknowledging it; two example consumers then
-print every result exactly once between them (the ghost's batch taken over
-with XAUTOCLAIM), and ``crawl export --drain`` deletes from Redis only what
-the downstream group has acknowledged too.
+A crawl of a local site on 2 shards of one server, and on a local Valkey
+Cluster (12 shards over 3 masters, so the streams live in different slots); a
+"ghost" consumer of the same group reads a batch and dies without
+acknowledging it; two example consumers then print every result exactly once
+between them (the ghost's batch taken over with XAUTOCLAIM), and ``crawl
+export --drain`` deletes from Redis only what the downstream group has
+acknowledged too.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from crawl_helpers import ROOT
 from crawl_helpers import crawl as crawl_site
 from redis.asyncio import Redis
 
+from crawler.bench.cluster import LocalCluster
 from crawler.bench.sitegen import SiteServer, SiteSpec
 from crawler.config import Settings
+from crawler.connection import connect
 from crawler.crawls import crawl_layout
 from crawler.frontier import Frontier
 from crawler.results.export import drain
@@ -31,10 +35,10 @@ GROUP = "downstream"
 IDLE_MS = 2000
 
 
-def start_consumer(redis_url: str, out: Path) -> subprocess.Popen[bytes]:
+def start_consumer(redis_url: str, crawl: str, out: Path) -> subprocess.Popen[bytes]:
     with open(out, "wb") as fh:
         return subprocess.Popen([sys.executable, str(ROOT / "examples" / "consumer.py"),
-                                 redis_url, "default", GROUP], stdout=fh,
+                                 redis_url, crawl, GROUP], stdout=fh,
                                 stderr=subprocess.STDOUT, env={**os.environ,
                                                                "IDLE_MS": str(IDLE_MS)})
 
@@ -46,6 +50,23 @@ async def pending(redis: Redis, streams: list[str]) -> int:
 async def test_two_consumers_share_every_result_and_take_over_a_crashed_ones(
         redis: Redis, settings: Settings, clean_redis: str, tmp_path: Path) -> None:
     settings = await crawl_layout(redis, settings.replace(shards=2))
+    await consumers_share_the_crawl(redis, settings, clean_redis, tmp_path)
+
+
+async def test_the_consumer_works_on_a_cluster_too(
+        cluster: LocalCluster, settings: Settings, tmp_path: Path) -> None:
+    settings = settings.replace(redis_url=cluster.url, crawl="consumers")
+    client = await connect(settings)
+    try:
+        settings = await crawl_layout(client, settings)
+        assert len(settings.shard_tags) == 12  # streams on every master, in many slots
+        await consumers_share_the_crawl(client, settings, cluster.url, tmp_path)
+    finally:
+        await client.aclose()
+
+
+async def consumers_share_the_crawl(redis: Redis, settings: Settings, redis_url: str,
+                                    tmp_path: Path) -> None:
     with SiteServer(SiteSpec(hosts=4, pages=40, links=6, page_bytes=800)) as site:
         found = await crawl_site(redis, settings, site.spec.seeds())
     assert len(found) == 160
@@ -63,7 +84,7 @@ async def test_two_consumers_share_every_result_and_take_over_a_crashed_ones(
     assert sum([await redis.xlen(s) for s in streams]) == 160
 
     outs = [tmp_path / "a.txt", tmp_path / "b.txt"]
-    consumers = [start_consumer(clean_redis, out) for out in outs]
+    consumers = [start_consumer(redis_url, settings.crawl, out) for out in outs]
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -3,8 +3,9 @@
 A crawl of a local site (plus a few records with errors, hook data and a
 hostile title) is exported in every format; each file is read back with the
 usual reader (json, gzip, csv, pyarrow) and must give the JSONL records,
-laid out as the README documents. ``CRAWL_TEST_EXPORT_PAGES=10000`` runs the
-same check on a 10,000-page crawl.
+laid out as the README documents. The full check runs on a 10,000-page crawl,
+as the issue's "done" asks (about 8 s here, nearly all of it the crawl;
+``CRAWL_TEST_EXPORT_PAGES=N`` sets another size); the other tests use 300.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from crawler.crawls import crawl_layout
 from crawler.results import dumps, make_record
 from crawler.results.formats import COLUMNS, format_for
 
-PAGES = int(os.environ.get("CRAWL_TEST_EXPORT_PAGES", "300"))
+PAGES = 300
+FULL_PAGES = int(os.environ.get("CRAWL_TEST_EXPORT_PAGES", "10000"))
 HOSTILE = 'He said "hi",\nthen\ttabbed \x07 \u202eevil\u202c שלום 🕷️ \\ end; a,b'
 INTS = ("status", "links", "bytes", "depth", "attempts", "warc_offset")
 
@@ -55,20 +57,30 @@ def odd_records() -> list[dict[str, Any]]:
     return [plain, hook, failed]
 
 
-def site_spec() -> SiteSpec:
-    hosts = max(1, PAGES // 100)
-    return SiteSpec(hosts=hosts, pages=PAGES // hosts, links=8, page_bytes=1500)
+def site_spec(pages: int = PAGES) -> SiteSpec:
+    hosts = max(1, pages // 100)
+    return SiteSpec(hosts=hosts, pages=pages // hosts, links=8, page_bytes=1500)
 
 
-def total_results() -> int:
-    spec = site_spec()
+def total_results(pages: int = PAGES) -> int:
+    spec = site_spec(pages)
     return spec.hosts * spec.pages + len(odd_records())
 
 
 @pytest.fixture
 def crawled(clean_redis: str, tmp_path: Path) -> str:
     """A crawl of a local site of ``PAGES`` pages, plus ``odd_records``; returns the Redis URL."""
-    spec = site_spec()
+    return crawl_and_add(clean_redis, tmp_path, PAGES)
+
+
+@pytest.fixture
+def crawled_full(clean_redis: str, tmp_path: Path) -> str:
+    """The same with ``FULL_PAGES`` (10,000) pages."""
+    return crawl_and_add(clean_redis, tmp_path, FULL_PAGES)
+
+
+def crawl_and_add(clean_redis: str, tmp_path: Path, pages: int) -> str:
+    spec = site_spec(pages)
     settings = Settings(redis_url=clean_redis, home=str(tmp_path / "home"),
                         allow_private=True, delay=0.0, max_per_host=8, concurrency=64,
                         dedup_bucket_bits=12)
@@ -120,20 +132,22 @@ def from_parquet(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def export_all(tmp_path: Path, redis_url: str) -> dict[str, Path]:
+def export_all(tmp_path: Path, redis_url: str, pages: int) -> dict[str, Path]:
     paths = {}
     for name in ("out.jsonl", "out.jsonl.gz", "out.csv", "out.parquet"):
         path = tmp_path / name
         result = cli("export", "--redis", redis_url, str(path))
         assert result.exit_code == 0, result.stderr
-        assert f"exported {total_results()} results" in result.stderr
+        assert f"exported {total_results(pages)} results" in result.stderr
         paths[name.split(".", 1)[1]] = path
     return paths
 
 
-def test_every_format_reads_back_to_the_jsonl_records(crawled: str, tmp_path: Path) -> None:
-    paths = export_all(tmp_path, crawled)
+def test_every_format_reads_back_to_the_jsonl_records(crawled_full: str,
+                                                      tmp_path: Path) -> None:
+    paths = export_all(tmp_path, crawled_full, FULL_PAGES)
     records = [json.loads(line) for line in paths["jsonl"].read_text().splitlines()]
+    assert len(records) == total_results(FULL_PAGES)
     want = [as_row(r) for r in records]
     assert len({r["id"] for r in want}) == len(want)
     assert any(r["data"] for r in want) and any(r["error_type"] for r in want)

@@ -27,7 +27,8 @@ from crawler.bench.sitegen import SiteServer, SiteSpec
 from crawler.cli import app
 from crawler.config import Settings
 from crawler.errors import ConfigError
-from crawler.extract import load_hook
+from crawler.extract import Page, load_hook
+from crawler.fetch import Response
 from crawler.frontier import Frontier
 
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html")
@@ -182,6 +183,21 @@ async def test_the_two_example_hooks_agree_on_the_python_docs_guides(
     for url, record in pages.items():
         assert record["data"]["headings"], url
         assert by_bs4[url]["data"] == record["data"], url
+
+
+@pytest.mark.parametrize(("charset", "text"), [
+    ("shift_jis", "日本語のテキスト、半角ｶﾅ"), ("windows-1251", "Привет, мир"),
+    (None, "déjà vu, UTF-8 by the check"),
+])
+def test_text_of_a_non_html_page_uses_its_content_type_charset(
+        charset: str | None, text: str) -> None:
+    body = text.encode(charset or "utf-8")
+    response = Response(url="http://127.0.0.2/a.txt", final_url="http://127.0.0.2/a.txt",
+                        status=200, content_type="text/plain", charset=charset, body=body,
+                        headers={}, elapsed=0.0)
+    page = Page(response, None)  # not HTML: no parse, no tree
+    assert page.tree is None
+    assert page.text == text
 
 
 def test_examples_are_importable_as_the_readme_names_them() -> None:

@@ -251,8 +251,13 @@ def export(
     fmt: Annotated[str | None, typer.Option(
         "--format", help="jsonl, jsonl.gz, csv or parquet (default: by FILE's extension).")
                    ] = None,
+    data_schema: Annotated[Path | None, typer.Option(
+        help='Parquet: a JSON file typing the hook\'s data, like {"headings": '
+             '"list<string>", "title": "string"}; data becomes a struct column (default: '
+             'data is JSON text).')] = None,
 ) -> None:
     """Write every result to FILE, in the format its extension names (read-only, unless --drain)."""
+    from crawler.results.data_schema import DataMismatch, DataSchema
     from crawler.results.export import drain as drain_results
     from crawler.results.export import export as export_results
     from crawler.results.export import export_to
@@ -264,7 +269,9 @@ def export(
         raise CrawlError("--drain needs a file: standard output cannot be fsynced, so "
                          "results would leave Redis before they are safe")
     kind = format_for(out, fmt) if out != "-" or fmt else "jsonl"
-    check_options(kind, stdout=out == "-", drain=drain, append=append)
+    check_options(kind, stdout=out == "-", drain=drain, append=append,
+                  data_schema=data_schema is not None)
+    schema = DataSchema.load(data_schema) if data_schema is not None else None
     if out != "-" and not drain and not (force or append) and path.exists() \
             and path.stat().st_size > 0:
         raise CrawlError(f"{out} exists: --force to overwrite it, --append to add to it")
@@ -281,7 +288,7 @@ def export(
                 written[0] = await export_results(client, s, sys.stdout, follow=follow,
                                                   forever=forever)
             else:
-                writer = open_writer(out, kind, append=append)
+                writer = open_writer(out, kind, append=append, data_schema=schema)
                 try:
                     written[0] = await export_to(client, s, writer, follow=follow,
                                                  forever=forever,
@@ -293,6 +300,9 @@ def export(
 
     try:
         run_async(main)
+    except DataMismatch:
+        path.unlink(missing_ok=True)  # no Parquet file that looks whole and is not
+        raise
     except KeyboardInterrupt:
         typer.echo(f"interrupted: {'drained' if drain else 'exported'} {written[0]} results"
                    + ("" if out == "-" else f" to {out}"), err=True)

@@ -8,7 +8,9 @@ README:
 
 - ``error`` becomes two columns, ``error_type`` and ``error_message``
   (CSV and Parquet alike), empty / null when the fetch succeeded;
-- ``data`` (what an extraction hook returned) is JSON text in one column;
+- ``data`` (what an extraction hook returned) is JSON text in one column,
+  unless a schema is declared for Parquet (``--data-schema``,
+  ``crawler.results.data_schema``): then a struct column of typed fields;
 - CSV writes null as an empty cell and booleans as ``true`` / ``false``.
 """
 
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from crawler.errors import CrawlError
+from crawler.results.data_schema import DataSchema
 from crawler.results.stream import Entry
 
 FORMATS = ("jsonl", "jsonl.gz", "csv", "parquet")
@@ -69,18 +72,21 @@ def format_for(path: str, override: str | None = None) -> str:
     return "jsonl"
 
 
-def row_of(entry: Entry) -> dict[str, Any]:
-    """A record laid out in ``COLUMNS``: error split in two, data as JSON text."""
+def row_of(entry: Entry, data_schema: DataSchema | None = None) -> dict[str, Any]:
+    """A record laid out in ``COLUMNS``: error split in two, data as JSON text (or, with
+    ``data_schema``, checked and converted for its struct column)."""
     record = json.loads(entry.text)
     error = record.get("error") or {}
     data = record.get("data")
+    if data_schema is not None:
+        data = data_schema.convert(record.get("url"), data)
     return {
         "id": entry.id,
         **{name: record.get(name) for name in COLUMNS[1:-5]},
         "error_type": error.get("type"),
         "error_message": error.get("message"),
-        "data": None if data is None else json.dumps(data, ensure_ascii=False,
-                                                     separators=(",", ":")),
+        "data": data if data is None or data_schema is not None else json.dumps(
+            data, ensure_ascii=False, separators=(",", ":")),
         "warc_file": record.get("warc_file"),
         "warc_offset": record.get("warc_offset"),
     }
@@ -144,8 +150,8 @@ class CsvWriter:
         self.fh.close()
 
 
-def parquet_schema() -> Any:
-    """The fixed Parquet schema: typed columns, ``data`` as JSON text."""
+def parquet_schema(data_type: Any = None) -> Any:
+    """The fixed Parquet schema: typed columns, ``data`` as JSON text unless ``data_type``."""
     pa = _pyarrow()
     return pa.schema([
         ("id", pa.string()), ("url", pa.string()), ("final_url", pa.string()),
@@ -159,7 +165,8 @@ def parquet_schema() -> Any:
         # visit number and whether the page changed (or answered 304).
         ("kind", pa.string()), ("urls", pa.int64()), ("visit", pa.int32()),
         ("changed", pa.bool_()), ("not_modified", pa.bool_()), ("error_type", pa.string()),
-        ("error_message", pa.string()), ("data", pa.string()), ("warc_file", pa.string()),
+        ("error_message", pa.string()), ("data", data_type or pa.string()),
+        ("warc_file", pa.string()),
         ("warc_offset", pa.int64()),
     ])
 
@@ -180,17 +187,20 @@ def _timestamp(text: str | None) -> datetime | None:
 class ParquetWriter:
     """Parquet through pyarrow: rows gather column by column, a row group at a time."""
 
-    def __init__(self, path: Path, *, row_group: int = ROW_GROUP) -> None:
+    def __init__(self, path: Path, *, row_group: int = ROW_GROUP,
+                 data_schema: DataSchema | None = None) -> None:
         import pyarrow.parquet as pq
 
         self.pa = _pyarrow()
-        self.schema = parquet_schema()
+        self.data_schema = data_schema
+        self.schema = parquet_schema(data_schema.arrow_type() if data_schema else None)
         self.row_group = row_group
         self.columns: dict[str, list[Any]] = {name: [] for name in COLUMNS}
         self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd")
+        self.closed = False
 
     def write(self, entry: Entry) -> None:
-        row = row_of(entry)
+        row = row_of(entry, self.data_schema)
         row["fetched_at"] = _timestamp(row["fetched_at"])
         for name, column in self.columns.items():
             column.append(row[name])
@@ -212,12 +222,19 @@ class ParquetWriter:
         raise CrawlError("Parquet cannot be drained into")  # refused before we get here
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         self._write_group()
         self.writer.close()
 
 
-def check_options(fmt: str, *, stdout: bool, drain: bool, append: bool) -> None:
+def check_options(fmt: str, *, stdout: bool, drain: bool, append: bool,
+                  data_schema: bool = False) -> None:
     """Refuse combinations a format cannot do, with the reason, before anything is written."""
+    if data_schema and fmt != "parquet":
+        raise CrawlError(f"--data-schema types the data column of a Parquet file; {fmt} keeps "
+                         f"data as JSON text")
     if stdout and fmt != "jsonl":
         raise CrawlError(f"'-' writes JSON lines to standard output; {fmt} needs a file")
     if drain and fmt != "jsonl":
@@ -229,8 +246,10 @@ def check_options(fmt: str, *, stdout: bool, drain: bool, append: bool) -> None:
                          "once, at the end); export to a new file, or use .jsonl or .csv")
 
 
-def open_writer(path: str, fmt: str, *, append: bool = False) -> RecordWriter:
-    """A writer for ``path`` in ``fmt``; ``append`` adds to an existing file."""
+def open_writer(path: str, fmt: str, *, append: bool = False,
+                data_schema: DataSchema | None = None) -> RecordWriter:
+    """A writer for ``path`` in ``fmt``; ``append`` adds to an existing file;
+    ``data_schema`` (Parquet) makes ``data`` a struct column."""
     opener: Callable[[], RecordWriter]
     mode = "a" if append else "w"
     if fmt == "jsonl":
@@ -251,7 +270,7 @@ def open_writer(path: str, fmt: str, *, append: bool = False) -> RecordWriter:
         _pyarrow()
 
         def opener() -> RecordWriter:
-            return ParquetWriter(Path(path))
+            return ParquetWriter(Path(path), data_schema=data_schema)
     try:
         return opener()
     except OSError as exc:

@@ -137,8 +137,8 @@ class LeaseRunner:
                 await self._finish_error(item, attempt, time.monotonic() - started, exc,
                                          no_request=not exc.made_request)
             return
-        if self.warc is not None:
-            self.warc.write(resp)  # before the result that names it
+        if self.warc is not None:  # before the result that names it
+            self.warc.write(resp, item.previous.fetched if item.previous else None)
         if resp.status in RETRY_STATUSES:
             await self._status_retry(item, attempt, resp)
             return
