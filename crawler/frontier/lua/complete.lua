@@ -51,7 +51,12 @@ if after > 0 then
   redis.call('HSET', hk, 'next', string.format('%d', nxt))
 end
 if ARGV[9] and ARGV[9] ~= '' then
-  redis.call('HSET', base .. 'v:' .. host, ARGV[9], ARGV[10])
+  local vk = base .. 'v:' .. host
+  local state = ARGV[10]
+  -- A sitemap read while this page was fetched may have listed a newer lastmod.
+  local _, old = split_state(redis.call('HGET', vk, ARGV[9]) or '')
+  if old[5] and old[5] ~= '0' then state = with_lastmod(state, old[5]) end
+  redis.call('HSET', vk, ARGV[9], state)
   redis.call('SADD', base .. 'recrawl_hosts', host)
 end
 release_slot(base, host, now)
