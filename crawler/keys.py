@@ -67,6 +67,9 @@ suffix              type    what it holds
                             state (crawler.recrawl), ``*``-prefixed while queued
                             for a revisit
 ``recrawl_hosts``   SET     hosts with a ``v:<host>`` hash
+``due:<host>``      ZSET    ``revisit_adaptive = true`` only: a done URL's field
+                            in ``v:<host>`` -> unix second its revisit is due
+``due_hosts``       ZSET    host -> unix second of its earliest ``due:<host>``
 ==================  ======  ==================================================
 
 Per crawl ``crawl:{NAME}:`` (its own hash tag, one slot):
@@ -196,6 +199,13 @@ class ShardKeys:
     @property
     def recrawl_hosts(self) -> str:
         return self.base + "recrawl_hosts"
+
+    def revisits_due(self, host: str) -> str:
+        return f"{self.base}due:{host}"
+
+    @property
+    def due_hosts(self) -> str:
+        return self.base + "due_hosts"
 
     def claim_request(self, worker: str) -> str:
         return f"{self.base}claimreq:{worker}"

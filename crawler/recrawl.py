@@ -125,6 +125,8 @@ def next_visit(lease: Lease, previous: RevisitState | None, record: dict[str, An
     title stay as they were. ``settings``: with ``revisit_adaptive``, the
     state carries the interval to the next revisit (``revisit_schedule``).
     """
+    from crawler.revisit_schedule import next_interval
+
     lastmod = previous.lastmod if previous else 0
     if previous is not None and not previous.fetched_once:  # only a sitemap's lastmod
         previous = None
@@ -143,7 +145,7 @@ def next_visit(lease: Lease, previous: RevisitState | None, record: dict[str, An
             changed = validator != previous.validator
             record["changed"] = changed
             changes += changed
-    interval = previous.interval if previous else 0
+    interval = next_interval(previous, record, settings) if settings is not None else 0
     return RevisitState(int(time.time()), visit, changes, lease.depth, validator, title,
                         lastmod, interval)
 
