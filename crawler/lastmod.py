@@ -120,3 +120,25 @@ async def keep_lastmods(frontier: Frontier, lastmods: dict[str, int]) -> int:
         return 0
     await frontier.keyer.prime(lastmods)
     return sum(int(kept) for kept in await frontier.run(lastmod_calls(frontier, lastmods)))
+
+
+async def read_sitemaps_again(frontier: Frontier, urls: list[str]) -> tuple[int, int]:
+    """Queue sitemaps (canonical URLs, depth 0) to be read, again if read before
+    (``reread.lua``): fresh lastmods for ``crawl recrawl --changed-since``.
+    Returns (queued, read before)."""
+    from crawler.frontier.transitions import SITEMAP_DEDUP, SITEMAP_HOPS
+
+    await frontier.keyer.prime(urls)
+    bits = frontier.settings.dedup_bucket_bits
+    by_shard: dict[int, list[Any]] = defaultdict(list)
+    for url in dict.fromkeys(urls):
+        host = frontier.keyer.key(url)
+        policy = frontier.settings.policy_for(host)
+        fp = fingerprint(SITEMAP_DEDUP + url)
+        by_shard[keys.shard_of(host, len(frontier.shards))] += (
+            host, policy.max_per_host, int(policy.delay * 1000),
+            f"{fingerprint_bucket(fp, bits):x}", fp, url, SITEMAP_HOPS)  # nesting level 0
+    replies = await frontier.run([("reread", frontier.shards[n].script_keys,
+                                   [frontier.shards[n].base, *args])
+                                  for n, args in by_shard.items()])
+    return sum(int(q) for q, _ in replies), sum(int(b) for _, b in replies)

@@ -102,14 +102,16 @@ async def test_changed_since_requeues_exactly_pages_listed_as_changed_after_thei
         fetched = max(s.fetched for s in first.values())
         # Lastmods after the fetch, none of them in the future.
         await asyncio.sleep(max(0.0, fetched + 3 - time.time()))
-        # A second sitemap lists done pages again: 0-2 changed at the cutoff, 3
-        # after the fetch but before the cutoff, 4 unchanged, 5 without a lastmod
-        # (it keeps its old one), and 8, new, with a lastmod.
+        # The sitemap, read again, lists done pages again: 0-2 changed at the
+        # cutoff, 3 after the fetch but before the cutoff, 4 unchanged, 5 without
+        # a lastmod (it keeps its old one), and 8, new, with a lastmod.
         cutoff = fetched + 2
-        server.sitemaps["/s2.xml"] = {0: cutoff, 1: cutoff, 2: cutoff, 3: fetched + 1,
+        server.sitemaps["/s1.xml"] = {0: cutoff, 1: cutoff, 2: cutoff, 3: fetched + 1,
                                       4: old, 5: None, 8: cutoff}
-        await seed_sitemaps(redis, settings, [site.url(IP, "/s2.xml")])
+        report = await seed_sitemaps(redis, settings, [site.url(IP, "/s1.xml")])
+        assert (report.added, report.reread) == (0, 1)  # read before: read again
         await run_worker(redis, settings)
+        assert [p for p, _ in server.requests].count("/s1.xml") == 2
         listed = await states(redis, settings, host)
         assert {f: s.lastmod for f, s in listed.items()} == {
             "h/p/0": cutoff, "h/p/1": cutoff, "h/p/2": cutoff, "h/p/3": fetched + 1,
