@@ -45,6 +45,9 @@ from crawler.frontier import Frontier, Lease
 
 REQUEUE_HOSTS = 100
 """Hosts one recrawl.lua call re-queues (a call holds the server about 10 µs a URL)."""
+REQUEUE_FIELDS = 10_000
+"""About how many done URLs one recrawl.lua call reads (HSCAN's hint, split over its
+hosts): a host of a million done URLs takes a hundred calls, none of them long."""
 STATE_NUMBERS = 6
 """Numbers a state may start with: fetched, visit, changes, depth, lastmod, interval."""
 
@@ -184,12 +187,18 @@ async def requeue(redis: Redis, settings: Settings, older_than: float | None = N
         hosts: list[str] = []
         async for host in redis.sscan_iter(shard.recrawl_hosts, count=REQUEUE_HOSTS):
             hosts.append(host.decode() if isinstance(host, bytes) else host)
-        for start in range(0, len(hosts), REQUEUE_HOSTS):
-            chunk = hosts[start:start + REQUEUE_HOSTS]
-            [queued] = await frontier.run([("recrawl", shard.script_keys, [
-                shard.base, cutoff, since, policy.max_per_host, int(policy.delay * 1000),
-                *chunk])])
-            total += int(queued)
+        pending = [(host, "0") for host in hosts]
+        while pending:
+            chunk, pending = pending[:REQUEUE_HOSTS], pending[REQUEUE_HOSTS:]
+            hint = max(100, REQUEUE_FIELDS // len(chunk))
+            [reply] = await frontier.run([("recrawl", shard.script_keys, [
+                shard.base, cutoff, since, policy.max_per_host, int(policy.delay * 1000), hint,
+                *(x for pair in chunk for x in pair)])])
+            total += int(reply[0])
+            # A large host is read a page a call, until its cursor comes back to 0.
+            cursors = [c.decode() if isinstance(c, bytes) else str(c) for c in reply[1:]]
+            pending += [(host, cursor) for (host, _), cursor in zip(chunk, cursors, strict=True)
+                        if cursor != "0"]
     return total
 
 

@@ -11,6 +11,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -18,9 +19,11 @@ from politeness_site import Site, results
 from redis.asyncio import Redis
 from typer.testing import CliRunner
 
-from crawler import keys
+from crawler import keys, recrawl
 from crawler.cli import app
 from crawler.config import Settings
+from crawler.crawls import crawl_layout
+from crawler.frontier import Frontier
 from crawler.lastmod import parse_since, parse_w3c
 from crawler.recrawl import RevisitState, requeue
 from crawler.seeds import seed_sitemaps
@@ -154,3 +157,25 @@ def test_crawl_recrawl_needs_a_condition_and_refuses_a_bad_date(clean_redis: str
     bad = CliRunner().invoke(app, ["recrawl", "--redis", clean_redis,
                                    "--changed-since", "someday"])
     assert bad.exit_code == 2 and "not a date" in bad.output
+
+
+async def test_a_host_of_many_done_urls_is_requeued_over_several_bounded_calls(
+        redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = await crawl_layout(redis, settings.replace(recrawl=True))
+    monkeypatch.setattr(recrawl, "REQUEUE_FIELDS", 100)  # about 100 fields a call
+    calls: list[str] = []
+    run = Frontier.run
+
+    async def counted(self: Frontier, batch: list[Any]) -> list[Any]:
+        calls.extend(name for name, _, _ in batch)
+        return await run(self, batch)
+
+    monkeypatch.setattr(Frontier, "run", counted)
+    shard = keys.all_shards(settings.crawl, settings.shards, settings.shard_tags)[0]
+    done = RevisitState(int(time.time()) - 100, 1, 0, 1, 'e"x"').dump()
+    await redis.hset(shard.revisits("a.test"), mapping={f"s/p{i}": done for i in range(1000)})
+    await redis.sadd(shard.recrawl_hosts, "a.test")
+    assert await requeue(redis, settings, 10) == 1000
+    assert await redis.llen(shard.queue("a.test")) == 1000
+    assert calls.count("recrawl") >= 5
+    assert await requeue(redis, settings, 10) == 0  # each marked: queued once

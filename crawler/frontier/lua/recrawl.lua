@@ -7,16 +7,21 @@
 -- a visit.
 -- ARGV: base, cutoff (unix seconds; -1: no fetch-age condition), changed_since
 --       (unix seconds; -1: no lastmod condition), limit and delay_ms (the
---       host's policy if its state was compacted away meanwhile), then hosts.
--- Returns the number of URLs queued.
+--       host's policy if its state was compacted away meanwhile), count (the
+--       HSCAN hint, fields a host), then pairs of host and HSCAN cursor ('0'
+--       to start): a host of a million done URLs takes many bounded calls.
+-- Returns {URLs queued, then each host's next cursor ('0': done)}.
 local base = ARGV[1]
 local cutoff = tonumber(ARGV[2])
 local since = tonumber(ARGV[3])
+local count_hint = ARGV[6]
 local now = now_ms()
 local total = 0
-for i = 6, #ARGV do
+local cursors = {}
+for i = 7, #ARGV, 2 do
   local host = ARGV[i]
-  local flat = redis.call('HGETALL', base .. 'v:' .. host)
+  local page = redis.call('HSCAN', base .. 'v:' .. host, ARGV[i + 1], 'COUNT', count_hint)
+  local flat = page[2]
   local count = 0
   local known = {}
   for j = 1, #flat, 2 do
@@ -26,10 +31,12 @@ for i = 6, #ARGV do
     local lastmod = tonumber(numbers[5] or 0)
     local due = (cutoff >= 0 and fetched >= 0 and fetched <= cutoff)
       or (since >= 0 and lastmod > 0 and lastmod >= since and lastmod > fetched)
+    -- HSCAN may return a field twice: marked the first time, skipped the next.
     if due and queue_revisit(base, host, field, state, known) then count = count + 1 end
   end
   queue_revisits_done(base, host, count, ARGV[4], ARGV[5], now)
   total = total + count
+  cursors[#cursors + 1] = page[1]
 end
 if total > 0 then redis.call('HINCRBY', KEYS[7], 'queued', total) end
-return total
+return {total, unpack(cursors)}
