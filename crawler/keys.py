@@ -65,7 +65,8 @@ suffix              type    what it holds
 ``robots_fails:<o>``STRING  failed robots.txt fetches in a row (retry budget)
 ``v:<host>``        HASH    ``recrawl = true`` only: done URL -> its revisit
                             state (crawler.recrawl), ``*``-prefixed while queued
-                            for a revisit
+                            for a revisit; a URL a sitemap listed with a lastmod
+                            before its first result -> that lastmod (visit 0)
 ``recrawl_hosts``   SET     hosts with a ``v:<host>`` hash
 ``due:<host>``      ZSET    ``revisit_adaptive = true`` only: a done URL's field
                             in ``v:<host>`` -> unix second its revisit is due

@@ -179,3 +179,21 @@ async def test_a_host_of_many_done_urls_is_requeued_over_several_bounded_calls(
     assert await redis.llen(shard.queue("a.test")) == 1000
     assert calls.count("recrawl") >= 5
     assert await requeue(redis, settings, 10) == 0  # each marked: queued once
+
+
+async def test_changed_since_reaches_every_shard(redis: Redis, settings: Settings) -> None:
+    settings = await crawl_layout(redis, settings.replace(recrawl=True, shards=4))
+    now = int(time.time())
+    changed = RevisitState(now - 100, 1, 0, 1, 'e"x"', lastmod=now - 50).dump()
+    unchanged = RevisitState(now - 100, 1, 0, 1, 'e"x"', lastmod=now - 200).dump()
+    hosts = [f"h{i}.test" for i in range(12)]
+    shards = keys.all_shards(settings.crawl, settings.shards, settings.shard_tags)
+    for host in hosts:
+        shard = shards[keys.shard_of(host, settings.shards)]
+        await redis.hset(shard.revisits(host), mapping={"s/new": changed, "s/old": unchanged})
+        await redis.sadd(shard.recrawl_hosts, host)
+    assert len({keys.shard_of(h, settings.shards) for h in hosts}) == 4
+    assert await requeue(redis, settings, changed_since=now - 60) == len(hosts)
+    for host in hosts:
+        shard = shards[keys.shard_of(host, settings.shards)]
+        assert await redis.llen(shard.queue(host)) == 1
