@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from crawler import keys
 from crawler.config import Settings
+from crawler.crawl_settings import crawl_wide
 from crawler.frontier import Frontier
 from crawler.recrawl import RevisitState, revisit_field
 from crawler.revisit_schedule import next_interval, requeue_due
@@ -168,3 +169,6 @@ def test_intervals_halve_on_change_double_when_unchanged_within_bounds(
     assert next_interval(RevisitState(0, 1, 0, 0, interval=8), {"not_modified": True}, on) == 8
     assert next_interval(RevisitState(0, 1, 0, 0, interval=1), {"changed": True}, on) == 1
     assert next_interval(before, {"changed": True}, settings.replace(recrawl=True)) == 0
+    # Crawl-wide, like recrawl: stored with the crawl, changed by crawl config set.
+    assert {"recrawl", "revisit_adaptive", "revisit_initial", "revisit_min",
+            "revisit_max"} <= set(crawl_wide())
