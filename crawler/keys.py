@@ -65,8 +65,12 @@ suffix              type    what it holds
 ``robots_fails:<o>``STRING  failed robots.txt fetches in a row (retry budget)
 ``v:<host>``        HASH    ``recrawl = true`` only: done URL -> its revisit
                             state (crawler.recrawl), ``*``-prefixed while queued
-                            for a revisit
+                            for a revisit; a URL a sitemap listed with a lastmod
+                            before its first result -> that lastmod (visit 0)
 ``recrawl_hosts``   SET     hosts with a ``v:<host>`` hash
+``due:<host>``      ZSET    ``revisit_adaptive = true`` only: a done URL's field
+                            in ``v:<host>`` -> unix second its revisit is due
+``due_hosts``       ZSET    host -> unix second of its earliest ``due:<host>``
 ==================  ======  ==================================================
 
 Per crawl ``crawl:{NAME}:`` (its own hash tag, one slot):
@@ -196,6 +200,13 @@ class ShardKeys:
     @property
     def recrawl_hosts(self) -> str:
         return self.base + "recrawl_hosts"
+
+    def revisits_due(self, host: str) -> str:
+        return f"{self.base}due:{host}"
+
+    @property
+    def due_hosts(self) -> str:
+        return self.base + "due_hosts"
 
     def claim_request(self, worker: str) -> str:
         return f"{self.base}claimreq:{worker}"

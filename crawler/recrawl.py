@@ -3,22 +3,31 @@
 With ``recrawl = true`` each done URL keeps, in its host's ``v:<host>`` hash
 (same shard), under its path (``revisit_field``), one short string::
 
-    fetched|visit|changes|depth|validator\\ntitle
+    fetched|visit|changes|depth[|lastmod[|interval]]|validator\\ntitle
 
 ``fetched``: unix seconds of its last result; ``visit``: how many results it
 has had; ``changes``: how many of its revisits found it changed; ``depth``:
-its crawl depth; ``validator``: ``e<ETag>``, else ``m<Last-Modified>``, else
-``h<hash of the body>`` (16 hex digits), or empty; ``title``: the last one
-seen, carried into a not-modified record. ``complete.lua`` writes it with the
-URL's result and only then, so a visit is counted once however often its
-lease is retried or reclaimed.
+its crawl depth; ``lastmod``: unix seconds of the ``<lastmod>`` a sitemap
+last listed for it (0: none; ``crawler.lastmod``); ``interval``: seconds
+until its next revisit with ``revisit_adaptive`` (``crawler.revisit_schedule``);
+both are written only when set, so a crawl using neither pays nothing for
+them. ``validator``: ``e<ETag>``, else ``m<Last-Modified>``, else ``h<hash of
+the body>`` (16 hex digits), or empty; it never starts with a digit, which is
+how a reader tells where the numbers end. ``title``: the last one seen,
+carried into a not-modified record. A sitemap can list a URL before its first
+fetch: its state is then ``0|0|0|0|lastmod|`` (visit 0: not fetched yet).
+``complete.lua`` writes the state with the URL's result and only then, so a
+visit is counted once however often its lease is retried or reclaimed; it
+keeps the lastmod stored meanwhile (a sitemap read while the page was fetched).
 
-``crawl recrawl --older-than 7d`` (``requeue``) runs ``recrawl.lua``, which
-queues the URLs fetched before the cutoff and marks them (``*``) until their
-next result. A revisit sends ``If-None-Match``/``If-Modified-Since``; a 304
-ends in a record with ``not_modified: true`` and the previous title; a 200
-with another validator, ``changed: true``. Every record then carries
-``visit``, so a URL's successive visits are told apart.
+``crawl recrawl`` (``requeue``) runs ``recrawl.lua``, which queues the URLs
+fetched before a cutoff (``--older-than``) or whose sitemap lastmod is at or
+after a time and later than their last fetch (``--changed-since``), either
+condition sufficing, and marks them (``*``) until their next result. A
+revisit sends ``If-None-Match``/``If-Modified-Since``; a 304 ends in a record
+with ``not_modified: true`` and the previous title; a 200 with another
+validator, ``changed: true``. Every record then carries ``visit``, so a URL's
+successive visits are told apart.
 """
 
 from __future__ import annotations
@@ -36,6 +45,11 @@ from crawler.frontier import Frontier, Lease
 
 REQUEUE_HOSTS = 100
 """Hosts one recrawl.lua call re-queues (a call holds the server about 10 µs a URL)."""
+REQUEUE_FIELDS = 10_000
+"""About how many done URLs one recrawl.lua call reads (HSCAN's hint, split over its
+hosts): a host of a million done URLs takes a hundred calls, none of them long."""
+STATE_NUMBERS = 6
+"""Numbers a state may start with: fetched, visit, changes, depth, lastmod, interval."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +62,16 @@ class RevisitState:
     depth: int
     validator: str = ""
     title: str | None = None
+    lastmod: int = 0  # a sitemap's <lastmod>, unix seconds; 0: none listed
+    interval: int = 0  # seconds to its next revisit (revisit_adaptive); 0: none
 
     def dump(self) -> str:
-        head = f"{self.fetched}|{self.visit}|{self.changes}|{self.depth}|{self.validator}"
+        numbers = [self.fetched, self.visit, self.changes, self.depth]
+        if self.lastmod or self.interval:
+            numbers.append(self.lastmod)
+        if self.interval:
+            numbers.append(self.interval)
+        head = "|".join(map(str, numbers)) + "|" + self.validator
         return head if self.title is None else f"{head}\n{self.title}"
 
     @classmethod
@@ -60,11 +81,24 @@ class RevisitState:
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
         head, newline, title = text.removeprefix("*").partition("\n")
-        fields = head.split("|", 4)
-        if len(fields) != 5 or not all(f.isdigit() for f in fields[:4]):
+        numbers: list[int] = []
+        while len(numbers) < STATE_NUMBERS:
+            number, bar, rest = head.partition("|")
+            if not bar or not (number.isascii() and number.isdigit()):
+                break
+            numbers.append(int(number))
+            head = rest
+        if len(numbers) < 4:
             return None
-        return cls(int(fields[0]), int(fields[1]), int(fields[2]), int(fields[3]), fields[4],
-                   title if newline else None)
+        fetched, visit, changes, depth, *extra = numbers
+        lastmod, interval = [*extra, 0, 0][:2]
+        return cls(fetched, visit, changes, depth, head, title if newline else None,
+                   lastmod, interval)
+
+    @property
+    def fetched_once(self) -> bool:
+        """False for a URL a sitemap listed that has no result yet (visit 0)."""
+        return self.visit > 0
 
     def conditional_headers(self) -> dict[str, str]:
         """What a revisit sends, so an unchanged page can answer 304."""
@@ -85,13 +119,20 @@ def validator_of(headers: dict[str, str], body: bytes) -> str:
 
 
 def next_visit(lease: Lease, previous: RevisitState | None, record: dict[str, Any],
-               headers: dict[str, str] | None, body: bytes) -> RevisitState:
+               headers: dict[str, str] | None, body: bytes,
+               settings: Settings | None = None) -> RevisitState:
     """This visit's state, and its marks on the record (``visit``, ``not_modified``,
     ``changed``, and a 304's carried title).
 
     ``headers`` is None when no response came (an error): the validator and
-    title stay as they were.
+    title stay as they were. ``settings``: with ``revisit_adaptive``, the
+    state carries the interval to the next revisit (``revisit_schedule``).
     """
+    from crawler.revisit_schedule import next_interval
+
+    lastmod = previous.lastmod if previous else 0
+    if previous is not None and not previous.fetched_once:  # only a sitemap's lastmod
+        previous = None
     visit = previous.visit + 1 if previous else 1
     record["visit"] = visit
     changes = previous.changes if previous else 0
@@ -107,7 +148,9 @@ def next_visit(lease: Lease, previous: RevisitState | None, record: dict[str, An
             changed = validator != previous.validator
             record["changed"] = changed
             changes += changed
-    return RevisitState(int(time.time()), visit, changes, lease.depth, validator, title)
+    interval = next_interval(previous, record, settings) if settings is not None else 0
+    return RevisitState(int(time.time()), visit, changes, lease.depth, validator, title,
+                        lastmod, interval)
 
 
 def revisit_field(host: str, url: str) -> str:
@@ -128,21 +171,34 @@ async def previous_state(redis: Redis, frontier: Frontier, lease: Lease) -> Revi
     return RevisitState.parse(await redis.hget(shard.revisits(lease.host), field))
 
 
-async def requeue(redis: Redis, settings: Settings, older_than: float) -> int:
-    """Queue again every done URL whose last fetch is more than ``older_than`` s ago."""
+async def requeue(redis: Redis, settings: Settings, older_than: float | None = None, *,
+                  changed_since: float | None = None) -> int:
+    """Queue again every done URL whose last fetch is more than ``older_than`` s ago, or
+    whose sitemap lastmod is at or after ``changed_since`` (unix seconds) and later than
+    its last fetch: either condition suffices; a URL is queued once. Returns how many."""
+    if older_than is None and changed_since is None:
+        raise ValueError("requeue needs older_than, changed_since or both")
     frontier = Frontier(redis, settings, local_dedup=False)
-    cutoff = int(time.time() - older_than)
+    cutoff = -1 if older_than is None else int(time.time() - older_than)
+    since = -1 if changed_since is None else int(changed_since)
     policy = settings.policy_for("")
     total = 0
     for shard in keys.all_shards(settings.crawl, settings.shards, settings.shard_tags):
         hosts: list[str] = []
         async for host in redis.sscan_iter(shard.recrawl_hosts, count=REQUEUE_HOSTS):
             hosts.append(host.decode() if isinstance(host, bytes) else host)
-        for start in range(0, len(hosts), REQUEUE_HOSTS):
-            chunk = hosts[start:start + REQUEUE_HOSTS]
-            [queued] = await frontier.run([("recrawl", shard.script_keys, [
-                shard.base, cutoff, policy.max_per_host, int(policy.delay * 1000), *chunk])])
-            total += int(queued)
+        pending = [(host, "0") for host in hosts]
+        while pending:
+            chunk, pending = pending[:REQUEUE_HOSTS], pending[REQUEUE_HOSTS:]
+            hint = max(100, REQUEUE_FIELDS // len(chunk))
+            [reply] = await frontier.run([("recrawl", shard.script_keys, [
+                shard.base, cutoff, since, policy.max_per_host, int(policy.delay * 1000), hint,
+                *(x for pair in chunk for x in pair)])])
+            total += int(reply[0])
+            # A large host is read a page a call, until its cursor comes back to 0.
+            cursors = [c.decode() if isinstance(c, bytes) else str(c) for c in reply[1:]]
+            pending += [(host, cursor) for (host, _), cursor in zip(chunk, cursors, strict=True)
+                        if cursor != "0"]
     return total
 
 

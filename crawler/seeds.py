@@ -15,6 +15,7 @@ from crawler.aio import cancel_and_wait
 from crawler.config import Settings
 from crawler.errors import InvalidURL
 from crawler.frontier import Frontier
+from crawler.lastmod import read_sitemaps_again
 from crawler.scope import ScopeStore, anchors_for
 from crawler.urls import canonicalize
 
@@ -39,10 +40,11 @@ class SeedReport:
     capped: int = 0
     problems: list[tuple[int, str]] = field(default_factory=list)
     assumed_scheme: int = 0  # lines without a scheme, seeded with the default one
+    reread: int = 0  # sitemaps read before, queued to be read again (recrawl = true)
 
     @property
     def valid(self) -> int:
-        return self.added + self.seen + self.capped
+        return self.added + self.seen + self.capped + self.reread
 
 
 def with_default_scheme(text: str, scheme: str | None) -> str | None:
@@ -176,7 +178,8 @@ async def seed_sitemaps(redis: Redis, settings: Settings, urls: list[str]) -> Se
     """Queue sitemaps to read (``crawl seed --sitemap``), at depth 0 like seed URLs.
 
     Their hosts join the scope as a seed's do; the pages they list are queued
-    at depth 1 when a worker reads them (``crawler.worker.sitemap``).
+    at depth 1 when a worker reads them (``crawler.worker.sitemap``). With
+    ``recrawl = true`` a sitemap read before is read again (``reread``).
     """
     frontier = Frontier(redis, settings, local_dedup=False)
     report = SeedReport()
@@ -189,6 +192,10 @@ async def seed_sitemaps(redis: Redis, settings: Settings, urls: list[str]) -> Se
             report.problems.append((number, f"{exc}: {url[:80]!r}"))
     if canonical:
         await ScopeStore(redis, settings).add(anchors_for(canonical))
-        counts = await frontier.add(((url, 0) for url in canonical), sitemap_level=0)
-        report.added, report.seen, report.capped = counts.added, counts.seen, counts.capped
+        if settings.recrawl:  # its lastmods, fresh, are what crawl recrawl --changed-since uses
+            queued, before = await read_sitemaps_again(frontier, canonical)
+            report.added, report.reread = queued - before, before
+        else:
+            counts = await frontier.add(((url, 0) for url in canonical), sitemap_level=0)
+            report.added, report.seen, report.capped = counts.added, counts.seen, counts.capped
     return report

@@ -139,7 +139,8 @@ async def crawl_is_done(redis: Redis, settings: Settings) -> bool:
 
 KINDS = {"q": "queued", "px": "queued", "seen": "seen", "h": "hosts", "results": "results",
          "robots": "robots", "robots_fails": "robots", "robots_lock": "robots",
-         "v": "revisits", "recrawl_hosts": "revisits"}
+         "v": "revisits", "recrawl_hosts": "revisits", "due": "revisits",
+         "due_hosts": "revisits"}
 """Key name (after the crawl's hash tag) -> the kind its memory counts as; else ``other``."""
 SCAN_BUDGET = 200_000
 """Keys crawl status visits at most; past it, each kind is scaled from what it saw."""

@@ -10,7 +10,8 @@ On a fresh embedded Valkey (append-only, as a crawl runs it), measured with
 3. finish 10,000 URLs with records of the usual size: bytes per result in
    the stream, and again after ``crawl export --drain`` took them out; each
    with the revisit state ``recrawl = true`` keeps (an ETag, a title): bytes
-   per done URL that recrawl adds.
+   per done URL that recrawl adds, and with a sitemap's lastmod, and with
+   ``revisit_adaptive``'s interval and schedule entry.
 
 Only loopback and a temporary directory are used.
 """
@@ -22,6 +23,7 @@ import io
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -112,33 +114,43 @@ async def _measure(url: str, n: int, hosts: int, echo: Any) -> dict[str, Any]:
     return out
 
 
-async def _recrawl_state_bytes(client: Any, settings: Any) -> dict[str, float]:
+async def _recrawl_state_bytes(client: Any, settings: Any) -> dict[str, dict[str, float]]:
     """Bytes a done URL's recrawl state adds (an ETag and a title of usual length), by how
-    many done URLs its host has: its host's hash, as complete.lua writes it."""
+    many done URLs its host has: its host's hash, as complete.lua writes it; with a
+    sitemap's lastmod; with an adaptive interval and its place in the revisit schedule."""
     from crawler import keys
     from crawler.recrawl import RevisitState, revisit_field
 
     shard = keys.all_shards(settings.crawl, settings.shards, settings.shard_tags)[0]
-    state = RevisitState(int(time.time()), 1, 0, 1, 'e"5f2a-1b3c4d5e6f7a8b"',
-                         "A product page title of usual length").dump()
-    out: dict[str, float] = {}
-    for per_host in (1, 100, 10_000):
-        hosts = max(1, 10_000 // per_host)
-        pipe = client.pipeline(transaction=False)
-        for i in range(hosts * per_host):
-            url = url_76(i, hosts)
-            host = url.split("/", 3)[2]
-            pipe.hset(shard.revisits(host), revisit_field(host, url), state)
-            pipe.sadd(shard.recrawl_hosts, host)
-        await pipe.execute()
-        total = 0
-        for h in range(hosts):
-            total += int(await client.memory_usage(shard.revisits(url_76(h, hosts).split("/")[2]),
-                                                   samples=0) or 0)
-        total += int(await client.memory_usage(shard.recrawl_hosts, samples=0) or 0)
-        out[f"{per_host}_per_host"] = round(total / (hosts * per_host), 1)
-        await client.delete(shard.recrawl_hosts, *(shard.revisits(url_76(h, hosts).split("/")[2])
-                                                   for h in range(hosts)))
+    now = int(time.time())
+    plain = RevisitState(now, 1, 0, 1, 'e"5f2a-1b3c4d5e6f7a8b"',
+                         "A product page title of usual length")
+    variants = {"plain": plain, "lastmod": replace(plain, lastmod=now - 86400),
+                "adaptive": replace(plain, interval=86400)}
+    out: dict[str, dict[str, float]] = {}
+    for name, state in variants.items():
+        out[name] = {}
+        for per_host in (1, 100, 10_000):
+            hosts = max(1, 10_000 // per_host)
+            names = [url_76(h, hosts).split("/")[2] for h in range(hosts)]
+            pipe = client.pipeline(transaction=False)
+            for i in range(hosts * per_host):
+                url = url_76(i, hosts)
+                host = url.split("/", 3)[2]
+                pipe.hset(shard.revisits(host), revisit_field(host, url), state.dump())
+                pipe.sadd(shard.recrawl_hosts, host)
+                if state.interval:  # what complete.lua schedules
+                    pipe.zadd(shard.revisits_due(host), {revisit_field(host, url): now + i})
+                    pipe.zadd(shard.due_hosts, {host: now})
+            await pipe.execute()
+            used = [shard.recrawl_hosts, shard.due_hosts]
+            used += [k for host in names for k in (shard.revisits(host),
+                                                   shard.revisits_due(host))]
+            total = 0
+            for key in used:
+                total += int(await client.memory_usage(key, samples=0) or 0)
+            out[name][f"{per_host}_per_host"] = round(total / (hosts * per_host), 1)
+            await client.delete(*used)
     return out
 
 

@@ -103,8 +103,9 @@ def seed(
                     typer.echo(f"--sitemap {number}: {text}", err=True)
                 if file is None:
                     return maps
+                again = f"read again {maps.reread}, " if maps.reread else ""
                 typer.echo(f"sitemaps: added {maps.added}, already seen {maps.seen}, "
-                           f"invalid {maps.invalid}")
+                           f"{again}invalid {maps.invalid}")
             if file == "-":
                 return await seed_urls(client, s, sys.stdin.buffer, problem,
                                        default_scheme=default_scheme.lower(), on_assumed=assumed)
@@ -123,7 +124,8 @@ def seed(
         typer.echo(f"no URLs in {source}", err=True)
         raise typer.Exit(1)
     typer.echo(f"added {report.added}, already seen {report.seen}, invalid {report.invalid}"
-               + (f", over host cap {report.capped}" if report.capped else ""))
+               + (f", over host cap {report.capped}" if report.capped else "")
+               + (f", read again {report.reread}" if report.reread else ""))
     if report.valid == 0:
         raise typer.Exit(1)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from crawler.cli.common import (
     ConfigOpt,
@@ -24,29 +25,45 @@ def register(app: typer.Typer) -> None:
 
 def recrawl(
     ctx: typer.Context,
-    older_than: Annotated[str, typer.Option(
-        "--older-than", help="Revisit URLs last fetched longer ago than this: 90s, 30m, 12h, 7d. "
-                               "[default: none, required]")],
+    older_than: Annotated[str | None, typer.Option(
+        "--older-than", help=escape("Revisit URLs last fetched longer ago than this: 90s, 30m, "
+                                    "12h, 7d, 2w. [default: none]"))] = None,
+    changed_since: Annotated[str | None, typer.Option(
+        "--changed-since", help=escape(
+            "Revisit URLs whose sitemap <lastmod> is at or after this time and later than "
+            "their last fetch: 2026-11-01, 2026-11-01T08:00:00Z (no zone: UTC), or an age "
+            "such as 7d. [default: none]"))] = None,
     redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = None,
     home: HomeOpt = None,
 ) -> None:
-    """Queue again the done URLs fetched before a cutoff (the crawl needs recrawl = true).
+    """Queue done URLs again for a revisit (the crawl needs recrawl = true).
 
-    Run workers afterwards: each revisit sends If-None-Match / If-Modified-Since,
-    and its record says not_modified or changed.
+    Give --older-than, --changed-since or both: with both, a URL that meets
+    either is queued (once). --changed-since needs the sitemaps' lastmod, kept
+    for the pages they list while recrawl = true. Run workers afterwards: each
+    revisit sends If-None-Match / If-Modified-Since, and its record says
+    not_modified or changed. With revisit_adaptive = true, crawl worker
+    --forever revisits each URL by itself when its own interval has passed.
     """
+    from crawler.lastmod import parse_since
     from crawler.recrawl import parse_age, requeue
 
+    if older_than is None and changed_since is None:
+        raise CrawlError("give --older-than AGE, --changed-since WHEN, or both")
     try:
-        age = parse_age(older_than)
+        age = None if older_than is None else parse_age(older_than)
     except ValueError as exc:
         raise CrawlError(f"--older-than: {exc}") from None
+    try:
+        since = None if changed_since is None else parse_since(changed_since)
+    except ValueError as exc:
+        raise CrawlError(f"--changed-since: {exc}") from None
     settings = settings_for(ctx, redis=redis, crawl=crawl, config=config, home=home)
 
     async def main() -> int:
         client, s = await open_crawl(settings)
         try:
-            return await requeue(client, s, age)
+            return await requeue(client, s, age, changed_since=since)
         finally:
             await client.aclose()
 

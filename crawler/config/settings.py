@@ -131,6 +131,10 @@ class Settings(BaseModel):
     dedup_bucket_bits: int = _setting(0, "storage", ge=0, le=24)
     results_maxlen: int = _setting(0, "storage", ge=0)
     recrawl: bool = _setting(False, "storage")
+    revisit_adaptive: bool = _setting(False, "storage")
+    revisit_initial: float = _setting(86400.0, "storage", ge=1)
+    revisit_min: float = _setting(3600.0, "storage", ge=1)
+    revisit_max: float = _setting(30 * 86400.0, "storage", ge=1)
     warc_dir: str = _setting("", "storage", "node")
     warc_max_bytes: int = _setting(1024**3, "storage", "node", ge=1)
 
@@ -138,7 +142,7 @@ class Settings(BaseModel):
                      "stall_warning", "connect_timeout", "read_timeout", "total_timeout",
                      "delay", "robots_ttl", "robots_error_ttl", "crawl_delay_cap",
                      "politeness_slack", "delay_factor", "max_delay", "max_duration",
-                     "extract_block_warning")
+                     "extract_block_warning", "revisit_initial", "revisit_min", "revisit_max")
     @classmethod
     def _seconds_are_finite(cls, value: float) -> float:
         return _finite(value)

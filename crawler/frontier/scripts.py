@@ -1,6 +1,7 @@
 """Running the frontier's Lua scripts: loading, NOSCRIPT recovery, pipelines, group commit.
 
-Every script is ``lua/_lib.lua`` (shared helpers) followed by ``lua/<name>.lua``.
+Every script is ``lua/_lib.lua`` (shared helpers) followed by ``lua/<name>.lua``
+(and by ``lua/_revisit.lua`` before it, in those that handle revisit state).
 Scripts run with EVALSHA in pipelines: redis-py's Script objects would send
 SCRIPT EXISTS before every pipeline, doubling the round trips. A server that
 lost its script cache (restarted, or a replica promoted) answers NOSCRIPT;
@@ -31,7 +32,9 @@ A master whose replica died (or that was just promoted and has none yet)
 would otherwise hold every pipeline for the whole ``wait_timeout``."""
 
 SCRIPT_NAMES = ("add", "claim", "complete", "retry", "reclaim", "robots", "unlock", "heartbeat",
-                "drain", "drop", "recrawl")
+                "drain", "drop", "recrawl", "lastmod", "due", "reread")
+REVISIT_SCRIPTS = frozenset({"complete", "recrawl", "lastmod", "due", "reread"})
+"""Scripts that read or write revisit state: ``lua/_revisit.lua`` follows ``_lib.lua`` in them."""
 
 Call = tuple[str, list[str], list[Any]]
 """One script call: (script name, keys, args)."""
@@ -39,7 +42,8 @@ Call = tuple[str, list[str], list[Any]]
 
 def load_source(name: str) -> str:
     lua = resources.files("crawler.frontier") / "lua"
-    return (lua / "_lib.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+    libs = ["_lib", "_revisit"] if name in REVISIT_SCRIPTS else ["_lib"]
+    return "\n".join((lua / f"{part}.lua").read_text() for part in [*libs, name])
 
 
 class ScriptRunner:

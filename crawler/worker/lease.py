@@ -288,7 +288,7 @@ class LeaseRunner:
             return None
         return revisit_field(item.lease.host, item.lease.url), next_visit(
             item.lease, item.previous, record, resp.headers if resp else None,
-            resp.body if resp else b"").dump()
+            resp.body if resp else b"", self.settings).dump()
 
     async def _retry(self, item: InFlight, delay: float, *, host_backoff: bool = False,
                      count_attempt: bool = True, reason: str = "backoff",

@@ -28,6 +28,7 @@ from crawler.fetch import Fetcher
 from crawler.frontier import ClaimResult, Frontier
 from crawler.metrics import WorkerMetrics, serve
 from crawler.politeness import publish_policy, start_deadline
+from crawler.revisit_schedule import DUE_POLL, adaptive, requeue_due
 from crawler.robots import RobotsCache
 from crawler.scope import Scope, ScopeStore, anchors_for
 from crawler.status import held_hosts, held_summary
@@ -114,6 +115,8 @@ class Worker:
                       asyncio.create_task(self._watch_for_stalls(), name="stall-watch")]
         if not self.quiet:
             background.append(asyncio.create_task(self._progress(), name="progress"))
+        if self.forever:
+            background.append(asyncio.create_task(self._queue_due_revisits(), name="revisits"))
         crawl = asyncio.create_task(self._crawl(runner), name="crawl")
         aborted = asyncio.create_task(self._aborted.wait(), name="abort-signal")
         metrics = await self._serve_metrics()
@@ -297,6 +300,20 @@ class Worker:
                 await self.heartbeat.beat(self.report())
                 await self.frontier.reclaim()
             await asyncio.sleep(self.heartbeat_every * random.uniform(0.8, 1.2))
+
+    async def _queue_due_revisits(self) -> None:
+        """--forever: queue the URLs whose adaptive revisit is due (crawler.revisit_schedule)."""
+        warned = False
+        while True:
+            await asyncio.sleep(DUE_POLL * random.uniform(0.8, 1.2))
+            if self.settings.revisit_adaptive and not self.settings.recrawl and not warned:
+                log.warning("revisit_adaptive = true does nothing without recrawl = true")
+            warned = warned or self.settings.revisit_adaptive
+            if self.stopping or not adaptive(self.settings):
+                continue
+            with contextlib.suppress(*REDIS_ERRORS):
+                if await requeue_due(self.frontier):
+                    self.slot_freed.set()  # claim now, not after the idle wait
 
     @property
     def heartbeat_every(self) -> float:

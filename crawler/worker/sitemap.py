@@ -11,7 +11,8 @@ the sitemap, the sitemaps an index names at the same depth and one nesting
 level further. Queueing before the record is safe: a worker that dies midway
 leaves the lease to expire, the sitemap is read again, and dedup drops what
 was queued already. A file over a protocol limit, or malformed, ends as an
-error record; the URLs read before the fault stay queued.
+error record; the URLs read before the fault stay queued. With ``recrawl =
+true`` each page's ``<lastmod>`` is kept with its revisit state (``crawler.lastmod``).
 
 Sitemaps come from robots.txt ``Sitemap:`` lines (``robots_sitemap_calls``,
 called by ``RobotsCache`` with the verdict) and from ``crawl seed --sitemap``.
@@ -30,6 +31,7 @@ from crawler import errors
 from crawler.fetch import CHUNK, REDIRECT_STATUSES, Response, classify, redirect_target
 from crawler.frontier import Call
 from crawler.guard import check_literal_address
+from crawler.lastmod import keep_lastmods, sitemap_lastmods
 from crawler.metrics import status_tally
 from crawler.results import dumps, make_record
 from crawler.sitemaps import MAX_BYTES, MAX_NESTING, SitemapEntry, SitemapParser
@@ -183,6 +185,11 @@ class SitemapReader:
         if sitemaps:
             sitemap_pairs = [(u, lease.depth) for u in sitemaps]
             await self.runner.write(lambda: frontier.add(sitemap_pairs, sitemap_level=level))
+        if pages and self.settings.recrawl:  # after the add: only seen URLs keep a lastmod
+            listed = sitemap_lastmods(entries)
+            stamps = {u: listed[u] for u in pages if u in listed}
+            if stamps:
+                await self.runner.write(lambda: keep_lastmods(frontier, stamps))
 
     async def _in_scope(self, urls: Iterable[str], depth: int) -> list[str]:
         urls = list(urls)

@@ -9,7 +9,9 @@
 --       tally (optional: a stats field counted once per result, e.g. s:2xx or
 --       e:timeout, for crawl status),
 --       revisit_field, revisit_state (optional, recrawl = true: the URL's state
---       in v:<host>, written with its result and only then, so a visit counts once)
+--       in v:<host>, written with its result and only then, so a visit counts once;
+--       with revisit_adaptive, its interval: the URL is due again that many
+--       seconds from now, scheduled in due:<host> and due_hosts)
 -- Returns 1 when the result was recorded (2: and the stream is past
 -- stream_maxlen with nothing acknowledged to delete), 0 for a stale lease.
 local base = ARGV[1]
@@ -51,8 +53,25 @@ if after > 0 then
   redis.call('HSET', hk, 'next', string.format('%d', nxt))
 end
 if ARGV[9] and ARGV[9] ~= '' then
-  redis.call('HSET', base .. 'v:' .. host, ARGV[9], ARGV[10])
+  local vk = base .. 'v:' .. host
+  local state = ARGV[10]
+  -- A sitemap read while this page was fetched may have listed a newer lastmod.
+  local _, old = split_state(redis.call('HGET', vk, ARGV[9]) or '')
+  if old[5] and old[5] ~= '0' then state = with_lastmod(state, old[5]) end
+  redis.call('HSET', vk, ARGV[9], state)
   redis.call('SADD', base .. 'recrawl_hosts', host)
+  -- The next revisit is scheduled here, with the result, and only then: a
+  -- retried or reclaimed lease schedules nothing.
+  local _, numbers = split_state(state)
+  local interval = tonumber(numbers[6] or 0)
+  local dk = base .. 'due:' .. host
+  if interval > 0 then
+    local due = math.floor(now / 1000) + interval
+    redis.call('ZADD', dk, due, ARGV[9])
+    redis.call('ZADD', base .. 'due_hosts', 'LT', due, host)
+  else
+    redis.call('ZREM', dk, ARGV[9])  -- revisit_adaptive turned off: no schedule left
+  end
 end
 release_slot(base, host, now)
 -- 2: recorded, but the stream is past results_maxlen (the worker warns).

@@ -1,0 +1,60 @@
+-- Revisit state helpers, prepended to the scripts that read or write v:<host>
+-- (crawler/frontier/scripts.py REVISIT_SCRIPTS). A done URL's state
+-- (crawler/recrawl.py RevisitState):
+--   [*]fetched|visit|changes|depth[|lastmod[|interval]]|validator[\ntitle]
+-- '*' while it is queued for a revisit. A validator never starts with a
+-- digit, so the numbers end at the first field that is not one. Visit 0: a
+-- URL a sitemap listed (with its lastmod) that has no result yet.
+local STATE_NUMBERS = 6
+
+-- mark ('*' or ''), the numbers (strings), and the rest (validator and title).
+local function split_state(state)
+  local mark, pos = '', 1
+  if string.sub(state, 1, 1) == '*' then mark, pos = '*', 2 end
+  local numbers = {}
+  while #numbers < STATE_NUMBERS do
+    local number, after = string.match(state, '^(%d+)|()', pos)
+    if not number then break end
+    numbers[#numbers + 1] = number
+    pos = after
+  end
+  return mark, numbers, string.sub(state, pos)
+end
+
+local function join_state(mark, numbers, rest)
+  return mark .. table.concat(numbers, '|') .. '|' .. rest
+end
+
+-- The state with this lastmod (a string of digits) in its fifth number.
+local function with_lastmod(state, lastmod)
+  local mark, numbers, rest = split_state(state)
+  if #numbers < 4 then return state end
+  numbers[5] = lastmod
+  return join_state(mark, numbers, rest)
+end
+
+-- Queue a done URL of the host for a revisit, marking its state; the caller
+-- makes the host ready (queue_revisits_done). False when the state is not a
+-- done URL's waiting for nothing (queued already, or never fetched).
+local function queue_revisit(base, host, field, state, known)
+  local mark, numbers = split_state(state)
+  if mark ~= '' or #numbers < 4 or tonumber(numbers[2]) < 1 then return false end
+  local url = field
+  local head = string.sub(field, 1, 2)
+  if head == 's/' then url = 'https://' .. host .. string.sub(field, 2)
+  elseif head == 'h/' then url = 'http://' .. host .. string.sub(field, 2) end
+  redis.call('HSET', base .. 'v:' .. host, field, '*' .. state)
+  redis.call('RPUSH', base .. 'q:' .. host, entry(base, host, 0, tonumber(numbers[4]), 0, url, known))
+  return true
+end
+
+-- After queue_revisit queued `count` URLs of the host: its policy if its
+-- state was compacted away meanwhile (limit, delay_ms), and a ready host.
+local function queue_revisits_done(base, host, count, limit, delay_ms, now)
+  if count == 0 then return end
+  local hk = base .. 'h:' .. host
+  redis.call('HSETNX', hk, 'limit', limit)
+  redis.call('HSETNX', hk, 'delay', delay_ms)
+  redis.call('ZREM', base .. 'idle', host)
+  refresh_ready(base, host, now)
+end
