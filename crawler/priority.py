@@ -24,7 +24,8 @@ depends on politeness alone, so a host full of raised URLs takes no turn
 from another. A URL seen before (dedup) is not moved: a priority counts
 when a URL is first queued. A URL given back (retry, expired lease,
 robots.txt fetched first) returns to its own band, and a redirect's target
-is queued in its source's band.
+is queued in its source's band; a recrawl's revisit (``crawl recrawl``) is
+queued in the normal band.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from fault_helpers import wait_for
 
+from crawler.bench.bands import run_bands
 from crawler.bench.dedup import run_dedup
 from crawler.bench.run import BenchConfig, check_results, format_table, run_bench
 from crawler.bench.site import SiteProcess, nginx_binary, nginx_config
@@ -176,3 +177,16 @@ def test_a_small_soak_drains_every_result_once_and_memory_comes_back() -> None:
     assert report["results_left_in_redis"] == 0
     assert report["final_memory"]["bytes"]["hosts"] == 0  # finished hosts compacted
     assert report["ok"], report
+
+
+def test_bands_benchmark_measures_every_layout_and_a_raised_bands_key() -> None:
+    report = run_bands(10_000, 100, None, echo=lambda _: None, repeat=1)
+    layouts = report["layouts"]
+    assert set(layouts) == {"normal", "mixed", "top"}
+    for figures in layouts.values():
+        assert figures["bytes_per_queued_url"] > 0 and figures["claim_server_us_per_url"] > 0
+    # A URL costs its entry in whichever band; a band in use adds its list and flag.
+    assert abs(layouts["top"]["bytes_per_queued_url"]
+               - layouts["normal"]["bytes_per_queued_url"]) < 1.0
+    assert layouts["mixed"]["bytes_per_queued_url"] > layouts["normal"]["bytes_per_queued_url"]
+    assert report["band_key"]["extra_per_host_second_url_high"] > 0
