@@ -18,6 +18,7 @@ from crawl_helpers import reclaim_expired
 from redis.asyncio import Redis
 
 from crawler import keys, overview, status
+from crawler.catalog import delete_crawl
 from crawler.config import Settings
 from crawler.control import drop_queue, stop
 from crawler.frontier import Frontier, Lease
@@ -222,3 +223,14 @@ async def test_counts_caps_drop_and_compaction_see_every_band(
     assert await redis.hgetall(shard.host("b.test")) == {"pages": "2"}
     assert not await redis.exists(*shard.queues("a.test"), *shard.queues("b.test"),
                                   shard.prefixes("b.test"))
+
+
+async def test_deleting_a_crawl_deletes_its_raised_bands_too(
+        make_frontier: MakeFrontier, redis: Redis) -> None:
+    frontier = make_frontier(crawl="gone", shards=2)
+    pairs = [(f"http://h{i}.test/p", 0) for i in range(8)]
+    await frontier.add(pairs, bands={url: 1 + i % 2 for i, (url, _) in enumerate(pairs)})
+    raised = [key async for key in redis.scan_iter(match="crawl:{gone:*}:q[12]:*")]
+    assert len(raised) == 8
+    assert await delete_crawl(redis, "gone") >= 8
+    assert not [key async for key in redis.scan_iter(match="crawl:{gone*")]
