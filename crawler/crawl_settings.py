@@ -47,18 +47,29 @@ def crawl_values(settings: Settings) -> dict[str, Any]:
     return {name: dumped[name] for name in crawl_wide()}
 
 
+async def stored_and_pinned(redis: Redis, crawl: str
+                            ) -> tuple[dict[str, Any] | None, int, set[str]]:
+    """(the stored crawl-wide values, their version, the pinned names), in one read.
+
+    One HMGET: values and pins read by two commands could straddle another
+    command's write and show a pin without its value (a false conflict).
+    """
+    raw: list[Any] = await redis.hmget(keys.settings_key(crawl), ["json", "v", "pinned"])
+    chosen = set(json.loads(raw[2])) if raw[2] else set()
+    if raw[0] is None:
+        return None, 0, chosen
+    return json.loads(raw[0]), int(raw[1] or 0), chosen
+
+
 async def stored(redis: Redis, crawl: str) -> tuple[dict[str, Any] | None, int]:
     """(the stored crawl-wide values, their version); (None, 0) for a crawl without any."""
-    raw: list[Any] = await redis.hmget(keys.settings_key(crawl), ["json", "v"])
-    if raw[0] is None:
-        return None, 0
-    return json.loads(raw[0]), int(raw[1] or 0)
+    values, version_, _ = await stored_and_pinned(redis, crawl)
+    return values, version_
 
 
 async def pinned(redis: Redis, crawl: str) -> set[str]:
     """The settings someone chose for the crawl (a flag, a variable, a file, config set)."""
-    raw = await redis.hget(keys.settings_key(crawl), "pinned")
-    return set(json.loads(raw)) if raw else set()
+    return (await stored_and_pinned(redis, crawl))[2]
 
 
 async def version(redis: Redis, crawl: str) -> int:
@@ -93,8 +104,7 @@ async def adopt(redis: Redis, settings: Settings, origins: dict[str, str],
     while True:
         async with redis.pipeline(transaction=True) as pipe:
             await pipe.watch(key)
-            values, _ = await stored(pipe, settings.crawl)
-            chosen = await pinned(pipe, settings.crawl)
+            values, _, chosen = await stored_and_pinned(pipe, settings.crawl)
             new_crawl = values is None
             if values is None:
                 values, fresh = crawl_values(settings), given
@@ -161,14 +171,20 @@ async def set_values(redis: Redis, settings: Settings, changes: dict[str, str]) 
     """Store changed crawl-wide settings (checked as flags are) and bump the version."""
     from crawler.config.loading import load_with_origins
 
-    current = await adopt(redis, settings, {}, strict=False)
-    updated, _ = load_with_origins(base=current, overrides=changes,
-                                   override_origin="crawl config set")
     key = keys.settings_key(settings.crawl)
-    chosen = await pinned(redis, settings.crawl) | set(changes)
-    pipe = redis.pipeline(transaction=True)
-    pipe.hset(key, mapping={"json": json.dumps(crawl_values(updated)),
-                            "pinned": json.dumps(sorted(chosen))})
-    pipe.hincrby(key, "v", 1)
-    await pipe.execute()
-    return updated
+    while True:  # read, change, write under WATCH: a worker pinning meanwhile is not lost
+        async with redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            values, _, chosen = await stored_and_pinned(pipe, settings.crawl)
+            current = settings if values is None else _apply(settings, values)
+            updated, _ = load_with_origins(base=current, overrides=changes,
+                                           override_origin="crawl config set")
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.hset(key, mapping={"json": json.dumps(crawl_values(updated)),
+                                    "pinned": json.dumps(sorted(chosen | set(changes)))})
+            pipe.hincrby(key, "v", 1)
+            try:
+                await pipe.execute()
+            except WatchError:
+                continue
+        return updated

@@ -39,7 +39,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin
 
 from lxml import etree
 from multidict import CIMultiDict
@@ -50,7 +49,7 @@ from crawler.fetch import Response
 from crawler.parse import Page as ParsedPage
 from crawler.parse import detect_charset
 from crawler.priority import checked_priority
-from crawler.urls import canonicalize
+from crawler.urls import resolve
 
 log = logging.getLogger("crawler.extract")
 
@@ -129,7 +128,7 @@ class Page:
         if priority is not None:
             priority = checked_priority(priority)  # a wrong one is the hook's error
         try:
-            canonical = canonicalize(urljoin(self.final_url, url.strip()))
+            canonical = resolve(self.final_url, url)  # as the page's links
         except (InvalidURL, ValueError):
             return False
         self._follow.append(canonical)

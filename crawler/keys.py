@@ -88,7 +88,8 @@ Per crawl ``crawl:{NAME}:`` (its own hash tag, one slot):
                             hour's worth (crawler.overview)
 ``rate_lock``       STRING  held for one sample interval by the worker sampling
 ``workers``         ZSET    worker id -> ms of its last heartbeat (server
-                            clock); ids silent for an hour are dropped
+                            clock); ids silent for an hour are dropped, the
+                            set itself an hour after the last beat
 ``worker:<id>``     HASH    what a worker reports (node, pid, counters),
                             expiring an hour after its last heartbeat
 ==================  ======  ==================================================

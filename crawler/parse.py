@@ -12,12 +12,11 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urljoin
 
 from lxml import etree
 
 from crawler.errors import InvalidURL
-from crawler.urls import canonicalize, resolve
+from crawler.urls import resolve
 
 _META_CHARSET = re.compile(
     rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.IGNORECASE)
@@ -159,7 +158,7 @@ _NOT_LINKS = ("#", "javascript:", "mailto:", "tel:", "data:")
 def _base_url(url: str, href: str) -> str:
     """The page's <base href>, canonical (``resolve`` needs that); the page URL if unusable."""
     try:
-        return canonicalize(urljoin(url, href.strip()))
+        return resolve(url, href)
     except (InvalidURL, ValueError):
         return url
 

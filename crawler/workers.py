@@ -54,9 +54,13 @@ class WorkerInfo:
 
 
 async def list_workers(redis: Redis, crawl: str, now_ms: int) -> list[WorkerInfo]:
-    """Every worker heard from in the last hour, live ones first, each with its report."""
-    beats: list[tuple[str, float]] = await redis.zrange(  # type: ignore[assignment]
-        keys.workers_key(crawl), 0, -1, withscores=True)
+    """Every worker heard from in the last hour, live ones first, each with its report.
+
+    Older entries are left out here too: heartbeat.lua drops them only when
+    some worker of the crawl beats, and after the last one died none does.
+    """
+    beats: list[tuple[str, float]] = await redis.zrangebyscore(  # type: ignore[assignment]
+        keys.workers_key(crawl), now_ms - int(FORGET_AFTER * 1000), "+inf", withscores=True)
     pipe = redis.pipeline(transaction=False)
     for worker, _ in beats:
         pipe.hgetall(keys.worker_key(crawl, str(worker)))

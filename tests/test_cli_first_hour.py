@@ -266,3 +266,45 @@ def test_crawl_delete_of_a_crawl_that_is_not_there_lists_those_that_are(
     result = crawl("--redis", clean_redis, "delete", "dmeo", "--yes")
     assert result.exit_code == 2
     assert "there is no crawl 'dmeo'; the crawls here are: demo" in result.stderr
+
+
+# -- one rule and one message for a bad value, wherever it came from -------------------
+
+
+@pytest.mark.parametrize(("args", "env", "where"), [
+    (["--concurrency", "0"], {}, "--concurrency"),
+    (["--concurrency", "-5"], {}, "--concurrency"),
+    (["--concurrency=-5"], {}, "--concurrency"),
+    ([], {"CRAWL_CONCURRENCY": "abc"}, "environment variable CRAWL_CONCURRENCY"),
+    ([], {"CRAWL_CONCURRENCY": "-5"}, "environment variable CRAWL_CONCURRENCY"),
+])
+def test_a_bad_concurrency_is_one_line_naming_where_it_came_from(
+        args: list[str], env: dict[str, str], where: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    done = crawl("worker", "--redis", "redis://127.0.0.1:1", *args)
+    lines = done.stderr.strip().splitlines()
+    assert done.exit_code == 2 and len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert where in lines[0] and "concurrency" in lines[0]
+    # One rule: the same words whichever way the value came in.
+    assert ">= 1" in lines[0] or "greater than or equal to 1" in lines[0], lines[0]
+
+
+def test_a_bad_config_file_and_an_unknown_key_name_the_file_and_line(fresh_dir: Path) -> None:
+    (fresh_dir / "bad.toml").write_text("concurrency = = 3\n")
+    bad = run_crawl("--config", "bad.toml", "worker", "--redis", "redis://127.0.0.1:1")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "bad.toml line 1" in bad.stderr
+    (fresh_dir / "typo.toml").write_text("[worker]\nconcurrancy = 3\n")
+    typo = run_crawl("--config", "typo.toml", "worker", "--redis", "redis://127.0.0.1:1")
+    assert typo.returncode == 2, typo.stderr
+    assert "typo.toml line 2" in typo.stderr
+    assert "unknown setting 'concurrancy' (did you mean 'concurrency'?)" in typo.stderr
+
+
+def test_an_unknown_crawl_variable_warns_with_a_suggestion_and_the_command_goes_on() -> None:
+    done = run_crawl("config", "show", "--redis", "redis://127.0.0.1:1",
+                     env={"CRAWL_CONCURENCY": "5"})
+    assert "CRAWL_CONCURENCY" in done.stderr and "did you mean CRAWL_CONCURRENCY" in done.stderr

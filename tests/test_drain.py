@@ -108,12 +108,20 @@ async def test_a_result_another_group_has_not_read_is_never_deleted(
 
 
 async def test_results_maxlen_never_deletes_an_unacknowledged_result(
-        redis: Redis, settings: Settings, tmp_path: Path) -> None:
+        redis: Redis, settings: Settings, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from crawler.status import crawl_status, warnings_for
+
     settings = settings.replace(results_maxlen=5)
     await complete_n(redis, settings, 20)
     assert await results_left(redis, settings) == 20  # no consumer: nothing acknowledged
     stats = await Frontier(redis, settings).stats()
-    assert stats["results_over_maxlen"] > 0  # crawl status warns
+    assert stats["results_over_maxlen"] == 15
+    # Loudly: the worker that kept them says so (once a minute), and crawl status does.
+    kept = [r.getMessage() for r in caplog.records if "past results_maxlen" in r.getMessage()]
+    assert len(kept) == 1 and "kept, not deleted" in kept[0], kept
+    status_warnings = warnings_for(await crawl_status(redis, settings))
+    assert any("results are past results_maxlen" in w for w in status_warnings)
     # A drain that took 20 out; then the bound holds on acknowledged results.
     assert await drain(redis, settings, tmp_path / "r.jsonl") == 20
     await complete_n(redis, settings, 3, start=100)

@@ -214,3 +214,18 @@ async def test_a_changed_extract_setting_swaps_the_hook_and_a_bad_one_keeps_it(
     assert "the extraction hook stays 'extract_hooks:async_title'" in caplog.text
     runner.set_hook(settings.replace(extract=""))
     assert runner.extractor is None
+
+
+def test_page_follow_joins_as_the_pages_own_links_do() -> None:
+    from crawler.extract import Page
+    from crawler.fetch import Response
+    from crawler.urls import resolve
+
+    base = "http://h.test/a/b/c"
+    page = Page(Response(url=base, final_url=base, status=200, content_type="text/html",
+                         charset="utf-8", body=b"", headers={}, elapsed=0.0), None)
+    for href in ("x?", "a//b", "/..;x", "%2e%2e/y"):
+        assert page.follow(href)
+    assert page._follow == [resolve(base, h) for h in ("x?", "a//b", "/..;x", "%2e%2e/y")]
+    assert page._follow[0].endswith("/x?")  # urljoin would drop the empty query
+    assert not page.follow("http://[broken/")

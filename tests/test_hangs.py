@@ -49,8 +49,8 @@ async def _run_worker(settings: Settings) -> float:
 
 
 async def test_a_worker_on_an_empty_crawl_exits_at_once_every_time(settings: Settings) -> None:
-    # Before the fix about 4 runs in 5 hung here.
-    for run in range(20):
+    # Before the fix about 4 runs in 5 hung here. 50 runs: the issue's count.
+    for run in range(50):
         took = await _run_worker(settings.replace(crawl=f"empty{run}"))
         assert took < EXIT_BOUND, f"run {run} took {took:.1f}s to exit"
 
@@ -64,9 +64,34 @@ async def test_a_late_second_worker_exits_when_the_first_has_finished(settings: 
         finally:
             await client.aclose()
         await _run_worker(settings)  # crawls everything
-        for run in range(10):
+        for run in range(50):
             took = await _run_worker(settings)
             assert took < EXIT_BOUND, f"late worker {run} took {took:.1f}s to exit"
+
+
+def test_the_worker_command_exits_0_at_once_on_an_empty_and_on_a_finished_crawl(
+        clean_redis: str, tmp_path: Path) -> None:
+    """The CLI end to end: exit code 0, and no longer than the interpreter's own
+    start (timed beside it, so a loaded machine does not fail it) plus EXIT_BOUND."""
+    import subprocess
+
+    from crawl_helpers import ROOT, worker_cmd
+
+    def timed(cmd: list[str]) -> tuple[int, float]:
+        started = time.monotonic()
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=60)
+        return done.returncode, time.monotonic() - started
+
+    spec = SiteSpec(hosts=1, pages=5, port=free_port())
+    with SiteServer(spec):
+        seed_sync(clean_redis, "finished", spec.seeds())
+        assert timed(worker_cmd(clean_redis, "finished"))[0] == 0  # crawls it all
+        for run in range(2):
+            _, start_only = timed([sys.executable, "-m", "crawler", "worker", "--help"])
+            for crawl in (f"never_seeded{run}", "finished"):
+                code, took = timed(worker_cmd(clean_redis, crawl))
+                assert code == 0, crawl
+                assert took < start_only + EXIT_BOUND, f"{crawl}: {took:.1f}s ({start_only:.1f}s)"
 
 
 async def _loses_a_cancel_in_wait_for() -> None:

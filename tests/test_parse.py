@@ -154,3 +154,14 @@ def test_generated_site_pages_parse_to_their_known_title_and_link_count() -> Non
             parsed = parse_html(page_html(spec, h, i), url, "utf-8")
             assert (parsed.title, parsed.link_count) == truth[url]
             assert url.replace(f"/p/{i}.", f"/p/{(i + 1) % spec.pages}.") in parsed.links
+
+
+def test_base_href_and_links_join_by_one_rule() -> None:
+    """<base href> is joined as links are (``resolve``, RFC 3986), not by urljoin,
+    which would drop the empty segment of ``a//b/``."""
+    from crawler.urls import resolve
+
+    html = page('<base href="a//b/">', body='<a href="x?">x</a>')
+    links = parse_html(html, URL).links
+    assert links == [resolve(resolve(URL, "a//b/"), "x?")]
+    assert "a//b/x?" in links[0]

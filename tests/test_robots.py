@@ -425,3 +425,19 @@ async def test_redis_keeps_only_the_rules_we_obey_not_the_file(
     stored = await redis.get(key)
     assert stored is not None and len(stored) < 200
     assert stored.startswith("R") and "Disallow: /private" in stored.replace("disallow", "Disallow")
+
+
+async def test_rules_for_us_past_64_kib_are_cut_at_a_line_and_what_is_kept_is_obeyed(
+        redis: Redis, settings: Settings) -> None:
+    from crawler.robots_rules import RULES_MAX_CHARS
+
+    ours = "".join(f"Disallow: /blocked{i:05d}/\n" for i in range(6000))  # ~150 KiB for *
+    body = "User-agent: *\n" + ours
+    assert len(body) > 2 * RULES_MAX_CHARS
+    server = Server([text(body)])
+    site, _ = await crawl_links(redis, settings, server, ["/blocked00000/x", "/public"])
+    assert "/blocked00000/x" not in site.paths() and "/public" in site.paths()
+    key = Frontier(redis, settings).shards[0].robots(site.url(IP, "/")[:-1])
+    stored = await redis.get(key)
+    assert stored is not None and RULES_MAX_CHARS // 2 < len(stored) <= RULES_MAX_CHARS + 16
+    assert stored.endswith("/\n")  # cut between lines, never inside a rule

@@ -61,3 +61,24 @@ async def test_busiest_hosts_include_a_host_whose_every_slot_is_leased(
     # Both hosts are now at their limit of 1: neither is in the ready set.
     rows = await top_hosts(redis, settings, await server_ms(redis))
     assert [(r["host"], r["queued"]) for r in rows] == [("busy.test", 29), ("small.test", 2)]
+
+
+async def test_a_dead_worker_is_reported_for_an_hour_then_forgotten_without_any_beat(
+        redis: Redis, settings: Settings) -> None:
+    """The last worker of a crawl was killed: no later heartbeat prunes it, so the
+    readers must leave it out once it is past FORGET_AFTER, and the set expires."""
+    from crawler import keys
+    from crawler.workers import FORGET_AFTER, Heartbeat
+
+    frontier = Frontier(redis, settings)
+    beat = Heartbeat(frontier.scripts, settings.crawl, "node:1:aaaaaa")
+    now = await beat.beat({"node": "node", "pid": "1", "every_ms": "1000"})
+    ttl_ms = await redis.pttl(keys.workers_key(settings.crawl))
+    assert 0 < ttl_ms <= FORGET_AFTER * 1000  # the set goes an hour after the last beat
+    workers = keys.workers_key(settings.crawl)
+    # Killed long ago (two hours) and recently (20 s): only the second is still reported.
+    await redis.zadd(workers, {"node:2:bbbbbb": now - 2 * 3600 * 1000,
+                               "node:1:aaaaaa": now - 20_000})
+    status = await crawl_status(redis, settings)
+    assert (status["workers"], status["workers_dead"]) == (0, 1)
+    assert [w["id"] for w in status["worker_list"]] == ["node:1:aaaaaa"]

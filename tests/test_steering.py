@@ -21,8 +21,10 @@ from crawl_helpers import ROOT
 from fault_helpers import read_results, seed_sync, stats, wait_exit, wait_for
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.asyncio import Redis
 
 from crawler.bench.sitegen import SiteServer, SiteSpec, free_port
+from crawler.config import Settings
 from crawler.control import allotments
 
 
@@ -91,6 +93,32 @@ def test_a_value_first_given_to_a_worker_becomes_the_crawls_and_a_second_is_refu
     from_env = cli("worker", "--redis", clean_redis, "--crawl", crawl,
                    extra_env={"CRAWL_DELAY": "0.7"})
     assert from_env.returncode == 2 and "environment variable CRAWL_DELAY" in from_env.stderr
+
+
+async def test_workers_starting_together_agree_on_the_value_they_all_give(
+        redis: Redis, settings: Settings) -> None:
+    """Many workers given the same flag, starting at once on a crawl that has only the
+    defaults: one pins the value, and every other one must read the value with the
+    pin (never a pin beside the old value, which would refuse a worker that agrees)."""
+    import asyncio
+
+    from crawler.crawl_settings import adopt, set_values, stored_and_pinned
+
+    origins = {"allow_private": "--allow-private", "delay": "--delay"}
+    given = settings.replace(allow_private=True, delay=0.25)
+    for round_ in range(15):
+        crawl = settings.replace(crawl=f"together{round_}")
+        await adopt(redis, crawl, {}, strict=True)  # `crawl seed`: the defaults, nothing pinned
+        started = [adopt(redis, given.replace(crawl=crawl.crawl), origins, strict=True)
+                   for _ in range(8)]
+        # An operator's change racing the workers' pins loses neither.
+        change = set_values(redis, crawl, {"max_pages": "500"})
+        results = await asyncio.gather(*started, change)
+        assert all(r.allow_private and r.delay == 0.25 for r in results[:-1])
+        values, _, chosen = await stored_and_pinned(redis, crawl.crawl)
+        assert values is not None and values["max_pages"] == 500
+        assert (values["allow_private"], values["delay"]) == (True, 0.25)
+        assert {"allow_private", "delay", "max_pages"} <= chosen
 
 
 def test_config_set_checks_names_and_values_like_flags(clean_redis: str) -> None:

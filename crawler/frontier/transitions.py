@@ -14,6 +14,8 @@ worker on every node.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,9 +31,11 @@ from crawler.frontier.scripts import Call
 from crawler.politeness import PolitenessKeys
 from crawler.urls import fingerprint, fingerprint_bucket, host_key, prefix_length
 
+log = logging.getLogger("crawler.frontier")
+
 ADD_CHUNK = 150
 """URLs in one add.lua call: at about 7 µs of server time a URL, about 1 ms a call, so no
-one call holds the server for long (crawl seed: 5 of 2077 calls over 2 ms, none over 3)."""
+one call holds the server for long (``crawl bench memory`` counts the calls over 2 ms)."""
 RECLAIM_BATCH = 500
 COMPACT_BATCH = 500
 """Most leases reclaimed, and idle hosts compacted, by one call per shard."""
@@ -43,6 +47,8 @@ hops + SITEMAP_HOPS x (1 + its sitemap nesting level). Every script keeps that n
 as it is (queue entry, lease, delayed retry, reclaim), so the mark rides through each
 transition with no script knowing it; only ``Lease`` decodes it. Redirect hops stay
 below it (``max_redirects`` is at most 100)."""
+RESULTS_KEPT_WARN_EVERY = 60.0
+"""Seconds between two warnings that results past results_maxlen are being kept."""
 SITEMAP_DEDUP = "sitemap "
 """Sitemaps are deduplicated apart from pages: a page linking to /sitemap.xml must not
 stop robots.txt's Sitemap line from having it read as a sitemap."""
@@ -118,6 +124,7 @@ class Frontier:
         self._next_shard = 0  # which shard gets the remainder of the next claim
         self._last_request = ""  # the last claim's request id, and its shares per shard
         self._last_shares: list[int] = []
+        self._results_kept_warned = -RESULTS_KEPT_WARN_EVERY
 
     @property
     def round_trips(self) -> int:
@@ -329,7 +336,21 @@ class Frontier:
                                         not_before=not_before, no_request=no_request,
                                         tally=tally, revisit=revisit))
         replies = await self.scripts.run_shared(calls)
-        return bool(int(replies[-1]))
+        recorded = int(replies[-1])
+        if recorded == 2:
+            self._warn_results_kept()
+        return bool(recorded)
+
+    def _warn_results_kept(self) -> None:
+        """Loudly, but once a minute: every completion past the bound says so."""
+        now = time.monotonic()
+        if now - self._results_kept_warned < RESULTS_KEPT_WARN_EVERY:
+            return
+        self._results_kept_warned = now
+        log.warning("the results stream is past results_maxlen = %d and no consumer has "
+                    "acknowledged the oldest results: they are kept, not deleted; run "
+                    "`crawl export --drain` to take them out of Redis",
+                    self.settings.results_maxlen)
 
     async def retry(self, lease: Lease, delay: float, *, count_attempt: bool = True,
                     host_backoff: bool = False, reason: str = "backoff") -> bool:

@@ -10,7 +10,8 @@
 --       e:timeout, for crawl status),
 --       revisit_field, revisit_state (optional, recrawl = true: the URL's state
 --       in v:<host>, written with its result and only then, so a visit counts once)
--- Returns 1 when the result was recorded, 0 for a stale lease.
+-- Returns 1 when the result was recorded (2: and the stream is past
+-- stream_maxlen with nothing acknowledged to delete), 0 for a stale lease.
 local base = ARGV[1]
 local id = ARGV[2]
 local data = redis.call('HGET', KEYS[4], id)
@@ -24,11 +25,13 @@ redis.call('XADD', KEYS[6], '*', 'r', ARGV[3])
 -- group has acknowledged: a result nobody has taken out is never lost. Past
 -- the bound with nothing to delete, stats counts it and crawl status warns.
 local maxlen = tonumber(ARGV[6])
+local kept_over_maxlen = false
 if maxlen > 0 and redis.call('XLEN', KEYS[6]) > maxlen then
   local low = acknowledged_until(KEYS[6])
   if low then redis.call('XTRIM', KEYS[6], 'MINID', low) end
   if redis.call('XLEN', KEYS[6]) > maxlen then
     redis.call('HINCRBY', KEYS[7], 'results_over_maxlen', 1)
+    kept_over_maxlen = true
   end
 end
 redis.call('HINCRBY', KEYS[7], 'leased', -1)
@@ -52,4 +55,6 @@ if ARGV[9] and ARGV[9] ~= '' then
   redis.call('SADD', base .. 'recrawl_hosts', host)
 end
 release_slot(base, host, now)
+-- 2: recorded, but the stream is past results_maxlen (the worker warns).
+if kept_over_maxlen then return 2 end
 return 1

@@ -12,6 +12,8 @@ if ARGV[4] == '' and #ARGV == 4 then
 end
 redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
+-- With no worker left to beat, the set itself goes once its newest entry is forgotten.
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local fields = {'beat', now}
 for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], unpack(fields))
