@@ -105,17 +105,19 @@ local function queue_key(base, host, band)
   return base .. 'q' .. band .. ':' .. host
 end
 
--- URLs queued in every band; ``flags``: the host state's b1, b2 (false: unset).
--- A flagged band found empty loses its flag.
-local function queued_urls(base, host, flags)
+-- URLs queued in every band; b1, b2: the host state's flags (false: unset).
+-- A flagged band found empty loses its flag. (Two arguments, not a table: this
+-- runs for every host a claim touches, and a table a call is garbage.)
+local function flagged_band_length(base, host, band)
+  local n = redis.call('LLEN', queue_key(base, host, band))
+  if n == 0 then redis.call('HDEL', base .. 'h:' .. host, BAND_FLAGS[band]) end
+  return n
+end
+
+local function queued_urls(base, host, b1, b2)
   local queued = redis.call('LLEN', base .. 'q:' .. host)
-  for band = 1, RAISED_BANDS do
-    if flags[band] then
-      local n = redis.call('LLEN', queue_key(base, host, band))
-      if n == 0 then redis.call('HDEL', base .. 'h:' .. host, BAND_FLAGS[band]) end
-      queued = queued + n
-    end
-  end
+  if b1 then queued = queued + flagged_band_length(base, host, 1) end
+  if b2 then queued = queued + flagged_band_length(base, host, 2) end
   return queued
 end
 
@@ -127,9 +129,9 @@ end
 local function refresh_ready(base, host, now)
   local hk = base .. 'h:' .. host
   local limit = host_policy(base, host)
-  local f = redis.call('HMGET', hk, 'inflight', 'next', 'dl', unpack(BAND_FLAGS))
+  local f = redis.call('HMGET', hk, 'inflight', 'next', 'dl', 'b1', 'b2')
   local inflight = tonumber(f[1] or 0)
-  local queued = queued_urls(base, host, {f[4], f[5]})
+  local queued = queued_urls(base, host, f[4], f[5])
   local nxt = tonumber(f[2] or 0)
   if nxt < now then nxt = now end
   if inflight < limit and queued > 0 then

@@ -77,12 +77,14 @@ end
 
 -- 3. Lease from ready hosts, one URL per host per pass: from its highest
 -- band flagged (b2, b1) that holds one, else from its normal queue.
-local function pop_highest(host, flags)
-  for band = RAISED_BANDS, 1, -1 do
-    if flags[band] then
-      local e = redis.call('LPOP', queue_key(base, host, band))
-      if e then return e, band end
-    end
+local function pop_highest(host, b1, b2)
+  if b2 then
+    local e = redis.call('LPOP', queue_key(base, host, 2))
+    if e then return e, 2 end
+  end
+  if b1 then
+    local e = redis.call('LPOP', queue_key(base, host, 1))
+    if e then return e, 1 end
   end
   return redis.call('LPOP', base .. 'q:' .. host), 0
 end
@@ -97,11 +99,11 @@ while got < n do
     -- A newly published policy may have raised the delay or lowered the
     -- limit since this host was scored; then it only gets a new score.
     local limit, delay = host_policy(base, host)
-    local f = redis.call('HMGET', hk, 'next', 'inflight', 'crawl_delay', unpack(BAND_FLAGS))
+    local f = redis.call('HMGET', hk, 'next', 'inflight', 'crawl_delay', 'b1', 'b2')
     local prev = tonumber(f[1] or 0)
     local e, band = false, 0
     if prev <= now and tonumber(f[2] or 0) < limit then
-      e, band = pop_highest(host, {f[4], f[5]})
+      e, band = pop_highest(host, f[4], f[5])
     end
     if e then
       local attempts, depth, hops, url = parse_entry(base, host, e)
@@ -110,7 +112,7 @@ while got < n do
       if delay > 0 then delay = delay + slack end
       redis.call('HSET', KEYS[4], id, host .. '|' .. worker .. '|' ..
         string.format('%d|%d|%d|%d|%d|', now, prev, now + delay, attempts, depth)
-        .. hops_band(hops, band) .. '|' .. url)
+        .. (band > 0 and hops_band(hops, band) or hops) .. '|' .. url)
       redis.call('ZADD', KEYS[3], string.format('%d', now + lease_ms), id)
       redis.call('HINCRBY', hk, 'inflight', 1)
       redis.call('HSET', hk, 'next', string.format('%d', now + delay),
