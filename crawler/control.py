@@ -178,8 +178,9 @@ async def drop_queue(redis: Redis, settings: Settings) -> int:
     """Discard every queued and delayed URL of the crawl; returns how many.
 
     Meant for a stopped crawl (nothing claims meanwhile). Hosts are found by
-    SCAN on the node that holds each shard, and dropped by ``drop.lua`` in
-    batches, each batch one atomic transition."""
+    SCAN of each priority band's queues on the node that holds each shard, and
+    dropped by ``drop.lua`` in batches, each batch one atomic transition that
+    empties every band of its hosts."""
     from crawler.frontier import Frontier
 
     frontier = Frontier(redis, settings)
@@ -187,14 +188,15 @@ async def drop_queue(redis: Redis, settings: Settings) -> int:
     try:
         for shard in _shards(settings):
             first = True
-            prefix = shard.base + "q:"
             node = _node_of(redis, shard)
             batch: list[str] = []
-            async for raw in node.scan_iter(match=prefix + "*", count=1000):
-                batch.append((raw.decode() if isinstance(raw, bytes) else raw)[len(prefix):])
-                if len(batch) == 500:
-                    total += await _drop(frontier, shard, first, batch)
-                    first, batch = False, []
+            for band in range(keys.BANDS):
+                prefix = shard.queue_prefix(band)
+                async for raw in node.scan_iter(match=prefix + "*", count=1000):
+                    batch.append((raw.decode() if isinstance(raw, bytes) else raw)[len(prefix):])
+                    if len(batch) == 500:
+                        total += await _drop(frontier, shard, first, batch)
+                        first, batch = False, []
             total += await _drop(frontier, shard, first, batch)
     finally:
         await frontier.scripts.close()

@@ -8,6 +8,10 @@ import is a ConfigError). For each fetched page (not redirects, not errors):
   it must be a dict that JSON can encode;
 - ``p.follow(url)`` queues more URLs: resolved against the page, then
   scoped and deduplicated like the page's own links;
+  ``p.follow(url, priority=0.9)`` queues it in a raised band, claimed before
+  its host's normal URLs (``crawler.priority``: over 0.5 high, from 0.8 top);
+  following one of the page's own links with a priority raises that link
+  (a URL queued before is not moved);
 - an exception ends the URL with an ``extract_error`` record (the page's
   other fields kept, ``message`` = ``Type: message``), its traceback goes to
   the log, and the worker goes on;
@@ -44,6 +48,7 @@ from crawler.errors import ConfigError, InvalidURL
 from crawler.fetch import Response
 from crawler.parse import Page as ParsedPage
 from crawler.parse import detect_charset
+from crawler.priority import checked_priority
 from crawler.urls import resolve
 
 log = logging.getLogger("crawler.extract")
@@ -56,8 +61,8 @@ BLOCK_LOG_EVERY = 10.0
 class Page:
     """What a hook sees of one fetched page. ``tree`` is the parse the crawler already did."""
 
-    __slots__ = ("_follow", "_headers", "_parsed", "_response", "_soup", "_text", "body",
-                 "final_url", "status", "url")
+    __slots__ = ("_follow", "_headers", "_parsed", "_priorities", "_response", "_soup", "_text",
+                 "body", "final_url", "status", "url")
 
     def __init__(self, response: Response, parsed: ParsedPage | None) -> None:
         self.url = response.url
@@ -69,6 +74,7 @@ class Page:
         self._text: str | None = None
         self._soup: Any = None
         self._follow: list[str] = []
+        self._priorities: dict[str, float] = {}
         self._headers: CIMultiDict[str] | None = None
 
     @property
@@ -113,25 +119,37 @@ class Page:
         """The page's links, resolved and canonical, in page order (nofollow ones left out)."""
         return self._parsed.links if self._parsed is not None else []
 
-    def follow(self, url: str) -> bool:
+    def follow(self, url: str, *, priority: float | None = None) -> bool:
         """Queue ``url`` (relative to the page) too; False if it is no crawlable URL.
 
         It still passes the crawl's scope and dedup, as the page's own links do.
+        ``priority``: 0.0 to 1.0 as in a sitemap (ValueError outside it); over
+        0.5 the URL is queued in a raised band, claimed before its host's
+        normal URLs (``crawler.priority``). Following one of the page's own
+        links with a priority raises that link. A URL queued before (dedup)
+        stays where it is.
         """
+        if priority is not None:
+            priority = checked_priority(priority)  # a wrong one is the hook's error
         try:
-            self._follow.append(resolve(self.final_url, url))  # as the page's links
+            canonical = resolve(self.final_url, url)  # as the page's links
         except (InvalidURL, ValueError):
             return False
+        self._follow.append(canonical)
+        if priority is not None:
+            self._priorities[canonical] = max(priority, self._priorities.get(canonical, 0.0))
         return True
 
 
 @dataclass(slots=True)
 class Extracted:
-    """What a hook gave for one page: data, URLs to follow, or its error (type, message)."""
+    """What a hook gave for one page: data, URLs to follow (and the priorities it gave
+    some of them), or its error (type, message)."""
 
     data: dict[str, Any] | None = None
     follow: list[str] = field(default_factory=list)
     error: tuple[str, str] | None = None
+    priorities: dict[str, float] = field(default_factory=dict)
 
 
 def load_hook(spec: str) -> Hook:
@@ -217,7 +235,7 @@ class Extractor:
         except Exception as exc:
             log.error("extract hook %s failed on %s", self.name, response.url, exc_info=True)
             return Extracted(error=("extract_error", f"{type(exc).__name__}: {exc}"))
-        return Extracted(data=data, follow=page._follow)
+        return Extracted(data=data, follow=page._follow, priorities=page._priorities)
 
     def _checked(self, value: Any) -> dict[str, Any] | None:
         if value is not None and not isinstance(value, dict):

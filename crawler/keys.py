@@ -13,11 +13,15 @@ suffix              type    what it holds
 ``ready``           ZSET    host -> ms when the host may start its next request;
                             a host is here only while it has queued URLs and a
                             free concurrency slot
-``q:<host>``        LIST    the host's queued entries: a header byte (depth; or
+``q:<host>``        LIST    the host's queued entries in the normal band (band
+                            0, breadth-first): a header byte (depth; or
                             attempts, depth and redirect hops), a prefix id,
                             the rest of the URL (see lua/_lib.lua ``entry``);
                             a sitemap's hops carry its mark (transitions.py
                             ``SITEMAP_HOPS``)
+``q<b>:<host>``     LIST    the same for raised band b: ``q1`` high, ``q2`` top
+                            (crawler.priority); claimed before any lower band,
+                            present only while it holds URLs
 ``px:<host>``       HASH    the host's URL prefixes (scheme, authority,
                             directory): ``<id>`` -> prefix, ``=<prefix>`` -> id,
                             ``n`` last id; deleted when the queue empties
@@ -27,15 +31,17 @@ suffix              type    what it holds
                             per-host cap), ``pv`` (the ``policy`` version
                             limit/delay came from), ``hold`` (why it was last
                             held), ``dl`` (its URLs in ``delayed``), ``names``
-                            (ip mode: host names on this address)
+                            (ip mode: host names on this address), ``b1``,
+                            ``b2`` (set while raised band 1, 2 may hold URLs)
 ``policy``          HASH    the published politeness table (crawler.politeness):
                             ``v`` version, ``d`` default, ``x:<host>`` exact and
                             ``s:<suffix>`` domain overrides, each ``limit|ms``
 ``ctl``             HASH    what claims obey (crawler.control): ``state``
                             (``paused``, ``stopped``; absent: running) and
                             ``cap``, the most done + leased this shard may reach
-``delayed``         ZSET    ``host|attempts,depth,hops|url`` -> ms: URL-level
-                            retries waiting for their not-before time
+``delayed``         ZSET    ``host|attempts,depth,hops[,band]|url`` -> ms:
+                            URL-level retries waiting for their not-before
+                            time (a band only when raised)
 ``idle``            ZSET    host -> ms: hosts with nothing queued, leased or
                             delayed, compacted by reclaim once that time passed
 ``held``            ZSET    host -> ms its hold ends: hosts held back by a
@@ -43,8 +49,8 @@ suffix              type    what it holds
                             reason is ``hold`` in its host state)
 ``leases``          ZSET    lease id -> expiry (ms)
 ``lease``           HASH    lease id -> ``host|worker|claimed|prev|mine|``
-                            ``attempts|depth|url``: claim time, the host's
-                            ``next`` before the claim and the one it set
+                            ``attempts|depth|hops[,band]|url``: claim time, the
+                            host's ``next`` before the claim and the one it set
 ``seq``             STRING  counter that makes lease ids unique, never reused
 ``claimreq:<wrk>``  STRING  the worker's last claim: ``request_id|lease ids``,
                             expiring with the leases; a repeated request
@@ -102,6 +108,16 @@ import zlib
 from dataclasses import dataclass
 
 PREFIX = "crawl"
+BANDS = 3
+"""Priority bands of a host queue: 0 normal (``q:``), 1 high (``q1:``), 2 top (``q2:``).
+The Lua scripts know the same number (``RAISED_BANDS`` in lua/_lib.lua)."""
+
+
+def queue_name(band: int) -> str:
+    """The key name of a band's host queues, before ``:<host>``: ``q``, ``q1``, ``q2``."""
+    if not 0 <= band < BANDS:
+        raise ValueError(f"no priority band {band}: bands are 0..{BANDS - 1}")
+    return f"q{band}" if band else "q"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,8 +185,16 @@ class ShardKeys:
     def attempt_ms(self) -> str:
         return self.base + "attempt_ms"
 
-    def queue(self, host: str) -> str:
-        return f"{self.base}q:{host}"
+    def queue(self, host: str, band: int = 0) -> str:
+        return f"{self.base}{queue_name(band)}:{host}"
+
+    def queues(self, host: str) -> list[str]:
+        """The host's queue in every band, the highest first (the order claims pop them)."""
+        return [self.queue(host, band) for band in reversed(range(BANDS))]
+
+    def queue_prefix(self, band: int) -> str:
+        """What a band's host queue keys start with: SCAN them with this and ``*``."""
+        return f"{self.base}{queue_name(band)}:"
 
     def prefixes(self, host: str) -> str:
         return f"{self.base}px:{host}"

@@ -120,13 +120,16 @@ async def top_hosts(redis: Redis, settings: Settings, now_ms: int) -> list[dict[
         return []
     pipe = redis.pipeline(transaction=False)
     for shard, host in found:
-        pipe.llen(shard.queue(host))
         pipe.hmget(shard.host(host), "next", "hold")
         pipe.zscore(shard.held, host)
+        for queue in shard.queues(host):
+            pipe.llen(queue)
     replies = await pipe.execute()
     rows: list[dict[str, Any]] = []
+    step = 2 + keys.BANDS
     for i, (_, host) in enumerate(found):
-        queued, (nxt, hold), held_until = replies[3 * i], replies[3 * i + 1], replies[3 * i + 2]
+        (nxt, hold), held_until = replies[step * i], replies[step * i + 1]
+        queued = sum(int(n) for n in replies[step * i + 2:step * (i + 1)])
         held = held_until is not None and float(held_until) > now_ms
         rows.append({"host": host, "queued": int(queued),
                      "next_in_s": round(max(0, int(nxt or 0) - now_ms) / 1000, 1),

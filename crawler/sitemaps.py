@@ -3,7 +3,8 @@
 A sitemap is one of:
 
 - a sitemap index (``<sitemapindex>``): more sitemaps, each ``<sitemap><loc>``;
-- a urlset (``<urlset>``): pages, each ``<url><loc>`` with an optional ``<lastmod>``;
+- a urlset (``<urlset>``): pages, each ``<url><loc>`` with an optional ``<lastmod>``
+  and ``<priority>`` (which can raise the page's band: ``crawler.priority``);
 - a plain-text file: one URL a line;
 
 any of them gzipped (``.xml.gz``: recognised by the gzip magic bytes, whatever
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from lxml import etree
+
+from crawler.priority import parse_priority
 
 MAX_URLS = 50_000
 """Entries in one sitemap file (the protocol's limit)."""
@@ -53,6 +56,7 @@ class SitemapEntry:
     url: str
     is_sitemap: bool  # listed by a sitemap index: another sitemap, not a page
     lastmod: str | None = None
+    priority: float | None = None  # 0.0..1.0 as listed; None: none, or not a number in range
 
 
 def _local(tag: object) -> str:
@@ -83,6 +87,7 @@ class SitemapParser:
         self._text_tail = b""
         self._loc: str | None = None
         self._lastmod: str | None = None
+        self._priority: float | None = None
 
     # -- bytes in --------------------------------------------------------------
 
@@ -206,10 +211,13 @@ class SitemapParser:
                 self._loc = (element.text or "").strip()
             elif name == "lastmod":
                 self._lastmod = (element.text or "").strip() or None
+            elif name == "priority":
+                self._priority = parse_priority((element.text or "").strip())
             elif name in ("url", "sitemap"):
                 if self._loc:
-                    self._emit(SitemapEntry(self._loc, name == "sitemap", self._lastmod), out)
-                self._loc = self._lastmod = None
+                    self._emit(SitemapEntry(self._loc, name == "sitemap", self._lastmod,
+                                            self._priority), out)
+                self._loc = self._lastmod = self._priority = None
                 # Finished entries leave the tree: memory stays flat over the file.
                 element.clear()
                 parent = element.getparent()

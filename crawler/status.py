@@ -53,9 +53,12 @@ async def held_hosts(redis: Redis, settings: Settings) -> list[HeldHost]:
     pipe = redis.pipeline(transaction=False)
     for shard, host, _ in found:
         pipe.hget(shard.host(host), "hold")
-        pipe.llen(shard.queue(host))
+        for queue in shard.queues(host):
+            pipe.llen(queue)
     replies = await pipe.execute()
-    return [HeldHost(host, str(replies[2 * i] or "backoff"), until, int(replies[2 * i + 1]))
+    step = 1 + keys.BANDS
+    return [HeldHost(host, str(replies[step * i] or "backoff"), until,
+                     sum(int(n) for n in replies[step * i + 1:step * (i + 1)]))
             for i, (_, host, until) in enumerate(found)]
 
 
@@ -137,10 +140,11 @@ async def crawl_is_done(redis: Redis, settings: Settings) -> bool:
 
 # -- Redis memory by kind -----------------------------------------------------------------
 
-KINDS = {"q": "queued", "px": "queued", "seen": "seen", "h": "hosts", "results": "results",
+KINDS = {"px": "queued", "seen": "seen", "h": "hosts", "results": "results",
          "robots": "robots", "robots_fails": "robots", "robots_lock": "robots",
          "v": "revisits", "recrawl_hosts": "revisits", "due": "revisits",
-         "due_hosts": "revisits"}
+         "due_hosts": "revisits",
+         **{keys.queue_name(band): "queued" for band in range(keys.BANDS)}}
 """Key name (after the crawl's hash tag) -> the kind its memory counts as; else ``other``."""
 SCAN_BUDGET = 200_000
 """Keys crawl status visits at most; past it, each kind is scaled from what it saw."""

@@ -51,3 +51,19 @@ async def blocks_after_an_await(p: crawler.Page) -> None:
 
 def quick(p: crawler.Page) -> None:
     return None
+
+
+def raises_two_links(p: crawler.Page) -> None:
+    """On the start page: two of its own links raised (top, high), and one more URL at top."""
+    if p.url.endswith("/"):
+        p.follow("/a/4", priority=0.9)
+        p.follow("/a/5", priority=0.6)
+        p.follow("/b/hidden", priority=1.0)
+
+
+def follows_without_priority(p: crawler.Page) -> None:
+    """The same follows as raises_two_links, none raised (its negative control)."""
+    if p.url.endswith("/"):
+        p.follow("/a/4")
+        p.follow("/a/5")
+        p.follow("/b/hidden")

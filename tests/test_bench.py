@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from fault_helpers import wait_for
 
+from crawler.bench.bands import run_bands
 from crawler.bench.cli import site_size
 from crawler.bench.dedup import run_dedup
 from crawler.bench.functions import library_source, run_functions, verdict
@@ -244,3 +245,14 @@ def test_functions_win_only_if_clearly_cheaper_on_every_target() -> None:
     assert verdict([target("one", 30, 29), target("3m", 40, 37)]).startswith("keep EVALSHA")
     assert verdict([target("one", 30, 25), target("3m", 40, 37)]).startswith("keep EVALSHA")
     assert verdict([target("one", 30, 25), target("3m", 40, 30)]).startswith("FCALL costs")
+def test_bands_benchmark_measures_every_layout_and_a_raised_bands_key() -> None:
+    report = run_bands(10_000, 100, None, echo=lambda _: None, repeat=1)
+    layouts = report["layouts"]
+    assert set(layouts) == {"normal", "mixed", "top"}
+    for figures in layouts.values():
+        assert figures["bytes_per_queued_url"] > 0 and figures["claim_server_us_per_url"] > 0
+    # A URL costs its entry in whichever band; a band in use adds its list and flag.
+    assert abs(layouts["top"]["bytes_per_queued_url"]
+               - layouts["normal"]["bytes_per_queued_url"]) < 1.0
+    assert layouts["mixed"]["bytes_per_queued_url"] > layouts["normal"]["bytes_per_queued_url"]
+    assert report["band_key"]["extra_per_host_second_url_high"] > 0

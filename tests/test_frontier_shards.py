@@ -48,6 +48,11 @@ def many_hosts(n: int, per_host: int = 2) -> list[tuple[str, int]]:
     return [u for h in range(n) for u in urls(f"h{h}.test", per_host)]
 
 
+def some_raised(pairs: list[tuple[str, int]]) -> dict[str, int]:
+    """Every third URL raised, to the high or the top priority band."""
+    return {url: 1 + i % 2 for i, (url, _) in enumerate(pairs) if i % 3 == 0}
+
+
 async def claim_all(frontier: Frontier, n: int) -> list[Lease]:
     got: list[Lease] = []
     deadline = time.monotonic() + 5
@@ -179,21 +184,24 @@ async def test_claim_and_complete_work_across_shards(
 async def test_every_crawl_key_carries_its_shards_hash_tag(
         make_frontier: MakeFrontier, redis: Redis) -> None:
     frontier = make_frontier(crawl="tagged", shards=3, lease_time=0.05)
-    await frontier.add(many_hosts(12))
+    await frontier.add(many_hosts(12, per_host=3), bands=some_raised(many_hosts(12, per_host=3)))
     leases = (await frontier.claim(6, "w")).leases
     await frontier.retry(leases[0], 10)
     await frontier.complete(leases[1], "{}")
     await reclaim_expired(frontier, 4)
     per_crawl = {keys.meta_key("tagged"), keys.workers_key("tagged")}
+    raised_queues = 0
     async for key in redis.scan_iter(match="crawl:*"):
         if key in per_crawl:
             continue
         match = TAGGED_KEY.match(key)
         assert match is not None, key
         assert match["crawl"] == "tagged"
-        host = re.sub(r"^(q|h):", "", match["rest"])
+        raised_queues += match["rest"].startswith(("q1:", "q2:"))
+        host = re.sub(r"^(q\d?|h):", "", match["rest"])
         if host != match["rest"]:
             assert keys.shard_of(host, 3) == int(match["shard"]), key
+    assert raised_queues  # the priority bands' queues were among the keys checked
 
 
 # -- a cluster-mode server: scripts must stay inside one slot ----------------------------
@@ -257,7 +265,7 @@ async def test_the_cluster_node_refuses_a_script_that_leaves_its_slot(cluster: R
 async def test_every_script_touches_one_slot_only(cluster: Redis, settings: Settings) -> None:
     s = settings.replace(crawl="cluster", shards=4, lease_time=0.05)
     frontier = slot_checked(Frontier(cluster, s))
-    await frontier.add(many_hosts(16, per_host=3))
+    await frontier.add(many_hosts(16, per_host=3), bands=some_raised(many_hosts(16, per_host=3)))
     leases = await claim_all(frontier, 48)
     for lease in leases[:16]:
         await frontier.complete(lease, "{}", links=many_hosts(24, per_host=1))

@@ -170,6 +170,26 @@ def queues(
         raise typer.Exit(130) from None
 
 
+@bench_app.command("bands")
+def bands(
+    urls: Annotated[int, typer.Option(min=10_000, help="Queued URLs in each layout.")
+                    ] = 200_000,
+    hosts: Annotated[int, typer.Option(min=1, help="Hosts they spread over.")] = 1000,
+    repeat: Annotated[int, typer.Option(min=1, help="Runs of each layout; the median is "
+                                                    "reported.")] = 3,
+    out: Annotated[str, typer.Option(help="JSON report path ('' for none).")
+                   ] = "bench/results/bands-latest.json",
+) -> None:
+    """Priority bands: bytes a queued URL and claim time, normal beside raised; a band's key."""
+    from crawler.bench.bands import run_bands
+
+    _interrupt_on_sigterm()
+    try:
+        run_bands(urls, hosts, out or None, repeat=repeat)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
 @bench_app.command("export")
 def export(
     results: Annotated[int, typer.Option(min=1, help="Synthetic results to export.")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,9 @@ SITEMAP_DEDUP = "sitemap "
 """Sitemaps are deduplicated apart from pages: a page linking to /sitemap.xml must not
 stop robots.txt's Sitemap line from having it read as a sitemap."""
 
+AddItem = tuple[str, int, str, int, int]
+"""One URL to add: (canonical url, depth, politeness key, fingerprint, priority band)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Lease:
@@ -66,6 +69,7 @@ class Lease:
     url: str
     hops: int = 0  # redirects that led to this URL
     sitemap_level: int | None = None  # a sitemap to read (0: named by robots.txt or a seed)
+    band: int = 0  # the priority band it was queued in (crawler.priority)
 
 
 @dataclass(slots=True)
@@ -98,8 +102,9 @@ class Frontier:
     """Client of one crawl's frontier.
 
     Keys touched (per shard, see ``crawler.keys``): ``ready``, ``delayed``,
-    ``leases``, ``lease``, ``seq``, ``results``, ``stats``, ``q:<host>``,
-    ``h:<host>``, ``seen:<bucket>``.
+    ``leases``, ``lease``, ``seq``, ``results``, ``stats``, ``q:<host>`` and
+    its raised bands ``q1:``, ``q2:``, ``px:<host>``, ``h:<host>``, ``idle``,
+    ``held``, ``seen:<bucket>``.
     """
 
     def __init__(self, redis: Redis, settings: Settings, *, local_dedup: bool = True) -> None:
@@ -128,37 +133,38 @@ class Frontier:
 
     # -- add ---------------------------------------------------------------
 
-    def _add_args(self, shard: keys.ShardKeys, items: Sequence[tuple[str, int, str, int]],
-                  hops: int) -> list[Any]:
-        """ARGV for add.lua; items are (url, depth, host, fingerprint), one host's together."""
+    def _add_args(self, shard: keys.ShardKeys, items: Sequence[AddItem], hops: int
+                  ) -> list[Any]:
+        """ARGV for add.lua; items are (url, depth, host, fingerprint, band)."""
         by_ip = self.keyer.by_ip
         hosts = self._policies.unsent(
-            (host, host_key(url) if by_ip else host) for url, _, host, _ in items)
+            (host, host_key(url) if by_ip else host) for url, _, host, _, _ in items)
         args: list[Any] = [shard.base, self.settings.max_pages_per_host, len(hosts)]
         for host, names in hosts.items():
             limit, delay_ms = self._policies.strictest(names)
             args += [host, limit, delay_ms, " ".join(names) if by_ip else ""]
         bits = self.settings.dedup_bucket_bits
-        groups: dict[tuple[str, int], list[Any]] = {}
-        for url, depth, host, fp in items:
-            group = groups.get((host, depth))
+        groups: dict[tuple[str, int, int], list[Any]] = {}
+        for url, depth, host, fp, band in items:
+            group = groups.get((host, depth, band))
             if group is None:
-                group = groups[host, depth] = []
+                group = groups[host, depth, band] = []
             group += (f"{fingerprint_bucket(fp, bits):x}", fp, url, prefix_length(url))
-        for (host, depth), group in groups.items():
-            args += (host, len(group) // 4, depth, hops)
+        for (host, depth, band), group in groups.items():
+            args += (host, len(group) // 4, depth, hops, band)
             args += group
         return args
 
     def _group_by_shard(self, urls: Iterable[tuple[str, int]], hosts: Iterable[str] | None,
-                        dedup_as: str = ""
-                        ) -> tuple[dict[int, list[tuple[str, int, str, int]]], int]:
+                        dedup_as: str = "", bands: Mapping[str, int] | None = None
+                        ) -> tuple[dict[int, list[AddItem]], int]:
         """Split canonical (url, depth) pairs by shard, dropping local repeats.
 
         ``hosts``: each URL's politeness key, if the caller has them already.
         ``dedup_as``: prefixed to each URL for its fingerprint (``SITEMAP_DEDUP``).
+        ``bands``: URL -> its raised priority band; other URLs are normal.
         """
-        groups: dict[int, list[tuple[str, int, str, int]]] = defaultdict(list)
+        groups: dict[int, list[AddItem]] = defaultdict(list)
         repeats = 0
         n = len(self.shards)
         recent = self._recent
@@ -171,7 +177,8 @@ class Frontier:
             if recent is not None and recent.check_and_add(fp):
                 repeats += 1
                 continue
-            groups[keys.shard_of(host, n)].append((url, depth, host, fp))
+            band = bands.get(url, 0) if bands else 0
+            groups[keys.shard_of(host, n)].append((url, depth, host, fp, band))
         return groups, repeats
 
     def sent_recently(self, url: str) -> bool:
@@ -179,20 +186,24 @@ class Frontier:
         return self._recent is not None and fingerprint(url) in self._recent
 
     def add_calls(self, urls: Iterable[tuple[str, int]], hops: int = 0,
-                  hosts: Iterable[str] | None = None,
-                  sitemap_level: int | None = None) -> tuple[list[Call], int]:
+                  hosts: Iterable[str] | None = None, sitemap_level: int | None = None,
+                  bands: Mapping[str, int] | None = None) -> tuple[list[Call], int]:
         """add.lua calls for these URLs (one per shard). Also returns local repeats dropped.
 
         ``hops``: the redirects that led to these URLs (a redirect's target is
         added with its source's hops + 1). ``hosts``: their politeness keys,
         when known. ``sitemap_level``: these URLs are sitemaps to read, this
-        many indexes below robots.txt or the seed that named them.
+        many indexes below robots.txt or the seed that named them. ``bands``:
+        URL -> the priority band it is queued in if it is new
+        (``crawler.priority``); a URL not named there is normal.
         """
         dedup_as = ""
         if sitemap_level is not None:
             hops += SITEMAP_HOPS * (1 + sitemap_level)
             dedup_as = SITEMAP_DEDUP
-        groups, repeats = self._group_by_shard(urls, hosts, dedup_as)
+        if bands and not all(0 <= band < keys.BANDS for band in bands.values()):
+            raise ValueError(f"priority bands are 0..{keys.BANDS - 1}: {dict(bands)}")
+        groups, repeats = self._group_by_shard(urls, hosts, dedup_as, bands)
         calls: list[Call] = []
         for shard_no, items in groups.items():
             shard = self.shards[shard_no]
@@ -203,11 +214,13 @@ class Frontier:
         return calls, repeats
 
     async def add(self, urls: Iterable[tuple[str, int]], hops: int = 0,
-                  sitemap_level: int | None = None) -> AddCounts:
-        """Add canonical (url, depth) pairs; only unseen ones are queued."""
+                  sitemap_level: int | None = None, bands: Mapping[str, int] | None = None
+                  ) -> AddCounts:
+        """Add canonical (url, depth) pairs; only unseen ones are queued (``bands``: see
+        ``add_calls``)."""
         urls = list(urls)
         await self.keyer.prime(url for url, _ in urls)
-        calls, repeats = self.add_calls(urls, hops, sitemap_level=sitemap_level)
+        calls, repeats = self.add_calls(urls, hops, sitemap_level=sitemap_level, bands=bands)
         counts = AddCounts(seen=repeats)
         for added, seen, capped in await self.run(calls):
             counts += AddCounts(int(added), int(seen), int(capped))
@@ -254,11 +267,11 @@ class Frontier:
             leased += ld
             if wait >= 0:
                 waits.append(wait / 1000)
-            for i in range(3, len(reply), 6):
+            for i in range(3, len(reply), 7):
                 mark, hops = divmod(int(reply[i + 4]), SITEMAP_HOPS)
                 leases.append(Lease(_s(reply[i]), shard.shard, _s(reply[i + 1]),
                                     int(reply[i + 2]), int(reply[i + 3]), _s(reply[i + 5]),
-                                    hops, mark - 1 if mark else None))
+                                    hops, mark - 1 if mark else None, int(reply[i + 6])))
         hint = min(waits) if waits else -1.0
         if not leases and leased > 0:
             # Work appears when a lease completes: its links are queued and its
@@ -292,14 +305,16 @@ class Frontier:
     async def complete(self, lease: Lease, record_json: str, *, is_error: bool = False,
                        links: Iterable[tuple[str, int]] = (), redirect_to: str | None = None,
                        not_before: float = 0.0, no_request: bool = False,
-                       tally: str = "", revisit: tuple[str, str] | None = None) -> bool:
+                       tally: str = "", revisit: tuple[str, str] | None = None,
+                       link_bands: Mapping[str, int] | None = None) -> bool:
         """Record the lease's result and add its links, in one (shared) round trip.
 
         Links are added before the completion: if this process dies between
         the two, the lease expires, the page is fetched again and its links
         are deduplicated; the reverse order could lose the links.
         ``redirect_to``: a redirect's target, added at the lease's depth with
-        one more hop. ``no_request``: the lease made no request (robots.txt
+        one more hop, in the lease's band. ``link_bands``: link -> its raised
+        priority band (``crawler.priority``). ``no_request``: the lease made no request (robots.txt
         disallowed it), so the host's delay for it is given back. ``tally``:
         a counter for crawl status (``s:2xx``, ``e:timeout``). ``revisit``:
         its field and the URL's recrawl state (``crawler.recrawl``), stored with the
@@ -313,9 +328,10 @@ class Frontier:
         calls: list[Call] = []
         if redirect_to is not None:  # a sitemap's target is still a sitemap to read
             calls, _ = self.add_calls(links[-1:], lease.hops + 1,
-                                      sitemap_level=lease.sitemap_level)
+                                      sitemap_level=lease.sitemap_level,
+                                      bands={redirect_to: lease.band} if lease.band else None)
             links.pop()
-        calls += self.add_calls(links)[0]
+        calls += self.add_calls(links, bands=link_bands)[0]
         calls.append(self.complete_call(lease, record_json, is_error=is_error,
                                         not_before=not_before, no_request=no_request,
                                         tally=tally, revisit=revisit))

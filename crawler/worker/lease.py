@@ -20,6 +20,7 @@ from crawler.frontier import Lease
 from crawler.metrics import status_tally
 from crawler.parse import parse_html, x_robots_tag
 from crawler.politeness import SlotMissed, adaptive_delay
+from crawler.priority import raised_bands
 from crawler.recrawl import next_visit, previous_state, revisit_field
 from crawler.results import dumps, make_record
 from crawler.robots import RobotsFetched, RobotsUnavailable, product_token
@@ -217,6 +218,7 @@ class LeaseRunner:
                     self.scope.remember(dict.fromkeys(anchors_for([lease.url]), True))
                 links = await self._in_scope(page.links, lease.depth + 1)
         extracted: Extracted | None = None
+        link_bands: dict[str, int] | None = None
         if self.extractor is not None:
             item.at("extract")
             extracted = await self.extractor.run(resp, page)
@@ -227,6 +229,8 @@ class LeaseRunner:
                 links += await self._in_scope(
                     [u for u in dict.fromkeys(extracted.follow) if u not in queued],
                     lease.depth + 1)
+            if extracted.priorities:  # the hook raised some: queued in their bands
+                link_bands = raised_bands(extracted.priorities, (u for u, _ in links))
         record = make_record(
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
             final_url=resp.final_url, status=resp.status, title=title, links=link_count,
@@ -245,7 +249,7 @@ class LeaseRunner:
         revisit = self._revisit(item, record, resp)
         await self._complete(item, record, links=links, not_before=pause, is_error=failed,
                              tally="e:extract_error" if failed else status_tally(resp.status),
-                             revisit=revisit)
+                             revisit=revisit, link_bands=link_bands)
 
     async def _in_scope(self, urls: list[str], depth: int) -> list[tuple[str, int]]:
         """The URLs to queue at ``depth``: in scope, and not sent to Redis recently.

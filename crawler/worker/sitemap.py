@@ -7,12 +7,13 @@ in one record: kind ``sitemap``, with ``urls``, the entries it listed.
 
 Its entries are canonicalized, scoped and deduplicated like links, and queued
 batch by batch while the body is still arriving: pages one level deeper than
-the sitemap, the sitemaps an index names at the same depth and one nesting
-level further. Queueing before the record is safe: a worker that dies midway
-leaves the lease to expire, the sitemap is read again, and dedup drops what
-was queued already. A file over a protocol limit, or malformed, ends as an
-error record; the URLs read before the fault stay queued. With ``recrawl =
-true`` each page's ``<lastmod>`` is kept with its revisit state (``crawler.lastmod``).
+the sitemap (in the band their ``<priority>`` gives, ``crawler.priority``),
+the sitemaps an index names at the same depth and one nesting level further.
+Queueing before the record is safe: a worker that dies midway leaves the lease
+to expire, the sitemap is read again, and dedup drops what was queued already.
+A file over a protocol limit, or malformed, ends as an error record; the URLs
+read before the fault stay queued. With ``recrawl = true`` each page's
+``<lastmod>`` is kept with its revisit state (``crawler.lastmod``).
 
 Sitemaps come from robots.txt ``Sitemap:`` lines (``robots_sitemap_calls``,
 called by ``RobotsCache`` with the verdict) and from ``crawl seed --sitemap``.
@@ -33,6 +34,7 @@ from crawler.frontier import Call
 from crawler.guard import check_literal_address
 from crawler.lastmod import keep_lastmods, sitemap_lastmods
 from crawler.metrics import status_tally
+from crawler.priority import raised_bands
 from crawler.results import dumps, make_record
 from crawler.sitemaps import MAX_BYTES, MAX_NESTING, SitemapEntry, SitemapParser
 from crawler.urls import canonicalize
@@ -168,12 +170,15 @@ class SitemapReader:
         assert lease.sitemap_level is not None
         pages: list[str] = []
         sitemaps: list[str] = []
+        priorities: dict[str, float] = {}
         for entry in entries:
             try:
                 url = canonicalize(entry.url)
             except errors.InvalidURL:
                 continue
             (sitemaps if entry.is_sitemap else pages).append(url)
+            if entry.priority is not None and not entry.is_sitemap:
+                priorities[url] = entry.priority
         frontier = self.runner.frontier
         pages = await self._in_scope(pages, lease.depth + 1)
         sitemaps = await self._in_scope(sitemaps, lease.depth)
@@ -181,7 +186,8 @@ class SitemapReader:
         # Lists, not generators: a write is run again after a Redis outage.
         if pages:
             page_pairs = [(u, lease.depth + 1) for u in pages]
-            await self.runner.write(lambda: frontier.add(page_pairs))
+            bands = raised_bands(priorities, pages)  # <priority> over 0.5 raises a page
+            await self.runner.write(lambda: frontier.add(page_pairs, bands=bands))
         if sitemaps:
             sitemap_pairs = [(u, lease.depth) for u in sitemaps]
             await self.runner.write(lambda: frontier.add(sitemap_pairs, sitemap_level=level))

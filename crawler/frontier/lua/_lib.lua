@@ -90,25 +90,59 @@ local function host_policy(base, host)
   return tonumber(f[2] or 1), tonumber(f[3] or 0)
 end
 
+-- Priority bands (crawler/priority.py, crawler/keys.py BANDS): a host queues its
+-- URLs in q:<host> (band 0, normal) and, raised, in q1:<host> (high) and
+-- q2:<host> (top); a claim pops the highest band that holds a URL. Host state
+-- fields b1, b2 flag the raised bands that may hold URLs: set when a URL goes
+-- in, cleared when the band is seen empty. A crawl that never raises a URL
+-- never sets them, and pays for bands only the flags' place in reads of host
+-- state it makes anyway: no key, no call more than before.
+local RAISED_BANDS = 2
+local BAND_FLAGS = {'b1', 'b2'}
+
+local function queue_key(base, host, band)
+  if band == 0 then return base .. 'q:' .. host end
+  return base .. 'q' .. band .. ':' .. host
+end
+
+-- URLs queued in every band; b1, b2: the host state's flags (false: unset).
+-- A flagged band found empty loses its flag. (Two arguments, not a table: this
+-- runs for every host a claim touches, and a table a call is garbage.)
+local function flagged_band_length(base, host, band)
+  local n = redis.call('LLEN', queue_key(base, host, band))
+  if n == 0 then redis.call('HDEL', base .. 'h:' .. host, BAND_FLAGS[band]) end
+  return n
+end
+
+local function queued_urls(base, host, b1, b2)
+  local queued = redis.call('LLEN', base .. 'q:' .. host)
+  if b1 then queued = queued + flagged_band_length(base, host, 1) end
+  if b2 then queued = queued + flagged_band_length(base, host, 2) end
+  return queued
+end
+
 -- A host is in the ready set exactly while it has queued URLs and a free
 -- concurrency slot; its score is the earliest time its next request may start.
 -- A host with nothing queued, leased or delayed goes to the idle set, scored
 -- by when its politeness window ends; reclaim.lua then compacts its state.
+-- Returns the URLs the host has queued, in every band.
 local function refresh_ready(base, host, now)
   local hk = base .. 'h:' .. host
   local limit = host_policy(base, host)
-  local inflight = hnum(hk, 'inflight', 0)
-  local queued = redis.call('LLEN', base .. 'q:' .. host)
-  local nxt = hnum(hk, 'next', 0)
+  local f = redis.call('HMGET', hk, 'inflight', 'next', 'dl', 'b1', 'b2')
+  local inflight = tonumber(f[1] or 0)
+  local queued = queued_urls(base, host, f[4], f[5])
+  local nxt = tonumber(f[2] or 0)
   if nxt < now then nxt = now end
   if inflight < limit and queued > 0 then
     redis.call('ZADD', KEYS[1], string.format('%d', nxt), host)
   else
     redis.call('ZREM', KEYS[1], host)
-    if queued == 0 and inflight == 0 and hnum(hk, 'dl', 0) == 0 then
+    if queued == 0 and inflight == 0 and tonumber(f[3] or 0) == 0 then
       redis.call('ZADD', base .. 'idle', string.format('%d', nxt), host)
     end
   end
+  return queued
 end
 
 local function release_slot(base, host, now)
@@ -119,15 +153,33 @@ local function release_slot(base, host, now)
   refresh_ready(base, host, now)
 end
 
--- Lease record: host|worker|claimed|prev|mine|attempts|depth|hops|url (the
--- url may hold '|'): the claim's time, the host's next-allowed time before it
--- and the one it set (complete.lua gives the slot back when no request was
--- made), then the queue entry's fields.
+-- Lease record: host|worker|claimed|prev|mine|attempts|depth|hops[,band]|url
+-- (the url may hold '|'): the claim's time, the host's next-allowed time
+-- before it and the one it set (complete.lua gives the slot back when no
+-- request was made), then the queue entry's fields and its band, written only
+-- when raised: a normal URL's record is what it was before bands.
+local function hops_band(hops, band)
+  if band > 0 then return string.format('%d,%d', hops, band) end
+  return string.format('%d', hops)
+end
+
 local function split_lease(data)
-  local host, worker, claimed, prev, mine, attempts, depth, hops, url = string.match(data,
-    '^([^|]*)|([^|]*)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(.*)$')
+  local host, worker, claimed, prev, mine, attempts, depth, hops, band, url = string.match(data,
+    '^([^|]*)|([^|]*)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+),?(%d*)|(.*)$')
   return host, worker, tonumber(attempts), tonumber(depth), tonumber(hops), url,
-    tonumber(claimed), tonumber(prev), tonumber(mine)
+    tonumber(claimed), tonumber(prev), tonumber(mine), tonumber(band) or 0
+end
+
+-- A retry waiting in the delayed set: host|attempts,depth,hops[,band]|url,
+-- the whole URL (the host's prefix table may be gone by the time it is due).
+local function delayed_member(host, attempts, depth, hops, band, url)
+  return string.format('%s|%d,%d,', host, attempts, depth) .. hops_band(hops, band) .. '|' .. url
+end
+
+local function split_delayed(member)
+  local host, attempts, depth, hops, band, url = string.match(member,
+    '^([^|]*)|(%d+),(%d+),(%d+),?(%d*)|(.*)$')
+  return host, tonumber(attempts), tonumber(depth), tonumber(hops), tonumber(band) or 0, url
 end
 
 -- Queue entry: what a queued URL costs. A header byte holds the depth
@@ -198,24 +250,19 @@ local function parse_entry(base, host, e)
   return attempts, depth, hops, redis.call('HGET', base .. 'px:' .. host, id) .. rest
 end
 
--- Queue an entry at the back (new URLs) or the front (URLs given back).
-local function push(base, host, attempts, depth, hops, url, front)
-  redis.call(front and 'LPUSH' or 'RPUSH', base .. 'q:' .. host,
+-- Queue an entry at the back (new URLs) or the front (URLs given back) of
+-- its band, flagging a raised band in the host's state.
+local function push(base, host, attempts, depth, hops, url, front, band)
+  redis.call(front and 'LPUSH' or 'RPUSH', queue_key(base, host, band),
     entry(base, host, attempts, depth, hops, url))
+  if band > 0 then redis.call('HSET', base .. 'h:' .. host, BAND_FLAGS[band], 1) end
 end
 
--- A host's queue just became empty: its prefix table has no entry left to name.
-local function queue_emptied(base, host)
-  if redis.call('EXISTS', base .. 'q:' .. host) == 0 then
-    redis.call('DEL', base .. 'px:' .. host)
-  end
-end
-
--- Give a lease's URL back to the front of its host's queue.
+-- Give a lease's URL back to the front of its host's queue, in its band.
 local function push_lease(base, data, count_attempt)
-  local host, _, attempts, depth, hops, url = split_lease(data)
+  local host, _, attempts, depth, hops, url, _, _, _, band = split_lease(data)
   if count_attempt then attempts = attempts + 1 end
-  push(base, host, attempts, depth, hops, url, true)
+  push(base, host, attempts, depth, hops, url, true, band)
   return host
 end
 

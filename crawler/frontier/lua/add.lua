@@ -4,11 +4,13 @@
 --       kept only for hosts seen first and used while no policy table is
 --       published; names (space-separated, politeness_key = "ip" only) are
 --       host names seen on this address, whose overrides decide its policy,
---       then groups of one host's URLs at one depth: host, count, depth,
---       hops (the redirects that led to them), then count x (bucket_hex,
---       fingerprint, url, cut: the length of the URL's prefix).
--- A host's new URLs go to its queue in one RPUSH, and a prefix is looked up
--- once a call: most URLs of a call share their host and their directory.
+--       then groups of one host's URLs at one depth and band: host, count,
+--       depth, hops (the redirects that led to them), band (0 normal, 1 high,
+--       2 top: crawler/priority.py), then count x (bucket_hex, fingerprint,
+--       url, cut: the length of the URL's prefix).
+-- A host's new URLs go to its queue (of their band) in one RPUSH, and a
+-- prefix is looked up once a call: most URLs of a call share their host and
+-- their directory. A URL seen before stays where it is, whatever its band.
 -- Returns {added, already_seen, over_host_cap}.
 local base = ARGV[1]
 local max_pages = tonumber(ARGV[2])
@@ -39,7 +41,8 @@ local prefix_ids = {}  -- prefix -> id, within this call (one host's group at a 
 while i <= #ARGV do
   local host, count, depth, hops = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]),
     tonumber(ARGV[i + 3])
-  i = i + 4
+  local band = math.max(0, math.min(RAISED_BANDS, tonumber(ARGV[i + 4])))
+  i = i + 5
   local hk = base .. 'h:' .. host
   local pages = max_pages > 0 and hnum(hk, 'pages', 0) or 0
   local entries = {}
@@ -58,13 +61,15 @@ while i <= #ARGV do
   end
   if #entries > 0 then
     local length
+    local queue = queue_key(base, host, band)
     for start = 1, #entries, 1000 do  -- unpack has a stack limit
-      length = redis.call('RPUSH', base .. 'q:' .. host,
-                          unpack(entries, start, math.min(start + 999, #entries)))
+      length = redis.call('RPUSH', queue, unpack(entries, start, math.min(start + 999, #entries)))
     end
+    if band > 0 then redis.call('HSET', hk, BAND_FLAGS[band], 1) end
     if max_pages > 0 then redis.call('HINCRBY', hk, 'pages', #entries) end
     added = added + #entries
-    -- Only a queue that was empty can make its host ready.
+    -- Only a queue that was empty can make its host ready (with bands: one
+    -- that held URLs in another band is ready already, and stays so).
     if length == #entries then refresh_ready(base, host, now) end
   end
   prefix_ids = {}

@@ -2,8 +2,10 @@
 -- The claim is the request's start as far as politeness goes: it sets the
 -- host's next-allowed time to now + max(delay, crawl_delay) (+ slack) and
 -- takes a slot.
--- A host gives one URL per pass; with no delay and free slots it may give
--- more in later passes of the same call, never past its concurrency limit.
+-- A host gives one URL per pass, from its highest priority band holding one;
+-- with no delay and free slots it may give more in later passes of the same
+-- call, never past its concurrency limit. Which host goes first does not
+-- depend on bands: hosts take turns by their next-allowed time alone.
 -- Idempotent: a claim carries a request id, and the same worker repeating
 -- the same request (its reply was lost in a reconnect, and the client sent
 -- it again) gets the leases of the first run back instead of new ones, which
@@ -11,7 +13,7 @@
 -- ARGV: base, n, lease_ms, worker, slack_ms (added to a delay > 0; the worker
 --       starts each request within it or gives the lease back), request_id
 --       ('' = not idempotent)
--- Returns {wait_ms, queued, leased, (lease_id, host, attempts, depth, hops, url)...}
+-- Returns {wait_ms, queued, leased, (lease_id, host, attempts, depth, hops, url, band)...}
 -- where wait_ms is how long until something here may become claimable
 -- (-1: nothing queued or leased in this shard).
 local base = ARGV[1]
@@ -31,8 +33,10 @@ if request_id ~= '' then
     for id in string.gmatch(string.sub(previous, #request_id + 2), '[^,]+') do
       local data = redis.call('HGET', KEYS[4], id)
       if data then
-        local host, _, attempts, depth, hops, url = split_lease(data)
-        for _, v in ipairs({id, host, attempts, depth, hops, url}) do result[#result + 1] = v end
+        local host, _, attempts, depth, hops, url, _, _, _, band = split_lease(data)
+        for _, v in ipairs({id, host, attempts, depth, hops, url, band}) do
+          result[#result + 1] = v
+        end
       end
     end
     return result
@@ -45,9 +49,9 @@ redis.call('ZREMRANGEBYSCORE', base .. 'held', '-inf', now)
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 500)
 for _, member in ipairs(due) do
   redis.call('ZREM', KEYS[2], member)
-  local host, attempts, depth, hops, url = string.match(member, '^([^|]*)|(%d+),(%d+),(%d+)|(.*)$')
+  local host, attempts, depth, hops, band, url = split_delayed(member)
   redis.call('HINCRBY', base .. 'h:' .. host, 'dl', -1)
-  push(base, host, tonumber(attempts), tonumber(depth), tonumber(hops), url, true)
+  push(base, host, attempts, depth, hops, url, true, band)
   refresh_ready(base, host, now)
 end
 
@@ -71,7 +75,20 @@ if ctl[3] and hnum(KEYS[7], 'errors', 0) >= tonumber(ctl[3]) then
   capped = true
 end
 
--- 3. Lease from ready hosts, one URL per host per pass.
+-- 3. Lease from ready hosts, one URL per host per pass: from its highest
+-- band flagged (b2, b1) that holds one, else from its normal queue.
+local function pop_highest(host, b1, b2)
+  if b2 then
+    local e = redis.call('LPOP', queue_key(base, host, 2))
+    if e then return e, 2 end
+  end
+  if b1 then
+    local e = redis.call('LPOP', queue_key(base, host, 1))
+    if e then return e, 1 end
+  end
+  return redis.call('LPOP', base .. 'q:' .. host), 0
+end
+
 local out = {}
 local got = 0
 while got < n do
@@ -82,33 +99,33 @@ while got < n do
     -- A newly published policy may have raised the delay or lowered the
     -- limit since this host was scored; then it only gets a new score.
     local limit, delay = host_policy(base, host)
-    local prev = hnum(hk, 'next', 0)
-    local e = false
-    if prev <= now and hnum(hk, 'inflight', 0) < limit then
-      e = redis.call('LPOP', base .. 'q:' .. host)
+    local f = redis.call('HMGET', hk, 'next', 'inflight', 'crawl_delay', 'b1', 'b2')
+    local prev = tonumber(f[1] or 0)
+    local e, band = false, 0
+    if prev <= now and tonumber(f[2] or 0) < limit then
+      e, band = pop_highest(host, f[4], f[5])
     end
     if e then
       local attempts, depth, hops, url = parse_entry(base, host, e)
-      queue_emptied(base, host)
       local id = redis.call('INCR', KEYS[5])
-      delay = math.max(delay, hnum(hk, 'crawl_delay', 0))
+      delay = math.max(delay, tonumber(f[3] or 0))
       if delay > 0 then delay = delay + slack end
       redis.call('HSET', KEYS[4], id, host .. '|' .. worker .. '|' ..
-        string.format('%d|%d|%d|%d|%d|%d|', now, prev, now + delay, attempts, depth, hops)
-        .. url)
+        string.format('%d|%d|%d|%d|%d|', now, prev, now + delay, attempts, depth)
+        .. (band > 0 and hops_band(hops, band) or hops) .. '|' .. url)
       redis.call('ZADD', KEYS[3], string.format('%d', now + lease_ms), id)
       redis.call('HINCRBY', hk, 'inflight', 1)
       redis.call('HSET', hk, 'next', string.format('%d', now + delay),
         'last', string.format('%d', now))
       got = got + 1
-      out[#out + 1] = tostring(id)
-      out[#out + 1] = host
-      out[#out + 1] = attempts
-      out[#out + 1] = depth
-      out[#out + 1] = hops
-      out[#out + 1] = url
+      local k = #out
+      out[k + 1], out[k + 2], out[k + 3], out[k + 4] = tostring(id), host, attempts, depth
+      out[k + 5], out[k + 6], out[k + 7] = hops, url, band
     end
-    refresh_ready(base, host, now)
+    -- The host's queues just emptied: its prefix table has no entry left to name.
+    if refresh_ready(base, host, now) == 0 and e then
+      redis.call('DEL', base .. 'px:' .. host)
+    end
   end
 end
 if got > 0 then
@@ -116,7 +133,7 @@ if got > 0 then
   redis.call('HINCRBY', KEYS[7], 'leased', got)
   if request_id ~= '' then
     local ids = {}
-    for i = 1, #out, 6 do ids[#ids + 1] = out[i] end
+    for i = 1, #out, 7 do ids[#ids + 1] = out[i] end
     redis.call('SET', request_key, request_id .. '|' .. table.concat(ids, ','), 'PX', lease_ms)
   end
 end

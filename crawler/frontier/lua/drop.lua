@@ -1,7 +1,8 @@
 -- drop: discard the queued and delayed URLs of a stopped crawl's hosts
 -- (`crawl stop --drop`). Leases in flight are left to finish: their URLs end
--- with a result as usual. The caller finds the hosts (SCAN of q:*) and sends
--- them in batches; hosts emptied here go idle and are compacted by reclaim.
+-- with a result as usual. The caller finds the hosts (SCAN of q:*, q1:*, q2:*)
+-- and sends them in batches, a host maybe more than once; every band of a host
+-- is dropped. Hosts emptied here go idle and are compacted by reclaim.
 -- ARGV: base, drop_delayed (1 on the first batch), host...
 -- Returns the number of URLs dropped.
 local base = ARGV[1]
@@ -17,9 +18,13 @@ if ARGV[2] == '1' then
 end
 for i = 3, #ARGV do
   local host = ARGV[i]
-  dropped = dropped + redis.call('LLEN', base .. 'q:' .. host)
-  redis.call('DEL', base .. 'q:' .. host, base .. 'px:' .. host)
-  refresh_ready(base, host, now)
+  for band = 0, RAISED_BANDS do
+    local queue = queue_key(base, host, band)
+    dropped = dropped + redis.call('LLEN', queue)
+    redis.call('DEL', queue)
+  end
+  redis.call('DEL', base .. 'px:' .. host)
+  refresh_ready(base, host, now)  -- clears the band flags: their bands are empty
 end
 if dropped > 0 then
   redis.call('HINCRBY', KEYS[7], 'queued', -dropped)

@@ -1,11 +1,12 @@
 -- reclaim: return expired leases (their worker died or stalled) to the front
 -- of their host queues, counting the attempt; then compact idle hosts. Any
 -- worker may run it, now and then.
--- Compaction: a host with nothing queued, leased or delayed, whose politeness
--- window has passed, keeps only what must outlive it: its page count (when
--- a per-host cap counts it), its Crawl-delay, and the names seen on it (ip
--- mode). Everything else is recomputed if it comes back: a next-allowed time
--- in the past allows what a missing one allows.
+-- Compaction: a host with nothing queued (in any band), leased or delayed,
+-- whose politeness window has passed, keeps only what must outlive it: its
+-- page count (when a per-host cap counts it), its Crawl-delay, and the names
+-- seen on it (ip mode); its band flags go. Everything else is recomputed if
+-- it comes back: a next-allowed time in the past allows what a missing one
+-- allows.
 -- ARGV: base, max_leases, max_compactions
 -- Returns {leases reclaimed, hosts compacted}.
 local base = ARGV[1]
@@ -29,8 +30,9 @@ for _, host in ipairs(redis.call('ZRANGEBYSCORE', idle, '-inf', now, 'LIMIT', 0,
                                  tonumber(ARGV[3]))) do
   redis.call('ZREM', idle, host)
   local hk = base .. 'h:' .. host
-  local f = redis.call('HMGET', hk, 'inflight', 'dl', 'next', 'pages', 'crawl_delay', 'names')
-  if redis.call('LLEN', base .. 'q:' .. host) == 0 and tonumber(f[1] or 0) == 0
+  local f = redis.call('HMGET', hk, 'inflight', 'dl', 'next', 'pages', 'crawl_delay', 'names',
+                       'b1', 'b2')
+  if queued_urls(base, host, f[7], f[8]) == 0 and tonumber(f[1] or 0) == 0
       and tonumber(f[2] or 0) == 0 then
     if tonumber(f[3] or 0) > now then
       redis.call('ZADD', idle, f[3], host)  -- not yet: its window is still open

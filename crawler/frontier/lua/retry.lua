@@ -3,7 +3,7 @@
 --       hold_reason (with host_backoff: what crawl status says held the host)
 -- host_backoff=1 (429, 503, robots.txt unreachable) holds back the whole host
 -- until then and puts the URL at the front of its queue; otherwise only this
--- URL waits.
+-- URL waits. Either way the URL keeps its priority band.
 -- The caller decides when attempts are exhausted and calls complete instead.
 -- Returns 1 when the URL was queued again, 0 for a stale lease.
 local base = ARGV[1]
@@ -11,7 +11,7 @@ local id = ARGV[2]
 local data = redis.call('HGET', KEYS[4], id)
 if not data then return 0 end
 local now = now_ms()
-local host, _, attempts, depth, hops, url = split_lease(data)
+local host, _, attempts, depth, hops, url, _, _, _, band = split_lease(data)
 if ARGV[4] == '1' then attempts = attempts + 1 end
 redis.call('HDEL', KEYS[4], id)
 redis.call('ZREM', KEYS[3], id)
@@ -21,15 +21,15 @@ if ARGV[5] == '1' then
   local nxt = math.max(hnum(hk, 'next', 0), now + delay)
   redis.call('HSET', hk, 'next', string.format('%d', nxt))
   hold_host(base, host, nxt, ARGV[6])
-  push(base, host, attempts, depth, hops, url, true)
+  push(base, host, attempts, depth, hops, url, true, band)
 elseif delay > 0 then
   -- Waiting URLs keep their whole URL: the host's prefix table may be gone
   -- by the time they are due. dl counts them, so the host is not compacted.
   redis.call('ZADD', KEYS[2], string.format('%d', now + delay),
-    string.format('%s|%d,%d,%d|', host, attempts, depth, hops) .. url)
+    delayed_member(host, attempts, depth, hops, band, url))
   redis.call('HINCRBY', base .. 'h:' .. host, 'dl', 1)
 else
-  push(base, host, attempts, depth, hops, url, true)
+  push(base, host, attempts, depth, hops, url, true, band)
 end
 redis.call('HINCRBY', KEYS[7], 'leased', -1)
 redis.call('HINCRBY', KEYS[7], 'queued', 1)
