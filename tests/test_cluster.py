@@ -324,3 +324,32 @@ def test_the_cluster_politeness_check_finds_violations_with_the_limits_lifted(
     assert any("in flight" in p for p in problems), figures
     assert any("apart" in p for p in problems), figures
     assert figures["127.0.0.2"].max_in_flight > 2
+
+
+def test_no_node_of_a_local_cluster_gets_another_ones_bus_port(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The picker once gave 39207 and 49207: the first node's bus port was the second's
+    client port, and that node could not start (seen once in the suite)."""
+    from crawler.bench import cluster as cluster_module
+
+    offered = iter([39207, 49207, 39207, 41000, 42000])
+
+    class Picked:
+        def __init__(self, *_: object) -> None:
+            self.port = 0
+
+        def __enter__(self) -> Picked:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            return None
+
+        def bind(self, address: tuple[str, int]) -> None:
+            self.port = next(offered) if address[1] == 0 else address[1]
+
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(cluster_module.socket, "socket", Picked)
+    ports = cluster_module._free_ports(3)
+    assert ports == [39207, 41000, 42000]

@@ -37,13 +37,18 @@ def _cmd(client: sync_redis.Redis, *args: Any) -> Any:
 
 
 def _free_ports(count: int) -> list[int]:
-    """Ports whose cluster bus port (port + 10000) is free too."""
+    """Ports whose cluster bus port (port + 10000) is free too.
+
+    Nor may one node's bus port be another's client port: both were free when
+    picked, and the first node to start would take the other's.
+    """
     ports: list[int] = []
+    taken: set[int] = set()  # client and bus ports of the nodes picked so far
     while len(ports) < count:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if port + 10000 > 65535 or port in ports:
+        if port + 10000 > 65535 or port in taken or port + 10000 in taken:
             continue
         with socket.socket() as bus:
             try:
@@ -51,6 +56,7 @@ def _free_ports(count: int) -> list[int]:
             except OSError:
                 continue
         ports.append(port)
+        taken |= {port, port + 10000}
     return ports
 
 
