@@ -114,6 +114,29 @@ async def test_seen_fingerprints_are_stored_as_intsets(
         assert await redis.object("encoding", key) == "intset"
 
 
+async def test_urls_come_back_whole_past_the_hosts_prefix_table(
+        make_frontier: MakeFrontier, redis: Redis) -> None:
+    # A host's queue entries name their directory by a one-byte id from its
+    # prefix table (250 ids); past that, an entry holds its whole URL. Ids are
+    # handed out in bulk, one lookup per host and call: this crosses the limit
+    # inside one call, repeats directories across calls and depths, and mixes
+    # URLs seen before into a call.
+    frontier = make_frontier(local_dedup=False, max_per_host=1000)
+    first = [(f"http://a.test/d{i}/p?x={i}", 1) for i in range(300)]
+    second = [(f"http://a.test/d{i}/q", 2) for i in range(0, 400, 2)] + first[:20]
+    third = [(f"http://a.test/d{i}/r", 0) for i in range(250, 260)] + [("http://a.test/", 0)]
+    assert (await frontier.add(first)).added == 300
+    counts = await frontier.add(second)
+    assert (counts.added, counts.seen) == (200, 20)
+    assert (await frontier.add(third)).added == 11
+    prefixes = await redis.hgetall(frontier.shards[0].prefixes("a.test"))
+    ids = {k: v for k, v in prefixes.items() if k.startswith("=")}
+    assert sorted(int(v) for v in ids.values()) == list(range(1, 251))
+    assert all(prefixes[v] == k[1:] for k, v in ids.items())  # both directions agree
+    leases = await claim_until(frontier, 511)
+    got = sorted((lease.url, lease.depth) for lease in leases)
+    assert got == sorted({*first, *second, *third})
+
 # -- claim -----------------------------------------------------------------------
 
 

@@ -37,7 +37,7 @@ for _ = 1, nhosts do
   i = i + 4
 end
 local added, seen, capped = 0, 0, 0
-local prefix_ids = {}  -- prefix -> id, within this call (one host's group at a time)
+local known_prefixes = {}  -- prefix -> id, within this call (one host's group at a time)
 while i <= #ARGV do
   local host, count, depth, hops = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]),
     tonumber(ARGV[i + 3])
@@ -45,18 +45,29 @@ while i <= #ARGV do
   i = i + 5
   local hk = base .. 'h:' .. host
   local pages = max_pages > 0 and hnum(hk, 'pages', 0) or 0
-  local entries = {}
+  local new, prefixes = {}, {}  -- argument index of each new URL; its prefix
   for _ = 1, count do
-    local bucket, fp, url, cut = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-    i = i + 4
     if max_pages > 0 and pages >= max_pages then
       -- Over the per-host cap: not marked seen, so raising the cap later works.
       capped = capped + 1
-    elseif redis.call('SADD', base .. 'seen:' .. bucket, fp) == 1 then
-      entries[#entries + 1] = entry(base, host, 0, depth, hops, url, prefix_ids, cut)
+    elseif redis.call('SADD', base .. 'seen:' .. ARGV[i], ARGV[i + 1]) == 1 then
+      new[#new + 1] = i + 2
+      prefixes[#prefixes + 1] = string.sub(ARGV[i + 2], 1, tonumber(ARGV[i + 3]))
       pages = pages + 1
     else
       seen = seen + 1
+    end
+    i = i + 4
+  end
+  local entries = {}
+  if #new > 0 then
+    prefix_ids(base, host, prefixes, known_prefixes)
+    local head = header(0, depth, hops)
+    for j, at in ipairs(new) do
+      local url, prefix = ARGV[at], prefixes[j]
+      local id = known_prefixes[prefix]
+      entries[j] = id == 0 and (head .. '\0' .. url)
+        or (head .. string.char(id) .. string.sub(url, #prefix + 1))
     end
   end
   if #entries > 0 then
@@ -72,16 +83,16 @@ while i <= #ARGV do
     -- that held URLs in another band is ready already, and stays so).
     if length == #entries then refresh_ready(base, host, now) end
   end
-  prefix_ids = {}
+  known_prefixes = {}
 end
 if added > 0 then
   redis.call('HINCRBY', KEYS[7], 'queued', added)
   redis.call('HINCRBY', KEYS[7], 'seen', added)
 end
--- A big call (crawl seed sends 150 URLs) leaves ~100 KB of Lua garbage. Left to
+-- A big call (crawl seed sends 100 URLs) leaves ~70 KB of Lua garbage. Left to
 -- the server's GC step every 50 scripts, that garbage came back as one pause of
 -- 8-10 ms inside some unlucky call; collected here, with a live heap of a few
--- hundred KB, it costs tens of µs on a call of about a millisecond. Small calls
+-- hundred KB, it costs tens of µs on a call of under a millisecond. Small calls
 -- (a page's links) leave little and skip it: the crawl's hot path pays nothing.
 if added + seen + capped >= 100 then collectgarbage('collect') end
 return {added, seen, capped}
