@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
+from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, BinaryIO
@@ -15,12 +18,21 @@ from crawler.aio import cancel_and_wait
 from crawler.config import Settings
 from crawler.errors import InvalidURL
 from crawler.frontier import Frontier
+from crawler.frontier.scripts import Call
 from crawler.lastmod import read_sitemaps_again
 from crawler.scope import ScopeStore, anchors_for
 from crawler.urls import canonicalize
 
-WINDOW = 10_000
-"""Seed URLs read, sorted by host and sent as one pipeline of add calls."""
+WINDOW = 50_000
+"""Seed URLs read, sorted by host and sent as one pipeline of add calls. The more URLs
+of a host one window holds, the fewer times an add call pays for the host's state,
+queue and prefix table (1,000 hosts: 50 URLs a host a window, against 10 at a window
+of 10,000, take a fifth less server time a URL)."""
+PREPARE_SLICE = 2_000
+"""Sorted URLs turned into add calls between two turns of the event loop."""
+IN_FLIGHT = 2
+"""Windows sent and not yet answered: Valkey starts on the next window while this
+process takes the replies of one and sends its successor."""
 YIELD_EVERY = 200
 """Lines read between two turns of the event loop (which writes the pipeline in flight)."""
 MAX_LINE_BYTES = 16 * 1024
@@ -101,6 +113,19 @@ def read_seed_lines(stream: BinaryIO, default_scheme: str | None = None,
         yield number, url, ""
 
 
+@contextmanager
+def _rare_collections() -> Iterator[None]:
+    """Seeding allocates millions of short-lived strings and tuples, and no cycles;
+    Python's cycle collector, run every 700 allocations by default, walks them all
+    for nothing (a tenth of seeding's CPU). It runs every 100,000 meanwhile."""
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], 100_000), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 async def seed(redis: Redis, settings: Settings, stream: BinaryIO,
                on_problem: Callable[[int, str], None] | None = None, *,
                default_scheme: str | None = None,
@@ -110,16 +135,17 @@ async def seed(redis: Redis, settings: Settings, stream: BinaryIO,
     ``default_scheme``: what a line without one (``example.com``) gets; None
     makes such a line a bad one. ``on_assumed`` hears of the first such line.
 
-    Double-buffered: while Valkey runs one window's add calls, this process
-    reads and prepares the next. A window is sorted by host first, so each
-    add call holds few hosts with many URLs each (one queue push a host, one
-    prefix lookup a directory) instead of as many hosts as URLs.
+    Pipelined: while Valkey runs one window's add calls (and has the next one
+    queued), this process reads and prepares a third. A window is sorted by
+    host first, so each add call holds few hosts with many URLs each (one
+    queue push and one prefix table lookup a host) instead of as many hosts
+    as URLs.
     """
     frontier = Frontier(redis, settings, local_dedup=False)
     scope = ScopeStore(redis, settings)
     report = SeedReport()
     window: list[str] = []
-    in_flight: asyncio.Task[list[Any]] | None = None
+    in_flight: deque[asyncio.Task[list[Any]]] = deque()
 
     def count(replies: list[Any]) -> None:
         for added, seen, capped in replies:
@@ -128,49 +154,55 @@ async def seed(redis: Redis, settings: Settings, stream: BinaryIO,
             report.capped += int(capped)
 
     async def send(urls: list[str]) -> None:
-        nonlocal in_flight
         await frontier.keyer.prime(urls)
         keyed = sorted(((frontier.keyer.key(url), url) for url in urls), key=itemgetter(0))
-        hosts = [host for host, _ in keyed]
-        calls, _ = frontier.add_calls(((url, 0) for _, url in keyed), hosts=hosts)
+        calls: list[Call] = []
+        for start in range(0, len(keyed), PREPARE_SLICE):
+            part = keyed[start:start + PREPARE_SLICE]
+            calls += frontier.add_calls(((url, 0) for _, url in part),
+                                        hosts=[host for host, _ in part])[0]
+            # Let the event loop feed Valkey the window in flight: the socket
+            # holds a few milliseconds of its work, this loop takes far longer.
+            await asyncio.sleep(0)
         first_of_host = {host: url for host, url in reversed(keyed)}
         anchors = anchors_for(first_of_host.values())
-        if in_flight is not None:
-            count(await in_flight)
+        while len(in_flight) >= IN_FLIGHT:
+            count(await in_flight.popleft())
         # Scope anchors first: a running worker may claim these URLs at once,
         # and must then see their hosts as in scope.
         await scope.add(anchors)
-        in_flight = asyncio.create_task(frontier.run(calls))
+        in_flight.append(asyncio.create_task(frontier.run(calls)))
 
     def assumed(number: int, text: str, url: str) -> None:
         report.assumed_scheme += 1
         if report.assumed_scheme == 1 and on_assumed:
             on_assumed(number, text, url)
 
-    try:
-        for number, url, problem in read_seed_lines(stream, default_scheme, assumed):
-            if url is None:
-                report.invalid += 1
-                if len(report.problems) < 1000:
-                    report.problems.append((number, problem))
-                if on_problem:
-                    on_problem(number, problem)
-                continue
-            window.append(url)
-            if len(window) % YIELD_EVERY == 0:
-                # The pipeline in flight is larger than the socket's buffer: let
-                # the event loop keep writing it while this loop reads lines.
-                await asyncio.sleep(0)
-            if len(window) >= WINDOW:
+    with _rare_collections():
+        try:
+            for number, url, problem in read_seed_lines(stream, default_scheme, assumed):
+                if url is None:
+                    report.invalid += 1
+                    if len(report.problems) < 1000:
+                        report.problems.append((number, problem))
+                    if on_problem:
+                        on_problem(number, problem)
+                    continue
+                window.append(url)
+                if len(window) % YIELD_EVERY == 0:
+                    # The pipeline in flight is larger than the socket's buffer: let
+                    # the event loop keep writing it while this loop reads lines.
+                    await asyncio.sleep(0)
+                if len(window) >= WINDOW:
+                    await send(window)
+                    window = []
+            if window:
                 await send(window)
-                window = []
-        if window:
-            await send(window)
-        if in_flight is not None:
-            count(await in_flight)
-    finally:
-        if in_flight is not None and not in_flight.done():
-            await cancel_and_wait([in_flight], within=5.0)
+            while in_flight:
+                count(await in_flight.popleft())
+        finally:
+            if in_flight:
+                await cancel_and_wait(list(in_flight), within=5.0)
     return report
 
 

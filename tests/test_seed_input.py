@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import itertools
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
 from crawl_helpers import ROOT
 from redis.asyncio import Redis
 
+from crawler import seeds
 from crawler.config import Settings
 from crawler.frontier import Frontier
+from crawler.frontier.transitions import ADD_CHUNK
 from crawler.seeds import MAX_LINE_BYTES, read_seed_lines, seed
 
 JUNK_FILE = b"\n".join([
@@ -122,6 +127,66 @@ async def test_a_hundred_thousand_seeds_are_all_added(redis: Redis, settings: Se
     report = await seed(redis, settings, io.BytesIO(data))
     assert (report.added, report.invalid) == (100_000, 0)
     assert (await Frontier(redis, settings).stats())["queued"] == 100_000
+
+
+def urls_in(args: list[Any]) -> int:
+    """URLs in one add.lua call's ARGV (its layout: add.lua's header)."""
+    at, urls = 3 + 4 * int(args[2]), 0
+    while at < len(args):
+        count = int(args[at + 1])
+        urls, at = urls + count, at + 5 + 4 * count
+    return urls
+
+
+async def test_seeding_keeps_two_windows_in_flight_in_add_calls_of_bounded_size(
+        redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small windows: 12 of them, so the pipeline runs at its full depth many times.
+    monkeypatch.setattr(seeds, "WINDOW", 1000)
+    monkeypatch.setattr(seeds, "PREPARE_SLICE", 300)
+    sizes: list[int] = []
+    in_flight, deepest = 0, 0
+    run = Frontier.run
+
+    async def watched(self: Frontier, calls: list[Any]) -> list[Any]:
+        nonlocal in_flight, deepest
+        sizes.extend(urls_in(args) for name, _, args in calls if name == "add")
+        in_flight += 1
+        deepest = max(deepest, in_flight)
+        try:
+            await asyncio.sleep(0.05)  # a slow server: the next window goes out meanwhile
+            return await run(self, calls)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(Frontier, "run", watched)
+    data = "".join(f"http://h{i % 7}.example/d{i % 13}/{i}\n" for i in range(12_000)).encode()
+    report = await seed(redis, settings, io.BytesIO(data))
+    assert (report.added, report.invalid) == (12_000, 0)
+    assert (await Frontier(redis, settings).stats())["queued"] == 12_000
+    assert deepest == seeds.IN_FLIGHT == 2
+    assert sum(sizes) == 12_000 and max(sizes) == ADD_CHUNK
+
+
+async def test_a_failed_window_fails_the_seed_with_its_error(
+        redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(seeds, "WINDOW", 1000)
+    run, windows = Frontier.run, 0
+
+    async def failing(self: Frontier, calls: list[Any]) -> list[Any]:
+        nonlocal windows
+        windows += 1
+        if windows == 3:
+            raise ConnectionError("the third window's pipeline broke")
+        return await run(self, calls)
+
+    monkeypatch.setattr(Frontier, "run", failing)
+    data = "".join(f"http://h{i % 7}.example/{i}\n" for i in range(6000)).encode()
+    with pytest.raises(ConnectionError, match="third window"):
+        await seed(redis, settings, io.BytesIO(data))
+    # Everything before the broken window is in; nothing was left running.
+    assert (await Frontier(redis, settings).stats())["queued"] >= 2000
+    assert not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()
+                and "failing" in repr(t.get_coro())]
 
 
 async def test_problem_list_is_bounded_but_every_bad_line_is_counted_and_reported(
