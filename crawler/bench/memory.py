@@ -5,7 +5,9 @@ On a fresh embedded Valkey (append-only, as a crawl runs it), measured with
 
 1. seed N 76-character URLs (H hosts, 100 directories a host) from this
    process: URLs/s, the slowest add calls (SLOWLOG), bytes per queued URL
-   (queue entries, prefix tables and host state) and per seen URL;
+   (queue entries, prefix tables and host state) and per seen URL; then, as a
+   control, as many calls of a fixed pure-Lua script as long as the mean add
+   call: the calls over 2 ms the machine makes of any script;
 2. seed one URL on each of 10,000 more hosts: bytes per live host;
 3. finish 10,000 URLs with records of the usual size: bytes per result in
    the stream, and again after ``crawl export --drain`` took them out; each
@@ -56,6 +58,7 @@ async def _measure(url: str, n: int, hosts: int, echo: Any) -> dict[str, Any]:
     await client.config_set("slowlog-log-slower-than", SLOW_MICROS // 2)
     await client.config_set("slowlog-max-len", 100_000)
     await client.slowlog_reset()
+    await client.config_resetstat()  # the mean add call counts seeding alone
     out: dict[str, Any] = {"urls": n, "hosts": hosts, "url_length": URL_LENGTH}
     try:
         lines = "\n".join(url_76(i, hosts) for i in range(n)).encode()
@@ -63,14 +66,20 @@ async def _measure(url: str, n: int, hosts: int, echo: Any) -> dict[str, Any]:
         report = await seed(client, settings, io.BytesIO(lines))
         seconds = time.monotonic() - started
         slow: Any = await client.slowlog_get(100_000)
-        calls = (await client.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+        evalsha = (await client.info("commandstats")).get("cmdstat_evalsha", {})
+        calls, usec = evalsha.get("calls", 0), evalsha.get("usec", 0)
         memory = (await memory_by_kind(client, settings))["bytes"]
         out["seed"] = {"added": report.added, "seconds": round(seconds, 2),
                        "urls_per_s": round(n / seconds),
                        "add_calls": calls,
+                       "mean_call_ms": round(usec / max(1, calls) / 1000, 3),
                        "calls_over_2ms": sum(e["duration"] > SLOW_MICROS for e in slow),
                        "slowest_call_ms": round(max((e["duration"] for e in slow), default=0)
                                                 / 1000, 2)}
+        out["seed"]["control"] = await _jitter_control(client, calls, usec / max(1, calls))
+        echo(f"seeding: {out['seed']['urls_per_s']} URLs/s, {calls} add calls of "
+             f"{out['seed']['mean_call_ms']} ms on average, {out['seed']['calls_over_2ms']} "
+             f"over 2 ms; control: {out['seed']['control']['calls_over_2ms']} over 2 ms")
         out["bytes_per_queued_url"] = round((memory["queued"] + memory["hosts"]) / n, 1)
         out["bytes_per_queued_url_parts"] = {"queue_and_prefixes": round(memory["queued"] / n, 1),
                                              "host_state": round(memory["hosts"] / n, 2)}
@@ -112,6 +121,33 @@ async def _measure(url: str, n: int, hosts: int, echo: Any) -> dict[str, Any]:
     finally:
         await client.aclose()
     return out
+
+
+_CONTROL_LUA = "local x = 0 for i = 1, tonumber(ARGV[1]) do x = x + i % 7 end return x"
+
+
+async def _jitter_control(client: Any, calls: int, mean_micros: float) -> dict[str, Any]:
+    """The same number of calls of a script of fixed work (pure Lua: no key, no reply
+    to build, no garbage) as long as the mean add call: the calls over 2 ms that the
+    machine itself makes (its scheduler, other processes), which no call size avoids."""
+    sha = await client.script_load(_CONTROL_LUA)
+    await client.config_resetstat()
+    for _ in range(10):
+        await client.evalsha(sha, 0, 100_000)
+    per_loop = (await client.info("commandstats"))["cmdstat_evalsha"]["usec"] / 1_000_000
+    loops = max(1, round(mean_micros / max(per_loop, 1e-3)))
+    await client.config_resetstat()
+    await client.slowlog_reset()
+    for start in range(0, calls, 100):
+        pipe = client.pipeline(transaction=False)
+        for _ in range(min(100, calls - start)):
+            pipe.evalsha(sha, 0, loops)
+        await pipe.execute()
+    slow: Any = await client.slowlog_get(100_000)
+    usec = (await client.info("commandstats"))["cmdstat_evalsha"]["usec"]
+    return {"calls": calls, "mean_call_ms": round(usec / max(1, calls) / 1000, 3),
+            "calls_over_2ms": sum(e["duration"] > SLOW_MICROS for e in slow),
+            "slowest_call_ms": round(max((e["duration"] for e in slow), default=0) / 1000, 2)}
 
 
 async def _recrawl_state_bytes(client: Any, settings: Any) -> dict[str, dict[str, float]]:
