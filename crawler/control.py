@@ -11,9 +11,9 @@ The state is written in two places, for two readers:
 
 Caps hold across all nodes together. ``max_pages`` bounds each shard's
 claims by an allotment (``cap``: done + leased may not pass it) whose sum
-over the shards is ``max_pages``; with one shard that is exact, and with
-several the allotments are re-divided from the shards' counters as the crawl
-goes (``enforce_caps``). ``max_errors`` is divided the same way (``errcap``):
+over the shards is ``max_pages``, never more; with one shard that is exact,
+and with several the allotments are re-divided from the shards' counters as
+the crawl goes (``enforce_caps``). ``max_errors`` is divided the same way (``errcap``):
 a shard whose errors reach it claims nothing more, so the errors can pass the
 cap only by the fetches in flight then. Reaching ``max_pages`` or
 ``max_errors`` in total, or ``max_duration`` on the server's clock, stops the
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +32,13 @@ from redis.asyncio import Redis
 
 from crawler import keys
 from crawler.config import Settings
+from crawler.frontier.cluster import runner_for
+from crawler.frontier.scripts import ScriptRunner
 
 RUNNING, PAUSED, STOPPED = "running", "paused", "stopped"
+CAPS_LOCK_TTL = 10.0
+"""Seconds the re-division lock lives: a process that died holding it holds up no one
+for longer."""
 
 
 @dataclass(frozen=True)
@@ -116,11 +122,13 @@ async def server_time(redis: Redis) -> float:
     return float(seconds) + micros / 1e6
 
 
-async def enforce_caps(redis: Redis, settings: Settings, *, lifted: bool = False) -> str:
-    """Stop the crawl if a cap is reached (returns which), else re-divide ``max_pages``.
+async def enforce_caps(redis: Redis, settings: Settings, *, lifted: bool = False,
+                       scripts: ScriptRunner | None = None) -> str:
+    """Stop the crawl if a cap is reached (returns which), else re-divide ``max_pages``
+    and ``max_errors`` (``_redivide``).
 
     ``lifted``: the settings just changed, so a ``max_pages`` now 0 removes the
-    shards' allotments."""
+    shards' allotments. ``scripts``: the caller's script runner, if it has one."""
     if lifted:
         for shard in _shards(settings):
             lift = [f for f, on in (("cap", settings.max_pages), ("errcap", settings.max_errors))
@@ -145,20 +153,54 @@ async def enforce_caps(redis: Redis, settings: Settings, *, lifted: bool = False
         if (await crawl_state(redis, settings)).state != STOPPED:
             await stop(redis, settings, reason)
         return reason
-    caps: list[dict[str, int]] = [{} for _ in counters]
-    queued = [c.get("queued", 0) for c in counters]
-    if settings.max_pages:
-        used = [c.get("done", 0) + c.get("leased", 0) for c in counters]
-        for mine, cap in zip(caps, allotments(settings.max_pages, used, queued), strict=True):
-            mine["cap"] = cap
-    if settings.max_errors:
-        seen = [c.get("errors", 0) for c in counters]
-        for mine, cap in zip(caps, allotments(settings.max_errors, seen, queued), strict=True):
-            mine["errcap"] = cap
-    for shard, mine in zip(_shards(settings), caps, strict=True):
-        if mine:
-            await redis.hset(shard.ctl, mapping=mine)  # type: ignore[arg-type]
+    if settings.max_pages or settings.max_errors:
+        await _redivide(redis, settings, counters, scripts)
     return ""
+
+
+async def _redivide(redis: Redis, settings: Settings, counters: list[dict[str, int]],
+                    scripts: ScriptRunner | None) -> None:
+    """Re-divide ``max_pages`` and ``max_errors`` among the shards by their counters.
+
+    The counters were read shard by shard while the shards went on claiming,
+    and other workers re-divide too: allotments written from such a reading
+    as it stands could sum past the cap. So one process re-divides at a time
+    (``caps_lock``), and it first takes room from the shards that are to get
+    less, each at its current count (recap.lua), then gives others only the
+    room that freed. A process that stalls past half the lock's life gives
+    nothing that round.
+    """
+    shards = _shards(settings)
+    lock, token = shards[0].caps_lock, uuid.uuid4().hex
+    if not await redis.set(lock, token, nx=True, px=int(CAPS_LOCK_TTL * 1000)):
+        return  # another process is re-dividing: its allotments will do
+    started = time.monotonic()
+    runner = scripts or runner_for(redis)
+    queued = [c.get("queued", 0) for c in counters]
+    try:
+        for field, limit, used in (
+                ("cap", settings.max_pages,
+                 [c.get("done", 0) + c.get("leased", 0) for c in counters]),
+                ("errcap", settings.max_errors, [c.get("errors", 0) for c in counters])):
+            if not limit:
+                continue
+            targets = allotments(limit, used, queued)
+            now = [int(n) for n in await runner.run(
+                [("recap", s.script_keys, [s.base, field, t, 0])
+                 for s, t in zip(shards, targets, strict=True)])]
+            room, gives = limit - sum(now), []
+            for i in sorted(range(len(shards)), key=lambda i: now[i] - targets[i]):
+                give = min(targets[i] - now[i], room)
+                if give > 0:
+                    gives.append(("recap", shards[i].script_keys,
+                                  [shards[i].base, field, now[i] + give, 1]))
+                    room -= give
+            if gives and time.monotonic() - started < CAPS_LOCK_TTL / 2:
+                await runner.run(gives)
+    finally:
+        await runner.run([("unlock", shards[0].script_keys, [shards[0].base, lock, token])])
+        if scripts is None:
+            await runner.close()
 
 
 async def wait_for_leases(redis: Redis, settings: Settings, within: float) -> bool:

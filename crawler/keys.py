@@ -37,8 +37,11 @@ suffix              type    what it holds
                             ``v`` version, ``d`` default, ``x:<host>`` exact and
                             ``s:<suffix>`` domain overrides, each ``limit|ms``
 ``ctl``             HASH    what claims obey (crawler.control): ``state``
-                            (``paused``, ``stopped``; absent: running) and
-                            ``cap``, the most done + leased this shard may reach
+                            (``paused``, ``stopped``; absent: running);
+                            ``cap``, the most done + leased this shard may
+                            reach; ``errcap``, the errors that stop its claims
+``caps_lock``       STRING  shard 0 only: token of the one process re-dividing
+                            ``cap`` and ``errcap`` among the shards, expiring
 ``delayed``         ZSET    ``host|attempts,depth,hops[,band]|url`` -> ms:
                             URL-level retries waiting for their not-before
                             time (a band only when raised)
@@ -176,6 +179,10 @@ class ShardKeys:
     @property
     def ctl(self) -> str:
         return self.base + "ctl"
+
+    @property
+    def caps_lock(self) -> str:
+        return self.base + "caps_lock"
 
     @property
     def scope(self) -> str:

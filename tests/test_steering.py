@@ -23,9 +23,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
+from crawler import control, keys
 from crawler.bench.sitegen import SiteServer, SiteSpec, free_port
 from crawler.config import Settings
 from crawler.control import allotments
+from crawler.frontier import Frontier
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -270,3 +272,35 @@ def test_allotments_sum_to_the_cap_and_go_where_urls_wait(
     assert sum(caps) == max(limit, sum(used))
     if any(queued):  # a shard with nothing queued gets no share it could not use
         assert all(cap == u for cap, u, q in zip(caps, used, queued, strict=True) if q == 0)
+
+
+async def test_a_stale_reading_of_the_counters_never_lets_the_shards_claim_past_max_pages(
+        redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Shard 0 leases 5 pages under its allotment. A re-division then works from
+    # counters read before that (as one read shard by shard, while they claim,
+    # may): shard 0 used nothing, shard 1 has everything queued. Written as
+    # they stand, those allotments (0 and 10) would let shard 1 claim 10 more.
+    s = settings.replace(crawl="stalecap", shards=2, max_pages=10, max_per_host=100)
+    host = {shard: next(h for h in (f"h{i}.test" for i in itertools.count())
+                        if keys.shard_of(h, 2) == shard) for shard in (0, 1)}
+    frontier = Frontier(redis, s)
+    await frontier.add([(f"http://{host[0]}/{i}", 0) for i in range(20)])
+    assert await control.enforce_caps(redis, s) == ""
+    first: list[Any] = []
+    while len(first) < 5:
+        first += (await frontier.claim(5 - len(first), "w")).leases
+    assert {lease.shard for lease in first} == {0} and len(first) == 5
+    await frontier.add([(f"http://{host[1]}/{i}", 0) for i in range(20)])
+
+    async def stale(_redis: Redis, _settings: Settings) -> list[dict[str, int]]:
+        return [{"queued": 0, "done": 0, "leased": 0}, {"queued": 20, "done": 0, "leased": 0}]
+
+    monkeypatch.setattr(control, "shard_counters", stale)
+    await control.enforce_caps(redis, s)
+    caps = [int(await redis.hget(shard.ctl, "cap") or 0) for shard in frontier.shards]
+    assert sum(caps) <= 10 and caps[0] >= 5
+    later: list[Any] = []
+    while batch := (await frontier.claim(50, "w")).leases:
+        later += batch
+    assert len(first) + len(later) <= 10
+    assert not await redis.exists(frontier.shards[0].caps_lock)  # released

@@ -55,7 +55,7 @@ class Steering:
         """Before the first claim: the caps in place, the state and version known."""
         w = self.worker
         self.version = await version(w.redis, w.settings.crawl)
-        await control.enforce_caps(w.redis, w.settings)
+        await control.enforce_caps(w.redis, w.settings, scripts=w.frontier.scripts)
         self.state = await control.crawl_state(w.redis, w.settings)
 
     async def follow(self) -> None:
@@ -73,7 +73,7 @@ class Steering:
                 self.apply(apply_stored(w.settings, values))
                 log.warning("crawl settings changed (version %d): applied", current)
             self.version = current
-        await control.enforce_caps(w.redis, w.settings)
+        await control.enforce_caps(w.redis, w.settings, scripts=w.frontier.scripts)
         await sample_done(w.redis, w.settings, (await w.frontier.stats())["done"])
         self.state = await control.crawl_state(w.redis, w.settings)
         if self.stopped and not w.stopping:
