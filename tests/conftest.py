@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 import redis as sync_redis
@@ -30,11 +31,31 @@ from crawler.server import server_args
 CLUSTER_PASSWORD, CLUSTER_USER = "s3cret-pw", "crawler"
 
 
+def own_database(url: str) -> str:
+    """``url`` with the database number moved on by this pytest-xdist process's index.
+
+    Tests flush their database: two test processes sharing an external server
+    must not share one. ``redis://host/15`` is database 15 for the first
+    process and 16 for the second (``?db=`` for a unix socket URL).
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) if worker.startswith("gw") else 0
+    if not index:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        query = dict(parse_qsl(parts.query))
+        query["db"] = str(int(query.get("db", 0)) + index)
+        return f"unix://{parts.netloc}{parts.path}?{urlencode(query)}"
+    db = int(parts.path.strip("/") or 0) + index
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     external = os.environ.get("CRAWL_TEST_REDIS_URL")
     if external:
-        yield external
+        yield own_database(external)
         return
     home = tmp_path_factory.mktemp("valkey")
     port = free_port()
