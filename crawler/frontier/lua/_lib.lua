@@ -205,29 +205,11 @@ local function split_url(url)
   return string.sub(url, 1, cut), string.sub(url, cut + 1)
 end
 
--- ``known``: prefix -> id already looked up for this host in this call.
-local function prefix_id(base, host, prefix, known)
-  local id = known and known[prefix]
-  if id then return id end
-  local px = base .. 'px:' .. host
-  id = redis.call('HGET', px, '=' .. prefix)
-  if id then
-    id = tonumber(id)
-  else
-    id = redis.call('HINCRBY', px, 'n', 1)
-    if id > PREFIXES_KEPT then
-      id = 0
-    else
-      redis.call('HSET', px, '=' .. prefix, id, id, prefix)
-    end
-  end
-  if known then known[prefix] = id end
-  return id
-end
-
--- The ids of many prefixes of one host at once (add.lua: a group of new URLs):
--- one HMGET for those not in ``known``, one HINCRBY and one HSET for the new
--- ones, instead of a lookup each. Ids are handed out as prefix_id would.
+-- The ids of a host's prefixes (add.lua: those of a group of new URLs), in
+-- ``known`` (prefix -> id): one HMGET for those not there yet, then one
+-- HINCRBY and one HSET for the prefixes the host has not seen, instead of a
+-- lookup each. Past PREFIXES_KEPT ids a prefix gets 0: its entries keep the
+-- whole URL.
 local function prefix_ids(base, host, prefixes, known)
   local wanted, fields = {}, {}
   for _, prefix in ipairs(prefixes) do
@@ -258,6 +240,13 @@ local function prefix_ids(base, host, prefixes, known)
     known[prefix] = id
   end
   if #stored > 0 then redis.call('HSET', px, unpack(stored)) end
+end
+
+-- ``known``: prefix -> id already looked up for this host in this call (or nil).
+local function prefix_id(base, host, prefix, known)
+  known = known or {}
+  prefix_ids(base, host, {prefix}, known)
+  return known[prefix]
 end
 
 -- ``cut``, when the caller knows it: the length of the URL's prefix.
