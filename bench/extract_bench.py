@@ -26,9 +26,9 @@ from typing import Any
 
 from crawler.bench.docsite import docs_page
 from crawler.bench.sitegen import SiteSpec, page_html
-from crawler.extract import Page
-from crawler.fetch import Response
-from crawler.parse import parse_html
+from crawler.net.fetch import Response
+from crawler.pages.extract import Page
+from crawler.pages.parse import parse_html
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 import headings_bs4

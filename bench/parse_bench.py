@@ -22,7 +22,7 @@ import lxml.html
 from lxml import etree
 
 from crawler.bench.sitegen import SiteSpec, page_html
-from crawler.parse import parse_html
+from crawler.pages.parse import parse_html
 
 TAGS = ("title", "base", "meta", "a")
 

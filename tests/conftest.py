@@ -26,7 +26,7 @@ from crawler.aio import dump_tasks
 from crawler.bench.cluster import LocalCluster
 from crawler.bench.sitegen import free_port
 from crawler.config import Settings
-from crawler.server import server_args
+from crawler.store.server import server_args
 
 CLUSTER_PASSWORD, CLUSTER_USER = "s3cret-pw", "crawler"
 

@@ -15,9 +15,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from crawler.config import Settings
+from crawler.discovery.seeds import seed
 from crawler.frontier import Frontier
 from crawler.results import iter_results
-from crawler.seeds import seed
 from crawler.worker import Worker
 
 ROOT = Path(__file__).resolve().parent.parent

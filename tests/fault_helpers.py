@@ -21,12 +21,12 @@ import redis as sync_redis
 from crawl_helpers import by_url, seed_urls, start_worker
 from redis.cluster import RedisCluster
 
-from crawler import keys
 from crawler.bench.sitegen import SiteSpec, expected
 from crawler.config import Settings
-from crawler.connection import connect
-from crawler.crawls import crawl_layout
-from crawler.server import server_args
+from crawler.store import keys
+from crawler.store.connection import connect
+from crawler.store.layout import crawl_layout
+from crawler.store.server import server_args
 
 _WORKER_PID = re.compile(r":(\d+):[0-9a-f]{6}\|")
 

@@ -23,10 +23,10 @@ from typing import Any
 from aiohttp import web
 from redis.asyncio import Redis
 
-from crawler import keys
 from crawler.bench.sitegen import free_port
 from crawler.config import Settings
-from crawler.seeds import seed
+from crawler.discovery.seeds import seed
+from crawler.store import keys
 from crawler.worker import Worker
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

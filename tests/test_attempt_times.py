@@ -11,9 +11,9 @@ from aiohttp import web
 from crawl_helpers import crawl
 from redis.asyncio import Redis
 
-from crawler import keys
 from crawler.bench.sitegen import free_port
 from crawler.config import Settings
+from crawler.store import keys
 
 SLOW = 0.3
 """Seconds every response here takes."""

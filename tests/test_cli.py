@@ -13,13 +13,13 @@ import pytest
 import redis as sync_redis
 from typer.testing import CliRunner, Result
 
-from crawler import keys
 from crawler.cli import app
 from crawler.config import Settings
-from crawler.connection import make_client
-from crawler.crawls import crawl_layout
 from crawler.frontier import Frontier
 from crawler.results import dumps, make_record
+from crawler.store import keys
+from crawler.store.connection import make_client
+from crawler.store.layout import crawl_layout
 
 TRICKY_TITLE = 'He said "hi"\nthen\ttabbed \x00\x07\x1b[31m \u202eevil\u202c \u200f שלום 🕷️🎉 \\ end'
 

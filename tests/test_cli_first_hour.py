@@ -14,12 +14,12 @@ import pytest
 import redis as sync_redis
 from typer.testing import CliRunner, Result
 
-from crawler import keys
 from crawler.cli import app
 from crawler.config import Settings
-from crawler.connection import make_client
-from crawler.crawls import crawl_layout
 from crawler.frontier import Frontier
+from crawler.store import keys
+from crawler.store.connection import make_client
+from crawler.store.layout import crawl_layout
 
 
 @pytest.fixture(autouse=True)

@@ -28,14 +28,14 @@ from politeness_site import Span, audit
 from redis.crc import key_slot
 from redis.exceptions import ClusterDownError
 
-from crawler import keys
 from crawler.bench.cluster import LocalCluster
 from crawler.bench.sitegen import SiteServer, SiteSpec, expected, free_port
 from crawler.config import HostPolicy, Settings
-from crawler.connection import connect
-from crawler.crawls import cluster_tags, crawl_layout
 from crawler.errors import RedisUnavailable
 from crawler.frontier import Frontier
+from crawler.store import keys
+from crawler.store.connection import connect
+from crawler.store.layout import cluster_tags, crawl_layout
 from crawler.worker import Worker
 
 

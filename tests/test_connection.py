@@ -14,8 +14,8 @@ from redis.asyncio import Redis
 
 from crawler.aio import cancel_and_wait
 from crawler.config import Settings
-from crawler.connection import make_client
 from crawler.frontier import Frontier
+from crawler.store.connection import make_client
 
 
 async def test_commands_cancelled_at_any_moment_leave_no_connection_out_of_step(

@@ -26,10 +26,10 @@ from redis.asyncio import Redis
 from crawler.bench.cluster import LocalCluster
 from crawler.bench.sitegen import SiteServer, SiteSpec
 from crawler.config import Settings
-from crawler.connection import connect
-from crawler.crawls import crawl_layout
 from crawler.frontier import Frontier
 from crawler.results.export import drain
+from crawler.store.connection import connect
+from crawler.store.layout import crawl_layout
 
 GROUP = "downstream"
 IDLE_MS = 2000

@@ -6,8 +6,8 @@ import pytest
 from redis.asyncio import Redis
 
 from crawler.config import Settings
-from crawler.crawls import INTSET_FILL, bucket_bits, crawl_layout, intset_entries
 from crawler.errors import ConfigError
+from crawler.store.layout import INTSET_FILL, bucket_bits, crawl_layout, intset_entries
 
 
 @pytest.mark.parametrize("expected", [1_000, 100_000, 10_000_000, 1_000_000_000])

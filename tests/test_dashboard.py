@@ -19,14 +19,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from crawl_helpers import ROOT, seed_urls, start_worker
 from redis.asyncio import Redis
 
-from crawler import control
 from crawler.bench.sitegen import SiteServer, SiteSpec, free_port
 from crawler.config import Settings
-from crawler.crawls import crawl_layout
 from crawler.dashboard import make_app
 from crawler.dashboard.auth import ACTION_HEADER, COOKIE, token_for
 from crawler.dashboard.feed import DoneSamples, latest_results, rate_series
-from crawler.status import crawl_status
+from crawler.observe import control
+from crawler.observe.status import crawl_status
+from crawler.store.layout import crawl_layout
 
 ACT = {ACTION_HEADER: "1"}
 COUNTERS = ("queued", "leased", "done", "errors", "seen", "results_pending", "workers",

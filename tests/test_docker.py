@@ -81,7 +81,7 @@ def test_the_grafana_dashboard_asks_only_for_metrics_the_crawler_serves() -> Non
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    from crawler.metrics import WorkerMetrics, crawl_families, exposition
+    from crawler.observe.metrics import WorkerMetrics, crawl_families, exposition
 
     served = {f.name for f in text_string_to_metric_families(
         WorkerMetrics().exposition().decode())}

@@ -25,11 +25,11 @@ from redis.asyncio import Redis
 
 from crawler.bench.sitegen import SiteServer, SiteSpec, expected, free_port
 from crawler.config import Settings
-from crawler.crawls import crawl_layout
 from crawler.frontier import Frontier
 from crawler.results import dumps, make_record
 from crawler.results.drain import GROUP
 from crawler.results.export import drain
+from crawler.store.layout import crawl_layout
 
 
 def env_for(tmp_path: Path) -> dict[str, str]:
@@ -110,7 +110,7 @@ async def test_a_result_another_group_has_not_read_is_never_deleted(
 async def test_results_maxlen_never_deletes_an_unacknowledged_result(
         redis: Redis, settings: Settings, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
-    from crawler.status import crawl_status, warnings_for
+    from crawler.observe.status import crawl_status, warnings_for
 
     settings = settings.replace(results_maxlen=5)
     await complete_n(redis, settings, 20)

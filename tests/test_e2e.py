@@ -23,7 +23,6 @@ import pytest
 import redis as sync_redis
 from aiohttp import web
 
-from crawler import keys
 from crawler.bench.sitegen import (
     OUT_OF_SCOPE_HOST,
     RequestLog,
@@ -33,6 +32,7 @@ from crawler.bench.sitegen import (
     free_port,
     make_app,
 )
+from crawler.store import keys
 
 CRAWL = "e2e"
 WORKER_TIMEOUT = 60

@@ -25,13 +25,13 @@ from crawler.bench.docsite import description_of, docs_app, headings_of, page_pa
 from crawler.bench.sitegen import SiteServer, SiteSpec
 from crawler.cli import app
 from crawler.config import Settings
-from crawler.crawls import crawl_layout
 from crawler.errors import CrawlError
 from crawler.frontier import Frontier
 from crawler.results import dumps, make_record
 from crawler.results.data_schema import DataMismatch, DataSchema
 from crawler.results.formats import ParquetWriter
 from crawler.results.stream import Entry
+from crawler.store.layout import crawl_layout
 
 EXAMPLE_SCHEMA = {"headings": "list<string>", "description": "string"}
 PAGES = 30

@@ -25,14 +25,14 @@ import redis as sync_redis
 from crawl_helpers import crawl as crawl_site
 from typer.testing import CliRunner, Result
 
-from crawler import keys
 from crawler.bench.sitegen import SiteServer, SiteSpec
 from crawler.cli import app
 from crawler.config import Settings
-from crawler.connection import make_client
-from crawler.crawls import crawl_layout
 from crawler.results import dumps, make_record
 from crawler.results.formats import COLUMNS, format_for
+from crawler.store import keys
+from crawler.store.connection import make_client
+from crawler.store.layout import crawl_layout
 
 PAGES = 300
 FULL_PAGES = int(os.environ.get("CRAWL_TEST_EXPORT_PAGES", "10000"))

@@ -27,9 +27,9 @@ from crawler.bench.sitegen import SiteServer, SiteSpec
 from crawler.cli import app
 from crawler.config import Settings
 from crawler.errors import ConfigError
-from crawler.extract import Page, load_hook
-from crawler.fetch import Response
 from crawler.frontier import Frontier
+from crawler.net.fetch import Response
+from crawler.pages.extract import Page, load_hook
 
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html")
 DOCS_PAGES = 60
@@ -233,8 +233,8 @@ async def test_a_changed_extract_setting_swaps_the_hook_and_a_bad_one_keeps_it(
 
 
 def test_page_follow_joins_as_the_pages_own_links_do() -> None:
-    from crawler.extract import Page
-    from crawler.fetch import Response
+    from crawler.net.fetch import Response
+    from crawler.pages.extract import Page
     from crawler.urls import resolve
 
     base = "http://h.test/a/b/c"

@@ -35,11 +35,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from crawler.bench.sitegen import SiteServer, SiteSpec, free_port
 from crawler.config import Settings
-from crawler.crawls import crawl_layout
 from crawler.frontier import Frontier
-from crawler.robots import RobotsCache
-from crawler.server import ensure_server, stop_server
-from crawler.status import crawl_status
+from crawler.net.robots import RobotsCache
+from crawler.observe.status import crawl_status
+from crawler.store.layout import crawl_layout
+from crawler.store.server import ensure_server, stop_server
 
 SPEC = SiteSpec(hosts=3, pages=60, links=6, page_bytes=600)
 LEASE = "2"

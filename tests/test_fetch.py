@@ -18,8 +18,8 @@ from redis.asyncio import Redis
 from crawler import errors
 from crawler.bench.sitegen import free_port
 from crawler.config import Settings
-from crawler.fetch import Fetcher, Response, redirect_target
-from crawler.guard import AddressPolicy, GuardedResolver
+from crawler.net.fetch import Fetcher, Response, redirect_target
+from crawler.net.guard import AddressPolicy, GuardedResolver
 from crawler.urls import resolve
 
 

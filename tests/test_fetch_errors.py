@@ -20,8 +20,8 @@ from redis.asyncio import Redis
 
 from crawler import errors
 from crawler.config import Settings
-from crawler.fetch import Fetcher, classify
 from crawler.frontier import Frontier
+from crawler.net.fetch import Fetcher, classify
 from crawler.worker import Worker
 
 URL = "http://site.test/page"

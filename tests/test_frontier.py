@@ -17,9 +17,9 @@ from aiohttp import web
 from crawl_helpers import reclaim_expired
 from redis.asyncio import Redis
 
-from crawler import keys
 from crawler.config import HostPolicy, Settings
 from crawler.frontier import Frontier, Lease
+from crawler.store import keys
 from crawler.urls import canonicalize
 from crawler.worker import Worker
 

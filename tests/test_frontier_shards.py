@@ -22,11 +22,11 @@ from crawl_helpers import reclaim_expired
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from crawler import keys
 from crawler.bench.sitegen import free_port
 from crawler.config import Settings
 from crawler.frontier import Frontier, Lease
-from crawler.server import server_args
+from crawler.store import keys
+from crawler.store.server import server_args
 
 MakeFrontier = Callable[..., Frontier]
 TAGGED_KEY = re.compile(r"^crawl:\{(?P<crawl>[^:}]+):(?P<shard>\d+)\}:(?P<rest>.*)$")

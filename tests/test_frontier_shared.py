@@ -9,9 +9,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from crawler import keys
 from crawler.config import Settings
 from crawler.frontier import Frontier, Lease
+from crawler.store import keys
 
 
 async def _leases(frontier: Frontier, n: int) -> list[Lease]:

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from crawler.bench.sitegen import free_port
 from crawler.config import Settings
-from crawler.fetch import Fetcher
+from crawler.net.fetch import Fetcher
 from crawler.results.export import export
 
 CAP = 1024 * 1024

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crawler.bench.sitegen import SiteSpec, expected, page_html
-from crawler.parse import detect_charset, parse_html
+from crawler.pages.parse import detect_charset, parse_html
 
 URL = "http://example.com/dir/page.html"
 

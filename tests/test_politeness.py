@@ -21,18 +21,18 @@ from redis.asyncio import Redis
 
 from crawler.bench.sitegen import OUT_OF_SCOPE_HOST, SiteServer, SiteSpec, expected
 from crawler.config import HostPolicy, Settings
-from crawler.fetch import Fetcher
+from crawler.discovery.seeds import seed
 from crawler.frontier import Frontier
-from crawler.keys import ShardKeys
-from crawler.politeness import (
+from crawler.frontier.politeness import (
     PolitenessKeys,
     Resolve,
     adaptive_delay,
     publish_policy,
     start_deadline,
 )
-from crawler.robots import RobotsCache
-from crawler.seeds import seed
+from crawler.net.fetch import Fetcher
+from crawler.net.robots import RobotsCache
+from crawler.store.keys import ShardKeys
 from crawler.worker import Worker, backoff_delay, retry_after
 from crawler.worker.lease import LeaseRunner
 from crawler.worker.watch import InFlight

@@ -17,12 +17,13 @@ import pytest
 from crawl_helpers import reclaim_expired
 from redis.asyncio import Redis
 
-from crawler import keys, overview, status
-from crawler.catalog import delete_crawl
 from crawler.config import Settings
-from crawler.control import drop_queue, stop
 from crawler.frontier import Frontier, Lease
-from crawler.priority import HIGH, NORMAL, TOP, band_of, checked_priority, parse_priority
+from crawler.observe import overview, status
+from crawler.observe.catalog import delete_crawl
+from crawler.observe.control import drop_queue, stop
+from crawler.pages.priority import HIGH, NORMAL, TOP, band_of, checked_priority, parse_priority
+from crawler.store import keys
 
 MakeFrontier = Callable[..., Frontier]
 

@@ -14,8 +14,8 @@ from politeness_site import Site, crawl, html
 from redis.asyncio import Redis
 
 from crawler.config import Settings
-from crawler.extract import Page
-from crawler.fetch import Response
+from crawler.net.fetch import Response
+from crawler.pages.extract import Page
 
 IP = "127.0.0.2"
 SITEMAP_PRIORITIES = {8: "0.6", 9: "1.0", 10: "0.9", 11: "0.7", 0: "0.5", 1: "0.2"}

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from protego import Protego
 
 from crawler.errors import InvalidURL
-from crawler.parse import parse_html
+from crawler.net.robots_rules import rules_for_agent
+from crawler.pages.parse import parse_html
 from crawler.results import FIELDS, dumps, make_record
-from crawler.robots_rules import rules_for_agent
 from crawler.urls import _canonicalize, canonicalize, fingerprint
 
 PROPERTY_SETTINGS = settings(max_examples=300, deadline=None,

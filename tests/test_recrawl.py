@@ -18,11 +18,11 @@ from politeness_site import Site, results
 from redis.asyncio import Redis
 from typer.testing import CliRunner
 
-from crawler import keys
 from crawler.cli import app
 from crawler.config import Settings
-from crawler.recrawl import RevisitState, parse_age, requeue, revisit_field
-from crawler.seeds import seed
+from crawler.discovery.recrawl import RevisitState, parse_age, requeue, revisit_field
+from crawler.discovery.seeds import seed
+from crawler.store import keys
 from crawler.worker import Worker
 
 IP = "127.0.0.2"

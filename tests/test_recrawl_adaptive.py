@@ -20,13 +20,13 @@ from aiohttp import web
 from politeness_site import Site, results
 from redis.asyncio import Redis
 
-from crawler import keys
 from crawler.config import Settings
-from crawler.crawl_settings import crawl_wide
+from crawler.discovery.recrawl import RevisitState, revisit_field
+from crawler.discovery.revisit_schedule import next_interval, requeue_due
+from crawler.discovery.seeds import seed
 from crawler.frontier import Frontier
-from crawler.recrawl import RevisitState, revisit_field
-from crawler.revisit_schedule import next_interval, requeue_due
-from crawler.seeds import seed
+from crawler.store import keys
+from crawler.store.crawl_settings import crawl_wide
 from crawler.worker import Worker
 
 IP = "127.0.0.2"

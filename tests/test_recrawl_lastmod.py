@@ -19,14 +19,15 @@ from politeness_site import Site, results
 from redis.asyncio import Redis
 from typer.testing import CliRunner
 
-from crawler import keys, recrawl
 from crawler.cli import app
 from crawler.config import Settings
-from crawler.crawls import crawl_layout
+from crawler.discovery import recrawl
+from crawler.discovery.lastmod import parse_since, parse_w3c
+from crawler.discovery.recrawl import RevisitState, requeue
+from crawler.discovery.seeds import seed_sitemaps
 from crawler.frontier import Frontier
-from crawler.lastmod import parse_since, parse_w3c
-from crawler.recrawl import RevisitState, requeue
-from crawler.seeds import seed_sitemaps
+from crawler.store import keys
+from crawler.store.layout import crawl_layout
 from crawler.worker import Worker
 
 IP = "127.0.0.2"

@@ -20,12 +20,12 @@ from redis.asyncio import Redis
 
 from crawler.bench.sitegen import free_port
 from crawler.config import Settings
+from crawler.discovery.seeds import seed
 from crawler.errors import RobotsDisallowed
-from crawler.fetch import Fetcher
 from crawler.frontier import Frontier
-from crawler.parse import x_robots_tag
-from crawler.robots import RobotsCache
-from crawler.seeds import seed
+from crawler.net.fetch import Fetcher
+from crawler.net.robots import RobotsCache
+from crawler.pages.parse import x_robots_tag
 from crawler.worker import Worker
 
 IP = "127.0.0.2"
@@ -429,7 +429,7 @@ async def test_redis_keeps_only_the_rules_we_obey_not_the_file(
 
 async def test_rules_for_us_past_64_kib_are_cut_at_a_line_and_what_is_kept_is_obeyed(
         redis: Redis, settings: Settings) -> None:
-    from crawler.robots_rules import RULES_MAX_CHARS
+    from crawler.net.robots_rules import RULES_MAX_CHARS
 
     ours = "".join(f"Disallow: /blocked{i:05d}/\n" for i in range(6000))  # ~150 KiB for *
     body = "User-agent: *\n" + ours

@@ -11,9 +11,9 @@ from politeness_site import Site, crawl, html
 from redis.asyncio import Redis
 
 from crawler.config import Settings
+from crawler.discovery.seeds import seed
 from crawler.frontier import Frontier
-from crawler.scope import Scope, ScopeStore, anchors_for, registered_domain, repeated_segments
-from crawler.seeds import seed
+from crawler.pages.scope import Scope, ScopeStore, anchors_for, registered_domain, repeated_segments
 from crawler.worker import Worker
 
 

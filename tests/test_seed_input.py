@@ -15,11 +15,11 @@ import pytest
 from crawl_helpers import ROOT
 from redis.asyncio import Redis
 
-from crawler import seeds
 from crawler.config import Settings
+from crawler.discovery import seeds
+from crawler.discovery.seeds import MAX_LINE_BYTES, read_seed_lines, seed
 from crawler.frontier import Frontier
 from crawler.frontier.transitions import ADD_CHUNK
-from crawler.seeds import MAX_LINE_BYTES, read_seed_lines, seed
 
 JUNK_FILE = b"\n".join([
     b"http://good.example/a",                       # 1 good

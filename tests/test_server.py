@@ -20,7 +20,7 @@ import pytest
 import redis as sync_redis
 
 from crawler.bench.sitegen import SiteServer, SiteSpec, expected
-from crawler.server import home_dir, socket_path, stop_server
+from crawler.store.server import home_dir, socket_path, stop_server
 
 
 def crawl(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -19,10 +19,10 @@ from politeness_site import Site, crawl, html, results
 from redis.asyncio import Redis
 from typer.testing import CliRunner
 
-from crawler import sitemaps
 from crawler.cli import app
 from crawler.config import Settings
-from crawler.seeds import seed_sitemaps
+from crawler.discovery import sitemaps
+from crawler.discovery.seeds import seed_sitemaps
 from crawler.worker import Worker
 
 IP = "127.0.0.2"

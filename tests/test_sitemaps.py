@@ -6,7 +6,7 @@ import gzip
 
 import pytest
 
-from crawler.sitemaps import MAX_LINE_BYTES, SitemapEntry, SitemapParser
+from crawler.discovery.sitemaps import MAX_LINE_BYTES, SitemapEntry, SitemapParser
 
 NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
 

@@ -23,8 +23,8 @@ from politeness_site import Site, html
 
 from crawler.bench.sitegen import free_port
 from crawler.config import Settings
-from crawler.connection import connect
-from crawler.crawls import crawl_layout
+from crawler.store.connection import connect
+from crawler.store.layout import crawl_layout
 from crawler.worker import Worker
 
 

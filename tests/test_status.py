@@ -6,7 +6,7 @@ from redis.asyncio import Redis
 
 from crawler.config import Settings
 from crawler.frontier import Frontier
-from crawler.status import crawl_status, memory_by_kind
+from crawler.observe.status import crawl_status, memory_by_kind
 
 
 async def test_memory_by_kind_accounts_for_the_crawls_keys(redis: Redis,
@@ -49,8 +49,8 @@ async def test_status_warns_when_dedup_buckets_outgrow_intsets(redis: Redis,
 
 async def test_busiest_hosts_include_a_host_whose_every_slot_is_leased(
         redis: Redis, settings: Settings) -> None:
-    from crawler.overview import top_hosts
-    from crawler.status import server_ms
+    from crawler.observe.overview import top_hosts
+    from crawler.observe.status import server_ms
 
     settings = settings.replace(max_per_host=1, delay=0)
     frontier = Frontier(redis, settings)
@@ -67,8 +67,8 @@ async def test_a_dead_worker_is_reported_for_an_hour_then_forgotten_without_any_
         redis: Redis, settings: Settings) -> None:
     """The last worker of a crawl was killed: no later heartbeat prunes it, so the
     readers must leave it out once it is past FORGET_AFTER, and the set expires."""
-    from crawler import keys
-    from crawler.workers import FORGET_AFTER, Heartbeat
+    from crawler.frontier.workers import FORGET_AFTER, Heartbeat
+    from crawler.store import keys
 
     frontier = Frontier(redis, settings)
     beat = Heartbeat(frontier.scripts, settings.crawl, "node:1:aaaaaa")

@@ -23,11 +23,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from crawler import control, keys
 from crawler.bench.sitegen import SiteServer, SiteSpec, free_port
 from crawler.config import Settings
-from crawler.control import allotments
 from crawler.frontier import Frontier
+from crawler.observe import control
+from crawler.observe.control import allotments
+from crawler.store import keys
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -104,7 +105,7 @@ async def test_workers_starting_together_agree_on_the_value_they_all_give(
     pin (never a pin beside the old value, which would refuse a worker that agrees)."""
     import asyncio
 
-    from crawler.crawl_settings import adopt, set_values, stored_and_pinned
+    from crawler.store.crawl_settings import adopt, set_values, stored_and_pinned
 
     origins = {"allow_private": "--allow-private", "delay": "--delay"}
     given = settings.replace(allow_private=True, delay=0.25)

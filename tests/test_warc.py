@@ -16,8 +16,8 @@ from warcio.archiveiterator import ArchiveIterator
 
 from crawler.bench.sitegen import SiteServer, SiteSpec, page_html
 from crawler.config import Settings
-from crawler.fetch import Response
-from crawler.warc import OPEN_SUFFIX, WarcWriter, complete_length
+from crawler.net.fetch import Response
+from crawler.pages.warc import OPEN_SUFFIX, WarcWriter, complete_length
 
 SPEC = SiteSpec(hosts=2, pages=25, links=6, page_bytes=3000)
 

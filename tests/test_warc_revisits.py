@@ -25,9 +25,9 @@ from redis.asyncio import Redis
 from warcio.archiveiterator import ArchiveIterator
 
 from crawler.config import Settings
-from crawler.recrawl import requeue
-from crawler.seeds import seed
-from crawler.warc import NOT_MODIFIED_PROFILE
+from crawler.discovery.recrawl import requeue
+from crawler.discovery.seeds import seed
+from crawler.pages.warc import NOT_MODIFIED_PROFILE
 from crawler.worker import Worker
 
 IP = "127.0.0.2"

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import redis as sync_redis
 
-from crawler.server import server_args
+from crawler.store.server import server_args
 
 NODE_TIMEOUT_MS = 2000
 SLOTS = 16384

@@ -34,9 +34,9 @@ CHUNK = 20_000
 
 async def _add(url: str, n: int) -> float:
     from crawler.config import Settings, load_settings
-    from crawler.connection import connect
-    from crawler.crawls import crawl_layout
     from crawler.frontier import Frontier
+    from crawler.store.connection import connect
+    from crawler.store.layout import crawl_layout
 
     settings = load_settings(base=Settings(), overrides={"redis_url": url, "crawl": "dedup",
                                                          "expected_urls": max(n, 1)})
@@ -65,7 +65,7 @@ def _encodings(client: sync_redis.Redis) -> dict[str, int]:
 
 
 def run_dedup(n: int, out: str | None = None, echo: Any = print) -> dict[str, Any]:
-    from crawler.server import ensure_server, stop_server
+    from crawler.store.server import ensure_server, stop_server
 
     with tempfile.TemporaryDirectory(prefix="crawldedup") as tmp:
         home = Path(tmp)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from crawler.errors import CrawlError
-from crawler.server import home_dir
+from crawler.store.server import home_dir
 
 DEMO_PORT = 8765
 DEMO_HOSTS = 3

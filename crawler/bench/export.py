@@ -45,7 +45,7 @@ def fill(url: str, n: int, crawl: str) -> None:
     """N records in shard 0's results stream of ``crawl``, a pipeline of 5000 at a time."""
     import redis as sync_redis
 
-    from crawler import keys
+    from crawler.store import keys
 
     client = sync_redis.Redis.from_url(url)
     client.hset(keys.meta_key(crawl), "layout", json.dumps(
@@ -78,7 +78,7 @@ def run_export(url: str, crawl: str, path: Path, *extra: str) -> dict[str, Any]:
 
 def run_export_bench(n: int, formats: tuple[str, ...] = FORMATS, out: str | None = None,
                      echo: Any = print) -> dict[str, Any]:
-    from crawler.server import ensure_server, stop_server
+    from crawler.store.server import ensure_server, stop_server
 
     report: dict[str, Any] = {"results": n, "formats": {}}
     with tempfile.TemporaryDirectory(prefix="crawlexport") as tmp:

@@ -43,13 +43,13 @@ def url_76(i: int, hosts: int) -> str:
 
 async def _measure(url: str, n: int, hosts: int, echo: Any) -> dict[str, Any]:
     from crawler.config import Settings
-    from crawler.connection import connect
-    from crawler.crawls import crawl_layout
+    from crawler.discovery.seeds import seed
     from crawler.frontier import Frontier
+    from crawler.observe.status import memory_by_kind
     from crawler.results import dumps, make_record
     from crawler.results.export import drain
-    from crawler.seeds import seed
-    from crawler.status import memory_by_kind
+    from crawler.store.connection import connect
+    from crawler.store.layout import crawl_layout
 
     base = Settings(redis_url=url, crawl="mem", expected_urls=max(n, 1_000_000),
                     max_per_host=1000, delay=0)
@@ -154,8 +154,8 @@ async def _recrawl_state_bytes(client: Any, settings: Any) -> dict[str, dict[str
     """Bytes a done URL's recrawl state adds (an ETag and a title of usual length), by how
     many done URLs its host has: its host's hash, as complete.lua writes it; with a
     sitemap's lastmod; with an adaptive interval and its place in the revisit schedule."""
-    from crawler import keys
-    from crawler.recrawl import RevisitState, revisit_field
+    from crawler.discovery.recrawl import RevisitState, revisit_field
+    from crawler.store import keys
 
     shard = keys.all_shards(settings.crawl, settings.shards, settings.shard_tags)[0]
     now = int(time.time())
@@ -191,7 +191,7 @@ async def _recrawl_state_bytes(client: Any, settings: Any) -> dict[str, dict[str
 
 
 def run_memory(n: int, hosts: int, out: str | None, echo: Any = print) -> dict[str, Any]:
-    from crawler.server import ensure_server, stop_server
+    from crawler.store.server import ensure_server, stop_server
 
     with tempfile.TemporaryDirectory(prefix="crawlmem") as tmp:
         url = ensure_server(tmp)

@@ -30,38 +30,15 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from crawler.bench.config import BenchConfig
 from crawler.bench.report import format_table, split_warnings, summary
 from crawler.bench.servers import BenchRedis
 from crawler.bench.site import SiteProcess
 from crawler.bench.sitegen import SiteSpec, expected, free_port, write_site
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    hosts: int = 20
-    pages: int = 500
-    links: int = 60
-    page_bytes: int = 27_000
-    processes: tuple[int, ...] = (1, 2)
-    concurrency: int = 200
-    max_per_host: int = 10
-    server: str = "auto"  # nginx, python or auto (nginx if installed)
-    ceiling: bool = True
-    ceiling_our_urls: bool = False  # also time the minimal loop with our URL code
-    repeat: int = 1
-    out: str | None = "bench/results/latest.json"
-    profile: str | None = None  # directory for py-spy profiles of every process
-    shards: tuple[int, ...] = (1,)  # shard counts to run on the single server
-    cluster: int = 0  # also run on a local cluster of this many masters
-    replicas: int = 0  # replicas per master of that cluster
-    wait_replicas: tuple[int, ...] = (0,)  # the wait_replicas settings to run it with
-    extract: str = ""  # an extraction hook the workers run on every page
-    extract_in_thread: bool = False
-    warc: bool = False  # workers write WARC files (under the run's work directory)
 
 
 def run_label(processes: int, shards: int = 1, masters: int = 0, wait: int = 0) -> str:
@@ -144,9 +121,9 @@ def check_results(spec: SiteSpec, records: list[dict[str, Any]]) -> list[str]:
 
 async def _seed(url: str, overrides: dict[str, Any], seeds: list[str]) -> None:
     from crawler.config import Settings, load_settings
-    from crawler.connection import connect
-    from crawler.crawls import crawl_layout
-    from crawler.seeds import seed
+    from crawler.discovery.seeds import seed
+    from crawler.store.connection import connect
+    from crawler.store.layout import crawl_layout
 
     settings = load_settings(base=Settings(), overrides=overrides)
     client = await connect(settings)

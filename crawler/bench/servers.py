@@ -17,9 +17,9 @@ from typing import Any
 import redis as sync_redis
 from redis.cluster import RedisCluster
 
-from crawler import keys
 from crawler.bench.cluster import LocalCluster
 from crawler.bench.worker import cpu_seconds
+from crawler.store import keys
 
 
 @dataclass
@@ -38,7 +38,7 @@ class BenchRedis:
     _router: Any = None  # a client that sends each key to its node
 
     def start(self) -> BenchRedis:
-        from crawler.server import ensure_server
+        from crawler.store.server import ensure_server
 
         home = Path(tempfile.mkdtemp(prefix="v", dir=self.work))
         self._home = home
@@ -59,7 +59,7 @@ class BenchRedis:
         return self
 
     def stop(self) -> None:
-        from crawler.server import stop_server
+        from crawler.store.server import stop_server
 
         for client in self._nodes:
             client.close()

@@ -46,9 +46,9 @@ def _crawl(*args: str) -> list[str]:
 
 async def _memory(url: str, crawl: str) -> dict[str, Any]:
     from crawler.config import Settings
-    from crawler.connection import connect
-    from crawler.crawls import crawl_layout
-    from crawler.status import crawl_status
+    from crawler.observe.status import crawl_status
+    from crawler.store.connection import connect
+    from crawler.store.layout import crawl_layout
 
     client = await connect(Settings(redis_url=url))
     try:
@@ -69,7 +69,7 @@ def run_soak(urls: int = 1_000_000, hosts: int = 100, pages: int = 2000, process
              kill_drain: int = 2, kill_workers: int = 1, report_every: float = 10.0,
              server: str = "auto", echo: Any = print) -> dict[str, Any]:
     """Run the soak; returns the report (``ok`` says whether every check held)."""
-    from crawler.server import ensure_server, stop_server
+    from crawler.store.server import ensure_server, stop_server
 
     rnd = random.Random(7)
     crawl = "soak"

@@ -42,8 +42,8 @@ async def _sample_rss(samples: list[tuple[float, int]], started: float) -> None:
 
 async def run(overrides: dict[str, Any]) -> dict[str, Any]:
     from crawler.config import Settings, load_settings
-    from crawler.connection import connect
-    from crawler.crawls import crawl_layout
+    from crawler.store.connection import connect
+    from crawler.store.layout import crawl_layout
     from crawler.worker import Worker
 
     # base= skips crawl.toml and CRAWL_* variables: the benchmark says everything.

@@ -13,14 +13,16 @@ import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from redis.asyncio import Redis
 from rich.markup import escape
 
 from crawler.config import Settings, load_with_origins
 from crawler.errors import CrawlError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 T = TypeVar("T")
 
@@ -106,10 +108,10 @@ async def open_crawl(settings: Settings, *, must_exist: bool = False
     """
     from typer._click.globals import get_current_context  # typer vendors click
 
-    from crawler.catalog import crawl_exists, no_such_crawl
-    from crawler.connection import connect
-    from crawler.crawl_settings import adopt
-    from crawler.crawls import crawl_layout
+    from crawler.observe.catalog import crawl_exists, no_such_crawl
+    from crawler.store.connection import connect
+    from crawler.store.crawl_settings import adopt
+    from crawler.store.layout import crawl_layout
 
     ctx = get_current_context(silent=True)
     origins = ctx.meta.get(ORIGINS, {}) if ctx is not None else {}

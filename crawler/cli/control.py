@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from redis.asyncio import Redis
 
 from crawler.cli.common import (
     ConfigOpt,
@@ -23,6 +22,9 @@ from crawler.cli.common import (
     settings_for,
 )
 from crawler.config import Settings
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 DROP_WAIT = 60.0
 """Seconds ``crawl stop --drop`` waits for the fetches in flight before dropping."""
@@ -62,15 +64,15 @@ def config_set(
     home: HomeOpt = None,
 ) -> None:
     """Change crawl-wide settings; every running worker picks them up within seconds."""
-    from crawler.crawl_settings import crawl_values, parse_assignments, set_values
-    from crawler.politeness import publish_policy
+    from crawler.frontier.politeness import publish_policy
+    from crawler.store.crawl_settings import crawl_values, parse_assignments, set_values
 
     changes = parse_assignments(assignments)
 
     async def action(client: Redis, settings: Settings) -> dict[str, Any]:
         updated = await set_values(client, settings, changes)
         await publish_policy(client, updated)  # politeness is decided at claim time
-        from crawler.control import enforce_caps
+        from crawler.observe.control import enforce_caps
 
         await enforce_caps(client, updated, lifted=True)
         return {k: v for k, v in crawl_values(updated).items() if k in changes}
@@ -87,7 +89,7 @@ def config_show(
     as_json: Annotated[bool, typer.Option("--json", help="As one JSON object.")] = False,
 ) -> None:
     """Print the crawl's stored settings (and its layout, fixed at creation)."""
-    from crawler.crawl_settings import crawl_values, version
+    from crawler.store.crawl_settings import crawl_values, version
 
     async def action(client: Redis, settings: Settings) -> dict[str, Any]:
         values = crawl_values(settings)
@@ -108,7 +110,7 @@ def config_show(
 def pause(ctx: typer.Context, redis: RedisOpt = None, crawl: CrawlOpt = None,
           config: ConfigOpt = None, home: HomeOpt = None) -> None:
     """Stop claiming on every worker; fetches in flight finish. `crawl resume` goes on."""
-    from crawler import control
+    from crawler.observe import control
 
     _with_crawl(ctx, redis, crawl, config, home, control.pause)
     typer.echo("paused: workers claim nothing until `crawl resume`")
@@ -117,7 +119,7 @@ def pause(ctx: typer.Context, redis: RedisOpt = None, crawl: CrawlOpt = None,
 def resume(ctx: typer.Context, redis: RedisOpt = None, crawl: CrawlOpt = None,
            config: ConfigOpt = None, home: HomeOpt = None) -> None:
     """Let a paused (or stopped) crawl claim again."""
-    from crawler import control
+    from crawler.observe import control
 
     _with_crawl(ctx, redis, crawl, config, home, control.resume)
     typer.echo("resumed")
@@ -130,7 +132,7 @@ def stop(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before --drop.")] = False,
 ) -> None:
     """Stop the crawl on every node: workers finish their fetches and exit."""
-    from crawler import control
+    from crawler.observe import control
 
     if drop and not yes:
         typer.confirm("Discard every queued URL of this crawl? It cannot be undone",

@@ -75,8 +75,8 @@ def seed(
                           "repeatable. [default: none]")] = None,
 ) -> None:
     """Add URLs to the frontier. Bad lines are reported by number; the rest are seeded."""
-    from crawler.seeds import DEFAULT_SCHEMES, seed_sitemaps
-    from crawler.seeds import seed as seed_urls
+    from crawler.discovery.seeds import DEFAULT_SCHEMES, seed_sitemaps
+    from crawler.discovery.seeds import seed as seed_urls
 
     if file is None and not sitemap:
         raise CrawlError("give a file of URLs, - for stdin, or --sitemap URL")
@@ -180,7 +180,7 @@ def worker(
         total_timeout=total_timeout, metrics_port=metrics_port, extract=extract,
         extract_in_thread=extract_in_thread, warc_dir=warc)
     if settings.extract:  # a hook that does not import: one line now, not at every worker
-        from crawler.extract import load_hook
+        from crawler.pages.extract import load_hook
 
         load_hook(settings.extract)
     if settings.processes > 1:
@@ -207,7 +207,7 @@ def _run_processes(settings: Settings) -> int:
 
     Exits 0 only if every worker did; a worker killed by signal N counts as 128+N.
     """
-    from crawler.server import ensure_server
+    from crawler.store.server import ensure_server
 
     if settings.redis_url is None:
         ensure_server(settings.home)  # start it once, not n times in a race
@@ -321,7 +321,7 @@ def status(ctx: typer.Context, redis: RedisOpt = None, crawl: CrawlOpt = None,
            as_json: Annotated[bool, typer.Option(
                "--json", help="JSON (the default without --watch).")] = False) -> None:
     """Print the crawl's counters, rates, workers, results and busiest hosts as JSON."""
-    from crawler.status import crawl_status
+    from crawler.observe.status import crawl_status
 
     settings = settings_for(ctx, redis=redis, crawl=crawl, config=config, home=home)
 

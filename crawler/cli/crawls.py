@@ -22,9 +22,8 @@ def list_crawls(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object a crawl.")] = False,
 ) -> None:
     """List the crawls on this Redis: name, URLs queued, leased, done, errors, workers, age."""
-    from crawler.catalog import CrawlSummary, age_text, crawl_names, summarize
-    from crawler.connection import connect
-    from crawler.status import server_ms
+    from crawler.observe.catalog import CrawlSummary, age_text, crawl_names, summarize
+    from crawler.store.connection import connect, server_ms
 
     settings = settings_for(ctx, redis=redis, config=config, home=home)
 
@@ -65,9 +64,8 @@ def delete(
         help="Delete even while workers of the crawl are alive.")] = False,
 ) -> None:
     """Delete a crawl: its queues, seen URLs, results, workers and layout, on every shard."""
-    from crawler.catalog import crawl_exists, delete_crawl, no_such_crawl, summarize
-    from crawler.connection import connect
-    from crawler.status import server_ms
+    from crawler.observe.catalog import crawl_exists, delete_crawl, no_such_crawl, summarize
+    from crawler.store.connection import connect, server_ms
 
     settings = settings_for(ctx, redis=redis, config=config, home=home, crawl=name)
 

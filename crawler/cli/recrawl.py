@@ -45,8 +45,8 @@ def recrawl(
     not_modified or changed. With revisit_adaptive = true, crawl worker
     --forever revisits each URL by itself when its own interval has passed.
     """
-    from crawler.lastmod import parse_since
-    from crawler.recrawl import parse_age, requeue
+    from crawler.discovery.lastmod import parse_since
+    from crawler.discovery.recrawl import parse_age, requeue
 
     if older_than is None and changed_since is None:
         raise CrawlError("give --older-than AGE, --changed-since WHEN, or both")

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
 @server_app.command("start")
 def server_start(ctx: typer.Context, home: HomeOpt = None) -> None:
     """Start the embedded Valkey (commands start it by themselves when needed)."""
-    from crawler.server import ensure_server
+    from crawler.store.server import ensure_server
 
     typer.echo(ensure_server(home_for(ctx, home)))
 
@@ -36,7 +36,7 @@ def server_stop(ctx: typer.Context, home: HomeOpt = None,
 
     Refused while workers of any crawl hold live heartbeats, unless --force.
     """
-    from crawler.server import stop_server
+    from crawler.store.server import stop_server
 
     where = home_for(ctx, home)
     if not force:
@@ -51,9 +51,9 @@ def server_stop(ctx: typer.Context, home: HomeOpt = None,
 
 async def _live_workers(home: str | None) -> dict[str, int]:
     """Live workers by crawl on the embedded server, if it runs (it is not started for this)."""
-    from crawler.catalog import live_workers
-    from crawler.connection import make_client
-    from crawler.server import home_dir, is_running, socket_path
+    from crawler.observe.catalog import live_workers
+    from crawler.store.connection import make_client
+    from crawler.store.server import home_dir, is_running, socket_path
 
     sock = socket_path(home_dir(home))
     if not is_running(sock):

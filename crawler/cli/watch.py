@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from redis.asyncio import Redis
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
@@ -29,6 +28,9 @@ from crawler.cli.common import (
 )
 from crawler.config import Settings
 
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
 MEMORY_EVERY = 30.0
 """Seconds between two readings of memory by kind in the watch."""
 
@@ -39,7 +41,7 @@ def register(app: typer.Typer) -> None:
 
 async def used_memory(redis: Redis) -> dict[str, int]:
     """INFO used_memory of each server (each master on a cluster)."""
-    from crawler.connection import is_cluster, primaries
+    from crawler.store.connection import is_cluster, primaries
 
     out = {}
     nodes = await primaries(redis)
@@ -117,7 +119,7 @@ def render(status: dict[str, Any], memory: dict[str, int], crawl: str) -> Group:
 async def watch(redis: Redis, settings: Settings, every: float = 1.0,
                 rounds: int | None = None) -> None:
     """Redraw the view every ``every`` seconds (``rounds`` times, or until Ctrl-C)."""
-    from crawler.status import crawl_status
+    from crawler.observe.status import crawl_status
 
     last_memory = -MEMORY_EVERY
     kinds: dict[str, Any] | None = None
@@ -141,8 +143,8 @@ def metrics(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
 ) -> None:
     """Serve the crawl-wide gauges (queued, leased, done, shards, Redis memory) for Prometheus."""
-    from crawler import metrics as prom
-    from crawler.status import crawl_status
+    from crawler.observe import metrics as prom
+    from crawler.observe.status import crawl_status
 
     settings = settings_for(ctx, redis=redis, crawl=crawl, config=config, home=home)
 

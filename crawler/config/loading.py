@@ -23,13 +23,15 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any
 
-from pydantic import ValidationError
-
-from crawler.config.settings import SECTIONS, HostPolicy, Settings, field_section
+from crawler.config.settings import (
+    SECTIONS,
+    Settings,
+    check_value,
+    field_section,
+)
 from crawler.errors import ConfigError
-from crawler.redis_urls import redact, url_problem
 
 log = logging.getLogger("crawler.config")
 
@@ -37,88 +39,8 @@ ENV_PREFIX = "CRAWL_"
 ENV_NOT_SETTINGS = ("CRAWL_CONFIG",)
 """CRAWL_* variables that are not settings (CRAWL_TEST_* belong to the test suite)."""
 NAMES = tuple(Settings.model_fields)
-HOST_KEYS = tuple(HostPolicy.model_fields)
 
 Origins = dict[str, str]
-
-
-# -- what each setting must be ------------------------------------------------------------
-
-_EXPECTED_SPECIAL = {
-    "redis_url": "a redis://, rediss://, redis+cluster://, rediss+cluster:// or unix:// URL",
-    "crawl": "a name without braces, colons or spaces",
-    "allow_cidrs": "CIDR networks such as 10.0.0.0/8",
-    "include": "regular expressions (Python re syntax)",
-    "exclude": "regular expressions (Python re syntax)",
-    "host_overrides": 'tables [hosts."example.com"] with max_per_host and delay',
-}
-
-
-def expected(name: str, model: type[Any] = Settings) -> str:
-    """One description of what a setting must be, whatever was wrong with the value."""
-    if model is Settings and name in _EXPECTED_SPECIAL:
-        return _EXPECTED_SPECIAL[name]
-    field = model.model_fields[name]
-    ge = next((m.ge for m in field.metadata if getattr(m, "ge", None) is not None), None)
-    le = next((m.le for m in field.metadata if getattr(m, "le", None) is not None), None)
-    annotation = field.annotation
-    if annotation is bool:
-        return "true or false"
-    if annotation is int:
-        return f"a whole number from {ge} to {le}" if le is not None else \
-            f"a whole number >= {ge if ge is not None else 0}"
-    if annotation is float:
-        return f"a number of seconds >= {ge if ge is not None else 0}"
-    if get_origin(annotation) is not None and str(get_origin(annotation)).endswith("Literal"):
-        options = [str(a) for a in get_args(annotation)]
-        return ", ".join(options[:-1]) + " or " + options[-1]
-    if get_origin(annotation) is tuple:
-        return "a list of strings"
-    return "a string"
-
-
-def _check(name: str, value: Any, origin: str) -> Any:
-    """``value`` as the setting ``name`` holds it, or ConfigError saying where it came from."""
-    if name == "host_overrides":
-        return _check_hosts(value, origin)
-    if name == "redis_url" and isinstance(value, str) and value:
-        problem = url_problem(value)
-        if problem:  # one line naming the URL, its password hidden
-            raise ConfigError(name, f"bad Redis URL {redact(value)}: {problem}", origin,
-                              show_key=False)
-    if isinstance(value, bool) and Settings.model_fields[name].annotation in (int, float):
-        # pydantic's lax mode reads true as 1; in a settings file that is a mistake.
-        raise ConfigError(name, f"expected {expected(name)}, got {value!r}", origin)
-    try:
-        return getattr(Settings.model_validate({name: value}), name)
-    except ValidationError:
-        raise ConfigError(name, f"expected {expected(name)}, got {value!r}", origin) from None
-
-
-def _check_hosts(value: Any, origin: str) -> dict[str, HostPolicy]:
-    if not isinstance(value, Mapping):
-        raise ConfigError("host_overrides", f"expected {expected('host_overrides')}", origin)
-    out: dict[str, HostPolicy] = {}
-    for host, spec in value.items():
-        key = f"hosts.{host}"
-        if isinstance(spec, HostPolicy):
-            out[host] = spec
-            continue
-        if not isinstance(spec, Mapping):
-            raise ConfigError(key, "expected a table with max_per_host and delay", origin)
-        for field, field_value in spec.items():
-            if field == "limit":
-                raise ConfigError(f"{key}.limit", "renamed: use max_per_host, as the global "
-                                  "setting is named", origin)
-            if field not in HOST_KEYS:
-                raise ConfigError.unknown(field, HOST_KEYS, origin, key=key)
-            try:
-                HostPolicy.model_validate({field: field_value})
-            except ValidationError:
-                raise ConfigError(f"{key}.{field}", f"expected {expected(field, HostPolicy)}, "
-                                  f"got {field_value!r}", origin) from None
-        out[host] = HostPolicy.model_validate(dict(spec))
-    return out
 
 
 FLAG_NAMES = {"redis_url": "--redis"}
@@ -260,7 +182,7 @@ def load_with_origins(config_file: str | os.PathLike[str] | None = None,
             raise ConfigError.unknown(name, NAMES, "a value given in code")
         origin = flag_name(name) if override_origin == "flag" else override_origin
         layered[name] = (value, origin)
-    checked = {name: _check(name, value, origin) for name, (value, origin) in layered.items()}
+    checked = {name: check_value(name, value, origin) for name, (value, origin) in layered.items()}
     start = base if base is not None else Settings()
     settings = start.model_copy(update=checked)
     origins = {name: origin for name, (_, origin) in layered.items()}

@@ -13,11 +13,13 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from crawler.redis_urls import url_problem
+from crawler.config.redis_urls import redact, url_problem
+from crawler.errors import ConfigError
 
 SCOPES = ("host", "domain", "any")
 POLITENESS_KEYS = ("host", "ip")
@@ -47,7 +49,7 @@ def _setting(default: Any, section: str, scope: str = "crawl", **kw: Any) -> Any
 class HostPolicy(BaseModel):
     """Per-host politeness: requests in flight, and seconds between request starts."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     max_per_host: int = Field(1, ge=1)  # a host that may never be fetched never ends
     delay: float = Field(1.0, ge=0)
@@ -64,7 +66,8 @@ class HostPolicy(BaseModel):
 class Settings(BaseModel):
     """Everything a crawl can be told."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=False,
+                              defer_build=True)  # built on first use: crawl --help starts faster
 
     # [frontier]
     redis_url: str | None = _setting(None, "frontier", "node")
@@ -203,9 +206,12 @@ class Settings(BaseModel):
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes``, checked as loading checks them (ConfigError if bad)."""
-        from crawler.config.loading import load_settings
-
-        return load_settings(base=self, overrides=changes)
+        origin = "a value given in code"
+        for name in changes:
+            if name not in type(self).model_fields:
+                raise ConfigError.unknown(name, tuple(type(self).model_fields), origin)
+        return self.model_copy(update={name: check_value(name, value, origin)
+                                       for name, value in changes.items() if value is not None})
 
 
 def field_section(name: str) -> str:
@@ -214,3 +220,84 @@ def field_section(name: str) -> str:
 
 def field_scope(name: str) -> str:
     return str((Settings.model_fields[name].json_schema_extra or {})["scope"])  # type: ignore[index]
+
+
+HOST_KEYS = tuple(HostPolicy.model_fields)
+
+# -- what each setting must be ------------------------------------------------------------
+
+_EXPECTED_SPECIAL = {
+    "redis_url": "a redis://, rediss://, redis+cluster://, rediss+cluster:// or unix:// URL",
+    "crawl": "a name without braces, colons or spaces",
+    "allow_cidrs": "CIDR networks such as 10.0.0.0/8",
+    "include": "regular expressions (Python re syntax)",
+    "exclude": "regular expressions (Python re syntax)",
+    "host_overrides": 'tables [hosts."example.com"] with max_per_host and delay',
+}
+
+
+def expected(name: str, model: type[Any] = Settings) -> str:
+    """One description of what a setting must be, whatever was wrong with the value."""
+    if model is Settings and name in _EXPECTED_SPECIAL:
+        return _EXPECTED_SPECIAL[name]
+    field = model.model_fields[name]
+    ge = next((m.ge for m in field.metadata if getattr(m, "ge", None) is not None), None)
+    le = next((m.le for m in field.metadata if getattr(m, "le", None) is not None), None)
+    annotation = field.annotation
+    if annotation is bool:
+        return "true or false"
+    if annotation is int:
+        return f"a whole number from {ge} to {le}" if le is not None else \
+            f"a whole number >= {ge if ge is not None else 0}"
+    if annotation is float:
+        return f"a number of seconds >= {ge if ge is not None else 0}"
+    if get_origin(annotation) is not None and str(get_origin(annotation)).endswith("Literal"):
+        options = [str(a) for a in get_args(annotation)]
+        return ", ".join(options[:-1]) + " or " + options[-1]
+    if get_origin(annotation) is tuple:
+        return "a list of strings"
+    return "a string"
+
+
+def check_value(name: str, value: Any, origin: str) -> Any:
+    """``value`` as the setting ``name`` holds it, or ConfigError saying where it came from."""
+    if name == "host_overrides":
+        return check_hosts(value, origin)
+    if name == "redis_url" and isinstance(value, str) and value:
+        problem = url_problem(value)
+        if problem:  # one line naming the URL, its password hidden
+            raise ConfigError(name, f"bad Redis URL {redact(value)}: {problem}", origin,
+                              show_key=False)
+    if isinstance(value, bool) and Settings.model_fields[name].annotation in (int, float):
+        # pydantic's lax mode reads true as 1; in a settings file that is a mistake.
+        raise ConfigError(name, f"expected {expected(name)}, got {value!r}", origin)
+    try:
+        return getattr(Settings.model_validate({name: value}), name)
+    except ValidationError:
+        raise ConfigError(name, f"expected {expected(name)}, got {value!r}", origin) from None
+
+
+def check_hosts(value: Any, origin: str) -> dict[str, HostPolicy]:
+    if not isinstance(value, Mapping):
+        raise ConfigError("host_overrides", f"expected {expected('host_overrides')}", origin)
+    out: dict[str, HostPolicy] = {}
+    for host, spec in value.items():
+        key = f"hosts.{host}"
+        if isinstance(spec, HostPolicy):
+            out[host] = spec
+            continue
+        if not isinstance(spec, Mapping):
+            raise ConfigError(key, "expected a table with max_per_host and delay", origin)
+        for field, field_value in spec.items():
+            if field == "limit":
+                raise ConfigError(f"{key}.limit", "renamed: use max_per_host, as the global "
+                                  "setting is named", origin)
+            if field not in HOST_KEYS:
+                raise ConfigError.unknown(field, HOST_KEYS, origin, key=key)
+            try:
+                HostPolicy.model_validate({field: field_value})
+            except ValidationError:
+                raise ConfigError(f"{key}.{field}", f"expected {expected(field, HostPolicy)}, "
+                                  f"got {field_value!r}", origin) from None
+        out[host] = HostPolicy.model_validate(dict(spec))
+    return out

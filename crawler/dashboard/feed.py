@@ -16,9 +16,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from crawler import keys
 from crawler.config import Settings
-from crawler.status import crawl_status
+from crawler.observe.status import crawl_status
+from crawler.store import keys
 
 POLL_EVERY = 1.0
 """Seconds between snapshots."""
@@ -53,7 +53,7 @@ async def rate_samples(redis: Redis, settings: Settings, local: DoneSamples
     workers sample (``crawler.overview.rate_history``: it covers the time
     before this dashboard started), or this dashboard's samples while that has
     fewer than two (no worker has run for long yet). The one place that chooses."""
-    from crawler.overview import rate_history
+    from crawler.observe.overview import rate_history
 
     history = await rate_history(redis, settings)
     return history if len(history) >= 2 else local.recent()

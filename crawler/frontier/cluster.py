@@ -76,7 +76,7 @@ class ClusterScriptRunner(ScriptRunner):
         self._warned = -LOG_EVERY
 
     def _client(self, host: str, port: int) -> Redis:
-        from crawler.connection import make_node_client
+        from crawler.store.connection import make_node_client
 
         name = f"{host}:{port}"
         if name not in self._nodes:

@@ -23,12 +23,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from crawler import keys
 from crawler.config import Settings
 from crawler.frontier.cluster import runner_for
 from crawler.frontier.local import HostPolicies, RecentFingerprints
+from crawler.frontier.politeness import PolitenessKeys
 from crawler.frontier.scripts import Call
-from crawler.politeness import PolitenessKeys
+from crawler.store import keys
 from crawler.urls import fingerprint, fingerprint_bucket, host_key, prefix_length
 
 log = logging.getLogger("crawler.frontier")

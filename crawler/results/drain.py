@@ -30,11 +30,11 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from crawler import keys
 from crawler.config import Settings
-from crawler.connection import is_cluster
 from crawler.frontier.cluster import runner_for
 from crawler.results.stream import PAGE, Entry, s, text_of
+from crawler.store import keys
+from crawler.store.connection import is_cluster
 
 GROUP = "drain"
 STALE_AFTER_MS = 60_000

@@ -19,10 +19,10 @@ from typing import IO
 from redis.asyncio import Redis
 
 from crawler.config import Settings
+from crawler.frontier.workers import crawl_is_done
 from crawler.results.drain import Drain, consumer_name, tail_ids
 from crawler.results.formats import JsonLinesWriter, RecordWriter
 from crawler.results.stream import Entry, count_results, iter_entries
-from crawler.status import crawl_is_done
 
 DONE_CHECK_EVERY = 2.0
 """Seconds between checks that a followed crawl is done, while no results arrive."""

@@ -14,9 +14,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from crawler import keys
 from crawler.config import Settings
-from crawler.connection import is_cluster
+from crawler.store import keys
+from crawler.store.connection import is_cluster
 
 PAGE = 1000
 FOLLOW_BLOCK_MS = 2000

@@ -14,36 +14,36 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from crawler import errors
-from crawler.extract import Extracted, Extractor
-from crawler.fetch import Response
+from crawler.discovery.recrawl import next_visit, previous_state, revisit_field
 from crawler.frontier import Lease
-from crawler.metrics import status_tally
-from crawler.parse import parse_html, x_robots_tag
-from crawler.politeness import SlotMissed, adaptive_delay
-from crawler.priority import raised_bands
-from crawler.recrawl import next_visit, previous_state, revisit_field
+from crawler.frontier.politeness import SlotMissed, adaptive_delay
+from crawler.net.fetch import Response
+from crawler.net.robots import RobotsFetched, RobotsUnavailable, product_token
+from crawler.observe.overview import status_tally
+from crawler.pages.extract import Extracted, Extractor
+from crawler.pages.parse import parse_html, x_robots_tag
+from crawler.pages.priority import raised_bands
+from crawler.pages.scope import anchors_for
+from crawler.pages.warc import WarcCapture
 from crawler.results import dumps, make_record
-from crawler.robots import RobotsFetched, RobotsUnavailable, product_token
-from crawler.scope import anchors_for
-from crawler.warc import WarcCapture
 from crawler.worker.backoff import REDIS_ERRORS, backoff_delay, log, retry_after
+from crawler.worker.parts import Write
 from crawler.worker.sitemap import SitemapReader
 from crawler.worker.watch import InFlight
 
 if TYPE_CHECKING:
     from crawler.config import Settings
-    from crawler.worker.loop import Worker
+    from crawler.worker.parts import WorkerParts
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 HOST_BACKOFF_STATUSES = frozenset({429, 503})
 
-Write = Callable[[Callable[[], Awaitable[object]]], Awaitable[None]]
 
 
 class LeaseRunner:
     """Processes leases for one worker, with its frontier, robots cache, session and scope."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: WorkerParts) -> None:
         assert worker.robots is not None and worker.fetcher is not None
         self.worker = worker
         self.settings = worker.settings

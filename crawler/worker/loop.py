@@ -17,23 +17,24 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
 from crawler.aio import cancel_and_wait, wait_event
 from crawler.config import Settings
+from crawler.discovery.revisit_schedule import DUE_POLL, adaptive, requeue_due
 from crawler.errors import CrawlError
-from crawler.fetch import Fetcher
 from crawler.frontier import ClaimResult, Frontier
-from crawler.metrics import WorkerMetrics, serve
-from crawler.politeness import publish_policy, start_deadline
-from crawler.revisit_schedule import DUE_POLL, adaptive, requeue_due
-from crawler.robots import RobotsCache
-from crawler.scope import Scope, ScopeStore, anchors_for
-from crawler.status import held_hosts, held_summary
+from crawler.frontier.politeness import publish_policy, start_deadline
+from crawler.frontier.workers import HEARTBEAT_EVERY, Heartbeat
+from crawler.net.fetch import Fetcher
+from crawler.net.robots import RobotsCache
+from crawler.observe.status import held_hosts, held_summary
+from crawler.pages.scope import Scope, ScopeStore, anchors_for
 from crawler.worker.backoff import REDIS_ERRORS, ride_out_redis
 from crawler.worker.lease import LeaseRunner
+from crawler.worker.meter import FetchMeter, NoMeter
 from crawler.worker.progress import (
     Counters,
     CrawlProgress,
@@ -44,7 +45,9 @@ from crawler.worker.progress import (
 )
 from crawler.worker.steering import Steering
 from crawler.worker.watch import InFlight, StallWatch
-from crawler.workers import HEARTBEAT_EVERY, Heartbeat
+
+if TYPE_CHECKING:
+    from crawler.observe.metrics import ScrapeCounts
 
 log = logging.getLogger("crawler.worker")
 
@@ -94,7 +97,11 @@ class Worker:
         self._rate: float | None = None  # this worker's pages/s over the last 10 s
         self._crawl_rate: float | None = None  # the crawl's URLs done a second, the same
         self.steering = Steering(self)
-        self.metrics = WorkerMetrics(self)
+        self.metrics: FetchMeter = NoMeter()
+        if settings.metrics_port:
+            from crawler.observe.metrics import WorkerMetrics
+
+            self.metrics = WorkerMetrics(self)
         self._rate_mark = (time.monotonic(), 0)  # (when, pages) at the last heartbeat
 
     # -- the loop --------------------------------------------------------------
@@ -150,10 +157,21 @@ class Worker:
             return None
         port = self.settings.metrics_port + int(os.environ.get(PROCESS_INDEX, "0"))
 
+        from crawler.observe.metrics import serve
+
         async def render() -> bytes:
             return self.metrics.exposition()
 
         return await serve(render, self.settings.metrics_host, port)
+
+    def scrape_counts(self) -> ScrapeCounts:
+        """What /metrics reads of this worker when scraped."""
+        from crawler.observe.metrics import ScrapeCounts
+
+        return ScrapeCounts(len(self.tasks), self.frontier.scripts.round_trips,
+                            self.counters.retries,
+                            self.robots.fetches if self.robots is not None else 0,
+                            self.counters.pages)
 
     async def _crawl(self, runner: LeaseRunner) -> None:
         # This worker's limits, delays and overrides become the crawl's,
@@ -250,7 +268,7 @@ class Worker:
         """
         if self.settings.redis_url is not None:
             return
-        from crawler.server import ensure_server, home_dir, is_running, socket_path
+        from crawler.store.server import ensure_server, home_dir, is_running, socket_path
 
         def revive() -> bool:
             if is_running(socket_path(home_dir(self.settings.home))):

@@ -18,8 +18,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from crawler import keys
 from crawler.config import Settings
+from crawler.store import keys
 
 RATE_WINDOW = 10.0
 """Seconds the pages/s figure looks back over."""

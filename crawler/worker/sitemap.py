@@ -29,18 +29,18 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from crawler import errors
-from crawler.fetch import CHUNK, REDIRECT_STATUSES, Response, classify, redirect_target
+from crawler.discovery.lastmod import keep_lastmods, sitemap_lastmods
+from crawler.discovery.sitemaps import MAX_BYTES, MAX_NESTING, SitemapEntry, SitemapParser
 from crawler.frontier import Call
-from crawler.guard import check_literal_address
-from crawler.lastmod import keep_lastmods, sitemap_lastmods
-from crawler.metrics import status_tally
-from crawler.priority import raised_bands
+from crawler.net.fetch import CHUNK, REDIRECT_STATUSES, Response, classify, redirect_target
+from crawler.net.guard import check_literal_address
+from crawler.observe.overview import status_tally
+from crawler.pages.priority import raised_bands
 from crawler.results import dumps, make_record
-from crawler.sitemaps import MAX_BYTES, MAX_NESTING, SitemapEntry, SitemapParser
 from crawler.urls import canonicalize
 
 if TYPE_CHECKING:
-    from crawler.worker.lease import LeaseRunner
+    from crawler.worker.parts import RunnerParts
     from crawler.worker.watch import InFlight
 
 QUEUE_BATCH = 1000
@@ -72,7 +72,7 @@ def sitemap_record(record: dict[str, object], urls: int) -> dict[str, object]:
 class SitemapReader:
     """Reads the sitemap leases of one worker (``LeaseRunner``'s fetch for them)."""
 
-    def __init__(self, runner: LeaseRunner) -> None:
+    def __init__(self, runner: RunnerParts) -> None:
         self.runner = runner
         self.settings = runner.settings
 

@@ -15,18 +15,17 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from crawler import control
 from crawler.config import Settings
-from crawler.crawl_settings import _apply as apply_stored
-from crawler.crawl_settings import stored, version
-from crawler.overview import sample_done
-from crawler.robots import product_token
-from crawler.scope import Scope
+from crawler.net.robots import product_token
+from crawler.observe import control
+from crawler.observe.overview import sample_done
+from crawler.pages.scope import Scope
+from crawler.store.crawl_settings import _apply as apply_stored
+from crawler.store.crawl_settings import stored, version
 from crawler.worker.backoff import REDIS_ERRORS
 
 if TYPE_CHECKING:
-    from crawler.worker.lease import LeaseRunner
-    from crawler.worker.loop import Worker
+    from crawler.worker.parts import RunnerParts, WorkerParts
 
 log = logging.getLogger("crawler.worker")
 
@@ -37,11 +36,11 @@ POLL_EVERY = 1.0
 class Steering:
     """What one worker knows of its crawl's state; ``follow`` keeps it current."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: WorkerParts) -> None:
         self.worker = worker
         self.state = control.CrawlState()
         self.version = 0
-        self.runner: LeaseRunner | None = None
+        self.runner: RunnerParts | None = None
 
     @property
     def paused(self) -> bool:

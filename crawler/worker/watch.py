@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from crawler.discovery.recrawl import RevisitState
 from crawler.frontier import Lease
-from crawler.recrawl import RevisitState
 
 
 @dataclass(slots=True)

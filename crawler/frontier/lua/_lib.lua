@@ -1,5 +1,5 @@
 -- Shared helpers, prepended to every frontier script when it is loaded.
--- KEYS (the same for every script, see crawler/keys.py ShardKeys.script_keys):
+-- KEYS (the same for every script, see crawler/store/keys.py ShardKeys.script_keys):
 --   1 ready  2 delayed  3 leases  4 lease  5 seq  6 results  7 stats
 -- ARGV[1] is the shard's key prefix; per-host keys are built from it and
 -- share the shard's hash tag.
@@ -15,7 +15,7 @@ local function hnum(key, field, default)
   return default
 end
 
--- The published politeness table (crawler/politeness.py writes it): exact
+-- The published politeness table (crawler/frontier/politeness.py writes it): exact
 -- host (with port, then without), then the longest domain suffix, then the
 -- default. Same precedence as Settings.policy_for.
 local function lookup_policy(pk, host)
@@ -90,7 +90,7 @@ local function host_policy(base, host)
   return tonumber(f[2] or 1), tonumber(f[3] or 0)
 end
 
--- Priority bands (crawler/priority.py, crawler/keys.py BANDS): a host queues its
+-- Priority bands (crawler/pages/priority.py, crawler/store/keys.py BANDS): a host queues its
 -- URLs in q:<host> (band 0, normal) and, raised, in q1:<host> (high) and
 -- q2:<host> (top); a claim pops the highest band that holds a URL. Host state
 -- fields b1, b2 flag the raised bands that may hold URLs: set when a URL goes

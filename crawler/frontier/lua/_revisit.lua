@@ -1,6 +1,6 @@
 -- Revisit state helpers, prepended to the scripts that read or write v:<host>
 -- (crawler/frontier/scripts.py REVISIT_SCRIPTS). A done URL's state
--- (crawler/recrawl.py RevisitState):
+-- (crawler/discovery/recrawl.py RevisitState):
 --   [*]fetched|visit|changes|depth[|lastmod[|interval]]|validator[\ntitle]
 -- '*' while it is queued for a revisit. A validator never starts with a
 -- digit, so the numbers end at the first field that is not one. Visit 0: a

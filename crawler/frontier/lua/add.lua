@@ -6,7 +6,7 @@
 --       host names seen on this address, whose overrides decide its policy,
 --       then groups of one host's URLs at one depth and band: host, count,
 --       depth, hops (the redirects that led to them), band (0 normal, 1 high,
---       2 top: crawler/priority.py), then count x (bucket_hex, fingerprint,
+--       2 top: crawler/pages/priority.py), then count x (bucket_hex, fingerprint,
 --       url, cut: the length of the URL's prefix).
 -- A host's new URLs go to its queue (of their band) in one RPUSH, and a
 -- prefix is looked up once a call: most URLs of a call share their host and

@@ -1,5 +1,5 @@
 -- due: queue the done URLs whose adaptive revisit time has come
--- (revisit_adaptive = true; crawler/revisit_schedule.py). complete.lua put
+-- (revisit_adaptive = true; crawler/discovery/revisit_schedule.py). complete.lua put
 -- each URL's path in its host's due:<host>, scored by the unix second it is
 -- due, and the host in due_hosts, scored by its earliest. A URL queued
 -- otherwise meanwhile (crawl recrawl: marked '*') is dropped from the

@@ -1,5 +1,5 @@
 -- lastmod: keep the <lastmod> a sitemap lists for each of its URLs in the URL's
--- revisit state in v:<host> (recrawl = true; crawler/lastmod.py), whether it
+-- revisit state in v:<host> (recrawl = true; crawler/discovery/lastmod.py), whether it
 -- is queued, leased or done: a done URL's state gets it in place (its '*'
 -- mark kept), a URL not fetched yet gets a state of its own, visit 0, which
 -- its first result replaces (complete.lua keeps the lastmod). Only URLs the

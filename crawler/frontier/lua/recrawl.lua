@@ -1,5 +1,5 @@
 -- recrawl: queue again the done URLs of some hosts (recrawl = true keeps their
--- state in v:<host>, see crawler/recrawl.py) whose last fetch is no later than
+-- state in v:<host>, see crawler/discovery/recrawl.py) whose last fetch is no later than
 -- a cutoff, or whose sitemap lastmod is at or after a time and later than
 -- their last fetch; either condition suffices. A URL queued for a revisit is
 -- marked ('*' before its state) until its next result replaces the state, so

@@ -53,9 +53,9 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from redis.asyncio import Redis
 
-from crawler import keys
 from crawler.aio import cancel_and_wait
 from crawler.config import HostPolicy, Settings
+from crawler.store import keys
 from crawler.urls import host_key, hostname
 
 __all__ = ["PolitenessKeys", "SlotMissed", "adaptive_delay", "policy_table", "publish_policy",

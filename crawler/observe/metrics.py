@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple, Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from crawler.worker.loop import Worker
+from crawler.observe.overview import status_class
 
 log = logging.getLogger("crawler.metrics")
 
@@ -32,19 +31,26 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
-def status_class(status: int | None) -> str:
-    return f"{status // 100}xx" if status and 100 <= status < 600 else "none"
+class ScrapeCounts(NamedTuple):
+    """Counters a worker keeps for itself, read when /metrics is scraped."""
+
+    in_flight: int
+    round_trips: int
+    retries: int
+    robots_fetches: int
+    pages: int
 
 
-def status_tally(status: int | None) -> str:
-    """The frontier's counter for a result with this status (crawler.overview)."""
-    return "s:" + status_class(status)
+class Scraped(Protocol):
+    """The metrics' view of a worker (``crawler.worker.loop.Worker``)."""
+
+    def scrape_counts(self) -> ScrapeCounts: ...
 
 
 class WorkerMetrics:
     """What one worker process counts for Prometheus."""
 
-    def __init__(self, worker: Worker | None = None) -> None:
+    def __init__(self, worker: Scraped | None = None) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.fetches = Counter("crawler_fetches", "Responses received, by status class",
@@ -59,7 +65,7 @@ class WorkerMetrics:
                                 registry=r, buckets=BATCH_BUCKETS)
         if worker is not None:
             in_flight = Gauge("crawler_fetches_in_flight", "Fetches in flight", registry=r)
-            in_flight.set_function(lambda: len(worker.tasks))
+            in_flight.set_function(lambda: worker.scrape_counts().in_flight)
             r.register(_WorkerCounters(worker))
 
     def fetched(self, status: int, elapsed: float, size: int) -> None:
@@ -84,19 +90,19 @@ class WorkerMetrics:
 class _WorkerCounters(Collector):
     """Counters the worker keeps for itself, read at scrape time."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Scraped) -> None:
         self.worker = worker
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        w = self.worker
+        counts = self.worker.scrape_counts()
         yield CounterMetricFamily("crawler_frontier_round_trips", "Redis round trips made",
-                                  value=w.frontier.scripts.round_trips)
+                                  value=counts.round_trips)
         yield CounterMetricFamily("crawler_retries", "URLs given back to retry later",
-                                  value=w.counters.retries)
+                                  value=counts.retries)
         yield CounterMetricFamily("crawler_robots_fetches", "robots.txt fetches made",
-                                  value=w.robots.fetches if w.robots is not None else 0)
+                                  value=counts.robots_fetches)
         yield CounterMetricFamily("crawler_pages", "URLs finished with a result",
-                                  value=w.counters.pages)
+                                  value=counts.pages)
 
 
 def crawl_families(status: dict[str, Any], memory: dict[str, int]) -> list[GaugeMetricFamily]:

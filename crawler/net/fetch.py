@@ -26,7 +26,7 @@ from aiohttp.abc import AbstractResolver
 
 from crawler import errors
 from crawler.config import Settings
-from crawler.guard import AddressPolicy, Blocked, GuardedResolver, check_literal_address
+from crawler.net.guard import AddressPolicy, Blocked, GuardedResolver, check_literal_address
 from crawler.urls import resolve
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})

@@ -39,9 +39,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from crawler import keys
 from crawler.config import Settings
+from crawler.discovery.revisit_schedule import next_interval
 from crawler.frontier import Frontier, Lease
+from crawler.store import keys
 
 REQUEUE_HOSTS = 100
 """Hosts one recrawl.lua call re-queues (a call holds the server about 10 µs a URL)."""
@@ -128,8 +129,6 @@ def next_visit(lease: Lease, previous: RevisitState | None, record: dict[str, An
     title stay as they were. ``settings``: with ``revisit_adaptive``, the
     state carries the interval to the next revisit (``revisit_schedule``).
     """
-    from crawler.revisit_schedule import next_interval
-
     lastmod = previous.lastmod if previous else 0
     if previous is not None and not previous.fetched_once:  # only a sitemap's lastmod
         previous = None

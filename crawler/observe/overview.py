@@ -20,9 +20,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from crawler import keys
 from crawler.config import Settings
-from crawler.workers import WorkerInfo
+from crawler.frontier.workers import WorkerInfo
+from crawler.store import keys
 
 SAMPLE_EVERY = 5.0
 """Seconds between two samples of the crawl's done counter."""
@@ -31,6 +31,16 @@ HISTORY = 3600.0
 TOP_SCAN = 200
 """Hosts read a shard, ready ones first, when looking for the busiest."""
 TOP_HOSTS = 10
+
+
+def status_class(status: int | None) -> str:
+    """``2xx`` ... for a response status; ``none`` for no response."""
+    return f"{status // 100}xx" if status and 100 <= status < 600 else "none"
+
+
+def status_tally(status: int | None) -> str:
+    """The frontier's counter for a result with this status (see the tallies above)."""
+    return "s:" + status_class(status)
 
 
 async def sample_done(redis: Redis, settings: Settings, done: int) -> bool:

@@ -16,11 +16,11 @@ from redis.asyncio import Redis
 
 from crawler.aio import cancel_and_wait
 from crawler.config import Settings
+from crawler.discovery.lastmod import read_sitemaps_again
 from crawler.errors import InvalidURL
 from crawler.frontier import Frontier
 from crawler.frontier.scripts import Call
-from crawler.lastmod import read_sitemaps_again
-from crawler.scope import ScopeStore, anchors_for
+from crawler.pages.scope import ScopeStore, anchors_for
 from crawler.urls import canonicalize
 
 WINDOW = 50_000

@@ -21,9 +21,9 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from crawler.config import Settings
+from crawler.config.redis_urls import redact, url_problem
 from crawler.errors import ConfigError, RedisUnavailable
-from crawler.redis_urls import redact, url_problem
-from crawler.server import ensure_server
+from crawler.store.server import ensure_server
 
 # Short reconnect attempts inside one command; longer outages are ridden out
 # by the worker loop with its own capped backoff.
@@ -184,3 +184,9 @@ def _explain(exc: BaseException) -> str:
         return ("the server requires a password: give it in the URL, "
                 "redis://user:password@host:port (or redis://:password@host:port)")
     return str(exc)
+
+
+async def server_ms(redis: Redis) -> int:
+    """The server's clock in milliseconds: every crawl-level time is read from it."""
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000

@@ -15,8 +15,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from crawler import keys
+from crawler.config import Settings
 from crawler.frontier.scripts import ScriptRunner
+from crawler.frontier.transitions import Frontier
+from crawler.store import keys
+from crawler.store.connection import server_ms
 
 HEARTBEAT_EVERY = 5.0
 """Seconds between a worker's heartbeats (shorter with a short lease_time)."""
@@ -73,3 +76,17 @@ async def list_workers(redis: Redis, crawl: str, now_ms: int) -> list[WorkerInfo
         out.append(WorkerInfo(str(worker), int(score), alive,
                               {str(k): str(v) for k, v in report.items()}))
     return sorted(out, key=lambda w: (not w.alive, -w.last_beat_ms))
+
+
+async def crawl_is_done(redis: Redis, settings: Settings) -> bool:
+    """Nothing queued, leased or waiting in any shard, and no live worker."""
+    stats = await Frontier(redis, settings).stats()
+    if stats["queued"] > 0 or stats["leased"] > 0:
+        return False
+    pipe = redis.pipeline(transaction=False)
+    for shard in keys.all_shards(settings.crawl, settings.shards, settings.shard_tags):
+        pipe.zcard(shard.delayed)
+    if any(int(n) for n in await pipe.execute()):
+        return False
+    workers = await list_workers(redis, settings.crawl, await server_ms(redis))
+    return not any(w.alive for w in workers)

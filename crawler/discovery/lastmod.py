@@ -22,13 +22,14 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from crawler import errors, keys
-from crawler.recrawl import parse_age, revisit_field
+from crawler import errors
+from crawler.discovery.recrawl import parse_age, revisit_field
+from crawler.store import keys
 from crawler.urls import canonicalize, fingerprint, fingerprint_bucket
 
 if TYPE_CHECKING:
+    from crawler.discovery.sitemaps import SitemapEntry
     from crawler.frontier import Call, Frontier
-    from crawler.sitemaps import SitemapEntry
 
 W3C_DATETIME = re.compile(
     r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?)?)?)?"

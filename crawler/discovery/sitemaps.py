@@ -28,7 +28,7 @@ from typing import Literal
 
 from lxml import etree
 
-from crawler.priority import parse_priority
+from crawler.pages.priority import parse_priority
 
 MAX_URLS = 50_000
 """Entries in one sitemap file (the protocol's limit)."""

@@ -46,7 +46,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from crawler.config import Settings
-from crawler.fetch import ACCEPT, Response
+from crawler.net.fetch import ACCEPT, Response
 
 log = logging.getLogger("crawler.warc")
 

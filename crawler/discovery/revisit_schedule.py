@@ -20,12 +20,18 @@ worker without ``--forever`` schedules but never re-queues: its crawl ends.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from crawler.config import Settings
     from crawler.frontier import Frontier
-    from crawler.recrawl import RevisitState
+
+
+class Revisited(Protocol):
+    """What the schedule reads of a URL's revisit state (``crawler.discovery.recrawl``)."""
+
+    @property
+    def interval(self) -> int: ...
 
 log = logging.getLogger("crawler.recrawl")
 
@@ -47,7 +53,7 @@ def bounds(settings: Settings) -> tuple[int, int, int]:
     return low, min(high, max(low, round(settings.revisit_initial))), high
 
 
-def next_interval(previous: RevisitState | None, record: dict[str, Any],
+def next_interval(previous: Revisited | None, record: dict[str, Any],
                   settings: Settings) -> int:
     """Seconds to this URL's next revisit after the visit ``record`` describes; 0: none.
 

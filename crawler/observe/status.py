@@ -12,12 +12,12 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
-from crawler import keys
 from crawler.config import Settings
-from crawler.connection import is_cluster, primaries
 from crawler.frontier import Frontier
+from crawler.frontier.workers import list_workers
 from crawler.results.stream import count_results
-from crawler.workers import list_workers
+from crawler.store import keys
+from crawler.store.connection import is_cluster, primaries, server_ms
 
 HELD_LISTED = 20
 """Held hosts listed by name in crawl status (the most URLs first); all are counted."""
@@ -31,11 +31,6 @@ class HeldHost:
     reason: str  # robots, backoff, retry-after
     until_ms: int  # server clock, when the hold ends
     queued: int
-
-
-async def server_ms(redis: Redis) -> int:
-    seconds, micros = await redis.time()
-    return int(seconds) * 1000 + int(micros) // 1000
 
 
 async def held_hosts(redis: Redis, settings: Settings) -> list[HeldHost]:
@@ -92,7 +87,7 @@ async def shard_table(redis: Redis, settings: Settings) -> list[dict[str, Any]]:
 async def crawl_status(redis: Redis, settings: Settings, *, memory: bool = True
                        ) -> dict[str, Any]:
     """The crawl's counters, workers and held hosts, as crawl status prints them."""
-    from crawler import overview
+    from crawler.observe import overview
 
     status: dict[str, Any] = await Frontier(redis, settings).stats()
     status["errors_by_type"], status["status_classes"] = overview.tallies(status)
@@ -117,25 +112,11 @@ async def crawl_status(redis: Redis, settings: Settings, *, memory: bool = True
     if memory:
         status["memory"] = await memory_by_kind(redis, settings)
     status["results_pending"] = await count_results(redis, settings)
-    from crawler.control import crawl_state
+    from crawler.observe.control import crawl_state
 
     status["crawl"] = (await crawl_state(redis, settings)).as_dict()  # running/paused/stopped
     status["warnings"] = warnings_for(status)
     return status
-
-
-async def crawl_is_done(redis: Redis, settings: Settings) -> bool:
-    """Nothing queued, leased or waiting in any shard, and no live worker."""
-    stats = await Frontier(redis, settings).stats()
-    if stats["queued"] > 0 or stats["leased"] > 0:
-        return False
-    pipe = redis.pipeline(transaction=False)
-    for shard in keys.all_shards(settings.crawl, settings.shards, settings.shard_tags):
-        pipe.zcard(shard.delayed)
-    if any(int(n) for n in await pipe.execute()):
-        return False
-    workers = await list_workers(redis, settings.crawl, await server_ms(redis))
-    return not any(w.alive for w in workers)
 
 
 # -- Redis memory by kind -----------------------------------------------------------------

@@ -21,9 +21,9 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
-from crawler import keys
 from crawler.config import Settings
 from crawler.errors import ConfigError
+from crawler.store import keys
 
 INTSET_FILL = 0.25
 """Fraction of set-max-intset-entries a bucket is sized to hold at expected_urls: a quarter,

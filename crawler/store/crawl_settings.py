@@ -22,9 +22,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from crawler import keys
 from crawler.config import Settings, load_settings
 from crawler.errors import ConfigError
+from crawler.store import keys
 
 log = logging.getLogger("crawler.settings")
 

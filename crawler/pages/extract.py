@@ -45,10 +45,10 @@ from multidict import CIMultiDict
 
 from crawler.config import Settings
 from crawler.errors import ConfigError, InvalidURL
-from crawler.fetch import Response
-from crawler.parse import Page as ParsedPage
-from crawler.parse import detect_charset
-from crawler.priority import checked_priority
+from crawler.net.fetch import Response
+from crawler.pages.parse import Page as ParsedPage
+from crawler.pages.parse import detect_charset
+from crawler.pages.priority import checked_priority
 from crawler.urls import resolve
 
 log = logging.getLogger("crawler.extract")

@@ -30,10 +30,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from crawler import keys
 from crawler.config import Settings
 from crawler.frontier.cluster import runner_for
 from crawler.frontier.scripts import ScriptRunner
+from crawler.store import keys
 
 RUNNING, PAUSED, STOPPED = "running", "paused", "stopped"
 CAPS_LOCK_TTL = 10.0

@@ -30,8 +30,8 @@ from functools import lru_cache
 import tldextract
 from redis.asyncio import Redis
 
-from crawler import keys
 from crawler.config import Settings
+from crawler.store import keys
 from crawler.urls import host_key, hostname
 
 MAX_REPEATED_RUN = 16

@@ -58,10 +58,10 @@ from redis.asyncio import Redis
 
 from crawler import errors
 from crawler.config import Settings
-from crawler.fetch import Fetcher
-from crawler.keys import ShardKeys
-from crawler.politeness import SlotMissed
-from crawler.robots_rules import rules_for_agent
+from crawler.frontier.politeness import SlotMissed
+from crawler.net.fetch import Fetcher
+from crawler.net.robots_rules import rules_for_agent
+from crawler.store.keys import ShardKeys
 
 if TYPE_CHECKING:
     from crawler.frontier import Call, Frontier, Lease

@@ -18,9 +18,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from crawler import keys
-from crawler.connection import primaries
-from crawler.workers import list_workers
+from crawler.frontier.workers import list_workers
+from crawler.store import keys
+from crawler.store.connection import primaries
 
 SCAN_COUNT = 1000
 DELETE_BATCH = 500
@@ -157,7 +157,7 @@ async def no_such_crawl(redis: Redis, name: str) -> str:
 
 async def live_workers(redis: Redis) -> dict[str, int]:
     """Crawl name -> its workers with a live heartbeat, for every crawl that has any."""
-    from crawler.status import server_ms
+    from crawler.store.connection import server_ms
 
     now = await server_ms(redis)
     out = {}
