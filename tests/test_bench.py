@@ -19,15 +19,12 @@ from typing import Any
 import pytest
 from fault_helpers import wait_for
 
-from crawler.bench.bands import run_bands
 from crawler.bench.cli import site_size
 from crawler.bench.dedup import run_dedup
-from crawler.bench.functions import library_source, run_functions, verdict
 from crawler.bench.report import split_warnings
 from crawler.bench.run import BenchConfig, check_results, format_table, run_bench
 from crawler.bench.site import SiteProcess, nginx_binary, nginx_config
 from crawler.bench.sitegen import SiteSpec, expected, free_port, write_site
-from crawler.frontier.scripts import SCRIPT_NAMES
 
 SMALL = BenchConfig(hosts=3, pages=30, links=12, page_bytes=3000, processes=(2,),
                     server="python", out=None)
@@ -210,49 +207,3 @@ def test_the_cluster_bench_defaults_to_a_site_of_many_hosts_and_the_same_pages()
     assert site_size(None, None, 3) == (200, 50)
     assert site_size(None, 20, 3) == (200, 20)
     assert site_size(6, None, 3) == (6, 500)
-
-
-def test_the_functions_bench_runs_both_ways_on_one_server_and_a_cluster(tmp_path: Path) -> None:
-    out = tmp_path / "functions.json"
-    lines: list[str] = []
-    report = run_functions(hosts=2, pages=12, links=5, rounds=1, masters=3, replicas=0,
-                           out=str(out), echo=lines.append)
-    assert [t["label"] for t in report["targets"]] == ["one server", "3 masters"]
-    for target in report["targets"]:
-        evalsha, fcall = target["median"]["evalsha"], target["median"]["fcall"]
-        assert evalsha["pages"] == fcall["pages"] == 24  # every page, both ways
-        assert evalsha["script_calls"] == fcall["script_calls"] > 24  # the same calls
-        assert evalsha["server_usec_per_call"] > 0 and fcall["server_usec_per_call"] > 0
-        assert target["noscript"]["after_flush_ms"] > 0
-    assert report["targets"][1]["masters"] == 3
-    printed = "\n".join(lines)
-    assert "server us/call (commandstats)" in printed and "decision: " in printed
-    assert json.loads(out.read_text())["verdict"] == report["verdict"]
-
-
-def test_the_functions_library_is_every_frontier_script_as_a_function() -> None:
-    source = library_source()
-    assert source.startswith("#!lua name=crawler\n")
-    for name in SCRIPT_NAMES:
-        assert f"redis.register_function('crawler_{name}', {name}_)" in source
-
-
-def test_functions_win_only_if_clearly_cheaper_on_every_target() -> None:
-    def target(label: str, evalsha: float, fcall: float) -> dict[str, Any]:
-        return {"label": label, "median": {"evalsha": {"server_usec_per_call": evalsha},
-                                           "fcall": {"server_usec_per_call": fcall}}}
-
-    assert verdict([target("one", 30, 29), target("3m", 40, 37)]).startswith("keep EVALSHA")
-    assert verdict([target("one", 30, 25), target("3m", 40, 37)]).startswith("keep EVALSHA")
-    assert verdict([target("one", 30, 25), target("3m", 40, 30)]).startswith("FCALL costs")
-def test_bands_benchmark_measures_every_layout_and_a_raised_bands_key() -> None:
-    report = run_bands(10_000, 100, None, echo=lambda _: None, repeat=1)
-    layouts = report["layouts"]
-    assert set(layouts) == {"normal", "mixed", "top"}
-    for figures in layouts.values():
-        assert figures["bytes_per_queued_url"] > 0 and figures["claim_server_us_per_url"] > 0
-    # A URL costs its entry in whichever band; a band in use adds its list and flag.
-    assert abs(layouts["top"]["bytes_per_queued_url"]
-               - layouts["normal"]["bytes_per_queued_url"]) < 1.0
-    assert layouts["mixed"]["bytes_per_queued_url"] > layouts["normal"]["bytes_per_queued_url"]
-    assert report["band_key"]["extra_per_host_second_url_high"] > 0

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from crawler.bench.run import BenchConfig
+from crawler.bench.config import BenchConfig
 
 bench_app = typer.Typer(help="Benchmark on a generated local site, beside a minimal-loop "
                              "ceiling (see bench/README.md).", invoke_without_command=True)
@@ -153,41 +153,6 @@ def memory(
         raise typer.Exit(130) from None
 
 
-@bench_app.command("queues")
-def queues(
-    urls: Annotated[int, typer.Option(min=10_000, help="Queued URLs in each shape.")
-                    ] = 200_000,
-    out: Annotated[str, typer.Option(help="JSON report path ('' for none).")
-                   ] = "bench/results/queues-latest.json",
-) -> None:
-    """A host queue as a LIST (today) beside a ZSET (priorities): bytes and µs a URL."""
-    from crawler.bench.queues import run_queues
-
-    _interrupt_on_sigterm()
-    try:
-        run_queues(urls, out or None)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-
-
-@bench_app.command("bands")
-def bands(
-    urls: Annotated[int, typer.Option(min=10_000, help="Queued URLs in each layout.")
-                    ] = 200_000,
-    hosts: Annotated[int, typer.Option(min=1, help="Hosts they spread over.")] = 1000,
-    repeat: Annotated[int, typer.Option(min=1, help="Runs of each layout; the median is "
-                                                    "reported.")] = 3,
-    out: Annotated[str, typer.Option(help="JSON report path ('' for none).")
-                   ] = "bench/results/bands-latest.json",
-) -> None:
-    """Priority bands: bytes a queued URL and claim time, normal beside raised; a band's key."""
-    from crawler.bench.bands import run_bands
-
-    _interrupt_on_sigterm()
-    try:
-        run_bands(urls, hosts, out or None, repeat=repeat)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
 
 
 @bench_app.command("export")
@@ -230,28 +195,3 @@ def soak(
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     raise typer.Exit(0 if report["ok"] else 1)
-
-
-@bench_app.command("functions")
-def functions(
-    hosts: Annotated[int, typer.Option(min=1, help="Hosts of the synthetic crawl.")] = 20,
-    pages: Annotated[int, typer.Option(min=1, help="Pages per host.")] = 200,
-    links: Annotated[int, typer.Option(min=3, help="Links a page (some repeat).")] = 10,
-    rounds: Annotated[int, typer.Option(min=1, help="Runs of each way, alternating who "
-                                                    "goes first; medians are reported.")] = 3,
-    masters: Annotated[int, typer.Option(min=0, help="Masters of the local cluster "
-                                                     "(0: one server only).")] = 3,
-    replicas: Annotated[int, typer.Option(min=0, help="Replicas per master (to see which "
-                                                      "hold the scripts and the library).")
-                        ] = 1,
-    out: Annotated[str, typer.Option(help="JSON report path ('' for none).")
-                   ] = "bench/results/functions-latest.json",
-) -> None:
-    """The frontier's scripts as EVALSHA beside a Valkey Functions library (FCALL)."""
-    from crawler.bench.functions import run_functions
-
-    _interrupt_on_sigterm()
-    try:
-        run_functions(hosts, pages, links, rounds, masters, replicas, out or None)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None

@@ -1,0 +1,1 @@
+"""Benchmark scripts and experiments run from a checkout (not installed)."""
