@@ -101,6 +101,31 @@ async def test_records_of_72_kb_written_before_a_kill_are_not_written_again(
     assert await results_left(redis, settings) == 0
 
 
+async def test_a_batch_written_under_one_host_name_is_not_written_again_under_another(
+        redis: Redis, settings: Settings, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import crawler.results.drain as drain_module
+    from crawler.results.drain import Drain
+
+    await complete_n(redis, settings, 30, big_every=1000)  # small records
+    out = tmp_path / "r.jsonl"
+
+    async def die(self: Drain, entries: Any) -> int:
+        raise RuntimeError("killed between the fsync and the XACK")
+
+    monkeypatch.setattr(drain_module.socket, "gethostname", lambda: "host-a")
+    with monkeypatch.context() as patched:
+        patched.setattr(Drain, "acknowledge", die)
+        with pytest.raises(RuntimeError):
+            await drain(redis, settings, out)
+    monkeypatch.setattr(drain_module.socket, "gethostname", lambda: "host-b")
+    monkeypatch.setattr(drain_module, "STALE_AFTER_MS", 0)  # host-a's batch: stale at once
+    await drain(redis, settings, out)
+    counts = urls_in(out)
+    assert len(counts) == 30 and max(counts.values()) == 1
+    assert await results_left(redis, settings) == 0
+
+
 @pytest.mark.parametrize("point", POINTS)
 async def test_a_rerun_under_another_host_name_writes_each_result_once(
         redis: Redis, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -120,7 +145,7 @@ async def test_a_rerun_under_another_host_name_writes_each_result_once(
 
     monkeypatch.setenv(KILL_AT, f"{point}:2")
     monkeypatch.setattr(drain_file, "kill_point", die)
-    monkeypatch.setattr(export_module, "kill_point", die)
+    monkeypatch.setattr(export_module, "kill_point", die, raising=False)
     monkeypatch.setattr(drain_module.socket, "gethostname", lambda: "host-a")
     with pytest.raises(RuntimeError):
         await drain(redis, settings, out)
