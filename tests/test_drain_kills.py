@@ -264,3 +264,18 @@ async def test_a_file_without_its_record_is_read_back_a_block_at_a_time(
         assert len(counts) == 310 and await results_left(redis, settings) == 0
     finally:
         out.unlink()
+
+
+async def test_a_file_replaced_after_a_drain_is_not_cut_to_the_old_record(
+        redis: Redis, settings: Settings, tmp_path: Path) -> None:
+    """``crawl export FILE --force`` after a drain: FILE.drain describes the old FILE,
+    so the new one's bytes past its offset are not cut."""
+    await complete_n(redis, settings, 10, big_every=1000)
+    out = tmp_path / "r.jsonl"
+    assert await drain(redis, settings, out) == 10
+    other = "".join(f'{{"id":"0-1-{i}","url":"http://other/{i}"}}\n' for i in range(200))
+    out.write_text(other)
+    await complete_n(redis, settings, 5, start=10, big_every=1000)
+    assert await drain(redis, settings, out) == 5
+    assert out.read_text().startswith(other)
+    assert len(urls_in(out)) == 205

@@ -19,10 +19,12 @@ A drain starting on FILE (``recover``):
 
 So FILE holds each result once whatever the size of a record or the name of
 the consumer, and a restart reads nothing of FILE before ``offset`` (memory
-and time do not grow with the file). Without ``FILE.drain`` (a file another
-program wrote, or a drain of an older version) a restart cuts a half-written
-last line and acknowledges the ids of FILE's last lines, as many as the group
-has pending, reading them backwards a block at a time.
+and time do not grow with the file). Without ``FILE.drain``, or with one that
+does not match FILE (the bytes before ``offset`` differ: FILE was replaced or
+truncated), a restart cuts a half-written last line and acknowledges the ids
+of FILE's last lines, as many as the group has pending, reading them
+backwards a block at a time (memory stays one block; time grows with those
+lines' length).
 """
 
 from __future__ import annotations
@@ -134,9 +136,9 @@ class DrainFile:
         size = os.fstat(self.fd).st_size
         record = self._load()
         unacked: dict[int, list[str]] = {}
-        if record is not None and record.crawl == self.crawl:
-            unacked = record.written  # in FILE or in a FILE moved away: safe either way
         if record is not None and self._describes(record, size):
+            if record.crawl == self.crawl:
+                unacked = record.written
             if size > record.offset:
                 log.warning("%s: cut %d bytes past its last whole batch (written by a drain "
                             "that was stopped; Redis still holds them)",
@@ -144,7 +146,7 @@ class DrainFile:
                 os.ftruncate(self.fd, record.offset)
                 size = record.offset
         else:
-            if record is not None:
+            if record is not None:  # its batch may not be in FILE: not acknowledged blindly
                 log.warning("%s does not match %s (replaced or truncated?): reading its last "
                             "lines back instead", self.path, self.record_path)
             size, found = last_lines(self.fd, size, pending)
