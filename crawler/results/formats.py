@@ -11,7 +11,9 @@ README:
 - ``data`` (what an extraction hook returned) is JSON text in one column,
   unless a schema is declared for Parquet (``--data-schema``,
   ``crawler.results.data_schema``): then a struct column of typed fields;
-- CSV writes null as an empty cell and booleans as ``true`` / ``false``.
+- CSV writes null as an empty cell and booleans as ``true`` / ``false``, and
+  puts a ``'`` before a text cell a spreadsheet would take for a formula
+  (``FORMULA_STARTS``).
 """
 
 from __future__ import annotations
@@ -118,11 +120,20 @@ class JsonLinesWriter:
             self.raw.close()
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+"""A text cell starting with one of these is written with a ``'`` before it. A
+spreadsheet opens a cell starting with ``= + - @``, tab or carriage return as a
+formula (OWASP, CSV injection), and a crawled title is anyone's text; ``'``
+itself is escaped too, so that reading back is one rule: drop one leading ``'``."""
+
+
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
     return value
 
 
