@@ -10,6 +10,7 @@ under another consumer name, and on a multi-GB file.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -59,6 +60,9 @@ async def complete_n(redis: Redis, settings: Settings, n: int, *, big_every: int
 
 
 def urls_in(path: Path, offset: int = 0) -> Counter[str]:
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "rb") as zipped:
+            return Counter(json.loads(line)["url"] for line in zipped)
     with open(path, "rb") as fh:
         fh.seek(offset)
         return Counter(json.loads(line)["url"] for line in fh if line.strip())
@@ -161,16 +165,21 @@ async def test_a_rerun_under_another_host_name_writes_each_result_once(
     assert (await redis.xpending(shard.results, GROUP))["pending"] == 0
 
 
-@pytest.mark.parametrize("point", POINTS)
+@pytest.mark.parametrize(("name", "point"), [
+    *(("r.jsonl", point) for point in POINTS),
+    *(("r.jsonl.gz", point) for point in ("mid-line", "synced", "recorded"))])
 async def test_a_drain_process_killed_at_each_point_writes_each_result_once(
         redis: Redis, settings: Settings, tmp_path: Path, clean_redis: str,
-        point: str) -> None:
+        name: str, point: str) -> None:
     await crawl_layout(redis, settings)
     await complete_n(redis, settings, 2500, big_every=50)
-    out = tmp_path / "r.jsonl"
+    out = tmp_path / name
     killed, _ = run_drain(clean_redis, out, tmp_path, **{KILL_AT: f"{point}:2"})
     assert killed == -9
-    if point == "mid-line":
+    if point == "mid-line" and name.endswith(".gz"):
+        with pytest.raises(EOFError):  # the kill left half a gzip member
+            urls_in(out)
+    elif point == "mid-line":
         assert not out.read_bytes().endswith(b"\n")  # the kill left half a line
     else:
         assert 1000 < sum(urls_in(out).values()) <= 2000  # batch 1, and batch 2 written
@@ -279,3 +288,21 @@ async def test_a_file_replaced_after_a_drain_is_not_cut_to_the_old_record(
     assert await drain(redis, settings, out) == 5
     assert out.read_text().startswith(other)
     assert len(urls_in(out)) == 205
+
+
+async def test_a_gzip_file_without_its_record_is_refused(
+        redis: Redis, settings: Settings, tmp_path: Path) -> None:
+    """Nothing can be read back from the end of a gzip file: without the record of its
+    last whole batch a drain cannot know what it holds, so it says so."""
+    from crawler.errors import CrawlError
+
+    await complete_n(redis, settings, 10, big_every=1000)
+    out = tmp_path / "r.jsonl.gz"
+    out.write_bytes(gzip.compress(b'{"id":"0-1-0","url":"http://earlier/0"}\n'))
+    with pytest.raises(CrawlError, match="drain into a new file"):
+        await drain(redis, settings, out)
+    assert await results_left(redis, settings) == 10
+    fresh = tmp_path / "new.jsonl.gz"
+    assert await drain(redis, settings, fresh) == 10
+    assert await drain(redis, settings, fresh) == 0  # its record is there now
+    assert len(urls_in(fresh)) == 10 and record_path(fresh).exists()

@@ -205,7 +205,7 @@ def test_appending_to_csv_and_gzip_adds_rows_without_a_second_header(
 @pytest.mark.parametrize(("args", "message"), [
     (("--append", "x.parquet"), "a Parquet file cannot be added to"),
     (("--drain", "x.csv"), "--drain writes JSON lines only"),
-    (("--drain", "x.jsonl.gz"), "--drain writes JSON lines only"),
+    (("--drain", "x.parquet"), "--drain writes JSON lines only"),
     (("--format", "parquet", "-"), "'-' writes JSON lines to standard output"),
 ])
 def test_what_a_format_cannot_do_is_refused_before_anything_is_written(

@@ -17,6 +17,10 @@ A drain starting on FILE (``recover``):
   FILE and unacknowledged; once acknowledged no drain is handed it again,
   whatever its consumer name.
 
+A ``.jsonl.gz`` FILE gets each batch as a gzip member of its own (gzip
+readers read the members in order), so ``offset`` is always where a member
+ends and a cut leaves a whole gzip file.
+
 So FILE holds each result once whatever the size of a record or the name of
 the consumer, and a restart reads nothing of FILE before ``offset`` (memory
 and time do not grow with the file). Without ``FILE.drain``, or with one that
@@ -24,13 +28,15 @@ does not match FILE (the bytes before ``offset`` differ: FILE was replaced or
 truncated), a restart cuts a half-written last line and acknowledges the ids
 of FILE's last lines, as many as the group has pending, reading them
 backwards a block at a time (memory stays one block; time grows with those
-lines' length).
+lines' length). A gzip FILE cannot be read backwards: a non-empty one without
+its record is refused.
 """
 
 from __future__ import annotations
 
 import base64
 import fcntl
+import gzip
 import json
 import logging
 import os
@@ -107,9 +113,10 @@ def kill_point(point: str, batch: int) -> None:
 class DrainFile:
     """FILE opened for appending by one drain (an exclusive lock), and its record."""
 
-    def __init__(self, path: Path, crawl: str) -> None:
+    def __init__(self, path: Path, crawl: str, *, compress: bool = False) -> None:
         self.path = path
         self.crawl = crawl
+        self.compress = compress
         self.record_path = record_path(path)
         self.batches = 0
         try:
@@ -146,6 +153,11 @@ class DrainFile:
                 os.ftruncate(self.fd, record.offset)
                 size = record.offset
         else:
+            if self.compress and size > 0:
+                raise CrawlError(
+                    f"{self.path}: no {self.record_path.name} beside it that matches it, and "
+                    f"a gzip file cannot be read back to find which results it holds; "
+                    f"drain into a new file")
             if record is not None:  # its batch may not be in FILE: not acknowledged blindly
                 log.warning("%s does not match %s (replaced or truncated?): reading its last "
                             "lines back instead", self.path, self.record_path)
@@ -161,8 +173,10 @@ class DrainFile:
         """Steps 1 and 2: the batch on disk, then the record that it is whole."""
         self.batches += 1
         data = b"".join(entry.line().encode() + b"\n" for entry in batch)
+        if self.compress:  # a member a batch: the offset after it is a whole gzip file
+            data = gzip.compress(data, compresslevel=6)
         if kill_asked("mid-line", self.batches):  # the batch's last line half-written
-            half = len(data) - len(batch[-1].line()) // 2
+            half = len(data) - (len(data) // 4 if self.compress else len(batch[-1].line()) // 2)
             self.fh.write(data[:half])
             self.fh.flush()
             kill_point("mid-line", self.batches)

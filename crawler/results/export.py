@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from crawler.config import Settings
 from crawler.results.drain import Drain, consumer_name
 from crawler.results.drain_file import DrainFile, kill_point
-from crawler.results.formats import JsonLinesWriter, RecordWriter
+from crawler.results.formats import JsonLinesWriter, RecordWriter, format_for
 from crawler.results.stream import count_results, iter_entries
 from crawler.status import crawl_is_done
 
@@ -89,15 +89,19 @@ async def export_to(redis: Redis, settings: Settings, writer: RecordWriter, *,
 
 
 async def drain(redis: Redis, settings: Settings, path: Path, *, follow: bool = False,
-                forever: bool = False, on_batch: Callable[[int], None] | None = None) -> int:
+                forever: bool = False, on_batch: Callable[[int], None] | None = None,
+                compress: bool | None = None) -> int:
     """Move results from Redis to ``path`` (appended). Returns how many were written.
 
     Each batch is written and fsynced, then recorded in ``path.drain``, then
     acknowledged (``crawler.results.drain_file`` says why that order).
+    ``compress``: gzip JSON lines (default: if ``path`` names ``.jsonl.gz``).
     """
+    if compress is None:
+        compress = format_for(str(path)) == "jsonl.gz"
     worker = Drain(redis, settings, consumer_name(str(path)))
     pending = await worker.start()
-    out = DrainFile(path, settings.crawl)
+    out = DrainFile(path, settings.crawl, compress=compress)
     done = None if forever else _done_checker(redis, settings)
     written = 0
     try:

@@ -248,10 +248,10 @@ def check_options(fmt: str, *, stdout: bool, drain: bool, append: bool,
                          f"data as JSON text")
     if stdout and fmt != "jsonl":
         raise CrawlError(f"'-' writes JSON lines to standard output; {fmt} needs a file")
-    if drain and fmt != "jsonl":
-        raise CrawlError(f"--drain writes JSON lines only (it appends batch by batch and, after "
-                         f"a kill, reads the file's last lines back): export to {fmt} from the "
-                         f"drained .jsonl file instead")
+    if drain and fmt not in ("jsonl", "jsonl.gz"):
+        raise CrawlError(f"--drain writes JSON lines only, plain or gzip (it appends batch by "
+                         f"batch and, after a kill, cuts the file back to its last whole "
+                         f"batch): export to {fmt} from the drained .jsonl file instead")
     if append and fmt == "parquet":
         raise CrawlError("--append: a Parquet file cannot be added to (its footer is written "
                          "once, at the end); export to a new file, or use .jsonl or .csv")
