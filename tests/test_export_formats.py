@@ -54,7 +54,17 @@ def odd_records() -> list[dict[str, Any]]:
     failed = make_record(url="http://127.0.0.9/c", depth=0, attempts=1, worker="w",
                          status=200, error=("extract_error", "KeyError: 'h1'"))
     failed["data"] = None
-    return [plain, hook, failed]
+    return [plain, hook, failed, formulas()]
+
+
+def formulas() -> dict[str, Any]:
+    """A record whose text cells a spreadsheet would run as formulas (OWASP's list)."""
+    record = make_record(url="http://127.0.0.9/d", depth=0, attempts=1, worker="@SUM(1+1)",
+                         status=200, title='=HYPERLINK("http://evil.test/","click")',
+                         content_type="\t=1+1", redirect_to="-2+3",
+                         final_url="'=quoted already", error=("+cmd", "\r=1+1"))
+    record["data"] = "=1+1"
+    return record
 
 
 def site_spec(pages: int = PAGES) -> SiteSpec:
@@ -113,9 +123,10 @@ def as_row(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_csv(cells: dict[str, str]) -> dict[str, Any]:
-    """A CSV row typed back as the README says: empty is null, booleans true/false."""
-    row: dict[str, Any] = {name: (value if value != "" else None) for name, value in
-                           cells.items()}
+    """A CSV row typed back as the README says: empty is null, booleans true/false, one
+    leading ``'`` dropped."""
+    row: dict[str, Any] = {name: (value[1:] if value.startswith("'") else value or None)
+                           for name, value in cells.items()}
     for name in INTS:
         row[name] = None if row[name] is None else int(row[name])
     row["elapsed_ms"] = float(row["elapsed_ms"])
@@ -194,7 +205,7 @@ def test_appending_to_csv_and_gzip_adds_rows_without_a_second_header(
 @pytest.mark.parametrize(("args", "message"), [
     (("--append", "x.parquet"), "a Parquet file cannot be added to"),
     (("--drain", "x.csv"), "--drain writes JSON lines only"),
-    (("--drain", "x.jsonl.gz"), "--drain writes JSON lines only"),
+    (("--drain", "x.parquet"), "--drain writes JSON lines only"),
     (("--format", "parquet", "-"), "'-' writes JSON lines to standard output"),
 ])
 def test_what_a_format_cannot_do_is_refused_before_anything_is_written(
@@ -225,3 +236,29 @@ def test_sitemap_and_revisit_fields_have_columns_of_their_own() -> None:
     rows = [row_of(Entry(0, "1-0", json.dumps(r))) for r in (sitemap, revisit)]
     assert (rows[0]["kind"], rows[0]["urls"]) == ("sitemap", 40)
     assert (rows[1]["visit"], rows[1]["not_modified"], rows[1]["changed"]) == (2, True, False)
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_start_with_a_quote() -> None:
+    import io
+
+    from crawler.results.formats import CsvWriter
+    from crawler.results.stream import Entry
+
+    out = io.StringIO()
+    writer = CsvWriter(out, header=True)
+    writer.write(Entry(0, "1-0", dumps(formulas())))
+    writer.write(Entry(0, "1-1", dumps(make_record(url="http://127.0.0.9/e", depth=0,
+                                                   attempts=1, worker="w", title="-"))))
+    rows = list(csv.DictReader(io.StringIO(out.getvalue(), newline="")))
+    cells = rows[0]
+    assert cells["title"] == '\'=HYPERLINK("http://evil.test/","click")'
+    assert (cells["worker"], cells["content_type"], cells["redirect_to"]) == (
+        "'@SUM(1+1)", "'\t=1+1", "'-2+3")
+    assert (cells["error_type"], cells["error_message"]) == ("'+cmd", "'\r=1+1")
+    assert cells["final_url"] == "''=quoted already"  # so one ' is always dropped
+    assert cells["data"] == '"=1+1"'  # JSON text: starts with a double quote
+    assert rows[1]["title"] == "'-" and rows[1]["url"] == "http://127.0.0.9/e"
+    assert (rows[1]["status"], rows[1]["links"]) == ("", "0")  # numbers as they were
+    # Every cell, read back with the README's rule, is the record's own text.
+    assert from_csv(cells)["title"] == formulas()["title"]
+    assert from_csv(cells)["final_url"] == "'=quoted already"

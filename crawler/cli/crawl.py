@@ -285,7 +285,8 @@ def export(
             if drain:
                 written[0] = await drain_results(
                     client, s, path, follow=follow, forever=forever,
-                    on_batch=lambda n: written.__setitem__(0, n))
+                    on_batch=lambda n: written.__setitem__(0, n),
+                    compress=kind == "jsonl.gz")
             elif out == "-":
                 written[0] = await export_results(client, s, sys.stdout, follow=follow,
                                                   forever=forever)

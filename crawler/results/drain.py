@@ -12,9 +12,10 @@ Through a consumer group (``drain``) on every shard's results stream:
 
 Several drains of one crawl share the work through the group. A drain's
 consumer name comes from its host and file, so the same command run again
-after a kill picks up its own pending entries at once. Its file is written
-idempotently by record id: at start it reads the ids at the file's tail (and
-cuts a line a kill left half-written), and skips entries already there.
+after a kill picks up its own pending entries at once. Its file holds each
+result once, whatever the consumer's name (``crawler.results.drain_file``):
+a batch is recorded beside the file before it is acknowledged, and a restart
+cuts what no record covers and acknowledges what the record names.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import hashlib
 import os
 import socket
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
@@ -48,32 +48,6 @@ def consumer_name(path: str) -> str:
     return f"{socket.gethostname()}:{digest}"
 
 
-def tail_ids(path: Path, limit: int) -> set[str]:
-    """The ids of the last ``limit`` records of a JSON-lines file; cuts a partial last line."""
-    if not path.exists():
-        return set()
-    with open(path, "rb+") as fh:
-        size = fh.seek(0, os.SEEK_END)
-        if size == 0:
-            return set()
-        # A kill during a write can leave a line without its newline: cut it.
-        fh.seek(size - 1)
-        if fh.read(1) != b"\n":
-            fh.seek(0)
-            data = fh.read()
-            keep = data.rfind(b"\n") + 1
-            fh.truncate(keep)
-            size = keep
-        start = max(0, size - limit * 4096)  # records are far below 4 KiB
-        fh.seek(start)
-        lines = fh.read().split(b"\n")[-limit - 1:]
-    ids = set()
-    for line in lines:
-        if line.startswith(b'{"id":"'):
-            ids.add(line[7:line.index(b'"', 7)].decode())
-    return ids
-
-
 class Drain:
     """A consumer of the crawl's results streams, in the ``drain`` group."""
 
@@ -86,7 +60,8 @@ class Drain:
         self._own_pending_done = False
 
     async def start(self) -> int:
-        """Join the group on every shard; returns how many entries this consumer holds."""
+        """Join the group on every shard; returns how many entries the group holds
+        unacknowledged (every consumer's)."""
         held = 0
         for shard in self.shards:
             try:
@@ -94,10 +69,8 @@ class Drain:
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
-            summary: Any = await self.redis.xpending_range(
-                shard.results, GROUP, min="-", max="+", count=PAGE * 10,
-                consumername=self.consumer)
-            held += len(summary)
+            summary: Any = await self.redis.xpending(shard.results, GROUP)
+            held += int(summary["pending"])
         return held
 
     async def read(self, *, block: bool) -> list[Entry]:
@@ -147,6 +120,15 @@ class Drain:
         by_shard: dict[int, list[str]] = {}
         for entry in entries:
             by_shard.setdefault(entry.shard, []).append(entry.entry_id)
+        return await self.acknowledge_ids(by_shard)
+
+    async def acknowledge_ids(self, by_shard: dict[int, list[str]]) -> int:
+        """``acknowledge`` by stream entry ids, by shard; a shard this crawl has not is
+        skipped. Acknowledging an id twice, or one already deleted, changes nothing."""
+        by_shard = {shard: ids for shard, ids in by_shard.items()
+                    if ids and 0 <= shard < len(self.shards)}
+        if not by_shard:
+            return 0
         calls = [("drain", self.shards[shard].script_keys,
                   [self.shards[shard].base, GROUP, *ids]) for shard, ids in by_shard.items()]
         replies = await self.scripts.run(calls)

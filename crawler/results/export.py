@@ -9,7 +9,6 @@ keeps going as results arrive and ends by itself when the crawl is done
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -20,9 +19,10 @@ from redis.asyncio import Redis
 
 from crawler.config import Settings
 from crawler.frontier.workers import crawl_is_done
-from crawler.results.drain import Drain, consumer_name, tail_ids
-from crawler.results.formats import JsonLinesWriter, RecordWriter
-from crawler.results.stream import Entry, count_results, iter_entries
+from crawler.results.drain import Drain, consumer_name
+from crawler.results.drain_file import DrainFile, kill_point
+from crawler.results.formats import JsonLinesWriter, RecordWriter, format_for
+from crawler.results.stream import count_results, iter_entries
 
 DONE_CHECK_EVERY = 2.0
 """Seconds between checks that a followed crawl is done, while no results arrive."""
@@ -89,14 +89,23 @@ async def export_to(redis: Redis, settings: Settings, writer: RecordWriter, *,
 
 
 async def drain(redis: Redis, settings: Settings, path: Path, *, follow: bool = False,
-                forever: bool = False, on_batch: Callable[[int], None] | None = None) -> int:
-    """Move results from Redis to ``path`` (appended). Returns how many were written."""
+                forever: bool = False, on_batch: Callable[[int], None] | None = None,
+                compress: bool | None = None) -> int:
+    """Move results from Redis to ``path`` (appended). Returns how many were written.
+
+    Each batch is written and fsynced, then recorded in ``path.drain``, then
+    acknowledged (``crawler.results.drain_file`` says why that order).
+    ``compress``: gzip JSON lines (default: if ``path`` names ``.jsonl.gz``).
+    """
+    if compress is None:
+        compress = format_for(str(path)) == "jsonl.gz"
     worker = Drain(redis, settings, consumer_name(str(path)))
-    held = await worker.start()
-    already = tail_ids(path, held)
+    pending = await worker.start()
+    out = DrainFile(path, settings.crawl, compress=compress)
     done = None if forever else _done_checker(redis, settings)
     written = 0
-    with open(path, "a", encoding="utf-8") as fh:  # noqa: ASYNC230 - one writer, fsynced
+    try:
+        await worker.acknowledge_ids(out.recover(pending))
         while True:
             batch = await worker.read(block=follow)
             if not batch:
@@ -104,13 +113,11 @@ async def drain(redis: Redis, settings: Settings, path: Path, *, follow: bool = 
                 if not follow or (done is not None and await done()):
                     return written
                 continue
-            fresh: list[Entry] = [e for e in batch if e.id not in already]
-            for entry in fresh:
-                fh.write(entry.line())
-                fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())  # on disk before Redis lets go of them
+            out.append(batch)  # on disk and recorded before Redis lets go of it
             await worker.acknowledge(batch)
-            written += len(fresh)
+            kill_point("acked", out.batches)
+            written += len(batch)
             if on_batch:
                 on_batch(written)
+    finally:
+        out.close()

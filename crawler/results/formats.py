@@ -11,7 +11,9 @@ README:
 - ``data`` (what an extraction hook returned) is JSON text in one column,
   unless a schema is declared for Parquet (``--data-schema``,
   ``crawler.results.data_schema``): then a struct column of typed fields;
-- CSV writes null as an empty cell and booleans as ``true`` / ``false``.
+- CSV writes null as an empty cell and booleans as ``true`` / ``false``, and
+  puts a ``'`` before a text cell a spreadsheet would take for a formula
+  (``FORMULA_STARTS``).
 """
 
 from __future__ import annotations
@@ -118,11 +120,20 @@ class JsonLinesWriter:
             self.raw.close()
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+"""A text cell starting with one of these is written with a ``'`` before it. A
+spreadsheet opens a cell starting with ``= + - @``, tab or carriage return as a
+formula (OWASP, CSV injection), and a crawled title is anyone's text; ``'``
+itself is escaped too, so that reading back is one rule: drop one leading ``'``."""
+
+
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
     return value
 
 
@@ -237,10 +248,10 @@ def check_options(fmt: str, *, stdout: bool, drain: bool, append: bool,
                          f"data as JSON text")
     if stdout and fmt != "jsonl":
         raise CrawlError(f"'-' writes JSON lines to standard output; {fmt} needs a file")
-    if drain and fmt != "jsonl":
-        raise CrawlError(f"--drain writes JSON lines only (it appends batch by batch and, after "
-                         f"a kill, reads the file's last lines back): export to {fmt} from the "
-                         f"drained .jsonl file instead")
+    if drain and fmt not in ("jsonl", "jsonl.gz"):
+        raise CrawlError(f"--drain writes JSON lines only, plain or gzip (it appends batch by "
+                         f"batch and, after a kill, cuts the file back to its last whole "
+                         f"batch): export to {fmt} from the drained .jsonl file instead")
     if append and fmt == "parquet":
         raise CrawlError("--append: a Parquet file cannot be added to (its footer is written "
                          "once, at the end); export to a new file, or use .jsonl or .csv")
