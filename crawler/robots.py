@@ -69,9 +69,9 @@ if TYPE_CHECKING:
 LOCK_TTL = 60.0
 """Seconds the fetch lock is held at most (a dead fetcher's lock frees itself)."""
 ROBOTS_PARSE_BYTES = 512 * 1024
-"""RFC 9309 asks crawlers to parse at least 500 KiB; we parse this much."""
-ROBOTS_MAX_BYTES = 2 * 1024 * 1024
-"""A larger robots.txt is not read at all and counts as unavailable (allow all)."""
+"""RFC 9309 (2.5) asks crawlers to parse at least 500 KiB. We read this much of a
+robots.txt and no more, whatever its size, and obey what it says; a line cut
+at the limit is dropped (a cut ``Disallow: /private`` would read ``/pr``)."""
 ROBOTS_MAX_REDIRECTS = 5
 LOCAL_CACHE_SIZE = 10_000
 RECHECK_MARGIN = 0.05
@@ -141,10 +141,10 @@ def product_token(user_agent: str) -> str:
     return user_agent.split("/", 1)[0].split(" ", 1)[0].strip() or "*"
 
 
-def _first_bytes(body: bytes, limit: int) -> str:
-    if len(body) > limit:
-        cut = body.rfind(b"\n", 0, limit)
-        body = body[:cut if cut > 0 else limit]
+def _whole_lines(body: bytes, truncated: bool) -> str:
+    """The body as text; when it was cut short, without its last (cut) line."""
+    if truncated:
+        body = body[:body.rfind(b"\n") + 1]
     return body.decode("utf-8", "replace")
 
 
@@ -279,8 +279,8 @@ class RobotsCache:
         try:
             resp = await self.fetcher.get(origin + "/robots.txt", follow_redirects=True,
                                           max_redirects=ROBOTS_MAX_REDIRECTS,
-                                          max_body=ROBOTS_MAX_BYTES)
-        except (errors.RedirectError, errors.TooLarge):
+                                          keep_first=ROBOTS_PARSE_BYTES)
+        except errors.RedirectError:
             return Fetched("A", ok_ttl, "-1", False)
         except errors.BlockedAddress as exc:
             return Fetched(f"B{exc.type}|{exc}", error_ttl, "", False)
@@ -290,7 +290,7 @@ class RobotsCache:
             return Fetched(f"D{exc.type}|{exc}", error_ttl, "", False, failed=True)
         if 200 <= resp.status < 300:
             # Redis keeps the rules we obey, not the file (crawler.robots_rules).
-            rules = rules_for_agent(_first_bytes(resp.body, ROBOTS_PARSE_BYTES), self.agent)
+            rules = rules_for_agent(_whole_lines(resp.body, resp.truncated), self.agent)
             delay, capped = self._crawl_delay(rules)
             return Fetched("R" + rules, ok_ttl, delay, capped)
         if 400 <= resp.status < 500 and resp.status != 429:

@@ -215,6 +215,61 @@ async def test_more_than_five_robots_redirects_allow_everything(
     assert error_type(got["/no"]) is None
 
 
+# -- size: the first 512 KiB are read and obeyed ------------------------------------------
+
+
+def padded(head: str, size: int) -> str:
+    """``head`` then comment lines, ``size`` characters in all."""
+    line = "# " + "x" * 77 + "\n"
+    body = head + line * ((size - len(head)) // len(line))
+    return body + "#" * (size - len(body) - 1) + "\n"
+
+
+@pytest.mark.parametrize(("rules", "fetched"), [
+    ("Disallow: /", []),
+    ("Allow: /", ["/", "/secret"]),  # the control: the same 3 MiB, allowing all
+])
+async def test_a_3_mib_robots_txt_is_obeyed_as_far_as_it_is_read(
+        redis: Redis, settings: Settings, rules: str, fetched: list[str]) -> None:
+    body = padded(f"User-agent: *\n{rules}\n", 3 * 1024 * 1024)  # its rule in the first KiB
+    with site_of(Server([text(body)])) as site:
+        records = await crawl(redis, settings, [site.url(IP, "/"), site.url(IP, "/secret")])
+        assert sorted(site.paths()) == sorted(["/robots.txt", *fetched])
+    assert {error_type(r) for r in records} == {"robots_disallowed" if not fetched else None}
+
+
+async def test_robots_txt_is_read_to_512_kib_then_no_further_and_its_cut_line_dropped(
+        redis: Redis, settings: Settings) -> None:
+    from crawler.robots import ROBOTS_PARSE_BYTES
+
+    cut_line = "Disallow: /secret-deep\n"  # kept cut, "Disallow: /s" would forbid /secret
+    at_cut = len("Disallow: /s")
+    head = padded("User-agent: *\nDisallow: /private\n", ROBOTS_PARSE_BYTES - at_cut)
+    filler = padded("", 64 * 1024).encode()
+    sent = 0
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        nonlocal sent
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await resp.prepare(request)
+        try:
+            await resp.write((head + cut_line).encode())
+            for _ in range(1024):  # 64 MiB at most; a reader that never stops times out
+                await resp.write(filler)
+                sent += len(filler)
+        except (ConnectionError, RuntimeError):
+            pass  # the crawler stopped reading and closed the connection
+        return resp
+
+    with site_of(Server([endless])) as site:
+        records = await crawl(redis, settings, [site.url(IP, "/private/x"),
+                                                site.url(IP, "/secret")])
+        assert sorted(site.paths()) == ["/robots.txt", "/secret"]
+    assert {r["url"].rsplit("/", 1)[1]: error_type(r) for r in records} == {
+        "x": "robots_disallowed", "secret": None}
+    assert sent < 60 * 1024 * 1024  # the server was cut off long before its 64 MiB
+
+
 # -- fetched once, shared ------------------------------------------------------------------
 
 
