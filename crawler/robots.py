@@ -113,6 +113,8 @@ class Verdict:
     rules: Protego | None
     expires: float  # time.time() when this process stops trusting it
     detail: str = ""  # D, U, B: "<error type>|<message>"
+    crawl_delay: float = 0.0  # R: its Crawl-delay for us, capped
+    learnt: float = 0.0  # time.monotonic() when this process got it
 
     def error(self) -> tuple[str, str]:
         error_type, _, message = self.detail.partition("|")
@@ -176,7 +178,8 @@ class RobotsCache:
         held). RobotsGaveUp, BlockedAddress: the URL ends with that error.
         RobotsFetched: this lease's slot went to fetching robots.txt.
         SlotMissed: robots.txt must be fetched, but the slot's start deadline
-        (``time.monotonic()``, see crawler.politeness) has passed.
+        (``time.monotonic()``, see crawler.politeness) has passed; or its
+        Crawl-delay became known after the lease was claimed unspaced.
         """
         if not self.settings.obey_robots:
             return
@@ -184,6 +187,13 @@ class RobotsCache:
         if verdict.kind == "R" and verdict.rules is not None and \
                 not verdict.rules.can_fetch(lease.url, self.agent):
             raise errors.RobotsDisallowed(f"robots.txt disallows {lease.url}")
+        if verdict.crawl_delay > 0 and not lease.spaced and verdict.learnt > lease.claim_sent:
+            # Claimed before the Crawl-delay was known (with the lease that fetched
+            # robots.txt, say), so not spaced by it: sent now, it could start right
+            # after another request. Claimed again, it is spaced (robots.lua stored
+            # the Crawl-delay with the verdict). Once a verdict is known here, a
+            # lease claimed later never comes back this way: no loop.
+            raise SlotMissed(lease.url)
         if verdict.kind in "DUB":
             raise self._error(verdict, origin_of(lease.url))
 
@@ -265,7 +275,11 @@ class RobotsCache:
         kind, body = raw[:1], raw[1:]
         rules = Protego.parse(body) if kind == "R" else None
         ttl = min(ttl, self.settings.robots_ttl) if ttl > 0 else self.settings.robots_ttl
-        verdict = Verdict(kind, rules, time.time() + ttl, "" if kind in "RA" else body)
+        verdict = Verdict(kind, rules, time.time() + ttl, "" if kind in "RA" else body,
+                          learnt=time.monotonic())
+        if rules is not None:
+            verdict.crawl_delay = min(float(rules.crawl_delay(self.agent) or 0),
+                                      self.settings.crawl_delay_cap)
         self.local[origin] = verdict
         self.local.move_to_end(origin)
         if len(self.local) > LOCAL_CACHE_SIZE:

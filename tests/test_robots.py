@@ -356,6 +356,45 @@ async def test_crawl_delay_spaces_the_hosts_requests(
     assert (gap >= 0.6) is spaced
 
 
+@pytest.mark.parametrize(("rules", "spaced"), [("Crawl-delay: 0.5", True), ("", False)])
+async def test_urls_claimed_before_the_crawl_delay_was_known_are_spaced_by_it(
+        redis: Redis, settings: Settings, rules: str, spaced: bool) -> None:
+    """delay = 0 and 4 a host: one claim takes all three URLs before robots.txt
+    is read. The first fetches robots.txt; the other two must not then go at once."""
+    with site_of(Server([text(f"User-agent: *\n{rules}\n")])) as site:
+        await crawl(redis, settings, [site.url(IP, f"/{i}") for i in (1, 2, 3)])
+        assert sorted(site.paths()) == ["/1", "/2", "/3", "/robots.txt"]
+        gap = min_start_gap(site.spans(IP))
+    assert (gap >= 0.5) is spaced, f"smallest gap {gap:.3f} s"
+
+
+@pytest.mark.parametrize(("rules", "spaced"), [("Crawl-delay: 0.5", True), ("", False)])
+async def test_a_late_start_never_shortens_a_crawl_delay_gap(
+        redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch, rules: str,
+        spaced: bool) -> None:
+    """delay = 0: the only spacing is robots.txt's Crawl-delay. The worker reaches
+    the send of the first page 0.4 s after its claim; sent that late, it would
+    start 0.1 s before the next page, claimed on time. Given back unfetched, it
+    waits for a later slot."""
+    check = RobotsCache.check
+    late: list[str] = []
+
+    async def late_once(self: RobotsCache, lease: Any, deadline: float = float("inf")) -> None:
+        await check(self, lease, deadline)
+        if not late:
+            late.append(lease.url)
+            await asyncio.sleep(0.4)
+
+    monkeypatch.setattr(RobotsCache, "check", late_once)
+    pages = [f"/{i}" for i in range(1, 5)]
+    with site_of(Server([text(f"User-agent: *\n{rules}\n")])) as site:
+        await crawl(redis, settings, [site.url(IP, page) for page in pages])
+        assert sorted(site.paths()) == [*pages, "/robots.txt"]
+        gap = min_start_gap(site.spans(IP))
+    assert late
+    assert (gap >= 0.5) is spaced, f"smallest gap {gap:.3f} s"
+
+
 async def test_crawl_delay_over_the_cap_is_crawled_at_the_cap_and_counted(
         redis: Redis, settings: Settings) -> None:
     server = Server([text("User-agent: *\nCrawl-delay: 60\n")])
