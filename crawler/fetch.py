@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +103,7 @@ class Fetcher:
     async def get(self, url: str, *, follow_redirects: bool = False,
                   max_redirects: int | None = None, max_body: int | None = None,
                   keep_first: int | None = None,
+                  before_hop: Callable[[str], Awaitable[None]] | None = None,
                   headers: dict[str, str] | None = None) -> Response:
         """GET one URL. Raises a FetchError subclass; any HTTP status is a Response.
 
@@ -112,6 +113,9 @@ class Fetcher:
         ``keep_first``: instead of raising TooLarge past ``max_body``, read at
         most this many bytes (and one more, to know whether more follow), stop
         reading, close the connection, and return them with ``truncated`` set.
+        ``before_hop``: awaited with each redirect target before it is
+        requested (robots.txt: the target host's politeness turn), within
+        the total timeout.
         """
         hops = (self.settings.max_redirects if max_redirects is None else max_redirects) \
             if follow_redirects else 0
@@ -132,6 +136,8 @@ class Fetcher:
                                 if target in visited:
                                     raise errors.RedirectError(f"redirect loop at {target}")
                                 visited.add(target)
+                                if before_hop is not None:
+                                    await before_hop(target)
                                 current = target
                                 continue
                             body = await _read_redirect_body(resp)

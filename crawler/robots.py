@@ -5,7 +5,7 @@ What a fetch of ``<origin>/robots.txt`` means (RFC 9309, section 2.3.1):
 ==========================================  =========================================
 outcome                                     verdict
 ==========================================  =========================================
-2xx                                         ``R``: obey its rules (first 512 KiB)
+2xx                                         ``R``: obey its rules (its first 512 KiB)
 4xx except 429 ("unavailable")              ``A``: allow everything
 more than 5 redirects, a loop (2.3.1.2)     ``A``: unavailable, allow everything
 the SSRF guard refuses the address          ``B``: blocked; the host's URLs end now
@@ -34,10 +34,16 @@ lease's politeness slot; ``robots.lua`` then stores the verdict, releases the
 lock, sets the host's Crawl-delay and gives the lease back, so the page is
 fetched in a later slot, spaced from the robots.txt request like any two
 requests to the host (for ``U`` and ``B`` the lease is kept, and its URL ends).
+Up to 5 redirects are followed, each checked by the SSRF guard. A hop on the
+origin's own host goes on in the lease's slot; a hop to another host first
+waits for that host's politeness turn (``hop.lua``: its delay or Crawl-delay
+since its last request, a free slot), within the fetch's total timeout.
 
 Crawl-delay raises the host's delay to at most ``crawl_delay_cap``; a host
 asking for more is crawled at the cap, and ``stats`` counts it
-(``robots_capped``). Rules are matched against the product token of
+(``robots_capped``). A lease claimed before its host's Crawl-delay was known
+(unspaced, with the one that fetched robots.txt) goes back and is claimed
+again, spaced. Rules are matched against the product token of
 ``user_agent`` (``mybot`` in ``mybot/1.0``).
 """
 
@@ -59,7 +65,7 @@ from redis.asyncio import Redis
 from crawler import errors
 from crawler.config import Settings
 from crawler.fetch import Fetcher
-from crawler.keys import ShardKeys
+from crawler.keys import ShardKeys, shard_of
 from crawler.politeness import SlotMissed
 from crawler.robots_rules import rules_for_agent
 
@@ -73,6 +79,8 @@ ROBOTS_PARSE_BYTES = 512 * 1024
 robots.txt and no more, whatever its size, and obey what it says; a line cut
 at the limit is dropped (a cut ``Disallow: /private`` would read ``/pr``)."""
 ROBOTS_MAX_REDIRECTS = 5
+HOP_TRIES = 1000
+"""Looks at a redirect target's politeness turn at most (the total timeout comes first)."""
 LOCAL_CACHE_SIZE = 10_000
 RECHECK_MARGIN = 0.05
 """Seconds past a "D" verdict's expiry before its host's URLs come back, so that
@@ -239,7 +247,7 @@ class RobotsCache:
                 raise RobotsUnavailable("timed out waiting for another worker's robots.txt fetch")
             await asyncio.sleep(WAIT_POLL)
         try:
-            got = await self._fetch(origin)
+            got = await self._fetch(origin, lease.host)
             # Sitemaps first: a worker dying between the two fetches robots.txt again.
             calls = await self.on_sitemaps(got.value[1:]) \
                 if self.on_sitemaps is not None and got.value.startswith("R") else []
@@ -286,14 +294,18 @@ class RobotsCache:
             self.local.popitem(last=False)
         return verdict
 
-    async def _fetch(self, origin: str) -> Fetched:
-        """Fetch and classify one robots.txt."""
+    async def _fetch(self, origin: str, host: str) -> Fetched:
+        """Fetch and classify one robots.txt, in a lease's slot of ``host``."""
         self.fetches += 1
         ok_ttl, error_ttl = self.settings.robots_ttl, self.settings.robots_error_ttl
+
+        async def take_turn(target: str) -> None:
+            await self._take_turn(target, host)
+
         try:
             resp = await self.fetcher.get(origin + "/robots.txt", follow_redirects=True,
                                           max_redirects=ROBOTS_MAX_REDIRECTS,
-                                          keep_first=ROBOTS_PARSE_BYTES)
+                                          keep_first=ROBOTS_PARSE_BYTES, before_hop=take_turn)
         except errors.RedirectError:
             return Fetched("A", ok_ttl, "-1", False)
         except errors.BlockedAddress as exc:
@@ -311,6 +323,30 @@ class RobotsCache:
             return Fetched("A", ok_ttl, "-1", False)
         return Fetched(f"Drobots_unavailable|HTTP {resp.status}", error_ttl, "", False,
                        failed=True)
+
+    async def _take_turn(self, target: str, origin_host: str) -> None:
+        """Wait for the politeness turn of a redirect target's host (``hop.lua``).
+
+        A hop on the origin's own host goes on in the lease's slot, as the
+        first request did. Bounded in time by the fetch's total timeout (a
+        target that stays busy makes this robots.txt fetch a ``timeout``).
+        """
+        keyer = self.frontier.keyer
+        await keyer.prime([target])
+        host = keyer.key(target)
+        if host == origin_host:
+            return
+        shard = self.frontier.shards[shard_of(host, len(self.frontier.shards))]
+        policy = self.settings.policy_for(host)
+        args = [shard.base, host, policy.max_per_host, int(policy.delay * 1000),
+                int(self.settings.politeness_slack * 1000)]
+        for _ in range(HOP_TRIES):
+            [wait_ms] = await self.frontier.run([("hop", shard.script_keys,
+                                                  [*args, secrets.token_hex(8)])])
+            if int(wait_ms) <= 0:
+                return
+            await asyncio.sleep(int(wait_ms) / 1000)
+        raise errors.Timeout(f"{host} gave no politeness turn for a robots.txt redirect")
 
     def _crawl_delay(self, body: str) -> tuple[str, bool]:
         delay = Protego.parse(body).crawl_delay(self.agent)

@@ -7,6 +7,7 @@ requested: a disallowed URL must never reach the server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from politeness_site import Site, crawl, html, min_start_gap
 from redis.asyncio import Redis
 
 from crawler.bench.sitegen import free_port
-from crawler.config import Settings
+from crawler.config import HostPolicy, Settings
 from crawler.errors import RobotsDisallowed
 from crawler.fetch import Fetcher
 from crawler.frontier import Frontier
@@ -205,6 +206,41 @@ async def test_robots_redirects_are_followed_up_to_five_hops(
     site, got = await crawl_links(redis, settings, server, ["/no", "/yes"])
     assert "/no" not in site.paths()
     assert error_type(got["/no"]) == "robots_disallowed"
+
+
+@pytest.mark.parametrize(("target_delay", "spaced"), [(0.6, True), (0.0, False)])
+async def test_a_robots_redirect_to_another_host_waits_for_that_hosts_turn(
+        redis: Redis, settings: Settings, target_delay: float, spaced: bool) -> None:
+    """127.0.0.2/robots.txt redirects to 127.0.0.3/robots.txt, a host crawled
+    too, with its own delay: the hop is a request to 127.0.0.3 like any other,
+    spaced from that host's own. With no delay there (the control) the two
+    robots.txt requests to 127.0.0.3 go together."""
+    origin, target = "127.0.0.2", "127.0.0.3"
+    target_hit = asyncio.Event()  # used on the server's loop only
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.url.host == target:
+            target_hit.set()
+        if request.path == "/robots.txt":
+            if request.url.host == origin:
+                # Redirect right after the target's own first request: the hop
+                # must not follow it before the target's delay.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(target_hit.wait(), 5.0)
+                raise web.HTTPFound(f"http://{target}:{request.url.port}/robots.txt")
+            return web.Response(text="User-agent: *\nDisallow: /no\n")
+        return html()
+
+    settings = settings.replace(host_overrides={target: HostPolicy(1, target_delay)})
+    with Site(handler, ips=(origin, target)) as site:
+        records = await crawl(redis, settings, [site.url(target, "/t"), site.url(origin, "/no"),
+                                                site.url(origin, "/yes")])
+        assert sorted(site.paths(target)) == ["/robots.txt", "/robots.txt", "/t"]
+        gap = min_start_gap(site.spans(target))
+    assert (gap >= 0.6) is spaced, f"smallest gap {gap:.3f} s"
+    # The origin obeys the rules it was redirected to.
+    assert {r["url"].rsplit("/", 1)[1]: error_type(r) for r in records} == {
+        "t": None, "no": "robots_disallowed", "yes": None}
 
 
 async def test_more_than_five_robots_redirects_allow_everything(
