@@ -212,7 +212,8 @@ async def test_a_worker_too_late_for_its_slot_gives_the_lease_back_unfetched(
             await worker.frontier.add([(site.url("127.0.0.2", "/"), 0)])
             [lease] = (await worker.frontier.claim(1, "w")).leases
             await LeaseRunner(worker).run(InFlight(lease),
-                                          start_deadline(settings, time.monotonic() - 1))
+                                          start_deadline(settings, time.monotonic() - 1,
+                                                         lease.spaced))
         finally:
             await worker.fetcher.close()
         assert site.hits == []
@@ -221,9 +222,25 @@ async def test_a_worker_too_late_for_its_slot_gives_the_lease_back_unfetched(
     assert (stats["queued"], stats["leased"], stats["done"]) == (1, 0, 0)
 
 
-def test_without_any_delay_there_is_no_start_deadline(settings: Settings) -> None:
-    assert start_deadline(settings.replace(delay=0.0), 0.0) == float("inf")
-    assert start_deadline(settings.replace(delay=1.0, politeness_slack=0.02), 5.0) == 5.01
+def test_a_claim_that_spaced_nothing_sets_no_start_deadline(settings: Settings) -> None:
+    assert start_deadline(settings, 0.0, False) == float("inf")
+    assert start_deadline(settings.replace(politeness_slack=0.02), 5.0, True) == 5.01
+
+
+@pytest.mark.parametrize(("delay", "crawl_delay", "spaced"), [
+    (0.0, None, False), (0.5, None, True), (0.0, "500", True)])
+async def test_a_lease_says_whether_its_claim_spaced_the_host(
+        redis: Redis, settings: Settings, delay: float, crawl_delay: str | None,
+        spaced: bool) -> None:
+    """A Crawl-delay (robots.txt, in Redis) spaces a host as a delay does, though
+    this worker's settings say delay = 0; a resent claim answers the same."""
+    frontier = Frontier(redis, settings.replace(delay=delay, max_per_host=2))
+    await frontier.add(urls("a.test", 2))
+    if crawl_delay is not None:
+        await redis.hset(ShardKeys(settings.crawl, 0).host("a.test"), "crawl_delay", crawl_delay)
+    [lease] = (await frontier.claim(1, "w", slack=0.02, request_id="r1")).leases
+    [again] = (await frontier.claim(1, "w", slack=0.02, request_id="r1")).leases
+    assert (lease.spaced, again) == (spaced, lease)
 
 
 # -- a URL that made no request gives its slot back ---------------------------------------

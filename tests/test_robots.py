@@ -7,6 +7,7 @@ requested: a disallowed URL must never reach the server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from politeness_site import Site, crawl, html, min_start_gap
 from redis.asyncio import Redis
 
 from crawler.bench.sitegen import free_port
-from crawler.config import Settings
+from crawler.config import HostPolicy, Settings
 from crawler.discovery.seeds import seed
 from crawler.errors import RobotsDisallowed
 from crawler.frontier import Frontier
@@ -207,12 +208,102 @@ async def test_robots_redirects_are_followed_up_to_five_hops(
     assert error_type(got["/no"]) == "robots_disallowed"
 
 
+@pytest.mark.parametrize(("target_delay", "spaced"), [(0.6, True), (0.0, False)])
+async def test_a_robots_redirect_to_another_host_waits_for_that_hosts_turn(
+        redis: Redis, settings: Settings, target_delay: float, spaced: bool) -> None:
+    """127.0.0.2/robots.txt redirects to 127.0.0.3/robots.txt, a host crawled
+    too, with its own delay: the hop is a request to 127.0.0.3 like any other,
+    spaced from that host's own. With no delay there (the control) the two
+    robots.txt requests to 127.0.0.3 go together."""
+    origin, target = "127.0.0.2", "127.0.0.3"
+    target_hit = asyncio.Event()  # used on the server's loop only
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.url.host == target:
+            target_hit.set()
+        if request.path == "/robots.txt":
+            if request.url.host == origin:
+                # Redirect right after the target's own first request: the hop
+                # must not follow it before the target's delay.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(target_hit.wait(), 5.0)
+                raise web.HTTPFound(f"http://{target}:{request.url.port}/robots.txt")
+            return web.Response(text="User-agent: *\nDisallow: /no\n")
+        return html()
+
+    settings = settings.replace(host_overrides={target: HostPolicy(1, target_delay)})
+    with Site(handler, ips=(origin, target)) as site:
+        records = await crawl(redis, settings, [site.url(target, "/t"), site.url(origin, "/no"),
+                                                site.url(origin, "/yes")])
+        assert sorted(site.paths(target)) == ["/robots.txt", "/robots.txt", "/t"]
+        gap = min_start_gap(site.spans(target))
+    assert (gap >= 0.6) is spaced, f"smallest gap {gap:.3f} s"
+    # The origin obeys the rules it was redirected to.
+    assert {r["url"].rsplit("/", 1)[1]: error_type(r) for r in records} == {
+        "t": None, "no": "robots_disallowed", "yes": None}
+
+
 async def test_more_than_five_robots_redirects_allow_everything(
         redis: Redis, settings: Settings) -> None:
     server = Server([redirect("/hop/5")])  # 6 hops: RFC 9309 "unavailable"
     site, got = await crawl_links(redis, settings, server, ["/no"])
     assert "/no" in site.paths()
     assert error_type(got["/no"]) is None
+
+
+# -- size: the first 512 KiB are read and obeyed ------------------------------------------
+
+
+def padded(head: str, size: int) -> str:
+    """``head`` then comment lines, ``size`` characters in all."""
+    line = "# " + "x" * 77 + "\n"
+    body = head + line * ((size - len(head)) // len(line))
+    return body + "#" * (size - len(body) - 1) + "\n"
+
+
+@pytest.mark.parametrize(("rules", "fetched"), [
+    ("Disallow: /", []),
+    ("Allow: /", ["/", "/secret"]),  # the control: the same 3 MiB, allowing all
+])
+async def test_a_3_mib_robots_txt_is_obeyed_as_far_as_it_is_read(
+        redis: Redis, settings: Settings, rules: str, fetched: list[str]) -> None:
+    body = padded(f"User-agent: *\n{rules}\n", 3 * 1024 * 1024)  # its rule in the first KiB
+    with site_of(Server([text(body)])) as site:
+        records = await crawl(redis, settings, [site.url(IP, "/"), site.url(IP, "/secret")])
+        assert sorted(site.paths()) == sorted(["/robots.txt", *fetched])
+    assert {error_type(r) for r in records} == {"robots_disallowed" if not fetched else None}
+
+
+async def test_robots_txt_is_read_to_512_kib_then_no_further_and_its_cut_line_dropped(
+        redis: Redis, settings: Settings) -> None:
+    from crawler.net.robots import ROBOTS_PARSE_BYTES
+
+    cut_line = "Disallow: /secret-deep\n"  # kept cut, "Disallow: /s" would forbid /secret
+    at_cut = len("Disallow: /s")
+    head = padded("User-agent: *\nDisallow: /private\n", ROBOTS_PARSE_BYTES - at_cut)
+    filler = padded("", 64 * 1024).encode()
+    sent = 0
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        nonlocal sent
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await resp.prepare(request)
+        try:
+            await resp.write((head + cut_line).encode())
+            for _ in range(1024):  # 64 MiB at most; a reader that never stops times out
+                await resp.write(filler)
+                sent += len(filler)
+        except (ConnectionError, RuntimeError):
+            pass  # the crawler stopped reading and closed the connection
+        return resp
+
+    with site_of(Server([endless])) as site:
+        records = await crawl(redis, settings, [site.url(IP, "/private/x"),
+                                                site.url(IP, "/secret")])
+        assert sorted(site.paths()) == ["/robots.txt", "/secret"]
+    assert {r["url"].rsplit("/", 1)[1]: error_type(r) for r in records} == {
+        "x": "robots_disallowed", "secret": None}
+    assert sent < 60 * 1024 * 1024  # the server was cut off long before its 64 MiB
 
 
 # -- fetched once, shared ------------------------------------------------------------------
@@ -299,6 +390,45 @@ async def test_crawl_delay_spaces_the_hosts_requests(
     gap = min_start_gap(site.spans(IP))
     assert len(site.hits) == 5
     assert (gap >= 0.6) is spaced
+
+
+@pytest.mark.parametrize(("rules", "spaced"), [("Crawl-delay: 0.5", True), ("", False)])
+async def test_urls_claimed_before_the_crawl_delay_was_known_are_spaced_by_it(
+        redis: Redis, settings: Settings, rules: str, spaced: bool) -> None:
+    """delay = 0 and 4 a host: one claim takes all three URLs before robots.txt
+    is read. The first fetches robots.txt; the other two must not then go at once."""
+    with site_of(Server([text(f"User-agent: *\n{rules}\n")])) as site:
+        await crawl(redis, settings, [site.url(IP, f"/{i}") for i in (1, 2, 3)])
+        assert sorted(site.paths()) == ["/1", "/2", "/3", "/robots.txt"]
+        gap = min_start_gap(site.spans(IP))
+    assert (gap >= 0.5) is spaced, f"smallest gap {gap:.3f} s"
+
+
+@pytest.mark.parametrize(("rules", "spaced"), [("Crawl-delay: 0.5", True), ("", False)])
+async def test_a_late_start_never_shortens_a_crawl_delay_gap(
+        redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch, rules: str,
+        spaced: bool) -> None:
+    """delay = 0: the only spacing is robots.txt's Crawl-delay. The worker reaches
+    the send of the first page 0.4 s after its claim; sent that late, it would
+    start 0.1 s before the next page, claimed on time. Given back unfetched, it
+    waits for a later slot."""
+    check = RobotsCache.check
+    late: list[str] = []
+
+    async def late_once(self: RobotsCache, lease: Any, deadline: float = float("inf")) -> None:
+        await check(self, lease, deadline)
+        if not late:
+            late.append(lease.url)
+            await asyncio.sleep(0.4)
+
+    monkeypatch.setattr(RobotsCache, "check", late_once)
+    pages = [f"/{i}" for i in range(1, 5)]
+    with site_of(Server([text(f"User-agent: *\n{rules}\n")])) as site:
+        await crawl(redis, settings, [site.url(IP, page) for page in pages])
+        assert sorted(site.paths()) == [*pages, "/robots.txt"]
+        gap = min_start_gap(site.spans(IP))
+    assert late
+    assert (gap >= 0.5) is spaced, f"smallest gap {gap:.3f} s"
 
 
 async def test_crawl_delay_over_the_cap_is_crawled_at_the_cap_and_counted(

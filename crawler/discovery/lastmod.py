@@ -16,6 +16,7 @@ changed at every recrawl.
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -139,7 +140,8 @@ async def read_sitemaps_again(frontier: Frontier, urls: list[str]) -> tuple[int,
         by_shard[keys.shard_of(host, len(frontier.shards))] += (
             host, policy.max_per_host, int(policy.delay * 1000),
             f"{fingerprint_bucket(fp, bits):x}", fp, url, SITEMAP_HOPS)  # nesting level 0
+    call_id = secrets.token_hex(8)  # the same in a resend: reread.lua runs it once
     replies = await frontier.run([("reread", frontier.shards[n].script_keys,
-                                   [frontier.shards[n].base, *args])
+                                   [frontier.shards[n].base, call_id, *args])
                                   for n, args in by_shard.items()])
     return sum(int(q) for q, _ in replies), sum(int(b) for _, b in replies)

@@ -80,13 +80,16 @@ class SlotMissed(Exception):
     """The request could not start within the slack of its claim; the lease goes back."""
 
 
-def start_deadline(settings: Settings, claim_sent: float) -> float:
+def start_deadline(settings: Settings, claim_sent: float, spaced: bool) -> float:
     """``time.monotonic()`` after which a request claimed at ``claim_sent`` must not start.
 
-    Infinite when no delay is configured: without spacing to keep, a late
-    start harms nothing, and giving leases back would only slow a busy worker.
+    ``spaced``: the claim spaced the host's next request (``Lease.spaced``):
+    its delay, from the policy Redis holds or robots.txt's Crawl-delay, is
+    over 0. Only the claim knows: this worker's settings may say ``delay = 0``
+    while the host has a Crawl-delay or another worker's published override.
+    Infinite when not spaced: without spacing to keep, a late start harms
+    nothing, and giving leases back would only slow a busy worker.
     """
-    spaced = settings.delay > 0 or any(p.delay > 0 for p in settings.host_overrides.values())
     if not spaced or settings.politeness_slack <= 0:
         return math.inf
     return claim_sent + settings.politeness_slack * START_BUDGET

@@ -7,7 +7,8 @@ SCRIPT EXISTS before every pipeline, doubling the round trips. A server that
 lost its script cache (restarted, or a replica promoted) answers NOSCRIPT;
 the runner loads every script and sends the pipeline again, which is safe
 because every script is safe to repeat (add dedups, claims carry a request
-id, a stale lease makes complete/retry/robots no-ops).
+id, a stale lease makes complete/retry no-ops, robots, reread and hop keep
+their reply under their call id; see ``lua/_lib.lua``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ A master whose replica died (or that was just promoted and has none yet)
 would otherwise hold every pipeline for the whole ``wait_timeout``."""
 
 SCRIPT_NAMES = ("add", "claim", "complete", "retry", "reclaim", "robots", "unlock", "heartbeat",
-                "drain", "drop", "recrawl", "lastmod", "due", "reread", "recap")
+                "drain", "drop", "recrawl", "lastmod", "due", "reread", "recap", "hop")
 REVISIT_SCRIPTS = frozenset({"complete", "recrawl", "lastmod", "due", "reread"})
 """Scripts that read or write revisit state: ``lua/_revisit.lua`` follows ``_lib.lua`` in them."""
 

@@ -18,7 +18,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -71,6 +71,8 @@ class Lease:
     hops: int = 0  # redirects that led to this URL
     sitemap_level: int | None = None  # a sitemap to read (0: named by robots.txt or a seed)
     band: int = 0  # the priority band it was queued in (crawler.priority)
+    spaced: bool = False  # its claim spaced the host's next request (delay or Crawl-delay)
+    claim_sent: float = field(default=0.0, compare=False)  # time.monotonic() before the claim
 
 
 @dataclass(slots=True)
@@ -256,6 +258,7 @@ class Frontier:
         shares = self._shares(n) if not request_id or request_id != self._last_request \
             else self._last_shares
         self._last_request, self._last_shares = request_id, shares
+        sent = time.monotonic()
         replies = await self.run([("claim", s.script_keys, [s.base, share, lease_ms, worker,
                                                          slack_ms, request_id])
                                   for s, share in zip(self.shards, shares, strict=True)])
@@ -268,11 +271,12 @@ class Frontier:
             leased += ld
             if wait >= 0:
                 waits.append(wait / 1000)
-            for i in range(3, len(reply), 7):
+            for i in range(3, len(reply), 8):
                 mark, hops = divmod(int(reply[i + 4]), SITEMAP_HOPS)
                 leases.append(Lease(_s(reply[i]), shard.shard, _s(reply[i + 1]),
                                     int(reply[i + 2]), int(reply[i + 3]), _s(reply[i + 5]),
-                                    hops, mark - 1 if mark else None, int(reply[i + 6])))
+                                    hops, mark - 1 if mark else None, int(reply[i + 6]),
+                                    reply[i + 7] in (1, "1", b"1"), sent))
         hint = min(waits) if waits else -1.0
         if not leases and leased > 0:
             # Work appears when a lease completes: its links are queued and its

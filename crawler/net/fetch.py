@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,7 @@ class Response:
     # The request's headers exactly as aiohttp sent them, in order (Host, the
     # session's, a revisit's conditional ones, Accept-Encoding): for WARC.
     request_headers: Mapping[str, str] | None = None
+    truncated: bool = False  # the body went past ``keep_first``: it holds the first bytes only
 
     @property
     def is_html(self) -> bool:
@@ -101,12 +102,20 @@ class Fetcher:
 
     async def get(self, url: str, *, follow_redirects: bool = False,
                   max_redirects: int | None = None, max_body: int | None = None,
+                  keep_first: int | None = None,
+                  before_hop: Callable[[str], Awaitable[None]] | None = None,
                   headers: dict[str, str] | None = None) -> Response:
         """GET one URL. Raises a FetchError subclass; any HTTP status is a Response.
 
         Without ``follow_redirects`` a redirect is an answer (``redirect_to``);
         with it, up to ``max_redirects`` hops are followed, each one checked.
         ``headers``: sent besides the session's (a revisit's conditional ones).
+        ``keep_first``: instead of raising TooLarge past ``max_body``, read at
+        most this many bytes (and one more, to know whether more follow), stop
+        reading, close the connection, and return them with ``truncated`` set.
+        ``before_hop``: awaited with each redirect target before it is
+        requested (robots.txt: the target host's politeness turn), within
+        the total timeout.
         """
         hops = (self.settings.max_redirects if max_redirects is None else max_redirects) \
             if follow_redirects else 0
@@ -127,10 +136,17 @@ class Fetcher:
                                 if target in visited:
                                     raise errors.RedirectError(f"redirect loop at {target}")
                                 visited.add(target)
+                                if before_hop is not None:
+                                    await before_hop(target)
                                 current = target
                                 continue
                             body = await _read_redirect_body(resp)
                             return _response(url, current, resp, body, started, target)
+                        if keep_first is not None:
+                            body, cut = await _read_first(resp, keep_first)
+                            got = _response(url, current, resp, body, started)
+                            got.truncated = cut
+                            return got
                         body = await _read_capped(resp, cap)
                         return _response(url, current, resp, body, started)
         except Exception as exc:
@@ -174,6 +190,26 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
             raise errors.TooLarge(f"body exceeds the {cap} byte cap (after decompression)")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _read_first(resp: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """The first ``limit`` bytes of the body, and whether more followed.
+
+    Reads ``limit + 1`` bytes at most, whatever the body's length (declared or
+    endless).
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await resp.content.read(min(CHUNK, limit + 1 - size))
+        if not chunk:
+            break
+        size += len(chunk)
+        chunks.append(chunk)
+    if size > limit:
+        resp.close()  # the rest is never read: drop the connection rather than drain it
+    body = b"".join(chunks)
+    return body[:limit], size > limit
 
 
 async def _read_redirect_body(resp: aiohttp.ClientResponse) -> bytes:

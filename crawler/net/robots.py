@@ -5,7 +5,7 @@ What a fetch of ``<origin>/robots.txt`` means (RFC 9309, section 2.3.1):
 ==========================================  =========================================
 outcome                                     verdict
 ==========================================  =========================================
-2xx                                         ``R``: obey its rules (first 512 KiB)
+2xx                                         ``R``: obey its rules (its first 512 KiB)
 4xx except 429 ("unavailable")              ``A``: allow everything
 more than 5 redirects, a loop (2.3.1.2)     ``A``: unavailable, allow everything
 the SSRF guard refuses the address          ``B``: blocked; the host's URLs end now
@@ -34,10 +34,16 @@ lease's politeness slot; ``robots.lua`` then stores the verdict, releases the
 lock, sets the host's Crawl-delay and gives the lease back, so the page is
 fetched in a later slot, spaced from the robots.txt request like any two
 requests to the host (for ``U`` and ``B`` the lease is kept, and its URL ends).
+Up to 5 redirects are followed, each checked by the SSRF guard. A hop on the
+origin's own host goes on in the lease's slot; a hop to another host first
+waits for that host's politeness turn (``hop.lua``: its delay or Crawl-delay
+since its last request, a free slot), within the fetch's total timeout.
 
 Crawl-delay raises the host's delay to at most ``crawl_delay_cap``; a host
 asking for more is crawled at the cap, and ``stats`` counts it
-(``robots_capped``). Rules are matched against the product token of
+(``robots_capped``). A lease claimed before its host's Crawl-delay was known
+(unspaced, with the one that fetched robots.txt) goes back and is claimed
+again, spaced. Rules are matched against the product token of
 ``user_agent`` (``mybot`` in ``mybot/1.0``).
 """
 
@@ -61,7 +67,7 @@ from crawler.config import Settings
 from crawler.frontier.politeness import SlotMissed
 from crawler.net.fetch import Fetcher
 from crawler.net.robots_rules import rules_for_agent
-from crawler.store.keys import ShardKeys
+from crawler.store.keys import ShardKeys, shard_of
 
 if TYPE_CHECKING:
     from crawler.frontier import Call, Frontier, Lease
@@ -69,10 +75,12 @@ if TYPE_CHECKING:
 LOCK_TTL = 60.0
 """Seconds the fetch lock is held at most (a dead fetcher's lock frees itself)."""
 ROBOTS_PARSE_BYTES = 512 * 1024
-"""RFC 9309 asks crawlers to parse at least 500 KiB; we parse this much."""
-ROBOTS_MAX_BYTES = 2 * 1024 * 1024
-"""A larger robots.txt is not read at all and counts as unavailable (allow all)."""
+"""RFC 9309 (2.5) asks crawlers to parse at least 500 KiB. We read this much of a
+robots.txt and no more, whatever its size, and obey what it says; a line cut
+at the limit is dropped (a cut ``Disallow: /private`` would read ``/pr``)."""
 ROBOTS_MAX_REDIRECTS = 5
+HOP_TRIES = 1000
+"""Looks at a redirect target's politeness turn at most (the total timeout comes first)."""
 LOCAL_CACHE_SIZE = 10_000
 RECHECK_MARGIN = 0.05
 """Seconds past a "D" verdict's expiry before its host's URLs come back, so that
@@ -113,6 +121,8 @@ class Verdict:
     rules: Protego | None
     expires: float  # time.time() when this process stops trusting it
     detail: str = ""  # D, U, B: "<error type>|<message>"
+    crawl_delay: float = 0.0  # R: its Crawl-delay for us, capped
+    learnt: float = 0.0  # time.monotonic() when this process got it
 
     def error(self) -> tuple[str, str]:
         error_type, _, message = self.detail.partition("|")
@@ -141,10 +151,10 @@ def product_token(user_agent: str) -> str:
     return user_agent.split("/", 1)[0].split(" ", 1)[0].strip() or "*"
 
 
-def _first_bytes(body: bytes, limit: int) -> str:
-    if len(body) > limit:
-        cut = body.rfind(b"\n", 0, limit)
-        body = body[:cut if cut > 0 else limit]
+def _whole_lines(body: bytes, truncated: bool) -> str:
+    """The body as text; when it was cut short, without its last (cut) line."""
+    if truncated:
+        body = body[:body.rfind(b"\n") + 1]
     return body.decode("utf-8", "replace")
 
 
@@ -176,7 +186,8 @@ class RobotsCache:
         held). RobotsGaveUp, BlockedAddress: the URL ends with that error.
         RobotsFetched: this lease's slot went to fetching robots.txt.
         SlotMissed: robots.txt must be fetched, but the slot's start deadline
-        (``time.monotonic()``, see crawler.politeness) has passed.
+        (``time.monotonic()``, see crawler.politeness) has passed; or its
+        Crawl-delay became known after the lease was claimed unspaced.
         """
         if not self.settings.obey_robots:
             return
@@ -184,6 +195,13 @@ class RobotsCache:
         if verdict.kind == "R" and verdict.rules is not None and \
                 not verdict.rules.can_fetch(lease.url, self.agent):
             raise errors.RobotsDisallowed(f"robots.txt disallows {lease.url}")
+        if verdict.crawl_delay > 0 and not lease.spaced and verdict.learnt > lease.claim_sent:
+            # Claimed before the Crawl-delay was known (with the lease that fetched
+            # robots.txt, say), so not spaced by it: sent now, it could start right
+            # after another request. Claimed again, it is spaced (robots.lua stored
+            # the Crawl-delay with the verdict). Once a verdict is known here, a
+            # lease claimed later never comes back this way: no loop.
+            raise SlotMissed(lease.url)
         if verdict.kind in "DUB":
             raise self._error(verdict, origin_of(lease.url))
 
@@ -229,7 +247,7 @@ class RobotsCache:
                 raise RobotsUnavailable("timed out waiting for another worker's robots.txt fetch")
             await asyncio.sleep(WAIT_POLL)
         try:
-            got = await self._fetch(origin)
+            got = await self._fetch(origin, lease.host)
             # Sitemaps first: a worker dying between the two fetches robots.txt again.
             calls = await self.on_sitemaps(got.value[1:]) \
                 if self.on_sitemaps is not None and got.value.startswith("R") else []
@@ -265,22 +283,30 @@ class RobotsCache:
         kind, body = raw[:1], raw[1:]
         rules = Protego.parse(body) if kind == "R" else None
         ttl = min(ttl, self.settings.robots_ttl) if ttl > 0 else self.settings.robots_ttl
-        verdict = Verdict(kind, rules, time.time() + ttl, "" if kind in "RA" else body)
+        verdict = Verdict(kind, rules, time.time() + ttl, "" if kind in "RA" else body,
+                          learnt=time.monotonic())
+        if rules is not None:
+            verdict.crawl_delay = min(float(rules.crawl_delay(self.agent) or 0),
+                                      self.settings.crawl_delay_cap)
         self.local[origin] = verdict
         self.local.move_to_end(origin)
         if len(self.local) > LOCAL_CACHE_SIZE:
             self.local.popitem(last=False)
         return verdict
 
-    async def _fetch(self, origin: str) -> Fetched:
-        """Fetch and classify one robots.txt."""
+    async def _fetch(self, origin: str, host: str) -> Fetched:
+        """Fetch and classify one robots.txt, in a lease's slot of ``host``."""
         self.fetches += 1
         ok_ttl, error_ttl = self.settings.robots_ttl, self.settings.robots_error_ttl
+
+        async def take_turn(target: str) -> None:
+            await self._take_turn(target, host)
+
         try:
             resp = await self.fetcher.get(origin + "/robots.txt", follow_redirects=True,
                                           max_redirects=ROBOTS_MAX_REDIRECTS,
-                                          max_body=ROBOTS_MAX_BYTES)
-        except (errors.RedirectError, errors.TooLarge):
+                                          keep_first=ROBOTS_PARSE_BYTES, before_hop=take_turn)
+        except errors.RedirectError:
             return Fetched("A", ok_ttl, "-1", False)
         except errors.BlockedAddress as exc:
             return Fetched(f"B{exc.type}|{exc}", error_ttl, "", False)
@@ -290,13 +316,37 @@ class RobotsCache:
             return Fetched(f"D{exc.type}|{exc}", error_ttl, "", False, failed=True)
         if 200 <= resp.status < 300:
             # Redis keeps the rules we obey, not the file (crawler.robots_rules).
-            rules = rules_for_agent(_first_bytes(resp.body, ROBOTS_PARSE_BYTES), self.agent)
+            rules = rules_for_agent(_whole_lines(resp.body, resp.truncated), self.agent)
             delay, capped = self._crawl_delay(rules)
             return Fetched("R" + rules, ok_ttl, delay, capped)
         if 400 <= resp.status < 500 and resp.status != 429:
             return Fetched("A", ok_ttl, "-1", False)
         return Fetched(f"Drobots_unavailable|HTTP {resp.status}", error_ttl, "", False,
                        failed=True)
+
+    async def _take_turn(self, target: str, origin_host: str) -> None:
+        """Wait for the politeness turn of a redirect target's host (``hop.lua``).
+
+        A hop on the origin's own host goes on in the lease's slot, as the
+        first request did. Bounded in time by the fetch's total timeout (a
+        target that stays busy makes this robots.txt fetch a ``timeout``).
+        """
+        keyer = self.frontier.keyer
+        await keyer.prime([target])
+        host = keyer.key(target)
+        if host == origin_host:
+            return
+        shard = self.frontier.shards[shard_of(host, len(self.frontier.shards))]
+        policy = self.settings.policy_for(host)
+        args = [shard.base, host, policy.max_per_host, int(policy.delay * 1000),
+                int(self.settings.politeness_slack * 1000)]
+        for _ in range(HOP_TRIES):
+            [wait_ms] = await self.frontier.run([("hop", shard.script_keys,
+                                                  [*args, secrets.token_hex(8)])])
+            if int(wait_ms) <= 0:
+                return
+            await asyncio.sleep(int(wait_ms) / 1000)
+        raise errors.Timeout(f"{host} gave no politeness turn for a robots.txt redirect")
 
     def _crawl_delay(self, body: str) -> tuple[str, bool]:
         delay = Protego.parse(body).crawl_delay(self.agent)

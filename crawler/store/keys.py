@@ -72,6 +72,10 @@ suffix              type    what it holds
 ``robots:<orig>``   STRING  cached robots.txt verdict (kind + body), with TTL
 ``robots_lock:<o>`` STRING  token of the one worker fetching that robots.txt
 ``robots_fails:<o>``STRING  failed robots.txt fetches in a row (retry budget)
+``done:<call id>``  STRING  the reply of a script call that is not idempotent
+                            by itself (``robots``: the lock token; ``reread``),
+                            kept 5 minutes: the same call sent again returns
+                            it and changes nothing (lua/_lib.lua)
 ``v:<host>``        HASH    ``recrawl = true`` only: done URL -> its revisit
                             state (crawler.recrawl), ``*``-prefixed while queued
                             for a revisit; a URL a sitemap listed with a lastmod
@@ -238,6 +242,9 @@ class ShardKeys:
     @property
     def due_hosts(self) -> str:
         return self.base + "due_hosts"
+
+    def call_done(self, call_id: str) -> str:
+        return f"{self.base}done:{call_id}"
 
     def claim_request(self, worker: str) -> str:
         return f"{self.base}claimreq:{worker}"

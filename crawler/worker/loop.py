@@ -219,7 +219,8 @@ class Worker:
         self.metrics.claimed(len(result.leases))
         for lease in result.leases:
             item = InFlight(lease)
-            task = asyncio.create_task(runner.run(item, start_deadline(self.settings, sent)))
+            deadline = start_deadline(self.settings, sent, lease.spaced)
+            task = asyncio.create_task(runner.run(item, deadline))
             self.tasks[task] = item
             task.add_done_callback(self._task_done)
         self.watch.idle = result.finished and not self.tasks

@@ -298,6 +298,23 @@ local function hold_host(base, host, until_ms, reason)
   redis.call('HSET', base .. 'h:' .. host, 'hold', reason)
 end
 
+-- Sent twice. A pipeline may reach the server twice (redis-py resends it
+-- after a dropped connection; the script runners after NOSCRIPT or a cluster
+-- failover), so a script must leave the state as after one run. Most are so
+-- by what they check (a stale lease, a seen URL, a claim's request id); a
+-- script that is not takes a call id, the same in every send of one call,
+-- and keeps its reply under done:<call id> for RESEND_MS: a second run finds
+-- it and returns it without doing anything again.
+local RESEND_MS = 300000
+
+local function reply_of_first_run(base, call_id)
+  return redis.call('GET', base .. 'done:' .. call_id)
+end
+
+local function keep_reply(base, call_id, reply)
+  redis.call('SET', base .. 'done:' .. call_id, reply, 'PX', RESEND_MS)
+end
+
 -- Stream ids: "ms-seq".
 local function id_less(a, b)
   local am, as = string.match(a, '^(%d+)-(%d+)$')

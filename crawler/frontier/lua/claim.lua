@@ -13,9 +13,11 @@
 -- ARGV: base, n, lease_ms, worker, slack_ms (added to a delay > 0; the worker
 --       starts each request within it or gives the lease back), request_id
 --       ('' = not idempotent)
--- Returns {wait_ms, queued, leased, (lease_id, host, attempts, depth, hops, url, band)...}
--- where wait_ms is how long until something here may become claimable
--- (-1: nothing queued or leased in this shard).
+-- Returns {wait_ms, queued, leased, (lease_id, host, attempts, depth, hops, url, band,
+-- spaced)...} where wait_ms is how long until something here may become
+-- claimable (-1: nothing queued or leased in this shard), and spaced is 1 when
+-- the claim spaced the host's next request (its delay or Crawl-delay > 0,
+-- slack added): then the worker must start within the slack or give it back.
 local base = ARGV[1]
 local n = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
@@ -33,8 +35,9 @@ if request_id ~= '' then
     for id in string.gmatch(string.sub(previous, #request_id + 2), '[^,]+') do
       local data = redis.call('HGET', KEYS[4], id)
       if data then
-        local host, _, attempts, depth, hops, url, _, _, _, band = split_lease(data)
-        for _, v in ipairs({id, host, attempts, depth, hops, url, band}) do
+        local host, _, attempts, depth, hops, url, claimed, _, mine, band = split_lease(data)
+        local spaced = mine > claimed and 1 or 0
+        for _, v in ipairs({id, host, attempts, depth, hops, url, band, spaced}) do
           result[#result + 1] = v
         end
       end
@@ -120,7 +123,7 @@ while got < n do
       got = got + 1
       local k = #out
       out[k + 1], out[k + 2], out[k + 3], out[k + 4] = tostring(id), host, attempts, depth
-      out[k + 5], out[k + 6], out[k + 7] = hops, url, band
+      out[k + 5], out[k + 6], out[k + 7], out[k + 8] = hops, url, band, delay > 0 and 1 or 0
     end
     -- The host's queues just emptied: its prefix table has no entry left to name.
     if refresh_ready(base, host, now) == 0 and e then
@@ -133,7 +136,7 @@ if got > 0 then
   redis.call('HINCRBY', KEYS[7], 'leased', got)
   if request_id ~= '' then
     local ids = {}
-    for i = 1, #out, 7 do ids[#ids + 1] = out[i] end
+    for i = 1, #out, 8 do ids[#ids + 1] = out[i] end
     redis.call('SET', request_key, request_id .. '|' .. table.concat(ids, ','), 'PX', lease_ms)
   end
 end

@@ -11,6 +11,8 @@
 -- like any two requests to the host; after D, not before the backoff ends);
 -- after U or B (blocked address) the caller keeps it and completes it with
 -- an error.
+-- Safe to send twice: the lock token, new for each fetch, is its call id
+-- (done:<token>, see _lib.lua).
 -- ARGV: base, lease_id, host, origin, verdict (kind + body or detail), ttl_ms,
 --       crawl_delay_ms ('' = keep the host's, '-1' = clear it), capped (0/1),
 --       lock_token, fail (0/1), budget, backoff_base_ms, backoff_max_ms,
@@ -23,33 +25,52 @@ local origin = ARGV[4]
 local verdict = ARGV[5]
 local ttl = tonumber(ARGV[6])
 local now = now_ms()
-local fails_key = base .. 'robots_fails:' .. origin
-local hold = 0
-if ARGV[10] == '1' and string.sub(verdict, 1, 1) == 'D' then
-  local fails = redis.call('INCR', fails_key)
-  redis.call('PEXPIRE', fails_key, ttl)
-  if fails >= tonumber(ARGV[11]) then
-    verdict = 'U' .. string.sub(verdict, 2)
-    redis.call('DEL', fails_key)
-  else
-    local step = math.min(tonumber(ARGV[13]), tonumber(ARGV[12]) * 2 ^ (fails - 1))
-    hold = math.floor(step / 2 + step / 2 * tonumber(ARGV[14]))
-    ttl = math.max(1, hold)
-  end
-elseif string.sub(verdict, 1, 1) ~= 'U' then
-  redis.call('DEL', fails_key)
-end
-redis.call('SET', base .. 'robots:' .. origin, verdict, 'PX', ttl)
-local lock = base .. 'robots_lock:' .. origin
-if redis.call('GET', lock) == ARGV[9] then redis.call('DEL', lock) end
 local hk = base .. 'h:' .. host
-local crawl_delay = ARGV[7]
-if crawl_delay == '-1' then
-  redis.call('HDEL', hk, 'crawl_delay')
-elseif crawl_delay ~= '' then
-  redis.call('HSET', hk, 'crawl_delay', crawl_delay)
+
+-- The verdict for every worker, the failure count, the lock, the Crawl-delay.
+-- Returns the verdict stored, the hold (ms) after a failure, and the TTL.
+local function store_verdict()
+  local fails_key = base .. 'robots_fails:' .. origin
+  local hold = 0
+  if ARGV[10] == '1' and string.sub(verdict, 1, 1) == 'D' then
+    local fails = redis.call('INCR', fails_key)
+    redis.call('PEXPIRE', fails_key, ttl)
+    if fails >= tonumber(ARGV[11]) then
+      verdict = 'U' .. string.sub(verdict, 2)
+      redis.call('DEL', fails_key)
+    else
+      local step = math.min(tonumber(ARGV[13]), tonumber(ARGV[12]) * 2 ^ (fails - 1))
+      hold = math.floor(step / 2 + step / 2 * tonumber(ARGV[14]))
+      ttl = math.max(1, hold)
+    end
+  elseif string.sub(verdict, 1, 1) ~= 'U' then
+    redis.call('DEL', fails_key)
+  end
+  redis.call('SET', base .. 'robots:' .. origin, verdict, 'PX', ttl)
+  local lock = base .. 'robots_lock:' .. origin
+  if redis.call('GET', lock) == ARGV[9] then redis.call('DEL', lock) end
+  local crawl_delay = ARGV[7]
+  if crawl_delay == '-1' then
+    redis.call('HDEL', hk, 'crawl_delay')
+  elseif crawl_delay ~= '' then
+    redis.call('HSET', hk, 'crawl_delay', crawl_delay)
+  end
+  if ARGV[8] == '1' then redis.call('HINCRBY', KEYS[7], 'robots_capped', 1) end
+  return verdict, hold, ttl
 end
-if ARGV[8] == '1' then redis.call('HINCRBY', KEYS[7], 'robots_capped', 1) end
+
+-- Sent twice (the lock token names the fetch): the verdict, the failure
+-- count, the Crawl-delay and the tally stay as the first run left them; only
+-- the lease part runs again, and finds the lease given back already.
+local hold
+local first = reply_of_first_run(base, ARGV[9])
+if first then
+  local kind, first_hold, first_ttl = string.match(first, '^(.)|(%d+)|(%d+)$')
+  verdict, hold, ttl = kind .. string.sub(verdict, 2), tonumber(first_hold), tonumber(first_ttl)
+else
+  verdict, hold, ttl = store_verdict()
+  keep_reply(base, ARGV[9], string.format('%s|%d|%d', string.sub(verdict, 1, 1), hold, ttl))
+end
 
 local data = redis.call('HGET', KEYS[4], id)
 if not data then return {0, verdict, ttl} end
