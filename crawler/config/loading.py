@@ -45,7 +45,8 @@ Origins = dict[str, str]
 # -- what each setting must be ------------------------------------------------------------
 
 _EXPECTED_SPECIAL = {
-    "redis_url": "a redis://, rediss://, redis+cluster://, rediss+cluster:// or unix:// URL",
+    "redis_url": "a redis://, rediss://, redis+cluster://, rediss+cluster:// or unix:// URL "
+                 "(a cluster's may name several nodes: redis+cluster://n1:7000,n2:7000)",
     "crawl": "a name without braces, colons or spaces",
     "allow_cidrs": "CIDR networks such as 10.0.0.0/8",
     "include": "regular expressions (Python re syntax)",
