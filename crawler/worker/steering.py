@@ -20,7 +20,6 @@ from crawler.config import Settings
 from crawler.crawl_settings import _apply as apply_stored
 from crawler.crawl_settings import stored, version
 from crawler.overview import sample_done
-from crawler.robots import product_token
 from crawler.scope import Scope
 from crawler.worker.backoff import REDIS_ERRORS
 
@@ -82,24 +81,22 @@ class Steering:
             w.request_stop()
 
     def apply(self, settings: Settings) -> None:
-        """Use new crawl-wide settings from the next URL on.
+        """Use new crawl-wide settings from the next URL, request or call on.
 
-        Politeness needs nothing here: ``crawl config set`` publishes it to the
-        frontier, where claims decide it. Connection timeouts stay those the
-        HTTP session was built with until the worker restarts.
+        Every part of the worker that keeps settings, or something made from
+        them (the address policy, timeouts, compiled patterns, the product
+        token, WAIT's replicas), is handed the new ones here; a test walks the
+        worker's objects for any left with an old value
+        (tests/test_live_settings.py). Politeness limits and delays are
+        published to the frontier by ``crawl config set`` itself.
         """
         w = self.worker
         w.settings = settings
-        w.frontier.settings = settings
+        w.frontier.use(settings)
         w.scope = Scope(settings)
         if w.fetcher is not None:
-            w.fetcher.settings = settings
-            w.fetcher.session.headers["User-Agent"] = settings.full_user_agent
+            w.fetcher.use(settings)
         if w.robots is not None:
-            w.robots.settings = settings
-            w.robots.agent = product_token(settings.user_agent)
+            w.robots.use(settings)
         if self.runner is not None:
-            self.runner.settings = settings
-            self.runner.scope = w.scope
-            self.runner.agent = product_token(settings.user_agent)
-            self.runner.set_hook(settings)
+            self.runner.use(settings, w.scope)
