@@ -33,6 +33,9 @@ LAYOUT = ("shards", "shard_tags", "expected_urls", "dedup_bucket_bits")
 
 STORED_ORIGIN = "the crawl's stored settings"
 
+ROBOTS_SHAPING = ("user_agent", "allow_private", "allow_cidrs")
+"""Settings a stored robots.txt verdict was made under: changing one forgets the verdicts."""
+
 NOT_LIVE: dict[str, str] = {}
 """Crawl-wide settings a running worker cannot take without a restart: name -> why.
 

@@ -87,6 +87,32 @@ def test_allow_private_set_while_a_worker_waits_reaches_it(clean_redis: str,
     assert "crawl settings changed" in log.read_text()
 
 
+def test_a_robots_verdict_stored_under_the_old_policy_is_forgotten(clean_redis: str) -> None:
+    """A host refused once (its robots.txt verdict: blocked address, kept 10 minutes)
+    is fetched after ``allow_private=true``: the verdict made under the old
+    policy goes with it."""
+    spec = SiteSpec(hosts=1, pages=3, links=2, port=free_port())
+    crawl = "liverobots"
+    base = ["--redis", clean_redis, "--crawl", crawl]
+    first = spec.seeds()[0]
+    second = first.replace("/p/0.html", "/p/1.html")
+    with SiteServer(spec):
+        seed_sync(clean_redis, crawl, [first])
+        ran = cli("worker", *base, "--quiet", "--delay", "0")
+        assert ran.returncode == 0, ran.stderr
+        assert [r["error"]["type"] for r in read_results(clean_redis, crawl)] == ["blocked_address"]
+        changed = cli("config", "set", *base, "allow_private=true", "max_depth=0")
+        assert changed.returncode == 0, changed.stderr
+        assert "forgot 1 stored robots.txt verdicts" in changed.stdout, changed.stdout
+        seed_sync(clean_redis, crawl, [second])
+        again = cli("worker", *base, "--quiet", "--max-depth", "0")
+        assert again.returncode == 0, again.stderr
+    records = {r["url"]: r for r in read_results(clean_redis, crawl)}
+    assert records[second]["error"] is None and records[second]["status"] == 200, records
+    unchanged = cli("config", "set", *base, "delay=0.5")  # control: nothing to forget
+    assert unchanged.returncode == 0 and "forgot" not in unchanged.stdout
+
+
 # -- every crawl-wide setting, in a running worker -------------------------------------------
 
 SPECIAL_VALUES: dict[str, Any] = {

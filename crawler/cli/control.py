@@ -62,21 +62,35 @@ def config_set(
     home: HomeOpt = None,
 ) -> None:
     """Change crawl-wide settings; every running worker picks them up within seconds."""
-    from crawler.crawl_settings import crawl_values, parse_assignments, set_values
+    from crawler.crawl_settings import (
+        ROBOTS_SHAPING,
+        crawl_values,
+        parse_assignments,
+        set_values,
+    )
     from crawler.politeness import publish_policy
 
     changes = parse_assignments(assignments)
+    forgotten = [0]
 
     async def action(client: Redis, settings: Settings) -> dict[str, Any]:
+        before = crawl_values(settings)
         updated = await set_values(client, settings, changes)
         await publish_policy(client, updated)  # politeness is decided at claim time
-        from crawler.control import enforce_caps
+        from crawler.control import enforce_caps, forget_robots
 
         await enforce_caps(client, updated, lifted=True)
-        return {k: v for k, v in crawl_values(updated).items() if k in changes}
+        after = crawl_values(updated)
+        if any(before[name] != after[name] for name in ROBOTS_SHAPING):
+            # Verdicts read for the old product token, or blocked by the old policy.
+            forgotten[0] = await forget_robots(client, updated)
+        return {k: v for k, v in after.items() if k in changes}
 
     for name, value in _with_crawl(ctx, redis, crawl, config, home, action).items():
         typer.echo(f"{name} = {json.dumps(value)}")
+    if forgotten[0]:
+        typer.echo(f"forgot {forgotten[0]} stored robots.txt verdicts: each is read again "
+                   "under the new value")
 
 
 @config_app.command("show")
