@@ -46,6 +46,22 @@ be listed in the README, and ``crawl config set`` names the live workers
 still using the old value (``still_old``)."""
 
 
+async def still_old(redis: Redis, crawl: str, changed: set[str]) -> list[str]:
+    """Warnings for changed settings running workers cannot take: each names them."""
+    from crawler.control import server_time
+    from crawler.workers import list_workers
+
+    names = sorted(changed & set(NOT_LIVE))
+    if not names:
+        return []
+    now_ms = int(await server_time(redis) * 1000)
+    running = [w.id for w in await list_workers(redis, crawl, now_ms) if w.alive]
+    if not running:
+        return []
+    return [f"{name}: running workers keep the old value until restarted ({NOT_LIVE[name]}): "
+            + ", ".join(running) for name in names]
+
+
 def crawl_wide() -> tuple[str, ...]:
     """Names of the settings that belong to the crawl and are stored with it."""
     return tuple(name for name, field in Settings.model_fields.items()

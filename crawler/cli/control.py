@@ -67,11 +67,13 @@ def config_set(
         crawl_values,
         parse_assignments,
         set_values,
+        still_old,
     )
     from crawler.politeness import publish_policy
 
     changes = parse_assignments(assignments)
     forgotten = [0]
+    warnings: list[str] = []
 
     async def action(client: Redis, settings: Settings) -> dict[str, Any]:
         before = crawl_values(settings)
@@ -81,6 +83,8 @@ def config_set(
 
         await enforce_caps(client, updated, lifted=True)
         after = crawl_values(updated)
+        warnings.extend(await still_old(client, updated.crawl,
+                                        {n for n in changes if before[n] != after[n]}))
         if any(before[name] != after[name] for name in ROBOTS_SHAPING):
             # Verdicts read for the old product token, or blocked by the old policy.
             forgotten[0] = await forget_robots(client, updated)
@@ -88,6 +92,8 @@ def config_set(
 
     for name, value in _with_crawl(ctx, redis, crawl, config, home, action).items():
         typer.echo(f"{name} = {json.dumps(value)}")
+    for warning in warnings:
+        typer.echo(f"crawl: warning: {warning}", err=True)
     if forgotten[0]:
         typer.echo(f"forgot {forgotten[0]} stored robots.txt verdicts: each is read again "
                    "under the new value")
