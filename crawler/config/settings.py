@@ -87,6 +87,7 @@ class Settings(BaseModel):
     extract_block_warning: float = _setting(0.25, "worker", "node", ge=0)
     metrics_port: int = _setting(0, "worker", "node", ge=0, le=65535)
     metrics_host: str = _setting("127.0.0.1", "worker", "node")
+    metrics_token: str = _setting("", "worker", "node")
     # [fetch]
     connect_timeout: float = _setting(10.0, "fetch", ge=0)
     read_timeout: float = _setting(20.0, "fetch", ge=0)

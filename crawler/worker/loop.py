@@ -26,7 +26,7 @@ from crawler.config import Settings
 from crawler.errors import CrawlError
 from crawler.fetch import Fetcher
 from crawler.frontier import ClaimResult, Frontier
-from crawler.metrics import WorkerMetrics, serve
+from crawler.metrics import WorkerMetrics, required_token, serve
 from crawler.politeness import publish_policy, start_deadline
 from crawler.revisit_schedule import DUE_POLL, adaptive, requeue_due
 from crawler.robots import RobotsCache
@@ -95,6 +95,9 @@ class Worker:
         self._crawl_rate: float | None = None  # the crawl's URLs done a second, the same
         self.steering = Steering(self)
         self.metrics = WorkerMetrics(self)
+        # Refused here, before anything runs, if /metrics would be open beyond loopback.
+        self._metrics_token = required_token(settings.metrics_host, settings.metrics_token,
+                                             "--metrics-port") if settings.metrics_port else None
         self._rate_mark = (time.monotonic(), 0)  # (when, pages) at the last heartbeat
 
     # -- the loop --------------------------------------------------------------
@@ -153,7 +156,7 @@ class Worker:
         async def render() -> bytes:
             return self.metrics.exposition()
 
-        return await serve(render, self.settings.metrics_host, port)
+        return await serve(render, self.settings.metrics_host, port, self._metrics_token)
 
     async def _crawl(self, runner: LeaseRunner) -> None:
         # This worker's limits, delays and overrides become the crawl's,
