@@ -10,6 +10,7 @@
   policy, the timeouts, the product token, WAIT's replicas...) changed.
 - The fetch timeouts and the address policy, on a real slow server: the
   next request takes the new value, a kept-alive connection included.
+- A worker's /metrics with a token (a node setting, beside these): 401 without it.
 """
 
 from __future__ import annotations
@@ -328,3 +329,34 @@ async def test_allow_private_turned_off_holds_for_a_kept_alive_connection(
             await fetcher.get(url)
     finally:
         await fetcher.close()
+
+
+async def test_a_workers_metrics_with_a_token_answer_only_scrapes_that_send_it(
+        redis: Redis, settings: Settings) -> None:
+    import urllib.error
+    import urllib.request
+
+    port = free_port()
+
+    def scrape(headers: dict[str, str]) -> int:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    worker, task = await running_worker(redis, settings.replace(
+        crawl="metricstoken", metrics_port=port, metrics_token="w0rker-t0ken"))
+    try:
+        for _ in range(500):  # /metrics starts just after the worker's other tasks
+            try:
+                first = await asyncio.to_thread(scrape, {})
+                break
+            except urllib.error.URLError:
+                await asyncio.sleep(0.02)
+        assert first == 401
+        assert await asyncio.to_thread(scrape, {"Authorization": "Bearer w0rker-t0ken"}) == 200
+    finally:
+        worker.abort()
+        await asyncio.wait_for(task, 30)
