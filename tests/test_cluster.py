@@ -82,6 +82,46 @@ async def test_the_client_finds_the_cluster_from_any_node(cluster: LocalCluster)
     await forced.aclose()
 
 
+def seed_list_url(cluster: LocalCluster, ports: list[int], scheme: str = "redis") -> str:
+    return f"{scheme}://{USER}:{PASSWORD}@" + ",".join(f"127.0.0.1:{p}" for p in ports) + "/0"
+
+
+def test_commands_start_when_the_first_of_several_seed_nodes_is_down(
+        cluster: LocalCluster, tmp_path: Path) -> None:
+    """`--redis` names several nodes, the first one dead (as a master that just
+    died would be): seed, a worker, status and export all start and do their job."""
+    dead = free_port()  # nothing listens there
+    alone = seed_list_url(cluster, [dead])
+    refused = crawl_cli("status", "--redis", alone, "--crawl", "seeds")
+    assert refused.returncode == 2 and "cannot reach Redis" in refused.stderr  # the old case
+    url = seed_list_url(cluster, [dead, *(n.port for n in cluster.nodes[1:3])], "redis+cluster")
+    spec = SiteSpec(hosts=2, pages=12, port=free_port())
+    with SiteServer(spec):
+        (tmp_path / "seeds.txt").write_text("\n".join(spec.seeds()))
+        seeded = crawl_cli("seed", "--redis", url, "--crawl", "seeds", str(tmp_path / "seeds.txt"))
+        assert seeded.returncode == 0, seeded.stderr
+        crawled = worker_proc(url, "seeds")
+        assert crawled.wait(120) == 0, crawled.stderr.read() if crawled.stderr else b""
+    status = crawl_cli("status", "--redis", url, "--crawl", "seeds")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["done"] == len(expected(spec))
+    records = export(seed_list_url(cluster, [dead, cluster.nodes[-1].port]), "seeds", tmp_path)
+    assert Counter(r["url"] for r in records) == Counter(list(expected(spec)))
+
+
+def test_several_seed_nodes_all_down_is_one_line_without_the_password(
+        cluster: LocalCluster) -> None:
+    url = seed_list_url(cluster, [free_port(), free_port()])
+    done = crawl_cli("status", "--redis", url, "--crawl", "seeds")
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert f"cannot reach Redis at redis://{USER}:***@127.0.0.1:" in line, line
+    assert PASSWORD not in done.stderr
+    bad = crawl_cli("status", "--redis", url.replace("/0", ",127.0.0.1:x/0"))
+    assert bad.returncode == 2 and "seed node 3: port 'x'" in bad.stderr, bad.stderr
+    assert PASSWORD not in bad.stderr
+
+
 def test_a_crawl_on_a_cluster_gives_one_correct_record_per_page(
         cluster: LocalCluster, tmp_path: Path) -> None:
     spec = SiteSpec(hosts=6, pages=60, port=free_port())

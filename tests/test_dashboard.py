@@ -22,9 +22,9 @@ from redis.asyncio import Redis
 from crawler.bench.sitegen import SiteServer, SiteSpec, free_port
 from crawler.config import Settings
 from crawler.dashboard import make_app
-from crawler.dashboard.auth import ACTION_HEADER, COOKIE, token_for
 from crawler.dashboard.feed import DoneSamples, latest_results, rate_series
 from crawler.observe import control
+from crawler.observe.access import ACTION_HEADER, COOKIE, token_for
 from crawler.observe.status import crawl_status
 from crawler.store.layout import crawl_layout
 

@@ -98,3 +98,21 @@ def test_the_grafana_dashboard_asks_only_for_metrics_the_crawler_serves() -> Non
     assert asked and not missing, missing
     prometheus = yaml.safe_load((DOCKER / "prometheus.yml").read_text())
     assert {job["job_name"] for job in prometheus["scrape_configs"]} == {"crawl", "workers"}
+
+
+def test_metrics_served_beyond_loopback_carry_a_token_prometheus_sends() -> None:
+    compose = load(DOCKER / "compose.yaml")
+    serving = {name: s for name, s in compose["services"].items()
+               if "0.0.0.0" in str(s.get("command", ""))
+               or (s.get("environment") or {}).get("CRAWL_METRICS_HOST") == "0.0.0.0"}
+    assert set(serving) == {"worker", "metrics"}
+    for name, service in serving.items():  # unset: compose refuses to start
+        assert service["environment"]["CRAWL_METRICS_TOKEN"].startswith(
+            "${CRAWL_METRICS_TOKEN:?"), name
+    token_file = "/etc/prometheus/metrics_token"
+    assert compose["configs"]["metrics_token"]["content"].startswith("${CRAWL_METRICS_TOKEN:?")
+    assert {"source": "metrics_token", "target": token_file} in \
+        compose["services"]["prometheus"]["configs"]
+    prometheus = load(DOCKER / "prometheus.yml")
+    for job in prometheus["scrape_configs"]:
+        assert job["authorization"]["credentials_file"] == token_file, job["job_name"]

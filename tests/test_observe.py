@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -171,3 +172,86 @@ def test_status_watch_draws_the_view_and_stops_on_ctrl_c(redis_url: str) -> None
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "queued" in out and "busiest hosts" in out and "127.0.0.2:9" in out
+
+
+# -- who may scrape: loopback by default, a bearer token anywhere else -----------------------
+
+
+def test_metrics_beyond_loopback_need_a_token_by_the_address() -> None:
+    from crawler.errors import CrawlError
+    from crawler.observe.metrics import required_token
+
+    for host in ("127.0.0.1", "127.0.0.5", "::1", "[::1]", "localhost"):
+        assert required_token(host, None, "x") is None, host
+        assert required_token(host, "t0k", "x") == "t0k", host  # given: required there too
+    for host in ("0.0.0.0", "::", "10.1.2.3", "192.168.1.7", "metrics.example"):
+        with pytest.raises(CrawlError, match="needs a token"):
+            required_token(host, None, "crawl metrics")
+        with pytest.raises(CrawlError):
+            required_token(host, "", "crawl metrics")  # an empty CRAWL_METRICS_TOKEN is none
+        assert required_token(host, "t0k", "x") == "t0k"
+
+
+def test_serving_metrics_beyond_loopback_without_a_token_is_refused_before_binding(
+        redis_url: str) -> None:
+    port = free_port()
+    served = cli("metrics", "--redis", redis_url, "--crawl", "metricsauth", "--host", "0.0.0.0",
+                 "--port", str(port))
+    assert served.returncode == 2, served.stderr
+    [line] = served.stderr.strip().splitlines()
+    assert "crawl metrics on 0.0.0.0" in line and "needs a token" in line, line
+    worker = subprocess.run(
+        [sys.executable, "-m", "crawler", "worker", "--redis", redis_url, "--crawl",
+         "metricsauth", "--metrics-port", str(port)], cwd=ROOT,
+        env={**env(), "CRAWL_METRICS_HOST": "0.0.0.0"}, capture_output=True, text=True,
+        timeout=60)
+    assert worker.returncode == 2, worker.stderr
+    assert "--metrics-port on 0.0.0.0" in worker.stderr and "needs a token" in worker.stderr
+
+
+def _get(port: int, headers: dict[str, str]) -> tuple[int, str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except urllib.error.URLError:
+        return 0, ""  # not listening yet
+
+
+def test_with_a_token_every_scrape_must_send_it(redis_url: str) -> None:
+    port = free_port()
+    served = subprocess.Popen(
+        [sys.executable, "-m", "crawler", "metrics", "--redis", redis_url, "--crawl",
+         "metricsauth", "--port", str(port)], cwd=ROOT,
+        env={**env(), "CRAWL_METRICS_TOKEN": "s3cret-scrape"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: _get(port, {})[0] == 401, 30, "crawl metrics to answer")
+        assert _get(port, {"Authorization": "Bearer wrong"})[0] == 401
+        assert _get(port, {"Authorization": "Basic s3cret-scrape"})[0] == 401
+        code, body = _get(port, {"Authorization": "Bearer s3cret-scrape"})
+        assert code == 200 and "crawl_queued" in body
+    finally:
+        served.terminate()
+        served.wait(10)
+
+
+async def test_without_a_token_only_a_loopback_host_name_is_answered() -> None:
+    from crawler.observe.metrics import serve
+
+    async def render() -> bytes:
+        return b"crawler_up 1\n"
+
+    port = free_port()
+    runner = await serve(render, "127.0.0.1", port, None)
+    try:
+        import asyncio
+
+        ok = await asyncio.to_thread(_get, port, {})
+        rebound = await asyncio.to_thread(_get, port, {"Host": f"evil.example:{port}"})
+    finally:
+        await runner.cleanup()
+    assert ok == (200, "crawler_up 1\n")
+    assert rebound[0] == 403  # a page on another name reaching 127.0.0.1 (DNS rebinding)

@@ -65,20 +65,39 @@ def config_set(
 ) -> None:
     """Change crawl-wide settings; every running worker picks them up within seconds."""
     from crawler.frontier.politeness import publish_policy
-    from crawler.store.crawl_settings import crawl_values, parse_assignments, set_values
+    from crawler.store.crawl_settings import (
+        ROBOTS_SHAPING,
+        crawl_values,
+        parse_assignments,
+        set_values,
+    )
 
     changes = parse_assignments(assignments)
+    forgotten = [0]
+    warnings: list[str] = []
 
     async def action(client: Redis, settings: Settings) -> dict[str, Any]:
+        before = crawl_values(settings)
         updated = await set_values(client, settings, changes)
         await publish_policy(client, updated)  # politeness is decided at claim time
-        from crawler.observe.control import enforce_caps
+        from crawler.observe.control import enforce_caps, forget_robots, still_old
 
         await enforce_caps(client, updated, lifted=True)
-        return {k: v for k, v in crawl_values(updated).items() if k in changes}
+        after = crawl_values(updated)
+        warnings.extend(await still_old(client, updated.crawl,
+                                        {n for n in changes if before[n] != after[n]}))
+        if any(before[name] != after[name] for name in ROBOTS_SHAPING):
+            # Verdicts read for the old product token, or blocked by the old policy.
+            forgotten[0] = await forget_robots(client, updated)
+        return {k: v for k, v in after.items() if k in changes}
 
     for name, value in _with_crawl(ctx, redis, crawl, config, home, action).items():
         typer.echo(f"{name} = {json.dumps(value)}")
+    for warning in warnings:
+        typer.echo(f"crawl: warning: {warning}", err=True)
+    if forgotten[0]:
+        typer.echo(f"forgot {forgotten[0]} stored robots.txt verdicts: each is read again "
+                   "under the new value")
 
 
 @config_app.command("show")

@@ -38,6 +38,7 @@ from crawler.cli.options import (
     MaxPagesPerHostOpt,
     MaxPerHostOpt,
     MetricsPortOpt,
+    MetricsTokenOpt,
     ObeyRobotsOpt,
     ProcessesOpt,
     ReadTimeoutOpt,
@@ -154,6 +155,7 @@ def worker(
     total_timeout: TotalTimeoutOpt = None,
     lease_time: LeaseTimeOpt = None,
     metrics_port: MetricsPortOpt = None,
+    metrics_token: MetricsTokenOpt = None,
     log_level_name: LogLevelOpt = None,
     verbose: VerboseOpt = 0,
     extract: ExtractOpt = None,
@@ -177,8 +179,12 @@ def worker(
         include=tuple(include) if include else None,
         exclude=tuple(exclude) if exclude else None, max_pages_per_host=max_pages_per_host,
         contact_url=contact_url, connect_timeout=connect_timeout, read_timeout=read_timeout,
-        total_timeout=total_timeout, metrics_port=metrics_port, extract=extract,
-        extract_in_thread=extract_in_thread, warc_dir=warc)
+        total_timeout=total_timeout, metrics_port=metrics_port, metrics_token=metrics_token,
+        extract=extract, extract_in_thread=extract_in_thread, warc_dir=warc)
+    if settings.metrics_port:  # one line now, not one a process after connecting
+        from crawler.observe.metrics import required_token
+
+        required_token(settings.metrics_host, settings.metrics_token, "--metrics-port")
     if settings.extract:  # a hook that does not import: one line now, not at every worker
         from crawler.pages.extract import load_hook
 

@@ -41,7 +41,7 @@ def dashboard(
     from aiohttp import web
 
     from crawler.dashboard import make_app
-    from crawler.dashboard.auth import token_for
+    from crawler.observe.access import token_for
 
     settings = settings_for(ctx, redis=redis, crawl=crawl, config=config, home=home)
     required, generated = token_for(host, token)

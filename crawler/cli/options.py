@@ -95,6 +95,9 @@ TotalTimeoutOpt = Annotated[float | None, setting_option(
 MetricsPortOpt = Annotated[int | None, setting_option(
     "metrics_port", "Serve Prometheus /metrics on this port (process i of N: port + i); "
                     "0 = off.")]
+MetricsTokenOpt = Annotated[str | None, setting_option(
+    "metrics_token", "Bearer token every scrape of /metrics must send; required when "
+                     "metrics_host is not loopback (the environment keeps it out of ps).")]
 ExtractOpt = Annotated[str | None, setting_option(
     "extract", "Extraction hook run on every page, module.path:function; its result is the "
                "record's data.", metavar="MODULE:FUNCTION")]

@@ -140,13 +140,19 @@ def metrics(
     ctx: typer.Context, redis: RedisOpt = None, crawl: CrawlOpt = None,
     config: ConfigOpt = None, home: HomeOpt = None,
     port: Annotated[int, typer.Option(help="Port for /metrics.")] = 9464,
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(
+        help="Address to bind. Anything but loopback requires a token.")] = "127.0.0.1",
+    token: Annotated[str | None, typer.Option(
+        help="Bearer token every scrape must send (Authorization: Bearer TOKEN). "
+             "[default: none on loopback; required elsewhere; env CRAWL_METRICS_TOKEN]",
+        show_default=False)] = None,
 ) -> None:
     """Serve the crawl-wide gauges (queued, leased, done, shards, Redis memory) for Prometheus."""
     from crawler.observe import metrics as prom
     from crawler.observe.status import crawl_status
 
     settings = settings_for(ctx, redis=redis, crawl=crawl, config=config, home=home)
+    required = prom.required_token(host, token or settings.metrics_token, "crawl metrics")
 
     async def main() -> None:
         client, s = await open_crawl(settings)
@@ -155,7 +161,7 @@ def metrics(
             status = await crawl_status(client, s, memory=False)
             return prom.exposition(prom.crawl_families(status, await used_memory(client)))
 
-        runner = await prom.serve(render_metrics, host, port)
+        runner = await prom.serve(render_metrics, host, port, required)
         typer.echo(f"serving http://{host}:{port}/metrics for crawl {s.crawl!r}", err=True)
         try:
             await asyncio.Event().wait()

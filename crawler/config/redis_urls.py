@@ -3,6 +3,11 @@
 Checked when the setting is read, before any client is built: redis-py
 would raise a bare ``ValueError`` deep inside its pool (``Port could not be
 cast to integer``), or quietly use ``localhost`` for a URL with no host.
+
+A cluster URL may name several seed nodes, comma-separated, sharing the
+credentials, database and options: ``redis+cluster://user:pw@n1:7000,n2:7000/0``.
+The client tries them in turn, so a command still starts when the node named
+first is a master that just died (crawler.connection).
 """
 
 from __future__ import annotations
@@ -25,8 +30,49 @@ def redact(url: str) -> str:
     return url
 
 
+DEFAULT_PORT = 6379
+
+
+def _split_nodes(url: str) -> tuple[str, str, list[str], str]:
+    """(``scheme://``, ``userinfo@`` or "", each ``host:port`` named, the rest: path and query)."""
+    scheme, _, rest = url.partition("://")
+    end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0),
+              default=len(rest))
+    netloc, tail = rest[:end], rest[end:]
+    creds, at, hosts = netloc.rpartition("@")
+    return f"{scheme}://", creds + at, hosts.split(","), tail
+
+
+def node_urls(url: str) -> list[str]:
+    """One URL for each node ``url`` names (one, unless it lists several seed nodes)."""
+    scheme, creds, hosts, tail = _split_nodes(url)
+    if len(hosts) < 2 or url.startswith("unix://"):
+        return [url]
+    return [f"{scheme}{creds}{host}{tail}" for host in hosts]
+
+
+def seed_nodes(url: str) -> list[tuple[str, int]]:
+    """(host, port) of every node ``url`` names, in the order given."""
+    out = []
+    for one in node_urls(url):
+        parts = urlsplit(one)
+        out.append((parts.hostname or "", parts.port or DEFAULT_PORT))
+    return out
+
+
+def names_several_nodes(url: str) -> bool:
+    return len(node_urls(url)) > 1
+
+
 def url_problem(url: str) -> str | None:
     """What is wrong with ``url`` as a Redis URL, in a few words; None if nothing is."""
+    if url.startswith(REDIS_SCHEMES) and not url.startswith("unix://") \
+            and len(_split_nodes(url)[2]) > 1:
+        for i, one in enumerate(node_urls(url), 1):
+            problem = url_problem(one)
+            if problem:
+                return f"seed node {i}: {problem}"
+        return None
     if not url.startswith(REDIS_SCHEMES):
         what = f"unknown scheme {url.split('://', 1)[0]}://" if "://" in url else "no scheme"
         return f"{what}; use " + ", ".join(REDIS_SCHEMES[:-1]) + " or " + REDIS_SCHEMES[-1]

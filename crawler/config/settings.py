@@ -90,6 +90,7 @@ class Settings(BaseModel):
     extract_block_warning: float = _setting(0.25, "worker", "node", ge=0)
     metrics_port: int = _setting(0, "worker", "node", ge=0, le=65535)
     metrics_host: str = _setting("127.0.0.1", "worker", "node")
+    metrics_token: str = _setting("", "worker", "node")
     # [fetch]
     connect_timeout: float = _setting(10.0, "fetch", ge=0)
     read_timeout: float = _setting(20.0, "fetch", ge=0)
@@ -227,7 +228,8 @@ HOST_KEYS = tuple(HostPolicy.model_fields)
 # -- what each setting must be ------------------------------------------------------------
 
 _EXPECTED_SPECIAL = {
-    "redis_url": "a redis://, rediss://, redis+cluster://, rediss+cluster:// or unix:// URL",
+    "redis_url": "a redis://, rediss://, redis+cluster://, rediss+cluster:// or unix:// URL "
+                 "(a cluster's may name several nodes: redis+cluster://n1:7000,n2:7000)",
     "crawl": "a name without braces, colons or spaces",
     "allow_cidrs": "CIDR networks such as 10.0.0.0/8",
     "include": "regular expressions (Python re syntax)",

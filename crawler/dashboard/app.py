@@ -24,9 +24,9 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from crawler.config import Settings
-from crawler.dashboard.auth import guard
 from crawler.dashboard.feed import POLL_EVERY, Feed
 from crawler.observe import control
+from crawler.observe.access import guard
 
 KEEPALIVE = 15.0
 """Seconds of silence after which the stream sends a comment, so proxies keep it open."""

@@ -55,6 +55,11 @@ class HostPolicies:
         self._computed: dict[str, tuple[int, int]] = {}
         self._sent: set[tuple[str, str]] = set()
 
+    def use(self, settings: Settings) -> None:
+        """Changed crawl settings: hosts' policies computed again from them."""
+        self.settings = settings
+        self._computed.clear()
+
     def policy(self, host: str) -> tuple[int, int]:
         cached = self._computed.get(host)
         if cached is None:

@@ -129,6 +129,18 @@ class Frontier:
         self._last_shares: list[int] = []
         self._results_kept_warned = -RESULTS_KEPT_WARN_EVERY
 
+    def use(self, settings: Settings) -> None:
+        """Changed crawl settings (``crawl config set``): from the next call on.
+
+        Politeness limits and delays need nothing more: ``crawl config set``
+        publishes them to the frontier, where claims decide them.
+        """
+        self.settings = settings
+        self.scripts.wait_replicas = settings.wait_replicas
+        self.scripts.wait_timeout_ms = int(settings.wait_timeout * 1000)
+        self._policies.use(settings)
+        self.keyer.by_ip = settings.politeness_key == "ip"
+
     @property
     def round_trips(self) -> int:
         """Redis round trips this frontier made, for the benchmark."""

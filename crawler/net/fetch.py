@@ -69,30 +69,63 @@ class Response:
         return self.content_type in HTML_TYPES
 
 
+def client_timeout(settings: Settings) -> aiohttp.ClientTimeout:
+    """The fetch timeouts, given with each request so that a change applies to the next one."""
+    return aiohttp.ClientTimeout(total=settings.total_timeout,
+                                 sock_connect=settings.connect_timeout,
+                                 sock_read=settings.read_timeout)
+
+
 class Fetcher:
     """One worker's HTTP client: a pooled session, its SSRF guard, timeouts and caps.
 
     ``resolver`` replaces the system resolver under the guard (tests use a stub).
+    ``use`` applies changed crawl settings (``crawl config set``) from the next
+    request on; every request reads ``session`` and ``timeout`` when it starts.
     """
 
     def __init__(self, settings: Settings, *, resolver: AbstractResolver | None = None) -> None:
         self.settings = settings
-        self.policy = AddressPolicy(settings.allow_private, settings.allow_cidrs)
+        self._resolver = resolver
+        self.timeout = client_timeout(settings)
+        self.policy, self.session = self._open(settings)
+        self._retired: list[aiohttp.ClientSession] = []
+
+    def _open(self, settings: Settings) -> tuple[AddressPolicy, aiohttp.ClientSession]:
+        policy = AddressPolicy(settings.allow_private, settings.allow_cidrs)
         connector = aiohttp.TCPConnector(
             limit=settings.concurrency, limit_per_host=0, ttl_dns_cache=300,
-            resolver=GuardedResolver(self.policy, resolver), ssl=ssl.create_default_context(),
+            resolver=GuardedResolver(policy, self._resolver), ssl=ssl.create_default_context(),
         )
-        timeout = aiohttp.ClientTimeout(total=settings.total_timeout,
-                                        sock_connect=settings.connect_timeout,
-                                        sock_read=settings.read_timeout)
-        self.session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar(),
+        session = aiohttp.ClientSession(
+            connector=connector, timeout=client_timeout(settings),
+            cookie_jar=aiohttp.DummyCookieJar(),
             headers={"User-Agent": settings.full_user_agent,
                      "Accept": ACCEPT},
             auto_decompress=True, trust_env=False, raise_for_status=False)
+        return policy, session
+
+    def use(self, settings: Settings) -> None:
+        """Fetch with changed crawl settings from the next request on.
+
+        A changed address policy (``allow_private``, ``allow_cidrs``) gets a new
+        session: the old one's DNS cache and kept-alive connections were let
+        through by the old policy, and a connection reused skips the resolver.
+        The old session serves the requests already in flight; it is closed
+        with the fetcher (one a policy change, an operator's act: few).
+        """
+        old, self.settings = self.settings, settings
+        self.timeout = client_timeout(settings)
+        if (old.allow_private, old.allow_cidrs) != (settings.allow_private,
+                                                    settings.allow_cidrs):
+            self._retired.append(self.session)
+            self.policy, self.session = self._open(settings)
+        self.session.headers["User-Agent"] = settings.full_user_agent
 
     async def close(self) -> None:
-        await self.session.close()
+        for session in (*self._retired, self.session):
+            await session.close()
+        self._retired.clear()
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -128,7 +161,7 @@ class Fetcher:
                 for _hop in range(hops + 1):
                     check_literal_address(current, self.policy)
                     async with self.session.get(current, allow_redirects=False,
-                                                headers=headers) as resp:
+                                                headers=headers, timeout=self.timeout) as resp:
                         if resp.status in REDIRECT_STATUSES and "Location" in resp.headers:
                             target = redirect_target(current, resp.headers["Location"],
                                                      resp.status)

@@ -169,14 +169,29 @@ class RobotsCache:
         self.settings = settings
         self.agent = product_token(settings.user_agent)
         self.local: OrderedDict[str, Verdict] = OrderedDict()
-        # The holder's fetch ends within total_timeout (Fetcher.get enforces it); a
-        # longer lock only stalls the host when the holder was killed mid-fetch.
-        self.lock_ttl = min(LOCK_TTL, settings.total_timeout + 5)
         self.fetches = 0  # robots.txt requests this process made
         # Given a 2xx robots.txt (reduced), the add calls queueing its sitemaps
         # (crawler.worker.sitemap): run in the verdict's round trip.
         self.on_sitemaps: Callable[[str], Awaitable[list[Call]]] | None = None
         self.waits = 0  # times it waited for another worker's fetch
+
+    @property
+    def lock_ttl(self) -> float:
+        # The holder's fetch ends within total_timeout (Fetcher.get enforces it); a
+        # longer lock only stalls the host when the holder was killed mid-fetch.
+        return min(LOCK_TTL, self.settings.total_timeout + 5)
+
+    def use(self, settings: Settings) -> None:
+        """Changed crawl settings (``crawl config set``): from the next verdict on.
+
+        Verdicts this process keeps were read for the old product token or
+        address policy: forgotten when those change.
+        """
+        old, self.settings = self.settings, settings
+        self.agent = product_token(settings.user_agent)
+        if (old.user_agent, old.allow_private, old.allow_cidrs) != (
+                settings.user_agent, settings.allow_private, settings.allow_cidrs):
+            self.local.clear()
 
     async def check(self, lease: Lease, deadline: float = math.inf) -> None:
         """Return if the lease's URL may be fetched, else raise.

@@ -245,6 +245,39 @@ async def drop_queue(redis: Redis, settings: Settings) -> int:
     return total
 
 
+async def forget_robots(redis: Redis, settings: Settings) -> int:
+    """Delete the crawl's stored robots.txt verdicts (``forget_robots.lua``); returns how many.
+
+    For a change of the settings a verdict was made under (the product token
+    it was read for, the address policy that let it be fetched or blocked it).
+    """
+    from crawler.frontier import Frontier
+
+    frontier = Frontier(redis, settings)
+    total = 0
+    try:
+        for shard in _shards(settings):
+            prefix = shard.robots_prefix
+            batch: list[str] = []
+            async for raw in _node_of(redis, shard).scan_iter(match=prefix + "*", count=1000):
+                batch.append((raw.decode() if isinstance(raw, bytes) else raw)[len(prefix):])
+                if len(batch) == 500:
+                    total += await _forget(frontier, shard, batch)
+                    batch = []
+            total += await _forget(frontier, shard, batch)
+    finally:
+        await frontier.scripts.close()
+    return total
+
+
+async def _forget(frontier: Any, shard: keys.ShardKeys, origins: list[str]) -> int:
+    if not origins:
+        return 0
+    [forgotten] = await frontier.scripts.run([("forget_robots", shard.script_keys,
+                                               [shard.base, *origins])])
+    return int(forgotten)
+
+
 async def _drop(frontier: Any, shard: keys.ShardKeys, first: bool, hosts: list[str]) -> int:
     [dropped] = await frontier.scripts.run([("drop", shard.script_keys,
                                              [shard.base, int(first), *hosts])])
@@ -259,3 +292,19 @@ def _node_of(redis: Redis, shard: keys.ShardKeys) -> Any:
         return redis
     node = redis.get_node_from_key(shard.base)
     return redis.get_redis_connection(node)
+
+
+async def still_old(redis: Redis, crawl: str, changed: set[str]) -> list[str]:
+    """Warnings for changed settings running workers cannot take: each names them."""
+    from crawler.frontier.workers import list_workers
+    from crawler.store.crawl_settings import NOT_LIVE
+
+    names = sorted(changed & set(NOT_LIVE))
+    if not names:
+        return []
+    now_ms = int(await server_time(redis) * 1000)
+    running = [w.id for w in await list_workers(redis, crawl, now_ms) if w.alive]
+    if not running:
+        return []
+    return [f"{name}: running workers keep the old value until restarted ({NOT_LIVE[name]}): "
+            + ", ".join(running) for name in names]

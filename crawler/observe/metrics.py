@@ -9,6 +9,14 @@ robots fetches) are read when scraped, not counted twice.
 ``crawl metrics --port`` serves the crawl-wide gauges, read from the
 frontier at each scrape (the same numbers as ``crawl status``): queued,
 leased, done, errors, per-shard sizes, live workers, Redis memory per node.
+
+Who may scrape, the dashboard's rule (crawler.observe.access): bound to
+loopback, no token is needed (one given is required all the same); bound
+anywhere else, serving is refused without a token. With a token, a scrape
+without ``Authorization: Bearer <token>`` is 401 (Prometheus:
+``authorization: {credentials_file: ...}`` in the scrape config). Without
+one, only a loopback ``Host`` is answered, so a web page cannot read the
+metrics through DNS rebinding.
 """
 
 from __future__ import annotations
@@ -147,13 +155,56 @@ def exposition(families: list[GaugeMetricFamily]) -> bytes:
     return generate_latest(registry)
 
 
-async def serve(render: Callable[[], Awaitable[bytes]], host: str, port: int) -> web.AppRunner:
-    """Serve ``/metrics`` from this event loop; the caller cleans the runner up."""
+TOKEN_ENV = "CRAWL_METRICS_TOKEN"
+
+
+def required_token(host: str, token: str | None, what: str) -> str | None:
+    """The token scrapes of ``what`` bound to ``host`` must send; None on loopback without one.
+
+    Raises CrawlError for an address beyond loopback without a token: the
+    metrics (hosts, rates, Redis nodes) are not for anyone who can reach it.
+    """
+    from crawler.errors import CrawlError
+    from crawler.observe.access import is_loopback
+
+    if token:
+        return token
+    if is_loopback(host):
+        return None
+    raise CrawlError(f"{what} on {host}: an address beyond loopback needs a token (set "
+                     f"{TOKEN_ENV}, or --metrics-token / --token); scrapes then send "
+                     "Authorization: Bearer <token>")
+
+
+def _bearer_guard(token: str | None) -> Any:
+    from crawler.observe.access import bearer_token, host_name, is_loopback, token_matches
+
+    @web.middleware
+    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
+        if token is None:
+            if not is_loopback(host_name(request).lower()):
+                raise web.HTTPForbidden(text="/metrics answers only on a loopback host name "
+                                             "(give a token to serve beyond loopback)")
+        elif not token_matches(bearer_token(request), token):
+            raise web.HTTPUnauthorized(text="token required: Authorization: Bearer <token>",
+                                       headers={"WWW-Authenticate": "Bearer"})
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return check
+
+
+async def serve(render: Callable[[], Awaitable[bytes]], host: str, port: int,
+                token: str | None = None) -> web.AppRunner:
+    """Serve ``/metrics`` from this event loop; the caller cleans the runner up.
+
+    ``token``: what ``required_token`` gave; every scrape must send it.
+    """
     async def metrics(_request: web.Request) -> web.Response:
         body = await render()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
-    app = web.Application()
+    app = web.Application(middlewares=[_bearer_guard(token)])
     app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

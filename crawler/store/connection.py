@@ -2,10 +2,13 @@
 
 A cluster is found by asking the server (``INFO cluster``: ``cluster_enabled:1``),
 or forced by ``redis+cluster://`` and ``rediss+cluster://``; any node serves as
-the seed node. The client is then redis-py's ``RedisCluster`` with the same
-password, ACL user, TLS and bounds. It is returned typed as ``Redis``: the
-commands the crawler sends are the same, and where they differ (script
-pipelines, multi-stream reads, SCAN) the code asks ``is_cluster``.
+the seed node. A URL naming several nodes (``redis+cluster://n1:7000,n2:7000``)
+is a cluster's: they are redis-py's ``startup_nodes``, tried in turn until one
+answers, so a client still starts when a named node is down. The client is
+then redis-py's ``RedisCluster`` with the same password, ACL user, TLS and
+bounds. It is returned typed as ``Redis``: the commands the crawler sends are
+the same, and where they differ (script pipelines, multi-stream reads, SCAN)
+the code asks ``is_cluster``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from crawler.config import Settings
-from crawler.config.redis_urls import redact, url_problem
+from crawler.config.redis_urls import (
+    names_several_nodes,
+    node_urls,
+    redact,
+    seed_nodes,
+    url_problem,
+)
 from crawler.errors import ConfigError, RedisUnavailable
 from crawler.store.server import ensure_server
 
@@ -129,9 +138,18 @@ def make_node_client(host: str, port: int, cluster_kwargs: dict[str, Any],
 
 
 def make_cluster_client(url: str, *, max_connections: int = 64) -> Redis:
-    """A RedisCluster client with the bounds of ``make_client``, typed as Redis."""
+    """A RedisCluster client with the bounds of ``make_client``, typed as Redis.
+
+    Every node ``url`` names is a startup node: the slot map is read from the
+    first of them that answers (redis-py tries them in turn, in random order).
+    """
+    from redis.asyncio.cluster import ClusterNode
+
+    first, *others = node_urls(plain_url(url))
     cluster = RedisCluster.from_url(
-        plain_url(url), decode_responses=True, max_connections=max_connections,
+        first, startup_nodes=[ClusterNode(host, port) for host, port in seed_nodes(url)[1:]]
+        if others else None,
+        decode_responses=True, max_connections=max_connections,
         socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=5.0, health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), COMMAND_RETRIES))
     return cluster  # type: ignore[return-value]
@@ -150,7 +168,7 @@ async def connect(settings: Settings) -> Redis:
     """A checked client for the crawl's Redis (one server or a cluster), or RedisUnavailable."""
     url = redis_url(settings)
     size = settings.concurrency + 32
-    forced = plain_url(url) != url
+    forced = plain_url(url) != url or names_several_nodes(url)
     problem = url_problem(url)
     if problem:
         raise ConfigError("redis_url", f"bad Redis URL {redact(url)}: {problem}", show_key=False)

@@ -33,6 +33,18 @@ LAYOUT = ("shards", "shard_tags", "expected_urls", "dedup_bucket_bits")
 
 STORED_ORIGIN = "the crawl's stored settings"
 
+ROBOTS_SHAPING = ("user_agent", "allow_private", "allow_cidrs")
+"""Settings a stored robots.txt verdict was made under: changing one forgets the verdicts."""
+
+NOT_LIVE: dict[str, str] = {}
+"""Crawl-wide settings a running worker cannot take without a restart: name -> why.
+
+None today: every one is applied by ``Steering.apply`` from the next URL,
+request or call on (tests/test_live_settings.py walks a running worker for
+old values, for every crawl-wide setting of the model). One added here must
+be listed in the README, and ``crawl config set`` names the live workers
+still using the old value (``still_old``)."""
+
 
 def crawl_wide() -> tuple[str, ...]:
     """Names of the settings that belong to the crawl and are stored with it."""

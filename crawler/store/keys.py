@@ -223,6 +223,11 @@ class ShardKeys:
     def robots(self, host: str) -> str:
         return f"{self.base}robots:{host}"
 
+    @property
+    def robots_prefix(self) -> str:
+        """What the verdict keys start with: SCAN them with this and ``*``."""
+        return f"{self.base}robots:"
+
     def robots_lock(self, host: str) -> str:
         return f"{self.base}robots_lock:{host}"
 

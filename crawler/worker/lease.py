@@ -33,6 +33,7 @@ from crawler.worker.watch import InFlight
 
 if TYPE_CHECKING:
     from crawler.config import Settings
+    from crawler.pages.scope import Scope
     from crawler.worker.parts import WorkerParts
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -59,6 +60,15 @@ class LeaseRunner:
             self.robots.on_sitemaps = self.sitemaps.robots_sitemap_calls
         self.extractor = Extractor.from_settings(worker.settings)  # None: no hook
         self.warc = WarcCapture.from_settings(worker.settings)  # None: no capture
+
+    def use(self, settings: Settings, scope: Scope) -> None:
+        """Changed crawl settings (``crawl config set``): from the next lease on."""
+        self.settings = settings
+        self.scope = scope
+        self.agent = product_token(settings.user_agent)
+        self.robots.on_sitemaps = self.sitemaps.robots_sitemap_calls if settings.sitemaps \
+            else None
+        self.set_hook(settings)
 
     def set_hook(self, settings: Settings) -> None:
         """Use the crawl's changed ``extract`` (crawl config set); keep the old hook if it fails."""

@@ -102,6 +102,13 @@ class Worker:
             from crawler.observe.metrics import WorkerMetrics
 
             self.metrics = WorkerMetrics(self)
+        # Refused here, before anything runs, if /metrics would be open beyond loopback.
+        self._metrics_token: str | None = None
+        if settings.metrics_port:
+            from crawler.observe.metrics import required_token
+
+            self._metrics_token = required_token(settings.metrics_host, settings.metrics_token,
+                                                 "--metrics-port")
         self._rate_mark = (time.monotonic(), 0)  # (when, pages) at the last heartbeat
 
     # -- the loop --------------------------------------------------------------
@@ -162,7 +169,7 @@ class Worker:
         async def render() -> bytes:
             return self.metrics.exposition()
 
-        return await serve(render, self.settings.metrics_host, port)
+        return await serve(render, self.settings.metrics_host, port, self._metrics_token)
 
     def scrape_counts(self) -> ScrapeCounts:
         """What /metrics reads of this worker when scraped."""

@@ -40,6 +40,7 @@ from crawler.results import dumps, make_record
 from crawler.urls import canonicalize
 
 if TYPE_CHECKING:
+    from crawler.config import Settings
     from crawler.worker.parts import RunnerParts
     from crawler.worker.watch import InFlight
 
@@ -74,7 +75,10 @@ class SitemapReader:
 
     def __init__(self, runner: RunnerParts) -> None:
         self.runner = runner
-        self.settings = runner.settings
+
+    @property
+    def settings(self) -> Settings:
+        return self.runner.settings  # the crawl's, as changed by ``crawl config set``
 
     async def robots_sitemap_calls(self, reduced_robots: str) -> list[Call]:
         """add.lua calls queueing the in-scope sitemaps a robots.txt names, at depth 0."""
@@ -106,7 +110,8 @@ class SitemapReader:
         try:
             check_literal_address(lease.url, fetcher.policy)
             async with asyncio.timeout_at(deadline):
-                resp = await fetcher.session.get(lease.url, allow_redirects=False)
+                resp = await fetcher.session.get(lease.url, allow_redirects=False,
+                                                 timeout=fetcher.timeout)
         except Exception as exc:
             raise classify(exc) from exc
         try:

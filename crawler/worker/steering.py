@@ -16,7 +16,6 @@ import logging
 from typing import TYPE_CHECKING
 
 from crawler.config import Settings
-from crawler.net.robots import product_token
 from crawler.observe import control
 from crawler.observe.overview import sample_done
 from crawler.pages.scope import Scope
@@ -81,24 +80,22 @@ class Steering:
             w.request_stop()
 
     def apply(self, settings: Settings) -> None:
-        """Use new crawl-wide settings from the next URL on.
+        """Use new crawl-wide settings from the next URL, request or call on.
 
-        Politeness needs nothing here: ``crawl config set`` publishes it to the
-        frontier, where claims decide it. Connection timeouts stay those the
-        HTTP session was built with until the worker restarts.
+        Every part of the worker that keeps settings, or something made from
+        them (the address policy, timeouts, compiled patterns, the product
+        token, WAIT's replicas), is handed the new ones here; a test walks the
+        worker's objects for any left with an old value
+        (tests/test_live_settings.py). Politeness limits and delays are
+        published to the frontier by ``crawl config set`` itself.
         """
         w = self.worker
         w.settings = settings
-        w.frontier.settings = settings
+        w.frontier.use(settings)
         w.scope = Scope(settings)
         if w.fetcher is not None:
-            w.fetcher.settings = settings
-            w.fetcher.session.headers["User-Agent"] = settings.full_user_agent
+            w.fetcher.use(settings)
         if w.robots is not None:
-            w.robots.settings = settings
-            w.robots.agent = product_token(settings.user_agent)
+            w.robots.use(settings)
         if self.runner is not None:
-            self.runner.settings = settings
-            self.runner.scope = w.scope
-            self.runner.agent = product_token(settings.user_agent)
-            self.runner.set_hook(settings)
+            self.runner.use(settings, w.scope)

@@ -1,4 +1,4 @@
-"""Who may see and steer the crawl: the token rule, and the checks every request passes.
+"""Who may see and steer the crawl (the dashboard) or scrape it (/metrics): the token rule.
 
 - Bound to loopback, the dashboard needs no token (one may still be given).
   Bound anywhere else it always has one: ``--token``, or one generated at
@@ -45,16 +45,16 @@ def token_for(host: str, given: str | None) -> tuple[str | None, bool]:
     return secrets.token_urlsafe(24), True
 
 
-def _matches(candidate: str | None, token: str) -> bool:
+def token_matches(candidate: str | None, token: str) -> bool:
     return candidate is not None and hmac.compare_digest(candidate.encode(), token.encode())
 
 
-def _bearer(request: web.Request) -> str | None:
+def bearer_token(request: web.Request) -> str | None:
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     return value.strip() if scheme.lower() == "bearer" else None
 
 
-def _host_name(request: web.Request) -> str:
+def host_name(request: web.Request) -> str:
     host = request.headers.get("Host", "")
     if host.startswith("["):
         return host[: host.find("]") + 1]
@@ -67,10 +67,10 @@ def guard(token: str | None) -> Middleware:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         if token is None:
-            if not is_loopback(_host_name(request).lower()):
+            if not is_loopback(host_name(request).lower()):
                 raise web.HTTPForbidden(text="this dashboard answers only on a loopback host "
                                              "name (start it with --token to bind elsewhere)")
-        elif _matches(request.query.get("token"), token) and request.method == "GET":
+        elif token_matches(request.query.get("token"), token) and request.method == "GET":
             # First load: keep the token as a cookie, drop it from the URL.
             query = {k: v for k, v in request.query.items() if k != "token"}
             target = request.rel_url.with_query(query)
@@ -78,8 +78,8 @@ def guard(token: str | None) -> Middleware:
             response.set_cookie(COOKIE, token, httponly=True, samesite="Strict",
                                 secure=request.secure, path="/")
             raise response
-        elif not (_matches(request.cookies.get(COOKIE), token)
-                  or _matches(_bearer(request), token)):
+        elif not (token_matches(request.cookies.get(COOKIE), token)
+                  or token_matches(bearer_token(request), token)):
             raise web.HTTPUnauthorized(
                 text="token required: open the URL `crawl dashboard` printed "
                      "(…/?token=…), or send Authorization: Bearer <token>",
