@@ -204,7 +204,8 @@ class SitemapParser:
     def _feed_xml(self, data: bytes, out: list[SitemapEntry]) -> None:
         assert self._xml is not None
         tail = self._xml_tail
-        self._xml_tail = (tail + data)[-CLOSING_TAG_SPAN:]
+        self._xml_tail = data[-CLOSING_TAG_SPAN:] if len(data) >= CLOSING_TAG_SPAN \
+            else (tail + data)[-CLOSING_TAG_SPAN:]
         try:
             self._xml.feed(data)
         except etree.XMLSyntaxError as exc:

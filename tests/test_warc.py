@@ -170,6 +170,8 @@ async def test_sitemaps_are_archived_like_pages(redis: Redis, settings: Settings
     async def handler(request: web.Request) -> web.StreamResponse:
         if request.path == "/gone.xml":
             return web.Response(status=404, text="no sitemap here")
+        if request.path == "/moved.txt":
+            raise web.HTTPMovedPermanently("/map.txt")
         return await server(request)
 
     with Site(handler, ips=(IP,)) as site:
@@ -177,7 +179,8 @@ async def test_sitemaps_are_archived_like_pages(redis: Redis, settings: Settings
         text_map = "\n".join(pages[:2]).encode()
         gz_map = gzip.compress(urlset(pages[2]))
         server.files.update({
-            "/robots.txt": robots(site, "/map.txt", "/maps/more.xml.gz", "/gone.xml"),
+            "/robots.txt": robots(site, "/map.txt", "/maps/more.xml.gz", "/gone.xml",
+                                  "/moved.txt"),
             "/map.txt": (text_map, "text/plain"),
             "/maps/more.xml.gz": (gz_map, "application/gzip")})
         by_url = one_record_each(await crawl(redis, settings.replace(warc_dir=str(warc_dir)),
@@ -185,14 +188,15 @@ async def test_sitemaps_are_archived_like_pages(redis: Redis, settings: Settings
         served = [site.url(IP, p) for p in site.paths(IP) if p != "/robots.txt"]
     archived = responses_by_uri(warc_dir)
     # Every response the server gave, robots.txt aside, once: sitemaps included.
-    assert sorted(archived) == sorted(served) and len(served) == 1 + 3 + 3
+    assert sorted(archived) == sorted(served) and len(served) == 1 + 4 + 3
     assert archived[site.url(IP, "/map.txt")][:2] == (text_map, "200")
     assert archived[site.url(IP, "/maps/more.xml.gz")][:2] == (gz_map, "200")  # as sent
     assert archived[site.url(IP, "/gone.xml")][:2] == (b"no sitemap here", "404")
+    assert archived[site.url(IP, "/moved.txt")][1] == "301"
     assert archived[site.url(IP, "/map.txt")][2].get_header("WARC-Truncated") is None
-    for path in ("/map.txt", "/maps/more.xml.gz", "/gone.xml"):
+    for path in ("/map.txt", "/maps/more.xml.gz", "/gone.xml", "/moved.txt"):
         result = by_url[site.url(IP, path)]
-        assert result["kind"] == "sitemap"
+        assert result.get("kind") == (None if path == "/moved.txt" else "sitemap")
         with open(warc_dir / result["warc_file"], "rb") as fh:  # noqa: ASYNC230 - a test
             fh.seek(result["warc_offset"])
             record = next(iter(ArchiveIterator(fh)))
@@ -200,6 +204,10 @@ async def test_sitemaps_are_archived_like_pages(redis: Redis, settings: Settings
             assert record.rec_headers.get_header("WARC-Target-URI") == result["url"]
             assert record.http_headers.get_header("Content-Length") == \
                 str(len(archived[result["url"]][0]))
+            # The headers as the server sent them (a redirect's Location too).
+            assert record.http_headers.get_header("Location") == (
+                "/map.txt" if path == "/moved.txt" else None)
+            assert record.http_headers.get_header("Server", "").startswith("Python")
 
 
 async def test_a_sitemap_larger_than_the_memory_spool_streams_into_the_warc(
