@@ -257,23 +257,60 @@ class WarcCapture:
                             ("Accept-Encoding", "gzip, deflate")])
 
     def write(self, response: Response, previous_visit: float | None = None, *,
-              payload: IO[bytes] | None = None, truncated: str | None = None) -> None:
+              spool: BodySpool | None = None, truncated: str | None = None) -> None:
         """Capture one response; sets ``response.warc``. A failed write is logged, not raised.
 
         ``previous_visit``: a revisit's last visit time (unix s): its 304 is a revisit record.
-        ``payload``, ``truncated``: a streamed body (``spool``) and why it is not whole.
+        ``spool``, ``truncated``: a streamed body and why it is not whole.
         """
+        if spool is not None and spool.failed:
+            return  # logged when it failed: no record rather than a wrong one
         try:
-            response.warc = self.writer.write(self.request_headers, response, previous_visit,
-                                              payload=payload, truncated=truncated)
+            response.warc = self.writer.write(
+                self.request_headers, response, previous_visit,
+                payload=spool.file if spool is not None else None, truncated=truncated)
         except OSError as exc:
             log.error("warc: cannot write %s to %s: %s", response.url, self.writer.directory,
                       exc)
 
-    def spool(self) -> IO[bytes]:
-        """Somewhere to keep a streamed body for ``write``: memory, then a file beside the WARCs."""
-        return tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY,
-                                             dir=str(self.writer.directory))
+    def spool(self, cap: int) -> BodySpool:
+        """Somewhere to keep a streamed body for ``write``, up to ``cap`` bytes."""
+        return BodySpool(self.writer.directory, cap)
 
     def close(self) -> None:
         self.writer.close()
+
+
+class BodySpool:
+    """A body kept for its WARC record as it streams by (a sitemap's), never whole in memory.
+
+    In memory up to ``SPOOL_IN_MEMORY``, then in an unnamed temporary file in
+    the WARC directory; bytes past ``cap`` are counted, not kept. A write that
+    fails (disk full) is logged and the capture of this body given up, as a
+    failed record write is: the fetch itself goes on.
+    """
+
+    def __init__(self, directory: Path, cap: int) -> None:
+        # Closed by close(): it lives across the reads of one body.
+        self.file: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+            max_size=SPOOL_IN_MEMORY, dir=str(directory))
+        self.cap = cap
+        self.size = 0  # bytes offered, kept or not
+        self.failed = False
+
+    @property
+    def over(self) -> bool:
+        """More bytes came than ``cap``: the kept body is cut."""
+        return self.size > self.cap
+
+    def write(self, chunk: bytes) -> None:
+        if not self.failed and self.size < self.cap:
+            try:
+                self.file.write(chunk[:self.cap - self.size])
+            except OSError as exc:
+                log.error("warc: cannot spool a body in %s: %s", self.file, exc)
+                self.failed = True
+        self.size += len(chunk)
+
+    def close(self) -> None:
+        self.file.close()

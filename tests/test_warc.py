@@ -7,6 +7,7 @@ and a partial record a crash left at a file's end is cut on the next start.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import tracemalloc
 from pathlib import Path
@@ -24,7 +25,13 @@ from crawler import sitemaps
 from crawler.bench.sitegen import SiteServer, SiteSpec, page_html
 from crawler.config import Settings
 from crawler.fetch import Response
-from crawler.warc import OPEN_SUFFIX, SPOOL_IN_MEMORY, WarcWriter, complete_length
+from crawler.warc import (
+    OPEN_SUFFIX,
+    SPOOL_IN_MEMORY,
+    WarcCapture,
+    WarcWriter,
+    complete_length,
+)
 
 SPEC = SiteSpec(hosts=2, pages=25, links=6, page_bytes=3000)
 
@@ -296,3 +303,22 @@ async def test_a_sitemap_over_a_limit_or_malformed_is_archived_as_read_and_marke
     payload, _, headers = archived[site.url(IP, "/small.xml")]
     assert by_url[site.url(IP, "/small.xml")]["error"]["type"] == "sitemap_error"
     assert payload == small_broken and headers.get_header("WARC-Truncated") is None
+
+
+def test_a_body_that_cannot_be_spooled_gets_no_record_and_the_fetch_goes_on(
+        tmp_path: Path) -> None:
+    class FullDisk(io.BytesIO):
+        def write(self, data: Any) -> int:
+            raise OSError(28, "No space left on device")
+
+    capture = WarcCapture(WarcWriter(tmp_path, max_bytes=10**9, user_agent="t", node="n1"), [])
+    spool = capture.spool(cap=100)
+    spool.file = FullDisk()
+    spool.write(b"<urlset>")  # logged, not raised
+    spool.write(b"</urlset>")
+    assert spool.failed and spool.size == 17
+    sitemap = response(1)
+    capture.write(sitemap, spool=spool)
+    capture.close()
+    assert sitemap.warc is None  # the result names no record
+    assert [kind for _, kind, *_ in read_all(tmp_path)] in ([], ["warcinfo"])

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -43,6 +43,7 @@ from crawler.priority import raised_bands
 from crawler.results import dumps, make_record
 from crawler.sitemaps import MAX_NESTING, SitemapEntry, SitemapParser
 from crawler.urls import canonicalize
+from crawler.warc import BodySpool
 
 if TYPE_CHECKING:
     from crawler.worker.lease import LeaseRunner
@@ -131,7 +132,9 @@ class SitemapReader:
                 return answer
             parser = SitemapParser()
             warc = self.runner.warc
-            spool = warc.spool() if warc is not None else None
+            # A sitemap's body is archived as far as it may be read; a 404's as a page's.
+            spool = None if warc is None else warc.spool(
+                parser.max_bytes if 200 <= resp.status < 300 else self.settings.max_body_bytes)
             try:
                 truncated = None  # why the archived body is not whole (WARC-Truncated)
                 if 200 <= resp.status < 300:
@@ -148,7 +151,7 @@ class SitemapReader:
                     error = None  # a 404 sitemap is recorded as a 404 page is: by its status
                 answer.elapsed = time.monotonic() - started
                 if warc is not None:  # before the result that names it
-                    warc.write(answer, payload=spool, truncated=truncated)
+                    warc.write(answer, spool=spool, truncated=truncated)
             finally:
                 if spool is not None:
                     spool.close()
@@ -160,18 +163,15 @@ class SitemapReader:
 
     async def _read_body(self, item: InFlight, resp: aiohttp.ClientResponse,
                          parser: SitemapParser, deadline: float,
-                         spool: IO[bytes] | None) -> str | None:
+                         spool: BodySpool | None) -> str | None:
         """Feed the body to the parser, queueing its entries batch by batch.
 
-        Each chunk is also copied to ``spool`` (WARC capture), up to the
-        parser's ``max_bytes``. Returns None if the body was read to its end, else
-        why not, as WARC-Truncated says it. Only the reads are classified as
-        fetch errors: a fault of our own while queueing must not pass for
-        the server's.
+        Each chunk is also copied to ``spool`` (WARC capture). Returns None
+        if the body was read to its end, else why not, as WARC-Truncated
+        says it. Only the reads are classified as fetch errors: a fault of
+        our own while queueing must not pass for the server's.
         """
         pending: list[SitemapEntry] = []
-        cap = parser.max_bytes
-        spooled = 0
         ended = False
         while parser.error is None:
             try:
@@ -184,33 +184,29 @@ class SitemapReader:
                 ended = True
                 pending += parser.close()
                 break
-            if spool is not None and spooled < cap:
-                spool.write(chunk[:cap - spooled])
-            spooled += len(chunk)
+            if spool is not None:
+                spool.write(chunk)
             pending += parser.feed(chunk)
             if len(pending) >= QUEUE_BATCH:
                 await self._queue(item, pending)
                 pending = []
         await self._queue(item, pending)
-        if spooled > cap or parser.size > cap:
+        if parser.size > parser.max_bytes or (spool is not None and spool.over):
             return "length"
         # A fault found in the last chunk still leaves the body whole.
         return None if ended or resp.content.at_eof() else "unspecified"
 
-    async def _archive_body(self, resp: aiohttp.ClientResponse, spool: IO[bytes],
+    async def _archive_body(self, resp: aiohttp.ClientResponse, spool: BodySpool,
                             deadline: float) -> str | None:
-        """Copy a body that is not a sitemap (a 404's) to ``spool``, up to the page cap.
+        """Copy a body that is not a sitemap (a 404's) to ``spool``, up to its cap.
 
         Returns None, or why the copy is not whole: nothing here fails the sitemap.
         """
-        cap = self.settings.max_body_bytes
-        size = 0
         try:
             async with asyncio.timeout_at(deadline):
                 while chunk := await resp.content.read(CHUNK):
-                    spool.write(chunk[:cap - size])
-                    size += len(chunk)
-                    if size > cap:
+                    spool.write(chunk)
+                    if spool.over:
                         return "length"
         except (aiohttp.ClientError, OSError, TimeoutError):
             return "disconnect"
