@@ -267,3 +267,25 @@ async def test_a_sitemap_that_stalls_midway_ends_as_an_error_and_keeps_its_urls(
         assert hits[f"/p/{i}"] == 1 and by_url[site.url(IP, f"/p/{i}")]["status"] == 200
     missing = by_url[site.url(IP, "/missing.xml")]
     assert missing["kind"] == "sitemap" and missing["status"] == 404 and missing["urls"] == 0
+
+
+async def test_a_sitemap_cut_short_mid_entry_queues_no_half_read_url(
+        redis: Redis, settings: Settings) -> None:
+    server = SitemapSite()
+    with Site(server, ips=(IP,)) as site:
+        whole = urlset(site.url(IP, "/p/1"), site.url(IP, "/p/2345"))
+        # Cut inside the last <loc>: "/p/2345" read as far as "/p/23", a URL in scope.
+        cut = whole[:whole.index(b"/p/2345") + len(b"/p/23")]
+        gz_cut = gzip.compress(cut.replace(b"/p/1<", b"/p/6<"))  # whole gzip, cut XML
+        server.files.update({
+            "/robots.txt": robots(site, "/cut.xml", "/cut.xml.gz"),
+            "/cut.xml": (cut, "application/xml"),  # sent whole: a cap upstream cut it
+            "/cut.xml.gz": (gz_cut, "application/gzip")})
+        by_url = one_record_each(await crawl(redis, settings, [site.url(IP, "/")]))
+        hits = Counter(site.paths(IP))
+    for path in ("/cut.xml", "/cut.xml.gz"):
+        record = by_url[site.url(IP, path)]
+        assert record["error"]["type"] == "sitemap_error", record
+        assert record["urls"] == 1  # the entry whose </url> arrived
+    assert hits["/p/1"] == 1 and hits["/p/6"] == 1
+    assert not [p for p in hits if p.startswith("/p/2")], hits  # no "/p/23", "/p/2", ...

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import re
+import zlib
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from lxml import etree
 
+from crawler.discovery import sitemaps
 from crawler.discovery.sitemaps import MAX_LINE_BYTES, SitemapEntry, SitemapParser
 
 NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
@@ -104,6 +110,95 @@ def test_a_file_cut_short_is_an_error() -> None:
     gz = gzip.compress(urlset("http://a.test/1"))
     parser, _ = parse(gz[:-10])
     assert parser.error == "gzip data cut short"
+
+
+def closed_entries(data: bytes, locs: list[str]) -> list[str]:
+    """The ``locs`` whose entry's closing tag lies whole within ``data``."""
+    return locs[:len(re.findall(rb"</(url|sitemap)>", data))]
+
+
+CUT_LOCS = ["http://a.test/1", "http://a.test/2", "http://a.test/3"]
+
+
+@pytest.mark.parametrize("make", [urlset, index], ids=["urlset", "index"])
+@pytest.mark.parametrize("chunk", [1, 7, 100_000], ids=["bytes", "chunks", "whole"])
+def test_a_cut_at_any_byte_yields_only_closed_entries_and_is_an_error(make: Any,
+                                                                      chunk: int) -> None:
+    data = make(*CUT_LOCS)
+    for cut in range(len(data)):
+        parser, entries = parse(data[:cut], chunk=chunk)
+        assert parser.error is not None, cut
+        assert [e.url for e in entries] == closed_entries(data[:cut], CUT_LOCS), \
+            (cut, data[cut - 20:cut])
+    parser, entries = parse(data, chunk=chunk)
+    assert parser.error is None and [e.url for e in entries] == CUT_LOCS
+
+
+@pytest.mark.parametrize("make", [urlset, index], ids=["urlset", "index"])
+def test_a_gzipped_sitemap_cut_at_any_byte_yields_only_closed_entries(make: Any) -> None:
+    plain = make(*CUT_LOCS)
+    gz = gzip.compress(plain)
+    # From 2 bytes: one byte of gzip magic is indistinguishable from a text file's.
+    for cut in [0, *range(2, len(gz))]:
+        arrived = zlib.decompressobj(wbits=31).decompress(gz[:cut])  # what a reader could inflate
+        parser, entries = parse(gz[:cut], chunk=5)
+        assert parser.error is not None, cut
+        assert [e.url for e in entries] == closed_entries(arrived, CUT_LOCS), cut
+
+
+class RecoveringPullParser:
+    """lxml's pull parser, but after a failed feed it also reports an end for every
+    element still open: what lxml 6 does on a failed close, done on a feed."""
+
+    real = etree.XMLPullParser
+
+    def __init__(self, **options: Any) -> None:
+        self.parser = self.real(**options)
+        self.open: list[Any] = []
+        self.failed = False
+
+    def feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed(data)
+        except etree.XMLSyntaxError:
+            self.failed = True
+            raise
+
+    def close(self) -> None:
+        self.parser.close()
+
+    def read_events(self) -> Iterator[tuple[str, Any]]:
+        for event, element in self.parser.read_events():
+            if event == "start":
+                self.open.append(element)
+            elif self.open:
+                self.open.pop()
+            yield event, element
+        while self.failed and self.open:
+            yield "end", self.open.pop()
+
+
+def test_an_entry_a_failed_feed_ends_without_its_closing_tag_is_not_yielded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sitemaps.etree, "XMLPullParser", RecoveringPullParser)
+    data = urlset("http://a.test/1", "http://a.test/2")
+    cut = data.index(b"a.test/2") + len(b"a.te")
+    parser, entries = parse(data[:cut] + b"<<garbage", chunk=len(data) * 2)
+    assert parser.error is not None and parser.error.startswith("malformed XML")
+    assert [e.url for e in entries] == ["http://a.test/1"]
+
+
+def test_malformed_xml_in_one_feed_keeps_the_entries_closed_before_the_fault() -> None:
+    data = urlset(*CUT_LOCS)[:-len("</urlset>")] + b"<url><loc>oops</url></urlset>"
+    parser, entries = parse(data, chunk=len(data))
+    assert parser.error is not None and parser.error.startswith("malformed XML")
+    assert [e.url for e in entries] == CUT_LOCS
+
+
+def test_a_closing_tag_in_a_comment_or_cdata_closes_no_entry() -> None:
+    assert sitemaps._closing_tags(b"", b"<!-- </url> --><![CDATA[</url>]]></x:url ></url>") == 2
+    assert sitemaps._closing_tags(b"<url><loc>x</loc></u", b"rl>") == 1
+    assert sitemaps._closing_tags(b"</url>", b"</sitemap>") == 1
 
 
 @pytest.mark.parametrize(("data", "why"), [

@@ -6,18 +6,32 @@ and a partial record a crash left at a file's end is cut on the next start.
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import pytest
+from aiohttp import web
 from crawl_helpers import crawl as crawl_site
+from politeness_site import Site, crawl
 from redis.asyncio import Redis
+from test_sitemap_crawl import IP, OTHER, SitemapSite, one_record_each, robots, urlset
 from warcio.archiveiterator import ArchiveIterator
 
 from crawler.bench.sitegen import SiteServer, SiteSpec, page_html
 from crawler.config import Settings
+from crawler.discovery import sitemaps
 from crawler.net.fetch import Response
-from crawler.pages.warc import OPEN_SUFFIX, WarcWriter, complete_length
+from crawler.pages.warc import (
+    OPEN_SUFFIX,
+    SPOOL_IN_MEMORY,
+    WarcCapture,
+    WarcWriter,
+    complete_length,
+)
 
 SPEC = SiteSpec(hosts=2, pages=25, links=6, page_bytes=3000)
 
@@ -140,3 +154,171 @@ def test_complete_length_of_whole_members_is_the_file(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-3])
     assert complete_length(path) == len(gzip.compress(b"a" * 100))
 
+
+
+def responses_by_uri(directory: Path) -> dict[str, tuple[bytes, str | None, Any]]:
+    """Each response record's payload, HTTP status and WARC headers, by URI (each URI once)."""
+    records = read_all(directory)
+    out = {uri: (payload, status, headers) for _, kind, uri, headers, payload, status in records
+           if kind == "response"}
+    assert len(out) == [r[1] for r in records].count("response")  # none written twice
+    ids = {h.get_header("WARC-Record-ID") for _, kind, _, h, _, _ in records
+           if kind == "response"}
+    assert {h.get_header("WARC-Concurrent-To") for _, kind, _, h, _, _ in records
+            if kind == "request"} == ids  # a request record beside each
+    return out
+
+
+async def test_sitemaps_are_archived_like_pages(redis: Redis, settings: Settings,
+                                                tmp_path: Path) -> None:
+    warc_dir = tmp_path / "warc"
+    server = SitemapSite()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.path == "/gone.xml":
+            return web.Response(status=404, text="no sitemap here")
+        if request.path == "/moved.txt":
+            raise web.HTTPMovedPermanently("/map.txt")
+        return await server(request)
+
+    with Site(handler, ips=(IP,)) as site:
+        pages = [site.url(IP, f"/p/{i}") for i in range(3)]
+        text_map = "\n".join(pages[:2]).encode()
+        gz_map = gzip.compress(urlset(pages[2]))
+        server.files.update({
+            "/robots.txt": robots(site, "/map.txt", "/maps/more.xml.gz", "/gone.xml",
+                                  "/moved.txt"),
+            "/map.txt": (text_map, "text/plain"),
+            "/maps/more.xml.gz": (gz_map, "application/gzip")})
+        by_url = one_record_each(await crawl(redis, settings.replace(warc_dir=str(warc_dir)),
+                                             [site.url(IP, "/")]))
+        served = [site.url(IP, p) for p in site.paths(IP) if p != "/robots.txt"]
+    archived = responses_by_uri(warc_dir)
+    # Every response the server gave, robots.txt aside, once: sitemaps included.
+    assert sorted(archived) == sorted(served) and len(served) == 1 + 4 + 3
+    assert archived[site.url(IP, "/map.txt")][:2] == (text_map, "200")
+    assert archived[site.url(IP, "/maps/more.xml.gz")][:2] == (gz_map, "200")  # as sent
+    assert archived[site.url(IP, "/gone.xml")][:2] == (b"no sitemap here", "404")
+    assert archived[site.url(IP, "/moved.txt")][1] == "301"
+    assert archived[site.url(IP, "/map.txt")][2].get_header("WARC-Truncated") is None
+    for path in ("/map.txt", "/maps/more.xml.gz", "/gone.xml", "/moved.txt"):
+        result = by_url[site.url(IP, path)]
+        assert result.get("kind") == (None if path == "/moved.txt" else "sitemap")
+        with open(warc_dir / result["warc_file"], "rb") as fh:  # noqa: ASYNC230 - a test
+            fh.seek(result["warc_offset"])
+            record = next(iter(ArchiveIterator(fh)))
+            assert record.rec_type == "response"
+            assert record.rec_headers.get_header("WARC-Target-URI") == result["url"]
+            assert record.http_headers.get_header("Content-Length") == \
+                str(len(archived[result["url"]][0]))
+            # The headers as the server sent them (a redirect's Location too).
+            assert record.http_headers.get_header("Location") == (
+                "/map.txt" if path == "/moved.txt" else None)
+            assert record.http_headers.get_header("Server", "").startswith("Python")
+
+
+async def test_a_sitemap_larger_than_the_memory_spool_streams_into_the_warc(
+        redis: Redis, settings: Settings, tmp_path: Path) -> None:
+    warc_dir = tmp_path / "warc"
+    server = SitemapSite()
+    with Site(server, ips=(IP,)) as site:
+        # Out of scope (another host): listed, not fetched, so the crawl stays small.
+        big = urlset(*(site.url(OTHER, f"/p/{i:06}/" + "x" * 600) for i in range(8000)))
+        assert len(big) > 4 * SPOOL_IN_MEMORY
+        server.files.update({"/robots.txt": robots(site, "/big.xml"),
+                             "/big.xml": (big, "application/xml")})
+        by_url = one_record_each(await crawl(
+            redis, settings.replace(warc_dir=str(warc_dir), total_timeout=60),
+            [site.url(IP, "/")], limit=90))
+    assert by_url[site.url(IP, "/big.xml")]["urls"] == 8000
+    payload, status, headers = responses_by_uri(warc_dir)[site.url(IP, "/big.xml")]
+    assert status == "200" and payload == big and headers.get_header("WARC-Truncated") is None
+    assert not [p for p in warc_dir.iterdir() if not p.name.endswith(".warc.gz")]  # no spool left
+
+
+def test_a_streamed_payload_is_copied_into_the_record_not_held_whole(tmp_path: Path) -> None:
+    body = os.urandom(1 << 16) * 256  # 16 MiB
+    spool = tmp_path / "spool"
+    spool.write_bytes(body)
+    writer = WarcWriter(tmp_path / "warc", max_bytes=10**10, user_agent="t", node="n1")
+    empty = Response(url="http://127.0.0.2/s.xml", final_url="http://127.0.0.2/s.xml",
+                     status=200, content_type="application/xml", charset=None, body=b"",
+                     headers={}, elapsed=0.01, reason="OK")
+    with open(spool, "rb") as payload:
+        tracemalloc.start()
+        try:
+            writer.write([], empty, payload=payload)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    writer.close()
+    assert peak < len(body) // 8, peak
+    records = read_all(tmp_path / "warc")
+    assert [(kind, payload) for _, kind, _, _, payload, _ in records if kind == "response"] \
+        == [("response", body)]
+
+
+async def test_a_sitemap_over_a_limit_or_malformed_is_archived_as_read_and_marked_truncated(
+        redis: Redis, settings: Settings, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sitemaps, "MAX_BYTES", 100_000)
+    warc_dir = tmp_path / "warc"
+    server = SitemapSite()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.path != "/streamed.xml":
+            return await server(request)
+        response = web.StreamResponse(headers={"Content-Type": "application/xml"})
+        await response.prepare(request)  # chunked: no Content-Length to refuse it by
+        for i in range(0, len(big), 10_000):
+            await response.write(big[i:i + 10_000])
+        return response
+
+    with Site(handler, ips=(IP,)) as site:
+        big = urlset(*(site.url(OTHER, f"/p/{i:06}") for i in range(5000)))
+        assert len(big) > 2 * 100_000 + 64 * 1024
+        # Malformed early; under the cap but over one read, so the rest is never read.
+        broken = big[:1000] + b"<<<" + big[1000:90_000]
+        small_broken = urlset(site.url(OTHER, "/p/x"))[:-3]  # cut short, read whole
+        server.files.update({
+            "/robots.txt": robots(site, "/streamed.xml", "/big.xml", "/broken.xml",
+                                  "/small.xml"),
+            "/big.xml": (big, "application/xml"),
+            "/broken.xml": (broken, "application/xml"),
+            "/small.xml": (small_broken, "application/xml")})
+        by_url = one_record_each(await crawl(redis, settings.replace(warc_dir=str(warc_dir)),
+                                             [site.url(IP, "/")]))
+    archived = responses_by_uri(warc_dir)
+    payload, _, headers = archived[site.url(IP, "/streamed.xml")]
+    assert by_url[site.url(IP, "/streamed.xml")]["error"]["message"].endswith(
+        "bytes uncompressed")
+    assert payload == big[:100_000] and headers.get_header("WARC-Truncated") == "length"
+    payload, _, headers = archived[site.url(IP, "/big.xml")]  # refused by its Content-Length
+    assert by_url[site.url(IP, "/big.xml")]["error"]["message"].startswith("Content-Length")
+    assert payload == b"" and headers.get_header("WARC-Truncated") == "length"
+    payload, _, headers = archived[site.url(IP, "/broken.xml")]
+    assert by_url[site.url(IP, "/broken.xml")]["error"]["type"] == "sitemap_error"
+    assert broken.startswith(payload) and len(payload) < len(broken)
+    assert headers.get_header("WARC-Truncated") == "unspecified"
+    payload, _, headers = archived[site.url(IP, "/small.xml")]
+    assert by_url[site.url(IP, "/small.xml")]["error"]["type"] == "sitemap_error"
+    assert payload == small_broken and headers.get_header("WARC-Truncated") is None
+
+
+def test_a_body_that_cannot_be_spooled_gets_no_record_and_the_fetch_goes_on(
+        tmp_path: Path) -> None:
+    class FullDisk(io.BytesIO):
+        def write(self, data: Any) -> int:
+            raise OSError(28, "No space left on device")
+
+    capture = WarcCapture(WarcWriter(tmp_path, max_bytes=10**9, user_agent="t", node="n1"), [])
+    spool = capture.spool(cap=100)
+    spool.file = FullDisk()
+    spool.write(b"<urlset>")  # logged, not raised
+    spool.write(b"</urlset>")
+    assert spool.failed and spool.size == 17
+    sitemap = response(1)
+    capture.write(sitemap, spool=spool)
+    capture.close()
+    assert sitemap.warc is None  # the result names no record
+    assert [kind for _, kind, *_ in read_all(tmp_path)] in ([], ["warcinfo"])

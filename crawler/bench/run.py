@@ -9,9 +9,9 @@ One run (see bench/README.md):
 3. for each process count N: a fresh embedded Valkey, seed, N worker
    processes (``crawler.bench.worker``) with robots.txt obeyed, then check the
    results stream against the site's truth (every page once, titles, link
-   counts) and read the counters: CPU per page of workers, Valkey and web
-   server (/proc/<pid>/stat), round trips and commands per page, Valkey memory
-   per seen URL, peak RSS per worker;
+   counts) and read the counters: CPU per page of workers (getrusage), Valkey
+   (INFO cpu) and web server (/proc/<pid>/stat), round trips and commands per
+   page, Valkey memory per seen URL, peak RSS per worker;
 4. print a table and write the figures as JSON, so runs can be compared.
 
 ``--dedup N`` instead measures Valkey memory for N fingerprints

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,14 @@ RSS_SAMPLE_EVERY = 1.0
 
 
 def cpu_seconds(pid: int | str = "self") -> float:
-    """utime + stime of a process from /proc/<pid>/stat, in seconds."""
+    """utime + stime of a process, in seconds.
+
+    This process's from getrusage (to the microsecond); another's from
+    /proc/<pid>/stat, which counts whole 10 ms clock ticks.
+    """
+    if pid == "self":
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 

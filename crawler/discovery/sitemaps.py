@@ -18,10 +18,21 @@ uncompressed bytes a file. Past a limit, or at malformed XML, the parser
 stops and says why in ``error``; the entries it handed back before stand (the
 worker has queued them already). A sitemap index may name other indexes; the
 worker follows them at most ``MAX_NESTING`` levels deep.
+
+Only an entry whose closing tag (``</url>``, ``</sitemap>``) was in the bytes
+is handed back. A file cut short (a connection reset, a size cap) must not
+plant its half-read last URL in the frontier, and lxml does not promise
+that: from 6.x (libxml2 2.14) a failed ``close`` reports an end event for
+every element still open, so ``<loc>http://a.tes`` at the cut came out as an
+entry. So entries completed by a call that fails are not taken on lxml's
+word: a failed ``close`` is given no new bytes and completes none, and a
+failed ``feed`` completes at most as many as there are closing tags in the
+bytes it was given (``_closing_tags``).
 """
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Literal
@@ -43,10 +54,17 @@ MAX_LINE_BYTES = 8 * 1024
 INFLATE_PIECE = 256 * 1024
 """Most bytes inflated from a gzipped sitemap at a time: a gzip bomb is stopped at
 ``MAX_BYTES`` without ever being inflated whole."""
+CLOSING_TAG_SPAN = 256
+"""Bytes of the previous feed kept to see a closing tag split between two feeds."""
 GZIP_MAGIC = b"\x1f\x8b"
 BOM = b"\xef\xbb\xbf"
 
 Kind = Literal["index", "urlset", "text"]
+
+# An entry's closing tag (any namespace prefix), or a comment or CDATA section,
+# matched so that a "</url>" written inside one is not counted.
+_CLOSING_TAG = re.compile(
+    rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|(</(?:[^\s<>/:]+:)?(?:url|sitemap)\s*>)", re.S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +102,7 @@ class SitemapParser:
         self._inflate: zlib._Decompress | None = None
         self._gzip_known = False
         self._xml: etree.XMLPullParser | None = None
+        self._xml_tail = b""  # the end of the bytes fed to lxml so far (CLOSING_TAG_SPAN)
         self._text_tail = b""
         self._loc: str | None = None
         self._lastmod: str | None = None
@@ -141,7 +160,9 @@ class SitemapParser:
             try:
                 self._xml.close()
             except etree.XMLSyntaxError as exc:
-                self._drain(out)
+                # No bytes came with this call, so no closing tag: whatever
+                # entries lxml ends now are its recovery, not the file's.
+                self._drain(out, closed=0)
                 self._stop(f"malformed XML: {exc}")
                 return out
             self._drain(out)
@@ -182,15 +203,21 @@ class SitemapParser:
 
     def _feed_xml(self, data: bytes, out: list[SitemapEntry]) -> None:
         assert self._xml is not None
+        tail = self._xml_tail
+        self._xml_tail = data[-CLOSING_TAG_SPAN:] if len(data) >= CLOSING_TAG_SPAN \
+            else (tail + data)[-CLOSING_TAG_SPAN:]
         try:
             self._xml.feed(data)
         except etree.XMLSyntaxError as exc:
-            self._drain(out)  # what parsed before the fault stands
+            # What parsed before the fault stands, but only as far as these
+            # bytes really closed entries.
+            self._drain(out, closed=_closing_tags(tail, data))
             self._stop(f"malformed XML: {exc}")
             return
         self._drain(out)
 
-    def _drain(self, out: list[SitemapEntry]) -> None:
+    def _drain(self, out: list[SitemapEntry], closed: int | None = None) -> None:
+        """Hand back the entries the events complete; at most ``closed`` of them if given."""
         assert self._xml is not None
         for event, element in self._xml.read_events():
             if self.error is not None:
@@ -214,6 +241,10 @@ class SitemapParser:
             elif name == "priority":
                 self._priority = parse_priority((element.text or "").strip())
             elif name in ("url", "sitemap"):
+                if closed is not None:
+                    if closed <= 0:
+                        return  # an end lxml reported without its closing tag
+                    closed -= 1
                 if self._loc:
                     self._emit(SitemapEntry(self._loc, name == "sitemap", self._lastmod,
                                             self._priority), out)
@@ -255,3 +286,9 @@ class SitemapParser:
     def _stop(self, why: str) -> None:
         if self.error is None:
             self.error = why
+
+
+def _closing_tags(before: bytes, data: bytes) -> int:
+    """Entry closing tags that end within ``data`` (``before``: the bytes fed before it)."""
+    return sum(1 for m in _CLOSING_TAG.finditer(before + data)
+               if m.group(1) is not None and m.end() > len(before))

@@ -23,6 +23,13 @@ The payload is the body as the crawler read it: aiohttp has removed the
 transfer and content encodings, so those two headers are left out of the
 record's HTTP headers and Content-Length is the stored length.
 
+A sitemap is captured the same way, but its body streams past the parser and
+is never held whole: it is spooled (``WarcCapture.spool``: in memory up to
+``SPOOL_IN_MEMORY``, then in a file in the WARC directory) and copied into
+the record from there. A sitemap not read to its end (over a size limit, or
+malformed) keeps what was read, marked ``WARC-Truncated: length`` or
+``unspecified`` (WARC/1.1 5.13).
+
 A crash can leave a ``.open`` file whose last gzip member is cut short. The
 next writer on the same node repairs every such file of a dead process: it
 keeps the complete members (a gzip member's trailer, with its CRC, is written
@@ -36,13 +43,14 @@ import io
 import logging
 import os
 import socket
+import tempfile
 import time
 import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from crawler.config import Settings
@@ -54,6 +62,8 @@ OPEN_SUFFIX = ".open"
 SKIPPED_HEADERS = frozenset({b"content-encoding", b"transfer-encoding", b"content-length"})
 SCAN_CHUNK = 1 << 20
 NOT_MODIFIED_PROFILE = "http://netpreserve.org/warc/1.1/revisit/server-not-modified"
+SPOOL_IN_MEMORY = 1 << 20
+"""Bytes of a streamed body (a sitemap) held in memory before it is spooled to a file."""
 
 
 def node_name() -> str:
@@ -157,12 +167,16 @@ class WarcWriter:
         self.writer = writer
 
     def write(self, request_headers: Sequence[tuple[str, str]], response: Response,
-              refers_to: float | None = None) -> tuple[str, int]:
+              refers_to: float | None = None, *, payload: IO[bytes] | None = None,
+              truncated: str | None = None) -> tuple[str, int]:
         """Write the response and its request; returns (file name, the response's offset).
 
         ``request_headers``: used when the response does not carry the headers
         it was sent with. ``refers_to``: the unix time of the URL's previous
         visit, for a revisit's 304 (a ``revisit`` record referring to it).
+        ``payload``: the body, read from here (to its end) instead of
+        ``response.body``; ``truncated``: why the body is not whole
+        (``WARC-Truncated``).
         """
         from warcio.statusandheaders import StatusAndHeaders
 
@@ -177,8 +191,13 @@ class WarcWriter:
         not_modified = response.status == 304  # no body, nothing decoded: headers as sent
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers
                    if not_modified or k.lower() not in SKIPPED_HEADERS]
+        if payload is None:
+            payload, length = io.BytesIO(response.body), len(response.body)
+        else:
+            length = payload.seek(0, io.SEEK_END)
+            payload.seek(0)
         if not not_modified:
-            headers.append(("Content-Length", str(len(response.body))))
+            headers.append(("Content-Length", str(length)))
         http = StatusAndHeaders(f"{response.status} {reason}", headers, protocol="HTTP/1.1")
         if not_modified and refers_to is not None:
             record = writer.create_warc_record(
@@ -189,8 +208,8 @@ class WarcWriter:
                         "%Y-%m-%dT%H:%M:%SZ")})
         else:
             record = writer.create_warc_record(
-                url, "response", payload=io.BytesIO(response.body), length=len(response.body),
-                http_headers=http)
+                url, "response", payload=payload, length=length, http_headers=http,
+                warc_headers_dict={"WARC-Truncated": truncated} if truncated else None)
         split = urlsplit(url)
         path = (split.path or "/") + (f"?{split.query}" if split.query else "")
         sent = list(response.request_headers.items()) if response.request_headers is not None \
@@ -237,16 +256,61 @@ class WarcCapture:
         return cls(writer, [("User-Agent", settings.full_user_agent), ("Accept", ACCEPT),
                             ("Accept-Encoding", "gzip, deflate")])
 
-    def write(self, response: Response, previous_visit: float | None = None) -> None:
+    def write(self, response: Response, previous_visit: float | None = None, *,
+              spool: BodySpool | None = None, truncated: str | None = None) -> None:
         """Capture one response; sets ``response.warc``. A failed write is logged, not raised.
 
         ``previous_visit``: a revisit's last visit time (unix s): its 304 is a revisit record.
+        ``spool``, ``truncated``: a streamed body and why it is not whole.
         """
+        if spool is not None and spool.failed:
+            return  # logged when it failed: no record rather than a wrong one
         try:
-            response.warc = self.writer.write(self.request_headers, response, previous_visit)
+            response.warc = self.writer.write(
+                self.request_headers, response, previous_visit,
+                payload=spool.file if spool is not None else None, truncated=truncated)
         except OSError as exc:
             log.error("warc: cannot write %s to %s: %s", response.url, self.writer.directory,
                       exc)
 
+    def spool(self, cap: int) -> BodySpool:
+        """Somewhere to keep a streamed body for ``write``, up to ``cap`` bytes."""
+        return BodySpool(self.writer.directory, cap)
+
     def close(self) -> None:
         self.writer.close()
+
+
+class BodySpool:
+    """A body kept for its WARC record as it streams by (a sitemap's), never whole in memory.
+
+    In memory up to ``SPOOL_IN_MEMORY``, then in an unnamed temporary file in
+    the WARC directory; bytes past ``cap`` are counted, not kept. A write that
+    fails (disk full) is logged and the capture of this body given up, as a
+    failed record write is: the fetch itself goes on.
+    """
+
+    def __init__(self, directory: Path, cap: int) -> None:
+        # Closed by close(): it lives across the reads of one body.
+        self.file: IO[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+            max_size=SPOOL_IN_MEMORY, dir=str(directory))
+        self.cap = cap
+        self.size = 0  # bytes offered, kept or not
+        self.failed = False
+
+    @property
+    def over(self) -> bool:
+        """More bytes came than ``cap``: the kept body is cut."""
+        return self.size > self.cap
+
+    def write(self, chunk: bytes) -> None:
+        if not self.failed and self.size < self.cap:
+            try:
+                self.file.write(chunk[:self.cap - self.size])
+            except OSError as exc:
+                log.error("warc: cannot spool a body in %s: %s", self.file, exc)
+                self.failed = True
+        self.size += len(chunk)
+
+    def close(self) -> None:
+        self.file.close()

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from crawler.net.fetch import Fetcher
     from crawler.net.robots import RobotsCache
     from crawler.pages.scope import Scope
+    from crawler.pages.warc import WarcCapture
     from crawler.worker.meter import FetchMeter
     from crawler.worker.progress import Counters
     from crawler.worker.watch import StallWatch
@@ -63,6 +64,7 @@ class RunnerParts(Protocol):
     counters: Counters
     agent: str
     write: Write
+    warc: WarcCapture | None
 
     def set_hook(self, settings: Settings) -> None: ...
 

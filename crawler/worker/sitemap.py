@@ -15,6 +15,11 @@ A file over a protocol limit, or malformed, ends as an error record; the URLs
 read before the fault stay queued. With ``recrawl = true`` each page's
 ``<lastmod>`` is kept with its revisit state (``crawler.lastmod``).
 
+With ``--warc`` the sitemap's response and request are captured like a
+page's; its body is copied to a spool as it streams past the parser
+(``WarcCapture.spool``), never held whole, and archived up to the 50 MB it may
+be read to (``crawler.sitemaps.MAX_BYTES``).
+
 Sitemaps come from robots.txt ``Sitemap:`` lines (``robots_sitemap_calls``,
 called by ``RobotsCache`` with the verdict) and from ``crawl seed --sitemap``.
 """
@@ -30,12 +35,13 @@ import aiohttp
 
 from crawler import errors
 from crawler.discovery.lastmod import keep_lastmods, sitemap_lastmods
-from crawler.discovery.sitemaps import MAX_BYTES, MAX_NESTING, SitemapEntry, SitemapParser
+from crawler.discovery.sitemaps import MAX_NESTING, SitemapEntry, SitemapParser
 from crawler.frontier import Call
 from crawler.net.fetch import CHUNK, REDIRECT_STATUSES, Response, classify, redirect_target
 from crawler.net.guard import check_literal_address
 from crawler.observe.overview import status_tally
 from crawler.pages.priority import raised_bands
+from crawler.pages.warc import BodySpool
 from crawler.results import dumps, make_record
 from crawler.urls import canonicalize
 
@@ -120,7 +126,9 @@ class SitemapReader:
                 content_type=resp.content_type.lower() if "Content-Type" in resp.headers
                 else None, charset=resp.charset, body=b"", elapsed=0.0,
                 headers={h: resp.headers[h] for h in ("Retry-After", "Content-Type", "Location")
-                         if h in resp.headers})
+                         if h in resp.headers},
+                raw_headers=resp.raw_headers, reason=resp.reason or "",
+                request_headers=resp.request_info.headers)  # for its WARC record
             if resp.status in REDIRECT_STATUSES and "Location" in resp.headers:
                 answer.redirect_to = redirect_target(lease.url, resp.headers["Location"],
                                                      resp.status)
@@ -128,15 +136,30 @@ class SitemapReader:
             if resp.status in ANSWERED_STATUSES:
                 return answer
             parser = SitemapParser()
-            if 200 <= resp.status < 300:
-                if (resp.content_length or 0) > MAX_BYTES:
-                    parser.error = f"Content-Length {resp.content_length} over {MAX_BYTES} bytes"
-                else:
-                    await self._read_body(item, resp, parser, deadline)
-            error = None if parser.error is None else ("sitemap_error", parser.error)
-            if not 200 <= resp.status < 300:
-                error = None  # a 404 sitemap is recorded as a 404 page is: by its status
-            answer.elapsed = time.monotonic() - started
+            warc = self.runner.warc
+            # A sitemap's body is archived as far as it may be read; a 404's as a page's.
+            spool = None if warc is None else warc.spool(
+                parser.max_bytes if 200 <= resp.status < 300 else self.settings.max_body_bytes)
+            try:
+                truncated = None  # why the archived body is not whole (WARC-Truncated)
+                if 200 <= resp.status < 300:
+                    if (resp.content_length or 0) > parser.max_bytes:
+                        parser.error = (f"Content-Length {resp.content_length} over "
+                                        f"{parser.max_bytes} bytes")
+                        truncated = "length"
+                    else:
+                        truncated = await self._read_body(item, resp, parser, deadline, spool)
+                elif spool is not None:  # a 404's body is archived as a page's is
+                    truncated = await self._archive_body(resp, spool, deadline)
+                error = None if parser.error is None else ("sitemap_error", parser.error)
+                if not 200 <= resp.status < 300:
+                    error = None  # a 404 sitemap is recorded as a 404 page is: by its status
+                answer.elapsed = time.monotonic() - started
+                if warc is not None:  # before the result that names it
+                    warc.write(answer, spool=spool, truncated=truncated)
+            finally:
+                if spool is not None:
+                    spool.close()
             await self._finish(item, attempt, answer, answer.elapsed, parser.count,
                                parser.size, error=error)
             return None
@@ -144,13 +167,17 @@ class SitemapReader:
             resp.close()  # a sitemap cut short is not read to its end
 
     async def _read_body(self, item: InFlight, resp: aiohttp.ClientResponse,
-                         parser: SitemapParser, deadline: float) -> None:
+                         parser: SitemapParser, deadline: float,
+                         spool: BodySpool | None) -> str | None:
         """Feed the body to the parser, queueing its entries batch by batch.
 
-        Only the reads are classified as fetch errors: a fault of our own
-        while queueing must not pass for the server's.
+        Each chunk is also copied to ``spool`` (WARC capture). Returns None
+        if the body was read to its end, else why not, as WARC-Truncated
+        says it. Only the reads are classified as fetch errors: a fault of
+        our own while queueing must not pass for the server's.
         """
         pending: list[SitemapEntry] = []
+        ended = False
         while parser.error is None:
             try:
                 async with asyncio.timeout_at(deadline):
@@ -159,13 +186,36 @@ class SitemapReader:
                 await self._queue(item, pending)  # what was read stands, as for a bad file
                 raise classify(exc) from exc
             if not chunk:
+                ended = True
                 pending += parser.close()
                 break
+            if spool is not None:
+                spool.write(chunk)
             pending += parser.feed(chunk)
             if len(pending) >= QUEUE_BATCH:
                 await self._queue(item, pending)
                 pending = []
         await self._queue(item, pending)
+        if parser.size > parser.max_bytes or (spool is not None and spool.over):
+            return "length"
+        # A fault found in the last chunk still leaves the body whole.
+        return None if ended or resp.content.at_eof() else "unspecified"
+
+    async def _archive_body(self, resp: aiohttp.ClientResponse, spool: BodySpool,
+                            deadline: float) -> str | None:
+        """Copy a body that is not a sitemap (a 404's) to ``spool``, up to its cap.
+
+        Returns None, or why the copy is not whole: nothing here fails the sitemap.
+        """
+        try:
+            async with asyncio.timeout_at(deadline):
+                while chunk := await resp.content.read(CHUNK):
+                    spool.write(chunk)
+                    if spool.over:
+                        return "length"
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return "disconnect"
+        return None
 
     async def _queue(self, item: InFlight, entries: list[SitemapEntry]) -> None:
         """Queue the entries' URLs that are valid and in scope (dedup drops the rest)."""
@@ -218,7 +268,7 @@ class SitemapReader:
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.runner.worker.id,
             final_url=resp.final_url if resp else None, status=resp.status if resp else None,
             links=urls, content_type=resp.content_type if resp else None, size=size,
-            elapsed=elapsed, error=error), urls)
+            elapsed=elapsed, error=error, warc=resp.warc if resp else None), urls)
         counters = self.runner.counters
         counters.pages += 1
         metrics = self.runner.worker.metrics
