@@ -6,6 +6,8 @@ Real ``crawl`` processes against the test Valkey and a generated site on
 
 from __future__ import annotations
 
+import asyncio
+import io
 import itertools
 import json
 import os
@@ -27,7 +29,9 @@ from crawler import control, keys
 from crawler.bench.sitegen import SiteServer, SiteSpec, free_port
 from crawler.config import Settings
 from crawler.control import allotments
+from crawler.crawls import crawl_layout
 from crawler.frontier import Frontier
+from crawler.seeds import seed
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -304,3 +308,26 @@ async def test_a_stale_reading_of_the_counters_never_lets_the_shards_claim_past_
         later += batch
     assert len(first) + len(later) <= 10
     assert not await redis.exists(frontier.shards[0].caps_lock)  # released
+
+
+async def test_a_crawl_created_on_a_clock_two_hours_behind_keeps_its_max_duration(
+        redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The seeding machine's clock is 2 h behind Redis's; the checks run elsewhere.
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() - 7200)
+    s = await crawl_layout(redis, settings.replace(crawl="skewed", dedup_bucket_bits=0))
+    await seed(redis, s, io.BytesIO(b"http://a.test/\n"))
+    await control.pause(redis, s)
+    monkeypatch.undo()
+    server_now = await control.server_time(redis)
+    assert abs(await control.created_at(redis, s) - server_now) < 60  # Redis's clock
+    paused = await control.crawl_state(redis, s)
+    assert paused.state == control.PAUSED and abs(paused.since - server_now) < 60
+    await control.resume(redis, s)
+    assert await control.enforce_caps(redis, s.replace(max_duration=3600)) == ""
+    assert (await control.crawl_state(redis, s)).state == control.RUNNING
+    # Negative control: once max_duration has passed on Redis's clock, it stops.
+    while await control.server_time(redis) - await control.created_at(redis, s) < 1.05:
+        await asyncio.sleep(0.1)
+    assert await control.enforce_caps(redis, s.replace(max_duration=1)) == "max_duration"
+    assert (await control.crawl_state(redis, s)).state == control.STOPPED
