@@ -164,13 +164,6 @@ def revisit_field(host: str, url: str) -> str:
     return url
 
 
-async def previous_state(redis: Redis, frontier: Frontier, lease: Lease) -> RevisitState | None:
-    """The lease's URL's state from its last visit (None: a first visit)."""
-    shard = frontier.shards[lease.shard]
-    field = revisit_field(lease.host, lease.url)
-    return RevisitState.parse(await redis.hget(shard.revisits(lease.host), field))
-
-
 async def requeue(redis: Redis, settings: Settings, older_than: float | None = None, *,
                   changed_since: float | None = None) -> int:
     """Queue again every done URL whose last fetch is more than ``older_than`` s ago, or

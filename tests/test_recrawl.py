@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from crawler import keys
 from crawler.cli import app
 from crawler.config import Settings
+from crawler.frontier import Frontier
 from crawler.recrawl import RevisitState, parse_age, requeue, revisit_field
 from crawler.seeds import seed
 from crawler.worker import Worker
@@ -154,3 +155,22 @@ def test_a_urls_field_is_its_path_on_its_own_host() -> None:
     assert revisit_field("a.test:81", "http://a.test:81/") == "h/"
     assert revisit_field("a.test", "http://a.test.evil/x") == "http://a.test.evil/x"
     assert revisit_field("10.0.0.1", "https://a.test/x") == "https://a.test/x"  # ip mode
+
+
+async def test_the_claim_brings_back_each_urls_revisit_state_only_with_recrawl(
+        redis: Redis, settings: Settings) -> None:
+    settings = settings.replace(recrawl=True)
+    frontier = Frontier(redis, settings)
+    await frontier.add([("http://a.test/x", 0), ("http://a.test/y", 0)])
+    leases = (await frontier.claim(2, "w")).leases
+    assert [lease.revisit_state for lease in leases] == ["", ""]  # first visits
+    state = RevisitState(1700000000, 1, 0, 0, 'e"v1"', "x | title")
+    for lease in leases:
+        await frontier.complete(lease, "{}", revisit=(revisit_field("a.test", lease.url),
+                                                      state.dump()))
+    assert await requeue(redis, settings, 0) == 2
+    again = (await frontier.claim(2, "w")).leases
+    assert [RevisitState.parse(lease.revisit_state) for lease in again] == [state, state]
+    await frontier.retry(next(lease for lease in again if lease.url.endswith("/x")), 0.0)
+    plain = (await Frontier(redis, settings.replace(recrawl=False)).claim(1, "w")).leases
+    assert [(lease.url, lease.revisit_state) for lease in plain] == [("http://a.test/x", "")]

@@ -21,7 +21,7 @@ from crawler.metrics import status_tally
 from crawler.parse import parse_html, x_robots_tag
 from crawler.politeness import SlotMissed, adaptive_delay
 from crawler.priority import raised_bands
-from crawler.recrawl import next_visit, previous_state, revisit_field
+from crawler.recrawl import RevisitState, next_visit, revisit_field
 from crawler.results import dumps, make_record
 from crawler.robots import RobotsFetched, RobotsUnavailable, product_token
 from crawler.scope import anchors_for
@@ -97,8 +97,8 @@ class LeaseRunner:
             if time.monotonic() > deadline:
                 raise SlotMissed(lease.url)
             item.at("fetch")
-            if self.settings.recrawl:
-                item.previous = await previous_state(self.worker.redis, self.frontier, lease)
+            if self.settings.recrawl:  # the claim brought the state back with the lease
+                item.previous = RevisitState.parse(lease.revisit_state or None)
             if lease.sitemap_level is None:
                 resp = await self.fetcher.get(lease.url, headers=item.previous.conditional_headers()
                                               if item.previous else None)
@@ -179,7 +179,7 @@ class LeaseRunner:
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
             final_url=lease.url, status=resp.status, content_type=resp.content_type,
             size=len(resp.body), elapsed=resp.elapsed, redirect_to=target, warc=resp.warc,
-            total_elapsed=await self._all_attempts(lease, resp.elapsed))
+            total_elapsed=self._all_attempts(lease, resp.elapsed))
         self.counters.pages += 1
         self.worker.metrics.fetched(resp.status, resp.elapsed, len(resp.body))
         revisit = self._revisit(item, record, resp)
@@ -236,7 +236,7 @@ class LeaseRunner:
             final_url=resp.final_url, status=resp.status, title=title, links=link_count,
             content_type=resp.content_type, size=len(resp.body), elapsed=resp.elapsed,
             noindex=noindex, error=extracted.error if extracted else None, warc=resp.warc,
-            total_elapsed=await self._all_attempts(lease, resp.elapsed))
+            total_elapsed=self._all_attempts(lease, resp.elapsed))
         if extracted is not None:
             record["data"] = extracted.data
             self.counters.errors += extracted.error is not None
@@ -276,7 +276,7 @@ class LeaseRunner:
             size=len(response.body) if response else 0, elapsed=elapsed,
             error=(error_type or exc.type, str(exc)), redirect_to=redirect_to,
             warc=response.warc if response else None,
-            total_elapsed=await self._all_attempts(lease, elapsed))
+            total_elapsed=self._all_attempts(lease, elapsed))
         self.counters.pages += 1
         self.counters.errors += 1
         kind = error_type or exc.type
@@ -301,44 +301,19 @@ class LeaseRunner:
         self.counters.retries += 1
         lease = item.lease
 
-        async def call() -> None:
-            if count_attempt and elapsed > 0:  # before the retry: a next attempt may end soon
-                await self.worker.redis.hincrbyfloat(self._attempt_key(lease), lease.url,
-                                                     round(elapsed * 1000, 1))
-            await self.frontier.retry(lease, delay, host_backoff=host_backoff,
-                                      count_attempt=count_attempt, reason=reason)
+        await self._write(item, lambda: self.frontier.retry(
+            lease, delay, host_backoff=host_backoff, count_attempt=count_attempt, reason=reason,
+            elapsed=elapsed if count_attempt else 0.0))
 
-        await self._write(item, call)
-
-    # -- the time every attempt took (elapsed_ms covers the last one only) --------------
-
-    def _attempt_key(self, lease: Lease) -> str:
-        return self.frontier.shards[lease.shard].attempt_ms
-
-    async def _all_attempts(self, lease: Lease, last: float) -> float:
-        """Seconds this URL's attempts took, the last one (``last``) included.
-
-        Earlier attempts wrote theirs to the shard's ``attempt_ms`` hash; a
-        timing figure must not hold up a result, so a Redis error counts as 0.
-        """
-        if lease.attempts == 0:
-            return last
-        try:
-            earlier = await self.worker.redis.hget(self._attempt_key(lease), lease.url)
-        except REDIS_ERRORS:
-            return last
-        return last + float(earlier or 0) / 1000
+    @staticmethod
+    def _all_attempts(lease: Lease, last: float) -> float:
+        """Seconds this URL's attempts took, the last one (``last``) included: retry.lua
+        kept the earlier ones' time, and the claim brought it back with the lease."""
+        return last + lease.earlier_ms / 1000
 
     async def _complete(self, item: InFlight, record: dict[str, object], **kw: Any) -> None:
-        """Complete the lease with ``record``, then forget the URL's attempt times."""
-        lease = item.lease
-
-        async def call() -> None:
-            await self.frontier.complete(lease, dumps(record), **kw)
-            if lease.attempts:
-                await self.worker.redis.hdel(self._attempt_key(lease), lease.url)
-
-        await self._write(item, call)
+        """Complete the lease with ``record`` (complete.lua forgets its attempt times)."""
+        await self._write(item, lambda: self.frontier.complete(item.lease, dumps(record), **kw))
 
     async def _write(self, item: InFlight, call: Callable[[], Awaitable[object]]) -> None:
         item.at("write")

@@ -7,6 +7,20 @@
 -- URL a sitemap listed (with its lastmod) that has no result yet.
 local STATE_NUMBERS = 6
 
+-- A URL's field in v:<host>: 's' or 'h' and its path when it is on the host
+-- itself over https or http, else the URL (crawler/recrawl.py revisit_field).
+local REVISIT_ORIGINS = {{'s', 'https://'}, {'h', 'http://'}}
+
+local function revisit_field(host, url)
+  for _, mark_scheme in ipairs(REVISIT_ORIGINS) do
+    local origin = mark_scheme[2] .. host
+    if string.sub(url, 1, #origin + 1) == origin .. '/' then
+      return mark_scheme[1] .. string.sub(url, #origin + 1)
+    end
+  end
+  return url
+end
+
 -- mark ('*' or ''), the numbers (strings), and the rest (validator and title).
 local function split_state(state)
   local mark, pos = '', 1
