@@ -174,3 +174,33 @@ async def test_the_claim_brings_back_each_urls_revisit_state_only_with_recrawl(
     await frontier.retry(next(lease for lease in again if lease.url.endswith("/x")), 0.0)
     plain = (await Frontier(redis, settings.replace(recrawl=False)).claim(1, "w")).leases
     assert [(lease.url, lease.revisit_state) for lease in plain] == [("http://a.test/x", "")]
+
+
+async def test_urls_dropped_while_queued_for_a_revisit_can_be_revisited_again(
+        redis: Redis, settings: Settings) -> None:
+    from crawler import control
+
+    settings = settings.replace(recrawl=True)
+    frontier = Frontier(redis, settings)
+    urls = [f"http://a.test/{i}" for i in range(4)]
+    await frontier.add([(url, 0) for url in urls])
+    for lease in (await frontier.claim(4, "w")).leases:
+        interval = 600 if lease.url.endswith("/3") else 0  # /3: an adaptive schedule
+        state = RevisitState(1700000000, 1, 0, 0, 'e"v1"', "t", interval=interval)
+        await frontier.complete(lease, "{}", revisit=(revisit_field("a.test", lease.url),
+                                                      state.dump()))
+    assert await requeue(redis, settings, 0) == 4
+    # One is waiting to be retried (the delayed set) when the queue is dropped.
+    [first] = (await frontier.claim(1, "w")).leases
+    await frontier.retry(first, 60.0)
+    await control.stop(redis, settings)
+    assert await control.drop_queue(redis, settings) == 4
+    assert await control.drop_queue(redis, settings) == 0  # again: nothing more changes
+    await control.resume(redis, settings)
+    shard = frontier.shards[0]
+    states = await redis.hgetall(shard.revisits("a.test"))
+    assert len(states) == 4 and not any(s.startswith("*") for s in states.values())
+    assert await redis.zscore(shard.revisits_due("a.test"), "h/3") is not None
+    assert await requeue(redis, settings, 0) == 4  # revisitable again, each once
+    again = (await frontier.claim(10, "w")).leases
+    assert sorted(lease.url for lease in again) == sorted(urls)

@@ -72,3 +72,23 @@ local function queue_revisits_done(base, host, count, limit, delay_ms, now)
   redis.call('ZREM', base .. 'idle', host)
   refresh_ready(base, host, now)
 end
+
+-- A URL taken out of its queue unfetched (drop.lua: crawl stop --drop) while
+-- marked for a revisit: its mark goes, so crawl recrawl can queue it again,
+-- and with an adaptive interval it is scheduled again that long from now
+-- (due.lua took it off the schedule when it queued it).
+local function unmark_revisit(base, host, url, now)
+  local vk = base .. 'v:' .. host
+  local field = revisit_field(host, url)
+  local state = redis.call('HGET', vk, field)
+  if not state or string.sub(state, 1, 1) ~= '*' then return end
+  state = string.sub(state, 2)
+  redis.call('HSET', vk, field, state)
+  local _, numbers = split_state(state)
+  local interval = tonumber(numbers[6] or 0)
+  if interval > 0 then
+    local due = math.floor(now / 1000) + interval
+    redis.call('ZADD', base .. 'due:' .. host, due, field)
+    redis.call('ZADD', base .. 'due_hosts', 'LT', due, host)
+  end
+end
