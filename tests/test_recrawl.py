@@ -204,3 +204,29 @@ async def test_urls_dropped_while_queued_for_a_revisit_can_be_revisited_again(
     assert await requeue(redis, settings, 0) == 4  # revisitable again, each once
     again = (await frontier.claim(10, "w")).leases
     assert sorted(lease.url for lease in again) == sorted(urls)
+
+
+def test_the_state_keeps_the_capture_of_the_payload_its_validator_stands_for() -> None:
+    from crawler.frontier import Lease
+    from crawler.recrawl import next_visit
+    from crawler.warc import new_capture, unpack_capture
+
+    date, record_id, packed = new_capture()
+    assert unpack_capture(packed) == (date, record_id) and len(packed) == 39
+    state = RevisitState(1700000000, 1, 0, 0, 'e"v1"', "t", capture=packed)
+    assert RevisitState.parse(state.dump()) == state
+    assert RevisitState.parse("*" + state.dump()) == state
+    lease = Lease("1", 0, "a.test", 0, 0, "http://a.test/")
+    etag = {"ETag": '"v1"'}
+
+    def visit(record: dict[str, object], headers: dict[str, str] | None,
+              capture: str = "") -> str:
+        return next_visit(lease, state, record, headers, b"", capture=capture).capture
+
+    assert visit({"status": 304}, etag) == packed  # not modified: the same payload
+    assert visit({"status": 503, "error": ("http_status", "")}, {}) == packed  # failed
+    assert visit({"status": None, "error": ("timeout", "")}, None) == packed
+    assert visit({"status": 200}, etag) == packed  # same validator, no record written
+    assert visit({"status": 200}, {"ETag": '"v2"'}) == ""  # changed, no record of it
+    _, _, newer = new_capture()
+    assert visit({"status": 200}, {"ETag": '"v2"'}, newer) == newer

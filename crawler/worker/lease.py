@@ -139,7 +139,7 @@ class LeaseRunner:
                                          no_request=not exc.made_request)
             return
         if self.warc is not None:  # before the result that names it
-            self.warc.write(resp, item.previous.fetched if item.previous else None)
+            item.capture = self.warc.write(resp, item.previous.capture if item.previous else "")
         if resp.status in RETRY_STATUSES:
             await self._status_retry(item, attempt, resp)
             return
@@ -292,7 +292,7 @@ class LeaseRunner:
             return None
         return revisit_field(item.lease.host, item.lease.url), next_visit(
             item.lease, item.previous, record, resp.headers if resp else None,
-            resp.body if resp else b"", self.settings).dump()
+            resp.body if resp else b"", self.settings, item.capture).dump()
 
     async def _retry(self, item: InFlight, delay: float, *, host_backoff: bool = False,
                      count_attempt: bool = True, reason: str = "backoff",

@@ -1,9 +1,10 @@
 -- Revisit state helpers, prepended to the scripts that read or write v:<host>
 -- (crawler/frontier/scripts.py REVISIT_SCRIPTS). A done URL's state
 -- (crawler/recrawl.py RevisitState):
---   [*]fetched|visit|changes|depth[|lastmod[|interval]]|validator[\ntitle]
+--   [*]fetched|visit|changes|depth[|lastmod[|interval]]|[c<capture>|]validator[\ntitle]
 -- '*' while it is queued for a revisit. A validator never starts with a
--- digit, so the numbers end at the first field that is not one. Visit 0: a
+-- digit, so the numbers end at the first field that is not one. The WARC
+-- capture (a 'c' field) rides in the rest, which no script reads. Visit 0: a
 -- URL a sitemap listed (with its lastmod) that has no result yet.
 local STATE_NUMBERS = 6
 
