@@ -5,7 +5,8 @@ With ``recrawl = true`` each done URL keeps, in its host's ``v:<host>`` hash
 
     fetched|visit|changes|depth[|lastmod[|interval]]|[c<capture>|]validator\\ntitle
 
-``fetched``: unix seconds of its last result; ``visit``: how many results it
+``fetched``: unix seconds of its last result, on Redis's clock (``complete.lua``
+stamps it); ``visit``: how many results it
 has had; ``changes``: how many of its revisits found it changed; ``depth``:
 its crawl depth; ``lastmod``: unix seconds of the ``<lastmod>`` a sitemap
 last listed for it (0: none; ``crawler.lastmod``); ``interval``: seconds
@@ -188,7 +189,7 @@ async def requeue(redis: Redis, settings: Settings, older_than: float | None = N
     if older_than is None and changed_since is None:
         raise ValueError("requeue needs older_than, changed_since or both")
     frontier = Frontier(redis, settings, local_dedup=False)
-    cutoff = -1 if older_than is None else int(time.time() - older_than)
+    age = -1 if older_than is None else int(older_than)  # from now on Redis's clock
     since = -1 if changed_since is None else int(changed_since)
     policy = settings.policy_for("")
     total = 0
@@ -201,7 +202,7 @@ async def requeue(redis: Redis, settings: Settings, older_than: float | None = N
             chunk, pending = pending[:REQUEUE_HOSTS], pending[REQUEUE_HOSTS:]
             hint = max(100, REQUEUE_FIELDS // len(chunk))
             [reply] = await frontier.run([("recrawl", shard.script_keys, [
-                shard.base, cutoff, since, policy.max_per_host, int(policy.delay * 1000), hint,
+                shard.base, age, since, policy.max_per_host, int(policy.delay * 1000), hint,
                 *(x for pair in chunk for x in pair)])])
             total += int(reply[0])
             # A large host is read a page a call, until its cursor comes back to 0.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -170,7 +170,9 @@ async def test_the_claim_brings_back_each_urls_revisit_state_only_with_recrawl(
                                                       state.dump()))
     assert await requeue(redis, settings, 0) == 2
     again = (await frontier.claim(2, "w")).leases
-    assert [RevisitState.parse(lease.revisit_state) for lease in again] == [state, state]
+    back = [RevisitState.parse(lease.revisit_state) for lease in again]
+    # complete.lua stamped the fetch time on Redis's clock: the rest is as written.
+    assert [replace(b, fetched=state.fetched) for b in back if b] == [state, state]
     await frontier.retry(next(lease for lease in again if lease.url.endswith("/x")), 0.0)
     plain = (await Frontier(redis, settings.replace(recrawl=False)).claim(1, "w")).leases
     assert [(lease.url, lease.revisit_state) for lease in plain] == [("http://a.test/x", "")]
@@ -230,3 +232,21 @@ def test_the_state_keeps_the_capture_of_the_payload_its_validator_stands_for() -
     assert visit({"status": 200}, {"ETag": '"v2"'}) == ""  # changed, no record of it
     _, _, newer = new_capture()
     assert visit({"status": 200}, {"ETag": '"v2"'}, newer) == newer
+
+
+async def test_fetch_times_and_the_recrawl_cutoff_are_on_redis_clock(
+        redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    settings = settings.replace(recrawl=True)
+    server = VersionedSite(version={0: 1})
+    real_time = time.time
+    with Site(server, ips=(IP,)) as site:
+        await seed(redis, settings, io.BytesIO(site.url(IP, "/p/0").encode()))
+        monkeypatch.setattr(time, "time", lambda: real_time() - 7200)  # the worker's clock
+        await run_worker(redis, settings)
+    monkeypatch.setattr(time, "time", lambda: real_time() + 7200)  # crawl recrawl's
+    assert await requeue(redis, settings, parse_age("1h")) == 0  # fetched just now
+    monkeypatch.undo()
+    assert await requeue(redis, settings, parse_age("1h")) == 0
+    assert await requeue(redis, settings, 0) == 1  # negative control: it is due at 0s

@@ -48,6 +48,16 @@ local function with_lastmod(state, lastmod)
   return join_state(mark, numbers, rest)
 end
 
+-- The state with its fetch time (first number) set to now on Redis's clock
+-- (complete.lua): crawl recrawl's cutoff and a sitemap's lastmod are compared
+-- with it, and the worker that fetched and the machine that asks may disagree.
+local function fetched_now(state, now)
+  local mark, numbers, rest = split_state(state)
+  if #numbers < 4 then return state end
+  numbers[1] = string.format('%d', math.floor(now / 1000))
+  return join_state(mark, numbers, rest)
+end
+
 -- Queue a done URL of the host for a revisit, marking its state; the caller
 -- makes the host ready (queue_revisits_done). False when the state is not a
 -- done URL's waiting for nothing (queued already, or never fetched).

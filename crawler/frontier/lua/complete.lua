@@ -56,7 +56,7 @@ if after > 0 then
 end
 if ARGV[9] and ARGV[9] ~= '' then
   local vk = base .. 'v:' .. host
-  local state = ARGV[10]
+  local state = fetched_now(ARGV[10], now)
   -- A sitemap read while this page was fetched may have listed a newer lastmod.
   local _, old = split_state(redis.call('HGET', vk, ARGV[9]) or '')
   if old[5] and old[5] ~= '0' then state = with_lastmod(state, old[5]) end
