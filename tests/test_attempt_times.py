@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from crawler.bench.sitegen import free_port
 from crawler.config import Settings
+from crawler.frontier import Frontier
 from crawler.store import keys
 
 SLOW = 0.3
@@ -57,4 +58,21 @@ async def test_total_elapsed_covers_every_attempt_of_a_retried_url(
         assert record["total_elapsed_ms"] < 3 * SLOW * 1000 + 3000
     assert once["attempts"] == 1 and once["total_elapsed_ms"] == once["elapsed_ms"]
     # The attempt times are forgotten once their URL is done.
+    assert not await redis.exists(keys.ShardKeys(settings.crawl, 0).attempt_ms)
+
+
+async def test_the_earlier_attempts_time_rides_with_the_next_lease_and_counts_once(
+        redis: Redis, settings: Settings) -> None:
+    frontier = Frontier(redis, settings)
+    await frontier.add([("http://a.test/x", 0)])
+    [lease] = (await frontier.claim(1, "w")).leases
+    assert lease.earlier_ms == 0
+    assert await frontier.retry(lease, 0.0, elapsed=0.25)
+    # The same retry sent again (a pipeline resent after a dropped connection): a no-op.
+    assert not await frontier.retry(lease, 0.0, elapsed=0.25)
+    [again] = (await frontier.claim(1, "w", request_id="r1")).leases
+    assert (again.attempts, again.earlier_ms) == (1, 250.0)
+    [same] = (await frontier.claim(1, "w", request_id="r1")).leases  # a resent claim
+    assert (same.id, same.earlier_ms) == (again.id, 250.0)
+    assert await frontier.complete(again, "{}")
     assert not await redis.exists(keys.ShardKeys(settings.crawl, 0).attempt_ms)

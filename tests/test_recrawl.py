@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -22,6 +22,7 @@ from crawler.cli import app
 from crawler.config import Settings
 from crawler.discovery.recrawl import RevisitState, parse_age, requeue, revisit_field
 from crawler.discovery.seeds import seed
+from crawler.frontier import Frontier
 from crawler.store import keys
 from crawler.worker import Worker
 
@@ -154,3 +155,98 @@ def test_a_urls_field_is_its_path_on_its_own_host() -> None:
     assert revisit_field("a.test:81", "http://a.test:81/") == "h/"
     assert revisit_field("a.test", "http://a.test.evil/x") == "http://a.test.evil/x"
     assert revisit_field("10.0.0.1", "https://a.test/x") == "https://a.test/x"  # ip mode
+
+
+async def test_the_claim_brings_back_each_urls_revisit_state_only_with_recrawl(
+        redis: Redis, settings: Settings) -> None:
+    settings = settings.replace(recrawl=True)
+    frontier = Frontier(redis, settings)
+    await frontier.add([("http://a.test/x", 0), ("http://a.test/y", 0)])
+    leases = (await frontier.claim(2, "w")).leases
+    assert [lease.revisit_state for lease in leases] == ["", ""]  # first visits
+    state = RevisitState(1700000000, 1, 0, 0, 'e"v1"', "x | title")
+    for lease in leases:
+        await frontier.complete(lease, "{}", revisit=(revisit_field("a.test", lease.url),
+                                                      state.dump()))
+    assert await requeue(redis, settings, 0) == 2
+    again = (await frontier.claim(2, "w")).leases
+    back = [RevisitState.parse(lease.revisit_state) for lease in again]
+    # complete.lua stamped the fetch time on Redis's clock: the rest is as written.
+    assert [replace(b, fetched=state.fetched) for b in back if b] == [state, state]
+    await frontier.retry(next(lease for lease in again if lease.url.endswith("/x")), 0.0)
+    plain = (await Frontier(redis, settings.replace(recrawl=False)).claim(1, "w")).leases
+    assert [(lease.url, lease.revisit_state) for lease in plain] == [("http://a.test/x", "")]
+
+
+async def test_urls_dropped_while_queued_for_a_revisit_can_be_revisited_again(
+        redis: Redis, settings: Settings) -> None:
+    from crawler.observe import control
+
+    settings = settings.replace(recrawl=True)
+    frontier = Frontier(redis, settings)
+    urls = [f"http://a.test/{i}" for i in range(4)]
+    await frontier.add([(url, 0) for url in urls])
+    for lease in (await frontier.claim(4, "w")).leases:
+        interval = 600 if lease.url.endswith("/3") else 0  # /3: an adaptive schedule
+        state = RevisitState(1700000000, 1, 0, 0, 'e"v1"', "t", interval=interval)
+        await frontier.complete(lease, "{}", revisit=(revisit_field("a.test", lease.url),
+                                                      state.dump()))
+    assert await requeue(redis, settings, 0) == 4
+    # One is waiting to be retried (the delayed set) when the queue is dropped.
+    [first] = (await frontier.claim(1, "w")).leases
+    await frontier.retry(first, 60.0)
+    await control.stop(redis, settings)
+    assert await control.drop_queue(redis, settings) == 4
+    assert await control.drop_queue(redis, settings) == 0  # again: nothing more changes
+    await control.resume(redis, settings)
+    shard = frontier.shards[0]
+    states = await redis.hgetall(shard.revisits("a.test"))
+    assert len(states) == 4 and not any(s.startswith("*") for s in states.values())
+    assert await redis.zscore(shard.revisits_due("a.test"), "h/3") is not None
+    assert await requeue(redis, settings, 0) == 4  # revisitable again, each once
+    again = (await frontier.claim(10, "w")).leases
+    assert sorted(lease.url for lease in again) == sorted(urls)
+
+
+def test_the_state_keeps_the_capture_of_the_payload_its_validator_stands_for() -> None:
+    from crawler.discovery.recrawl import next_visit
+    from crawler.frontier import Lease
+    from crawler.pages.warc import new_capture, unpack_capture
+
+    date, record_id, packed = new_capture()
+    assert unpack_capture(packed) == (date, record_id) and len(packed) == 39
+    state = RevisitState(1700000000, 1, 0, 0, 'e"v1"', "t", capture=packed)
+    assert RevisitState.parse(state.dump()) == state
+    assert RevisitState.parse("*" + state.dump()) == state
+    lease = Lease("1", 0, "a.test", 0, 0, "http://a.test/")
+    etag = {"ETag": '"v1"'}
+
+    def visit(record: dict[str, object], headers: dict[str, str] | None,
+              capture: str = "") -> str:
+        return next_visit(lease, state, record, headers, b"", capture=capture).capture
+
+    assert visit({"status": 304}, etag) == packed  # not modified: the same payload
+    assert visit({"status": 503, "error": ("http_status", "")}, {}) == packed  # failed
+    assert visit({"status": None, "error": ("timeout", "")}, None) == packed
+    assert visit({"status": 200}, etag) == packed  # same validator, no record written
+    assert visit({"status": 200}, {"ETag": '"v2"'}) == ""  # changed, no record of it
+    _, _, newer = new_capture()
+    assert visit({"status": 200}, {"ETag": '"v2"'}, newer) == newer
+
+
+async def test_fetch_times_and_the_recrawl_cutoff_are_on_redis_clock(
+        redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    settings = settings.replace(recrawl=True)
+    server = VersionedSite(version={0: 1})
+    real_time = time.time
+    with Site(server, ips=(IP,)) as site:
+        await seed(redis, settings, io.BytesIO(site.url(IP, "/p/0").encode()))
+        monkeypatch.setattr(time, "time", lambda: real_time() - 7200)  # the worker's clock
+        await run_worker(redis, settings)
+    monkeypatch.setattr(time, "time", lambda: real_time() + 7200)  # crawl recrawl's
+    assert await requeue(redis, settings, parse_age("1h")) == 0  # fetched just now
+    monkeypatch.undo()
+    assert await requeue(redis, settings, parse_age("1h")) == 0
+    assert await requeue(redis, settings, 0) == 1  # negative control: it is due at 0s

@@ -6,6 +6,8 @@ Real ``crawl`` processes against the test Valkey and a generated site on
 
 from __future__ import annotations
 
+import asyncio
+import io
 import itertools
 import json
 import os
@@ -25,10 +27,12 @@ from redis.asyncio import Redis
 
 from crawler.bench.sitegen import SiteServer, SiteSpec, free_port
 from crawler.config import Settings
+from crawler.discovery.seeds import seed
 from crawler.frontier import Frontier
 from crawler.observe import control
 from crawler.observe.control import allotments
 from crawler.store import keys
+from crawler.store.layout import crawl_layout
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -305,3 +309,26 @@ async def test_a_stale_reading_of_the_counters_never_lets_the_shards_claim_past_
         later += batch
     assert len(first) + len(later) <= 10
     assert not await redis.exists(frontier.shards[0].caps_lock)  # released
+
+
+async def test_a_crawl_created_on_a_clock_two_hours_behind_keeps_its_max_duration(
+        redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The seeding machine's clock is 2 h behind Redis's; the checks run elsewhere.
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() - 7200)
+    s = await crawl_layout(redis, settings.replace(crawl="skewed", dedup_bucket_bits=0))
+    await seed(redis, s, io.BytesIO(b"http://a.test/\n"))
+    await control.pause(redis, s)
+    monkeypatch.undo()
+    server_now = await control.server_time(redis)
+    assert abs(await control.created_at(redis, s) - server_now) < 60  # Redis's clock
+    paused = await control.crawl_state(redis, s)
+    assert paused.state == control.PAUSED and abs(paused.since - server_now) < 60
+    await control.resume(redis, s)
+    assert await control.enforce_caps(redis, s.replace(max_duration=3600)) == ""
+    assert (await control.crawl_state(redis, s)).state == control.RUNNING
+    # Negative control: once max_duration has passed on Redis's clock, it stops.
+    age = await control.server_time(redis) - await control.created_at(redis, s)
+    await asyncio.sleep(max(0.0, 1.05 - age))
+    assert await control.enforce_caps(redis, s.replace(max_duration=1)) == "max_duration"
+    assert (await control.crawl_state(redis, s)).state == control.STOPPED

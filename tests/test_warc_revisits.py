@@ -159,3 +159,39 @@ async def test_redirect_hops_and_revisits_are_recorded_as_sent_and_received(
         assert found.rec_headers.get_header("WARC-Target-URI") == url[path]
         assert found.rec_type == ("revisit" if record["status"] == 304 else "response")
         assert found.http_headers.get_statuscode() == str(record["status"])
+
+
+async def test_a_304_after_a_failed_visit_refers_to_the_capture_that_holds_the_page(
+        redis: Redis, settings: Settings, tmp_path: Path) -> None:
+    # Visits 200 -> 503 (maintenance) -> 304: the revisit record must point at
+    # the first capture, exactly, or a replay shows the maintenance page.
+    warc_dir = tmp_path / "warc"
+    settings = settings.replace(recrawl=True, warc_dir=str(warc_dir), max_attempts=1)
+    answers = ["ok", "maintenance", "ok"]
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.path == "/robots.txt":
+            return web.Response(status=404)
+        if answers.pop(0) == "maintenance":
+            return web.Response(status=503, text="down for maintenance",
+                                headers={"Retry-After": "0"})
+        if request.headers.get("If-None-Match") == '"v1"':
+            return web.Response(status=304, headers={"ETag": '"v1"'})
+        return web.Response(text="<html><title>page</title></html>", content_type="text/html",
+                            headers={"ETag": '"v1"'})
+
+    with Site(handle, ips=(IP,)) as site:
+        await seed(redis, settings, io.BytesIO(site.url(IP, "/p").encode()))
+        for _ in range(3):
+            await crawl_once(redis, settings)
+            await asyncio.sleep(1.1)  # each visit in a second of its own
+            await requeue(redis, settings, 0)
+    assert answers == []
+    first, failed, revisit = [r for r in warc_records(warc_dir) if r["type"] != "request"]
+    assert (first["status"], failed["status"], revisit["status"]) == ("200", "503", "304")
+    assert revisit["type"] == "revisit"
+    warc = revisit["warc"]
+    assert warc.get_header("WARC-Refers-To") == first["warc"].get_header("WARC-Record-ID")
+    assert warc.get_header("WARC-Refers-To-Date") == first["warc"].get_header("WARC-Date")
+    assert warc.get_header("WARC-Refers-To-Target-URI") == site.url(IP, "/p")
+    assert [r["status"] for r in await results(redis, settings)] == [200, 503, 304]

@@ -107,6 +107,8 @@ def bench(
     extract_in_thread: Annotated[bool, typer.Option(
         "--extract-in-thread", help="Run that hook in a thread pool.")] = False,
     warc: Annotated[bool, typer.Option(help="Workers write WARC files too.")] = False,
+    recrawl: Annotated[bool, typer.Option(
+        help="Crawl with recrawl = true (each done URL keeps its revisit state).")] = False,
 ) -> None:
     """Crawl a generated site with 1 and 2 worker processes and print pages/s and costs."""
     if ctx.invoked_subcommand is not None:
@@ -127,7 +129,8 @@ def bench(
                       ceiling_our_urls=ceiling_our_urls, repeat=repeat, out=out or None,
                       profile=profile, shards=_counts(shards), cluster=cluster,
                       replicas=replicas, wait_replicas=_counts(wait_replicas, low=0),
-                      extract=extract, extract_in_thread=extract_in_thread, warc=warc)
+                      extract=extract, extract_in_thread=extract_in_thread, warc=warc,
+                      recrawl=recrawl)
         raise typer.Exit(0 if run_bench(cfg)["complete"] else 1)
     except KeyboardInterrupt:
         typer.echo("crawl bench: interrupted; stopped the servers and workers it started",

@@ -28,3 +28,4 @@ class BenchConfig:
     extract: str = ""  # an extraction hook the workers run on every page
     extract_in_thread: bool = False
     warc: bool = False  # workers write WARC files (under the run's work directory)
+    recrawl: bool = False  # recrawl = true: workers keep each done URL's revisit state

@@ -153,8 +153,10 @@ async def _jitter_control(client: Any, calls: int, mean_micros: float) -> dict[s
 async def _recrawl_state_bytes(client: Any, settings: Any) -> dict[str, dict[str, float]]:
     """Bytes a done URL's recrawl state adds (an ETag and a title of usual length), by how
     many done URLs its host has: its host's hash, as complete.lua writes it; with a
-    sitemap's lastmod; with an adaptive interval and its place in the revisit schedule."""
+    sitemap's lastmod; with an adaptive interval and its place in the revisit schedule;
+    with the WARC capture a 304's revisit record refers to."""
     from crawler.discovery.recrawl import RevisitState, revisit_field
+    from crawler.pages.warc import new_capture
     from crawler.store import keys
 
     shard = keys.all_shards(settings.crawl, settings.shards, settings.shard_tags)[0]
@@ -162,7 +164,8 @@ async def _recrawl_state_bytes(client: Any, settings: Any) -> dict[str, dict[str
     plain = RevisitState(now, 1, 0, 1, 'e"5f2a-1b3c4d5e6f7a8b"',
                          "A product page title of usual length")
     variants = {"plain": plain, "lastmod": replace(plain, lastmod=now - 86400),
-                "adaptive": replace(plain, interval=86400)}
+                "adaptive": replace(plain, interval=86400),
+                "warc": replace(plain, capture=new_capture()[2])}
     out: dict[str, dict[str, float]] = {}
     for name, state in variants.items():
         out[name] = {}

@@ -62,6 +62,8 @@ def format_table(report: dict[str, Any]) -> str:
             lambda r: f"{r['redis_split_max_over_mean']:+.0%}")),
         row("CPU ms/page: web server", lambda _, r: r["cpu_ms_per_page"]["server"]),
         row("Redis round trips/page (frontier)", mine(lambda r: r["round_trips_per_page"])),
+        row("Redis round trips/page (all)", mine(
+            lambda r: r.get("client_round_trips_per_page", "-"))),
         row("Redis socket reads/page (server)", mine(lambda r: r["socket_reads_per_page"])),
         row("Redis script calls/page (EVALSHA)", mine(lambda r: r["script_calls_per_page"])),
         row("Redis commands/page (incl. in Lua)", mine(lambda r: r["commands_per_page"])),

@@ -149,6 +149,8 @@ def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProces
             overrides |= {"extract": cfg.extract, "extract_in_thread": cfg.extract_in_thread}
         if cfg.warc:
             overrides["warc_dir"] = str(work / f"warc-{processes}p")
+        if cfg.recrawl:
+            overrides["recrawl"] = True
         try:
             asyncio.run(_seed(valkey.url, overrides, spec.seeds()))
             info0 = valkey.info()
@@ -213,6 +215,10 @@ def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProces
         # The busiest master's share over an even split: 0.2 means 20% above.
         "redis_split_max_over_mean": round(max(by_master) / mean - 1, 3) if mean else 0.0,
         "round_trips_per_page": round(per_page(sum(w["round_trips"] for w in workers)), 3),
+        # Every request the workers' Redis clients sent and waited on, the frontier's
+        # pipelines and any command sent outside them (heartbeats, steering polls).
+        "client_round_trips_per_page": round(per_page(sum(w.get("client_round_trips", 0)
+                                                          for w in workers)), 3),
         "socket_reads_per_page": round(delta("reads"), 3),
         "script_calls_per_page": round(delta("evalsha"), 3),
         "commands_per_page": round(delta("commands"), 2),

@@ -48,6 +48,23 @@ async def _sample_rss(samples: list[tuple[float, int]], started: float) -> None:
         await asyncio.sleep(RSS_SAMPLE_EVERY)
 
 
+def count_sends() -> list[int]:
+    """Count every request this process's Redis connections send (a pipeline is one):
+    the round trips of the frontier's scripts and of any command sent outside them."""
+    from redis.asyncio.connection import AbstractConnection
+
+    sent = [0]
+    send = AbstractConnection.send_packed_command
+
+    async def counted(self: AbstractConnection, command: Any, check_health: bool = True
+                      ) -> None:
+        sent[0] += 1
+        await send(self, command, check_health)
+
+    AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
+    return sent
+
+
 async def run(overrides: dict[str, Any]) -> dict[str, Any]:
     from crawler.config import Settings, load_settings
     from crawler.store.connection import connect
@@ -59,6 +76,7 @@ async def run(overrides: dict[str, Any]) -> dict[str, Any]:
     redis = await connect(settings)
     settings = await crawl_layout(redis, settings)
     worker = Worker(redis, settings, quiet=True)
+    sent = count_sends()
     samples: list[tuple[float, int]] = []
     wall0, mono0, cpu0 = time.time(), time.monotonic(), cpu_seconds()
     sampler = asyncio.create_task(_sample_rss(samples, mono0))
@@ -75,6 +93,7 @@ async def run(overrides: dict[str, Any]) -> dict[str, Any]:
         "errors": worker.counters.errors,
         "retries": worker.counters.retries,
         "round_trips": worker.frontier.round_trips,
+        "client_round_trips": sent[0],
         "robots_fetches": robots.fetches if robots is not None else 0,
         "start": wall0,
         "end": wall1,

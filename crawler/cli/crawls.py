@@ -27,15 +27,16 @@ def list_crawls(
 
     settings = settings_for(ctx, redis=redis, config=config, home=home)
 
-    async def main() -> list[CrawlSummary]:
+    async def main() -> tuple[int, list[CrawlSummary]]:
         client = await connect(settings)
         try:
             now = await server_ms(client)
-            return [await summarize(client, name, now) for name in await crawl_names(client)]
+            return now, [await summarize(client, name, now)
+                         for name in await crawl_names(client)]
         finally:
             await client.aclose()
 
-    summaries = run_async(main)
+    now_ms, summaries = run_async(main)
     if as_json:
         for c in summaries:
             typer.echo(json.dumps({"name": c.name, "shards": c.shards, "queued": c.queued,
@@ -47,7 +48,7 @@ def list_crawls(
         return
     rows = [("NAME", "QUEUED", "LEASED", "DONE", "ERRORS", "WORKERS", "AGE")]
     rows += [(c.name, str(c.queued), str(c.leased), str(c.done), str(c.errors),
-              str(c.workers), age_text(c.created)) for c in summaries]
+              str(c.workers), age_text(c.created, now_ms / 1000)) for c in summaries]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         typer.echo("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)

@@ -61,9 +61,14 @@ def recrawl(
     settings = settings_for(ctx, redis=redis, crawl=crawl, config=config, home=home)
 
     async def main() -> int:
+        from crawler.observe.control import server_time
+
         client, s = await open_crawl(settings)
         try:
-            return await requeue(client, s, age, changed_since=since)
+            # An age counts back from now on Redis's clock, the one fetch times are on.
+            when = since if changed_since is None else parse_since(
+                changed_since, now=await server_time(client))
+            return await requeue(client, s, age, changed_since=when)
         finally:
             await client.aclose()
 

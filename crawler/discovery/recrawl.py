@@ -3,9 +3,10 @@
 With ``recrawl = true`` each done URL keeps, in its host's ``v:<host>`` hash
 (same shard), under its path (``revisit_field``), one short string::
 
-    fetched|visit|changes|depth[|lastmod[|interval]]|validator\\ntitle
+    fetched|visit|changes|depth[|lastmod[|interval]]|[c<capture>|]validator\\ntitle
 
-``fetched``: unix seconds of its last result; ``visit``: how many results it
+``fetched``: unix seconds of its last result, on Redis's clock (``complete.lua``
+stamps it); ``visit``: how many results it
 has had; ``changes``: how many of its revisits found it changed; ``depth``:
 its crawl depth; ``lastmod``: unix seconds of the ``<lastmod>`` a sitemap
 last listed for it (0: none; ``crawler.lastmod``); ``interval``: seconds
@@ -13,8 +14,14 @@ until its next revisit with ``revisit_adaptive`` (``crawler.revisit_schedule``);
 both are written only when set, so a crawl using neither pays nothing for
 them. ``validator``: ``e<ETag>``, else ``m<Last-Modified>``, else ``h<hash of
 the body>`` (16 hex digits), or empty; it never starts with a digit, which is
-how a reader tells where the numbers end. ``title``: the last one seen,
-carried into a not-modified record. A sitemap can list a URL before its first
+how a reader tells where the numbers end. ``capture``: with WARC capture on,
+the ``WARC-Date`` and ``WARC-Record-ID`` (packed, 41 bytes with its ``c`` and
+bar: ``crawler.warc.new_capture``) of the last 200 response record holding the
+payload the validator stands for, which a 304's revisit record refers to;
+written only when such a record was written, kept while the validator stays
+(a 304, a failed visit), dropped when the validator changes without one. No
+validator starts with ``c``. ``title``: the last one seen, carried into a
+not-modified record. A sitemap can list a URL before its first
 fetch: its state is then ``0|0|0|0|lastmod|`` (visit 0: not fetched yet).
 ``complete.lua`` writes the state with the URL's result and only then, so a
 visit is counted once however often its lease is retried or reclaimed; it
@@ -65,6 +72,7 @@ class RevisitState:
     title: str | None = None
     lastmod: int = 0  # a sitemap's <lastmod>, unix seconds; 0: none listed
     interval: int = 0  # seconds to its next revisit (revisit_adaptive); 0: none
+    capture: str = ""  # the WARC record of the validator's payload (crawler.warc), or ''
 
     def dump(self) -> str:
         numbers = [self.fetched, self.visit, self.changes, self.depth]
@@ -72,7 +80,8 @@ class RevisitState:
             numbers.append(self.lastmod)
         if self.interval:
             numbers.append(self.interval)
-        head = "|".join(map(str, numbers)) + "|" + self.validator
+        capture = f"c{self.capture}|" if self.capture else ""
+        head = "|".join(map(str, numbers)) + "|" + capture + self.validator
         return head if self.title is None else f"{head}\n{self.title}"
 
     @classmethod
@@ -93,8 +102,11 @@ class RevisitState:
             return None
         fetched, visit, changes, depth, *extra = numbers
         lastmod, interval = [*extra, 0, 0][:2]
+        capture = ""
+        if head.startswith("c"):  # no validator starts so
+            capture, _, head = head[1:].partition("|")
         return cls(fetched, visit, changes, depth, head, title if newline else None,
-                   lastmod, interval)
+                   lastmod, interval, capture)
 
     @property
     def fetched_once(self) -> bool:
@@ -121,13 +133,15 @@ def validator_of(headers: dict[str, str], body: bytes) -> str:
 
 def next_visit(lease: Lease, previous: RevisitState | None, record: dict[str, Any],
                headers: dict[str, str] | None, body: bytes,
-               settings: Settings | None = None) -> RevisitState:
+               settings: Settings | None = None, capture: str = "") -> RevisitState:
     """This visit's state, and its marks on the record (``visit``, ``not_modified``,
     ``changed``, and a 304's carried title).
 
     ``headers`` is None when no response came (an error): the validator and
     title stay as they were. ``settings``: with ``revisit_adaptive``, the
     state carries the interval to the next revisit (``revisit_schedule``).
+    ``capture``: this visit's WARC response record, packed, if one holding a
+    200's payload was written: the capture a later 304 refers to.
     """
     lastmod = previous.lastmod if previous else 0
     if previous is not None and not previous.fetched_once:  # only a sitemap's lastmod
@@ -137,11 +151,14 @@ def next_visit(lease: Lease, previous: RevisitState | None, record: dict[str, An
     changes = previous.changes if previous else 0
     validator = previous.validator if previous else ""
     title = previous.title if previous else None
+    payload = previous.capture if previous else ""
     if headers is not None and previous is not None and record.get("status") == 304:
         record["not_modified"] = True
         record["title"] = title
     elif headers is not None and record.get("error") is None:
-        validator = validator_of(headers, body)
+        old, validator = validator, validator_of(headers, body)
+        # The capture must hold the payload the validator now stands for.
+        payload = capture or (payload if validator == old else "")
         title = record.get("title")
         if previous is not None:
             changed = validator != previous.validator
@@ -149,7 +166,7 @@ def next_visit(lease: Lease, previous: RevisitState | None, record: dict[str, An
             changes += changed
     interval = next_interval(previous, record, settings) if settings is not None else 0
     return RevisitState(int(time.time()), visit, changes, lease.depth, validator, title,
-                        lastmod, interval)
+                        lastmod, interval, payload)
 
 
 def revisit_field(host: str, url: str) -> str:
@@ -163,13 +180,6 @@ def revisit_field(host: str, url: str) -> str:
     return url
 
 
-async def previous_state(redis: Redis, frontier: Frontier, lease: Lease) -> RevisitState | None:
-    """The lease's URL's state from its last visit (None: a first visit)."""
-    shard = frontier.shards[lease.shard]
-    field = revisit_field(lease.host, lease.url)
-    return RevisitState.parse(await redis.hget(shard.revisits(lease.host), field))
-
-
 async def requeue(redis: Redis, settings: Settings, older_than: float | None = None, *,
                   changed_since: float | None = None) -> int:
     """Queue again every done URL whose last fetch is more than ``older_than`` s ago, or
@@ -178,7 +188,7 @@ async def requeue(redis: Redis, settings: Settings, older_than: float | None = N
     if older_than is None and changed_since is None:
         raise ValueError("requeue needs older_than, changed_since or both")
     frontier = Frontier(redis, settings, local_dedup=False)
-    cutoff = -1 if older_than is None else int(time.time() - older_than)
+    age = -1 if older_than is None else int(older_than)  # from now on Redis's clock
     since = -1 if changed_since is None else int(changed_since)
     policy = settings.policy_for("")
     total = 0
@@ -191,7 +201,7 @@ async def requeue(redis: Redis, settings: Settings, older_than: float | None = N
             chunk, pending = pending[:REQUEUE_HOSTS], pending[REQUEUE_HOSTS:]
             hint = max(100, REQUEUE_FIELDS // len(chunk))
             [reply] = await frontier.run([("recrawl", shard.script_keys, [
-                shard.base, cutoff, since, policy.max_per_host, int(policy.delay * 1000), hint,
+                shard.base, age, since, policy.max_per_host, int(policy.delay * 1000), hint,
                 *(x for pair in chunk for x in pair)])])
             total += int(reply[0])
             # A large host is read a page a call, until its cursor comes back to 0.

@@ -73,6 +73,8 @@ class Lease:
     band: int = 0  # the priority band it was queued in (crawler.priority)
     spaced: bool = False  # its claim spaced the host's next request (delay or Crawl-delay)
     claim_sent: float = field(default=0.0, compare=False)  # time.monotonic() before the claim
+    earlier_ms: float = 0.0  # what its URL's earlier attempts took (retry's elapsed)
+    revisit_state: str = ""  # recrawl = true: its URL's state from its last visit, or ''
 
 
 @dataclass(slots=True)
@@ -271,8 +273,9 @@ class Frontier:
             else self._last_shares
         self._last_request, self._last_shares = request_id, shares
         sent = time.monotonic()
+        recrawl = int(self.settings.recrawl)
         replies = await self.run([("claim", s.script_keys, [s.base, share, lease_ms, worker,
-                                                         slack_ms, request_id])
+                                                         slack_ms, request_id, recrawl])
                                   for s, share in zip(self.shards, shares, strict=True)])
         leases: list[Lease] = []
         waits: list[float] = []
@@ -283,12 +286,14 @@ class Frontier:
             leased += ld
             if wait >= 0:
                 waits.append(wait / 1000)
-            for i in range(3, len(reply), 8):
+            for i in range(3, len(reply), 10):
                 mark, hops = divmod(int(reply[i + 4]), SITEMAP_HOPS)
                 leases.append(Lease(_s(reply[i]), shard.shard, _s(reply[i + 1]),
                                     int(reply[i + 2]), int(reply[i + 3]), _s(reply[i + 5]),
                                     hops, mark - 1 if mark else None, int(reply[i + 6]),
-                                    reply[i + 7] in (1, "1", b"1"), sent))
+                                    spaced=reply[i + 7] in (1, "1", b"1"), claim_sent=sent,
+                                    earlier_ms=float(reply[i + 8] or 0),
+                                    revisit_state=_s(reply[i + 9])))
         hint = min(waits) if waits else -1.0
         if not leases and leased > 0:
             # Work appears when a lease completes: its links are queued and its
@@ -370,16 +375,18 @@ class Frontier:
                     self.settings.results_maxlen)
 
     async def retry(self, lease: Lease, delay: float, *, count_attempt: bool = True,
-                    host_backoff: bool = False, reason: str = "backoff") -> bool:
+                    host_backoff: bool = False, reason: str = "backoff",
+                    elapsed: float = 0.0) -> bool:
         """Give the lease back to be fetched again after ``delay`` seconds.
 
         ``host_backoff``: hold the whole host that long, listed as held for
-        ``reason`` (``backoff``, ``retry-after``, ``robots``).
+        ``reason`` (``backoff``, ``retry-after``, ``robots``). ``elapsed``: the
+        seconds a counted attempt took, kept for the URL's later ``earlier_ms``.
         """
         shard = self.shards[lease.shard]
         [reply] = await self.run([("retry", shard.script_keys,
                                    [shard.base, lease.id, int(delay * 1000), int(count_attempt),
-                                    int(host_backoff), reason])])
+                                    int(host_backoff), reason, round(elapsed * 1000, 1)])])
         return bool(int(reply))
 
     async def reclaim(self) -> int:
@@ -394,14 +401,17 @@ class Frontier:
 
     # -- reading -------------------------------------------------------------
 
-    async def stats(self) -> dict[str, int]:
-        """Counters summed over shards: queued, leased, done, seen, errors, ..."""
+    async def stats(self, *, ready_hosts: bool = False) -> dict[str, int]:
+        """Counters summed over shards: queued, leased, done, seen, errors, ...
+        (``ready_hosts``: and the hosts with queued URLs and a free slot)."""
         pipe = self.redis.pipeline(transaction=False)
         for shard in self.shards:
             pipe.hgetall(shard.stats)
+            if ready_hosts:
+                pipe.zcard(shard.ready)
         total: dict[str, int] = defaultdict(int)
         for reply in await pipe.execute():
-            for k, v in reply.items():
+            for k, v in reply.items() if isinstance(reply, dict) else [("ready_hosts", reply)]:
                 total[_s(k)] += int(v)
         for name in ("queued", "leased", "done", "seen", "errors"):
             total.setdefault(name, 0)
@@ -409,4 +419,4 @@ class Frontier:
 
 
 def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

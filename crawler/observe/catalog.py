@@ -38,7 +38,7 @@ class CrawlSummary:
     done: int
     errors: int
     workers: int  # live ones
-    created: float | None  # unix time, None for a crawl created before it was recorded
+    created: float | None  # unix time (Redis's clock); None: created before it was recorded
 
 
 async def _scan(redis: Redis, pattern: str) -> list[str]:

@@ -69,8 +69,9 @@ async def set_state(redis: Redis, settings: Settings, state: str, reason: str = 
             await redis.hdel(shard.ctl, "state")
         else:
             await redis.hset(shard.ctl, "state", state)
+    since = round(await server_time(redis), 3)  # Redis's clock, not this machine's
     await redis.hset(keys.meta_key(settings.crawl),
-                     mapping={"state": state, "reason": reason, "since": round(time.time(), 3)})
+                     mapping={"state": state, "reason": reason, "since": since})
 
 
 async def pause(redis: Redis, settings: Settings) -> None:

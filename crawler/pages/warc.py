@@ -16,8 +16,14 @@ Accept-Encoding), in their order.
 
 A 304 to a revisit's conditional request is a ``revisit`` record instead of a
 ``response`` (WARC/1.1 6.7.2, profile ``server-not-modified``): the 304's
-HTTP headers, no payload, ``WARC-Refers-To-Target-URI`` the URL and
-``WARC-Refers-To-Date`` the time of its previous visit (to the second).
+HTTP headers, no payload, ``WARC-Refers-To-Target-URI`` the URL, and
+``WARC-Refers-To`` and ``WARC-Refers-To-Date`` the ``WARC-Record-ID`` and
+``WARC-Date`` of the last 200 response record that holds the payload the
+validator stands for (not of a later failed visit: a replay must find the
+page, not a 503). The recrawl state keeps that capture (``new_capture``: 41
+bytes); a 304 for which it knows none (a visit before WARC was on, a failed
+write) is kept as a ``response`` record with no payload. Each record's
+``WARC-Date`` has microseconds, so a capture is named exactly.
 
 The payload is the body as the crawler read it: aiohttp has removed the
 transfer and content encodings, so those two headers are left out of the
@@ -45,7 +51,9 @@ import os
 import socket
 import tempfile
 import time
+import uuid
 import zlib
+from base64 import urlsafe_b64decode, urlsafe_b64encode
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -64,6 +72,33 @@ SCAN_CHUNK = 1 << 20
 NOT_MODIFIED_PROFILE = "http://netpreserve.org/warc/1.1/revisit/server-not-modified"
 SPOOL_IN_MEMORY = 1 << 20
 """Bytes of a streamed body (a sitemap) held in memory before it is spooled to a file."""
+
+
+def warc_date(micros: int) -> str:
+    """A WARC-Date with microseconds (WARC/1.1 allows them): ``2026-12-06T03:39:08.123456Z``."""
+    seconds, fraction = divmod(micros, 1_000_000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") \
+        + f".{fraction:06d}Z"
+
+
+def new_capture() -> tuple[str, str, str]:
+    """A new record's WARC-Date, its WARC-Record-ID, and the two packed as the recrawl
+    state keeps them: ``<unix microseconds>.<the record's UUID, base64url>``."""
+    micros, record = time.time_ns() // 1000, uuid.uuid4()
+    packed = f"{micros}.{urlsafe_b64encode(record.bytes).rstrip(b'=').decode()}"
+    return warc_date(micros), f"<urn:uuid:{record}>", packed
+
+
+def unpack_capture(packed: str) -> tuple[str, str] | None:
+    """(WARC-Date, WARC-Record-ID) of a packed capture; None for '' or garbage."""
+    micros, dot, record = packed.partition(".")
+    if not dot or not micros.isdigit() or len(record) != 22:
+        return None
+    try:
+        record_id = uuid.UUID(bytes=urlsafe_b64decode(record + "=="))
+    except ValueError:
+        return None
+    return warc_date(int(micros)), f"<urn:uuid:{record_id}>"
 
 
 def node_name() -> str:
@@ -167,14 +202,15 @@ class WarcWriter:
         self.writer = writer
 
     def write(self, request_headers: Sequence[tuple[str, str]], response: Response,
-              refers_to: float | None = None, *, payload: IO[bytes] | None = None,
-              truncated: str | None = None) -> tuple[str, int]:
-        """Write the response and its request; returns (file name, the response's offset).
+              refers_to: str = "", *, payload: IO[bytes] | None = None,
+              truncated: str | None = None) -> tuple[str, int, str]:
+        """Write the response and its request; returns (file name, the response's
+        offset, the capture packed when the record holds a 200's whole payload, else '').
 
         ``request_headers``: used when the response does not carry the headers
-        it was sent with. ``refers_to``: the unix time of the URL's previous
-        visit, for a revisit's 304 (a ``revisit`` record referring to it).
-        ``payload``: the body, read from here (to its end) instead of
+        it was sent with. ``refers_to``: for a revisit's 304, the packed capture
+        of the payload its validator stands for (a ``revisit`` record referring
+        to it). ``payload``: the body, read from here (to its end) instead of
         ``response.body``; ``truncated``: why the body is not whole
         (``WARC-Truncated``).
         """
@@ -199,17 +235,18 @@ class WarcWriter:
         if not not_modified:
             headers.append(("Content-Length", str(length)))
         http = StatusAndHeaders(f"{response.status} {reason}", headers, protocol="HTTP/1.1")
-        if not_modified and refers_to is not None:
-            record = writer.create_warc_record(
-                url, "revisit", http_headers=http, warc_headers_dict={
-                    "WARC-Profile": NOT_MODIFIED_PROFILE,
-                    "WARC-Refers-To-Target-URI": url,
-                    "WARC-Refers-To-Date": datetime.fromtimestamp(refers_to, UTC).strftime(
-                        "%Y-%m-%dT%H:%M:%SZ")})
+        date, record_id, capture = new_capture()
+        stamp = {"WARC-Date": date, "WARC-Record-ID": record_id}
+        known = unpack_capture(refers_to) if not_modified else None
+        if known is not None:
+            record = writer.create_warc_record(url, "revisit", http_headers=http,
+                                               warc_headers_dict=stamp | {
+                "WARC-Profile": NOT_MODIFIED_PROFILE, "WARC-Refers-To-Target-URI": url,
+                "WARC-Refers-To": known[1], "WARC-Refers-To-Date": known[0]})
         else:
             record = writer.create_warc_record(
                 url, "response", payload=payload, length=length, http_headers=http,
-                warc_headers_dict={"WARC-Truncated": truncated} if truncated else None)
+                warc_headers_dict=stamp | ({"WARC-Truncated": truncated} if truncated else {}))
         split = urlsplit(url)
         path = (split.path or "/") + (f"?{split.query}" if split.query else "")
         sent = list(response.request_headers.items()) if response.request_headers is not None \
@@ -223,7 +260,8 @@ class WarcWriter:
         writer.write_record(record)
         writer.write_record(request)
         self.fh.flush()  # in the kernel before the result names it
-        return self.path.name, offset
+        whole = response.status == 200 and not truncated
+        return self.path.name, offset, capture if whole else ""
 
     def close(self) -> None:
         if self.fh is None or self.path is None:
@@ -256,22 +294,28 @@ class WarcCapture:
         return cls(writer, [("User-Agent", settings.full_user_agent), ("Accept", ACCEPT),
                             ("Accept-Encoding", "gzip, deflate")])
 
-    def write(self, response: Response, previous_visit: float | None = None, *,
-              spool: BodySpool | None = None, truncated: str | None = None) -> None:
+    def write(self, response: Response, refers_to: str = "", *,
+              spool: BodySpool | None = None, truncated: str | None = None) -> str:
         """Capture one response; sets ``response.warc``. A failed write is logged, not raised.
 
-        ``previous_visit``: a revisit's last visit time (unix s): its 304 is a revisit record.
-        ``spool``, ``truncated``: a streamed body and why it is not whole.
+        ``refers_to``: a revisit's packed capture of the payload its validator
+        stands for: its 304 is a revisit record referring to it. ``spool``,
+        ``truncated``: a streamed body and why it is not whole. Returns this
+        record's packed capture if it holds a 200's whole payload (for the URL's
+        recrawl state), else ''.
         """
         if spool is not None and spool.failed:
-            return  # logged when it failed: no record rather than a wrong one
+            return ""  # logged when it failed: no record rather than a wrong one
         try:
-            response.warc = self.writer.write(
-                self.request_headers, response, previous_visit,
+            name, offset, capture = self.writer.write(
+                self.request_headers, response, refers_to,
                 payload=spool.file if spool is not None else None, truncated=truncated)
         except OSError as exc:
             log.error("warc: cannot write %s to %s: %s", response.url, self.writer.directory,
                       exc)
+            return ""
+        response.warc = name, offset
+        return capture
 
     def spool(self, cap: int) -> BodySpool:
         """Somewhere to keep a streamed body for ``write``, up to ``cap`` bytes."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from typing import Any
 
 from redis.asyncio import Redis
@@ -90,9 +89,12 @@ async def crawl_layout(redis: Redis, settings: Settings) -> Settings:
         tags = cluster_tags(settings.crawl, shards, owners)
     bits = settings.dedup_bucket_bits or bucket_bits(
         settings.expected_urls, shards, await intset_entries(redis))
+    # On Redis's clock, like every crawl-level time: max_duration compares it with
+    # TIME, and the machine that created the crawl may be hours off.
+    seconds, micros = await redis.time()
     proposed = json.dumps({"shards": shards, "dedup_bucket_bits": bits, "shard_tags": tags,
                            "expected_urls": settings.expected_urls,
-                           "created": round(time.time(), 3)})
+                           "created": round(int(seconds) + int(micros) / 1e6, 3)})
     await redis.hsetnx(meta, "layout", proposed)
     stored = await redis.hget(meta, "layout")
     layout = json.loads(stored or proposed)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from crawler import errors
-from crawler.discovery.recrawl import next_visit, previous_state, revisit_field
+from crawler.discovery.recrawl import RevisitState, next_visit, revisit_field
 from crawler.frontier import Lease
 from crawler.frontier.politeness import SlotMissed, adaptive_delay
 from crawler.net.fetch import Response
@@ -107,8 +107,8 @@ class LeaseRunner:
             if time.monotonic() > deadline:
                 raise SlotMissed(lease.url)
             item.at("fetch")
-            if self.settings.recrawl:
-                item.previous = await previous_state(self.worker.redis, self.frontier, lease)
+            if self.settings.recrawl:  # the claim brought the state back with the lease
+                item.previous = RevisitState.parse(lease.revisit_state or None)
             if lease.sitemap_level is None:
                 resp = await self.fetcher.get(lease.url, headers=item.previous.conditional_headers()
                                               if item.previous else None)
@@ -149,7 +149,7 @@ class LeaseRunner:
                                          no_request=not exc.made_request)
             return
         if self.warc is not None:  # before the result that names it
-            self.warc.write(resp, item.previous.fetched if item.previous else None)
+            item.capture = self.warc.write(resp, item.previous.capture if item.previous else "")
         if resp.status in RETRY_STATUSES:
             await self._status_retry(item, attempt, resp)
             return
@@ -189,7 +189,7 @@ class LeaseRunner:
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
             final_url=lease.url, status=resp.status, content_type=resp.content_type,
             size=len(resp.body), elapsed=resp.elapsed, redirect_to=target, warc=resp.warc,
-            total_elapsed=await self._all_attempts(lease, resp.elapsed))
+            total_elapsed=self._all_attempts(lease, resp.elapsed))
         self.counters.pages += 1
         self.worker.metrics.fetched(resp.status, resp.elapsed, len(resp.body))
         revisit = self._revisit(item, record, resp)
@@ -246,7 +246,7 @@ class LeaseRunner:
             final_url=resp.final_url, status=resp.status, title=title, links=link_count,
             content_type=resp.content_type, size=len(resp.body), elapsed=resp.elapsed,
             noindex=noindex, error=extracted.error if extracted else None, warc=resp.warc,
-            total_elapsed=await self._all_attempts(lease, resp.elapsed))
+            total_elapsed=self._all_attempts(lease, resp.elapsed))
         if extracted is not None:
             record["data"] = extracted.data
             self.counters.errors += extracted.error is not None
@@ -286,7 +286,7 @@ class LeaseRunner:
             size=len(response.body) if response else 0, elapsed=elapsed,
             error=(error_type or exc.type, str(exc)), redirect_to=redirect_to,
             warc=response.warc if response else None,
-            total_elapsed=await self._all_attempts(lease, elapsed))
+            total_elapsed=self._all_attempts(lease, elapsed))
         self.counters.pages += 1
         self.counters.errors += 1
         kind = error_type or exc.type
@@ -302,7 +302,7 @@ class LeaseRunner:
             return None
         return revisit_field(item.lease.host, item.lease.url), next_visit(
             item.lease, item.previous, record, resp.headers if resp else None,
-            resp.body if resp else b"", self.settings).dump()
+            resp.body if resp else b"", self.settings, item.capture).dump()
 
     async def _retry(self, item: InFlight, delay: float, *, host_backoff: bool = False,
                      count_attempt: bool = True, reason: str = "backoff",
@@ -311,44 +311,19 @@ class LeaseRunner:
         self.counters.retries += 1
         lease = item.lease
 
-        async def call() -> None:
-            if count_attempt and elapsed > 0:  # before the retry: a next attempt may end soon
-                await self.worker.redis.hincrbyfloat(self._attempt_key(lease), lease.url,
-                                                     round(elapsed * 1000, 1))
-            await self.frontier.retry(lease, delay, host_backoff=host_backoff,
-                                      count_attempt=count_attempt, reason=reason)
+        await self._write(item, lambda: self.frontier.retry(
+            lease, delay, host_backoff=host_backoff, count_attempt=count_attempt, reason=reason,
+            elapsed=elapsed if count_attempt else 0.0))
 
-        await self._write(item, call)
-
-    # -- the time every attempt took (elapsed_ms covers the last one only) --------------
-
-    def _attempt_key(self, lease: Lease) -> str:
-        return self.frontier.shards[lease.shard].attempt_ms
-
-    async def _all_attempts(self, lease: Lease, last: float) -> float:
-        """Seconds this URL's attempts took, the last one (``last``) included.
-
-        Earlier attempts wrote theirs to the shard's ``attempt_ms`` hash; a
-        timing figure must not hold up a result, so a Redis error counts as 0.
-        """
-        if lease.attempts == 0:
-            return last
-        try:
-            earlier = await self.worker.redis.hget(self._attempt_key(lease), lease.url)
-        except REDIS_ERRORS:
-            return last
-        return last + float(earlier or 0) / 1000
+    @staticmethod
+    def _all_attempts(lease: Lease, last: float) -> float:
+        """Seconds this URL's attempts took, the last one (``last``) included: retry.lua
+        kept the earlier ones' time, and the claim brought it back with the lease."""
+        return last + lease.earlier_ms / 1000
 
     async def _complete(self, item: InFlight, record: dict[str, object], **kw: Any) -> None:
-        """Complete the lease with ``record``, then forget the URL's attempt times."""
-        lease = item.lease
-
-        async def call() -> None:
-            await self.frontier.complete(lease, dumps(record), **kw)
-            if lease.attempts:
-                await self.worker.redis.hdel(self._attempt_key(lease), lease.url)
-
-        await self._write(item, call)
+        """Complete the lease with ``record`` (complete.lua forgets its attempt times)."""
+        await self._write(item, lambda: self.frontier.complete(item.lease, dumps(record), **kw))
 
     async def _write(self, item: InFlight, call: Callable[[], Awaitable[object]]) -> None:
         item.at("write")

@@ -397,7 +397,7 @@ class Worker:
             pages.add(self.counters.pages)
             with contextlib.suppress(*REDIS_ERRORS):
                 self._held = held_summary(await held_hosts(self.redis, self.settings))
-                self._crawl_progress = await read_progress(self.redis, self.settings)
+                self._crawl_progress = await read_progress(self.frontier)
                 crawl_done.add(self._crawl_progress.done)
             self._rate, self._crawl_rate = pages.rate(), crawl_done.rate()
             if self._rate is not None:

@@ -14,12 +14,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING, Any
 
 from crawler.config import Settings
-from crawler.store import keys
+
+if TYPE_CHECKING:
+    from crawler.frontier import Frontier
 
 RATE_WINDOW = 10.0
 """Seconds the pages/s figure looks back over."""
@@ -73,20 +73,11 @@ class CrawlProgress:
         return self.done + self.queued + self.leased
 
 
-async def read_progress(redis: Redis, settings: Settings) -> CrawlProgress:
-    """One pipeline: each shard's counters, and its hosts ready to go."""
-    shards = keys.all_shards(settings.crawl, settings.shards, settings.shard_tags)
-    pipe = redis.pipeline(transaction=False)
-    for shard in shards:
-        pipe.hmget(shard.stats, "done", "queued", "leased")
-        pipe.zcard(shard.ready)
-    replies = await pipe.execute()
-    done = queued = leased = ready = 0
-    for i in range(len(shards)):
-        d, q, leases = replies[2 * i]
-        done, queued, leased = done + int(d or 0), queued + int(q or 0), leased + int(leases or 0)
-        ready += int(replies[2 * i + 1])
-    return CrawlProgress(done, queued, leased, ready)
+async def read_progress(frontier: Frontier) -> CrawlProgress:
+    """One pipeline, through the frontier: each shard's counters and its hosts ready to go."""
+    counts = await frontier.stats(ready_hosts=True)
+    return CrawlProgress(counts["done"], counts["queued"], counts["leased"],
+                         counts.get("ready_hosts", 0))
 
 
 def duration_text(seconds: float) -> str:

@@ -26,6 +26,7 @@ class InFlight:
     stage: str = "starting"  # robots, fetch, parse, write
     since: float = field(default_factory=time.monotonic)
     previous: RevisitState | None = None  # recrawl = true: its last visit's state
+    capture: str = ""  # its WARC record holding a 200's payload, packed (crawler.warc)
 
     def at(self, stage: str) -> None:
         self.stage = stage

@@ -10,21 +10,39 @@
 -- the same request (its reply was lost in a reconnect, and the client sent
 -- it again) gets the leases of the first run back instead of new ones, which
 -- would hold their hosts' slots until they expired.
+-- Each lease comes with what its worker needs of the shard and would
+-- otherwise fetch with a round trip of its own: the time its URL's earlier
+-- attempts took (retry.lua wrote it; complete.lua deletes it) and, with
+-- recrawl = true, its URL's revisit state from its last visit.
 -- ARGV: base, n, lease_ms, worker, slack_ms (added to a delay > 0; the worker
 --       starts each request within it or gives the lease back), request_id
---       ('' = not idempotent)
+--       ('' = not idempotent), recrawl ('1': return each URL's revisit state)
 -- Returns {wait_ms, queued, leased, (lease_id, host, attempts, depth, hops, url, band,
--- spaced)...} where wait_ms is how long until something here may become
--- claimable (-1: nothing queued or leased in this shard), and spaced is 1 when
--- the claim spaced the host's next request (its delay or Crawl-delay > 0,
--- slack added): then the worker must start within the slack or give it back.
+-- spaced, earlier_ms, revisit_state)...} where wait_ms is how long until something
+-- here may become claimable (-1: nothing queued or leased in this shard); spaced is
+-- 1 when the claim spaced the host's next request (its delay or Crawl-delay > 0,
+-- slack added): then the worker must start within the slack or give it back;
+-- earlier_ms and revisit_state are '' when there is none.
 local base = ARGV[1]
 local n = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
 local worker = ARGV[4]
 local slack = tonumber(ARGV[5])
 local request_id = ARGV[6]
+local recrawl = ARGV[7] == '1'
 local now = now_ms()
+local LEASE_FIELDS = 10
+
+-- A lease's reply fields after its queue entry's: earlier_ms, revisit_state.
+local function lease_extras(host, attempts, url)
+  local earlier = ''
+  if attempts > 0 then earlier = redis.call('HGET', base .. 'attempt_ms', url) or '' end
+  local state = ''
+  if recrawl then
+    state = redis.call('HGET', base .. 'v:' .. host, revisit_field(host, url)) or ''
+  end
+  return earlier, state
+end
 
 -- 0. A repeated request: answer with the leases its first run made.
 local request_key = base .. 'claimreq:' .. worker
@@ -37,7 +55,9 @@ if request_id ~= '' then
       if data then
         local host, _, attempts, depth, hops, url, claimed, _, mine, band = split_lease(data)
         local spaced = mine > claimed and 1 or 0
-        for _, v in ipairs({id, host, attempts, depth, hops, url, band, spaced}) do
+        local earlier, state = lease_extras(host, attempts, url)
+        for _, v in ipairs({id, host, attempts, depth, hops, url, band, spaced, earlier,
+                            state}) do
           result[#result + 1] = v
         end
       end
@@ -124,6 +144,7 @@ while got < n do
       local k = #out
       out[k + 1], out[k + 2], out[k + 3], out[k + 4] = tostring(id), host, attempts, depth
       out[k + 5], out[k + 6], out[k + 7], out[k + 8] = hops, url, band, delay > 0 and 1 or 0
+      out[k + 9], out[k + 10] = lease_extras(host, attempts, url)
     end
     -- The host's queues just emptied: its prefix table has no entry left to name.
     if refresh_ready(base, host, now) == 0 and e then
@@ -136,7 +157,7 @@ if got > 0 then
   redis.call('HINCRBY', KEYS[7], 'leased', got)
   if request_id ~= '' then
     local ids = {}
-    for i = 1, #out, 8 do ids[#ids + 1] = out[i] end
+    for i = 1, #out, LEASE_FIELDS do ids[#ids + 1] = out[i] end
     redis.call('SET', request_key, request_id .. '|' .. table.concat(ids, ','), 'PX', lease_ms)
   end
 end

@@ -19,8 +19,10 @@ local id = ARGV[2]
 local data = redis.call('HGET', KEYS[4], id)
 if not data then return 0 end
 local now = now_ms()
-local host, _, _, _, _, _, claimed, prev, mine = split_lease(data)
+local host, _, attempts, _, _, url, claimed, prev, mine = split_lease(data)
 redis.call('HDEL', KEYS[4], id)
+-- The URL's earlier attempts' time (retry.lua) went into this result: forgotten.
+if attempts > 0 then redis.call('HDEL', base .. 'attempt_ms', url) end
 redis.call('ZREM', KEYS[3], id)
 redis.call('XADD', KEYS[6], '*', 'r', ARGV[3])
 -- results_maxlen bounds the stream, but only by deleting what every consumer
@@ -54,7 +56,7 @@ if after > 0 then
 end
 if ARGV[9] and ARGV[9] ~= '' then
   local vk = base .. 'v:' .. host
-  local state = ARGV[10]
+  local state = fetched_now(ARGV[10], now)
   -- A sitemap read while this page was fetched may have listed a newer lastmod.
   local _, old = split_state(redis.call('HGET', vk, ARGV[9]) or '')
   if old[5] and old[5] ~= '0' then state = with_lastmod(state, old[5]) end

@@ -5,17 +5,20 @@
 -- marked ('*' before its state) until its next result replaces the state, so
 -- running this again while it waits does not queue it twice: one record a URL
 -- a visit.
--- ARGV: base, cutoff (unix seconds; -1: no fetch-age condition), changed_since
+-- ARGV: base, age (seconds: fetched at least that long ago on Redis's clock,
+--       the clock complete.lua stamps fetch times with; -1: no fetch-age
+--       condition), changed_since
 --       (unix seconds; -1: no lastmod condition), limit and delay_ms (the
 --       host's policy if its state was compacted away meanwhile), count (the
 --       HSCAN hint, fields a host), then pairs of host and HSCAN cursor ('0'
 --       to start): a host of a million done URLs takes many bounded calls.
 -- Returns {URLs queued, then each host's next cursor ('0': done)}.
 local base = ARGV[1]
-local cutoff = tonumber(ARGV[2])
 local since = tonumber(ARGV[3])
 local count_hint = ARGV[6]
 local now = now_ms()
+local cutoff = tonumber(ARGV[2])
+if cutoff >= 0 then cutoff = math.floor(now / 1000) - cutoff end
 local total = 0
 local cursors = {}
 for i = 7, #ARGV, 2 do

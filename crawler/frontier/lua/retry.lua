@@ -1,6 +1,8 @@
 -- retry: give a lease back to be fetched again no earlier than now + delay.
 -- ARGV: base, lease_id, delay_ms, count_attempt (0/1), host_backoff (0/1),
---       hold_reason (with host_backoff: what crawl status says held the host)
+--       hold_reason (with host_backoff: what crawl status says held the host),
+--       elapsed_ms (optional: what this counted attempt took, added to the URL's
+--       attempt_ms until complete.lua deletes it; claim.lua hands it back)
 -- host_backoff=1 (429, 503, robots.txt unreachable) holds back the whole host
 -- until then and puts the URL at the front of its queue; otherwise only this
 -- URL waits. Either way the URL keeps its priority band.
@@ -12,7 +14,13 @@ local data = redis.call('HGET', KEYS[4], id)
 if not data then return 0 end
 local now = now_ms()
 local host, _, attempts, depth, hops, url, _, _, _, band = split_lease(data)
-if ARGV[4] == '1' then attempts = attempts + 1 end
+if ARGV[4] == '1' then
+  attempts = attempts + 1
+  local elapsed = tonumber(ARGV[7] or 0)
+  if elapsed and elapsed > 0 then
+    redis.call('HINCRBYFLOAT', base .. 'attempt_ms', url, ARGV[7])
+  end
+end
 redis.call('HDEL', KEYS[4], id)
 redis.call('ZREM', KEYS[3], id)
 local delay = tonumber(ARGV[3])
