@@ -43,7 +43,7 @@ ROOT = {"__init__", "__main__", "errors", "aio", "urls"}
 """The modules allowed at the root of ``crawler/``."""
 
 HEAVY = ["aiohttp", "redis", "pydantic", "pyarrow", "bs4", "prometheus_client", "warcio",
-         "lxml", "playwright", "rich", "typer", "uvloop"]
+         "lxml", "playwright", "rich", "typer", "uvloop", "asyncio", "ssl"]
 
 
 def _module_name(path: Path) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sys
 from typing import Annotated
@@ -47,6 +46,8 @@ def dashboard(
     required, generated = token_for(host, token)
 
     async def main() -> None:
+        import asyncio
+
         client, s = await open_crawl(settings)
         runner = web.AppRunner(make_app(client, s, required), access_log=None,
                                handler_cancellation=True)

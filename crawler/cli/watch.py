@@ -8,7 +8,6 @@ Redis memory by kind (a SCAN of the crawl's keys) is read every
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -119,6 +118,8 @@ def render(status: dict[str, Any], memory: dict[str, int], crawl: str) -> Group:
 async def watch(redis: Redis, settings: Settings, every: float = 1.0,
                 rounds: int | None = None) -> None:
     """Redraw the view every ``every`` seconds (``rounds`` times, or until Ctrl-C)."""
+    import asyncio
+
     from crawler.observe.status import crawl_status
 
     last_memory = -MEMORY_EVERY
@@ -155,6 +156,8 @@ def metrics(
     required = prom.required_token(host, token or settings.metrics_token, "crawl metrics")
 
     async def main() -> None:
+        import asyncio
+
         client, s = await open_crawl(settings)
 
         async def render_metrics() -> bytes:
