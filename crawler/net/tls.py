@@ -108,11 +108,16 @@ class TLSPolicy:
 def certificate_error(exc: BaseException) -> errors.TLSCertificateError | None:
     """A certificate verification failure in one line, or None if ``exc`` is not one."""
     cause: BaseException | None = exc
-    for _ in range(5):  # aiohttp wraps the ssl error (os_error, __cause__): bounded walk
-        if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
+    for _ in range(5):  # aiohttp wraps the ssl error (and is itself one): bounded walk
+        if cause is None:
             break
-        cause = getattr(cause, "certificate_error", None) or getattr(cause, "os_error", None) \
-            or cause.__cause__
+        inner = getattr(cause, "certificate_error", None)
+        if isinstance(inner, BaseException) and inner is not cause:
+            cause = inner
+        elif isinstance(cause, ssl.SSLCertVerificationError):
+            break
+        else:
+            cause = getattr(cause, "os_error", None) or cause.__cause__
     if not isinstance(cause, ssl.SSLCertVerificationError):
         return None
     code = getattr(cause, "verify_code", None)
