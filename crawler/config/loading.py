@@ -103,7 +103,8 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, tuple[Any, str]]
     lines = _key_lines(text)
 
     def at(section: str, key: str = "") -> str:
-        number = lines.get((section, key)) or lines.get((section, ""))
+        number = lines.get((section, key)) or lines.get((f"{section}.{key}", "")) \
+            or lines.get((section, ""))
         return f"{name} line {number}" if number else name
 
     values: dict[str, tuple[Any, str]] = {}
@@ -126,7 +127,10 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, tuple[Any, str]]
             put("host_overrides", {h: p for h, p in politeness.items() if p != {}
                                    or h not in host_headers}, at("hosts"))
             if host_headers:
-                put("host_headers", host_headers, at("hosts"))
+                tables = [n for (sec, k), n in lines.items()
+                          if not k and sec.startswith("hosts.") and sec.endswith(".headers")]
+                put("host_headers", host_headers,
+                    f"{name} line {min(tables)}" if tables else at("hosts"))
         elif key in TABLE_SETTINGS:  # [auth."pattern"], or a flat file's [headers]
             put(key, value, at(key))
         elif key in SECTIONS:
