@@ -8,6 +8,9 @@ CrawlError
 └── FetchError             one fetch failed; becomes a result's ``error``
     ├── Timeout            connect, read or total timeout       (retried)
     ├── ConnectError       refused, reset, DNS failure, TLS     (retried except DNS/TLS)
+    │   └── TLSError         handshake failed (tls_error); its TLSCertificateError:
+    │                        certificate rejected (tls_certificate: expired, wrong name,
+    │                        self-signed / unknown issuer, said in the message)
     ├── HTTPStatusError    5xx, 408, 429                        (retried)
     ├── TooLarge           body over the size cap
     ├── RedirectError      loop, too many hops, non-http target
@@ -102,6 +105,12 @@ class DNSError(ConnectError):
 class TLSError(ConnectError):
     type = "tls_error"
     retry = False
+
+
+class TLSCertificateError(TLSError):
+    """The server's certificate failed verification; the message says why in one line."""
+
+    type = "tls_certificate"
 
 
 class HTTPStatusError(FetchError):

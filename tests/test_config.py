@@ -34,7 +34,9 @@ def test_default_toml_names_every_setting() -> None:
     names = set()
     for key, value in data.items():
         if key == "hosts":
-            names.add("host_overrides")
+            names.update(("host_overrides", "host_headers"))  # [hosts."p".headers] too
+        elif key == "auth":
+            names.add("auth")
         elif isinstance(value, dict):
             names.update(value)
         else:

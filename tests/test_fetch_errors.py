@@ -37,7 +37,7 @@ CASES: list[tuple[Callable[[], BaseException], str, bool]] = [
     (lambda: ce.ClientConnectorDNSError(KEY, OSError(-2, "Name or service not known")),
      "dns_error", False),
     (lambda: ce.ClientConnectorCertificateError(KEY, ssl.SSLCertVerificationError("bad cert")),
-     "tls_error", False),
+     "tls_certificate", False),
     (lambda: ce.ClientConnectorSSLError(KEY, ssl.SSLError("handshake")), "tls_error", False),
     (lambda: ce.ServerFingerprintMismatch(b"a", b"b", "site.test", 443), "tls_error", False),
     (lambda: ce.ConnectionTimeoutError("connect"), "timeout", True),

@@ -301,10 +301,11 @@ async def untrusted_tls_url() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
-async def test_tls_handshake_failure_is_a_tls_error(redis: Redis, hostile_settings: Settings,
-                                                   untrusted_tls_url: str) -> None:
+async def test_an_untrusted_certificate_is_a_tls_certificate_error(
+        redis: Redis, hostile_settings: Settings, untrusted_tls_url: str) -> None:
     record = await crawl_one(redis, hostile_settings, untrusted_tls_url)
-    assert error_type(record) == "tls_error"
+    assert error_type(record) == "tls_certificate"
+    assert record["error"]["message"].startswith("unknown issuer")
     assert record["attempts"] == 1
     assert record["title"] is None
 

@@ -125,6 +125,9 @@ SPECIAL_VALUES: dict[str, Any] = {
     "include": ("example",),
     "exclude": ("never-matches",),
     "host_overrides": {"a.example": {"max_per_host": 3, "delay": 0.5}},
+    "headers": {"Accept-Language": "fr"},
+    "host_headers": {"a.example": {"X-Api-Key": "k"}},
+    "tls_insecure_hosts": ("a.example",),
 }
 """Values of settings whose type alone does not give a valid different one."""
 
@@ -169,6 +172,10 @@ EFFECTS: dict[str, Callable[[Worker], Any]] = {
     "scope": lambda w: w.steering.runner.scope.mode,  # type: ignore[union-attr]
     "exclude": lambda w: len(w.scope.exclude),
     "max_depth": lambda w: w.steering.runner.scope.max_depth,  # type: ignore[union-attr]
+    "headers": lambda w: w.fetcher.identity.headers_for("b.example"),  # type: ignore[union-attr]
+    "host_headers": lambda w: w.fetcher.identity.headers_for(  # type: ignore[union-attr]
+        "a.example"),
+    "tls_insecure_hosts": lambda w: w.fetcher.tls.for_host("a.example"),  # type: ignore[union-attr]
 }
 """What a running worker makes of a setting besides keeping it: must change with it."""
 

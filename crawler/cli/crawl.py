@@ -24,6 +24,7 @@ from crawler.cli.common import (
 )
 from crawler.cli.options import (
     AllowPrivateOpt,
+    CaFileOpt,
     ConcurrencyOpt,
     ConnectTimeoutOpt,
     ContactUrlOpt,
@@ -161,6 +162,7 @@ def worker(
     extract: ExtractOpt = None,
     extract_in_thread: ExtractInThreadOpt = None,
     warc: WarcDirOpt = None,
+    ca_file: CaFileOpt = None,
 ) -> None:
     """Crawl until nothing is queued or leased anywhere (or forever).
 
@@ -180,7 +182,11 @@ def worker(
         exclude=tuple(exclude) if exclude else None, max_pages_per_host=max_pages_per_host,
         contact_url=contact_url, connect_timeout=connect_timeout, read_timeout=read_timeout,
         total_timeout=total_timeout, metrics_port=metrics_port, metrics_token=metrics_token,
-        extract=extract, extract_in_thread=extract_in_thread, warc_dir=warc)
+        extract=extract, extract_in_thread=extract_in_thread, warc_dir=warc, ca_file=ca_file)
+    if settings.ca_file:  # an unreadable bundle: one line now, not a TLS error per URL
+        from crawler.net.tls import client_context
+
+        client_context(settings.ca_file)
     if settings.metrics_port:  # one line now, not one a process after connecting
         from crawler.observe.metrics import required_token
 

@@ -106,6 +106,9 @@ ExtractInThreadOpt = Annotated[bool | None, bool_setting_option(
 WarcDirOpt = Annotated[str | None, setting_option(
     "warc_dir", "Write every response and its request as WARC/1.1 into this directory.",
     "--warc", metavar="DIR")]
+CaFileOpt = Annotated[str | None, setting_option(
+    "ca_file", "PEM bundle of CA certificates trusted besides the system's.",
+    metavar="PEM")]
 ShardsOpt = Annotated[int | None, setting_option(
     "shards", "Shards, for a new crawl (on a cluster: 4 a master).")]
 

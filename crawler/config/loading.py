@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from crawler.config.identity import AUTH_ENV_PREFIX, auth_from_env
 from crawler.config.settings import (
     SECTIONS,
     Settings,
@@ -39,6 +40,11 @@ ENV_PREFIX = "CRAWL_"
 ENV_NOT_SETTINGS = ("CRAWL_CONFIG",)
 """CRAWL_* variables that are not settings (CRAWL_TEST_* belong to the test suite)."""
 NAMES = tuple(Settings.model_fields)
+TABLE_SETTINGS = ("auth", "headers")
+"""Settings that are tables at the top level of a file."""
+NOT_FLAT = ("host_overrides", "host_headers", "auth")
+"""Settings read from their own tables only ([hosts."p"], [auth."p"]), not as keys or
+CRAWL_<KEY> variables (credentials come from CRAWL_AUTH_<NAME>, see config.identity)."""
 
 Origins = dict[str, str]
 
@@ -97,7 +103,8 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, tuple[Any, str]]
     lines = _key_lines(text)
 
     def at(section: str, key: str = "") -> str:
-        number = lines.get((section, key)) or lines.get((section, ""))
+        number = lines.get((section, key)) or lines.get((f"{section}.{key}", "")) \
+            or lines.get((section, ""))
         return f"{name} line {number}" if number else name
 
     values: dict[str, tuple[Any, str]] = {}
@@ -112,7 +119,20 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, tuple[Any, str]]
             if not isinstance(value, dict):
                 raise ConfigError("hosts", "expected tables such as [hosts.\"example.com\"]",
                                   at("", "hosts"))
-            put("host_overrides", value, at("hosts"))
+            politeness = {host: {k: v for k, v in spec.items() if k != "headers"}
+                          if isinstance(spec, dict) else spec for host, spec in value.items()}
+            host_headers = {host: spec["headers"] for host, spec in value.items()
+                            if isinstance(spec, dict) and "headers" in spec}
+            # a table holding only headers is no politeness override
+            put("host_overrides", {h: p for h, p in politeness.items() if p != {}
+                                   or h not in host_headers}, at("hosts"))
+            if host_headers:
+                tables = [n for (sec, k), n in lines.items()
+                          if not k and sec.startswith("hosts.") and sec.endswith(".headers")]
+                put("host_headers", host_headers,
+                    f"{name} line {min(tables)}" if tables else at("hosts"))
+        elif key in TABLE_SETTINGS:  # [auth."pattern"], or a flat file's [headers]
+            put(key, value, at(key))
         elif key in SECTIONS:
             if not isinstance(value, dict):
                 raise ConfigError(key, f"[{key}] is a section, not a setting", at("", key))
@@ -127,7 +147,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, tuple[Any, str]]
         elif isinstance(value, dict):
             raise ConfigError(key, f"unknown section [{key}]{_suggest(key, (*SECTIONS, 'hosts'))}",
                               at(key), show_key=False)
-        elif key in NAMES and key != "host_overrides":
+        elif key in NAMES and key not in NOT_FLAT:
             put(key, value, at("", key))
         else:
             raise ConfigError.unknown(key, NAMES, at("", key))
@@ -139,10 +159,10 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, tuple[Any, str]]
 
 def _env_values(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
     values: dict[str, tuple[Any, str]] = {}
-    env_names = {f"{ENV_PREFIX}{n.upper()}": n for n in NAMES if n != "host_overrides"}
+    env_names = {f"{ENV_PREFIX}{n.upper()}": n for n in NAMES if n not in NOT_FLAT}
     for var, value in env.items():
         if not var.startswith(ENV_PREFIX) or var in ENV_NOT_SETTINGS or \
-                var.startswith("CRAWL_TEST_"):
+                var.startswith(("CRAWL_TEST_", AUTH_ENV_PREFIX)):
             continue
         name = env_names.get(var)
         if name is None:
@@ -175,6 +195,13 @@ def load_with_origins(config_file: str | os.PathLike[str] | None = None,
         if config_file:
             layered.update(read_config_file(config_file))
         layered.update(_env_values(env))
+        from_env = auth_from_env(env)
+        if from_env:  # per pattern, a variable wins over the file's table
+            in_file = layered.get("auth", ({}, ""))[0]
+            merged = {**(in_file if isinstance(in_file, dict) else {}),
+                      **{pattern: spec for pattern, (spec, _) in from_env.items()}}
+            where = sorted({origin for _, origin in from_env.values()})
+            layered["auth"] = (merged, " / ".join(where))
     for name, value in (overrides or {}).items():
         if value is None:
             continue

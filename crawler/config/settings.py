@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from crawler.config.identity import Credential, check_auth, check_headers, check_host_headers
 from crawler.config.redis_urls import redact, url_problem
 from crawler.errors import ConfigError
 
@@ -101,6 +102,11 @@ class Settings(BaseModel):
     contact_url: str = _setting("", "fetch")
     allow_private: bool = _setting(False, "fetch")
     allow_cidrs: StrList = _setting((), "fetch")
+    ca_file: str = _setting("", "fetch", "node")  # a path on this node
+    tls_insecure_hosts: StrList = _setting((), "fetch")
+    headers: dict[str, str] = _setting({}, "fetch")
+    host_headers: dict[str, dict[str, str]] = _setting({}, "hosts")  # [hosts."p".headers]
+    auth: dict[str, Credential] = _setting({}, "auth", "node")  # secrets: never in Redis
     # [politeness]
     max_per_host: int = _setting(1, "politeness", ge=1)
     delay: float = _setting(1.0, "politeness", ge=0)
@@ -180,6 +186,14 @@ class Settings(BaseModel):
                 raise ValueError(str(exc)) from None
         return value
 
+    @field_validator("tls_insecure_hosts")
+    @classmethod
+    def _host_patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            if not pattern.strip() or any(c in pattern for c in "/@ "):
+                raise ValueError(f"not a host pattern: {pattern!r}")
+        return value
+
     @field_validator("allow_cidrs")
     @classmethod
     def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -235,6 +249,7 @@ _EXPECTED_SPECIAL = {
     "include": "regular expressions (Python re syntax)",
     "exclude": "regular expressions (Python re syntax)",
     "host_overrides": 'tables [hosts."example.com"] with max_per_host and delay',
+    "tls_insecure_hosts": "host patterns such as intranet.example.com or example.com:8443",
 }
 
 
@@ -265,6 +280,12 @@ def check_value(name: str, value: Any, origin: str) -> Any:
     """``value`` as the setting ``name`` holds it, or ConfigError saying where it came from."""
     if name == "host_overrides":
         return check_hosts(value, origin)
+    if name == "headers":
+        return check_headers(value, origin)
+    if name == "host_headers":
+        return check_host_headers(value, origin)
+    if name == "auth":
+        return check_auth(value, origin)
     if name == "redis_url" and isinstance(value, str) and value:
         problem = url_problem(value)
         if problem:  # one line naming the URL, its password hidden

@@ -20,13 +20,17 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from crawler import errors
 from crawler.config import Settings
+from crawler.net import codecs
 from crawler.net.guard import AddressPolicy, Blocked, GuardedResolver, check_literal_address
+from crawler.net.identity import Identity
+from crawler.net.tls import TLSPolicy, certificate_error
 from crawler.urls import resolve
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -88,6 +92,8 @@ class Fetcher:
         self.settings = settings
         self._resolver = resolver
         self.timeout = client_timeout(settings)
+        self.tls = TLSPolicy(settings.ca_file, settings.tls_insecure_hosts)
+        self.identity = Identity(settings)  # headers and credentials, per host
         self.policy, self.session = self._open(settings)
         self._retired: list[aiohttp.ClientSession] = []
 
@@ -95,13 +101,14 @@ class Fetcher:
         policy = AddressPolicy(settings.allow_private, settings.allow_cidrs)
         connector = aiohttp.TCPConnector(
             limit=settings.concurrency, limit_per_host=0, ttl_dns_cache=300,
-            resolver=GuardedResolver(policy, self._resolver), ssl=ssl.create_default_context(),
+            resolver=GuardedResolver(policy, self._resolver), ssl=self.tls.context,
         )
         session = aiohttp.ClientSession(
             connector=connector, timeout=client_timeout(settings),
             cookie_jar=aiohttp.DummyCookieJar(),
             headers={"User-Agent": settings.full_user_agent,
-                     "Accept": ACCEPT},
+                     "Accept": ACCEPT, "Accept-Encoding": codecs.accept_encoding()},
+            middlewares=(self.identity.middleware,),
             auto_decompress=True, trust_env=False, raise_for_status=False)
         return policy, session
 
@@ -121,6 +128,12 @@ class Fetcher:
             self._retired.append(self.session)
             self.policy, self.session = self._open(settings)
         self.session.headers["User-Agent"] = settings.full_user_agent
+        self.tls.use(settings.tls_insecure_hosts)
+        self.identity.use(settings)
+
+    def ssl_for(self, url: str) -> ssl.SSLContext | bool:
+        """A request's ``ssl=``: verified, unless ``tls_insecure_hosts`` names its host."""
+        return self.tls.for_host(urlsplit(url).netloc.rpartition("@")[2])
 
     async def close(self) -> None:
         for session in (*self._retired, self.session):
@@ -161,7 +174,8 @@ class Fetcher:
                 for _hop in range(hops + 1):
                     check_literal_address(current, self.policy)
                     async with self.session.get(current, allow_redirects=False,
-                                                headers=headers, timeout=self.timeout) as resp:
+                                                headers=headers, timeout=self.timeout,
+                                                ssl=self.ssl_for(current)) as resp:
                         if resp.status in REDIRECT_STATUSES and "Location" in resp.headers:
                             target = redirect_target(current, resp.headers["Location"],
                                                      resp.status)
@@ -261,6 +275,9 @@ def classify(exc: BaseException) -> errors.FetchError:
         if isinstance(exc.os_error, Blocked):
             return errors.BlockedAddress(str(exc.os_error))
         return errors.DNSError(f"DNS lookup failed: {exc.os_error}")
+    certificate = certificate_error(exc)
+    if certificate is not None:
+        return certificate
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError
                   | aiohttp.ServerFingerprintMismatch):
         return errors.TLSError(f"TLS handshake failed: {exc}")
@@ -273,6 +290,9 @@ def classify(exc: BaseException) -> errors.FetchError:
         return errors.ConnectError(f"cannot connect: {exc.os_error}")
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return errors.ConnectError("server closed the connection without a full response")
+    if isinstance(exc, aiohttp.ClientPayloadError) and codecs.is_decoding_error(exc):
+        return errors.BadContent(f"body does not decode as its Content-Encoding says: {exc}"
+                                 .replace("\n", " "))
     if isinstance(exc, aiohttp.ClientPayloadError):
         return errors.ConnectError(f"body cut short: {exc}")
     if isinstance(exc, aiohttp.ClientResponseError):

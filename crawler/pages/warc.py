@@ -62,7 +62,9 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from crawler.config import Settings
+from crawler.net.codecs import accept_encoding
 from crawler.net.fetch import ACCEPT, Response
+from crawler.net.identity import redacted_headers
 
 log = logging.getLogger("crawler.warc")
 
@@ -253,7 +255,8 @@ class WarcWriter:
             else [("Host", split.netloc), *request_headers]
         request = writer.create_warc_record(
             url, "request", payload=io.BytesIO(b""), length=0,
-            http_headers=StatusAndHeaders(f"GET {path} HTTP/1.1", sent, is_http_request=True),
+            http_headers=StatusAndHeaders(f"GET {path} HTTP/1.1", redacted_headers(sent),
+                                          is_http_request=True),
             warc_headers_dict={"WARC-Concurrent-To": record.rec_headers.get_header(
                 "WARC-Record-ID")})
         offset = self.fh.tell()
@@ -292,7 +295,7 @@ class WarcCapture:
         writer = WarcWriter(settings.warc_dir, max_bytes=settings.warc_max_bytes,
                             user_agent=settings.full_user_agent)
         return cls(writer, [("User-Agent", settings.full_user_agent), ("Accept", ACCEPT),
-                            ("Accept-Encoding", "gzip, deflate")])
+                            ("Accept-Encoding", accept_encoding())])
 
     def write(self, response: Response, refers_to: str = "", *,
               spool: BodySpool | None = None, truncated: str | None = None) -> str:

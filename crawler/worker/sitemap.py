@@ -117,7 +117,8 @@ class SitemapReader:
             check_literal_address(lease.url, fetcher.policy)
             async with asyncio.timeout_at(deadline):
                 resp = await fetcher.session.get(lease.url, allow_redirects=False,
-                                                 timeout=fetcher.timeout)
+                                                 timeout=fetcher.timeout,
+                                                 ssl=fetcher.ssl_for(lease.url))
         except Exception as exc:
             raise classify(exc) from exc
         try:
