@@ -23,7 +23,7 @@ import io
 import socket
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, Literal
 
 VARIANTS = ("", "?view=print", "?sort=asc", "?ref=related", "/amp")
 """How each page can be reached; the first is its canonical URL."""
@@ -31,7 +31,10 @@ VARIANTS = ("", "?view=print", "?sort=asc", "?ref=related", "/amp")
 NEIGHBOURS = (1, 7, 31)
 """Page i links to pages i+1, i+7, i+31 (mod pages), under its own variant."""
 
-MODES = (("record", "follow"), ("follow", "follow"), ("follow", "drop"))
+CanonicalMode = Literal["off", "record", "follow"]
+LinksMode = Literal["follow", "drop"]
+MODES: tuple[tuple[CanonicalMode, LinksMode], ...] = (
+    ("record", "follow"), ("follow", "follow"), ("follow", "drop"))
 """(canonical, canonical_links) of each measured run."""
 
 
@@ -78,7 +81,7 @@ def _free_port(ip: str) -> int:
 
 
 async def _crawl(redis_url: str, crawl: str, site: CanonicalSite, origin: str,
-                 hits: Counter[str], canonical: str, canonical_links: str,
+                 hits: Counter[str], canonical: CanonicalMode, canonical_links: LinksMode,
                  limit: float) -> dict[str, Any]:
     from redis.asyncio import Redis
 

@@ -69,7 +69,7 @@ def _globs(patterns: Iterable[str]) -> re.Pattern[str] | None:
 class QueryCleaner:
     """Drops tracking and session parameters from canonical URLs (see the module doc)."""
 
-    __slots__ = ("_drop", "_keep", "_session", "_valued", "enabled", "clean", "key")
+    __slots__ = ("_drop", "_keep", "_session", "_valued", "clean", "enabled", "key")
 
     def __init__(self, *, enabled: bool = True, drop: Iterable[str] = (),
                  keep: Iterable[str] = (), sort: bool = False) -> None:

@@ -10,6 +10,7 @@ more than the tree. Never raises on any input bytes.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import re
 from dataclasses import dataclass, field
 
@@ -145,10 +146,8 @@ def parse_html(body: bytes, url: str, header_charset: str | None = None, *,
                 page.nofollow |= bool(directives & {"nofollow", "none"})
                 page.noindex |= bool(directives & {"noindex", "none"})
     if canonical_href and canonical_href.strip():
-        try:
+        with contextlib.suppress(InvalidURL, ValueError):  # unusable: as if none declared
             page.canonical = resolve(base, canonical_href)
-        except (InvalidURL, ValueError):
-            pass  # unusable: as if the page declared none
     seen: set[str] = set()
     for href in hrefs:
         href = href.strip()
