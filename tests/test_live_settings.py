@@ -125,6 +125,8 @@ SPECIAL_VALUES: dict[str, Any] = {
     "include": ("example",),
     "exclude": ("never-matches",),
     "host_overrides": {"a.example": {"max_per_host": 3, "delay": 0.5}},
+    "drop_params": ("ref_*",),
+    "keep_params": ("utm_id",),
 }
 """Values of settings whose type alone does not give a valid different one."""
 
@@ -169,6 +171,10 @@ EFFECTS: dict[str, Callable[[Worker], Any]] = {
     "scope": lambda w: w.steering.runner.scope.mode,  # type: ignore[union-attr]
     "exclude": lambda w: len(w.scope.exclude),
     "max_depth": lambda w: w.steering.runner.scope.max_depth,  # type: ignore[union-attr]
+    "clean_query": lambda w: w.frontier.cleaner.clean("http://a.example/?utm_source=x"),
+    "drop_params": lambda w: w.frontier.cleaner.clean("http://a.example/?ref_x=1"),
+    "keep_params": lambda w: w.frontier.cleaner.clean("http://a.example/?utm_id=1"),
+    "sort_query": lambda w: w.frontier.cleaner.key("http://a.example/?b=1&a=2"),
 }
 """What a running worker makes of a setting besides keeping it: must change with it."""
 
