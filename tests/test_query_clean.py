@@ -36,9 +36,9 @@ def test_tracking_and_session_parameters_are_dropped_and_the_rest_kept_in_order(
 
 
 def test_the_lists_are_extended_narrowed_or_turned_off_per_crawl() -> None:
-    settings = Settings(drop_params=("ref", "promo_*"), keep_params=("utm_id",))
+    settings = Settings(drop_params=("ref", "promo_*", "*_src"), keep_params=("utm_id",))
     cleaner = QueryCleaner.from_settings(settings)
-    url = "http://a.example/p?ref=x&promo_code=1&utm_id=7&utm_source=n&id=2"
+    url = "http://a.example/p?ref=x&promo_code=1&utm_id=7&utm_source=n&id=2&Nav_Src=4"
     assert cleaner.clean(url) == "http://a.example/p?utm_id=7&id=2"
     off = QueryCleaner.from_settings(settings.replace(clean_query=False))
     assert off.clean(url) == off.key(url) == url

@@ -58,12 +58,29 @@ SESSION_VALUE = re.compile(r"(?=[A-Za-z]*[0-9])(?=[0-9]*[A-Za-z])[0-9A-Za-z]{16,
 """A session id's value: 16 to 128 letters and digits, with both in it."""
 
 _PATH_PARAM = re.compile(r";([^/;=?]*)=[^/;?]*")
+_GLOB_CHARS = frozenset("*?[")
 
 
-def _globs(patterns: Iterable[str]) -> re.Pattern[str] | None:
-    """One case-insensitive regex matching any of the parameter-name globs."""
-    parts = [fnmatch.translate(p.strip().lower())[4:-3] for p in patterns if p.strip()]
-    return re.compile("|".join(f"(?:{p})" for p in parts), re.IGNORECASE) if parts else None
+class _Names:
+    """Parameter names matching any of some globs, in any case: a set lookup for plain
+    names, ``startswith`` for ``prefix*`` globs, a regex only for the other globs."""
+
+    __slots__ = ("exact", "other", "prefixes")
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        cleaned = [p.strip().lower() for p in patterns if p.strip()]
+        self.exact = frozenset(p for p in cleaned if not _GLOB_CHARS & set(p))
+        self.prefixes = tuple(p[:-1] for p in cleaned if p.endswith("*")
+                              and not _GLOB_CHARS & set(p[:-1]))
+        others = [p for p in cleaned if _GLOB_CHARS & set(p)
+                  and not (p.endswith("*") and not _GLOB_CHARS & set(p[:-1]))]
+        self.other = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in others)) \
+            if others else None
+
+    def __contains__(self, name: str) -> bool:
+        """``name`` must be lower case already (the caller lowers it once for every list)."""
+        return name in self.exact or name.startswith(self.prefixes) or (
+            self.other is not None and self.other.match(name) is not None)
 
 
 class QueryCleaner:
@@ -74,11 +91,10 @@ class QueryCleaner:
     def __init__(self, *, enabled: bool = True, drop: Iterable[str] = (),
                  keep: Iterable[str] = (), sort: bool = False) -> None:
         self.enabled = enabled
-        self._drop = _globs((*TRACKING_PARAMS, *SESSION_PARAMS, *drop))
-        self._session = re.compile("|".join(
-            fnmatch.translate(p)[4:-3] for p in SESSION_PARAMS), re.IGNORECASE)
-        self._valued = _globs(SESSION_VALUED)
-        self._keep = _globs(keep)
+        self._drop = _Names((*TRACKING_PARAMS, *SESSION_PARAMS, *drop))
+        self._session = _Names(SESSION_PARAMS)
+        self._valued = _Names(SESSION_VALUED)
+        self._keep = _Names(keep)
         # Per instance: a changed setting (crawl config set) builds a new cleaner.
         self.clean = lru_cache(maxsize=65536)(self._clean)
         self.key = lru_cache(maxsize=65536)(self._key) if sort else self.clean
@@ -90,12 +106,11 @@ class QueryCleaner:
 
     def dropped(self, name: str, value: str) -> bool:
         """True if the parameter ``name=value`` is dropped."""
-        if self._keep is not None and self._keep.fullmatch(name):
-            return False
-        if self._drop is not None and self._drop.fullmatch(name):
-            return True
-        return bool(self._valued is not None and self._valued.fullmatch(name)
-                    and SESSION_VALUE.fullmatch(value))
+        name = name.lower()
+        if name in self._drop:
+            return name not in self._keep
+        return name in self._valued and bool(SESSION_VALUE.fullmatch(value)) \
+            and name not in self._keep
 
     def _clean(self, url: str) -> str:
         if not self.enabled:
@@ -121,8 +136,8 @@ class QueryCleaner:
 
     def _path_param(self, match: re.Match[str]) -> str:
         # Only session ids go: ``;type=a`` or ``;v=2`` may well be the page's own.
-        name = match.group(1)
-        if self._session.fullmatch(name) and not (self._keep and self._keep.fullmatch(name)):
+        name = match.group(1).lower()
+        if name in self._session and name not in self._keep:
             return ""
         return match.group(0)
 
