@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from crawler.config import Settings
 from crawler.frontier.query_clean import QueryCleaner
 from crawler.pages.link_header import read_link_headers
 from crawler.pages.parse import parse_html
+from crawler.urls import canonicalize
 
 CLEAN = QueryCleaner()
 
@@ -73,3 +76,25 @@ def test_parse_html_reads_the_first_link_rel_canonical_resolved() -> None:
     assert page.links == ["http://a.example/c"]  # a <link> is not a link to follow
     assert parse_html(b"<html><head><title>t</title></head></html>",
                       "http://a.example/").canonical is None
+
+
+NAMES = ["utm_source", "UTM_Term", "fbclid", "gclid", "jsessionid", "page", "q", "id", "sort",
+         "sid", "ref"]
+
+
+@given(st.lists(st.tuples(st.sampled_from(NAMES), st.text("abc0123456789", max_size=20)),
+                max_size=6),
+       st.booleans())
+def test_cleaning_keeps_the_other_parameters_in_order_and_is_idempotent(
+        params: list[tuple[str, str]], sort: bool) -> None:
+    cleaner = QueryCleaner(sort=sort)
+    url = canonicalize("http://a.example/p" + ("?" + "&".join(f"{n}={v}" for n, v in params)
+                                               if params else ""))
+    cleaned = cleaner.clean(url)
+    kept = [f"{n}={v}" for n, v in params if not cleaner.dropped(n, v)]
+    assert cleaned == "http://a.example/p" + ("?" + "&".join(kept) if kept else "")
+    tracking = {"utm_source", "utm_term", "fbclid", "gclid", "jsessionid"}
+    assert not any(part.partition("=")[0].lower() in tracking
+                   for part in cleaned.partition("?")[2].split("&"))
+    assert canonicalize(cleaned) == cleaned  # still canonical: no second pass needed
+    assert cleaner.clean(cleaned) == cleaned and cleaner.key(cleaner.key(url)) == cleaner.key(url)
