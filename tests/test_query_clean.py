@@ -25,6 +25,7 @@ CLEAN = QueryCleaner()
     ("http://a.example/d;v=2/p", "http://a.example/d;v=2/p"),  # not a session id: kept
     ("http://a.example/p?PHPSESSID=abc&q=1", "http://a.example/p?q=1"),
     ("http://a.example/p?ASPSESSIONIDQQGGGNCG=x", "http://a.example/p"),
+    ("http://a.example/p?sessionid=1&session_id=2&n=1", "http://a.example/p?n=1"),
     ("http://a.example/p?sid=9f8e7d6c5b4a39281706&page=2", "http://a.example/p?page=2"),
     ("http://a.example/p?sid=3&page=2", "http://a.example/p?sid=3&page=2"),
     ("http://a.example/p?sid=deutschland", "http://a.example/p?sid=deutschland"),

@@ -46,7 +46,8 @@ From the ClearURLs global rules and the click-id lists analytics tools ship;
 generic names a page may really use (``ref``, ``source``, ``cid``, ``campaign``)
 are left out on purpose."""
 
-SESSION_PARAMS = ("jsessionid", "phpsessid", "aspsessionid*", "cfid", "cftoken")
+SESSION_PARAMS = ("jsessionid", "phpsessid", "aspsessionid*", "cfid", "cftoken", "sessionid",
+                  "session_id")
 """Session-id parameters dropped by default, in the query or as a path parameter
 (``/a;jsessionid=0A1B``), whatever their value (Heritrix strips the same)."""
 
