@@ -13,6 +13,10 @@ in µs per link, turning (page URL, href) into a canonical absolute URL:
 - w3lib: ``canonicalize_url(urljoin(...))``, Scrapy's canonicalizer (it also
   sorts query arguments, which we deliberately do not).
 
+With query cleaning (``crawler.frontier.query_clean``, on by default) each
+link also gets its dedup key: timed on the same links, cold and warm, and on
+the same links carrying tracking and session parameters.
+
 It also counts how often each library's output differs from ours on a set of
 awkward URLs, since speed only counts for the same answer.
 """
@@ -26,6 +30,7 @@ from urllib.parse import urljoin
 from lxml import etree
 
 from crawler.bench.sitegen import SiteSpec, page_html
+from crawler.frontier.query_clean import QueryCleaner
 from crawler.urls import _canonicalize, canonicalize, resolve
 
 AWKWARD = [
@@ -77,6 +82,26 @@ def _w3lib(base: str, href: str) -> str:
     return canonicalize_url(urljoin(base, href))
 
 
+CLEANER = QueryCleaner()
+TRACKING_TAILS = ("?utm_source=news&utm_medium=email", "?id=7&fbclid=IwAR0abc",
+                  ";jsessionid=0A1B2C3D4E5F", "?sid=9f8e7d6c5b4a39281706&page=2", "?q=a&b=c")
+
+
+def _ours_cleaned(base: str, href: str) -> str:
+    return CLEANER.key(resolve(base, href))
+
+
+def _clear_all() -> None:
+    canonicalize.cache_clear()
+    CLEANER.clean.cache_clear()
+
+
+def _with_tracking(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The same links, each with one of TRACKING_TAILS (before any fragment)."""
+    return [(base, href.partition("#")[0] + TRACKING_TAILS[i % len(TRACKING_TAILS)])
+            for i, (base, href) in enumerate(pairs)]
+
+
 def _time(fn: Callable[[str, str], str], pairs: list[tuple[str, str]],
           clear: Callable[[], None] | None = None) -> float:
     best = float("inf")
@@ -97,13 +122,23 @@ def main() -> None:
     cases: list[tuple[str, Callable[[str, str], str], Callable[[], None] | None]] = [
         ("resolve (ours), cold cache", _ours, cold),
         ("resolve (ours), warm cache", _ours, None),
+        ("resolve + dedup key, cold caches", _ours_cleaned, _clear_all),
+        ("resolve + dedup key, warm caches", _ours_cleaned, None),
         ("urljoin + canonicalize, no cache", _urllib_uncached, None),
         ("urljoin + canonicalize, warm cache", _urllib, None),
         ("yarl join", _yarl, None),
         ("w3lib canonicalize_url(urljoin)", _w3lib, None),
     ]
     for name, fn, clear in cases:
-        print(f"{name:<38}{_time(fn, pairs, clear):7.2f}")
+        try:
+            print(f"{name:<38}{_time(fn, pairs, clear):7.2f}")
+        except ImportError as exc:
+            print(f"{name:<38}   (not installed: {exc.name})")
+    tracked = _with_tracking(pairs)
+    print(f"\nthe same links, each with tracking/session parameters "
+          f"({len(TRACKING_TAILS)} kinds in turn)")
+    for name, fn, clear in cases[:4]:
+        print(f"{name:<38}{_time(fn, tracked, clear):7.2f}")
     print("\ndiffers from ours on the awkward URLs:")
     for name, fn in (("urllib", _urllib), ("yarl", _yarl), ("w3lib", _w3lib)):
         diffs = 0
@@ -111,9 +146,12 @@ def main() -> None:
             try:
                 if fn(base, href) != resolve(base, href):
                     diffs += 1
+            except ImportError:
+                diffs = -1
+                break
             except Exception:  # a library refusing a URL we accept is a difference too
                 diffs += 1
-        print(f"{name:<10}{diffs}/{len(AWKWARD)}")
+        print(f"{name:<10}" + (f"{diffs}/{len(AWKWARD)}" if diffs >= 0 else "(not installed)"))
 
 
 if __name__ == "__main__":

@@ -128,6 +128,8 @@ SPECIAL_VALUES: dict[str, Any] = {
     "headers": {"Accept-Language": "fr"},
     "host_headers": {"a.example": {"X-Api-Key": "k"}},
     "tls_insecure_hosts": ("a.example",),
+    "drop_params": ("ref_*",),
+    "keep_params": ("utm_id",),
 }
 """Values of settings whose type alone does not give a valid different one."""
 
@@ -176,6 +178,10 @@ EFFECTS: dict[str, Callable[[Worker], Any]] = {
     "host_headers": lambda w: w.fetcher.identity.headers_for(  # type: ignore[union-attr]
         "a.example"),
     "tls_insecure_hosts": lambda w: w.fetcher.tls.for_host("a.example"),  # type: ignore[union-attr]
+    "clean_query": lambda w: w.frontier.cleaner.clean("http://a.example/?utm_source=x"),
+    "drop_params": lambda w: w.frontier.cleaner.clean("http://a.example/?ref_x=1"),
+    "keep_params": lambda w: w.frontier.cleaner.clean("http://a.example/?utm_id=1"),
+    "sort_query": lambda w: w.frontier.cleaner.key("http://a.example/?b=1&a=2"),
 }
 """What a running worker makes of a setting besides keeping it: must change with it."""
 

@@ -133,6 +133,12 @@ class Settings(BaseModel):
     max_repeated_segments: int = _setting(3, "scope", ge=0)
     follow_nofollow: bool = _setting(False, "scope")
     sitemaps: bool = _setting(True, "scope")
+    clean_query: bool = _setting(True, "scope")
+    drop_params: StrList = _setting((), "scope")
+    keep_params: StrList = _setting((), "scope")
+    sort_query: bool = _setting(False, "scope")
+    canonical: Literal["off", "record", "follow"] = _setting("record", "scope")
+    canonical_links: Literal["follow", "drop"] = _setting("follow", "scope")
     # [storage]
     wait_replicas: int = _setting(0, "storage", ge=0)
     wait_timeout: float = _setting(1.0, "storage", ge=0)
@@ -248,6 +254,8 @@ _EXPECTED_SPECIAL = {
     "allow_cidrs": "CIDR networks such as 10.0.0.0/8",
     "include": "regular expressions (Python re syntax)",
     "exclude": "regular expressions (Python re syntax)",
+    "drop_params": "parameter names or globs such as utm_*",
+    "keep_params": "parameter names or globs such as utm_*",
     "host_overrides": 'tables [hosts."example.com"] with max_per_host and delay',
     "tls_insecure_hosts": "host patterns such as intranet.example.com or example.com:8443",
 }

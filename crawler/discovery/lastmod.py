@@ -106,7 +106,7 @@ def lastmod_calls(frontier: Frontier, lastmods: dict[str, int]) -> list[Call]:
         for start in range(0, len(urls), LASTMOD_CHUNK):
             groups: dict[str, list[Any]] = defaultdict(list)
             for host, url in urls[start:start + LASTMOD_CHUNK]:
-                fp = fingerprint(url)
+                fp = fingerprint(frontier.dedup_key(url))
                 groups[host] += (f"{fingerprint_bucket(fp, bits):x}", fp,
                                  revisit_field(host, url), lastmods[url])
             args: list[Any] = [shard.base]
@@ -136,7 +136,7 @@ async def read_sitemaps_again(frontier: Frontier, urls: list[str]) -> tuple[int,
     for url in dict.fromkeys(urls):
         host = frontier.keyer.key(url)
         policy = frontier.settings.policy_for(host)
-        fp = fingerprint(SITEMAP_DEDUP + url)
+        fp = fingerprint(SITEMAP_DEDUP + frontier.dedup_key(url))
         by_shard[keys.shard_of(host, len(frontier.shards))] += (
             host, policy.max_per_host, int(policy.delay * 1000),
             f"{fingerprint_bucket(fp, bits):x}", fp, url, SITEMAP_HOPS)  # nesting level 0

@@ -27,6 +27,7 @@ from crawler.config import Settings
 from crawler.frontier.cluster import runner_for
 from crawler.frontier.local import HostPolicies, RecentFingerprints
 from crawler.frontier.politeness import PolitenessKeys
+from crawler.frontier.query_clean import QueryCleaner
 from crawler.frontier.scripts import Call
 from crawler.store import keys
 from crawler.urls import fingerprint, fingerprint_bucket, host_key, prefix_length
@@ -126,6 +127,7 @@ class Frontier:
         self._recent = RecentFingerprints() if local_dedup else None
         self._policies = HostPolicies(settings)
         self.keyer = PolitenessKeys(settings)  # host[:port], or the server's IP
+        self.cleaner = QueryCleaner.from_settings(settings)  # a URL's dedup key
         self._next_shard = 0  # which shard gets the remainder of the next claim
         self._last_request = ""  # the last claim's request id, and its shares per shard
         self._last_shares: list[int] = []
@@ -142,6 +144,7 @@ class Frontier:
         self.scripts.wait_timeout_ms = int(settings.wait_timeout * 1000)
         self._policies.use(settings)
         self.keyer.by_ip = settings.politeness_key == "ip"
+        self.cleaner = QueryCleaner.from_settings(settings)
 
     @property
     def round_trips(self) -> int:
@@ -187,10 +190,12 @@ class Frontier:
         recent = self._recent
         # Without the local cache (seeding), URLs rarely repeat: skip the LRU too.
         fp_of = fingerprint if recent is not None else fingerprint.__wrapped__
+        key_of = self.cleaner.key if recent is not None else self.cleaner.key.__wrapped__
         pairs = list(urls)
         keyed = hosts if hosts is not None else [self.keyer.key(url) for url, _ in pairs]
         for (url, depth), host in zip(pairs, keyed, strict=True):
-            fp = fp_of(dedup_as + url if dedup_as else url)
+            key = key_of(url)
+            fp = fp_of(dedup_as + key if dedup_as else key)
             if recent is not None and recent.check_and_add(fp):
                 repeats += 1
                 continue
@@ -200,7 +205,12 @@ class Frontier:
 
     def sent_recently(self, url: str) -> bool:
         """True if this process gave Redis this canonical URL lately: adding it is a no-op."""
-        return self._recent is not None and fingerprint(url) in self._recent
+        return self._recent is not None and fingerprint(self.cleaner.key(url)) in self._recent
+
+    def dedup_key(self, url: str) -> str:
+        """The URL a canonical URL is deduplicated as: without tracking or session parameters
+        (``crawler.frontier.query_clean``)."""
+        return self.cleaner.key(url)
 
     def add_calls(self, urls: Iterable[tuple[str, int]], hops: int = 0,
                   hosts: Iterable[str] | None = None, sitemap_level: int | None = None,

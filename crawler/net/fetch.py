@@ -311,7 +311,7 @@ def _mime(resp: aiohttp.ClientResponse) -> str | None:
 
 
 _KEPT_HEADERS = ("Retry-After", "Content-Type", "Location", "ETag", "Last-Modified")
-_KEPT_HEADER_LISTS = ("X-Robots-Tag",)
+_KEPT_HEADER_LISTS = ("X-Robots-Tag", "Link")
 
 
 def _keep_headers(headers: Any) -> dict[str, str]:
@@ -319,5 +319,5 @@ def _keep_headers(headers: Any) -> dict[str, str]:
 
 
 def _keep_header_lists(headers: Any) -> dict[str, list[str]]:
-    """Headers that may come more than once, each value kept apart (X-Robots-Tag)."""
+    """Headers that may come more than once, each value kept apart (X-Robots-Tag, Link)."""
     return {h: headers.getall(h) for h in _KEPT_HEADER_LISTS if h in headers}

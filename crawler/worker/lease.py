@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from crawler import errors
@@ -21,12 +22,14 @@ from crawler.net.fetch import Response
 from crawler.net.robots import RobotsFetched, RobotsUnavailable, product_token
 from crawler.observe.overview import status_tally
 from crawler.pages.extract import Extracted, Extractor
+from crawler.pages.link_header import HeaderLinks, read_link_headers
 from crawler.pages.parse import parse_html, x_robots_tag
 from crawler.pages.priority import raised_bands
 from crawler.pages.scope import anchors_for
 from crawler.pages.warc import WarcCapture
 from crawler.results import dumps, make_record
 from crawler.worker.backoff import REDIS_ERRORS, backoff_delay, log, retry_after
+from crawler.worker.canonical import drops_links, duplicate_of
 from crawler.worker.parts import Write
 from crawler.worker.sitemap import SitemapReader
 from crawler.worker.watch import InFlight
@@ -101,16 +104,20 @@ class LeaseRunner:
                 f"lease expired {lease.attempts} times without a result"), "lease_expired")
             return
         started = time.monotonic()
+        # The URL as found, without its tracking and session parameters: the
+        # URL deduplicated and asked for (crawler.frontier.query_clean).
+        fetch_url = self.frontier.cleaner.clean(lease.url)
         try:
             item.at("robots")
-            await self.robots.check(lease, deadline)
+            await self.robots.check(lease if fetch_url == lease.url else
+                                    replace(lease, url=fetch_url), deadline)
             if time.monotonic() > deadline:
                 raise SlotMissed(lease.url)
             item.at("fetch")
             if self.settings.recrawl:  # the claim brought the state back with the lease
                 item.previous = RevisitState.parse(lease.revisit_state or None)
             if lease.sitemap_level is None:
-                resp = await self.fetcher.get(lease.url, headers=item.previous.conditional_headers()
+                resp = await self.fetcher.get(fetch_url, headers=item.previous.conditional_headers()
                                               if item.previous else None)
             else:
                 sitemap_resp = await self.sitemaps.read(item, attempt)
@@ -187,6 +194,7 @@ class LeaseRunner:
         follow = self.scope.allows(target, lease.depth)
         record = make_record(
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
+            dedup_url=self._dedup_url(lease),
             final_url=lease.url, status=resp.status, content_type=resp.content_type,
             size=len(resp.body), elapsed=resp.elapsed, redirect_to=target, warc=resp.warc,
             total_elapsed=self._all_attempts(lease, resp.elapsed))
@@ -211,22 +219,34 @@ class LeaseRunner:
 
     async def _finish_page(self, item: InFlight, attempt: int, resp: Response) -> None:
         lease = item.lease
-        title, link_count, noindex = None, 0, False
+        title, link_count = None, 0
         links: list[tuple[str, int]] = []
         page = None
+        header = x_robots_tag((resp.header_lists or {}).get("X-Robots-Tag", []), self.agent)
+        noindex = bool(header & {"noindex", "none"})
+        nofollow = bool(header & {"nofollow", "none"})
+        link_values = (resp.header_lists or {}).get("Link")
+        declared = read_link_headers(link_values, resp.final_url) if link_values \
+            else HeaderLinks()  # any content type: a PDF's Link header counts too
+        found = declared.links
         if resp.is_html:
             item.at("parse")
             page = parse_html(resp.body, resp.final_url, resp.charset,
                               follow_nofollow=self.settings.follow_nofollow,
                               keep_tree=self.extractor is not None)
-            header = x_robots_tag((resp.header_lists or {}).get("X-Robots-Tag", []), self.agent)
             title, link_count = page.title, page.link_count
-            noindex = page.noindex or bool(header & {"noindex", "none"})
-            nofollow = page.nofollow or bool(header & {"nofollow", "none"})
-            if not nofollow:
-                if lease.depth == 0:  # a seed (or a seed's redirect): its host is in scope
-                    self.scope.remember(dict.fromkeys(anchors_for([lease.url]), True))
-                links = await self._in_scope(page.links, lease.depth + 1)
+            noindex |= page.noindex
+            nofollow |= page.nofollow
+            found = page.links + [u for u in found if u not in page.links] if found \
+                else page.links
+            declared.canonical = page.canonical or declared.canonical
+        if lease.depth == 0:  # a seed (or a seed's redirect): its host is in scope
+            self.scope.remember(dict.fromkeys(anchors_for([lease.url]), True))
+        canonical, duplicate = await self._canonical(lease, resp, declared.canonical)
+        if found and not nofollow and not drops_links(self.settings, duplicate):
+            links = await self._in_scope(found, lease.depth + 1)
+        if duplicate is not None and not self.frontier.sent_recently(duplicate):
+            links.append((duplicate, lease.depth))  # the same page, under its own URL
         extracted: Extracted | None = None
         link_bands: dict[str, int] | None = None
         if self.extractor is not None:
@@ -243,9 +263,11 @@ class LeaseRunner:
                 link_bands = raised_bands(extracted.priorities, (u for u, _ in links))
         record = make_record(
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
+            dedup_url=self._dedup_url(lease),
             final_url=resp.final_url, status=resp.status, title=title, links=link_count,
             content_type=resp.content_type, size=len(resp.body), elapsed=resp.elapsed,
             noindex=noindex, error=extracted.error if extracted else None, warc=resp.warc,
+            canonical=canonical, duplicate_of=duplicate,
             total_elapsed=self._all_attempts(lease, resp.elapsed))
         if extracted is not None:
             record["data"] = extracted.data
@@ -260,6 +282,24 @@ class LeaseRunner:
         await self._complete(item, record, links=links, not_before=pause, is_error=failed,
                              tally="e:extract_error" if failed else status_tally(resp.status),
                              revisit=revisit, link_bands=link_bands)
+
+    def _dedup_url(self, lease: Lease) -> str | None:
+        """The key the lease's URL was deduplicated under, if not the URL itself."""
+        key = self.frontier.dedup_key(lease.url)
+        return None if key == lease.url else key
+
+    async def _canonical(self, lease: Lease, resp: Response, canonical: str | None
+                         ) -> tuple[str | None, str | None]:
+        """The page's canonical to record, and the URL it duplicates (crawler.worker.canonical)."""
+        mode = self.settings.canonical
+        if canonical is None or mode == "off":
+            return None, None
+        if mode == "record":
+            return canonical, None
+        return canonical, await duplicate_of(
+            canonical, (lease.url, resp.url, resp.final_url), lease.depth,
+            frontier=self.frontier, scope=self.scope,
+            learn=lambda anchors: self.write(lambda: self.worker.learn_anchors(anchors)))
 
     async def _in_scope(self, urls: list[str], depth: int) -> list[tuple[str, int]]:
         """The URLs to queue at ``depth``: in scope, and not sent to Redis recently.
@@ -280,6 +320,7 @@ class LeaseRunner:
         lease = item.lease
         record = make_record(
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
+            dedup_url=self._dedup_url(lease),
             final_url=response.final_url if response else None,
             status=response.status if response else exc.status,
             content_type=response.content_type if response else None,
