@@ -28,6 +28,7 @@ from crawler.cli.options import (
     ConnectTimeoutOpt,
     ContactUrlOpt,
     DelayOpt,
+    DnsServersOpt,
     ExcludeOpt,
     ExtractInThreadOpt,
     ExtractOpt,
@@ -151,6 +152,7 @@ def worker(
     contact_url: ContactUrlOpt = None,
     allow_private: AllowPrivateOpt = None,
     connect_timeout: ConnectTimeoutOpt = None,
+    dns_servers: DnsServersOpt = None,
     read_timeout: ReadTimeoutOpt = None,
     total_timeout: TotalTimeoutOpt = None,
     lease_time: LeaseTimeOpt = None,
@@ -180,7 +182,8 @@ def worker(
         exclude=tuple(exclude) if exclude else None, max_pages_per_host=max_pages_per_host,
         contact_url=contact_url, connect_timeout=connect_timeout, read_timeout=read_timeout,
         total_timeout=total_timeout, metrics_port=metrics_port, metrics_token=metrics_token,
-        extract=extract, extract_in_thread=extract_in_thread, warc_dir=warc)
+        extract=extract, extract_in_thread=extract_in_thread, warc_dir=warc,
+        dns_servers=tuple(dns_servers) if dns_servers else None)
     if settings.metrics_port:  # one line now, not one a process after connecting
         from crawler.observe.metrics import required_token
 
