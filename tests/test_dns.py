@@ -103,6 +103,17 @@ async def test_a_host_whose_robots_txt_name_is_nxdomain_ends_all_its_urls(
     assert dns.log.asked("nx2.test", "A") == 1  # the negative cache answered the rest
 
 
+async def test_a_robots_txt_lookup_that_times_out_is_tried_again_before_the_host_ends(
+        redis: Redis, settings: Settings, dns: DNSServer) -> None:
+    urls = [f"http://silent3.test/p{i}" for i in range(3)]
+    records = await crawl(redis, on(dns, settings, dns_timeout=0.2, max_attempts=2), urls)
+    assert all(r["error"]["type"] == "dns_error" and "timeout" in r["error"]["message"]
+               for r in records.values()), records
+    # robots.txt's retry budget: two lookups (each sent dns_tries = 2 times), where an
+    # NXDOMAIN ends the host after one (the test above)
+    assert dns.log.asked("silent3.test", "A") == 4
+
+
 # -- the caches --------------------------------------------------------------------------
 
 
@@ -245,3 +256,30 @@ def test_dns_servers_from_the_environment_and_a_file_are_checked(tmp_path: objec
         load_settings(env={"CRAWL_DNS_SERVERS": "dns.example"})
     with pytest.raises(ConfigError, match="dns_servers"):
         load_settings(env={"CRAWL_DNS_SERVERS": "127.0.0.1:99999"})
+
+
+async def test_politeness_by_ip_asks_the_same_resolver_as_the_fetches(
+        redis: Redis, settings: Settings, dns: DNSServer, site: int) -> None:
+    from crawl_helpers import seed_urls
+
+    from crawler.worker import Worker
+
+    s = on(dns, settings, politeness_key="ip", obey_robots=False)
+    await seed_urls(redis, s, [f"http://h0.test:{site}/", f"http://h250.test:{site}/"])
+    worker = Worker(redis, s)
+    async with asyncio.timeout(60):
+        await worker.run()
+    keyer = worker.frontier.keyer
+    assert keyer.cache["h0.test"][0] == keyer.cache["h250.test"][0] == "127.0.0.2"
+
+
+def test_the_dns_benchmark_crawls_every_host_and_prints_its_figures() -> None:
+    from crawler.bench.dns import run_dns_bench
+
+    lines: list[str] = []
+    report = run_dns_bench(hosts=120, concurrency=40, out=None, echo=lines.append)
+    assert report["lookups"]["failed"] == {} and report["lookups"]["names"] == 120
+    assert report["crawl"]["pages"] == 120 and report["crawl"]["errors"] == 0
+    assert report["crawl"]["lookups"] == 120  # one a host: the rest came from the cache
+    assert report["dns_server"]["queries"] >= 2 * 2 * 120  # A and AAAA, both runs
+    assert "lookups/s" in lines[-1] and "pages_per_s" in lines[1]
