@@ -71,17 +71,18 @@ class LookupFailed(OSError):
         return LookupFailed(self.host, self.kind, self.detail, self.retry)
 
 
-# c-ares status -> (what we call it, whether a later try may help, whether to cache it)
-_FAILURES: dict[str, tuple[str, bool, bool]] = {
-    "ARES_ENOTFOUND": ("NXDOMAIN", False, True),
-    "ARES_ENODATA": ("no address records", False, True),
-    "ARES_ESERVFAIL": ("SERVFAIL", False, True),
-    "ARES_EREFUSED": ("REFUSED", False, True),
-    "ARES_EBADNAME": ("not a valid name", False, True),
-    "ARES_EFORMERR": ("FORMERR", False, True),
-    "ARES_EBADRESP": ("malformed answer", True, False),
-    "ARES_ETIMEOUT": ("timeout", True, False),
-    "ARES_ECONNREFUSED": ("DNS server unreachable", True, False),
+# c-ares status -> (what we call it, whether a later try may help). What may pass
+# is not cached; an answer about the name is, for dns_negative_ttl.
+_FAILURES: dict[str, tuple[str, bool]] = {
+    "ARES_ENOTFOUND": ("NXDOMAIN", False),
+    "ARES_ENODATA": ("no address records", False),
+    "ARES_ESERVFAIL": ("SERVFAIL", False),
+    "ARES_EREFUSED": ("REFUSED", False),
+    "ARES_EBADNAME": ("not a valid name", False),
+    "ARES_EFORMERR": ("FORMERR", False),
+    "ARES_EBADRESP": ("malformed answer", True),
+    "ARES_ETIMEOUT": ("timeout", True),
+    "ARES_ECONNREFUSED": ("DNS server unreachable", True),
 }
 
 
@@ -145,8 +146,9 @@ class CachingResolver(AbstractResolver):
         entry = await self.lookup(host)
         if entry.failure is not None:
             raise entry.failure.again()
-        wanted = [(f, ip) for f, ip in entry.addresses
-                  if family in (socket.AF_UNSPEC, f)] or list(entry.addresses)
+        wanted = [(f, ip) for f, ip in entry.addresses if family in (socket.AF_UNSPEC, f)]
+        if not wanted:  # aiohttp asks AF_UNSPEC unless its connector was told a family
+            raise LookupFailed(host, "no address records", f"of family {family!r}", False)
         return [ResolveResult(hostname=host, host=ip, port=port, family=f, proto=0,
                               flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)
                 for f, ip in wanted]
@@ -209,7 +211,7 @@ class CachingResolver(AbstractResolver):
             code = exc.args[0] if exc.args else -1
             symbol = next((s for s, _ in _FAILURES.items()
                            if getattr(ares_errno, s, None) == code), "")
-            kind, retry, _ = _FAILURES.get(symbol, (f"c-ares error {code}", True, False))
+            kind, retry = _FAILURES.get(symbol, (f"c-ares error {code}", True))
             detail = exc.args[1] if len(exc.args) > 1 else ""
             return LookupFailed(name, kind, str(detail), retry)
         addresses: list[tuple[socket.AddressFamily, str]] = []
