@@ -283,3 +283,13 @@ def test_the_dns_benchmark_crawls_every_host_and_prints_its_figures() -> None:
     assert report["crawl"]["lookups"] == 120  # one a host: the rest came from the cache
     assert report["dns_server"]["queries"] >= 2 * 2 * 120  # A and AAAA, both runs
     assert "lookups/s" in lines[-1] and "pages_per_s" in lines[1]
+
+
+def test_the_test_server_answers_over_tcp_too(dns: DNSServer) -> None:
+    from dnslib import DNSRecord
+
+    host, port = dns.address.split(":")
+    reply = DNSRecord.parse(DNSRecord.question("h3.test").send(host, int(port), tcp=True,
+                                                               timeout=5))
+    assert [str(rr.rdata) for rr in reply.rr] == ["127.0.0.5"]
+    assert dns.log.queries == [("h3.test", "A", "tcp")]
