@@ -158,6 +158,29 @@ def memory(
 
 
 
+@bench_app.command("dns")
+def dns(
+    hosts: Annotated[int, typer.Option(min=1, help="Names served, and hosts crawled.")
+                     ] = 10_000,
+    concurrency: Annotated[int, typer.Option(min=1, help="Fetches in flight in the crawl.")
+                           ] = 200,
+    dns_concurrency: Annotated[int, typer.Option(min=1, help="Lookups in flight.")] = 256,
+    crawl: Annotated[bool, typer.Option(help="Crawl the hosts too, not only look them up.")
+                     ] = True,
+    out: Annotated[str, typer.Option(help="JSON report path ('' for none).")
+                   ] = "bench/results/dns-latest.json",
+) -> None:
+    """Lookups/s, cache hit rate and pages/s of a crawl of N hosts against a local DNS server."""
+    from crawler.bench.dns import run_dns_bench
+
+    _interrupt_on_sigterm()
+    try:
+        report = run_dns_bench(hosts, concurrency, dns_concurrency, crawl, out or None)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    raise typer.Exit(1 if report.get("dns_bound") else 0)
+
+
 @bench_app.command("export")
 def export(
     results: Annotated[int, typer.Option(min=1, help="Synthetic results to export.")

@@ -29,6 +29,7 @@ from crawler.cli.options import (
     ConnectTimeoutOpt,
     ContactUrlOpt,
     DelayOpt,
+    DnsServersOpt,
     ExcludeOpt,
     ExtractInThreadOpt,
     ExtractOpt,
@@ -152,6 +153,7 @@ def worker(
     contact_url: ContactUrlOpt = None,
     allow_private: AllowPrivateOpt = None,
     connect_timeout: ConnectTimeoutOpt = None,
+    dns_servers: DnsServersOpt = None,
     read_timeout: ReadTimeoutOpt = None,
     total_timeout: TotalTimeoutOpt = None,
     lease_time: LeaseTimeOpt = None,
@@ -182,7 +184,8 @@ def worker(
         exclude=tuple(exclude) if exclude else None, max_pages_per_host=max_pages_per_host,
         contact_url=contact_url, connect_timeout=connect_timeout, read_timeout=read_timeout,
         total_timeout=total_timeout, metrics_port=metrics_port, metrics_token=metrics_token,
-        extract=extract, extract_in_thread=extract_in_thread, warc_dir=warc, ca_file=ca_file)
+        extract=extract, extract_in_thread=extract_in_thread, warc_dir=warc, ca_file=ca_file,
+        dns_servers=tuple(dns_servers) if dns_servers else None)
     if settings.ca_file:  # an unreadable bundle: one line now, not a TLS error per URL
         from crawler.net.tls import client_context
 

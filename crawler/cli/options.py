@@ -86,6 +86,9 @@ IncludeOpt = Annotated[list[str] | None, setting_option(
 ExcludeOpt = Annotated[list[str] | None, setting_option(
     "exclude", "Never follow URLs matching this regular expression (repeat for more).",
     metavar="<regex>")]
+DnsServersOpt = Annotated[list[str] | None, setting_option(
+    "dns_servers", "DNS server to ask, ip or ip:port (repeat for more); none: the system's.",
+    metavar="<ip[:port]>")]
 ConnectTimeoutOpt = Annotated[float | None, setting_option(
     "connect_timeout", "Seconds to connect to a host.")]
 ReadTimeoutOpt = Annotated[float | None, setting_option(

@@ -40,6 +40,27 @@ def _finite(value: float) -> float:
     return value
 
 
+def parse_server(server: str) -> str:
+    """A ``dns_servers`` entry, ``ip`` or ``ip:port`` (``[v6]:port``), as c-ares takes it.
+
+    ValueError if it is neither: a name would itself need DNS.
+    """
+    text = server.strip()
+    host, port = text, ""
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") if rest.startswith(":") else rest
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"not ip or ip:port: {server!r}")
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    ip = ipaddress.ip_address(host)
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"bad port in {server!r}")
+    shown = f"[{ip.compressed}]" if ip.version == 6 else ip.compressed
+    return f"{shown}:{port}" if port else ip.compressed
+
+
 StrList = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
 
 
@@ -107,6 +128,14 @@ class Settings(BaseModel):
     headers: dict[str, str] = _setting({}, "fetch")
     host_headers: dict[str, dict[str, str]] = _setting({}, "hosts")  # [hosts."p".headers]
     auth: dict[str, Credential] = _setting({}, "auth", "node")  # secrets: never in Redis
+    # DNS (crawler.net.dns): a machine's resolver, so node settings
+    dns_servers: StrList = _setting((), "fetch", "node")
+    dns_timeout: float = _setting(2.0, "fetch", "node", ge=0.05)
+    dns_tries: int = _setting(2, "fetch", "node", ge=1, le=10)
+    dns_concurrency: int = _setting(256, "fetch", "node", ge=1)
+    dns_min_ttl: float = _setting(60.0, "fetch", "node", ge=0)
+    dns_max_ttl: float = _setting(3600.0, "fetch", "node", ge=0)
+    dns_negative_ttl: float = _setting(300.0, "fetch", "node", ge=0)
     # [politeness]
     max_per_host: int = _setting(1, "politeness", ge=1)
     delay: float = _setting(1.0, "politeness", ge=0)
@@ -158,7 +187,8 @@ class Settings(BaseModel):
                      "stall_warning", "connect_timeout", "read_timeout", "total_timeout",
                      "delay", "robots_ttl", "robots_error_ttl", "crawl_delay_cap",
                      "politeness_slack", "delay_factor", "max_delay", "max_duration",
-                     "extract_block_warning", "revisit_initial", "revisit_min", "revisit_max")
+                     "extract_block_warning", "revisit_initial", "revisit_min", "revisit_max",
+                     "dns_timeout", "dns_min_ttl", "dns_max_ttl", "dns_negative_ttl")
     @classmethod
     def _seconds_are_finite(cls, value: float) -> float:
         return _finite(value)
@@ -207,6 +237,11 @@ class Settings(BaseModel):
             ipaddress.ip_network(cidr, strict=False)
         return value
 
+    @field_validator("dns_servers")
+    @classmethod
+    def _dns_servers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(parse_server(server) for server in value)
+
     @property
     def full_user_agent(self) -> str:
         return f"{self.user_agent} (+{self.contact_url})" if self.contact_url else self.user_agent
@@ -252,6 +287,7 @@ _EXPECTED_SPECIAL = {
                  "(a cluster's may name several nodes: redis+cluster://n1:7000,n2:7000)",
     "crawl": "a name without braces, colons or spaces",
     "allow_cidrs": "CIDR networks such as 10.0.0.0/8",
+    "dns_servers": "DNS server addresses, ip or ip:port ([v6]:port), e.g. 127.0.0.1:5353",
     "include": "regular expressions (Python re syntax)",
     "exclude": "regular expressions (Python re syntax)",
     "drop_params": "parameter names or globs such as utm_*",

@@ -15,6 +15,7 @@ checked by the SSRF guard.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,11 +24,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from aiohttp.abc import AbstractResolver
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from crawler import errors
 from crawler.config import Settings
 from crawler.net import codecs
+from crawler.net.dns import CachingResolver, LookupFailed
 from crawler.net.guard import AddressPolicy, Blocked, GuardedResolver, check_literal_address
 from crawler.net.identity import Identity
 from crawler.net.tls import TLSPolicy, certificate_error
@@ -83,13 +85,18 @@ def client_timeout(settings: Settings) -> aiohttp.ClientTimeout:
 class Fetcher:
     """One worker's HTTP client: a pooled session, its SSRF guard, timeouts and caps.
 
-    ``resolver`` replaces the system resolver under the guard (tests use a stub).
+    ``resolver`` replaces the DNS resolver under the guard (tests use a stub); by
+    default it is ``crawler.net.dns.CachingResolver``, shared by every session
+    of the fetcher (its cache outlives a policy change; the guard is per session).
     ``use`` applies changed crawl settings (``crawl config set``) from the next
     request on; every request reads ``session`` and ``timeout`` when it starts.
     """
 
     def __init__(self, settings: Settings, *, resolver: AbstractResolver | None = None) -> None:
         self.settings = settings
+        self.dns: CachingResolver | None = None
+        if resolver is None:
+            resolver = self.dns = CachingResolver(settings)
         self._resolver = resolver
         self.timeout = client_timeout(settings)
         self.tls = TLSPolicy(settings.ca_file, settings.tls_insecure_hosts)
@@ -100,8 +107,8 @@ class Fetcher:
     def _open(self, settings: Settings) -> tuple[AddressPolicy, aiohttp.ClientSession]:
         policy = AddressPolicy(settings.allow_private, settings.allow_cidrs)
         connector = aiohttp.TCPConnector(
-            limit=settings.concurrency, limit_per_host=0, ttl_dns_cache=300,
-            resolver=GuardedResolver(policy, self._resolver), ssl=self.tls.context,
+            limit=settings.concurrency, limit_per_host=0, use_dns_cache=False,  # ours honours TTLs
+            resolver=GuardedResolver(policy, _Unclosed(self._resolver)), ssl=self.tls.context,
         )
         session = aiohttp.ClientSession(
             connector=connector, timeout=client_timeout(settings),
@@ -139,6 +146,7 @@ class Fetcher:
         for session in (*self._retired, self.session):
             await session.close()
         self._retired.clear()
+        await self._resolver.close()
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -199,6 +207,24 @@ class Fetcher:
         except Exception as exc:
             raise classify(exc) from exc
         raise errors.RedirectError(f"more than {hops} redirects")
+
+
+class _Unclosed(AbstractResolver):
+    """The fetcher's resolver as a session sees it: closing a session leaves it open.
+
+    A policy change retires a session while the next one goes on with the same
+    resolver (and its cache); ``Fetcher.close`` closes the resolver itself.
+    """
+
+    def __init__(self, inner: AbstractResolver) -> None:
+        self.inner = inner
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        return await self.inner.resolve(host, port, family)
+
+    async def close(self) -> None:
+        pass
 
 
 def redirect_target(current: str, location: str, status: int | None = None) -> str:
@@ -274,7 +300,10 @@ def classify(exc: BaseException) -> errors.FetchError:
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         if isinstance(exc.os_error, Blocked):
             return errors.BlockedAddress(str(exc.os_error))
-        return errors.DNSError(f"DNS lookup failed: {exc.os_error}")
+        failed = errors.DNSError(f"DNS lookup failed: {exc.os_error}")
+        if isinstance(exc.os_error, LookupFailed):  # a timeout may pass; NXDOMAIN will not
+            failed.retry = exc.os_error.retry
+        return failed
     certificate = certificate_error(exc)
     if certificate is not None:
         return certificate

@@ -9,9 +9,9 @@ outcome                                     verdict
 4xx except 429 ("unavailable")              ``A``: allow everything
 more than 5 redirects, a loop (2.3.1.2)     ``A``: unavailable, allow everything
 the SSRF guard refuses the address          ``B``: blocked; the host's URLs end now
-5xx, 429, timeout, unreachable              ``D``: disallow everything for now
+5xx, 429, timeout (DNS too), unreachable    ``D``: disallow everything for now
 the same, ``max_attempts`` times in a row   ``U``: the host's URLs end now
-DNS or TLS failure                          ``U`` at once (trying again won't help)
+DNS answer (NXDOMAIN...) or TLS failure     ``U`` at once (trying again won't help)
 ==========================================  =========================================
 
 ``R`` keeps only the rules our product token obeys, and the Sitemap lines
@@ -325,8 +325,10 @@ class RobotsCache:
             return Fetched("A", ok_ttl, "-1", False)
         except errors.BlockedAddress as exc:
             return Fetched(f"B{exc.type}|{exc}", error_ttl, "", False)
-        except (errors.DNSError, errors.TLSError) as exc:  # trying again would not help
-            return Fetched(f"U{exc.type}|{exc}", error_ttl, "", False)
+        except (errors.DNSError, errors.TLSError) as exc:
+            if exc.retry:  # a DNS timeout: robots.txt's retry budget, as for a connect error
+                return Fetched(f"D{exc.type}|{exc}", error_ttl, "", False, failed=True)
+            return Fetched(f"U{exc.type}|{exc}", error_ttl, "", False)  # trying again won't help
         except errors.FetchError as exc:
             return Fetched(f"D{exc.type}|{exc}", error_ttl, "", False, failed=True)
         if 200 <= resp.status < 300:

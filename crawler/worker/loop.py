@@ -121,6 +121,8 @@ class Worker:
         cancellation is lost (crawler.aio), instead of cancelling this task once.
         """
         self.fetcher = Fetcher(self.settings)
+        if self.fetcher.dns is not None:  # politeness_key = ip asks the fetches' resolver
+            self.frontier.keyer.resolve = self.fetcher.dns.first_address
         self.robots = RobotsCache(self.redis, self.frontier, self.fetcher, self.settings)
         runner = LeaseRunner(self)
         self.steering.runner = runner
