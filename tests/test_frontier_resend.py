@@ -75,7 +75,9 @@ def robots_call(frontier: Frontier, lease: Lease, verdict: str, *, fail: bool = 
     shard = frontier.shards[lease.shard]
     return ("robots", shard.script_keys, [
         shard.base, lease.id, lease.host, "http://a.test", verdict, 86_400_000, crawl_delay,
-        int(capped), secrets.token_hex(8), int(fail), budget, 100, 1000, 0.5])
+        # A backoff of minutes: a D verdict must not expire between the two snapshots
+        # on a loaded machine (its TTL is the backoff).
+        int(capped), secrets.token_hex(8), int(fail), budget, 60_000, 600_000, 0.5])
 
 
 async def robots_rules(frontier: Frontier, _: Redis) -> Call:

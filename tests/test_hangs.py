@@ -170,7 +170,7 @@ async def test_a_stalled_worker_says_once_what_it_is_waiting_on(
 async def test_a_worker_that_keeps_finishing_urls_never_warns(
         settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
     spec = SiteSpec(hosts=2, pages=20, port=free_port())
-    settings = settings.replace(stall_warning=0.3)
+    settings = settings.replace(stall_warning=1.0)
     with SiteServer(spec, slow={ip: 0.02 for ip in spec.host_ips()}), \
             caplog.at_level(logging.WARNING, "crawler.worker"):
         client = await connect(settings)

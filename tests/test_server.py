@@ -146,14 +146,16 @@ def wait_for(condition: Callable[[], bool], within: float = 60.0) -> None:
 
 def test_server_stop_refuses_under_live_workers_who_restart_it_when_forced(
         fresh_dir: Path) -> None:
-    spec = SiteSpec(hosts=1, pages=40, links=3)
+    # 60 pages 0.25 s apart: the crawl outlasts the status polls and the refused
+    # stop even on a loaded machine (it must still be crawling when refused).
+    spec = SiteSpec(hosts=1, pages=60, links=3)
     with SiteServer(spec) as site:
         (fresh_dir / "seeds.txt").write_text("\n".join(site.spec.seeds()) + "\n")
         assert crawl(fresh_dir, "seed", "seeds.txt").returncode == 0
         env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWL_")}
         with open(fresh_dir / "worker.log", "w") as log:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "crawler", "worker", "--allow-private", "--delay", "0.1",
+                [sys.executable, "-m", "crawler", "worker", "--allow-private", "--delay", "0.25",
                  "--quiet"], cwd=fresh_dir, env=env, stderr=log)
         try:
             def crawling() -> bool:
