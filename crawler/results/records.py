@@ -9,7 +9,7 @@ from typing import Any
 # The fields of every record, in this order.
 FIELDS = ("url", "final_url", "status", "title", "links", "content_type", "bytes", "depth",
           "attempts", "elapsed_ms", "total_elapsed_ms", "fetched_at", "worker", "noindex",
-          "redirect_to", "error")
+          "redirect_to", "error", "simhash", "near_duplicate_of")
 
 
 def make_record(*, url: str, depth: int, attempts: int, worker: str, final_url: str | None = None,
@@ -18,13 +18,17 @@ def make_record(*, url: str, depth: int, attempts: int, worker: str, final_url: 
                 noindex: bool = False, redirect_to: str | None = None,
                 error: tuple[str, str] | None = None,
                 total_elapsed: float | None = None,
-                warc: tuple[str, int] | None = None) -> dict[str, Any]:
+                warc: tuple[str, int] | None = None,
+                simhash: str | None = None) -> dict[str, Any]:
     """One result record. ``error`` is (type, message) or None; ``redirect_to`` a 3xx's target.
 
     ``elapsed``: the last attempt's seconds; ``total_elapsed``: every attempt's
     (not the waits between them), the same as ``elapsed`` for one attempt.
     ``warc``: the WARC file and offset of the response, when captured (then
     the record ends with ``warc_file`` and ``warc_offset``).
+    ``simhash``: an HTML page's SimHash, 16 hex digits (crawler.pages.simhash);
+    ``near_duplicate_of`` stays null here: complete.lua fills it in from the
+    host's SimHash index, in the same script that records the result.
     """
     record = {
         "url": url,
@@ -44,6 +48,8 @@ def make_record(*, url: str, depth: int, attempts: int, worker: str, final_url: 
         "noindex": noindex,
         "redirect_to": redirect_to,
         "error": None if error is None else {"type": error[0], "message": error[1]},
+        "simhash": simhash,
+        "near_duplicate_of": None,
     }
     if warc is not None:
         record["warc_file"], record["warc_offset"] = warc

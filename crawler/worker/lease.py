@@ -24,6 +24,7 @@ from crawler.pages.extract import Extracted, Extractor
 from crawler.pages.parse import parse_html, x_robots_tag
 from crawler.pages.priority import raised_bands
 from crawler.pages.scope import anchors_for
+from crawler.pages.simhash import to_hex
 from crawler.pages.warc import WarcCapture
 from crawler.results import dumps, make_record
 from crawler.worker.backoff import REDIS_ERRORS, backoff_delay, log, retry_after
@@ -218,7 +219,8 @@ class LeaseRunner:
             item.at("parse")
             page = parse_html(resp.body, resp.final_url, resp.charset,
                               follow_nofollow=self.settings.follow_nofollow,
-                              keep_tree=self.extractor is not None)
+                              keep_tree=self.extractor is not None,
+                              simhash=self.settings.near_duplicates)
             header = x_robots_tag((resp.header_lists or {}).get("X-Robots-Tag", []), self.agent)
             title, link_count = page.title, page.link_count
             noindex = page.noindex or bool(header & {"noindex", "none"})
@@ -227,6 +229,8 @@ class LeaseRunner:
                 if lease.depth == 0:  # a seed (or a seed's redirect): its host is in scope
                     self.scope.remember(dict.fromkeys(anchors_for([lease.url]), True))
                 links = await self._in_scope(page.links, lease.depth + 1)
+        # Only a page with text: an empty one is no one's near-duplicate.
+        simhash = to_hex(page.simhash) if page is not None and page.simhash else None
         extracted: Extracted | None = None
         link_bands: dict[str, int] | None = None
         if self.extractor is not None:
@@ -246,7 +250,8 @@ class LeaseRunner:
             final_url=resp.final_url, status=resp.status, title=title, links=link_count,
             content_type=resp.content_type, size=len(resp.body), elapsed=resp.elapsed,
             noindex=noindex, error=extracted.error if extracted else None, warc=resp.warc,
-            total_elapsed=await self._all_attempts(lease, resp.elapsed))
+            total_elapsed=await self._all_attempts(lease, resp.elapsed),
+            simhash=simhash)
         if extracted is not None:
             record["data"] = extracted.data
             self.counters.errors += extracted.error is not None
@@ -259,7 +264,7 @@ class LeaseRunner:
         revisit = self._revisit(item, record, resp)
         await self._complete(item, record, links=links, not_before=pause, is_error=failed,
                              tally="e:extract_error" if failed else status_tally(resp.status),
-                             revisit=revisit, link_bands=link_bands)
+                             revisit=revisit, link_bands=link_bands, simhash=simhash)
 
     async def _in_scope(self, urls: list[str], depth: int) -> list[tuple[str, int]]:
         """The URLs to queue at ``depth``: in scope, and not sent to Redis recently.
