@@ -45,10 +45,13 @@ for _, host in ipairs(redis.call('ZRANGEBYSCORE', idle, '-inf', now, 'LIMIT', 0,
       if f[9] then  -- a throttled host stays throttled (lua/_traps.lua)
         keep[#keep + 1] = 'tcap'; keep[#keep + 1] = f[9]
         keep[#keep + 1] = 'trap'; keep[#keep + 1] = f[10] or ''
+        keep[#keep + 1] = 'hold'; keep[#keep + 1] = 'trap: ' .. (f[10] or '')
       end
       if #keep > 0 then redis.call('HSET', hk, unpack(keep)) end
       redis.call('ZREM', KEYS[1], host)
-      redis.call('ZREM', base .. 'held', host)
+      -- A trap stays listed (its listing ends by itself): crawl status tells why
+      -- the host stopped short.
+      if not f[9] then redis.call('ZREM', base .. 'held', host) end
       compacted = compacted + 1
     end
   end
