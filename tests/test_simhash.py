@@ -37,6 +37,14 @@ def test_different_texts_are_many_bits_apart() -> None:
     assert hamming(simhash_words(text(3)), simhash_words(text(4))) >= 16
 
 
+def test_a_bit_is_set_by_a_strict_majority_of_features() -> None:
+    one = bytes.fromhex("8000000000000001")
+    zero = bytes(8)
+    assert simhash_digests(one + zero) == 0  # a tie is not a majority
+    assert simhash_digests(one * 2 + zero) == 0x8000000000000001
+    assert simhash_digests(one * 5000 + zero * 4999) == 0x8000000000000001
+
+
 def test_bit_columns_are_counted_per_position() -> None:
     # Two features: a majority needs both, so only bits set in both survive.
     a, b = bytes.fromhex("ff00000000000001"), bytes.fromhex("f000000000000003")
@@ -60,8 +68,8 @@ def test_script_style_and_head_are_not_visible_text() -> None:
     assert parse_html(html("<p>x</p>"), "http://a.test/").simhash is None  # not asked
 
 
-def test_words_are_lower_case_unicode_words() -> None:
-    assert words_of("Straße, ÉTÉ! 3-4") == ["straße", "été", "3", "4"]
+def test_words_are_lower_case_and_split_at_white_space() -> None:
+    assert words_of("Straße,\u00a0ÉTÉ!\n 3-4") == ["straße,", "été!", "3-4"]
 
 
 def test_one_changed_word_in_800_keeps_95_percent_within_three_bits() -> None:

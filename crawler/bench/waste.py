@@ -48,6 +48,7 @@ async def _crawl(settings: Settings, seeds: list[str]) -> dict[str, Any]:
     from redis.asyncio import Redis
 
     from crawler.discovery.seeds import seed
+    from crawler.observe.status import held_hosts
     from crawler.results import iter_results
     from crawler.store.layout import crawl_layout
     from crawler.worker import Worker
@@ -61,8 +62,9 @@ async def _crawl(settings: Settings, seeds: list[str]) -> dict[str, Any]:
         await worker.run()
         cpu, wall = time.process_time() - cpu, time.monotonic() - wall
         records = [json.loads(text) async for text in iter_results(redis, settings)]
+        held = [f"{h.host}: {h.reason}" for h in await held_hosts(redis, settings)]
         return {"records": records, "round_trips": worker.frontier.round_trips,
-                "cpu_s": cpu, "wall_s": wall, "settings": settings}
+                "cpu_s": cpu, "wall_s": wall, "settings": settings, "held": held}
     finally:
         await redis.aclose()
 
@@ -96,6 +98,7 @@ def waste_crawl(server: BenchRedis, pages: int) -> dict[str, Any]:
                                                near_duplicates=on), seeds))
             report = score(site, run["records"])
             report["results"] = len(run["records"])
+            report["held"] = run["held"]
             report["round_trips_a_page"] = round(run["round_trips"] / len(run["records"]), 3)
             if on:
                 size, filed = _index_bytes(server, run["settings"])
@@ -165,8 +168,7 @@ def simhash_speed(site_pages: int = 50, rounds: int = 20) -> dict[str, Any]:
         digests["xxh3_64 (xxhash)"] = "not installed"
     out: dict[str, Any] = {}
     for name, pages in bodies.items():
-        words = [words_of(" ".join(visible_text(etree.fromstring(b, etree.HTMLParser()))))
-                 for b in pages]
+        words = [words_of(visible_text(etree.fromstring(b, etree.HTMLParser()))) for b in pages]
         row: dict[str, Any] = {"words_a_page": round(statistics.mean(map(len, words)))}
         for label, digest in digests.items():
             if isinstance(digest, str):
@@ -200,7 +202,7 @@ def run_waste(pages: int = 200, cost_hosts: int = 5, cost_pages: int = 200, repe
 
 def format_report(report: dict[str, Any]) -> str:
     lines = []
-    on = report["waste_site"]["on"]
+    on, off = report["waste_site"]["on"], report["waste_site"]["off"]
     lines += [
         "Waste site (tracking and session variants, canonicals, near-duplicates, a calendar):",
         f"  distinct pages {on['distinct_pages']}, fetched {on['pages_fetched']} of them in "
@@ -209,9 +211,12 @@ def format_report(report: dict[str, Any]) -> str:
         f"  near-duplicates: {on['flagged']} flagged, {on['should_flag']} should be; "
         f"precision {on['precision']}, recall {on['recall']}",
         f"  calendar: {on['calendar_fetches']} fetches; trap records: {on['trap_records']}",
+        f"  held: {on['held']}",
+        f"  without near-duplicates: {off['fetches']} fetches, calendar "
+        f"{off['calendar_fetches']} fetches, trap records {off['trap_records']}",
         f"  SimHash index: {on['index_bytes_a_page']} bytes a page ({on['index_pages']} pages)",
         f"  round trips a page: {on['round_trips_a_page']} with the index, "
-        f"{report['waste_site']['off']['round_trips_a_page']} without",
+        f"{off['round_trips_a_page']} without",
         f"rel=canonical: {report['canonical']}",
     ]
     cost = report["normal_site_cost"]
