@@ -58,7 +58,8 @@ async def test_a_page_within_three_bits_is_a_near_duplicate_and_four_bits_is_not
     frontier = Frontier(redis, settings)
     # One bit in each of three blocks: only the fourth block still matches exactly.
     records = await complete_pages(frontier, "a.test", [
-        flip(BASE), flip(BASE, 1, 20, 40), flip(BASE, 5, 25, 45, 60), f"{~BASE & (2**64 - 1):016x}"])
+        flip(BASE), flip(BASE, 1, 20, 40), flip(BASE, 5, 25, 45, 60),
+        f"{~BASE & (2**64 - 1):016x}"])
     assert records[0]["near_duplicate_of"] is None
     assert records[0]["simhash"] == flip(BASE)
     assert records[1]["near_duplicate_of"] == "http://a.test/p/0"

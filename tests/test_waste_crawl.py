@@ -35,7 +35,7 @@ async def test_near_duplicates_are_found_with_precision_and_recall_of_95_percent
 
 async def test_an_endless_calendar_stops_at_its_budget_with_the_reason_in_a_record(
         redis: Redis, settings: Settings, served: tuple[WasteSite, str]) -> None:
-    site, origin = served
+    _, origin = served
     settings = settings.replace(trap_query_budget=20, trap_host_pages=0)
     records = await crawl(redis, settings, [f"{origin}/a/0.html"])
     calendar = [u for u in records if "/calendar?" in u]
@@ -50,7 +50,7 @@ async def test_an_endless_calendar_stops_at_its_budget_with_the_reason_in_a_reco
 
 async def test_a_host_of_mostly_near_duplicates_is_throttled_and_held_for_trap(
         redis: Redis, settings: Settings, served: tuple[WasteSite, str]) -> None:
-    site, origin = served
+    _, origin = served
     host = origin.split("//")[1]
     # Without query cleaning every tracking variant is a copy: most pages are.
     free = await crawl(redis, settings.replace(crawl="free", trap_query_budget=20,

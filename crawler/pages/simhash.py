@@ -4,8 +4,9 @@ Features are the lower-cased words of the visible text (``SHINGLE_WORDS``
 = 1; measured: one word changed in 800 keeps 99% of pages within 3 bits with
 single words, 94% with 2-word and 89% with 3-word shingles, and unrelated
 texts stay 18+ bits apart with each; ``<script>``, ``<style>``,
-``<noscript>``, ``<template>`` and ``<head>`` left out), each hashed to 64 bits with BLAKE2b (``digest_size=8``, in the standard
-library, the same on every machine and Python). Bit ``b`` of the SimHash is
+``<noscript>``, ``<template>`` and ``<head>`` left out), each hashed to 64
+bits with BLAKE2b (``digest_size=8``, in the standard library, the same on
+every machine and Python). Bit ``b`` of the SimHash is
 set when more shingles have bit ``b`` set than not (Charikar 2002).
 
 Why it is fast enough for every page without a C extension: each shingle's
@@ -131,7 +132,7 @@ def visible_text(root: etree._Element) -> str:
         _BODY_TEXT = etree.XPath("string(//body)")
     text = str(_BODY_TEXT(root))
     for hidden in root.iter(*_HIDDEN):
-        part = "".join(hidden.itertext())
+        part = "".join(str(t) for t in hidden.itertext())
         if part:
             text = text.replace(part, " ", 1)
     return text
