@@ -7,8 +7,9 @@
    page, near-duplicates found (precision, recall), where the calendar
    stopped and the trap record that says why. The same crawl with
    ``near_duplicates = false`` gives round trips a page without the index.
-2. ``measure_canonical`` of ``crawler.bench.waste_canonical`` (rel=canonical's
-   savings), when that module is there.
+2. ``measure_canonical(server)`` of ``crawler.bench.waste_canonical``
+   (rel=canonical's savings, on the fresh Valkey ``server``), when that module
+   is there: the hook for the other half of the issue's benchmark.
 3. The cost on the normal benchmark's site (``crawler.bench.sitegen``, served
    from its own process): CPU ms a page of the crawling process and of
    Valkey, round trips and Valkey bytes a page, near-duplicates on and off,
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from crawler.bench.config import BenchConfig
 from crawler.bench.servers import BenchRedis
 from crawler.bench.site import SiteProcess
 from crawler.bench.sitegen import SiteServer, SiteSpec, free_port, page_html, write_site
@@ -110,8 +112,12 @@ def waste_crawl(server: BenchRedis, pages: int) -> dict[str, Any]:
 
 def canonical_savings(server: BenchRedis) -> dict[str, Any]:
     """Part 2: the other half of the issue's benchmark, when its module is there."""
+    import importlib
+
     try:
-        from crawler.bench import waste_canonical  # type: ignore[attr-defined]
+        # Merged from the query-cleaning and rel=canonical branch: its
+        # ``measure_canonical(server: BenchRedis) -> dict`` runs its own site.
+        waste_canonical = importlib.import_module("crawler.bench.waste_canonical")
     except ImportError:
         return {"missing": "crawler.bench.waste_canonical.measure_canonical is not in this "
                            "branch yet (query cleaning and rel=canonical)"}
@@ -121,7 +127,9 @@ def canonical_savings(server: BenchRedis) -> dict[str, Any]:
 
 def normal_cost(server: BenchRedis, hosts: int, pages: int, repeat: int) -> dict[str, Any]:
     """Part 3: CPU, round trips and Valkey bytes a page on the normal site, on and off."""
-    spec = SiteSpec(hosts=hosts, pages=pages, port=free_port())
+    bench = BenchConfig()  # the normal benchmark's pages: its size and links, fewer of them
+    spec = SiteSpec(hosts=hosts, pages=pages, links=bench.links, page_bytes=bench.page_bytes,
+                    port=free_port())
     runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
     with tempfile.TemporaryDirectory(prefix="waste-site") as tmp:
         root = Path(tmp) / "site"
@@ -159,7 +167,7 @@ def simhash_speed(site_pages: int = 50, rounds: int = 20) -> dict[str, Any]:
     from crawler.pages.simhash import simhash_words, visible_text, words_of
 
     waste = WasteSite(pages=site_pages)
-    normal = SiteSpec()
+    normal = SiteSpec(links=BenchConfig().links, page_bytes=BenchConfig().page_bytes)
     bodies = {"waste site": [waste.article(i) for i in range(site_pages)],
               "normal site": [page_html(normal, 0, i) for i in range(site_pages)]}
     from crawler.pages.simhash import _blake2b_digest

@@ -7,7 +7,8 @@ texts stay 18+ bits apart with each; ``<script>``, ``<style>``,
 ``<noscript>``, ``<template>`` and ``<head>`` left out), each hashed to 64
 bits with BLAKE2b (``digest_size=8``, in the standard library, the same on
 every machine and Python). Bit ``b`` of the SimHash is
-set when more shingles have bit ``b`` set than not (Charikar 2002).
+set when more of the page's distinct shingles have bit ``b`` set than not
+(Charikar 2002).
 
 Why it is fast enough for every page without a C extension: each shingle's
 digest is "spread" once into one big int, a 16-bit lane a bit, and kept in a
@@ -73,7 +74,8 @@ def words_of(text: str) -> list[str]:
     ``str.split`` in C, 4-5x faster than a word pattern; punctuation stays on
     its word ("end." and "end" differ), the same on every page, so it costs
     near-duplicates nothing."""
-    return text.lower().split()[:MAX_WORDS]
+    words = text.lower().split()
+    return words if len(words) <= MAX_WORDS else words[:MAX_WORDS]
 
 
 def simhash_words(words: list[str], digest: Callable[[bytes], bytes] | None = None) -> int:
@@ -85,13 +87,17 @@ def simhash_words(words: list[str], digest: Callable[[bytes], bytes] | None = No
     """
     if not words:
         return 0
+    # A set: each feature counts once however often it repeats (binary
+    # features). A long page repeats its words: the benchmark's 27 KB pages
+    # hold 2177 words, 20 distinct, and summing every occurrence was most of
+    # the SimHash's time on them.
     if SHINGLE_WORDS == 1:
-        shingles = words
+        shingles = set(words)
     elif len(words) < SHINGLE_WORDS:
-        shingles = [" ".join(words)]
+        shingles = {" ".join(words)}
     else:
-        shingles = list(map(" ".join, zip(*(words[k:] for k in range(SHINGLE_WORDS)),
-                                          strict=False)))
+        shingles = set(map(" ".join, zip(*(words[k:] for k in range(SHINGLE_WORDS)),
+                                         strict=False)))
     if digest is None:  # a cached spread a shingle: no encoding, no hashing for most
         return _majority(sum(map(_SPREADS.__getitem__, shingles)), len(shingles))
     return simhash_digests(b"".join(digest(s.encode("utf-8")) for s in shingles))
