@@ -9,6 +9,7 @@
 local TRAP_WINDOW = 50  -- a host's recent new URLs (or pages) judged together
 local TRAP_LISTED_MS = 86400000  -- a throttled host shows as held this long
 local TRAP_PATH_CHARS = 200  -- a path's characters that name it in tq:<host>
+local BLOCK_KEPT = 32  -- hashes one block value of nd:<host> keeps, the newest
 
 local function bits16(x)
   local n = 0
@@ -73,13 +74,18 @@ local function near_duplicate(base, host, hash, url, distance, window)
           local other_url = redis.call('HGET', nk, 'u' .. other)
           if other_url and other_url ~= url then best, best_d = other_url, d end
         end
+        if best_d == 0 then break end
       end
     end
   end
   if redis.call('HSETNX', nk, 'u' .. hash, url) == 1 then
     for block = 0, 3 do
       local field = block .. string.sub(hash, 4 * block + 1, 4 * block + 4)
-      redis.call('HSET', nk, field, (redis.call('HGET', nk, field) or '') .. hash)
+      local filed = (redis.call('HGET', nk, field) or '') .. hash
+      -- A host of near-identical pages shares block values: keep a field's
+      -- newest BLOCK_KEPT hashes, so no lookup scans the whole window.
+      if #filed > 16 * BLOCK_KEPT then filed = string.sub(filed, -16 * BLOCK_KEPT) end
+      redis.call('HSET', nk, field, filed)
     end
     if redis.call('RPUSH', ok, hash) > window then
       local old = redis.call('LPOP', ok)
