@@ -118,7 +118,7 @@ async def test_a_completion_sent_twice_files_the_page_once(
     assert (await last_record(frontier))["near_duplicate_of"] == "http://a.test/p/0"
 
 
-async def test_hashes_sharing_a_block_value_are_kept_newest_first_up_to_32(
+async def test_hashes_sharing_a_block_value_are_kept_newest_first_up_to_16(
         redis: Redis, settings: Settings) -> None:
     frontier = Frontier(redis, settings)
     # The same top block, the rest far apart: one field of the index gets them all.
@@ -126,5 +126,5 @@ async def test_hashes_sharing_a_block_value_are_kept_newest_first_up_to_32(
     records = await complete_pages(frontier, "a.test", [*shared, shared[-1]])
     shard = frontier.shards[keys.shard_of("a.test", settings.shards)]
     filed = await redis.hget(shard.near_dups("a.test"), "0abcd")
-    assert filed == "".join(shared[-32:])
+    assert filed == "".join(shared[-16:])
     assert records[-1]["near_duplicate_of"] == "http://a.test/p/39"

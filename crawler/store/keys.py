@@ -91,7 +91,7 @@ suffix              type    what it holds
 ``nd:<host>``       HASH    the host's SimHash index (lua/_traps.lua):
                             ``<block><4 hex>`` -> the 16-hex SimHashes whose
                             16-bit block 0-3 has that value, concatenated
-                            (the newest 32);
+                            (the newest 16);
                             ``u<16 hex>`` -> the first URL with that SimHash
 ``ndo:<host>``      LIST    the SimHashes in ``nd:<host>``, oldest first: at
                             ``near_duplicate_window`` the oldest leaves

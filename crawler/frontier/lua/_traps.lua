@@ -9,7 +9,7 @@
 local TRAP_WINDOW = 50  -- a host's recent new URLs (or pages) judged together
 local TRAP_LISTED_MS = 86400000  -- a throttled host shows as held this long
 local TRAP_PATH_CHARS = 200  -- a path's characters that name it in tq:<host>
-local BLOCK_KEPT = 32  -- hashes one block value of nd:<host> keeps, the newest
+local BLOCK_KEPT = 16  -- hashes one block value of nd:<host> keeps, the newest
 
 local function bits16(x)
   local n = 0
@@ -55,8 +55,10 @@ local function judge_window(base, host, nfield, dfield, n, d, trap_pages, what, 
   end
 end
 
--- Find a page of this host within `distance` bits of `hash` (16 hex digits),
--- then file `hash` under `url`, keeping the host's last `window` hashes.
+-- Find a page of this host within `distance` bits of `hash` (16 hex digits):
+-- the newest one met, block by block (not always the nearest: Lua's
+-- bit arithmetic costs, and a host of near-identical pages has many); then
+-- file `hash` under `url`, keeping the host's last `window` hashes.
 -- Returns the earlier page's URL, or nil. Sent twice, the same URL finds the
 -- same answer: a hash filed under the URL itself is never its own duplicate,
 -- and a hash filed already is not filed again.
@@ -67,16 +69,17 @@ local function near_duplicate(base, host, hash, url, distance, window)
     local field = block .. string.sub(hash, 4 * block + 1, 4 * block + 4)
     local filed = redis.call('HGET', nk, field)
     if filed then
-      for k = 1, #filed, 16 do
+      for k = #filed - 15, 1, -16 do  -- the newest first
         local other = string.sub(filed, k, k + 15)
         local d = hex_distance(hash, other)
         if d < best_d then
           local other_url = redis.call('HGET', nk, 'u' .. other)
           if other_url and other_url ~= url then best, best_d = other_url, d end
         end
-        if best_d == 0 then break end
+        if best then break end  -- any page within the distance will do: stop looking
       end
     end
+    if best then break end
   end
   if redis.call('HSETNX', nk, 'u' .. hash, url) == 1 then
     for block = 0, 3 do
