@@ -131,7 +131,7 @@ async def test_a_hundred_thousand_seeds_are_all_added(redis: Redis, settings: Se
 
 def urls_in(args: list[Any]) -> int:
     """URLs in one add.lua call's ARGV (its layout: add.lua's header)."""
-    at, urls = 3 + 4 * int(args[2]), 0
+    at, urls = 6 + 4 * int(args[5]), 0
     while at < len(args):
         count = int(args[at + 1])
         urls, at = urls + count, at + 5 + 4 * count

@@ -181,6 +181,27 @@ def dns(
     raise typer.Exit(1 if report.get("dns_bound") else 0)
 
 
+@bench_app.command("waste")
+def waste(
+    pages: Annotated[int, typer.Option(min=10, help="Distinct pages of the waste site.")] = 200,
+    cost_hosts: Annotated[int, typer.Option(min=1, help="Hosts of the normal site.")] = 5,
+    cost_pages: Annotated[int, typer.Option(min=10, help="Pages a host of the normal site.")
+                          ] = 200,
+    repeat: Annotated[int, typer.Option(min=1, help="Normal-site runs, each on and off.")] = 3,
+    out: Annotated[str, typer.Option(help="JSON report path ('' for none).")
+                   ] = "bench/results/waste-latest.json",
+) -> None:
+    """Fetches wasted on copies and traps (near-duplicates found, the calendar stopped),
+    and the CPU and bytes a page it costs on the normal site."""
+    from crawler.bench.waste import run_waste
+
+    _interrupt_on_sigterm()
+    try:
+        run_waste(pages, cost_hosts, cost_pages, repeat, out or None)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
 @bench_app.command("export")
 def export(
     results: Annotated[int, typer.Option(min=1, help="Synthetic results to export.")

@@ -38,6 +38,8 @@ SCRIPT_NAMES = ("add", "claim", "complete", "retry", "reclaim", "robots", "unloc
 REVISIT_SCRIPTS = frozenset({"claim", "complete", "drop", "recrawl", "lastmod", "due",
                              "reread"})
 """Scripts that read or write revisit state: ``lua/_revisit.lua`` follows ``_lib.lua`` in them."""
+TRAP_SCRIPTS = frozenset({"add", "complete"})
+"""Scripts that keep near-duplicates and trap budgets: ``lua/_traps.lua`` comes after the libs."""
 
 Call = tuple[str, list[str], list[Any]]
 """One script call: (script name, keys, args)."""
@@ -46,6 +48,8 @@ Call = tuple[str, list[str], list[Any]]
 def load_source(name: str) -> str:
     lua = resources.files("crawler.frontier") / "lua"
     libs = ["_lib", "_revisit"] if name in REVISIT_SCRIPTS else ["_lib"]
+    if name in TRAP_SCRIPTS:
+        libs.append("_traps")
     return "\n".join((lua / f"{part}.lua").read_text() for part in [*libs, name])
 
 

@@ -159,7 +159,9 @@ class Frontier:
         by_ip = self.keyer.by_ip
         hosts = self._policies.unsent(
             (host, host_key(url) if by_ip else host) for url, _, host, _, _ in items)
-        args: list[Any] = [shard.base, self.settings.max_pages_per_host, len(hosts)]
+        s = self.settings
+        args: list[Any] = [shard.base, s.max_pages_per_host, s.trap_query_budget,
+                           s.trap_max_params, s.trap_host_pages or -1, len(hosts)]
         for host, names in hosts.items():
             limit, delay_ms = self._policies.strictest(names)
             args += [host, limit, delay_ms, " ".join(names) if by_ip else ""]
@@ -326,19 +328,26 @@ class Frontier:
 
     def complete_call(self, lease: Lease, record_json: str, *, is_error: bool,
                       not_before: float = 0.0, no_request: bool = False,
-                      tally: str = "", revisit: tuple[str, str] | None = None) -> Call:
+                      tally: str = "", revisit: tuple[str, str] | None = None,
+                      simhash: str | None = None) -> Call:
         shard = self.shards[lease.shard]
+        s = self.settings
         args = [shard.base, lease.id, record_json, int(is_error), int(not_before * 1000),
-                self.settings.results_maxlen, int(no_request), tally]
+                s.results_maxlen, int(no_request), tally]
         if revisit is not None:  # recrawl = true: the URL's state, kept with its result
             args += revisit
+        if simhash is not None and s.near_duplicates:  # looked up and filed with the result
+            args += ("", "") if revisit is None else ()
+            args += [simhash, s.simhash_distance, s.near_duplicate_window,
+                     s.trap_host_pages or -1]
         return ("complete", shard.script_keys, args)
 
     async def complete(self, lease: Lease, record_json: str, *, is_error: bool = False,
                        links: Iterable[tuple[str, int]] = (), redirect_to: str | None = None,
                        not_before: float = 0.0, no_request: bool = False,
                        tally: str = "", revisit: tuple[str, str] | None = None,
-                       link_bands: Mapping[str, int] | None = None) -> bool:
+                       link_bands: Mapping[str, int] | None = None,
+                       simhash: str | None = None) -> bool:
         """Record the lease's result and add its links, in one (shared) round trip.
 
         Links are added before the completion: if this process dies between
@@ -366,7 +375,7 @@ class Frontier:
         calls += self.add_calls(links, bands=link_bands)[0]
         calls.append(self.complete_call(lease, record_json, is_error=is_error,
                                         not_before=not_before, no_request=no_request,
-                                        tally=tally, revisit=revisit))
+                                        tally=tally, revisit=revisit, simhash=simhash))
         replies = await self.scripts.run_shared(calls)
         recorded = int(replies[-1])
         if recorded == 2:

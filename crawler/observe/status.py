@@ -28,7 +28,7 @@ HELD_SCAN = 1000
 @dataclass(frozen=True, slots=True)
 class HeldHost:
     host: str
-    reason: str  # robots, backoff, retry-after
+    reason: str  # robots, backoff, retry-after, "trap: <why>" (lua/_traps.lua)
     until_ms: int  # server clock, when the hold ends
     queued: int
 
@@ -60,7 +60,7 @@ async def held_hosts(redis: Redis, settings: Settings) -> list[HeldHost]:
 def held_summary(held: list[HeldHost]) -> dict[str, Any]:
     by_reason: Counter[str] = Counter()
     for h in held:
-        by_reason[h.reason] += h.queued
+        by_reason[h.reason.split(":", 1)[0]] += h.queued
     return {"hosts": len(held), "urls": sum(h.queued for h in held),
             "urls_by_reason": dict(by_reason)}
 
@@ -124,7 +124,7 @@ async def crawl_status(redis: Redis, settings: Settings, *, memory: bool = True
 KINDS = {"px": "queued", "seen": "seen", "h": "hosts", "results": "results",
          "robots": "robots", "robots_fails": "robots", "robots_lock": "robots",
          "v": "revisits", "recrawl_hosts": "revisits", "due": "revisits",
-         "due_hosts": "revisits",
+         "due_hosts": "revisits", "nd": "near_dups", "ndo": "near_dups", "tq": "near_dups",
          **{keys.queue_name(band): "queued" for band in range(keys.BANDS)}}
 """Key name (after the crawl's hash tag) -> the kind its memory counts as; else ``other``."""
 SCAN_BUDGET = 200_000
@@ -172,7 +172,7 @@ async def memory_by_kind(redis: Redis, settings: Settings, budget: int = SCAN_BU
             pipe.object("encoding", key)
     replies = iter(await pipe.execute())
     kinds: dict[str, int] = dict.fromkeys(("queued", "seen", "hosts", "results", "robots",
-                                           "revisits", "other"), 0)
+                                           "revisits", "near_dups", "other"), 0)
     buckets = wide_buckets = 0
     for key in ours:
         kind = kind_of(key)

@@ -42,6 +42,7 @@ class Page:
     charset: str | None = None
     canonical: str | None = None  # the first <link rel=canonical href>, canonical form
     tree: etree._Element | None = None  # the parsed tree, kept only when asked (keep_tree)
+    simhash: int | None = None  # of the visible text, only when asked (crawler.pages.simhash)
 
 
 def _codec(name: str | bytes | None) -> str | None:
@@ -95,10 +96,12 @@ def _parse_tree(body: bytes, charset: str) -> etree._Element | None:
 
 
 def parse_html(body: bytes, url: str, header_charset: str | None = None, *,
-               follow_nofollow: bool = False, keep_tree: bool = False) -> Page:
+               follow_nofollow: bool = False, keep_tree: bool = False,
+               simhash: bool = False) -> Page:
     """Extract title, links and robots directives. ``url`` is the page's final URL.
 
     ``keep_tree``: keep the lxml tree in ``Page.tree`` (for an extraction hook).
+    ``simhash``: also compute the SimHash of its visible text, from the same tree.
     """
     charset = detect_charset(body, header_charset)
     page = Page(charset=charset)
@@ -112,6 +115,10 @@ def parse_html(body: bytes, url: str, header_charset: str | None = None, *,
         return page
     if keep_tree:
         page.tree = root
+    if simhash:
+        from crawler.pages.simhash import page_simhash
+
+        page.simhash = page_simhash(root)
     base = url
     hrefs: list[str] = []
     canonical_href: str | None = None

@@ -36,7 +36,8 @@ FORMATS = ("jsonl", "jsonl.gz", "csv", "parquet")
 
 COLUMNS = ("id", "url", "final_url", "status", "title", "links", "content_type", "bytes",
            "depth", "attempts", "elapsed_ms", "total_elapsed_ms", "fetched_at", "worker",
-           "noindex", "redirect_to", "dedup_url", "canonical", "duplicate_of", "kind", "urls",
+           "noindex", "redirect_to", "dedup_url", "canonical", "duplicate_of", "simhash",
+           "near_duplicate_of", "kind", "urls",
            "visit", "changed", "not_modified",
            "error_type", "error_message", "data", "warc_file", "warc_offset")
 """The columns of a CSV or Parquet export, in this order."""
@@ -174,6 +175,7 @@ def parquet_schema(data_type: Any = None) -> Any:
         ("fetched_at", pa.timestamp("ms", tz="UTC")), ("worker", pa.string()),
         ("noindex", pa.bool_()), ("redirect_to", pa.string()),
         ("dedup_url", pa.string()), ("canonical", pa.string()), ("duplicate_of", pa.string()),
+        ("simhash", pa.string()), ("near_duplicate_of", pa.string()),
         # A sitemap's record: kind "sitemap" and the URLs it listed; a recrawl's
         # visit number and whether the page changed (or answered 304).
         ("kind", pa.string()), ("urls", pa.int64()), ("visit", pa.int32()),

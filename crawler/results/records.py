@@ -10,7 +10,8 @@ from typing import Any
 FIELDS = ("url", "final_url", "status", "title", "links", "content_type", "bytes", "depth",
           "attempts", "elapsed_ms", "total_elapsed_ms", "fetched_at", "worker", "noindex",
           "redirect_to", "error",
-          "dedup_url", "canonical", "duplicate_of")  # Fewer wasted fetches (README)
+          "dedup_url", "canonical", "duplicate_of",  # Fewer wasted fetches (README)
+          "simhash", "near_duplicate_of")
 
 
 def make_record(*, url: str, depth: int, attempts: int, worker: str, final_url: str | None = None,
@@ -20,8 +21,8 @@ def make_record(*, url: str, depth: int, attempts: int, worker: str, final_url: 
                 error: tuple[str, str] | None = None,
                 total_elapsed: float | None = None,
                 warc: tuple[str, int] | None = None, dedup_url: str | None = None,
-                canonical: str | None = None, duplicate_of: str | None = None
-                ) -> dict[str, Any]:
+                canonical: str | None = None, duplicate_of: str | None = None,
+                simhash: str | None = None) -> dict[str, Any]:
     """One result record. ``error`` is (type, message) or None; ``redirect_to`` a 3xx's target.
 
     ``elapsed``: the last attempt's seconds; ``total_elapsed``: every attempt's
@@ -31,6 +32,9 @@ def make_record(*, url: str, depth: int, attempts: int, worker: str, final_url: 
     key ``url`` was deduplicated under, when not ``url`` itself (query cleaning);
     ``canonical``: the page's rel=canonical; ``duplicate_of``: that canonical,
     when ``canonical = "follow"`` found it to be another in-scope URL.
+    ``simhash``: an HTML page's SimHash, 16 hex digits (crawler.pages.simhash);
+    ``near_duplicate_of`` stays null here: complete.lua fills it in from the
+    host's SimHash index, in the same script that records the result.
     """
     record = {
         "url": url,
@@ -53,6 +57,8 @@ def make_record(*, url: str, depth: int, attempts: int, worker: str, final_url: 
         "dedup_url": dedup_url,
         "canonical": canonical,
         "duplicate_of": duplicate_of,
+        "simhash": simhash,
+        "near_duplicate_of": None,
     }
     if warc is not None:
         record["warc_file"], record["warc_offset"] = warc

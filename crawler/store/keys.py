@@ -32,7 +32,11 @@ suffix              type    what it holds
                             limit/delay came from), ``hold`` (why it was last
                             held), ``dl`` (its URLs in ``delayed``), ``names``
                             (ip mode: host names on this address), ``b1``,
-                            ``b2`` (set while raised band 1, 2 may hold URLs)
+                            ``b2`` (set while raised band 1, 2 may hold URLs);
+                            traps (lua/_traps.lua): ``tcap`` (a throttled
+                            host's URLs still to queue), ``trap`` (why),
+                            ``tw``/``to`` (recent new URLs, over the query
+                            budget), ``ndn``/``ndd`` (recent pages, near-dups)
 ``policy``          HASH    the published politeness table (crawler.politeness):
                             ``v`` version, ``d`` default, ``x:<host>`` exact and
                             ``s:<suffix>`` domain overrides, each ``limit|ms``
@@ -84,6 +88,15 @@ suffix              type    what it holds
 ``due:<host>``      ZSET    ``revisit_adaptive = true`` only: a done URL's field
                             in ``v:<host>`` -> unix second its revisit is due
 ``due_hosts``       ZSET    host -> unix second of its earliest ``due:<host>``
+``nd:<host>``       HASH    the host's SimHash index (lua/_traps.lua):
+                            ``<block><4 hex>`` -> the 16-hex SimHashes whose
+                            16-bit block 0-3 has that value, concatenated
+                            (the newest 16);
+                            ``u<16 hex>`` -> the first URL with that SimHash
+``ndo:<host>``      LIST    the SimHashes in ``nd:<host>``, oldest first: at
+                            ``near_duplicate_window`` the oldest leaves
+``tq:<host>``       HASH    path (up to 200 characters) -> its distinct URLs
+                            with a query string queued (trap_query_budget)
 ==================  ======  ==================================================
 
 Per crawl ``crawl:{NAME}:`` (its own hash tag, one slot):
@@ -247,6 +260,15 @@ class ShardKeys:
     @property
     def due_hosts(self) -> str:
         return self.base + "due_hosts"
+
+    def near_dups(self, host: str) -> str:
+        return f"{self.base}nd:{host}"
+
+    def near_dup_order(self, host: str) -> str:
+        return f"{self.base}ndo:{host}"
+
+    def trap_paths(self, host: str) -> str:
+        return f"{self.base}tq:{host}"
 
     def call_done(self, call_id: str) -> str:
         return f"{self.base}done:{call_id}"

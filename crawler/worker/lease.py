@@ -26,6 +26,7 @@ from crawler.pages.link_header import HeaderLinks, read_link_headers
 from crawler.pages.parse import parse_html, x_robots_tag
 from crawler.pages.priority import raised_bands
 from crawler.pages.scope import anchors_for
+from crawler.pages.simhash import to_hex
 from crawler.pages.warc import WarcCapture
 from crawler.results import dumps, make_record
 from crawler.worker.backoff import REDIS_ERRORS, backoff_delay, log, retry_after
@@ -233,7 +234,8 @@ class LeaseRunner:
             item.at("parse")
             page = parse_html(resp.body, resp.final_url, resp.charset,
                               follow_nofollow=self.settings.follow_nofollow,
-                              keep_tree=self.extractor is not None)
+                              keep_tree=self.extractor is not None,
+                              simhash=self.settings.near_duplicates)
             title, link_count = page.title, page.link_count
             noindex |= page.noindex
             nofollow |= page.nofollow
@@ -247,6 +249,8 @@ class LeaseRunner:
             links = await self._in_scope(found, lease.depth + 1)
         if duplicate is not None and not self.frontier.sent_recently(duplicate):
             links.append((duplicate, lease.depth))  # the same page, under its own URL
+        # Only a page with text: an empty one is no one's near-duplicate.
+        simhash = to_hex(page.simhash) if page is not None and page.simhash else None
         extracted: Extracted | None = None
         link_bands: dict[str, int] | None = None
         if self.extractor is not None:
@@ -268,7 +272,7 @@ class LeaseRunner:
             content_type=resp.content_type, size=len(resp.body), elapsed=resp.elapsed,
             noindex=noindex, error=extracted.error if extracted else None, warc=resp.warc,
             canonical=canonical, duplicate_of=duplicate,
-            total_elapsed=self._all_attempts(lease, resp.elapsed))
+            total_elapsed=self._all_attempts(lease, resp.elapsed), simhash=simhash)
         if extracted is not None:
             record["data"] = extracted.data
             self.counters.errors += extracted.error is not None
@@ -281,7 +285,7 @@ class LeaseRunner:
         revisit = self._revisit(item, record, resp)
         await self._complete(item, record, links=links, not_before=pause, is_error=failed,
                              tally="e:extract_error" if failed else status_tally(resp.status),
-                             revisit=revisit, link_bands=link_bands)
+                             revisit=revisit, link_bands=link_bands, simhash=simhash)
 
     def _dedup_url(self, lease: Lease) -> str | None:
         """The key the lease's URL was deduplicated under, if not the URL itself."""

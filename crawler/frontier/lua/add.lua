@@ -1,5 +1,6 @@
 -- add: enqueue the URLs of one shard that were never seen before.
--- ARGV: base, max_pages_per_host (0 = no cap), nhosts,
+-- ARGV: base, max_pages_per_host (0 = no cap), trap_query_budget (0 = none),
+--       trap_max_params (0 = none), trap_host_pages (-1 = never throttle), nhosts,
 --       then nhosts x (host, limit, delay_ms, names): the adder's policy,
 --       kept only for hosts seen first and used while no policy table is
 --       published; names (space-separated, politeness_key = "ip" only) are
@@ -11,12 +12,18 @@
 -- A host's new URLs go to its queue (of their band) in one RPUSH, and a
 -- prefix is looked up once a call: most URLs of a call share their host and
 -- their directory. A URL seen before stays where it is, whatever its band.
--- Returns {added, already_seen, over_host_cap}.
+-- Traps (lua/_traps.lua): a path's new URLs with a query string count in
+-- tq:<host>; at trap_query_budget the next one gets a `trap` result (once)
+-- and later ones are dropped unmarked. A host whose recent new URLs with a
+-- query were mostly over that budget or trap_max_params is throttled.
+-- Returns {added, already_seen, over_host_cap} (a throttled host's cap too).
 local base = ARGV[1]
 local max_pages = tonumber(ARGV[2])
-local nhosts = tonumber(ARGV[3])
+local query_budget, max_params, trap_pages = tonumber(ARGV[3]), tonumber(ARGV[4]),
+  tonumber(ARGV[5])
+local nhosts = tonumber(ARGV[6])
 local now = now_ms()
-local i = 4
+local i = 7
 local NAMES_KEPT = 32  -- names of one address whose overrides count (more: throttled all the same)
 for _ = 1, nhosts do
   local hk = base .. 'h:' .. ARGV[i]
@@ -36,7 +43,7 @@ for _ = 1, nhosts do
   end
   i = i + 4
 end
-local added, seen, capped = 0, 0, 0
+local added, seen, capped, trapped = 0, 0, 0, 0
 local known_prefixes = {}  -- prefix -> id, within this call (one host's group at a time)
 while i <= #ARGV do
   local host, count, depth, hops = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]),
@@ -45,19 +52,56 @@ while i <= #ARGV do
   i = i + 5
   local hk = base .. 'h:' .. host
   local pages = max_pages > 0 and hnum(hk, 'pages', 0) or 0
+  local tcap = hnum(hk, 'tcap', -1)  -- >= 0: a throttled host's URLs still to queue
   local new, prefixes = {}, {}  -- argument index of each new URL; its prefix
+  local judged, over, paths = 0, 0, {}  -- new URLs with a query; over a budget; path counts
   for _ = 1, count do
-    if max_pages > 0 and pages >= max_pages then
+    local url = ARGV[i + 2]
+    local q = (query_budget > 0 or max_params > 0) and string.find(url, '?', 1, true)
+    local path, trap = nil, false
+    if q then
+      path = string.sub(url, 1, math.min(q - 1, TRAP_PATH_CHARS))
+      if paths[path] == nil then paths[path] = hnum(base .. 'tq:' .. host, path, 0) end
+      trap = query_budget > 0 and paths[path] >= query_budget
+    end
+    if (max_pages > 0 and pages >= max_pages) or tcap == 0 then
       -- Over the per-host cap: not marked seen, so raising the cap later works.
       capped = capped + 1
-    elseif redis.call('SADD', base .. 'seen:' .. ARGV[i], ARGV[i + 1]) == 1 then
-      new[#new + 1] = i + 2
-      prefixes[#prefixes + 1] = string.sub(ARGV[i + 2], 1, tonumber(ARGV[i + 3]))
-      pages = pages + 1
-    else
+    elseif trap and paths[path] > query_budget then
+      trapped = trapped + 1  -- told once already (below); not marked seen
+    elseif redis.call('SADD', base .. 'seen:' .. ARGV[i], ARGV[i + 1]) == 0 then
       seen = seen + 1
+    elseif trap then
+      -- The first URL past the path's budget: its one result says why.
+      paths[path] = paths[path] + 1
+      redis.call('HSET', base .. 'tq:' .. host, path, paths[path])
+      redis.call('XADD', KEYS[6], '*', 'r', trap_record(url, depth, string.format(
+        'host %s: %d URLs of %s with distinct queries; budget %d', host, query_budget,
+        string.match(path, '^%a[%w+.-]*://[^/]*(/.*)$') or path, query_budget), now))
+      redis.call('HINCRBY', KEYS[7], 'seen', 1)
+      redis.call('HINCRBY', KEYS[7], 'done', 1)
+      redis.call('HINCRBY', KEYS[7], 'errors', 1)
+      redis.call('HINCRBY', KEYS[7], 'e:trap', 1)
+    else
+      new[#new + 1] = i + 2
+      prefixes[#prefixes + 1] = string.sub(url, 1, tonumber(ARGV[i + 3]))
+      pages = pages + 1
+      if tcap > 0 then tcap = tcap - 1 end
+      if q then
+        paths[path] = paths[path] + 1
+        redis.call('HINCRBY', base .. 'tq:' .. host, path, 1)
+        judged = judged + 1
+        if max_params > 0 and select(2, string.gsub(string.sub(url, q + 1), '&', '')) >= max_params
+        then over = over + 1 end
+      end
     end
+    if trap then judged, over = judged + 1, over + 1 end
     i = i + 4
+  end
+  if tcap >= 0 then redis.call('HSET', hk, 'tcap', tcap) end
+  if judged > 0 then
+    judge_window(base, host, 'tw', 'to', judged, over, trap_pages,
+      'new URLs over the query budget', now)
   end
   local entries = {}
   if #new > 0 then
@@ -89,6 +133,7 @@ if added > 0 then
   redis.call('HINCRBY', KEYS[7], 'queued', added)
   redis.call('HINCRBY', KEYS[7], 'seen', added)
 end
+if trapped > 0 then redis.call('HINCRBY', KEYS[7], 'trapped', trapped) end
 -- A big call (crawl seed sends 100 URLs) leaves ~70 KB of Lua garbage. Left to
 -- the server's GC step every 50 scripts, that garbage came back as one pause of
 -- 8-10 ms inside some unlucky call; collected here, with a live heap of a few

@@ -11,7 +11,11 @@
 --       revisit_field, revisit_state (optional, recrawl = true: the URL's state
 --       in v:<host>, written with its result and only then, so a visit counts once;
 --       with revisit_adaptive, its interval: the URL is due again that many
---       seconds from now, scheduled in due:<host> and due_hosts)
+--       seconds from now, scheduled in due:<host> and due_hosts),
+--       simhash, distance, window, trap_pages (optional, near_duplicates = true:
+--       the page's SimHash, 16 hex; the record's "near_duplicate_of":null becomes
+--       the URL of a page of its host within distance bits, among its last
+--       window; trap_pages < 0: never throttle; lua/_traps.lua)
 -- Returns 1 when the result was recorded (2: and the stream is past
 -- stream_maxlen with nothing acknowledged to delete), 0 for a stale lease.
 local base = ARGV[1]
@@ -24,7 +28,22 @@ redis.call('HDEL', KEYS[4], id)
 -- The URL's earlier attempts' time (retry.lua) went into this result: forgotten.
 if attempts > 0 then redis.call('HDEL', base .. 'attempt_ms', url) end
 redis.call('ZREM', KEYS[3], id)
-redis.call('XADD', KEYS[6], '*', 'r', ARGV[3])
+local record = ARGV[3]
+if ARGV[11] and ARGV[11] ~= '' then
+  -- Near-duplicates: looked up and filed here, with the result, so a page is
+  -- filed once and its record names the earlier page (lua/_traps.lua).
+  local dup = near_duplicate(base, host, ARGV[11], url, tonumber(ARGV[12]), tonumber(ARGV[13]))
+  if dup then
+    local at = string.find(record, '"near_duplicate_of":null', 1, true)
+    if at then
+      record = string.sub(record, 1, at + 19) .. cjson.encode(dup) .. string.sub(record, at + 24)
+    end
+    redis.call('HINCRBY', KEYS[7], 'near_duplicates', 1)
+  end
+  judge_window(base, host, 'ndn', 'ndd', 1, dup and 1 or 0, tonumber(ARGV[14]),
+    'pages near-duplicates', now)
+end
+redis.call('XADD', KEYS[6], '*', 'r', record)
 -- results_maxlen bounds the stream, but only by deleting what every consumer
 -- group has acknowledged: a result nobody has taken out is never lost. Past
 -- the bound with nothing to delete, stats counts it and crawl status warns.

@@ -3,8 +3,8 @@
 -- worker may run it, now and then.
 -- Compaction: a host with nothing queued (in any band), leased or delayed,
 -- whose politeness window has passed, keeps only what must outlive it: its
--- page count (when a per-host cap counts it), its Crawl-delay, and the names
--- seen on it (ip mode); its band flags go. Everything else is recomputed if
+-- page count (when a per-host cap counts it), its Crawl-delay, the names
+-- seen on it (ip mode), and a trap throttle (tcap, trap); its band flags go. Everything else is recomputed if
 -- it comes back: a next-allowed time in the past allows what a missing one
 -- allows.
 -- ARGV: base, max_leases, max_compactions
@@ -31,7 +31,7 @@ for _, host in ipairs(redis.call('ZRANGEBYSCORE', idle, '-inf', now, 'LIMIT', 0,
   redis.call('ZREM', idle, host)
   local hk = base .. 'h:' .. host
   local f = redis.call('HMGET', hk, 'inflight', 'dl', 'next', 'pages', 'crawl_delay', 'names',
-                       'b1', 'b2')
+                       'b1', 'b2', 'tcap', 'trap')
   if queued_urls(base, host, f[7], f[8]) == 0 and tonumber(f[1] or 0) == 0
       and tonumber(f[2] or 0) == 0 then
     if tonumber(f[3] or 0) > now then
@@ -42,9 +42,16 @@ for _, host in ipairs(redis.call('ZRANGEBYSCORE', idle, '-inf', now, 'LIMIT', 0,
       for i, field in ipairs({'pages', 'crawl_delay', 'names'}) do
         if f[i + 3] then keep[#keep + 1] = field; keep[#keep + 1] = f[i + 3] end
       end
+      if f[9] then  -- a throttled host stays throttled (lua/_traps.lua)
+        keep[#keep + 1] = 'tcap'; keep[#keep + 1] = f[9]
+        keep[#keep + 1] = 'trap'; keep[#keep + 1] = f[10] or ''
+        keep[#keep + 1] = 'hold'; keep[#keep + 1] = 'trap: ' .. (f[10] or '')
+      end
       if #keep > 0 then redis.call('HSET', hk, unpack(keep)) end
       redis.call('ZREM', KEYS[1], host)
-      redis.call('ZREM', base .. 'held', host)
+      -- A trap stays listed (its listing ends by itself): crawl status tells why
+      -- the host stopped short.
+      if not f[9] then redis.call('ZREM', base .. 'held', host) end
       compacted = compacted + 1
     end
   end

@@ -1,0 +1,139 @@
+-- Near-duplicates and traps: helpers of add.lua and complete.lua (after _lib.lua).
+--
+-- A host's SimHash index (nd:<host>, ndo:<host>): the 64 bits are 4 blocks of
+-- 16; two hashes within 3 bits agree on at least one block (pigeonhole), so a
+-- lookup reads 4 hash fields and compares only the hashes filed under them.
+-- Redis Lua numbers are doubles and its bit library is 32-bit: hashes stay
+-- hex strings here, compared 16 bits at a time.
+
+local TRAP_WINDOW = 50  -- a host's recent new URLs (or pages) judged together
+local TRAP_LISTED_MS = 86400000  -- a throttled host shows as held this long
+local TRAP_PATH_CHARS = 200  -- a path's characters that name it in tq:<host>
+local BLOCK_KEPT = 16  -- hashes one block value of nd:<host> keeps, the newest
+
+local function bits16(x)
+  local n = 0
+  while x ~= 0 do
+    x = bit.band(x, x - 1)
+    n = n + 1
+  end
+  return n
+end
+
+local function hex_distance(a, b)
+  local d = 0
+  for k = 1, 13, 4 do
+    d = d + bits16(bit.bxor(tonumber(string.sub(a, k, k + 3), 16),
+                            tonumber(string.sub(b, k, k + 3), 16)))
+  end
+  return d
+end
+
+-- Throttle a host that looks like a trap: it may queue only trap_pages more
+-- URLs (tcap, which add.lua counts down), and crawl status lists it as held
+-- with the reason. Once throttled, it stays so (the first reason is kept).
+local function throttle_host(base, host, trap_pages, reason, now)
+  local hk = base .. 'h:' .. host
+  if trap_pages < 0 or redis.call('HEXISTS', hk, 'tcap') == 1 then return end
+  redis.call('HSET', hk, 'tcap', trap_pages, 'trap', reason)
+  hold_host(base, host, now + TRAP_LISTED_MS, 'trap: ' .. reason)
+  redis.call('HINCRBY', base .. 'stats', 'trapped_hosts', 1)
+end
+
+-- Count one judged item in a host's window (fields n and d of its state);
+-- past TRAP_WINDOW items, throttle the host if most were bad, and start over.
+local function judge_window(base, host, nfield, dfield, n, d, trap_pages, what, now)
+  local hk = base .. 'h:' .. host
+  local total = redis.call('HINCRBY', hk, nfield, n)
+  local bad = redis.call('HINCRBY', hk, dfield, d)
+  if total >= TRAP_WINDOW then
+    if trap_pages >= 0 and 2 * bad > total then
+      throttle_host(base, host, trap_pages,
+        string.format('%d of its last %d %s', bad, total, what), now)
+    end
+    redis.call('HDEL', hk, nfield, dfield)
+  end
+end
+
+-- Find a page of this host within `distance` bits of `hash` (16 hex digits):
+-- the newest one met, block by block (not always the nearest: Lua's
+-- bit arithmetic costs, and a host of near-identical pages has many); then
+-- file `hash` under `url`, keeping the host's last `window` hashes.
+-- Returns the earlier page's URL, or nil. Sent twice, the same URL finds the
+-- same answer: a hash filed under the URL itself is never its own duplicate,
+-- and a hash filed already is not filed again.
+local function near_duplicate(base, host, hash, url, distance, window)
+  local nk, ok = base .. 'nd:' .. host, base .. 'ndo:' .. host
+  local best, best_d = nil, distance + 1
+  for block = 0, 3 do
+    local field = block .. string.sub(hash, 4 * block + 1, 4 * block + 4)
+    local filed = redis.call('HGET', nk, field)
+    if filed then
+      for k = #filed - 15, 1, -16 do  -- the newest first
+        local other = string.sub(filed, k, k + 15)
+        local d = hex_distance(hash, other)
+        if d < best_d then
+          local other_url = redis.call('HGET', nk, 'u' .. other)
+          if other_url and other_url ~= url then best, best_d = other_url, d end
+        end
+        if best then break end  -- any page within the distance will do: stop looking
+      end
+    end
+    if best then break end
+  end
+  if redis.call('HSETNX', nk, 'u' .. hash, url) == 1 then
+    for block = 0, 3 do
+      local field = block .. string.sub(hash, 4 * block + 1, 4 * block + 4)
+      local filed = (redis.call('HGET', nk, field) or '') .. hash
+      -- A host of near-identical pages shares block values: keep a field's
+      -- newest BLOCK_KEPT hashes, so no lookup scans the whole window.
+      if #filed > 16 * BLOCK_KEPT then filed = string.sub(filed, -16 * BLOCK_KEPT) end
+      redis.call('HSET', nk, field, filed)
+    end
+    if redis.call('RPUSH', ok, hash) > window then
+      local old = redis.call('LPOP', ok)
+      redis.call('HDEL', nk, 'u' .. old)
+      for block = 0, 3 do
+        local field = block .. string.sub(old, 4 * block + 1, 4 * block + 4)
+        local filed, kept = redis.call('HGET', nk, field) or '', {}
+        for k = 1, #filed, 16 do  -- aligned: a match must not straddle two hashes
+          local one = string.sub(filed, k, k + 15)
+          if one ~= old then kept[#kept + 1] = one end
+        end
+        local left = table.concat(kept)
+        if left == '' then redis.call('HDEL', nk, field) else redis.call('HSET', nk, field, left) end
+      end
+    end
+  end
+  return best
+end
+
+-- ISO 8601 UTC of ms since the epoch (records' fetched_at), without os.date.
+local function iso_time(ms)
+  local secs = math.floor(ms / 1000)
+  local days, rem = math.floor(secs / 86400), secs % 86400
+  -- Howard Hinnant's civil_from_days.
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400 + (m <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d, math.floor(rem / 3600),
+    math.floor(rem % 3600 / 60), rem % 60, ms % 1000)
+end
+
+-- The one result of a URL a trap budget refused: the fields of
+-- crawler/results/records.py, in its order, with a `trap` error.
+local function trap_record(url, depth, message, now)
+  return '{"url":' .. cjson.encode(url) .. ',"final_url":null,"status":null,"title":null,'
+    .. '"links":0,"content_type":null,"bytes":0,"depth":' .. depth .. ',"attempts":0,'
+    .. '"elapsed_ms":0.0,"total_elapsed_ms":0.0,"fetched_at":"' .. iso_time(now) .. '",'
+    .. '"worker":"frontier","noindex":false,"redirect_to":null,'
+    .. '"error":{"type":"trap","message":' .. cjson.encode(message) .. '},'
+    .. '"simhash":null,"near_duplicate_of":null}'
+end

@@ -1,0 +1,130 @@
+"""The per-host SimHash index (lua/_traps.lua, run by complete.lua) against a real Valkey."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from redis.asyncio import Redis
+
+from crawler.config import Settings
+from crawler.frontier import Frontier, Lease
+from crawler.results import dumps, make_record
+from crawler.store import keys
+
+BASE = 0x0123456789ABCDEF
+
+
+def flip(value: int, *bits: int) -> str:
+    for bit in bits:
+        value ^= 1 << bit
+    return f"{value:016x}"
+
+
+async def complete_pages(frontier: Frontier, host: str, hashes: list[str | None]
+                         ) -> list[dict[str, Any]]:
+    """Queue one page of ``host`` a hash, complete each in order with it; their records."""
+    urls = [f"http://{host}/p/{i}" for i in range(len(hashes))]
+    await frontier.add([(u, 0) for u in urls])
+    out = []
+    for url, simhash in zip(urls, hashes, strict=True):
+        lease = await claim_one(frontier)
+        assert lease.url == url
+        record = make_record(url=url, depth=0, attempts=1, worker="w", status=200,
+                             simhash=simhash)
+        assert await frontier.complete(lease, dumps(record), simhash=simhash)
+        out.append(await last_record(frontier))
+    return out
+
+
+async def claim_one(frontier: Frontier) -> Lease:
+    for _ in range(50):
+        got = await frontier.claim(1, "w")
+        if got.leases:
+            return got.leases[0]
+    raise AssertionError("nothing to claim")
+
+
+async def last_record(frontier: Frontier) -> dict[str, Any]:
+    for shard in frontier.shards:
+        entries = await frontier.redis.xrevrange(shard.results, count=1)
+        if entries:
+            return json.loads(entries[0][1]["r"])  # type: ignore[no-any-return]
+    raise AssertionError("no result")
+
+
+async def test_a_page_within_three_bits_is_a_near_duplicate_and_four_bits_is_not(
+        redis: Redis, settings: Settings) -> None:
+    frontier = Frontier(redis, settings)
+    # One bit in each of three blocks: only the fourth block still matches exactly.
+    records = await complete_pages(frontier, "a.test", [
+        flip(BASE), flip(BASE, 1, 20, 40), flip(BASE, 5, 25, 45, 60),
+        f"{~BASE & (2**64 - 1):016x}"])
+    assert records[0]["near_duplicate_of"] is None
+    assert records[0]["simhash"] == flip(BASE)
+    assert records[1]["near_duplicate_of"] == "http://a.test/p/0"
+    assert records[2]["near_duplicate_of"] is None  # 4 bits from p/0, 7 from p/1
+    assert records[3]["near_duplicate_of"] is None
+    stats = await frontier.stats()
+    assert stats["near_duplicates"] == 1
+
+
+async def test_the_index_is_per_host(redis: Redis, settings: Settings) -> None:
+    frontier = Frontier(redis, settings)
+    await complete_pages(frontier, "a.test", [flip(BASE)])
+    [other] = await complete_pages(frontier, "b.test", [flip(BASE)])
+    assert other["near_duplicate_of"] is None
+
+
+async def test_near_duplicates_off_records_the_hash_and_files_nothing(
+        redis: Redis, settings: Settings) -> None:
+    frontier = Frontier(redis, settings.replace(near_duplicates=False))
+    records = await complete_pages(frontier, "a.test", [flip(BASE), flip(BASE)])
+    assert records[1]["near_duplicate_of"] is None
+    shard = frontier.shards[keys.shard_of("a.test", settings.shards)]
+    assert not await redis.exists(shard.near_dups("a.test"))
+
+
+async def test_the_index_keeps_the_last_window_of_pages_in_bounded_memory(
+        redis: Redis, settings: Settings) -> None:
+    window = 20
+    frontier = Frontier(redis, settings.replace(near_duplicate_window=window))
+    distinct = [f"{(BASE * (i + 3) * 0x9E3779B97F4A7C15) % 2**64:016x}" for i in range(60)]
+    records = await complete_pages(frontier, "a.test", [*distinct, distinct[0], distinct[-1]])
+    assert records[-2]["near_duplicate_of"] is None  # the first page left the window
+    assert records[-1]["near_duplicate_of"] == "http://a.test/p/59"
+    shard = frontier.shards[keys.shard_of("a.test", settings.shards)]
+    assert await redis.llen(shard.near_dup_order("a.test")) == window
+    fields = await redis.hgetall(shard.near_dups("a.test"))
+    assert sum(f.startswith("u") for f in fields) == window
+    assert sum(len(v) // 16 for f, v in fields.items() if not f.startswith("u")) == 4 * window
+    size = await redis.memory_usage(shard.near_dups("a.test"))
+    assert size < 200 * window  # bytes a page, URLs of 17 characters included
+
+
+async def test_a_completion_sent_twice_files_the_page_once(
+        redis: Redis, settings: Settings) -> None:
+    frontier = Frontier(redis, settings)
+    await complete_pages(frontier, "a.test", [flip(BASE)])
+    await frontier.add([("http://a.test/q", 0)])
+    lease = await claim_one(frontier)
+    record = dumps(make_record(url=lease.url, depth=0, attempts=1, worker="w",
+                               simhash=flip(BASE, 9)))
+    call = frontier.complete_call(lease, record, is_error=False, simhash=flip(BASE, 9))
+    first, second = await frontier.run([call, call])
+    assert (first, second) == (1, 0)
+    shard = frontier.shards[keys.shard_of("a.test", settings.shards)]
+    assert await redis.llen(shard.near_dup_order("a.test")) == 2
+    assert (await last_record(frontier))["near_duplicate_of"] == "http://a.test/p/0"
+
+
+async def test_hashes_sharing_a_block_value_are_kept_newest_first_up_to_16(
+        redis: Redis, settings: Settings) -> None:
+    frontier = Frontier(redis, settings)
+    # The same top block, the rest far apart: one field of the index gets them all.
+    shared = [f"abcd{(i * 0x9E3779B97F4A7C15) % 2**48:012x}" for i in range(40)]
+    records = await complete_pages(frontier, "a.test", [*shared, shared[-1]])
+    shard = frontier.shards[keys.shard_of("a.test", settings.shards)]
+    filed = await redis.hget(shard.near_dups("a.test"), "0abcd")
+    assert filed == "".join(shared[-16:])
+    assert records[-1]["near_duplicate_of"] == "http://a.test/p/39"
