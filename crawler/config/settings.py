@@ -23,6 +23,7 @@ from crawler.errors import ConfigError
 
 SCOPES = ("host", "domain", "any")
 POLITENESS_KEYS = ("host", "ip")
+PROXY_SCHEMES = ("http", "https", "socks4", "socks5")
 SECTIONS = ("frontier", "worker", "fetch", "politeness", "scope", "storage")
 
 
@@ -101,6 +102,8 @@ class Settings(BaseModel):
     contact_url: str = _setting("", "fetch")
     allow_private: bool = _setting(False, "fetch")
     allow_cidrs: StrList = _setting((), "fetch")
+    cookies: bool = _setting(False, "fetch")
+    proxies: StrList = _setting((), "fetch")
     # [politeness]
     max_per_host: int = _setting(1, "politeness", ge=1)
     delay: float = _setting(1.0, "politeness", ge=0)
@@ -187,6 +190,18 @@ class Settings(BaseModel):
             ipaddress.ip_network(cidr, strict=False)
         return value
 
+    @field_validator("proxies")
+    @classmethod
+    def _proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from urllib.parse import urlsplit
+
+        for proxy in value:
+            parts = urlsplit(proxy)
+            if parts.scheme not in PROXY_SCHEMES or not parts.hostname:
+                raise ValueError(f"not a proxy URL: {proxy}")
+            parts.port  # noqa: B018 -- raises ValueError for a bad port
+        return value
+
     @property
     def full_user_agent(self) -> str:
         return f"{self.user_agent} (+{self.contact_url})" if self.contact_url else self.user_agent
@@ -232,6 +247,7 @@ _EXPECTED_SPECIAL = {
                  "(a cluster's may name several nodes: redis+cluster://n1:7000,n2:7000)",
     "crawl": "a name without braces, colons or spaces",
     "allow_cidrs": "CIDR networks such as 10.0.0.0/8",
+    "proxies": "proxy URLs such as http://host:3128, https://..., socks5://user:pw@host:1080",
     "include": "regular expressions (Python re syntax)",
     "exclude": "regular expressions (Python re syntax)",
     "host_overrides": 'tables [hosts."example.com"] with max_per_host and delay',

@@ -76,6 +76,10 @@ suffix              type    what it holds
                             by itself (``robots``: the lock token; ``reread``),
                             kept 5 minutes: the same call sent again returns
                             it and changes nothing (lua/_lib.lua)
+``ck:<host>``       HASH    ``cookies = true`` only: the host's cookie jar,
+                            ``<url host> <path> <name>`` -> ``expires_ms|``
+                            ``set_ms|flags|value`` (Redis clock; expires 0: a
+                            session cookie); bounded by lua/cookies.lua
 ``v:<host>``        HASH    ``recrawl = true`` only: done URL -> its revisit
                             state (crawler.recrawl), ``*``-prefixed while queued
                             for a revisit; a URL a sitemap listed with a lastmod
@@ -233,6 +237,9 @@ class ShardKeys:
 
     def robots_fails(self, origin: str) -> str:
         return f"{self.base}robots_fails:{origin}"
+
+    def cookie_jar(self, host: str) -> str:
+        return f"{self.base}ck:{host}"
 
     def revisits(self, host: str) -> str:
         return f"{self.base}v:{host}"

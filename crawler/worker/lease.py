@@ -26,6 +26,7 @@ from crawler.pages.priority import raised_bands
 from crawler.pages.scope import anchors_for
 from crawler.pages.warc import WarcCapture
 from crawler.results import dumps, make_record
+from crawler.worker import cookies
 from crawler.worker.backoff import REDIS_ERRORS, backoff_delay, log, retry_after
 from crawler.worker.parts import Write
 from crawler.worker.sitemap import SitemapReader
@@ -110,8 +111,12 @@ class LeaseRunner:
             if self.settings.recrawl:
                 item.previous = await previous_state(self.worker.redis, self.frontier, lease)
             if lease.sitemap_level is None:
-                resp = await self.fetcher.get(lease.url, headers=item.previous.conditional_headers()
-                                              if item.previous else None)
+                headers = item.previous.conditional_headers() if item.previous else None
+                if self.settings.cookies:
+                    headers = cookies.request_headers(item, headers)
+                resp = await self.fetcher.get(lease.url, headers=headers)
+                if self.settings.cookies:
+                    item.cookie_updates = cookies.jar_updates(resp)
             else:
                 sitemap_resp = await self.sitemaps.read(item, attempt)
                 if sitemap_resp is None:  # read and completed
@@ -316,7 +321,8 @@ class LeaseRunner:
                 await self.worker.redis.hincrbyfloat(self._attempt_key(lease), lease.url,
                                                      round(elapsed * 1000, 1))
             await self.frontier.retry(lease, delay, host_backoff=host_backoff,
-                                      count_attempt=count_attempt, reason=reason)
+                                      count_attempt=count_attempt, reason=reason,
+                                      cookies=item.cookie_updates)
 
         await self._write(item, call)
 
@@ -342,9 +348,11 @@ class LeaseRunner:
     async def _complete(self, item: InFlight, record: dict[str, object], **kw: Any) -> None:
         """Complete the lease with ``record``, then forget the URL's attempt times."""
         lease = item.lease
+        if self.settings.cookies:  # how many, never which (crawler.worker.cookies)
+            record["cookies_sent"] = item.cookies_sent
 
         async def call() -> None:
-            await self.frontier.complete(lease, dumps(record), **kw)
+            await self.frontier.complete(lease, dumps(record), cookies=item.cookie_updates, **kw)
             if lease.attempts:
                 await self.worker.redis.hdel(self._attempt_key(lease), lease.url)
 

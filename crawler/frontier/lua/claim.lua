@@ -12,19 +12,26 @@
 -- would hold their hosts' slots until they expired.
 -- ARGV: base, n, lease_ms, worker, slack_ms (added to a delay > 0; the worker
 --       starts each request within it or gives the lease back), request_id
---       ('' = not idempotent)
+--       ('' = not idempotent), with_cookies ('1': cookies = true, optional)
 -- Returns {wait_ms, queued, leased, (lease_id, host, attempts, depth, hops, url, band,
--- spaced)...} where wait_ms is how long until something here may become
+-- spaced, jar)...} where wait_ms is how long until something here may become
 -- claimable (-1: nothing queued or leased in this shard), and spaced is 1 when
 -- the claim spaced the host's next request (its delay or Crawl-delay > 0,
 -- slack added): then the worker must start within the slack or give it back.
+-- jar is the host's cookie jar with cookies = true ('' otherwise; see
+-- _lib.lua cookie_jar): it rides with the lease, no round trip of its own.
 local base = ARGV[1]
 local n = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
 local worker = ARGV[4]
 local slack = tonumber(ARGV[5])
 local request_id = ARGV[6]
+local with_cookies = ARGV[7] == '1'
 local now = now_ms()
+local function jar_of(host)
+  if with_cookies then return cookie_jar(base, host, now) end
+  return ''
+end
 
 -- 0. A repeated request: answer with the leases its first run made.
 local request_key = base .. 'claimreq:' .. worker
@@ -37,7 +44,8 @@ if request_id ~= '' then
       if data then
         local host, _, attempts, depth, hops, url, claimed, _, mine, band = split_lease(data)
         local spaced = mine > claimed and 1 or 0
-        for _, v in ipairs({id, host, attempts, depth, hops, url, band, spaced}) do
+        for _, v in ipairs({id, host, attempts, depth, hops, url, band, spaced,
+                            jar_of(host)}) do
           result[#result + 1] = v
         end
       end
@@ -124,6 +132,7 @@ while got < n do
       local k = #out
       out[k + 1], out[k + 2], out[k + 3], out[k + 4] = tostring(id), host, attempts, depth
       out[k + 5], out[k + 6], out[k + 7], out[k + 8] = hops, url, band, delay > 0 and 1 or 0
+      out[k + 9] = jar_of(host)
     end
     -- The host's queues just emptied: its prefix table has no entry left to name.
     if refresh_ready(base, host, now) == 0 and e then
@@ -136,7 +145,7 @@ if got > 0 then
   redis.call('HINCRBY', KEYS[7], 'leased', got)
   if request_id ~= '' then
     local ids = {}
-    for i = 1, #out, 8 do ids[#ids + 1] = out[i] end
+    for i = 1, #out, 9 do ids[#ids + 1] = out[i] end
     redis.call('SET', request_key, request_id .. '|' .. table.concat(ids, ','), 'PX', lease_ms)
   end
 end
