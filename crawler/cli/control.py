@@ -112,6 +112,10 @@ def config_show(
 
     async def action(client: Redis, settings: Settings) -> dict[str, Any]:
         values = crawl_values(settings)
+        if values.get("proxies"):  # a proxy's password is not shown
+            from crawler.config.redis_urls import redact
+
+            values["proxies"] = [redact(p) for p in values["proxies"]]
         values["_version"] = await version(client, settings.crawl)
         values["_layout"] = {"shards": settings.shards,
                              "expected_urls": settings.expected_urls,

@@ -27,6 +27,7 @@ from aiohttp.abc import AbstractResolver
 from crawler import errors
 from crawler.config import Settings
 from crawler.net.guard import AddressPolicy, Blocked, GuardedResolver, check_literal_address
+from crawler.net.proxies import ProxyLedger, ProxyPool, Route, is_proxy_down, socks_error
 from crawler.urls import resolve
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -84,26 +85,43 @@ class Fetcher:
     request on; every request reads ``session`` and ``timeout`` when it starts.
     """
 
-    def __init__(self, settings: Settings, *, resolver: AbstractResolver | None = None) -> None:
+    def __init__(self, settings: Settings, *, resolver: AbstractResolver | None = None,
+                 proxy_ledger: ProxyLedger | None = None) -> None:
         self.settings = settings
         self._resolver = resolver
+        self._proxy_ledger = proxy_ledger
         self.timeout = client_timeout(settings)
         self.policy, self.session = self._open(settings)
         self._retired: list[aiohttp.ClientSession] = []
+        self._retired_pools: list[ProxyPool] = []
+        self.proxies = self._proxy_pool(settings)
 
     def _open(self, settings: Settings) -> tuple[AddressPolicy, aiohttp.ClientSession]:
         policy = AddressPolicy(settings.allow_private, settings.allow_cidrs)
-        connector = aiohttp.TCPConnector(
-            limit=settings.concurrency, limit_per_host=0, ttl_dns_cache=300,
-            resolver=GuardedResolver(policy, self._resolver), ssl=ssl.create_default_context(),
-        )
+        self.guarded_resolver = GuardedResolver(policy, self._resolver)
+        self.connector_args: dict[str, Any] = {
+            "limit": settings.concurrency, "limit_per_host": 0, "ttl_dns_cache": 300,
+            "ssl": ssl.create_default_context()}
+        connector = aiohttp.TCPConnector(resolver=self.guarded_resolver, **self.connector_args)
+        return policy, self._session(connector)
+
+    def _session(self, connector: aiohttp.BaseConnector) -> aiohttp.ClientSession:
+        settings = self.settings
         session = aiohttp.ClientSession(
             connector=connector, timeout=client_timeout(settings),
             cookie_jar=aiohttp.DummyCookieJar(),
             headers={"User-Agent": settings.full_user_agent,
                      "Accept": ACCEPT},
             auto_decompress=True, trust_env=False, raise_for_status=False)
-        return policy, session
+        return session
+
+    def _proxy_pool(self, settings: Settings) -> ProxyPool | None:
+        """The proxies' sessions, built like the direct one (crawler.net.proxies)."""
+        if not settings.proxies:
+            return None
+        return ProxyPool(settings.proxies, resolver=self.guarded_resolver,
+                         open_session=self._session, connector_args=self.connector_args,
+                         ledger=self._proxy_ledger)
 
     def use(self, settings: Settings) -> None:
         """Fetch with changed crawl settings from the next request on.
@@ -116,16 +134,24 @@ class Fetcher:
         """
         old, self.settings = self.settings, settings
         self.timeout = client_timeout(settings)
-        if (old.allow_private, old.allow_cidrs) != (settings.allow_private,
-                                                    settings.allow_cidrs):
+        policy_changed = (old.allow_private, old.allow_cidrs) != (settings.allow_private,
+                                                                  settings.allow_cidrs)
+        if policy_changed:
             self._retired.append(self.session)
             self.policy, self.session = self._open(settings)
+        if old.proxies != settings.proxies or (policy_changed and self.proxies is not None):
+            if self.proxies is not None:  # closed with the fetcher, as a retired session is
+                self._retired_pools.append(self.proxies)
+            self.proxies = self._proxy_pool(settings)
         self.session.headers["User-Agent"] = settings.full_user_agent
 
     async def close(self) -> None:
         for session in (*self._retired, self.session):
             await session.close()
         self._retired.clear()
+        for pool in (*self._retired_pools, *([self.proxies] if self.proxies else [])):
+            await pool.close()
+        self._retired_pools.clear()
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -138,6 +164,25 @@ class Fetcher:
                   keep_first: int | None = None,
                   before_hop: Callable[[str], Awaitable[None]] | None = None,
                   headers: dict[str, str] | None = None) -> Response:
+        """GET one URL, through its host's proxy if there are proxies (``_get``)."""
+        if self.proxies is None:
+            return await self._get(url, None, follow_redirects, max_redirects, max_body,
+                                   keep_first, before_hop, headers)
+        error: errors.FetchError = errors.ConnectError("no proxy")
+        for route in self.proxies.routes(url):  # the next only while proxies are down
+            try:
+                return await self._get(url, route, follow_redirects, max_redirects, max_body,
+                                       keep_first, before_hop, headers)
+            except errors.FetchError as exc:
+                if not (exc.__cause__ and is_proxy_down(exc.__cause__)):
+                    raise
+                error = exc
+        raise error
+
+    async def _get(self, url: str, route: Route | None, follow_redirects: bool,
+                   max_redirects: int | None, max_body: int | None, keep_first: int | None,
+                   before_hop: Callable[[str], Awaitable[None]] | None,
+                   headers: dict[str, str] | None) -> Response:
         """GET one URL. Raises a FetchError subclass; any HTTP status is a Response.
 
         Without ``follow_redirects`` a redirect is an answer (``redirect_to``);
@@ -160,8 +205,14 @@ class Fetcher:
             async with asyncio.timeout(self.settings.total_timeout + 1):
                 for _hop in range(hops + 1):
                     check_literal_address(current, self.policy)
-                    async with self.session.get(current, allow_redirects=False,
-                                                headers=headers, timeout=self.timeout) as resp:
+                    if route is not None:
+                        await route.check_target(current)
+                    async with (route.session if route else self.session).get(
+                            current, allow_redirects=False, headers=headers,
+                            timeout=self.timeout, proxy=route.proxy_arg if route else None
+                    ) as resp:
+                        if route is not None:
+                            route.answered(resp.status)
                         if resp.status in REDIRECT_STATUSES and "Location" in resp.headers:
                             target = redirect_target(current, resp.headers["Location"],
                                                      resp.status)
@@ -183,7 +234,10 @@ class Fetcher:
                         body = await _read_capped(resp, cap)
                         return _response(url, current, resp, body, started)
         except Exception as exc:
-            raise classify(exc) from exc
+            error = socks_error(exc) or classify(exc)
+            if route is not None:
+                route.failed(error, exc)
+            raise error from exc
         raise errors.RedirectError(f"more than {hops} redirects")
 
 
@@ -275,6 +329,8 @@ def classify(exc: BaseException) -> errors.FetchError:
         return errors.ConnectError("server closed the connection without a full response")
     if isinstance(exc, aiohttp.ClientPayloadError):
         return errors.ConnectError(f"body cut short: {exc}")
+    if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy refused the CONNECT
+        return errors.ConnectError(f"proxy answered {exc.status} {exc.message}")
     if isinstance(exc, aiohttp.ClientResponseError):
         return errors.BadContent(f"malformed response: {exc.message}")
     if isinstance(exc, aiohttp.ClientError | OSError):

@@ -107,6 +107,11 @@ Per crawl ``crawl:{NAME}:`` (its own hash tag, one slot):
                             set itself an hour after the last beat
 ``worker:<id>``     HASH    what a worker reports (node, pid, counters),
                             expiring an hour after its last heartbeat
+``proxies``         HASH    ``proxies = [...]`` only: per proxy (URL, password
+                            hidden) ``<p>|requests``, ``|failures``, ``|row``,
+                            ``|rests``, ``|rested``, ``|until`` (ms it rests
+                            until); ``w:<worker>`` last report applied
+                            (lua/proxy.lua)
 ==================  ======  ==================================================
 
 Every key of a crawl starts with ``crawl:{NAME:`` or ``crawl:{NAME}:``, so one
@@ -283,6 +288,10 @@ def meta_key(crawl: str) -> str:
 
 def settings_key(crawl: str) -> str:
     return crawl_base(crawl) + "settings"
+
+
+def proxies_key(crawl: str) -> str:
+    return crawl_base(crawl) + "proxies"
 
 
 def rate_key(crawl: str) -> str:
