@@ -142,7 +142,7 @@ class ProxyPool:
                  open_session: Callable[[aiohttp.BaseConnector], aiohttp.ClientSession],
                  connector_args: dict[str, Any], ledger: ProxyLedger | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.proxies = proxies
+        self.urls = proxies
         self.counts = {p: ProxyCount(redact(p)) for p in proxies}
         self._by_name = {c.name: c for c in self.counts.values()}
         self._resolver = resolver
@@ -163,8 +163,8 @@ class ProxyPool:
         """The host's proxies, its own first: awake ones by weight, then resting ones
         by when they wake."""
         now = self.clock()
-        awake = [p for p in self.proxies if self.counts[p].rested_until <= now]
-        resting = sorted((p for p in self.proxies if p not in awake),
+        awake = [p for p in self.urls if self.counts[p].rested_until <= now]
+        resting = sorted((p for p in self.urls if p not in awake),
                          key=lambda p: self.counts[p].rested_until)
         return sorted(awake, key=lambda p: weight(p, host), reverse=True) + resting
 
@@ -172,7 +172,7 @@ class ProxyPool:
         """Routes for one request: its host's proxy, then, while proxies are down, the next."""
         host = urlsplit(target_url).netloc.lower()
         tried: set[str] = set()
-        for _ in self.proxies:
+        for _ in self.urls:
             proxy = next((p for p in self.order(host) if p not in tried), None)
             if proxy is None:
                 return
