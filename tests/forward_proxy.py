@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import ssl
 import struct
 import threading
 
@@ -21,8 +22,10 @@ from crawler.bench.sitegen import free_port
 class ForwardProxy:
     """An HTTP forward proxy (``kind = "http"``) or a SOCKS5 one (``"socks5"``)."""
 
-    def __init__(self, host: str = "127.0.0.1", kind: str = "http") -> None:
-        self.host, self.kind, self.port = host, kind, free_port()
+    def __init__(self, host: str = "127.0.0.1", kind: str = "http",
+                 tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: the proxy itself speaks TLS (an ``https://`` proxy)."""
+        self.host, self.kind, self.port, self.tls = host, kind, free_port(), tls
         self.targets: list[str] = []
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -32,7 +35,8 @@ class ForwardProxy:
 
     @property
     def url(self) -> str:
-        return f"{self.kind}://{self.host}:{self.port}"
+        scheme = "https" if self.tls is not None else self.kind
+        return f"{scheme}://{self.host}:{self.port}"
 
     def seen(self) -> list[str]:
         with self._lock:
@@ -54,7 +58,7 @@ class ForwardProxy:
 
     async def _start(self) -> None:
         serve = self._socks if self.kind == "socks5" else self._http
-        self._server = await asyncio.start_server(serve, self.host, self.port)
+        self._server = await asyncio.start_server(serve, self.host, self.port, ssl=self.tls)
 
     async def _stop(self) -> None:
         if self._server is not None:

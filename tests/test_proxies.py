@@ -153,6 +153,25 @@ async def test_an_https_target_goes_through_a_connect_tunnel(
     assert proxy.seen() and set(proxy.seen()) == {f"127.0.0.2:{port}"}  # CONNECT tunnels
 
 
+async def test_an_https_proxy_is_reached_over_tls(
+        redis: Redis, settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    proxy_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(proxy_ctx)
+    with Site(pages, ips=HOSTS[:1]) as site, ForwardProxy(tls=proxy_ctx) as proxy:
+        assert proxy.url.startswith("https://")
+        settings = settings.replace(proxies=[proxy.url])
+        records = by_url(await crawl(redis, settings, [site.url(HOSTS[0])]))
+    assert {r["status"] for r in records.values()} == {200}
+    assert len(records) == PAGES
+    assert carried(proxy, site) == {HOSTS[0]}
+
+
 async def test_the_ssrf_guard_checks_the_target_but_trusts_the_proxy(
         redis: Redis, settings: Settings) -> None:
     """allow_private is off: the proxy on 127.0.0.1 is used (the operator configured it),
