@@ -27,6 +27,7 @@ class ForwardProxy:
         """``tls``: the proxy itself speaks TLS (an ``https://`` proxy)."""
         self.host, self.kind, self.port, self.tls = host, kind, free_port(), tls
         self.targets: list[str] = []
+        self.heads: list[bytes] = []  # every HTTP request head (CONNECT or absolute form)
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -75,6 +76,8 @@ class ForwardProxy:
         self._writers.add(writer)
         try:
             head = await reader.readuntil(b"\r\n\r\n")
+            with self._lock:
+                self.heads.append(head)
             method, target, version = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
             if method == "CONNECT":
                 host, port = target.rsplit(":", 1)

@@ -24,6 +24,7 @@ from crawler.discovery.seeds import seed
 from crawler.frontier import Frontier
 from crawler.frontier.proxy_ledger import ProxyLedger, read_proxies
 from crawler.net import proxies as rules
+from crawler.net.fetch import Fetcher
 from crawler.net.proxies import ProxyCount, ProxyPool, weight
 from crawler.observe.metrics import crawl_families
 from crawler.observe.status import crawl_status
@@ -170,6 +171,21 @@ async def test_an_https_proxy_is_reached_over_tls(
     assert {r["status"] for r in records.values()} == {200}
     assert len(records) == PAGES
     assert carried(proxy, site) == {HOSTS[0]}
+
+
+async def test_proxy_credentials_reach_the_proxy_but_not_the_warc_request_record(
+        settings: Settings) -> None:
+    with Site(pages, ips=HOSTS[:1]) as site, ForwardProxy() as proxy:
+        url = proxy.url.replace("http://", "http://user:s3cret@")
+        async with Fetcher(settings.replace(proxies=[url])) as fetcher:
+            resp = await fetcher.get(site.url(HOSTS[0], "/p1"))
+        assert resp.status == 200
+        assert b"Proxy-Authorization: Basic dXNlcjpzM2NyZXQ=" in proxy.heads[0]
+        assert resp.request_headers is not None
+        assert "proxy-authorization" not in {k.lower() for k in resp.request_headers}
+        assert fetcher.proxies is not None
+        assert [c.name for c in fetcher.proxies.counts.values()] == [
+            proxy.url.replace("http://", "http://user:***@")]
 
 
 async def test_the_ssrf_guard_checks_the_target_but_trusts_the_proxy(

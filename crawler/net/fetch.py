@@ -262,7 +262,16 @@ def _response(url: str, final_url: str, resp: aiohttp.ClientResponse, body: byte
                     elapsed=time.monotonic() - started, redirect_to=redirect_to,
                     header_lists=_keep_header_lists(resp.headers),
                     raw_headers=resp.raw_headers, reason=resp.reason or "",
-                    request_headers=resp.request_info.headers)
+                    request_headers=_as_sent_to_target(resp.request_info.headers))
+
+
+def _as_sent_to_target(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """The request's headers without Proxy-Authorization, which aiohttp puts among them
+    for a plain-http target through a proxy with credentials: it is for the proxy, and
+    must not reach a WARC request record."""
+    if "Proxy-Authorization" not in headers:
+        return headers
+    return {k: v for k, v in headers.items() if k.lower() != "proxy-authorization"}
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
