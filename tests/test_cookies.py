@@ -11,9 +11,12 @@ import io
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from aiohttp import web
+from crawl_helpers import start_worker
+from fault_helpers import wait_exit
 from politeness_site import Site, by_url, html, results
 from redis.asyncio import Redis
 
@@ -48,7 +51,9 @@ class CookieSite:
         if request.path == "/robots.txt":
             return web.Response(status=404)
         if request.path == "/login":
-            resp = html("/members", "/private/x", "/elsewhere")
+            links = [f"/members/{i}" for i in range(30)] if request.query_string else \
+                ["/members", "/private/x", "/elsewhere"]
+            resp = html(*links)
             resp.headers.add("Set-Cookie", "sid=s3cr3t; Path=/; HttpOnly")
             resp.headers.add("Set-Cookie", "sec=1; Path=/; Secure")  # over http: refused
             resp.headers.add("Set-Cookie", "scoped=1; Path=/private")
@@ -56,7 +61,8 @@ class CookieSite:
             resp.headers.add("Set-Cookie", "foreign=1; Path=/; Domain=example.com")
             resp.headers.add("Set-Cookie", f"own=1; Path=/; Domain={A}")
             return resp
-        if request.path == "/members" and "sid=s3cr3t" not in request.headers.get("Cookie", ""):
+        cookie = request.headers.get("Cookie", "")
+        if request.path.startswith("/members") and "sid=s3cr3t" not in cookie:
             return web.Response(status=403, text="log in first")
         return html(title=request.path)
 
@@ -123,6 +129,26 @@ async def test_two_workers_crawling_at_once_share_the_jar(
     assert records[server.url(A, "/members")]["status"] == 200
     assert "sid=s3cr3t" in site.received["/members"][0]
     assert {r["worker"] for r in records.values()} <= {w.id for w in workers}
+
+
+async def test_two_worker_processes_send_the_cookie_whichever_fetches_the_page(
+        redis: Redis, settings: Settings, tmp_path: Path) -> None:
+    """Two `crawl worker --cookies` processes: /login is fetched by one, and the 30
+    pages that need its cookie are spread over both (a delay keeps them both busy)."""
+    site = CookieSite()
+    with Site(site.handle) as server:
+        await seed(redis, settings, io.BytesIO(server.url(A, "/login?many").encode()))
+        log = tmp_path / "workers.log"
+        procs = [start_worker(settings.redis_url or "", settings.crawl, "--cookies",
+                              "--delay", "0.1", log=log) for _ in range(2)]
+        codes = await asyncio.to_thread(wait_exit, procs, 60)
+        records = by_url(await results(redis, settings))
+    assert codes == [0, 0], log.read_text()[-2000:]
+    members = [r for url, r in records.items() if "/members/" in url]
+    assert len(members) == 30
+    assert {r["status"] for r in members} == {200}, log.read_text()[-2000:]
+    assert min(r["cookies_sent"] for r in members) >= 2  # sid, own (and brief, within 1 s)
+    assert len({r["worker"] for r in members}) == 2  # fetched by both processes
 
 
 # -- the jar in Redis: bounds and expiry (cookies.lua, claim.lua) ----------------------
