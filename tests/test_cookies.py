@@ -151,6 +151,27 @@ async def test_two_worker_processes_send_the_cookie_whichever_fetches_the_page(
     assert len({r["worker"] for r in members}) == 2  # fetched by both processes
 
 
+async def test_the_warc_request_record_keeps_the_cookie_header_sent(
+        redis: Redis, settings: Settings, tmp_path: Path) -> None:
+    from warcio.archiveiterator import ArchiveIterator
+
+    site = CookieSite()
+    warc_dir = tmp_path / "warc"
+    settings = settings.replace(cookies=True, max_per_host=1, warc_dir=str(warc_dir),
+                                exclude=["/private", "/elsewhere"])
+    with Site(site.handle) as server:
+        await run_worker(redis, settings, [server.url(A, "/login")])
+    sent = {}
+    for path in warc_dir.glob("*.warc.gz"):
+        with open(path, "rb") as fh:  # noqa: ASYNC230 - a test
+            for record in ArchiveIterator(fh):
+                if record.rec_type == "request":
+                    uri = record.rec_headers.get_header("WARC-Target-URI")
+                    sent[uri] = record.http_headers.get_header("Cookie")
+    assert sent[server.url(A, "/login")] is None
+    assert "sid=s3cr3t" in sent[server.url(A, "/members")]
+
+
 # -- the jar in Redis: bounds and expiry (cookies.lua, claim.lua) ----------------------
 
 
