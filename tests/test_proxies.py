@@ -284,3 +284,36 @@ def test_a_proxy_is_named_without_its_password() -> None:
     assert count.name == "http://user:***@proxy:3128"
     with pytest.raises(ValueError):
         Settings(proxies=["ftp://proxy:21"])
+
+
+def test_a_proxy_password_is_not_printed_by_the_worker_or_crawl_config(
+        clean_redis: str, tmp_path: Path) -> None:
+    """The worker's "now set for every worker" line, `crawl config show` and a bad value's
+    message name the proxy with its password hidden."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from crawl_helpers import ROOT
+    from fault_helpers import seed_sync
+
+    def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "crawler", *args], cwd=ROOT,
+                              env={**os.environ, "CRAWL_HOME": str(tmp_path), **env},
+                              capture_output=True, text=True, timeout=60)
+
+    crawl_name = "proxypw"
+    seed_sync(clean_redis, crawl_name, [])
+    proxy = "http://user:s3cret@127.0.0.1:9"
+    worker = cli("worker", "--redis", clean_redis, "--crawl", crawl_name,
+                 CRAWL_PROXIES=proxy)
+    assert worker.returncode == 0, worker.stderr
+    assert "user:***@127.0.0.1:9" in worker.stderr
+    shown = cli("config", "show", "--json", "--redis", clean_redis, "--crawl", crawl_name)
+    assert json.loads(shown.stdout)["proxies"] == ["http://user:***@127.0.0.1:9"]
+    bad = cli("config", "show", "--redis", clean_redis, "--crawl", crawl_name,
+              CRAWL_PROXIES="ftp://user:s3cret@host:21")
+    assert bad.returncode != 0 and "user:***@host" in bad.stderr
+    assert all("s3cret" not in out for run in (worker, shown, bad)
+               for out in (run.stdout, run.stderr))

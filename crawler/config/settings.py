@@ -230,6 +230,16 @@ class Settings(BaseModel):
                                        for name, value in changes.items() if value is not None})
 
 
+def displayed(name: str, value: Any) -> Any:
+    """A setting's value as messages, logs and ``crawl config`` show it: a proxy's
+    password hidden."""
+    if name == "proxies" and isinstance(value, str):
+        value = _comma_list(value)
+    if name == "proxies" and isinstance(value, list | tuple):
+        return [redact(str(proxy)) for proxy in value]
+    return value
+
+
 def field_section(name: str) -> str:
     return str((Settings.model_fields[name].json_schema_extra or {})["section"])  # type: ignore[index]
 
@@ -292,7 +302,8 @@ def check_value(name: str, value: Any, origin: str) -> Any:
     try:
         return getattr(Settings.model_validate({name: value}), name)
     except ValidationError:
-        raise ConfigError(name, f"expected {expected(name)}, got {value!r}", origin) from None
+        raise ConfigError(name, f"expected {expected(name)}, got {displayed(name, value)!r}",
+                          origin) from None
 
 
 def check_hosts(value: Any, origin: str) -> dict[str, HostPolicy]:
