@@ -122,6 +122,7 @@ SPECIAL_VALUES: dict[str, Any] = {
     "user_agent": "otherbot/2.0",
     "contact_url": "https://example.org/bot",
     "allow_cidrs": ("10.0.0.0/8",),
+    "proxies": ("http://127.0.0.1:9",),
     "include": ("example",),
     "exclude": ("never-matches",),
     "host_overrides": {"a.example": {"max_per_host": 3, "delay": 0.5}},

@@ -22,6 +22,7 @@ from crawler.cli.common import (
     settings_for,
 )
 from crawler.config import Settings
+from crawler.config.settings import displayed
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -92,7 +93,7 @@ def config_set(
         return {k: v for k, v in after.items() if k in changes}
 
     for name, value in _with_crawl(ctx, redis, crawl, config, home, action).items():
-        typer.echo(f"{name} = {json.dumps(value)}")
+        typer.echo(f"{name} = {json.dumps(displayed(name, value))}")
     for warning in warnings:
         typer.echo(f"crawl: warning: {warning}", err=True)
     if forgotten[0]:
@@ -118,7 +119,8 @@ def config_show(
                              "dedup_bucket_bits": settings.dedup_bucket_bits}
         return values
 
-    values = _with_crawl(ctx, redis, crawl, config, home, action)
+    values = {name: displayed(name, value)
+              for name, value in _with_crawl(ctx, redis, crawl, config, home, action).items()}
     if as_json:
         typer.echo(json.dumps(values, indent=2, sort_keys=True))
         return

@@ -78,6 +78,8 @@ ContactUrlOpt = Annotated[str | None, setting_option(
     "contact_url", "URL added to the User-Agent so site owners can reach you.")]
 AllowPrivateOpt = Annotated[bool | None, bool_setting_option(
     "allow_private", "Allow fetching private and loopback addresses.")]
+CookiesOpt = Annotated[bool | None, bool_setting_option(
+    "cookies", "Keep the cookies sites set (one jar a host, in Redis) and send them back.")]
 ObeyRobotsOpt = Annotated[bool | None, bool_setting_option(
     "obey_robots", "Obey robots.txt.", off="--ignore-robots")]
 IncludeOpt = Annotated[list[str] | None, setting_option(

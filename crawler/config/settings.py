@@ -24,6 +24,7 @@ from crawler.errors import ConfigError
 
 SCOPES = ("host", "domain", "any")
 POLITENESS_KEYS = ("host", "ip")
+PROXY_SCHEMES = ("http", "https", "socks4", "socks5")
 SECTIONS = ("frontier", "worker", "fetch", "politeness", "scope", "storage")
 
 
@@ -136,6 +137,8 @@ class Settings(BaseModel):
     dns_min_ttl: float = _setting(60.0, "fetch", "node", ge=0)
     dns_max_ttl: float = _setting(3600.0, "fetch", "node", ge=0)
     dns_negative_ttl: float = _setting(300.0, "fetch", "node", ge=0)
+    cookies: bool = _setting(False, "fetch")
+    proxies: StrList = _setting((), "fetch")
     # [politeness]
     max_per_host: int = _setting(1, "politeness", ge=1)
     delay: float = _setting(1.0, "politeness", ge=0)
@@ -248,6 +251,18 @@ class Settings(BaseModel):
     def _dns_servers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(parse_server(server) for server in value)
 
+    @field_validator("proxies")
+    @classmethod
+    def _proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from urllib.parse import urlsplit
+
+        for proxy in value:
+            parts = urlsplit(proxy)
+            if parts.scheme not in PROXY_SCHEMES or not parts.hostname:
+                raise ValueError(f"not a proxy URL: {proxy}")
+            parts.port  # noqa: B018 -- raises ValueError for a bad port
+        return value
+
     @property
     def full_user_agent(self) -> str:
         return f"{self.user_agent} (+{self.contact_url})" if self.contact_url else self.user_agent
@@ -276,6 +291,16 @@ class Settings(BaseModel):
                                        for name, value in changes.items() if value is not None})
 
 
+def displayed(name: str, value: Any) -> Any:
+    """A setting's value as messages, logs and ``crawl config`` show it: a proxy's
+    password hidden."""
+    if name == "proxies" and isinstance(value, str):
+        value = _comma_list(value)
+    if name == "proxies" and isinstance(value, list | tuple):
+        return [redact(str(proxy)) for proxy in value]
+    return value
+
+
 def field_section(name: str) -> str:
     return str((Settings.model_fields[name].json_schema_extra or {})["section"])  # type: ignore[index]
 
@@ -294,6 +319,7 @@ _EXPECTED_SPECIAL = {
     "crawl": "a name without braces, colons or spaces",
     "allow_cidrs": "CIDR networks such as 10.0.0.0/8",
     "dns_servers": "DNS server addresses, ip or ip:port ([v6]:port), e.g. 127.0.0.1:5353",
+    "proxies": "proxy URLs such as http://host:3128, https://..., socks5://user:pw@host:1080",
     "include": "regular expressions (Python re syntax)",
     "exclude": "regular expressions (Python re syntax)",
     "drop_params": "parameter names or globs such as utm_*",
@@ -347,7 +373,8 @@ def check_value(name: str, value: Any, origin: str) -> Any:
     try:
         return getattr(Settings.model_validate({name: value}), name)
     except ValidationError:
-        raise ConfigError(name, f"expected {expected(name)}, got {value!r}", origin) from None
+        raise ConfigError(name, f"expected {expected(name)}, got {displayed(name, value)!r}",
+                          origin) from None
 
 
 def check_hosts(value: Any, origin: str) -> dict[str, HostPolicy]:

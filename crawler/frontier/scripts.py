@@ -34,7 +34,7 @@ would otherwise hold every pipeline for the whole ``wait_timeout``."""
 
 SCRIPT_NAMES = ("add", "claim", "complete", "retry", "reclaim", "robots", "unlock", "heartbeat",
                 "drain", "drop", "recrawl", "lastmod", "due", "reread", "recap", "hop",
-                "forget_robots")
+                "forget_robots", "cookies", "proxy")
 REVISIT_SCRIPTS = frozenset({"claim", "complete", "drop", "recrawl", "lastmod", "due",
                              "reread"})
 """Scripts that read or write revisit state: ``lua/_revisit.lua`` follows ``_lib.lua`` in them."""

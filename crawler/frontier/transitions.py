@@ -76,6 +76,9 @@ class Lease:
     claim_sent: float = field(default=0.0, compare=False)  # time.monotonic() before the claim
     earlier_ms: float = 0.0  # what its URL's earlier attempts took (retry's elapsed)
     revisit_state: str = ""  # recrawl = true: its URL's state from its last visit, or ''
+    # cookies = true: the host's jar at claim time (crawler.net.cookies.read_jar);
+    # never in a repr, so never in a log line.
+    cookies: str = field(default="", compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -287,7 +290,8 @@ class Frontier:
         sent = time.monotonic()
         recrawl = int(self.settings.recrawl)
         replies = await self.run([("claim", s.script_keys, [s.base, share, lease_ms, worker,
-                                                         slack_ms, request_id, recrawl])
+                                                         slack_ms, request_id, recrawl,
+                                                         int(self.settings.cookies)])
                                   for s, share in zip(self.shards, shares, strict=True)])
         leases: list[Lease] = []
         waits: list[float] = []
@@ -298,14 +302,14 @@ class Frontier:
             leased += ld
             if wait >= 0:
                 waits.append(wait / 1000)
-            for i in range(3, len(reply), 10):
+            for i in range(3, len(reply), 11):
                 mark, hops = divmod(int(reply[i + 4]), SITEMAP_HOPS)
                 leases.append(Lease(_s(reply[i]), shard.shard, _s(reply[i + 1]),
                                     int(reply[i + 2]), int(reply[i + 3]), _s(reply[i + 5]),
                                     hops, mark - 1 if mark else None, int(reply[i + 6]),
                                     spaced=reply[i + 7] in (1, "1", b"1"), claim_sent=sent,
                                     earlier_ms=float(reply[i + 8] or 0),
-                                    revisit_state=_s(reply[i + 9])))
+                                    revisit_state=_s(reply[i + 9]), cookies=_s(reply[i + 10])))
         hint = min(waits) if waits else -1.0
         if not leases and leased > 0:
             # Work appears when a lease completes: its links are queued and its
@@ -347,7 +351,8 @@ class Frontier:
                        not_before: float = 0.0, no_request: bool = False,
                        tally: str = "", revisit: tuple[str, str] | None = None,
                        link_bands: Mapping[str, int] | None = None,
-                       simhash: str | None = None) -> bool:
+                       simhash: str | None = None,
+                       cookies: Sequence[Any] = ()) -> bool:
         """Record the lease's result and add its links, in one (shared) round trip.
 
         Links are added before the completion: if this process dies between
@@ -359,7 +364,7 @@ class Frontier:
         disallowed it), so the host's delay for it is given back. ``tally``:
         a counter for crawl status (``s:2xx``, ``e:timeout``). ``revisit``:
         its field and the URL's recrawl state (``crawler.recrawl``), stored with the
-        result. Returns
+        result. ``cookies``: cookie jar updates (``cookies_call``). Returns
         False if the lease was no longer ours (nothing was recorded).
         """
         links = list(links)
@@ -373,6 +378,8 @@ class Frontier:
                                       bands={redirect_to: lease.band} if lease.band else None)
             links.pop()
         calls += self.add_calls(links, bands=link_bands)[0]
+        if cookies:
+            calls.append(self.cookies_call(lease, cookies))
         calls.append(self.complete_call(lease, record_json, is_error=is_error,
                                         not_before=not_before, no_request=no_request,
                                         tally=tally, revisit=revisit, simhash=simhash))
@@ -393,19 +400,32 @@ class Frontier:
                     "`crawl export --drain` to take them out of Redis",
                     self.settings.results_maxlen)
 
+    def cookies_call(self, lease: Lease, cookies: Sequence[Any]) -> Call:
+        """cookies.lua: store cookies a response of the lease's host set.
+
+        ``cookies``: max cookies, max bytes, then (field, age, flags, value) per
+        cookie (``crawler.net.cookies``).
+        """
+        shard = self.shards[lease.shard]
+        return ("cookies", shard.script_keys, [shard.base, lease.host, *cookies])
+
     async def retry(self, lease: Lease, delay: float, *, count_attempt: bool = True,
                     host_backoff: bool = False, reason: str = "backoff",
-                    elapsed: float = 0.0) -> bool:
+                    elapsed: float = 0.0, cookies: Sequence[Any] = ()) -> bool:
         """Give the lease back to be fetched again after ``delay`` seconds.
 
         ``host_backoff``: hold the whole host that long, listed as held for
         ``reason`` (``backoff``, ``retry-after``, ``robots``). ``elapsed``: the
         seconds a counted attempt took, kept for the URL's later ``earlier_ms``.
+        ``cookies``: what the response set, stored in the same round trip
+        (``cookies_call``).
         """
         shard = self.shards[lease.shard]
-        [reply] = await self.run([("retry", shard.script_keys,
-                                   [shard.base, lease.id, int(delay * 1000), int(count_attempt),
-                                    int(host_backoff), reason, round(elapsed * 1000, 1)])])
+        calls: list[Call] = [self.cookies_call(lease, cookies)] if cookies else []
+        calls.append(("retry", shard.script_keys,
+                      [shard.base, lease.id, int(delay * 1000), int(count_attempt),
+                       int(host_backoff), reason, round(elapsed * 1000, 1)]))
+        reply = (await self.run(calls))[-1]
         return bool(int(reply))
 
     async def reclaim(self) -> int:

@@ -32,6 +32,7 @@ from crawler.net import codecs
 from crawler.net.dns import CachingResolver, LookupFailed
 from crawler.net.guard import AddressPolicy, Blocked, GuardedResolver, check_literal_address
 from crawler.net.identity import Identity
+from crawler.net.proxies import ProxyLedger, ProxyPool, Route, is_proxy_down, socks_error
 from crawler.net.tls import TLSPolicy, certificate_error
 from crawler.urls import resolve
 
@@ -92,24 +93,34 @@ class Fetcher:
     request on; every request reads ``session`` and ``timeout`` when it starts.
     """
 
-    def __init__(self, settings: Settings, *, resolver: AbstractResolver | None = None) -> None:
+    def __init__(self, settings: Settings, *, resolver: AbstractResolver | None = None,
+                 proxy_ledger: ProxyLedger | None = None) -> None:
         self.settings = settings
         self.dns: CachingResolver | None = None
         if resolver is None:
             resolver = self.dns = CachingResolver(settings)
         self._resolver = resolver
+        self._proxy_ledger = proxy_ledger
         self.timeout = client_timeout(settings)
         self.tls = TLSPolicy(settings.ca_file, settings.tls_insecure_hosts)
         self.identity = Identity(settings)  # headers and credentials, per host
         self.policy, self.session = self._open(settings)
         self._retired: list[aiohttp.ClientSession] = []
+        self._retired_pools: list[ProxyPool] = []
+        self.proxies = self._proxy_pool(settings)
 
     def _open(self, settings: Settings) -> tuple[AddressPolicy, aiohttp.ClientSession]:
         policy = AddressPolicy(settings.allow_private, settings.allow_cidrs)
-        connector = aiohttp.TCPConnector(
-            limit=settings.concurrency, limit_per_host=0, use_dns_cache=False,  # ours honours TTLs
-            resolver=GuardedResolver(policy, _Unclosed(self._resolver)), ssl=self.tls.context,
-        )
+        self.guarded_resolver = GuardedResolver(policy, _Unclosed(self._resolver))
+        self.connector_args: dict[str, Any] = {
+            "limit": settings.concurrency, "limit_per_host": 0,
+            "use_dns_cache": False,  # ours honours TTLs
+            "ssl": self.tls.context}
+        connector = aiohttp.TCPConnector(resolver=self.guarded_resolver, **self.connector_args)
+        return policy, self._session(connector)
+
+    def _session(self, connector: aiohttp.BaseConnector) -> aiohttp.ClientSession:
+        settings = self.settings
         session = aiohttp.ClientSession(
             connector=connector, timeout=client_timeout(settings),
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -117,7 +128,15 @@ class Fetcher:
                      "Accept": ACCEPT, "Accept-Encoding": codecs.accept_encoding()},
             middlewares=(self.identity.middleware,),
             auto_decompress=True, trust_env=False, raise_for_status=False)
-        return policy, session
+        return session
+
+    def _proxy_pool(self, settings: Settings) -> ProxyPool | None:
+        """The proxies' sessions, built like the direct one (crawler.net.proxies)."""
+        if not settings.proxies:
+            return None
+        return ProxyPool(settings.proxies, resolver=self.guarded_resolver,
+                         open_session=self._session, connector_args=self.connector_args,
+                         ledger=self._proxy_ledger)
 
     def use(self, settings: Settings) -> None:
         """Fetch with changed crawl settings from the next request on.
@@ -130,10 +149,15 @@ class Fetcher:
         """
         old, self.settings = self.settings, settings
         self.timeout = client_timeout(settings)
-        if (old.allow_private, old.allow_cidrs) != (settings.allow_private,
-                                                    settings.allow_cidrs):
+        policy_changed = (old.allow_private, old.allow_cidrs) != (settings.allow_private,
+                                                                  settings.allow_cidrs)
+        if policy_changed:
             self._retired.append(self.session)
             self.policy, self.session = self._open(settings)
+        if old.proxies != settings.proxies or (policy_changed and self.proxies is not None):
+            if self.proxies is not None:  # closed with the fetcher, as a retired session is
+                self._retired_pools.append(self.proxies)
+            self.proxies = self._proxy_pool(settings)
         self.session.headers["User-Agent"] = settings.full_user_agent
         self.tls.use(settings.tls_insecure_hosts)
         self.identity.use(settings)
@@ -146,6 +170,9 @@ class Fetcher:
         for session in (*self._retired, self.session):
             await session.close()
         self._retired.clear()
+        for pool in (*self._retired_pools, *([self.proxies] if self.proxies else [])):
+            await pool.close()
+        self._retired_pools.clear()
         await self._resolver.close()
 
     async def __aenter__(self) -> Fetcher:
@@ -159,6 +186,25 @@ class Fetcher:
                   keep_first: int | None = None,
                   before_hop: Callable[[str], Awaitable[None]] | None = None,
                   headers: dict[str, str] | None = None) -> Response:
+        """GET one URL, through its host's proxy if there are proxies (``_get``)."""
+        if self.proxies is None:
+            return await self._get(url, None, follow_redirects, max_redirects, max_body,
+                                   keep_first, before_hop, headers)
+        error: errors.FetchError = errors.ConnectError("no proxy")
+        for route in self.proxies.routes(url):  # the next only while proxies are down
+            try:
+                return await self._get(url, route, follow_redirects, max_redirects, max_body,
+                                       keep_first, before_hop, headers)
+            except errors.FetchError as exc:
+                if not (exc.__cause__ and is_proxy_down(exc.__cause__)):
+                    raise
+                error = exc
+        raise error
+
+    async def _get(self, url: str, route: Route | None, follow_redirects: bool,
+                   max_redirects: int | None, max_body: int | None, keep_first: int | None,
+                   before_hop: Callable[[str], Awaitable[None]] | None,
+                   headers: dict[str, str] | None) -> Response:
         """GET one URL. Raises a FetchError subclass; any HTTP status is a Response.
 
         Without ``follow_redirects`` a redirect is an answer (``redirect_to``);
@@ -181,9 +227,14 @@ class Fetcher:
             async with asyncio.timeout(self.settings.total_timeout + 1):
                 for _hop in range(hops + 1):
                     check_literal_address(current, self.policy)
-                    async with self.session.get(current, allow_redirects=False,
-                                                headers=headers, timeout=self.timeout,
-                                                ssl=self.ssl_for(current)) as resp:
+                    if route is not None:
+                        await route.check_target(current)
+                    async with (route.session if route else self.session).get(
+                            current, allow_redirects=False, headers=headers,
+                            timeout=self.timeout, proxy=route.proxy_arg if route else None,
+                            ssl=self.ssl_for(current)) as resp:
+                        if route is not None:
+                            route.answered(resp.status)
                         if resp.status in REDIRECT_STATUSES and "Location" in resp.headers:
                             target = redirect_target(current, resp.headers["Location"],
                                                      resp.status)
@@ -205,7 +256,10 @@ class Fetcher:
                         body = await _read_capped(resp, cap)
                         return _response(url, current, resp, body, started)
         except Exception as exc:
-            raise classify(exc) from exc
+            error = socks_error(exc) or classify(exc)
+            if route is not None:
+                route.failed(error, exc)
+            raise error from exc
         raise errors.RedirectError(f"more than {hops} redirects")
 
 
@@ -248,7 +302,16 @@ def _response(url: str, final_url: str, resp: aiohttp.ClientResponse, body: byte
                     elapsed=time.monotonic() - started, redirect_to=redirect_to,
                     header_lists=_keep_header_lists(resp.headers),
                     raw_headers=resp.raw_headers, reason=resp.reason or "",
-                    request_headers=resp.request_info.headers)
+                    request_headers=_as_sent_to_target(resp.request_info.headers))
+
+
+def _as_sent_to_target(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """The request's headers without Proxy-Authorization, which aiohttp puts among them
+    for a plain-http target through a proxy with credentials: it is for the proxy, and
+    must not reach a WARC request record."""
+    if "Proxy-Authorization" not in headers:
+        return headers
+    return {k: v for k, v in headers.items() if k.lower() != "proxy-authorization"}
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
@@ -324,6 +387,8 @@ def classify(exc: BaseException) -> errors.FetchError:
                                  .replace("\n", " "))
     if isinstance(exc, aiohttp.ClientPayloadError):
         return errors.ConnectError(f"body cut short: {exc}")
+    if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy refused the CONNECT
+        return errors.ConnectError(f"proxy answered {exc.status} {exc.message}")
     if isinstance(exc, aiohttp.ClientResponseError):
         return errors.BadContent(f"malformed response: {exc.message}")
     if isinstance(exc, aiohttp.ClientError | OSError):

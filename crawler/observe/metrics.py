@@ -141,6 +141,15 @@ def crawl_families(status: dict[str, Any], memory: dict[str, int]) -> list[Gauge
     for name in ("running", "paused", "stopped"):
         state.add_metric([name], 1.0 if name == current else 0.0)
     out.append(state)
+    proxies = [("requests", "Requests through the proxy, every worker's"),
+               ("failures", "Failed requests through the proxy (connect, timeout, 403/407/429)"),
+               ("rested", "Times the proxy was rested"),
+               ("resting_s", "Seconds until the proxy wakes, 0 if awake")]
+    for field, about in proxies:
+        family = GaugeMetricFamily(f"crawl_proxy_{field}", about, labels=["proxy"])
+        for row in status.get("proxies", []):
+            family.add_metric([row["proxy"]], row[field])
+        out.append(family)
     return out
 
 

@@ -109,6 +109,7 @@ async def crawl_status(redis: Redis, settings: Settings, *, memory: bool = True
                     "seconds_left": round(max(0, h.until_ms - now) / 1000, 1)}
                    for h in sorted(held, key=lambda h: -h.queued)[:HELD_LISTED]],
     }
+    status["proxies"] = await proxy_rows(redis, settings, now)
     if memory:
         status["memory"] = await memory_by_kind(redis, settings)
     status["results_pending"] = await count_results(redis, settings)
@@ -117,6 +118,15 @@ async def crawl_status(redis: Redis, settings: Settings, *, memory: bool = True
     status["crawl"] = (await crawl_state(redis, settings)).as_dict()  # running/paused/stopped
     status["warnings"] = warnings_for(status)
     return status
+
+
+async def proxy_rows(redis: Redis, settings: Settings, now_ms: int) -> list[dict[str, Any]]:
+    """Per proxy, every worker's counts (``proxies = [...]``; crawler.net.proxies)."""
+    from crawler.frontier.proxy_ledger import read_proxies
+
+    return [{"proxy": p.name, "requests": p.requests, "failures": p.failures,
+             "rested": p.rested, "resting_s": round(p.rests_for, 1)}
+            for p in await read_proxies(redis, settings.crawl, now_ms)]
 
 
 # -- Redis memory by kind -----------------------------------------------------------------

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from crawler.config import Settings, load_settings
+from crawler.config.settings import displayed
 from crawler.errors import ConfigError
 from crawler.store import keys
 
@@ -139,16 +140,16 @@ async def adopt(redis: Redis, settings: Settings, origins: dict[str, str],
                 continue  # another command changed them meanwhile: look again
         if fresh:
             log.warning("crawl %r: %s now set for every worker", settings.crawl,
-                        ", ".join(f"{n} = {json.dumps(values[n])} (from {origins[n]})"
+                        ", ".join(f"{n} = {json.dumps(displayed(n, values[n]))} (from {origins[n]})"
                                   for n in sorted(fresh)))
         return _apply(settings, values)
 
 
 def _conflict(name: str, theirs: Any, settings: Settings, origin: str) -> ConfigError:
-    given = crawl_values(settings)[name]
-    return ConfigError(name, f"this crawl's {name} is {json.dumps(theirs)}, but {origin} "
-                       f"gives {json.dumps(given)}; change it for every worker with "
-                       f"`crawl config set {name}={_arg(given)}`, or drop {origin}",
+    given = displayed(name, crawl_values(settings)[name])  # a proxy's password hidden
+    return ConfigError(name, f"this crawl's {name} is {json.dumps(displayed(name, theirs))}, "
+                       f"but {origin} gives {json.dumps(given)}; change it for every worker "
+                       f"with `crawl config set {name}={_arg(given)}`, or drop {origin}",
                        show_key=False)
 
 

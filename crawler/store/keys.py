@@ -80,6 +80,10 @@ suffix              type    what it holds
                             by itself (``robots``: the lock token; ``reread``),
                             kept 5 minutes: the same call sent again returns
                             it and changes nothing (lua/_lib.lua)
+``ck:<host>``       HASH    ``cookies = true`` only: the host's cookie jar,
+                            ``<url host> <path> <name>`` -> ``expires_ms|``
+                            ``set_ms|flags|value`` (Redis clock; expires 0: a
+                            session cookie); bounded by lua/cookies.lua
 ``v:<host>``        HASH    ``recrawl = true`` only: done URL -> its revisit
                             state (crawler.recrawl), ``*``-prefixed while queued
                             for a revisit; a URL a sitemap listed with a lastmod
@@ -116,6 +120,11 @@ Per crawl ``crawl:{NAME}:`` (its own hash tag, one slot):
                             set itself an hour after the last beat
 ``worker:<id>``     HASH    what a worker reports (node, pid, counters),
                             expiring an hour after its last heartbeat
+``proxies``         HASH    ``proxies = [...]`` only: per proxy (URL, password
+                            hidden) ``<p>|requests``, ``|failures``, ``|row``,
+                            ``|rests``, ``|rested``, ``|until`` (ms it rests
+                            until); ``w:<worker>`` last report applied
+                            (lua/proxy.lua)
 ==================  ======  ==================================================
 
 Every key of a crawl starts with ``crawl:{NAME:`` or ``crawl:{NAME}:``, so one
@@ -247,6 +256,9 @@ class ShardKeys:
     def robots_fails(self, origin: str) -> str:
         return f"{self.base}robots_fails:{origin}"
 
+    def cookie_jar(self, host: str) -> str:
+        return f"{self.base}ck:{host}"
+
     def revisits(self, host: str) -> str:
         return f"{self.base}v:{host}"
 
@@ -298,6 +310,10 @@ def meta_key(crawl: str) -> str:
 
 def settings_key(crawl: str) -> str:
     return crawl_base(crawl) + "settings"
+
+
+def proxies_key(crawl: str) -> str:
+    return crawl_base(crawl) + "proxies"
 
 
 def rate_key(crawl: str) -> str:

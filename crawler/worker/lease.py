@@ -29,6 +29,7 @@ from crawler.pages.scope import anchors_for
 from crawler.pages.simhash import to_hex
 from crawler.pages.warc import WarcCapture
 from crawler.results import dumps, make_record
+from crawler.worker import cookies
 from crawler.worker.backoff import REDIS_ERRORS, backoff_delay, log, retry_after
 from crawler.worker.canonical import drops_links, duplicate_of
 from crawler.worker.parts import Write
@@ -118,8 +119,12 @@ class LeaseRunner:
             if self.settings.recrawl:  # the claim brought the state back with the lease
                 item.previous = RevisitState.parse(lease.revisit_state or None)
             if lease.sitemap_level is None:
-                resp = await self.fetcher.get(fetch_url, headers=item.previous.conditional_headers()
-                                              if item.previous else None)
+                headers = item.previous.conditional_headers() if item.previous else None
+                if self.settings.cookies:
+                    headers = cookies.request_headers(item, headers)
+                resp = await self.fetcher.get(fetch_url, headers=headers)
+                if self.settings.cookies:
+                    item.cookie_updates = cookies.jar_updates(resp)
             else:
                 sitemap_resp = await self.sitemaps.read(item, attempt)
                 if sitemap_resp is None:  # read and completed
@@ -358,7 +363,7 @@ class LeaseRunner:
 
         await self._write(item, lambda: self.frontier.retry(
             lease, delay, host_backoff=host_backoff, count_attempt=count_attempt, reason=reason,
-            elapsed=elapsed if count_attempt else 0.0))
+            elapsed=elapsed if count_attempt else 0.0, cookies=item.cookie_updates))
 
     @staticmethod
     def _all_attempts(lease: Lease, last: float) -> float:
@@ -368,7 +373,10 @@ class LeaseRunner:
 
     async def _complete(self, item: InFlight, record: dict[str, object], **kw: Any) -> None:
         """Complete the lease with ``record`` (complete.lua forgets its attempt times)."""
-        await self._write(item, lambda: self.frontier.complete(item.lease, dumps(record), **kw))
+        if self.settings.cookies:  # how many, never which (crawler.worker.cookies)
+            record["cookies_sent"] = item.cookies_sent
+        await self._write(item, lambda: self.frontier.complete(
+            item.lease, dumps(record), cookies=item.cookie_updates, **kw))
 
     async def _write(self, item: InFlight, call: Callable[[], Awaitable[object]]) -> None:
         item.at("write")

@@ -29,6 +29,7 @@ from crawler.frontier import ClaimResult, Frontier
 from crawler.frontier.politeness import publish_policy, start_deadline
 from crawler.frontier.workers import HEARTBEAT_EVERY, Heartbeat
 from crawler.net.fetch import Fetcher
+from crawler.net.proxies import shared_ledger
 from crawler.net.robots import RobotsCache
 from crawler.observe.status import held_hosts, held_summary
 from crawler.pages.scope import Scope, ScopeStore, anchors_for
@@ -120,7 +121,8 @@ class Worker:
         signal) can stop it with ``cancel_and_wait``, which cancels again if a
         cancellation is lost (crawler.aio), instead of cancelling this task once.
         """
-        self.fetcher = Fetcher(self.settings)
+        self.fetcher = Fetcher(self.settings, proxy_ledger=shared_ledger(
+            self.frontier.scripts, self.settings.crawl, self.id))
         if self.fetcher.dns is not None:  # politeness_key = ip asks the fetches' resolver
             self.frontier.keyer.resolve = self.fetcher.dns.first_address
         self.robots = RobotsCache(self.redis, self.frontier, self.fetcher, self.settings)

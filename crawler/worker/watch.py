@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from crawler.discovery.recrawl import RevisitState
 from crawler.frontier import Lease
@@ -27,6 +28,8 @@ class InFlight:
     since: float = field(default_factory=time.monotonic)
     previous: RevisitState | None = None  # recrawl = true: its last visit's state
     capture: str = ""  # its WARC record holding a 200's payload, packed (crawler.warc)
+    cookies_sent: int = 0  # cookies = true: cookies its request carried
+    cookie_updates: list[Any] = field(default_factory=list)  # what its response set
 
     def at(self, stage: str) -> None:
         self.stage = stage

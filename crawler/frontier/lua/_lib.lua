@@ -356,3 +356,21 @@ end
 if type(redis.pcall('EXISTS', KEYS[1] .. ':probe')) == 'table' then
   return redis.error_reply('TRYAGAIN slot is migrating')
 end
+
+-- cookies = true: a host's cookie jar for a lease (cookies.lua writes it), its
+-- expired cookies dropped on Redis's clock, as 'field\nvalue\n...' ('' if none).
+local function cookie_jar(base, host, now)
+  local jar = base .. 'ck:' .. host
+  local all = redis.call('HGETALL', jar)
+  local out = {}
+  for i = 1, #all, 2 do
+    local at = tonumber(string.match(all[i + 1], '^(%d+)|') or 0)
+    if at > 0 and at <= now then
+      redis.call('HDEL', jar, all[i])
+    else
+      out[#out + 1] = all[i]
+      out[#out + 1] = all[i + 1]
+    end
+  end
+  return table.concat(out, '\n')
+end

@@ -16,13 +16,16 @@
 -- recrawl = true, its URL's revisit state from its last visit.
 -- ARGV: base, n, lease_ms, worker, slack_ms (added to a delay > 0; the worker
 --       starts each request within it or gives the lease back), request_id
---       ('' = not idempotent), recrawl ('1': return each URL's revisit state)
+--       ('' = not idempotent), recrawl ('1': return each URL's revisit state),
+--       with_cookies ('1': cookies = true, optional)
 -- Returns {wait_ms, queued, leased, (lease_id, host, attempts, depth, hops, url, band,
--- spaced, earlier_ms, revisit_state)...} where wait_ms is how long until something
--- here may become claimable (-1: nothing queued or leased in this shard); spaced is
--- 1 when the claim spaced the host's next request (its delay or Crawl-delay > 0,
--- slack added): then the worker must start within the slack or give it back;
--- earlier_ms and revisit_state are '' when there is none.
+-- spaced, earlier_ms, revisit_state, jar)...} where wait_ms is how long until
+-- something here may become claimable (-1: nothing queued or leased in this shard);
+-- spaced is 1 when the claim spaced the host's next request (its delay or
+-- Crawl-delay > 0, slack added): then the worker must start within the slack or
+-- give it back; earlier_ms and revisit_state are '' when there is none; jar is the
+-- host's cookie jar with cookies = true ('' otherwise; see _lib.lua cookie_jar):
+-- it rides with the lease, no round trip of its own.
 local base = ARGV[1]
 local n = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
@@ -30,10 +33,11 @@ local worker = ARGV[4]
 local slack = tonumber(ARGV[5])
 local request_id = ARGV[6]
 local recrawl = ARGV[7] == '1'
+local with_cookies = ARGV[8] == '1'
 local now = now_ms()
-local LEASE_FIELDS = 10
+local LEASE_FIELDS = 11
 
--- A lease's reply fields after its queue entry's: earlier_ms, revisit_state.
+-- A lease's reply fields after its queue entry's: earlier_ms, revisit_state, jar.
 local function lease_extras(host, attempts, url)
   local earlier = ''
   if attempts > 0 then earlier = redis.call('HGET', base .. 'attempt_ms', url) or '' end
@@ -41,7 +45,9 @@ local function lease_extras(host, attempts, url)
   if recrawl then
     state = redis.call('HGET', base .. 'v:' .. host, revisit_field(host, url)) or ''
   end
-  return earlier, state
+  local jar = ''
+  if with_cookies then jar = cookie_jar(base, host, now) end
+  return earlier, state, jar
 end
 
 -- 0. A repeated request: answer with the leases its first run made.
@@ -55,9 +61,9 @@ if request_id ~= '' then
       if data then
         local host, _, attempts, depth, hops, url, claimed, _, mine, band = split_lease(data)
         local spaced = mine > claimed and 1 or 0
-        local earlier, state = lease_extras(host, attempts, url)
+        local earlier, state, jar = lease_extras(host, attempts, url)
         for _, v in ipairs({id, host, attempts, depth, hops, url, band, spaced, earlier,
-                            state}) do
+                            state, jar}) do
           result[#result + 1] = v
         end
       end
@@ -144,7 +150,7 @@ while got < n do
       local k = #out
       out[k + 1], out[k + 2], out[k + 3], out[k + 4] = tostring(id), host, attempts, depth
       out[k + 5], out[k + 6], out[k + 7], out[k + 8] = hops, url, band, delay > 0 and 1 or 0
-      out[k + 9], out[k + 10] = lease_extras(host, attempts, url)
+      out[k + 9], out[k + 10], out[k + 11] = lease_extras(host, attempts, url)
     end
     -- The host's queues just emptied: its prefix table has no entry left to name.
     if refresh_ready(base, host, now) == 0 and e then
