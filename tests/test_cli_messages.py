@@ -73,3 +73,41 @@ def test_config_set_says_there_is_no_proxy_setting(clean_redis: str, tmp_path: P
     result = crawl("config", "set", "--redis", clean_redis, "proxy=http://127.0.0.9:1")
     assert result.exit_code == 2
     assert "no proxy setting" in result.stderr
+
+
+# -- seed messages (11) ---------------------------------------------------------------------
+
+
+def seed_lines(redis_url: str, tmp_path: Path, *lines: str, flags: tuple[str, ...] = ()
+               ) -> Result:
+    (tmp_path / "lines.txt").write_text("\n".join(lines) + "\n")
+    return crawl("seed", "--redis", redis_url, *flags, str(tmp_path / "lines.txt"))
+
+
+def test_a_bad_seed_line_is_quoted_once(clean_redis: str, tmp_path: Path) -> None:
+    result = seed_lines(clean_redis, tmp_path, "http://127.0.0.2/", "not a url at all")
+    assert "line 2: not a URL or host name: 'not a url at all'\n" in result.stderr
+    assert result.stderr.count("not a url at all") == 1
+
+
+def test_python_url_errors_are_said_in_our_words(clean_redis: str, tmp_path: Path) -> None:
+    result = seed_lines(clean_redis, tmp_path, "http://127.0.0.2/", "http://[::1/",
+                        "http://127.0.0.2:99999/", "http://127.0.0.2:xx/")
+    assert "line 2: unbalanced [ or ] (brackets enclose an IPv6 address): 'http://[::1/'" \
+        in result.stderr
+    assert "line 3: port out of range (1 to 65535)" in result.stderr
+    assert "line 4: port 'xx' is not a number" in result.stderr
+    assert "Invalid IPv6 URL" not in result.stderr and "Port" not in result.stderr
+    assert "added 1, already seen 0, invalid 3" in result.stdout
+
+
+def test_a_bare_word_is_not_a_host_unless_asked(clean_redis: str, tmp_path: Path) -> None:
+    result = seed_lines(clean_redis, tmp_path, "garbage", "localhost:8080/a",
+                        "http://intranet/", "example.com")
+    assert result.exit_code == 0, result.output
+    assert ("line 1: 'garbage' is not a host name (no dot): write https://garbage/ to mean "
+            "it, or pass --allow-bare-hosts") in result.stderr
+    assert "added 3, already seen 0, invalid 1" in result.stdout
+    asked = seed_lines(clean_redis, tmp_path, "garbage", flags=("--allow-bare-hosts",))
+    assert asked.exit_code == 0, asked.output
+    assert "added 1, already seen 0, invalid 0" in asked.stdout

@@ -74,6 +74,9 @@ def seed(
     sitemap: Annotated[list[str] | None, typer.Option(
         "--sitemap", help="A sitemap (index, urlset, .xml.gz or text) whose URLs to crawl; "
                           "repeatable. [default: none]")] = None,
+    allow_bare_hosts: Annotated[bool, typer.Option(
+        help="Take a line of one word without a dot and without a scheme (intranet) as a "
+             "host; refused by default (localhost is always taken).")] = False,
 ) -> None:
     """Add URLs to the frontier. Bad lines are reported by number; the rest are seeded."""
     from crawler.discovery.seeds import DEFAULT_SCHEMES, seed_sitemaps
@@ -109,12 +112,14 @@ def seed(
                            f"{again}invalid {maps.invalid}")
             if file == "-":
                 return await seed_urls(client, s, sys.stdin.buffer, problem,
-                                       default_scheme=default_scheme.lower(), on_assumed=assumed)
+                                       default_scheme=default_scheme.lower(), on_assumed=assumed,
+                                       allow_bare_hosts=allow_bare_hosts)
             try:
                 with open(str(file), "rb") as fh:  # noqa: ASYNC230 - streamed by lines
                     return await seed_urls(client, s, fh, problem,
                                            default_scheme=default_scheme.lower(),
-                                           on_assumed=assumed)
+                                           on_assumed=assumed,
+                                           allow_bare_hosts=allow_bare_hosts)
             except OSError as exc:
                 raise CrawlError(f"cannot read {file}: {exc.strerror}") from None
         finally:
