@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner, Result
 
+from crawler.bench.sitegen import SiteServer, SiteSpec
 from crawler.cli import app
 
 
@@ -111,3 +114,63 @@ def test_a_bare_word_is_not_a_host_unless_asked(clean_redis: str, tmp_path: Path
     asked = seed_lines(clean_redis, tmp_path, "garbage", flags=("--allow-bare-hosts",))
     assert asked.exit_code == 0, asked.output
     assert "added 1, already seen 0, invalid 0" in asked.stdout
+
+
+# -- hook errors (6) ------------------------------------------------------------------------
+
+TESTS = Path(__file__).resolve().parent
+
+
+def run_crawl(*args: str, cwd: Path, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """``crawl`` in a process of its own, as a user runs it (its stderr is the real one)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWL_")}
+    env["PYTHONPATH"] = str(TESTS)  # tests/extract_hooks.py
+    return subprocess.run([sys.executable, "-m", "crawler", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def test_config_set_refuses_a_hook_that_does_not_import(clean_redis: str,
+                                                        tmp_path: Path) -> None:
+    seeded(clean_redis, tmp_path)
+    result = crawl("config", "set", "--redis", clean_redis, "extract=h2hok:page")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "crawl: error: extract: cannot import h2hok: ModuleNotFoundError: "
+        "No module named 'h2hok'"]
+    assert 'extract = ""' in crawl("config", "show", "--redis", clean_redis).stdout
+
+
+def test_a_worker_whose_stored_hook_does_not_import_fails_before_any_change(
+        clean_redis: str, tmp_path: Path) -> None:
+    seeded(clean_redis, tmp_path)
+    (tmp_path / "gone_hook_21.py").write_text("def page(p):\n    return None\n")
+    assert crawl("config", "set", "--redis", clean_redis,
+                 "extract=gone_hook_21:page").exit_code == 0
+    (tmp_path / "gone_hook_21.py").unlink()  # a node without the hook's module
+    result = run_crawl("worker", "--redis", clean_redis, "--delay", "0.5", "--quiet",
+                       cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "cannot import gone_hook_21" in lines[0], lines
+    assert "Unclosed" not in result.stderr
+    shown = crawl("config", "show", "--redis", clean_redis).stdout
+    assert "delay = 1.0" in shown  # the worker's --delay did not become the crawl's
+
+
+def test_a_failing_hook_gives_one_line_not_a_traceback_a_page(clean_redis: str,
+                                                              tmp_path: Path) -> None:
+    with SiteServer(SiteSpec(hosts=1, pages=12, links=4)) as site:
+        seeded(clean_redis, tmp_path, *site.spec.seeds())
+        result = run_crawl("worker", "--redis", clean_redis, "--quiet", "--allow-private",
+                           "--delay", "0", "--max-per-host", "4",
+                           "--extract", "extract_hooks:always_fails", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    failures = [line for line in result.stderr.splitlines() if "extract hook" in line]
+    assert "Traceback" not in result.stderr
+    assert 1 <= len(failures) <= 3, failures  # the first, then counts of the rest
+    assert "ValueError: no data in http://" in failures[0]
+    assert "at extract_hooks.py:" in failures[0]
+    if len(failures) == 2:  # all within FAIL_LOG_EVERY: the rest counted at the end
+        assert "failed on 11 more pages" in failures[1]
+    exported = crawl("export", "--redis", clean_redis, "-").stdout.splitlines()
+    assert len(exported) == 12

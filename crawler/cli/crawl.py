@@ -198,8 +198,10 @@ def worker(
         raise typer.Exit(_run_processes(settings))
 
     async def main() -> None:
+        from crawler.cli.hooks import check_stored_hook
         from crawler.worker import Worker, install_signal_handlers
 
+        await check_stored_hook(settings)  # before open_crawl stores this worker's flags
         client, s = await open_crawl(settings)
         w = Worker(client, s, forever=forever, quiet=quiet)
         install_signal_handlers(w)

@@ -122,7 +122,11 @@ class Worker:
         """
         self.fetcher = Fetcher(self.settings)
         self.robots = RobotsCache(self.redis, self.frontier, self.fetcher, self.settings)
-        runner = LeaseRunner(self)
+        try:
+            runner = LeaseRunner(self)  # loads the hook, which may fail
+        except BaseException:
+            await self.fetcher.close()  # no "Unclosed client session" after the error
+            raise
         self.steering.runner = runner
         background = [asyncio.create_task(self._housekeeping(), name="housekeeping"),
                       asyncio.create_task(self.steering.follow(), name="steering"),
