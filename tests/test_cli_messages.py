@@ -174,3 +174,36 @@ def test_a_failing_hook_gives_one_line_not_a_traceback_a_page(clean_redis: str,
         assert "failed on 11 more pages" in failures[1]
     exported = crawl("export", "--redis", clean_redis, "-").stdout.splitlines()
     assert len(exported) == 12
+
+
+# -- a paused crawl (7) ---------------------------------------------------------------------
+
+
+def test_a_paused_crawl_says_paused_on_the_progress_line(clean_redis: str,
+                                                         tmp_path: Path) -> None:
+    with SiteServer(SiteSpec(hosts=1, pages=5, links=3)) as site:
+        seeded(clean_redis, tmp_path, *site.spec.seeds())
+        assert crawl("pause", "--redis", clean_redis).exit_code == 0
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWL_")}
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "crawler", "worker", "--redis", clean_redis,
+             "--allow-private", "--delay", "0.2"], cwd=tmp_path, env=env,
+            stderr=subprocess.PIPE, text=True)
+        try:
+            assert worker.stderr is not None
+            lines: list[str] = []
+            for _ in range(20):  # a line every 2 s once two samples are in: the 2nd or 3rd
+                lines.append(worker.stderr.readline())
+                if "paused" in lines[-1]:
+                    break
+            paused_line = lines[-1]
+            assert paused_line.startswith("pages 0  paused (operator)  "), lines
+            assert "pages/s" not in paused_line and "politeness-bound" not in paused_line
+            assert crawl("resume", "--redis", clean_redis).exit_code == 0
+            rest = worker.communicate(timeout=60)[1]
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    assert worker.returncode == 0, rest
+    assert "done: pages 5" in rest

@@ -413,6 +413,9 @@ class Worker:
         hosts = len({item.lease.host for item in self.tasks.values()})
         crawl = None if final else self._crawl_progress  # read up to 2 s ago: stale at the end
         politeness = "" if final else politeness_text(crawl, self.settings, in_flight, hosts)
+        paused = self.steering.state.reason or "operator" \
+            if self.steering.paused and not final else ""
         print_progress(self.counters, self._rate, in_flight, final=final, crawl=crawl,
                        crawl_rate=None if final else self._crawl_rate,
-                       held=None if final else self._held, politeness=politeness)
+                       held=None if final else self._held, politeness=politeness,
+                       paused=paused)

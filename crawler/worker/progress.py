@@ -129,9 +129,16 @@ def politeness_text(crawl: CrawlProgress | None, settings: Settings, in_flight: 
 
 def progress_line(c: Counters, rate: float | None, in_flight: int, *,
                   crawl: CrawlProgress | None = None, crawl_rate: float | None = None,
-                  held: dict[str, Any] | None = None, politeness: str = "") -> str:
+                  held: dict[str, Any] | None = None, politeness: str = "",
+                  paused: str = "") -> str:
+    """``paused``: why the crawl claims nothing (``operator``): said instead of a rate
+    of 0.0 pages/s, an ETA and the politeness that are not what holds it."""
     rate_text = "-" if rate is None else f"{rate:.1f}"
-    return (f"pages {c.pages}  {rate_text} pages/s  4xx: {c.client_errors}  "
+    if paused:
+        rate_text, crawl_rate, politeness = f"paused ({paused})", None, ""
+    else:
+        rate_text += " pages/s"
+    return (f"pages {c.pages}  {rate_text}  4xx: {c.client_errors}  "
             f"errors {c.errors}  retries {c.retries}  in flight {in_flight}"
             + crawl_text(crawl, crawl_rate) + held_text(held) + politeness)
 
