@@ -207,3 +207,75 @@ def test_a_paused_crawl_says_paused_on_the_progress_line(clean_redis: str,
                 worker.wait()
     assert worker.returncode == 0, rest
     assert "done: pages 5" in rest
+
+
+# -- small ones (12) ------------------------------------------------------------------------
+
+
+def test_processes_print_one_total_done_line(clean_redis: str, tmp_path: Path) -> None:
+    with SiteServer(SiteSpec(hosts=2, pages=10, links=4)) as site:
+        seeded(clean_redis, tmp_path, *site.spec.seeds())
+        result = run_crawl("worker", "--redis", clean_redis, "--processes", "2",
+                           "--allow-private", "--delay", "0", "--max-per-host", "4",
+                           cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    done = [line for line in result.stderr.splitlines() if line.startswith("done:")]
+    assert len(done) == 1, done
+    assert done[0].startswith("done: pages 20  ") and done[0].endswith("(2 processes)")
+
+
+def test_an_unknown_export_extension_is_refused_without_format(clean_redis: str,
+                                                               tmp_path: Path) -> None:
+    seeded(clean_redis, tmp_path)
+    result = crawl("export", "--redis", clean_redis, "out.xlsx")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("crawl: error: out.xlsx: unknown extension '.xlsx': "
+                                    "export writes jsonl, jsonl.gz, csv, parquet")
+    assert "--format" in result.stderr and not (tmp_path / "out.xlsx").exists()
+    named = crawl("export", "--redis", clean_redis, "--format", "jsonl", "out.xlsx")
+    assert named.exit_code == 0, named.output
+    assert (tmp_path / "out.xlsx").exists()
+
+
+def test_delete_honours_crawl_given_before_the_command(clean_redis: str,
+                                                      tmp_path: Path) -> None:
+    (tmp_path / "s.txt").write_text("http://127.0.0.2/\n")
+    assert crawl("--crawl", "gone", "seed", "--redis", clean_redis,
+                 str(tmp_path / "s.txt")).exit_code == 0
+    assert crawl("--crawl", "kept", "seed", "--redis", clean_redis,
+                 str(tmp_path / "s.txt")).exit_code == 0
+    result = crawl("--crawl", "gone", "delete", "--redis", clean_redis, "--yes")
+    assert result.exit_code == 0, result.output
+    assert "deleted crawl 'gone'" in result.stdout
+    names = crawl("list", "--redis", clean_redis, "--json").stdout
+    assert '"name": "kept"' in names and '"name": "gone"' not in names
+    both = crawl("--crawl", "kept", "delete", "other", "--redis", clean_redis, "--yes")
+    assert both.exit_code == 2 and "give one name" in both.stderr
+    neither = crawl("delete", "--redis", clean_redis, "--yes")
+    assert neither.exit_code == 2 and "name the crawl to delete" in neither.stderr
+
+
+def test_export_append_adds_only_what_the_file_lacks(clean_redis: str, tmp_path: Path) -> None:
+    with SiteServer(SiteSpec(hosts=1, pages=6, links=3)) as site:
+        seeded(clean_redis, tmp_path, site.spec.seeds()[0])
+        args = ("--redis", clean_redis, "--quiet", "--allow-private", "--delay", "0")
+        assert crawl("config", "set", "--redis", clean_redis, "max_pages=3").exit_code == 0
+        assert run_crawl("worker", *args, cwd=tmp_path).returncode == 0
+        for name in ("out.jsonl", "out.csv", "out.jsonl.gz"):
+            assert crawl("export", "--redis", clean_redis, name).exit_code == 0
+        first = (tmp_path / "out.jsonl").read_text().splitlines()
+        assert crawl("config", "set", "--redis", clean_redis, "max_pages=0").exit_code == 0
+        assert crawl("resume", "--redis", clean_redis).exit_code == 0
+        assert run_crawl("worker", *args, cwd=tmp_path).returncode == 0
+    for name in ("out.jsonl", "out.csv", "out.jsonl.gz"):
+        result = crawl("export", "--redis", clean_redis, "--append", name)
+        assert result.exit_code == 0, result.output
+        assert (f"appended {6 - len(first)} results to {name}; skipped {len(first)} it "
+                "already holds" in result.stderr), result.stderr
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    ids = [line.split('"')[3] for line in lines]
+    assert 0 < len(first) < 6
+    assert len(lines) == 6 and len(set(ids)) == 6 and lines[:len(first)] == first
+    assert len((tmp_path / "out.csv").read_text().splitlines()) == 7  # header + 6
+    again = crawl("export", "--redis", clean_redis, "--append", "out.jsonl")
+    assert "appended 0 results to out.jsonl; skipped 6" in again.stderr
