@@ -279,3 +279,31 @@ def test_export_append_adds_only_what_the_file_lacks(clean_redis: str, tmp_path:
     assert len((tmp_path / "out.csv").read_text().splitlines()) == 7  # header + 6
     again = crawl("export", "--redis", clean_redis, "--append", "out.jsonl")
     assert "appended 0 results to out.jsonl; skipped 6" in again.stderr
+
+
+# -- Parquet in the default install (13) ----------------------------------------------------
+
+
+def test_pyarrow_is_a_default_dependency_pinned_in_the_lock() -> None:
+    import tomllib
+
+    project = tomllib.loads((TESTS.parent / "pyproject.toml").read_text())["project"]
+    assert any(d.startswith("pyarrow") for d in project["dependencies"])
+    assert project["optional-dependencies"]["parquet"] == []  # kept for old install lines
+    lock = (TESTS.parent / "requirements" / "lock.txt").read_text().splitlines()
+    assert any(line.startswith("pyarrow==") for line in lock)
+
+
+def test_the_parquet_hint_names_this_interpreters_pip(clean_redis: str, tmp_path: Path) -> None:
+    seeded(clean_redis, tmp_path)
+    blocked = tmp_path / "no_pyarrow"
+    (blocked / "pyarrow").mkdir(parents=True)  # a pyarrow that will not import
+    (blocked / "pyarrow" / "__init__.py").write_text("raise ImportError('not here')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWL_")}
+    env["PYTHONPATH"] = str(blocked)
+    result = subprocess.run([sys.executable, "-m", "crawler", "export", "--redis", clean_redis,
+                             "out.parquet"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert f"{sys.executable} -m pip install 'pyarrow>=14'" in result.stderr
+    assert "crawler[parquet]" not in result.stderr
