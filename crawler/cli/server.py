@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from crawler.cli.common import HomeOpt, home_for, run_async
 from crawler.errors import CrawlError
@@ -23,9 +24,10 @@ def register(app: typer.Typer) -> None:
 def server_start(ctx: typer.Context, home: HomeOpt = None,
                  cluster: Annotated[int | None, typer.Option(
                      "--cluster", metavar="MASTERS", show_default=False,
-                     help="Start a local Valkey Cluster of this many masters (3 or more) "
-                          "on 127.0.0.1 instead, for trying and testing; prints its "
-                          "redis+cluster:// URL.")] = None,
+                     help=escape("Start a local Valkey Cluster of this many masters (3 or "
+                                 "more) on 127.0.0.1 instead, for trying and testing; prints "
+                                 "its redis+cluster:// URL. [default: none: the embedded "
+                                 "single server]"))] = None,
                  replicas: Annotated[int, typer.Option(
                      help="With --cluster: replicas a master.")] = 0) -> None:
     """Start the embedded Valkey (commands start it by themselves when needed)."""
