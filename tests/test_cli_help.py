@@ -226,3 +226,5 @@ def test_every_usage_error_is_one_crawl_error_line() -> None:
         lines = result.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith("crawl: error: "), (args, lines)
     assert "did you mean 'worker'" in run_crawl("wroker").stderr.lower()
+    assert run_crawl("worker", "--delay").stderr.startswith(
+        "crawl: error: crawl worker: option '--delay' requires an argument")

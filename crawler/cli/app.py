@@ -83,6 +83,10 @@ class CrawlGroup(TyperGroup):
             if hint is None:
                 raise
             raise UsageError(hint, exc.ctx) from None
+        except UsageError as exc:  # `crawl worker --delay`: the parser gives no context
+            if exc.ctx is None and ctx.invoked_subcommand:
+                exc.where = f"{ctx.command_path} {ctx.invoked_subcommand}"  # type: ignore[attr-defined]
+            raise
         except CrawlError as exc:
             typer.echo(f"crawl: error: {exc}", err=True)
             raise typer.Exit(2) from None

@@ -36,7 +36,7 @@ def _lower_first(text: str) -> str:
 def one_line(exc: UsageError) -> str:
     """``crawl worker: no such option --dealy; did you mean --delay? (crawl worker --help)``."""
     ctx = exc.ctx
-    where = ctx.command_path if ctx is not None else "crawl"
+    where = ctx.command_path if ctx is not None else getattr(exc, "where", "crawl")
     if isinstance(exc, NoSuchOption) and exc.message.startswith("No such option"):
         name = exc.option_name.split("=", 1)[0]
         close = suggest_option(exc.cmd, name) if exc.cmd is not None else []
