@@ -131,6 +131,19 @@ def canonicalize(url: str) -> str:
     return _canonicalize(url)
 
 
+def _split_error(message: str) -> str:
+    """urllib's ValueError text (``Invalid IPv6 URL``) in the crawler's own words."""
+    if message.startswith("Invalid IPv6 URL"):
+        return "unbalanced [ or ] (brackets enclose an IPv6 address)"
+    if message.startswith("Port out of range"):
+        return "port out of range (1 to 65535)"
+    if message.startswith("Port could not be cast"):
+        return f"port {message.rpartition(' as ')[2]} is not a number"
+    if "NFKC" in message:
+        return "host has characters that change under Unicode normalization"
+    return f"not a URL ({message[:1].lower()}{message[1:]})"
+
+
 def _canonicalize(url: str) -> str:
     url = url.strip()
     if len(url) > MAX_URL_LENGTH * 2:
@@ -139,7 +152,7 @@ def _canonicalize(url: str) -> str:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise InvalidURL(str(exc)) from exc
+        raise InvalidURL(_split_error(str(exc))) from exc
     scheme = parts.scheme.lower()
     if not scheme:
         raise InvalidURL("no scheme (expected http:// or https://)")

@@ -67,3 +67,7 @@ def follows_without_priority(p: crawler.Page) -> None:
         p.follow("/a/4")
         p.follow("/a/5")
         p.follow("/b/hidden")
+
+
+def always_fails(p: crawler.Page) -> None:
+    raise ValueError(f"no data in {p.url}")

@@ -136,7 +136,7 @@ def test_a_root_option_after_the_command_says_where_it_goes() -> None:
 def test_an_unknown_option_is_still_unknown() -> None:
     result = crawl("--crawl", "demo1", "--bogus", "worker")
     assert result.exit_code == 2
-    assert "No such option: --bogus" in result.output
+    assert "no such option --bogus" in result.output
 
 
 def test_common_options_work_on_either_side(clean_redis: str) -> None:
@@ -199,3 +199,32 @@ def test_a_bad_include_pattern_is_one_line_not_a_traceback(clean_redis: str) -> 
     result = crawl("worker", "--redis", clean_redis, "--include", "(")
     assert result.exit_code == 2
     assert "crawl: error: --include: include: expected regular expressions" in result.stderr
+
+
+# -- one error style -----------------------------------------------------------------------
+
+
+def run_crawl(*args: str) -> subprocess.CompletedProcess[str]:
+    """``crawl`` as a user runs it: its real stderr, not CliRunner's."""
+    return subprocess.run([sys.executable, "-m", "crawler", *args], capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_a_mistyped_option_is_one_error_line_with_did_you_mean() -> None:
+    result = run_crawl("worker", "--dealy", "2")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "crawl: error: crawl worker: no such option --dealy; did you mean --delay? "
+        "(crawl worker --help)"]
+    assert "╭" not in result.stderr and "Usage:" not in result.stderr
+
+
+def test_every_usage_error_is_one_crawl_error_line() -> None:
+    for args in (["wroker"], ["seed", "a", "b"], ["export"], ["worker", "--concurrency", "x"]):
+        result = run_crawl(*args)
+        assert result.returncode == 2, args
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("crawl: error: "), (args, lines)
+    assert "did you mean 'worker'" in run_crawl("wroker").stderr.lower()
+    assert run_crawl("worker", "--delay").stderr.startswith(
+        "crawl: error: crawl worker: option '--delay' requires an argument")

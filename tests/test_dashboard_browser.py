@@ -208,3 +208,38 @@ def test_the_page_renders_every_status_field_and_keeps_hostile_text_as_text(
             assert page.evaluate("window.pwned") is None
         finally:
             browser.close()
+
+
+def test_nothing_scrolls_sideways_at_1280_px(dashboard: str) -> None:
+    """The chart (an SVG at 100% width with a border) fits its section: no sideways
+    scroll bar on the chart's section, any other section, or the page, at 1280 px."""
+    import json
+
+    from playwright.sync_api import Route, sync_playwright
+
+    now = time.time()
+    snap = {"time": now, "crawl_name": "browser", "error": "",
+            "chart": [[now - 3600 + i * 10, float(i % 9)] for i in range(360)],
+            "status": {"queued": 10, "leased": 1, "done": 5, "errors": 0, "workers": 1,
+                       "crawl": {"state": "running", "reason": "", "since": now}},
+            "results": []}
+    body = "retry: 60000\n\ndata: " + json.dumps(snap) + "\n\n"
+
+    def crafted(route: Route) -> None:
+        route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM))
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.route("**/api/events", crafted)
+            page.goto(f"{dashboard}/?token={TOKEN}")
+            page.wait_for_selector("#chart polyline", timeout=WAIT_MS)
+            wide = page.evaluate("""() => [...document.querySelectorAll('section')]
+                .filter(s => s.scrollWidth > s.clientWidth)
+                .map(s => (s.querySelector('h2') || s).textContent.trim().slice(0, 40)
+                          + ': ' + s.scrollWidth + ' > ' + s.clientWidth)""")
+            assert wide == []
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= 1280
+        finally:
+            browser.close()

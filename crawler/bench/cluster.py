@@ -85,7 +85,7 @@ class Node:
                                 username=self.username or None,
                                 password=self.password or None)
 
-    def start(self, *, persist: bool) -> None:
+    def start(self, *, persist: bool, detach: bool = False) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         args = server_args(self.home, port=self.port, unix=False, persist=persist)
         args += auth_args(self.password, self.username)
@@ -93,7 +93,10 @@ class Node:
                  str(self.home / "nodes.conf"), "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
                  "--cluster-port", str(self.port + 10000),
                  "--cluster-replica-validity-factor", "0"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        # detach: a session of its own, so the node outlives the command that started it
+        # (crawl server start --cluster) and no Ctrl-C in that terminal reaches it.
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                     start_new_session=detach)
 
     def alive(self) -> bool:
         try:
@@ -111,6 +114,7 @@ class LocalCluster:
     password: str = ""
     username: str = ""
     nodes: list[Node] = field(default_factory=list)
+    detach: bool = False  # nodes outlive this process (crawl server start --cluster)
 
     @property
     def url(self) -> str:
@@ -126,7 +130,7 @@ class LocalCluster:
         self.nodes = [Node(port, self.home / str(port), password=self.password,
                            username=self.username) for port in ports]
         for node in self.nodes:
-            node.start(persist=self.persist)
+            node.start(persist=self.persist, detach=self.detach)
         try:
             self._wait(lambda: all(n.alive() for n in self.nodes), "every node to answer")
             masters = self.nodes[:self.masters]

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 import typer
 from typer._click.core import Context as ClickContext  # typer vendors click
-from typer._click.exceptions import NoSuchOption, UsageError
+from typer._click.exceptions import (
+    ClickException,
+    NoArgsIsHelpError,
+    NoSuchOption,
+    UsageError,
+)
 from typer.core import TyperGroup
 
 from crawler.bench.cli import bench_app
@@ -20,6 +27,7 @@ from crawler.cli.options import (
     misplaced_before,
     quiet_flag_metavars,
 )
+from crawler.cli.usage import one_line
 from crawler.errors import CrawlError
 
 
@@ -32,6 +40,29 @@ class CrawlGroup(TyperGroup):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         quiet_flag_metavars(self)
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             windows_expand_args: bool = True, **extra: Any) -> Any:
+        """Usage errors as one ``crawl: error:`` line too, not typer's boxed panel."""
+        prog_name = prog_name or "crawl"  # python -m crawler too
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except NoArgsIsHelpError as exc:  # a bare command group: its help
+            exc.show()
+            code = exc.exit_code
+        except UsageError as exc:
+            typer.echo(f"crawl: error: {one_line(exc)}", err=True)
+            code = exc.exit_code
+        except ClickException as exc:
+            typer.echo(f"crawl: error: {exc.format_message()}", err=True)
+            code = exc.exit_code
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            code = 1
+        sys.exit(code if isinstance(code, int) else 0)
 
     def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
         given = list(args)  # the parser consumes the list it is given
@@ -52,6 +83,10 @@ class CrawlGroup(TyperGroup):
             if hint is None:
                 raise
             raise UsageError(hint, exc.ctx) from None
+        except UsageError as exc:  # `crawl worker --delay`: the parser gives no context
+            if exc.ctx is None and ctx.invoked_subcommand:
+                exc.where = f"{ctx.command_path} {ctx.invoked_subcommand}"  # type: ignore[attr-defined]
+            raise
         except CrawlError as exc:
             typer.echo(f"crawl: error: {exc}", err=True)
             raise typer.Exit(2) from None

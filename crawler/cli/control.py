@@ -74,6 +74,10 @@ def config_set(
     )
 
     changes = parse_assignments(assignments)
+    if changes.get("extract"):  # a hook that does not import: refused, not stored
+        from crawler.cli.hooks import check_hook
+
+        check_hook(changes["extract"])
     forgotten = [0]
     warnings: list[str] = []
 

@@ -77,6 +77,9 @@ def seed(
     sitemap: Annotated[list[str] | None, typer.Option(
         "--sitemap", help="A sitemap (index, urlset, .xml.gz or text) whose URLs to crawl; "
                           "repeatable. [default: none]")] = None,
+    allow_bare_hosts: Annotated[bool, typer.Option(
+        help="Take a line of one word without a dot and without a scheme (intranet) as a "
+             "host; refused by default (localhost is always taken).")] = False,
 ) -> None:
     """Add URLs to the frontier. Bad lines are reported by number; the rest are seeded."""
     from crawler.discovery.seeds import DEFAULT_SCHEMES, seed_sitemaps
@@ -112,12 +115,14 @@ def seed(
                            f"{again}invalid {maps.invalid}")
             if file == "-":
                 return await seed_urls(client, s, sys.stdin.buffer, problem,
-                                       default_scheme=default_scheme.lower(), on_assumed=assumed)
+                                       default_scheme=default_scheme.lower(), on_assumed=assumed,
+                                       allow_bare_hosts=allow_bare_hosts)
             try:
                 with open(str(file), "rb") as fh:  # noqa: ASYNC230 - streamed by lines
                     return await seed_urls(client, s, fh, problem,
                                            default_scheme=default_scheme.lower(),
-                                           on_assumed=assumed)
+                                           on_assumed=assumed,
+                                           allow_bare_hosts=allow_bare_hosts)
             except OSError as exc:
                 raise CrawlError(f"cannot read {file}: {exc.strerror}") from None
         finally:
@@ -204,8 +209,10 @@ def worker(
         raise typer.Exit(_run_processes(settings))
 
     async def main() -> None:
+        from crawler.cli.hooks import check_stored_hook
         from crawler.worker import Worker, install_signal_handlers
 
+        await check_stored_hook(settings)  # before open_crawl stores this worker's flags
         client, s = await open_crawl(settings)
         w = Worker(client, s, forever=forever, quiet=quiet)
         install_signal_handlers(w)
@@ -232,10 +239,12 @@ def _run_processes(settings: Settings) -> int:
     # Own process groups: Ctrl-C in a terminal signals the whole foreground
     # group, and a worker that got it twice (from there and from forward())
     # would stop at once instead of finishing its fetches.
+    from crawler.cli.processes import FinalCounts
     from crawler.worker.loop import PROCESS_INDEX
 
+    totals = FinalCounts(settings.processes)
     children = [subprocess.Popen(argv, process_group=0,
-                                 env={**os.environ, PROCESS_INDEX: str(i)})
+                                 env={**os.environ, PROCESS_INDEX: str(i), **totals.env(i)})
                 for i in range(settings.processes)]
 
     def forward(signum: int, _frame: object) -> None:
@@ -249,6 +258,7 @@ def _run_processes(settings: Settings) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
         signal.signal(signum, forward)
     codes = [child.wait() for child in children]
+    totals.report()  # one done: line for them all
     return next((code if code > 0 else 128 - code for code in codes if code), 0)
 
 
@@ -266,7 +276,8 @@ def export(
         help="Take the results out of Redis once the file holds them (appends to FILE).")
                      ] = False,
     force: Annotated[bool, typer.Option(help="Overwrite FILE if it exists.")] = False,
-    append: Annotated[bool, typer.Option(help="Add to FILE if it exists.")] = False,
+    append: Annotated[bool, typer.Option(
+        help="Add to FILE the results it does not hold yet (by record id).")] = False,
     fmt: Annotated[str | None, typer.Option(
         "--format", help="jsonl, jsonl.gz, csv or parquet (default: by FILE's extension).")
                    ] = None,
@@ -287,6 +298,9 @@ def export(
     if drain and out == "-":
         raise CrawlError("--drain needs a file: standard output cannot be fsynced, so "
                          "results would leave Redis before they are safe")
+    from crawler.results.export_file import NewOnly, check_extension, last_ids
+
+    check_extension(out, fmt)
     kind = format_for(out, fmt) if out != "-" or fmt else "jsonl"
     check_options(kind, stdout=out == "-", drain=drain, append=append,
                   data_schema=data_schema is not None)
@@ -295,6 +309,10 @@ def export(
             and path.stat().st_size > 0:
         raise CrawlError(f"{out} exists: --force to overwrite it, --append to add to it")
     written = [0]
+    known: tuple[dict[int, tuple[int, int]], int] = ({}, 0)
+    if append and not drain and path.exists():
+        known = last_ids(path, kind)  # one pass; one id a shard kept
+    new_only: list[NewOnly] = []
 
     async def main() -> None:
         client, s = await open_crawl(settings, must_exist=True)
@@ -309,6 +327,9 @@ def export(
                                                   forever=forever)
             else:
                 writer = open_writer(out, kind, append=append, data_schema=schema)
+                if known[1]:
+                    writer = NewOnly(writer, known[0])
+                    new_only.append(writer)
                 try:
                     written[0] = await export_to(client, s, writer, follow=follow,
                                                  forever=forever,
@@ -327,7 +348,11 @@ def export(
         typer.echo(f"interrupted: {'drained' if drain else 'exported'} {written[0]} results"
                    + ("" if out == "-" else f" to {out}"), err=True)
         raise typer.Exit(130) from None
-    if out != "-":
+    if new_only:
+        added = written[0] - new_only[0].skipped
+        typer.echo(f"appended {added} results to {out}; skipped {new_only[0].skipped} it "
+                   f"already holds (by record id: {known[1]} results in it before)", err=True)
+    elif out != "-":
         typer.echo(f"{'drained' if drain else 'exported'} {written[0]} results to {out}",
                    err=True)
 

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from crawler.cli.common import ConfigOpt, HomeOpt, RedisOpt, run_async, settings_for
+from crawler.cli.common import (
+    ConfigOpt,
+    CrawlOpt,
+    HomeOpt,
+    RedisOpt,
+    common,
+    run_async,
+    settings_for,
+)
 from crawler.errors import CrawlError
 
 
@@ -57,8 +65,11 @@ def list_crawls(
 
 def delete(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The crawl to delete (crawl list shows them).")],
-    redis: RedisOpt = None, config: ConfigOpt = None, home: HomeOpt = None,
+    name: Annotated[str | None, typer.Argument(
+        help="The crawl to delete (crawl list shows them). [default: --crawl's]",
+        show_default=False)] = None,
+    redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = None,
+    home: HomeOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")
                    ] = False,
     force: Annotated[bool, typer.Option(
@@ -68,6 +79,7 @@ def delete(
     from crawler.observe.catalog import crawl_exists, delete_crawl, no_such_crawl, summarize
     from crawler.store.connection import connect, server_ms
 
+    name = crawl_to_delete(name, crawl or common(ctx).crawl)
     settings = settings_for(ctx, redis=redis, config=config, home=home, crawl=name)
 
     async def main() -> int | None:
@@ -92,3 +104,17 @@ def delete(
         typer.echo("not deleted", err=True)
         raise typer.Exit(1)
     typer.echo(f"deleted crawl {name!r} ({deleted} keys)")
+
+
+def crawl_to_delete(name: str | None, crawl: str | None) -> str:
+    """``crawl delete NAME`` or ``crawl --crawl NAME delete``: one name, given once.
+
+    Never the default crawl by omission: deleting is only for a crawl named."""
+    if name is not None and crawl is not None and name != crawl:
+        raise CrawlError(f"delete names crawl {name!r} but --crawl gives {crawl!r}: "
+                         "give one name")
+    chosen = name or crawl
+    if chosen is None:
+        raise CrawlError("name the crawl to delete: crawl delete NAME, or crawl --crawl "
+                         "NAME delete (crawl list shows them)")
+    return chosen

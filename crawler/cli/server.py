@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from crawler.cli.common import HomeOpt, home_for, run_async
 from crawler.errors import CrawlError
@@ -20,8 +21,29 @@ def register(app: typer.Typer) -> None:
 
 
 @server_app.command("start")
-def server_start(ctx: typer.Context, home: HomeOpt = None) -> None:
+def server_start(ctx: typer.Context, home: HomeOpt = None,
+                 cluster: Annotated[int | None, typer.Option(
+                     "--cluster", metavar="MASTERS", show_default=False,
+                     help=escape("Start a local Valkey Cluster of this many masters (3 or "
+                                 "more) on 127.0.0.1 instead, for trying and testing; prints "
+                                 "its redis+cluster:// URL. [default: none: the embedded "
+                                 "single server]"))] = None,
+                 replicas: Annotated[int, typer.Option(
+                     help="With --cluster: replicas a master.")] = 0) -> None:
     """Start the embedded Valkey (commands start it by themselves when needed)."""
+    if cluster is not None:
+        from crawler.cli.local_cluster import cluster_dir, start_cluster
+
+        url, started = start_cluster(home_for(ctx, home), cluster, replicas)
+        typer.echo(url)
+        typer.echo(f"{'started' if started else 'already running:'} a local cluster of "
+                   f"{cluster} masters, {replicas} replica(s) each, in "
+                   f"{cluster_dir(home_for(ctx, home))}; use it with --redis {url} (or "
+                   "CRAWL_REDIS_URL); `crawl server stop --cluster` stops it and deletes "
+                   "its data", err=True)
+        return
+    if replicas:
+        raise CrawlError("--replicas goes with --cluster")
     from crawler.store.server import ensure_server
 
     typer.echo(ensure_server(home_for(ctx, home)))
@@ -31,7 +53,10 @@ def server_start(ctx: typer.Context, home: HomeOpt = None) -> None:
 def server_stop(ctx: typer.Context, home: HomeOpt = None,
                 force: Annotated[bool, typer.Option(
                     help="Stop it even while workers are crawling (they start it again).")
-                                 ] = False) -> None:
+                                 ] = False,
+                cluster: Annotated[bool, typer.Option(
+                    "--cluster", help="Stop the local cluster (crawl server start --cluster) "
+                                      "instead; its data goes with it.")] = False) -> None:
     """Stop the embedded Valkey; its append-only file keeps the crawl.
 
     Refused while workers of any crawl hold live heartbeats, unless --force.
@@ -39,6 +64,11 @@ def server_stop(ctx: typer.Context, home: HomeOpt = None,
     from crawler.store.server import stop_server
 
     where = home_for(ctx, home)
+    if cluster:
+        from crawler.cli.local_cluster import stop_cluster
+
+        typer.echo("stopped" if stop_cluster(where) else "no local cluster")
+        return
     if not force:
         busy = run_async(lambda: _live_workers(where))
         if busy:

@@ -21,7 +21,7 @@ from crawler.errors import InvalidURL
 from crawler.frontier import Frontier
 from crawler.frontier.scripts import Call
 from crawler.pages.scope import ScopeStore, anchors_for
-from crawler.urls import canonicalize
+from crawler.urls import canonicalize, hostname
 
 WINDOW = 50_000
 """Seed URLs read, sorted by host and sent as one pipeline of add calls. The more URLs
@@ -70,14 +70,23 @@ def with_default_scheme(text: str, scheme: str | None) -> str | None:
     return f"{scheme}://{text.removeprefix('//')}"
 
 
+def bare_word(url: str) -> bool:
+    """A host without a dot (``https://garbage/``), other than localhost: no Internet host."""
+    host = hostname(url)
+    return "." not in host and not host.startswith("[") and host != "localhost"
+
+
 def read_seed_lines(stream: BinaryIO, default_scheme: str | None = None,
                     on_assumed: Callable[[int, str, str], None] | None = None,
+                    allow_bare_hosts: bool = True,
                     ) -> Iterator[tuple[int, str | None, str]]:
     """Yield (line number, canonical URL or None, problem) for each non-blank, non-comment line.
 
     Reads bytes a line at a time: a huge file or a huge line never sits in memory.
     A line without a scheme gets ``default_scheme`` (None: it is a bad line), and
-    ``on_assumed(number, text, url)`` is told.
+    ``on_assumed(number, text, url)`` is told. Such a line that is one word
+    without a dot (``garbage``) is most likely no host at all: refused unless
+    ``allow_bare_hosts`` (a line with its scheme, ``http://intranet/``, is taken).
     """
     number = 0
     while True:
@@ -106,7 +115,15 @@ def read_seed_lines(stream: BinaryIO, default_scheme: str | None = None,
         try:
             url = canonicalize(assumed or text)
         except InvalidURL as exc:
-            yield number, None, f"{exc}: {text[:80]!r}"
+            shown = repr(text[:80])
+            if assumed and str(exc).startswith("bad host"):  # not a host, let alone a URL
+                yield number, None, f"not a URL or host name: {shown}"
+            else:  # the message may quote the text already: not twice
+                yield number, None, str(exc) if shown in str(exc) else f"{exc}: {shown}"
+            continue
+        if assumed and not allow_bare_hosts and bare_word(url):
+            yield number, None, (f"{text[:80]!r} is not a host name (no dot): write "
+                                 f"{url} to mean it, or pass --allow-bare-hosts")
             continue
         if assumed and on_assumed:
             on_assumed(number, text, url)
@@ -129,11 +146,13 @@ def _rare_collections() -> Iterator[None]:
 async def seed(redis: Redis, settings: Settings, stream: BinaryIO,
                on_problem: Callable[[int, str], None] | None = None, *,
                default_scheme: str | None = None,
-               on_assumed: Callable[[int, str, str], None] | None = None) -> SeedReport:
+               on_assumed: Callable[[int, str, str], None] | None = None,
+               allow_bare_hosts: bool = False) -> SeedReport:
     """Add every valid URL in ``stream`` at depth 0; report the rest by line number.
 
     ``default_scheme``: what a line without one (``example.com``) gets; None
     makes such a line a bad one. ``on_assumed`` hears of the first such line.
+    ``allow_bare_hosts``: take such a line that is one word without a dot.
 
     Pipelined: while Valkey runs one window's add calls (and has the next one
     queued), this process reads and prepares a third. A window is sorted by
@@ -180,7 +199,8 @@ async def seed(redis: Redis, settings: Settings, stream: BinaryIO,
 
     with _rare_collections():
         try:
-            for number, url, problem in read_seed_lines(stream, default_scheme, assumed):
+            for number, url, problem in read_seed_lines(stream, default_scheme, assumed,
+                                                             allow_bare_hosts):
                 if url is None:
                     report.invalid += 1
                     if len(report.problems) < 1000:

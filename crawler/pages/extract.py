@@ -13,8 +13,9 @@ import is a ConfigError). For each fetched page (not redirects, not errors):
   following one of the page's own links with a priority raises that link
   (a URL queued before is not moved);
 - an exception ends the URL with an ``extract_error`` record (the page's
-  other fields kept, ``message`` = ``Type: message``), its traceback goes to
-  the log, and the worker goes on;
+  other fields kept, ``message`` = ``Type: message``), one log line says so
+  (at most one every FAIL_LOG_EVERY seconds, counting the others; each
+  traceback goes to the debug log), and the worker goes on;
 - a step of the hook that holds the event loop longer than
   ``extract_block_warning`` seconds is logged with the hook's name; with
   ``extract_in_thread`` a sync hook runs in a thread pool instead.
@@ -35,6 +36,7 @@ import logging
 import os
 import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,6 +58,9 @@ log = logging.getLogger("crawler.extract")
 Hook = Callable[["Page"], "dict[str, Any] | Awaitable[dict[str, Any] | None] | None"]
 BLOCK_LOG_EVERY = 10.0
 """Seconds between two log lines about the same hook blocking the loop (the rest are counted)."""
+FAIL_LOG_EVERY = 10.0
+"""Seconds between two log lines about the hook failing (the rest are counted; each failure
+is in its record, and its traceback in the debug log, -vv)."""
 
 
 class Page:
@@ -209,6 +214,8 @@ class Extractor:
             if settings.extract_in_thread and not self.is_async else None
         self._blocked = 0  # steps over the limit since the last log line
         self._logged_at = -BLOCK_LOG_EVERY
+        self._failed = 0  # failures since the last log line about them
+        self._failure_logged_at = -FAIL_LOG_EVERY
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Extractor | None:
@@ -233,7 +240,7 @@ class Extractor:
                     self._step(time.perf_counter() - started)
             data = self._checked(value)
         except Exception as exc:
-            log.error("extract hook %s failed on %s", self.name, response.url, exc_info=True)
+            self._failure(response.url, exc)
             return Extracted(error=("extract_error", f"{type(exc).__name__}: {exc}"))
         return Extracted(data=data, follow=page._follow, priorities=page._priorities)
 
@@ -257,6 +264,25 @@ class Extractor:
                         self.name, seconds * 1000, self.block_limit * 1000, self._blocked)
             self._logged_at, self._blocked = now, 0
 
+    def _failure(self, url: str, exc: Exception) -> None:
+        """One line, not a traceback a page: at most one every FAIL_LOG_EVERY s, with a count."""
+        log.debug("extract hook %s failed on %s", self.name, url, exc_info=exc)
+        self._failed += 1
+        now = time.monotonic()
+        if now - self._failure_logged_at < FAIL_LOG_EVERY:
+            return
+        frame = traceback.extract_tb(exc.__traceback__)[-1:]
+        where = f" at {os.path.basename(frame[0].filename)}:{frame[0].lineno}" if frame else ""
+        more = f" ({self._failed} failures since the last line)" if self._failed > 1 else ""
+        log.error("extract hook %s failed on %s: %s: %s%s%s; the record says extract_error "
+                  "(-vv logs each traceback)", self.name, url, type(exc).__name__, exc, where,
+                  more)
+        self._failure_logged_at, self._failed = now, 0
+
     def close(self) -> None:
+        if self._failed:  # the ones counted since the last line are not lost
+            log.error("extract hook %s failed on %d more pages (extract_error records)",
+                      self.name, self._failed)
+            self._failed = 0
         if self.pool is not None:
             self.pool.shutdown(wait=False)

@@ -190,8 +190,13 @@ def _pyarrow() -> Any:
     try:
         import pyarrow
     except ImportError:
-        raise CrawlError("Parquet export needs pyarrow: pip install 'crawler[parquet]'"
-                         ) from None
+        import shlex
+        import sys
+
+        # This interpreter's pip: a bare `pip` may be another Python's.
+        raise CrawlError("Parquet export needs pyarrow (part of the default install, missing "
+                         f"here): {shlex.quote(sys.executable)} -m pip install "
+                         "'pyarrow>=14'") from None
     return pyarrow
 
 

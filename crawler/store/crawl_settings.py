@@ -162,12 +162,17 @@ def _arg(value: Any) -> str:
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str]:
-    """``["delay=2", "scope=domain"]`` -> {"delay": "2", "scope": "domain"}, names checked."""
+    """``["delay=2", "scope=domain"]`` -> {"delay": "2", "scope": "domain"}, names checked.
+
+    A name may carry its section (``politeness.delay``), as the README and
+    config/default.toml write it."""
+    from crawler.config.names import undotted, unknown_setting
+
     out: dict[str, str] = {}
     names = crawl_wide()
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        name = name.strip().replace("-", "_")
+        name = undotted(name.strip().replace("-", "_"))  # politeness.delay, as the README
         if not sep:
             raise ConfigError(name, "expected KEY=VALUE, e.g. delay=2", show_key=False)
         if name not in names:
@@ -175,7 +180,7 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
                 why = ("fixed when the crawl was created" if name in LAYOUT
                        else "a node's own setting: give it to the worker")
                 raise ConfigError(name, f"not a crawl-wide setting ({why})")
-            raise ConfigError.unknown(name, names, "crawl config set")
+            raise unknown_setting(name, tuple(Settings.model_fields), "crawl config set")
         out[name] = value
     return out
 

@@ -126,7 +126,11 @@ class Worker:
         if self.fetcher.dns is not None:  # politeness_key = ip asks the fetches' resolver
             self.frontier.keyer.resolve = self.fetcher.dns.first_address
         self.robots = RobotsCache(self.redis, self.frontier, self.fetcher, self.settings)
-        runner = LeaseRunner(self)
+        try:
+            runner = LeaseRunner(self)  # loads the hook, which may fail
+        except BaseException:
+            await self.fetcher.close()  # no "Unclosed client session" after the error
+            raise
         self.steering.runner = runner
         background = [asyncio.create_task(self._housekeeping(), name="housekeeping"),
                       asyncio.create_task(self.steering.follow(), name="steering"),
@@ -413,6 +417,9 @@ class Worker:
         hosts = len({item.lease.host for item in self.tasks.values()})
         crawl = None if final else self._crawl_progress  # read up to 2 s ago: stale at the end
         politeness = "" if final else politeness_text(crawl, self.settings, in_flight, hosts)
+        paused = self.steering.state.reason or "operator" \
+            if self.steering.paused and not final else ""
         print_progress(self.counters, self._rate, in_flight, final=final, crawl=crawl,
                        crawl_rate=None if final else self._crawl_rate,
-                       held=None if final else self._held, politeness=politeness)
+                       held=None if final else self._held, politeness=politeness,
+                       paused=paused)

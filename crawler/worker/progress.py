@@ -9,6 +9,8 @@ is the limit, how many hosts there are and how fast each may go.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
 from collections import deque
@@ -23,6 +25,9 @@ if TYPE_CHECKING:
 
 RATE_WINDOW = 10.0
 """Seconds the pages/s figure looks back over."""
+FINAL_COUNTS = "CRAWLER_FINAL_COUNTS"
+"""Set by ``crawl worker --processes N`` for each process: the file its final counts go
+to, instead of its own ``done:`` line; the parent prints one total."""
 
 
 @dataclass
@@ -129,15 +134,27 @@ def politeness_text(crawl: CrawlProgress | None, settings: Settings, in_flight: 
 
 def progress_line(c: Counters, rate: float | None, in_flight: int, *,
                   crawl: CrawlProgress | None = None, crawl_rate: float | None = None,
-                  held: dict[str, Any] | None = None, politeness: str = "") -> str:
+                  held: dict[str, Any] | None = None, politeness: str = "",
+                  paused: str = "") -> str:
+    """``paused``: why the crawl claims nothing (``operator``): said instead of a rate
+    of 0.0 pages/s, an ETA and the politeness that are not what holds it."""
     rate_text = "-" if rate is None else f"{rate:.1f}"
-    return (f"pages {c.pages}  {rate_text} pages/s  4xx: {c.client_errors}  "
+    if paused:
+        rate_text, crawl_rate, politeness = f"paused ({paused})", None, ""
+    else:
+        rate_text += " pages/s"
+    return (f"pages {c.pages}  {rate_text}  4xx: {c.client_errors}  "
             f"errors {c.errors}  retries {c.retries}  in flight {in_flight}"
             + crawl_text(crawl, crawl_rate) + held_text(held) + politeness)
 
 
 def print_progress(c: Counters, rate: float | None, in_flight: int, final: bool = False,
                    **parts: Any) -> None:
+    if final and os.environ.get(FINAL_COUNTS):  # one of --processes N: the parent sums
+        with open(os.environ[FINAL_COUNTS], "w", encoding="utf-8") as fh:
+            json.dump({"pages": c.pages, "errors": c.errors,
+                       "client_errors": c.client_errors, "retries": c.retries}, fh)
+        return
     if final:  # the whole run's average: the window says little about a finished crawl
         elapsed = max(1e-9, time.monotonic() - c.started)
         rate = c.pages / elapsed
