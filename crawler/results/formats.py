@@ -37,7 +37,7 @@ FORMATS = ("jsonl", "jsonl.gz", "csv", "parquet")
 COLUMNS = ("id", "url", "final_url", "status", "title", "links", "content_type", "bytes",
            "depth", "attempts", "elapsed_ms", "total_elapsed_ms", "fetched_at", "worker",
            "noindex", "redirect_to", "kind", "urls", "visit", "changed", "not_modified",
-           "error_type", "error_message", "data", "warc_file", "warc_offset")
+           "error_type", "error_message", "data", "warc_file", "warc_offset", "retry")
 """The columns of a CSV or Parquet export, in this order."""
 
 ROW_GROUP = 50_000
@@ -179,6 +179,7 @@ def parquet_schema(data_type: Any = None) -> Any:
         ("error_message", pa.string()), ("data", data_type or pa.string()),
         ("warc_file", pa.string()),
         ("warc_offset", pa.int64()),
+        ("retry", pa.int32()),  # crawl retry: which retry of a failed URL (crawler.discovery.retry)
     ])
 
 

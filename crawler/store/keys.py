@@ -84,6 +84,13 @@ suffix              type    what it holds
 ``due:<host>``      ZSET    ``revisit_adaptive = true`` only: a done URL's field
                             in ``v:<host>`` -> unix second its revisit is due
 ``due_hosts``       ZSET    host -> unix second of its earliest ``due:<host>``
+``failed:<type>``  HASH    URL -> ``host|depth|hops|retries``: done URLs whose
+                            last result was an error of that type (``e:<type>``
+                            in ``stats``), at most ``FAILED_KEPT`` a type (past
+                            it ``stats`` counts ``failed_unkept``); what ``crawl
+                            retry --errors TYPE`` queues again (retry_errors.lua)
+``retried``         HASH    URL -> its retry number, from ``crawl retry`` until
+                            its next result, which carries it as ``retry``
 ==================  ======  ==================================================
 
 Per crawl ``crawl:{NAME}:`` (its own hash tag, one slot):
@@ -118,6 +125,11 @@ PREFIX = "crawl"
 BANDS = 3
 """Priority bands of a host queue: 0 normal (``q:``), 1 high (``q1:``), 2 top (``q2:``).
 The Lua scripts know the same number (``RAISED_BANDS`` in lua/_lib.lua)."""
+
+
+FAILED_KEPT = 100_000
+"""Done URLs a shard keeps a type in ``failed:<type>`` for ``crawl retry`` (complete.lua's
+``FAILED_KEPT`` is the same number)."""
 
 
 def queue_name(band: int) -> str:
@@ -247,6 +259,18 @@ class ShardKeys:
     @property
     def due_hosts(self) -> str:
         return self.base + "due_hosts"
+
+    def failed(self, error_type: str) -> str:
+        return f"{self.base}failed:{error_type}"
+
+    @property
+    def failed_prefix(self) -> str:
+        """What the failed-URL hashes start with: SCAN them with this and ``*``."""
+        return self.base + "failed:"
+
+    @property
+    def retried(self) -> str:
+        return self.base + "retried"
 
     def call_done(self, call_id: str) -> str:
         return f"{self.base}done:{call_id}"
