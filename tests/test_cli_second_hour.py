@@ -51,7 +51,7 @@ def run_crawl(*args: str, stdin: str | None = None, timeout: float = 60,
 
 
 class Page(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the http.server name
+    def do_GET(self) -> None:
         if self.path == "/robots.txt":
             self.send_response(404)
             self.end_headers()
@@ -238,22 +238,29 @@ def test_a_finished_crawl_is_shown_finished_everywhere(clean_redis: str, site: s
     status = json.loads(crawl("status", "--redis", clean_redis, "--crawl", "fin").stdout)
     assert status["crawl"]["state"] == "paused"  # an operator's state is kept as it is
     crawl("resume", "--redis", clean_redis, "--crawl", "fin")
+    metrics = served(clean_redis, ["metrics", "--crawl", "fin"], "/metrics")
+    assert 'crawl_state{state="finished"} 1.0' in metrics
+    assert 'crawl_state{state="running"} 0.0' in metrics
+    badge = json.loads(served(clean_redis, ["dashboard", "--crawl", "fin"], "/api/status"))
+    assert badge["status"]["crawl"]["state"] == "finished"  # app.js shows it as the badge
+
+
+def served(redis_url: str, command: list[str], path: str) -> str:
+    """What ``crawl metrics`` or ``crawl dashboard`` serves at ``path``, once it is up."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "crawler", "metrics", "--redis",
-                               clean_redis, "--crawl", "fin", "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "crawler", *command, "--redis",
+                               redis_url, "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        text = ""
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not text:
+        while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}",
                                             timeout=5) as resp:
-                    text = resp.read().decode()
+                    return str(resp.read().decode())
             except OSError:
                 time.sleep(0.2)
-        assert 'crawl_state{state="finished"} 1.0' in text
-        assert 'crawl_state{state="running"} 0.0' in text
+        raise AssertionError(f"{command[0]} did not serve {path} within 30 s")
     finally:
         server.terminate()
         server.wait(timeout=10)
