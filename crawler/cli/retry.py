@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from crawler.cli.common import (
     ConfigOpt,
@@ -24,11 +25,11 @@ def register(app: typer.Typer) -> None:
 
 def retry(
     ctx: typer.Context,
-    errors: Annotated[str, typer.Option(
+    errors: Annotated[str | None, typer.Option(
         "--errors", show_default=False,
-        help="Error types, comma-separated: blocked_address, dns_error, timeout, tls_error, "
-             "connect_error, robots_disallowed, ... (crawl status lists them under "
-             "errors_by_type).")],
+        help=escape("Error types, comma-separated: blocked_address, dns_error, timeout, "
+                    "tls_error, connect_error, robots_disallowed, ... (crawl status lists "
+                    "them under errors_by_type). [default: none; required]"))] = None,
     redis: RedisOpt = None, crawl: CrawlOpt = None, config: ConfigOpt = None,
     home: HomeOpt = None,
 ) -> None:
@@ -42,7 +43,7 @@ def retry(
     from crawler.cli.seed_checks import state_warning
     from crawler.discovery.retry import failed_by_type, requeue_errors
 
-    types = [t.strip() for t in errors.split(",") if t.strip()]
+    types = [t.strip() for t in (errors or "").split(",") if t.strip()]
     if not types:
         raise CrawlError("--errors: give error types, e.g. --errors blocked_address,timeout")
     settings = settings_for(ctx, redis=redis, crawl=crawl, config=config, home=home)

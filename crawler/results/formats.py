@@ -84,13 +84,14 @@ def row_of(entry: Entry, data_schema: DataSchema | None = None) -> dict[str, Any
         data = data_schema.convert(record.get("url"), data)
     return {
         "id": entry.id,
-        **{name: record.get(name) for name in COLUMNS[1:-5]},
+        **{name: record.get(name) for name in COLUMNS[1:COLUMNS.index("error_type")]},
         "error_type": error.get("type"),
         "error_message": error.get("message"),
         "data": data if data is None or data_schema is not None else json.dumps(
             data, ensure_ascii=False, separators=(",", ":")),
         "warc_file": record.get("warc_file"),
         "warc_offset": record.get("warc_offset"),
+        "retry": record.get("retry"),
     }
 
 
