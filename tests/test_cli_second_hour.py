@@ -299,8 +299,10 @@ def test_recrawl_true_is_accepted_on_a_crawl_with_nothing_done(clean_redis: str)
 
 @pytest.mark.parametrize("command", [["status"], ["list"], ["export", "-"],
                                      ["config", "show"], ["metrics", "--port", "0"],
-                                     ["dashboard", "--port", "0"]])
-def test_a_read_only_command_with_no_store_starts_no_server(tmp_path: Path,
+                                     ["dashboard", "--port", "0"], ["worker"], ["pause"],
+                                     ["config", "set", "delay=2"],
+                                     ["retry", "--errors", "timeout"]])
+def test_a_command_with_no_store_starts_no_server(tmp_path: Path,
                                                             command: list[str]) -> None:
     result = run_crawl(*command, timeout=30)
     assert result.returncode == 2, result.stderr

@@ -29,9 +29,6 @@ T = TypeVar("T")
 ORIGINS = "crawler.origins"
 STRICT_COMMANDS = ("seed", "worker")
 """Commands refused when a crawl-wide value they were given disagrees with the crawl's."""
-READ_ONLY_COMMANDS = ("status", "list", "export", "show", "metrics", "dashboard")
-"""Commands that only read: with no embedded store where they look, they say so instead
-of starting a server (``config show`` is ``show``)."""
 
 RedisOpt = Annotated[str | None, typer.Option(
     "--redis", show_default=False,
@@ -110,8 +107,8 @@ async def open_crawl(settings: Settings, *, must_exist: bool = True
     ``must_exist``: only ``crawl seed`` may create a crawl (it passes False);
     for every other command a crawl name that is not there is an error
     listing the ones that are (and where they were looked for), not an
-    empty crawl quietly created. A read-only command (``READ_ONLY_COMMANDS``)
-    that finds no embedded store says so before starting a server.
+    empty crawl quietly created; and with no embedded store where it looks
+    there is no crawl either: said so before any server is started.
     """
     from typer._click.globals import get_current_context  # typer vendors click
 
@@ -124,7 +121,7 @@ async def open_crawl(settings: Settings, *, must_exist: bool = True
     ctx = get_current_context(silent=True)
     origins = ctx.meta.get(ORIGINS, {}) if ctx is not None else {}
     strict = ctx is not None and ctx.info_name in STRICT_COMMANDS
-    if ctx is not None and ctx.info_name in READ_ONLY_COMMANDS:
+    if must_exist:
         require_store(settings)
     redis = await connect(settings)
     try:
