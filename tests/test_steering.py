@@ -130,6 +130,7 @@ async def test_workers_starting_together_agree_on_the_value_they_all_give(
 
 
 def test_config_set_checks_names_and_values_like_flags(clean_redis: str) -> None:
+    seed_sync(clean_redis, "checks", [])  # only seed makes a crawl; config set needs one
     base = ["config", "set", "--redis", clean_redis, "--crawl", "checks"]
     typo = cli(*base, "dealy=2")
     assert typo.returncode == 2 and "did you mean 'delay'" in typo.stderr
