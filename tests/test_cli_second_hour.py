@@ -351,3 +351,18 @@ def test_seeding_a_stopped_crawl_warns_and_says_how_to_resume(clean_redis: str) 
     quiet = crawl("seed", "--redis", clean_redis, "--crawl", "halted", "-",
                   stdin="http://127.0.0.2/c\n")
     assert "warning" not in quiet.stderr
+
+
+def test_crawl_retry_on_a_cluster(cluster: object, site: str) -> None:
+    """retry_errors.lua runs in each shard's slot: the failed URL is found and queued."""
+    url = str(cluster.url)  # type: ignore[attr-defined]
+    name = f"retry{os.getpid()}"
+    seeded = run_crawl("seed", "--redis", url, "--crawl", name, "-", stdin=f"{site}\n")
+    assert seeded.returncode == 0, seeded.stderr
+    assert "1 URL refused" in worker(url, name).stderr
+    retried = run_crawl("retry", "--errors", "blocked_address", "--redis", url, "--crawl", name)
+    assert retried.returncode == 0 and "queued 1 URLs again" in retried.stdout, retried.stderr
+    assert worker(url, name, "--allow-private").returncode == 0
+    exported = run_crawl("export", "-", "--redis", url, "--crawl", name)
+    found = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert [(r["status"], r.get("retry")) for r in found] == [(None, None), (200, 1)]
