@@ -144,6 +144,29 @@ def test_crawl_retry_names_the_error_types_there_are(clean_redis: str, site: str
         in result.stderr
 
 
+def test_a_name_that_does_not_resolve_says_so_and_what_to_check(clean_redis: str) -> None:
+    make_crawl(clean_redis, "typo", "http://docs.pyhton.invalid/")  # never leaves the machine
+    result = worker(clean_redis, "typo")
+    assert result.returncode == 0, result.stderr
+    assert "crawl: 1 URL not resolved: " in result.stderr
+    assert "check the host names (a typo in the seeds?)" in result.stderr
+    assert "`crawl retry --errors dns_error` queues them again" in result.stderr
+
+
+def test_the_progress_line_carries_the_hint_while_errors_dominate() -> None:
+    from crawler.worker.progress import Counters, progress_line
+
+    c = Counters(pages=4, errors=3)
+    for _ in range(3):
+        c.by_error.add("timeout", "read timed out after 10s")
+    line = progress_line(c, 1.0, 0)
+    assert line.endswith("| 3 URLs timed out: read timed out after 10s; raise --read-timeout / "
+                         "--total-timeout, or lower --max-per-host for a slow site; then "
+                         "`crawl retry --errors timeout` queues them again")
+    c.pages = 7  # 3 of 7: no longer most of the results
+    assert "|" not in progress_line(c, 1.0, 0)
+
+
 def test_no_hint_when_errors_do_not_dominate(clean_redis: str, site: str) -> None:
     make_crawl(clean_redis, "ok", site)
     result = worker(clean_redis, "ok", "--allow-private")
