@@ -134,6 +134,37 @@ def test_a_blocked_seed_says_why_and_crawl_retry_fetches_it_again(clean_redis: s
     assert "no done URL failed with blocked_address; none failed here" in nothing.stderr
 
 
+def test_with_recrawl_a_retry_is_a_visit_and_a_revisit_that_works_is_no_longer_failed(
+        clean_redis: str, site: str) -> None:
+    on = {"CRAWL_RECRAWL": "true"}
+    seeded = run_crawl("seed", "--redis", clean_redis, "--crawl", "rc", "-", stdin=site,
+                       env=on)
+    assert seeded.returncode == 0, seeded.stderr
+    assert "1 URL refused" in worker(clean_redis, "rc").stderr
+    retried = run_crawl("retry", "--errors", "blocked_address", "--redis", clean_redis,
+                        "--crawl", "rc")
+    assert retried.returncode == 0, retried.stderr
+    assert worker(clean_redis, "rc", "--allow-private").returncode == 0
+    first, second = records(clean_redis, "rc")
+    assert (first["visit"], second["visit"], second["retry"]) == (1, 2, 1)
+    # A failed URL revisited by crawl recrawl, and fetched: no longer a failed URL.
+    assert worker(clean_redis, "rc").returncode == 0  # nothing queued
+    assert crawl("config", "set", "allow_private=false", "--redis", clean_redis,
+                 "--crawl", "rc").exit_code == 0
+    revisit = crawl("recrawl", "--older-than", "0s", "--redis", clean_redis, "--crawl", "rc")
+    assert "queued 1 URLs for a revisit" in revisit.stdout
+    assert "1 URL refused" in worker(clean_redis, "rc").stderr  # failed again: filed
+    assert crawl("config", "set", "allow_private=true", "--redis", clean_redis,
+                 "--crawl", "rc").exit_code == 0
+    crawl("recrawl", "--older-than", "0s", "--redis", clean_redis, "--crawl", "rc")
+    assert worker(clean_redis, "rc").returncode == 0
+    assert [r["error"] is None for r in records(clean_redis, "rc")] == [False, True, False,
+                                                                         True]
+    nothing = crawl("retry", "--errors", "blocked_address", "--redis", clean_redis,
+                    "--crawl", "rc")
+    assert nothing.exit_code == 1 and "none failed here" in nothing.stderr
+
+
 def test_crawl_retry_names_the_error_types_there_are(clean_redis: str, site: str) -> None:
     make_crawl(clean_redis, "priv", site)
     assert worker(clean_redis, "priv").returncode == 0
@@ -177,7 +208,7 @@ def test_no_hint_when_errors_do_not_dominate(clean_redis: str, site: str) -> Non
 
 async def test_a_failed_url_costs_about_a_hundred_bytes_to_keep(redis: object,
                                                                 settings: object) -> None:
-    """Measures what complete.lua keeps a failed URL for crawl retry (failed:<type>)."""
+    """Measures what complete.lua keeps a failed URL for crawl retry (``failed``)."""
     from redis.asyncio import Redis
 
     from crawler.config import Settings
@@ -204,11 +235,11 @@ async def test_a_failed_url_costs_about_a_hundred_bytes_to_keep(redis: object,
                              error=("timeout", "read timed out"))
         assert await frontier.complete(lease, dumps(record), is_error=True, tally="e:timeout")
     shard = keys.all_shards(s.crawl, s.shards, s.shard_tags)[0]
-    assert await redis.hlen(shard.failed("timeout")) == n
-    used = int(await redis.memory_usage(shard.failed("timeout")) or 0)
+    assert await redis.hlen(shard.failed) == n
+    used = int(await redis.memory_usage(shard.failed) or 0)
     per_url = used / n
     url_bytes = sum(len(u) for u in urls) / n
-    print(f"failed:<type> costs {per_url:.0f} B a failed URL ({url_bytes:.0f} B of it the URL)")
+    print(f"failed costs {per_url:.0f} B a failed URL ({url_bytes:.0f} B of it the URL)")
     assert per_url < url_bytes + 120
 
 

@@ -84,13 +84,13 @@ suffix              type    what it holds
 ``due:<host>``      ZSET    ``revisit_adaptive = true`` only: a done URL's field
                             in ``v:<host>`` -> unix second its revisit is due
 ``due_hosts``       ZSET    host -> unix second of its earliest ``due:<host>``
-``failed:<type>``  HASH    URL -> ``host|depth|hops|retries``: done URLs whose
-                            last result was an error of that type (``e:<type>``
-                            in ``stats``), at most ``FAILED_KEPT`` a type (past
-                            it ``stats`` counts ``failed_unkept``); what ``crawl
-                            retry --errors TYPE`` queues again (retry_errors.lua)
-``retried``         HASH    URL -> its retry number, from ``crawl retry`` until
-                            its next result, which carries it as ``retry``
+``failed``          HASH    done URL whose last result was an error ->
+                            ``type|host|depth|hops|retries`` (at most
+                            ``FAILED_KEPT``; past it ``stats`` counts
+                            ``failed_unkept``), ``*|host|depth|hops|retry``
+                            while ``crawl retry`` has it queued again
+                            (retry_errors.lua); a result that is not an error
+                            takes it out
 ==================  ======  ==================================================
 
 Per crawl ``crawl:{NAME}:`` (its own hash tag, one slot):
@@ -128,7 +128,7 @@ The Lua scripts know the same number (``RAISED_BANDS`` in lua/_lib.lua)."""
 
 
 FAILED_KEPT = 100_000
-"""Done URLs a shard keeps a type in ``failed:<type>`` for ``crawl retry`` (complete.lua's
+"""Failed URLs a shard keeps in ``failed`` for ``crawl retry`` (complete.lua's
 ``FAILED_KEPT`` is the same number)."""
 
 
@@ -260,17 +260,9 @@ class ShardKeys:
     def due_hosts(self) -> str:
         return self.base + "due_hosts"
 
-    def failed(self, error_type: str) -> str:
-        return f"{self.base}failed:{error_type}"
-
     @property
-    def failed_prefix(self) -> str:
-        """What the failed-URL hashes start with: SCAN them with this and ``*``."""
-        return self.base + "failed:"
-
-    @property
-    def retried(self) -> str:
-        return self.base + "retried"
+    def failed(self) -> str:
+        return self.base + "failed"
 
     def call_done(self, call_id: str) -> str:
         return f"{self.base}done:{call_id}"

@@ -12,11 +12,11 @@
 --       in v:<host>, written with its result and only then, so a visit counts once;
 --       with revisit_adaptive, its interval: the URL is due again that many
 --       seconds from now, scheduled in due:<host> and due_hosts)
--- An error result (is_error, tally e:<type>) files its URL in failed:<type>
--- (URL -> host|depth|hops|retries, at most FAILED_KEPT a type) for crawl
--- retry (retry_errors.lua); a URL crawl retry queued (in retried) has its
--- retry number added to its record as "retry", so the new result is told
--- from the old one the stream keeps.
+-- An error result (is_error, tally e:<type>) files its URL in failed (URL ->
+-- type|host|depth|hops|retries, at most FAILED_KEPT URLs) for crawl retry
+-- (retry_errors.lua); any other result takes it out. A URL crawl retry
+-- queued (marked '*' there) has its retry number added to its record as
+-- "retry", so the new result is told from the old one the stream keeps.
 -- Returns 1 when the result was recorded (2: and the stream is past
 -- stream_maxlen with nothing acknowledged to delete), 0 for a stale lease.
 local base = ARGV[1]
@@ -28,20 +28,23 @@ local host, _, attempts, depth, hops, url, claimed, prev, mine = split_lease(dat
 redis.call('HDEL', KEYS[4], id)
 local FAILED_KEPT = 100000  -- crawler/store/keys.py FAILED_KEPT
 local record = ARGV[3]
-local retry = redis.call('HGET', base .. 'retried', url)
-if retry then
-  redis.call('HDEL', base .. 'retried', url)
+local tally = ARGV[8] or ''
+local fk = base .. 'failed'
+local filed = redis.call('HGET', fk, url)
+local retry = 0
+if filed and string.sub(filed, 1, 2) == '*|' then  -- queued again by crawl retry
+  retry = tonumber(string.match(filed, '(%d+)$'))
   record = string.sub(record, 1, -2) .. ',"retry":' .. retry .. '}'
 end
-local tally = ARGV[8] or ''
 if ARGV[4] == '1' and string.sub(tally, 1, 2) == 'e:' then
-  local fk = base .. 'failed:' .. string.sub(tally, 3)
-  if redis.call('HLEN', fk) < FAILED_KEPT then
-    redis.call('HSET', fk, url, string.format('%s|%d|%d|%d', host, depth, hops,
-      tonumber(retry or 0)))
+  if filed or redis.call('HLEN', fk) < FAILED_KEPT then
+    redis.call('HSET', fk, url, string.format('%s|%s|%d|%d|%d', string.sub(tally, 3), host,
+      depth, hops, retry))
   else
     redis.call('HINCRBY', KEYS[7], 'failed_unkept', 1)
   end
+elseif filed then
+  redis.call('HDEL', fk, url)  -- its last result is no longer an error
 end
 -- The URL's earlier attempts' time (retry.lua) went into this result: forgotten.
 if attempts > 0 then redis.call('HDEL', base .. 'attempt_ms', url) end
