@@ -203,7 +203,7 @@ def test_crawl_list_shows_each_crawls_counts_and_age(clean_redis: str) -> None:
     result = crawl("list", "--redis", clean_redis)
     assert result.exit_code == 0, result.output
     header, *rows = [line.split() for line in result.stdout.splitlines()]
-    assert header == ["NAME", "QUEUED", "LEASED", "DONE", "ERRORS", "WORKERS", "AGE"]
+    assert header == ["NAME", "QUEUED", "LEASED", "DONE", "ERRORS", "WORKERS", "AGE", "STATE"]
     assert [row[:6] for row in rows] == [["alpha", "2", "0", "0", "0", "0"],
                                          ["beta", "1", "0", "0", "0", "1"]]
     assert all(row[6].endswith("s") for row in rows)  # seconds old

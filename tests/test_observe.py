@@ -222,6 +222,9 @@ def _get(port: int, headers: dict[str, str]) -> tuple[int, str]:
 
 def test_with_a_token_every_scrape_must_send_it(redis_url: str) -> None:
     port = free_port()
+    subprocess.run([sys.executable, "-m", "crawler", "seed", "--redis", redis_url, "--crawl",
+                    "metricsauth", "-"], input="http://127.0.0.2/\n", text=True, cwd=ROOT,
+                   env=env(), capture_output=True, check=True)  # only seed makes a crawl
     served = subprocess.Popen(
         [sys.executable, "-m", "crawler", "metrics", "--redis", redis_url, "--crawl",
          "metricsauth", "--port", str(port)], cwd=ROOT,

@@ -74,6 +74,7 @@ def site() -> Iterator[SiteServer]:
 def test_a_worker_flag_that_disagrees_with_the_crawls_setting_is_refused(
         clean_redis: str, tmp_path: Path) -> None:
     crawl = "pinned"
+    seed_sync(clean_redis, crawl, [])  # only seed makes a crawl; config set needs one
     assert cli("config", "set", "--redis", clean_redis, "--crawl", crawl, "delay=2").returncode == 0
     refused = cli("worker", "--redis", clean_redis, "--crawl", crawl, "--delay", "0.5")
     assert refused.returncode == 2
@@ -129,6 +130,7 @@ async def test_workers_starting_together_agree_on_the_value_they_all_give(
 
 
 def test_config_set_checks_names_and_values_like_flags(clean_redis: str) -> None:
+    seed_sync(clean_redis, "checks", [])  # only seed makes a crawl; config set needs one
     base = ["config", "set", "--redis", clean_redis, "--crawl", "checks"]
     typo = cli(*base, "dealy=2")
     assert typo.returncode == 2 and "did you mean 'delay'" in typo.stderr

@@ -17,7 +17,7 @@ from typer._click.exceptions import (
 from typer.core import TyperGroup
 
 from crawler.bench.cli import bench_app
-from crawler.cli import control, crawl, crawls, dashboard, recrawl, server, watch
+from crawler.cli import control, crawl, crawls, dashboard, recrawl, retry, server, watch
 from crawler.cli.common import Common, ConfigOpt, CrawlOpt, HomeOpt, RedisOpt, setup_logging
 from crawler.cli.options import (
     LogLevelOpt,
@@ -118,5 +118,6 @@ control.register(app)
 watch.register(app)
 server.register(app)
 recrawl.register(app)
+retry.register(app)
 dashboard.register(app)
 app.add_typer(bench_app, name="bench")

@@ -99,31 +99,52 @@ def setup_logging(level: int | None = None) -> None:
         logging.getLogger().setLevel(level)
 
 
-async def open_crawl(settings: Settings, *, must_exist: bool = False
+async def open_crawl(settings: Settings, *, must_exist: bool = True
                      ) -> tuple[Redis, Settings]:
     """A checked client for the crawl's Redis, and the settings with the crawl's layout
     and its stored crawl-wide settings (crawler.crawl_settings).
 
-    ``must_exist``: for commands that only read a crawl (status, export): a
-    crawl name that is not there is an error listing the ones that are, not
-    an empty crawl quietly created.
+    ``must_exist``: only ``crawl seed`` may create a crawl (it passes False);
+    for every other command a crawl name that is not there is an error
+    listing the ones that are (and where they were looked for), not an
+    empty crawl quietly created; and with no embedded store where it looks
+    there is no crawl either: said so before any server is started.
     """
     from typer._click.globals import get_current_context  # typer vendors click
 
     from crawler.observe.catalog import crawl_exists, no_such_crawl
     from crawler.store.connection import connect
-    from crawler.store.crawl_settings import adopt
+    from crawler.store.crawl_settings import ROBOTS_SHAPING, adopt, crawl_values, stored
     from crawler.store.layout import crawl_layout
+    from crawler.store.where import require_store, where
 
     ctx = get_current_context(silent=True)
     origins = ctx.meta.get(ORIGINS, {}) if ctx is not None else {}
     strict = ctx is not None and ctx.info_name in STRICT_COMMANDS
+    if must_exist:
+        require_store(settings)
     redis = await connect(settings)
     try:
         if must_exist and not await crawl_exists(redis, settings.crawl):
-            raise CrawlError(await no_such_crawl(redis, settings.crawl))
+            looked = where(settings) if settings.redis_url is None else None
+            raise CrawlError(await no_such_crawl(redis, settings.crawl, looked))
         settings = await crawl_layout(redis, settings)
-        return redis, await adopt(redis, settings, origins, strict)
+        before, _ = await stored(redis, settings.crawl)
+        adopted = await adopt(redis, settings, origins, strict)
+        if before is not None and any(before.get(name) != value for name, value in
+                                      crawl_values(adopted).items() if name in ROBOTS_SHAPING):
+            # A worker's --allow-private (say) became the crawl's, as config set would:
+            # the robots.txt verdicts blocked under the old policy are read again.
+            from crawler.observe.control import forget_robots
+
+            await forget_robots(redis, adopted)
+        return redis, adopted
     except BaseException:
         await redis.aclose()
         raise
+
+
+async def check_crawl(settings: Settings) -> None:
+    """What ``open_crawl`` refuses, refused once here (``--processes N``: not N times)."""
+    client, _ = await open_crawl(settings)
+    await client.aclose()

@@ -82,6 +82,9 @@ def config_set(
     warnings: list[str] = []
 
     async def action(client: Redis, settings: Settings) -> dict[str, Any]:
+        from crawler.cli.recrawl import refuse_late_recrawl
+
+        await refuse_late_recrawl(client, settings, changes)  # before anything is stored
         before = crawl_values(settings)
         updated = await set_values(client, settings, changes)
         await publish_policy(client, updated)  # politeness is decided at claim time

@@ -102,31 +102,45 @@ def seed(
                    f"{number} {text[:80]!r} is {url} (--default-scheme to change)", err=True)
 
     async def main() -> Any:
-        client, s = await open_crawl(settings)
+        from crawler.cli.seed_checks import crawl_is_new, forget_if_empty, state_warning
+
+        new = await crawl_is_new(settings)
+        client, s = await open_crawl(settings, must_exist=False)
         try:
-            if sitemap:
-                maps = await seed_sitemaps(client, s, sitemap)
-                for number, text in maps.problems:
-                    typer.echo(f"--sitemap {number}: {text}", err=True)
-                if file is None:
-                    return maps
-                again = f"read again {maps.reread}, " if maps.reread else ""
-                typer.echo(f"sitemaps: added {maps.added}, already seen {maps.seen}, "
-                           f"{again}invalid {maps.invalid}")
-            if file == "-":
-                return await seed_urls(client, s, sys.stdin.buffer, problem,
-                                       default_scheme=default_scheme.lower(), on_assumed=assumed,
-                                       allow_bare_hosts=allow_bare_hosts)
             try:
-                with open(str(file), "rb") as fh:  # noqa: ASYNC230 - streamed by lines
-                    return await seed_urls(client, s, fh, problem,
-                                           default_scheme=default_scheme.lower(),
-                                           on_assumed=assumed,
-                                           allow_bare_hosts=allow_bare_hosts)
-            except OSError as exc:
-                raise CrawlError(f"cannot read {file}: {exc.strerror}") from None
+                report = await seed_into(client, s)
+            except BaseException:
+                await forget_if_empty(client, s, new, None)
+                raise
+            await forget_if_empty(client, s, new, report)
+            warning = await state_warning(client, s)
+            if warning:
+                typer.echo(f"crawl: warning: {warning}", err=True)
+            return report
         finally:
             await client.aclose()
+
+    async def seed_into(client: Any, s: Settings) -> Any:
+        if sitemap:
+            maps = await seed_sitemaps(client, s, sitemap)
+            for number, text in maps.problems:
+                typer.echo(f"--sitemap {number}: {text}", err=True)
+            if file is None:
+                return maps
+            again = f"read again {maps.reread}, " if maps.reread else ""
+            typer.echo(f"sitemaps: added {maps.added}, already seen {maps.seen}, "
+                       f"{again}invalid {maps.invalid}")
+        if file == "-":
+            return await seed_urls(client, s, sys.stdin.buffer, problem,
+                                   default_scheme=default_scheme.lower(), on_assumed=assumed,
+                                   allow_bare_hosts=allow_bare_hosts)
+        try:
+            with open(str(file), "rb") as fh:  # noqa: ASYNC230 - streamed by lines
+                return await seed_urls(client, s, fh, problem,
+                                       default_scheme=default_scheme.lower(),
+                                       on_assumed=assumed, allow_bare_hosts=allow_bare_hosts)
+        except OSError as exc:
+            raise CrawlError(f"cannot read {file}: {exc.strerror}") from None
 
     report = run_async(main)
     if report.valid == 0 and report.invalid == 0:
@@ -206,6 +220,9 @@ def worker(
 
         load_hook(settings.extract)
     if settings.processes > 1:
+        from crawler.cli.common import check_crawl
+
+        run_async(lambda: check_crawl(settings))
         raise typer.Exit(_run_processes(settings))
 
     async def main() -> None:
@@ -218,6 +235,12 @@ def worker(
         install_signal_handlers(w)
         try:
             await w.run()
+            if not (w.counters.pages or w.aborted or forever or w.steering.stopped):
+                from crawler.cli.worker_notes import finished_note
+
+                note = await finished_note(client, s)
+                if note:
+                    typer.echo(f"crawl: {note}", err=True)
         finally:
             await client.aclose()
         if w.aborted:

@@ -29,11 +29,14 @@ def list_crawls(
     redis: RedisOpt = None, config: ConfigOpt = None, home: HomeOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object a crawl.")] = False,
 ) -> None:
-    """List the crawls on this Redis: name, URLs queued, leased, done, errors, workers, age."""
+    """List the crawls on this Redis: name, URLs queued, leased, done, errors, workers, age
+    and state (running, paused, stopped or finished)."""
     from crawler.observe.catalog import CrawlSummary, age_text, crawl_names, summarize
     from crawler.store.connection import connect, server_ms
+    from crawler.store.where import require_store, where
 
     settings = settings_for(ctx, redis=redis, config=config, home=home)
+    require_store(settings)  # no server started, no directory made, to list nothing
 
     async def main() -> tuple[int, list[CrawlSummary]]:
         client = await connect(settings)
@@ -49,18 +52,23 @@ def list_crawls(
         for c in summaries:
             typer.echo(json.dumps({"name": c.name, "shards": c.shards, "queued": c.queued,
                                    "leased": c.leased, "done": c.done, "errors": c.errors,
-                                   "workers": c.workers, "created": c.created}))
+                                   "workers": c.workers, "created": c.created,
+                                   "state": c.state}))
         return
     if not summaries:
-        typer.echo("no crawls yet (crawl seed FILE creates one)", err=True)
+        typer.echo(f"no crawls yet in {where(settings)} (crawl seed FILE creates one)",
+                   err=True)
         return
-    rows = [("NAME", "QUEUED", "LEASED", "DONE", "ERRORS", "WORKERS", "AGE")]
+    if settings.redis_url is None:
+        typer.echo(f"crawls in {where(settings)}:", err=True)
+    rows = [("NAME", "QUEUED", "LEASED", "DONE", "ERRORS", "WORKERS", "AGE", "STATE")]
     rows += [(c.name, str(c.queued), str(c.leased), str(c.done), str(c.errors),
-              str(c.workers), age_text(c.created, now_ms / 1000)) for c in summaries]
+              str(c.workers), age_text(c.created, now_ms / 1000), c.state) for c in summaries]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        typer.echo("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                             for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
+        typer.echo("  ".join(cell.ljust(w) if i in (0, 7) else cell.rjust(w)
+                             for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
+                   .rstrip())
 
 
 def delete(

@@ -27,7 +27,9 @@ async def check_stored_hook(settings: Settings) -> None:
         return  # given here: checked already, and stored or refused like any flag
     from crawler.store.connection import connect
     from crawler.store.crawl_settings import stored
+    from crawler.store.where import require_store
 
+    require_store(settings)  # no store: say so, and start no server to find nothing
     client = await connect(settings)
     try:
         values, _ = await stored(client, settings.crawl)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -16,11 +16,42 @@ from crawler.cli.common import (
     run_async,
     settings_for,
 )
+from crawler.config import Settings
 from crawler.errors import CrawlError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+
+NEW_CRAWL_HINT = ("Recrawling needs a new crawl made with it: CRAWL_RECRAWL=true crawl "
+                  "--crawl NEW seed FILE (or recrawl = true in crawl.toml); crawl retry "
+                  "--errors TYPE queues failed URLs again without it")
+TRUE_WORDS = ("true", "1", "yes", "on")
 
 
 def register(app: typer.Typer) -> None:
     app.command()(recrawl)
+
+
+async def refuse_late_recrawl(client: Redis, settings: Settings, changes: dict[str, str]
+                              ) -> None:
+    """``config set recrawl=true`` on a crawl with done URLs, made without it: refused.
+
+    It would keep fetch times only for the URLs fetched from then on; the
+    ones done have none, and ``crawl recrawl`` could never queue them, which
+    looks like it works and does nothing. On a crawl with no result yet it is
+    accepted: every URL then keeps its state.
+    """
+    value = changes.get("recrawl")
+    if value is None or settings.recrawl or value.strip().lower() not in TRUE_WORDS:
+        return
+    from crawler.frontier import Frontier
+
+    done = (await Frontier(client, settings, local_dedup=False).stats())["done"]
+    if done:
+        raise CrawlError(f"recrawl = true refused: crawl {settings.crawl!r} was made without "
+                         f"it and kept no fetch times for its {done} done URLs, which no "
+                         f"recrawl could ever revisit. {NEW_CRAWL_HINT}")
 
 
 def recrawl(
@@ -65,6 +96,10 @@ def recrawl(
 
         client, s = await open_crawl(settings)
         try:
+            if not s.recrawl:
+                raise CrawlError(f"crawl {s.crawl!r} was made without recrawl = true: it kept "
+                                 "no fetch times, so there is nothing to revisit. "
+                                 f"{NEW_CRAWL_HINT}")
             # An age counts back from now on Redis's clock, the one fetch times are on.
             when = since if changed_since is None else parse_since(
                 changed_since, now=await server_time(client))

@@ -34,9 +34,9 @@ would otherwise hold every pipeline for the whole ``wait_timeout``."""
 
 SCRIPT_NAMES = ("add", "claim", "complete", "retry", "reclaim", "robots", "unlock", "heartbeat",
                 "drain", "drop", "recrawl", "lastmod", "due", "reread", "recap", "hop",
-                "forget_robots", "cookies", "proxy")
+                "forget_robots", "cookies", "proxy", "retry_errors")
 REVISIT_SCRIPTS = frozenset({"claim", "complete", "drop", "recrawl", "lastmod", "due",
-                             "reread"})
+                             "reread", "retry_errors"})
 """Scripts that read or write revisit state: ``lua/_revisit.lua`` follows ``_lib.lua`` in them."""
 TRAP_SCRIPTS = frozenset({"add", "complete"})
 """Scripts that keep near-duplicates and trap budgets: ``lua/_traps.lua`` comes after the libs."""

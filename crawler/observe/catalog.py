@@ -39,6 +39,7 @@ class CrawlSummary:
     errors: int
     workers: int  # live ones
     created: float | None  # unix time (Redis's clock); None: created before it was recorded
+    state: str = "running"  # as shown: running, paused, stopped or finished (observe.states)
 
 
 async def _scan(redis: Redis, pattern: str) -> list[str]:
@@ -86,9 +87,15 @@ async def summarize(redis: Redis, name: str, now_ms: int) -> CrawlSummary:
     workers = await list_workers(redis, name, now_ms)
     created = layout.get("created")
     queued, leased, done, errors = totals
+    from crawler.observe.states import shown_state
+
+    stored = await redis.hget(keys.meta_key(name), "state")
+    alive = sum(w.alive for w in workers)
+    state = shown_state(stored.decode() if isinstance(stored, bytes) else stored or "running",
+                        queued=queued, leased=leased, workers=alive, done=done)
     return CrawlSummary(name, len(shards), queued, leased, done, errors,
-                        workers=sum(w.alive for w in workers),
-                        created=float(created) if created is not None else None)
+                        workers=alive,
+                        created=float(created) if created is not None else None, state=state)
 
 
 def age_text(created: float | None, now: float | None = None) -> str:
@@ -146,13 +153,18 @@ async def delete_crawl(redis: Redis, name: str,
     return deleted
 
 
-async def no_such_crawl(redis: Redis, name: str) -> str:
-    """What to tell someone who named a crawl that is not there: the ones that are."""
+async def no_such_crawl(redis: Redis, name: str, looked: str | None = None) -> str:
+    """What to tell someone who named a crawl that is not there: the ones that are.
+
+    ``looked``: where the crawls were looked for (crawler.store.where), said after."""
     names = await crawl_names(redis)
+    place = f"; looked in {looked}" if looked else ""
     if not names:
-        return f"there is no crawl {name!r}, nor any other yet (crawl seed creates one)"
+        return (f"there is no crawl {name!r}, nor any other yet (crawl seed creates one)"
+                + place)
     listed = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
-    return f"there is no crawl {name!r}; the crawls here are: {listed} (see crawl list)"
+    return (f"there is no crawl {name!r}; the crawls here are: {listed} (see crawl list)"
+            + place)
 
 
 async def live_workers(redis: Redis) -> dict[str, int]:

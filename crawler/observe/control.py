@@ -22,9 +22,11 @@ crawl; fetches already in flight still finish and are recorded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -231,15 +233,16 @@ async def drop_queue(redis: Redis, settings: Settings) -> int:
     try:
         for shard in _shards(settings):
             first = True
-            node = _node_of(redis, shard)
             batch: list[str] = []
             for band in range(keys.BANDS):
                 prefix = shard.queue_prefix(band)
-                async for raw in node.scan_iter(match=prefix + "*", count=1000):
-                    batch.append((raw.decode() if isinstance(raw, bytes) else raw)[len(prefix):])
-                    if len(batch) == 500:
-                        total += await _drop(frontier, shard, first, batch)
-                        first, batch = False, []
+                async with _node_of(redis, shard) as node:
+                    async for raw in node.scan_iter(match=prefix + "*", count=1000):
+                        batch.append((raw.decode() if isinstance(raw, bytes) else raw)
+                                     [len(prefix):])
+                        if len(batch) == 500:
+                            total += await _drop(frontier, shard, first, batch)
+                            first, batch = False, []
             total += await _drop(frontier, shard, first, batch)
     finally:
         await frontier.scripts.close()
@@ -260,11 +263,12 @@ async def forget_robots(redis: Redis, settings: Settings) -> int:
         for shard in _shards(settings):
             prefix = shard.robots_prefix
             batch: list[str] = []
-            async for raw in _node_of(redis, shard).scan_iter(match=prefix + "*", count=1000):
-                batch.append((raw.decode() if isinstance(raw, bytes) else raw)[len(prefix):])
-                if len(batch) == 500:
-                    total += await _forget(frontier, shard, batch)
-                    batch = []
+            async with _node_of(redis, shard) as node:
+                async for raw in node.scan_iter(match=prefix + "*", count=1000):
+                    batch.append((raw.decode() if isinstance(raw, bytes) else raw)[len(prefix):])
+                    if len(batch) == 500:
+                        total += await _forget(frontier, shard, batch)
+                        batch = []
             total += await _forget(frontier, shard, batch)
     finally:
         await frontier.scripts.close()
@@ -285,14 +289,24 @@ async def _drop(frontier: Any, shard: keys.ShardKeys, first: bool, hosts: list[s
     return int(dropped)
 
 
-def _node_of(redis: Redis, shard: keys.ShardKeys) -> Any:
-    """The client to SCAN a shard's keys with: the node that owns its slot on a cluster."""
+@contextlib.asynccontextmanager
+async def _node_of(redis: Redis, shard: keys.ShardKeys) -> AsyncIterator[Any]:
+    """The client to SCAN a shard's keys with: the node that owns its slot on a cluster
+    (a client of its own: the asyncio cluster client has no per-node connection to lend)."""
     from redis.asyncio.cluster import RedisCluster
 
+    from crawler.store.connection import make_node_client
+
     if not isinstance(redis, RedisCluster):
-        return redis
+        yield redis
+        return
     node = redis.get_node_from_key(shard.base)
-    return redis.get_redis_connection(node)
+    client = make_node_client(node.host, int(node.port), redis.nodes_manager.connection_kwargs,
+                              max_connections=2)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 async def still_old(redis: Redis, crawl: str, changed: set[str]) -> list[str]:

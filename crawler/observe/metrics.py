@@ -138,7 +138,9 @@ def crawl_families(status: dict[str, Any], memory: dict[str, int]) -> list[Gauge
                                  value=rate or 0.0))
     state = GaugeMetricFamily("crawl_state", "1 for the crawl's state", labels=["state"])
     current = (status.get("crawl") or {}).get("state", "running")
-    for name in ("running", "paused", "stopped"):
+    from crawler.observe.states import STATES
+
+    for name in STATES:
         state.add_metric([name], 1.0 if name == current else 0.0)
     out.append(state)
     proxies = [("requests", "Requests through the proxy, every worker's"),

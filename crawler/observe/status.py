@@ -114,8 +114,10 @@ async def crawl_status(redis: Redis, settings: Settings, *, memory: bool = True
         status["memory"] = await memory_by_kind(redis, settings)
     status["results_pending"] = await count_results(redis, settings)
     from crawler.observe.control import crawl_state
+    from crawler.observe.states import with_shown_state
 
-    status["crawl"] = (await crawl_state(redis, settings)).as_dict()  # running/paused/stopped
+    # running, paused, stopped as stored; finished when nothing is left (crawler.observe.states)
+    status["crawl"] = with_shown_state((await crawl_state(redis, settings)).as_dict(), status)
     status["warnings"] = warnings_for(status)
     return status
 

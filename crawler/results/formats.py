@@ -39,7 +39,7 @@ COLUMNS = ("id", "url", "final_url", "status", "title", "links", "content_type",
            "noindex", "redirect_to", "dedup_url", "canonical", "duplicate_of", "simhash",
            "near_duplicate_of", "kind", "urls",
            "visit", "changed", "not_modified",
-           "error_type", "error_message", "data", "warc_file", "warc_offset")
+           "error_type", "error_message", "data", "warc_file", "warc_offset", "retry")
 """The columns of a CSV or Parquet export, in this order."""
 
 ROW_GROUP = 50_000
@@ -86,13 +86,14 @@ def row_of(entry: Entry, data_schema: DataSchema | None = None) -> dict[str, Any
         data = data_schema.convert(record.get("url"), data)
     return {
         "id": entry.id,
-        **{name: record.get(name) for name in COLUMNS[1:-5]},
+        **{name: record.get(name) for name in COLUMNS[1:COLUMNS.index("error_type")]},
         "error_type": error.get("type"),
         "error_message": error.get("message"),
         "data": data if data is None or data_schema is not None else json.dumps(
             data, ensure_ascii=False, separators=(",", ":")),
         "warc_file": record.get("warc_file"),
         "warc_offset": record.get("warc_offset"),
+        "retry": record.get("retry"),
     }
 
 
@@ -183,6 +184,7 @@ def parquet_schema(data_type: Any = None) -> Any:
         ("error_message", pa.string()), ("data", data_type or pa.string()),
         ("warc_file", pa.string()),
         ("warc_offset", pa.int64()),
+        ("retry", pa.int32()),  # crawl retry: which retry of a failed URL (crawler.discovery.retry)
     ])
 
 

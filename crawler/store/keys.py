@@ -101,6 +101,13 @@ suffix              type    what it holds
                             ``near_duplicate_window`` the oldest leaves
 ``tq:<host>``       HASH    path (up to 200 characters) -> its distinct URLs
                             with a query string queued (trap_query_budget)
+``failed``          HASH    done URL whose last result was an error ->
+                            ``type|host|depth|hops|retries`` (at most
+                            ``FAILED_KEPT``; past it ``stats`` counts
+                            ``failed_unkept``), ``*|host|depth|hops|retry``
+                            while ``crawl retry`` has it queued again
+                            (retry_errors.lua); a result that is not an error
+                            takes it out
 ==================  ======  ==================================================
 
 Per crawl ``crawl:{NAME}:`` (its own hash tag, one slot):
@@ -140,6 +147,11 @@ PREFIX = "crawl"
 BANDS = 3
 """Priority bands of a host queue: 0 normal (``q:``), 1 high (``q1:``), 2 top (``q2:``).
 The Lua scripts know the same number (``RAISED_BANDS`` in lua/_lib.lua)."""
+
+
+FAILED_KEPT = 100_000
+"""Failed URLs a shard keeps in ``failed`` for ``crawl retry`` (complete.lua's
+``FAILED_KEPT`` is the same number)."""
 
 
 def queue_name(band: int) -> str:
@@ -281,6 +293,10 @@ class ShardKeys:
 
     def trap_paths(self, host: str) -> str:
         return f"{self.base}tq:{host}"
+
+    @property
+    def failed(self) -> str:
+        return self.base + "failed"
 
     def call_done(self, call_id: str) -> str:
         return f"{self.base}done:{call_id}"

@@ -340,6 +340,7 @@ class LeaseRunner:
         self.counters.pages += 1
         self.counters.errors += 1
         kind = error_type or exc.type
+        self.counters.by_error.add(kind, str(exc))
         self.worker.metrics.failed(kind, elapsed, response.status if response else None)
         revisit = self._revisit(item, record, response)
         await self._complete(item, record, is_error=True, not_before=not_before,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from crawler.config import Settings
+from crawler.worker.hints import ErrorTally
 
 if TYPE_CHECKING:
     from crawler.frontier import Frontier
@@ -37,6 +38,7 @@ class Counters:
     client_errors: int = 0  # pages answered with a 4xx status: done, not failed
     retries: int = 0
     missed_slots: int = 0  # leases given back unfetched: too late for the host's spacing
+    by_error: ErrorTally = field(default_factory=ErrorTally)  # for the cause-and-fix hint
     started: float = field(default_factory=time.monotonic)
 
 
@@ -135,7 +137,7 @@ def politeness_text(crawl: CrawlProgress | None, settings: Settings, in_flight: 
 def progress_line(c: Counters, rate: float | None, in_flight: int, *,
                   crawl: CrawlProgress | None = None, crawl_rate: float | None = None,
                   held: dict[str, Any] | None = None, politeness: str = "",
-                  paused: str = "") -> str:
+                  paused: str = "", with_hint: bool = True) -> str:
     """``paused``: why the crawl claims nothing (``operator``): said instead of a rate
     of 0.0 pages/s, an ETA and the politeness that are not what holds it."""
     rate_text = "-" if rate is None else f"{rate:.1f}"
@@ -145,7 +147,8 @@ def progress_line(c: Counters, rate: float | None, in_flight: int, *,
         rate_text += " pages/s"
     return (f"pages {c.pages}  {rate_text}  4xx: {c.client_errors}  "
             f"errors {c.errors}  retries {c.retries}  in flight {in_flight}"
-            + crawl_text(crawl, crawl_rate) + held_text(held) + politeness)
+            + crawl_text(crawl, crawl_rate) + held_text(held) + politeness
+            + (f"  | {hint}" if with_hint and (hint := c.by_error.hint(c.pages)) else ""))
 
 
 def print_progress(c: Counters, rate: float | None, in_flight: int, final: bool = False,
@@ -158,5 +161,8 @@ def print_progress(c: Counters, rate: float | None, in_flight: int, final: bool 
     if final:  # the whole run's average: the window says little about a finished crawl
         elapsed = max(1e-9, time.monotonic() - c.started)
         rate = c.pages / elapsed
-    print(("done: " if final else "") + progress_line(c, rate, in_flight, **parts),
-          file=sys.stderr, flush=True)
+    line = progress_line(c, rate, in_flight, with_hint=not final, **parts)
+    if final:  # the hint on a line of its own: the last thing the user reads
+        hint = c.by_error.hint(c.pages)
+        line = "done: " + line + (f"\ncrawl: {hint}" if hint else "")
+    print(line, file=sys.stderr, flush=True)

@@ -16,6 +16,11 @@
 --       the page's SimHash, 16 hex; the record's "near_duplicate_of":null becomes
 --       the URL of a page of its host within distance bits, among its last
 --       window; trap_pages < 0: never throttle; lua/_traps.lua)
+-- An error result (is_error, tally e:<type>) files its URL in failed (URL ->
+-- type|host|depth|hops|retries, at most FAILED_KEPT URLs) for crawl retry
+-- (retry_errors.lua); any other result takes it out. A URL crawl retry
+-- queued (marked '*' there) has its retry number added to its record as
+-- "retry", so the new result is told from the old one the stream keeps.
 -- Returns 1 when the result was recorded (2: and the stream is past
 -- stream_maxlen with nothing acknowledged to delete), 0 for a stale lease.
 local base = ARGV[1]
@@ -23,12 +28,31 @@ local id = ARGV[2]
 local data = redis.call('HGET', KEYS[4], id)
 if not data then return 0 end
 local now = now_ms()
-local host, _, attempts, _, _, url, claimed, prev, mine = split_lease(data)
+local host, _, attempts, depth, hops, url, claimed, prev, mine = split_lease(data)
 redis.call('HDEL', KEYS[4], id)
+local FAILED_KEPT = 100000  -- crawler/store/keys.py FAILED_KEPT
+local record = ARGV[3]
+local tally = ARGV[8] or ''
+local fk = base .. 'failed'
+local filed = redis.call('HGET', fk, url)
+local retry = 0
+if filed and string.sub(filed, 1, 2) == '*|' then  -- queued again by crawl retry
+  retry = tonumber(string.match(filed, '(%d+)$'))
+  record = string.sub(record, 1, -2) .. ',"retry":' .. retry .. '}'
+end
+if ARGV[4] == '1' and string.sub(tally, 1, 2) == 'e:' then
+  if filed or redis.call('HLEN', fk) < FAILED_KEPT then
+    redis.call('HSET', fk, url, string.format('%s|%s|%d|%d|%d', string.sub(tally, 3), host,
+      depth, hops, retry))
+  else
+    redis.call('HINCRBY', KEYS[7], 'failed_unkept', 1)
+  end
+elseif filed then
+  redis.call('HDEL', fk, url)  -- its last result is no longer an error
+end
 -- The URL's earlier attempts' time (retry.lua) went into this result: forgotten.
 if attempts > 0 then redis.call('HDEL', base .. 'attempt_ms', url) end
 redis.call('ZREM', KEYS[3], id)
-local record = ARGV[3]
 if ARGV[11] and ARGV[11] ~= '' then
   -- Near-duplicates: looked up and filed here, with the result, so a page is
   -- filed once and its record names the earlier page (lua/_traps.lua).
