@@ -120,6 +120,9 @@ def bench(
         "html_parser='\"lexbor\"' (repeatable).")] = None,
     profile_run: Annotated[bool, typer.Option(
         help="With --web: one more 1-process crawl under cProfile.")] = True,
+    inflate: Annotated[str, typer.Option(
+        help="With --web: 'zlib' makes the workers inflate with the standard zlib instead "
+             "of zlib-ng (to measure what it saves).")] = "auto",
 ) -> None:
     """Crawl a generated site with 1 and 2 worker processes and print pages/s and costs."""
     if ctx.invoked_subcommand is not None:
@@ -134,7 +137,7 @@ def bench(
         if web:
             raise typer.Exit(_run_web(hosts, pages, links, page_bytes, processes, concurrency,
                                       max_per_host, server.value, ceiling, repeat, out,
-                                      profile, setting or [], profile_run))
+                                      profile, setting or [], profile_run, inflate))
         from crawler.bench.run import run_bench
 
         hosts, pages = site_size(hosts, pages, cluster)
@@ -156,7 +159,7 @@ def bench(
 def _run_web(hosts: int | None, pages: int | None, links: int, page_bytes: int | None,
              processes: str, concurrency: int, max_per_host: int, server: str, ceiling: bool,
              repeat: int, out: str, profile: str | None, settings: list[str],
-             profile_run: bool) -> int:
+             profile_run: bool, inflate: str) -> int:
     import json
 
     from crawler.bench.web import WebBench, run_web
@@ -176,7 +179,7 @@ def _run_web(hosts: int | None, pages: int | None, links: int, page_bytes: int |
                   max_per_host=max_per_host, server=server, ceiling=ceiling, repeat=repeat,
                   out=(out.replace("latest.json", "web-latest.json") if out else None),
                   profile=profile)
-    report = run_web(WebBench(cfg=cfg, profile_run=profile_run, settings=extra))
+    report = run_web(WebBench(cfg=cfg, profile_run=profile_run, settings=extra, inflate=inflate))
     return 0 if report["complete"] else 1
 
 

@@ -55,6 +55,7 @@ class WebBench:
         hosts=100, pages=60, links=60, page_bytes=80_000, out="bench/results/web-latest.json"))
     profile_run: bool = True  # one more 1-process crawl under cProfile, for the split
     settings: dict[str, Any] = field(default_factory=dict)  # extra crawler settings (levers)
+    inflate: str = "auto"  # "zlib": the workers inflate with the standard zlib (the before)
 
 
 def trust(certs: Certs) -> tuple[dict[str, str], dict[str, Any]]:
@@ -111,6 +112,7 @@ def run_web(bench: WebBench, echo: Callable[[str], None] = print) -> dict[str, A
              f"{spec.links} links/page, rendered in {time.monotonic() - t0:.1f}s")
         certs = make_certs(spec, work / "tls")
         env, trusted = trust(certs)
+        env["BENCH_INFLATE"] = bench.inflate
         settings = {**trusted, **bench.settings}
         ceiling: list[dict[str, Any]] = []
         ours: dict[str, list[dict[str, Any]]] = {str(n): [] for n in cfg.processes}
@@ -137,6 +139,7 @@ def run_web(bench: WebBench, echo: Callable[[str], None] = print) -> dict[str, A
     report: dict[str, Any] = {
         "config": asdict(cfg),
         "settings": bench.settings,
+        "inflate": _inflate_name(bench.inflate),
         "site": {"hosts": spec.hosts, "pages": spec.pages, "links": spec.links,
                  "bytes_per_page": round(raw / pages), "gzip_bytes_per_page": round(wire / pages),
                  "tls": True, "keepalive_requests": 100},
@@ -162,6 +165,13 @@ def run_web(bench: WebBench, echo: Callable[[str], None] = print) -> dict[str, A
         out.write_text(json.dumps(report, indent=1))
         echo(f"wrote {out}")
     return report
+
+
+def _inflate_name(choice: str) -> str:
+    from crawler.net.inflate import fast_zlib
+
+    backend = None if choice == "zlib" else fast_zlib()
+    return "zlib" if backend is None else backend.__name__
 
 
 def goals(report: dict[str, Any]) -> dict[str, Any]:

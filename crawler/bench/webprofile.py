@@ -65,7 +65,7 @@ def split(profile: Path, pages: int) -> dict[str, Any]:
         if func in memo:
             return memo[func]
         found = _own_category(func)
-        if found is None and func[0] != "~" or depth > 3:
+        if (found is None and func[0] != "~") or depth > 3:
             found = found or "other"
         if found is None:
             callers = stats.get(func, (0, 0, 0.0, 0.0, {}))[4]

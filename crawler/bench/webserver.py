@@ -12,6 +12,7 @@ must open a new connection, and shake hands again, every 100 requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import sys
 from pathlib import Path
@@ -95,10 +96,8 @@ def main() -> None:
             for server in servers:
                 server.close()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(run())
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

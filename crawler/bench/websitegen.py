@@ -51,14 +51,14 @@ def _padding(seed: int, size: int) -> tuple[bytes, bytes]:
     syllables = ["ka", "lo", "mi", "ne", "ra", "to", "su", "vi", "de", "ba", "po", "shi",
                  "gen", "tar", "mon", "el", "ur", "is", "an", "qu"]
     vocab = ["".join(rnd.choice(syllables) for _ in range(rnd.randint(1, 4)))
-             for _ in range(2000)]
+             for _ in range(1200)]
     weights = [1 / (k + 1) for k in range(len(vocab))]  # Zipf, as words in text are
     out: list[str] = []
     length = 0
     while length < size:
         words = rnd.choices(vocab, weights, k=rnd.randint(20, 80))
         for k in range(len(words)):
-            if rnd.random() < 0.1:
+            if rnd.random() < 0.15:
                 words[k] = f'<span class="t{rnd.randrange(8)}">{words[k]}</span>'
         block = (f'\n<div class="row"><div class="col-md-{rnd.randrange(1, 13)}">'
                  f'<p class="text">{" ".join(words)}</p></div></div>')

@@ -27,6 +27,7 @@ from aiohttp.abc import AbstractResolver
 from crawler import errors
 from crawler.config import Settings
 from crawler.net.guard import AddressPolicy, Blocked, GuardedResolver, check_literal_address
+from crawler.net.inflate import use_fast_inflate
 from crawler.urls import resolve
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -87,6 +88,7 @@ class Fetcher:
     def __init__(self, settings: Settings, *, resolver: AbstractResolver | None = None) -> None:
         self.settings = settings
         self._resolver = resolver
+        self.inflate = use_fast_inflate()  # zlib-ng if installed: gzip is most pages' cost
         self.timeout = client_timeout(settings)
         self.policy, self.session = self._open(settings)
         self._retired: list[aiohttp.ClientSession] = []
