@@ -227,7 +227,7 @@ def test_the_cluster_bench_defaults_to_a_site_of_many_hosts_and_the_same_pages()
 # -- crawl bench --web: TLS, gzip, keep-alive 100 ---------------------------------------
 
 
-def _other_cas() -> str | None:
+def _other_cas() -> str:
     """A CA bundle that is not the benchmark's (SSL_CERT_FILE may be pointed at it)."""
     import certifi
 
@@ -325,3 +325,16 @@ def test_small_web_benchmark_crawls_every_page_once_over_tls_and_gzip(tmp_path: 
     assert saved["runs"]["1"]["pages"] == 30 and saved["profile"]["ms_per_page"]
     # The CA was trusted by the children only: the variable is as it was.
     assert os.environ.get("SSL_CERT_FILE") == trusted_before
+
+
+def test_small_web_benchmark_with_the_lexbor_parser_crawls_every_page_once() -> None:
+    pytest.importorskip("selectolax.lexbor", reason="selectolax is not installed")
+    from crawler.bench.web import WebBench, run_web
+
+    cfg = BenchConfig(hosts=3, pages=10, links=12, page_bytes=20_000, processes=(1,),
+                      server="python", ceiling=False, out=None)
+    report = run_web(WebBench(cfg=cfg, profile_run=False, settings={"html_parser": "lexbor"}),
+                     echo=lambda _: None)
+    run = report["runs"]["1"]
+    assert run["complete"] and run["pages"] == 30, run["problems"]
+    assert report["settings"] == {"html_parser": "lexbor"}

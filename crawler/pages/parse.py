@@ -130,13 +130,19 @@ def parse_html(body: bytes, url: str, header_charset: str | None = None, *,
         elif tag == "base":
             href = el.get("href")
             if href and base is url:
-                base = _base_url(url, href)
+                base = base_url(url, href)
         else:
             name = (el.get("name") or "").lower()
             if name in ("robots", "crawler"):
                 directives = {d.strip() for d in (el.get("content") or "").lower().split(",")}
                 page.nofollow |= bool(directives & {"nofollow", "none"})
                 page.noindex |= bool(directives & {"noindex", "none"})
+    resolve_links(page, base, hrefs)
+    return page
+
+
+def resolve_links(page: Page, base: str, hrefs: list[str]) -> None:
+    """Append the hrefs' canonical URLs to ``page.links``, in order, once each."""
     seen: set[str] = set()
     for href in hrefs:
         href = href.strip()
@@ -149,13 +155,12 @@ def parse_html(body: bytes, url: str, header_charset: str | None = None, *,
         if link not in seen:
             seen.add(link)
             page.links.append(link)
-    return page
 
 
 _NOT_LINKS = ("#", "javascript:", "mailto:", "tel:", "data:")
 
 
-def _base_url(url: str, href: str) -> str:
+def base_url(url: str, href: str) -> str:
     """The page's <base href>, canonical (``resolve`` needs that); the page URL if unusable."""
     try:
         return resolve(url, href)

@@ -21,7 +21,8 @@ from crawler.net.fetch import Response
 from crawler.net.robots import RobotsFetched, RobotsUnavailable, product_token
 from crawler.observe.overview import status_tally
 from crawler.pages.extract import Extracted, Extractor
-from crawler.pages.parse import parse_html, x_robots_tag
+from crawler.pages.parse import x_robots_tag
+from crawler.pages.parse_lexbor import parse_page
 from crawler.pages.priority import raised_bands
 from crawler.pages.scope import anchors_for
 from crawler.pages.warc import WarcCapture
@@ -216,9 +217,10 @@ class LeaseRunner:
         page = None
         if resp.is_html:
             item.at("parse")
-            page = parse_html(resp.body, resp.final_url, resp.charset,
+            page = parse_page(resp.body, resp.final_url, resp.charset,
                               follow_nofollow=self.settings.follow_nofollow,
-                              keep_tree=self.extractor is not None)
+                              keep_tree=self.extractor is not None,
+                              parser=self.settings.html_parser)
             header = x_robots_tag((resp.header_lists or {}).get("X-Robots-Tag", []), self.agent)
             title, link_count = page.title, page.link_count
             noindex = page.noindex or bool(header & {"noindex", "none"})
