@@ -182,6 +182,13 @@ def goals(report: dict[str, Any]) -> dict[str, Any]:
         ratio = runs["1"]["pages_per_s"] / ceiling["pages_per_s"]
         out["one_over_ceiling"] = {"ratio": round(ratio, 2), "goal": GOAL_VS_CEILING,
                                    "met": ratio >= GOAL_VS_CEILING}
+    if ceiling and "1" in runs:
+        # What the pages/s ratio would be if each had a core to itself: on a shared
+        # machine, pages/s measures the scheduler's share as much as the code.
+        mine = runs["1"]["cpu_ms_per_page"]
+        ratio = ceiling["cpu_ms_per_page"]["workers"] / (mine["workers"] + mine["redis"])
+        out["one_over_ceiling_by_cpu"] = {"ratio": round(ratio, 2), "goal": GOAL_VS_CEILING,
+                                          "met": ratio >= GOAL_VS_CEILING}
     if "1" in runs and "2" in runs:
         ratio = runs["2"]["pages_per_s"] / runs["1"]["pages_per_s"]
         out["two_over_one"] = {"ratio": round(ratio, 2), "goal": GOAL_TWO_OVER_ONE,
@@ -190,7 +197,9 @@ def goals(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def goal_lines(goals_: dict[str, Any]) -> list[str]:
-    names = {"one_over_ceiling": "1 process / ceiling", "two_over_one": "2 processes / 1"}
+    names = {"one_over_ceiling": "1 process / ceiling, pages/s",
+             "one_over_ceiling_by_cpu": "1 process / ceiling, by CPU a page (crawler+Valkey)",
+             "two_over_one": "2 processes / 1, pages/s"}
     return [f"goal {names[k]}: {g['ratio']:.2f} (goal >= {g['goal']}): "
             + ("met" if g["met"] else "NOT met") for k, g in goals_.items()]
 
@@ -202,4 +211,5 @@ def profile_lines(profiled: dict[str, Any] | None) -> list[str]:
     cells = ", ".join(f"{c} {ms[c]:.3f} ({share[c]:.0%})" for c in CATEGORIES)
     return [f"CPU ms/page by cProfile of 1 worker (with the profiler's overhead; total "
             f"{profiled['total_ms_per_page']:.3f}): {cells}",
-            f"TLS handshakes a page: {profiled['tls_handshakes_per_page']}"]
+            f"TLS connections a page: {profiled['tls_handshakes_per_page']}, their handshakes "
+            f"{profiled['tls_handshake_ms_per_page']:.3f} CPU ms a page"]
