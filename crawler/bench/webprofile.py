@@ -26,15 +26,15 @@ from typing import Any
 
 CATEGORIES = ("tls", "inflate", "parse", "links", "frontier", "http", "other")
 """tls: ssl.py, asyncio's sslproto and OpenSSL calls; inflate: gzip decoding;
-parse: crawler.pages.parse and lxml (tree and walk); links: URL resolution
-(crawler.urls, urllib.parse); frontier: crawler.frontier, crawler.store and
+parse: crawler.pages.parse(_lexbor), lxml and selectolax (tree and walk); links:
+URL resolution (crawler.urls, urllib.parse); frontier: crawler.frontier, crawler.store and
 the Redis client; http: aiohttp, yarl, multidict; other: the rest (event
 loop, worker loop, politeness, results)."""
 
 _BY_FILE: tuple[tuple[str, str], ...] = (
     ("/ssl.py", "tls"), ("/sslproto.py", "tls"),
     ("/compression_utils.py", "inflate"), ("isal", "inflate"), ("zlib_ng", "inflate"),
-    ("/crawler/pages/parse.py", "parse"), ("/lxml/", "parse"), ("selectolax", "parse"),
+    ("/crawler/pages/parse", "parse"), ("/lxml/", "parse"), ("selectolax", "parse"),
     ("/crawler/urls.py", "links"), ("/urllib/parse.py", "links"), ("ada_url", "links"),
     ("/crawler/frontier/", "frontier"), ("/crawler/store/", "frontier"),
     ("/redis/", "frontier"), ("hiredis", "frontier"),

@@ -4,7 +4,7 @@ Most pages come gzipped, and inflating them is a fixed cost of every page.
 zlib-ng (the ``zlib-ng`` package, a dependency) is a drop-in zlib with the
 same API, ``max_length`` and ``unconsumed_tail`` included, which aiohttp's
 decompression-bomb cap relies on; it inflated the web benchmark's ~80 KB
-pages in 0.07 ms instead of zlib's 0.18 (README, Performance). aiohttp
+pages in 0.07 ms instead of zlib's 0.17 (README, Performance). aiohttp
 takes it through ``aiohttp.set_zlib_backend``, which is process-wide; if
 the package is missing, the standard zlib stays.
 """
