@@ -108,6 +108,48 @@ def links(pages: list[tuple[str, bytes]]) -> dict[str, Any]:
     return out
 
 
+def ada_on_property_urls(examples: int = 2000) -> dict[str, Any]:
+    """ada-url against ``resolve`` on hrefs drawn from tests/test_properties.py's URLs."""
+    ada = optional("ada_url")
+    if ada is None or optional("hypothesis") is None:
+        return {"ada": "not installed (or hypothesis)"}
+    import sys
+
+    from hypothesis import HealthCheck, given, settings
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from test_properties import urls
+
+    base = "https://example.com/a/b.html"
+    found: dict[str, Any] = {"hrefs": 0, "disagree": 0, "examples": []}
+
+    def ours(href: str) -> str | None:
+        try:
+            return resolve(base, href)
+        except (InvalidURL, ValueError):
+            return None
+
+    def theirs(href: str) -> str | None:
+        try:
+            joined: str = ada.join_url(base, href).split("#", 1)[0]
+        except ValueError:
+            return None
+        return joined if joined.startswith(("http://", "https://")) else None
+
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck),
+              database=None)
+    @given(urls)
+    def compare(href: str) -> None:
+        found["hrefs"] += 1
+        if ours(href) != theirs(href):
+            found["disagree"] += 1
+            if len(found["examples"]) < 6:
+                found["examples"].append((href, ours(href), theirs(href)))
+
+    compare()
+    return found
+
+
 def lexbor_page(body: bytes) -> tuple[str | None, int]:
     from selectolax.lexbor import LexborHTMLParser
 
@@ -158,6 +200,7 @@ def main() -> None:
     report: dict[str, Any] = {
         "inflate_ms": inflate([gz for _, _, gz in made]),
         "links_site": links(site), "links_docs": links(docs) if docs else "no docs",
+        "links_property_tests": ada_on_property_urls(),
         "parse_site": parse(site), "parse_docs": parse(docs) if docs else "no docs",
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "loadavg": Path("/proc/loadavg").read_text().split()[:3],
