@@ -205,7 +205,7 @@ def main() -> None:
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "loadavg": Path("/proc/loadavg").read_text().split()[:3],
     }
-    text = json.dumps(report, indent=1, ensure_ascii=False)
+    text = json.dumps(report, indent=1)  # ASCII: examples may hold lone surrogates
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")

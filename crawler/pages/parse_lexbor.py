@@ -1,7 +1,7 @@
 """``parse_html`` on selectolax's lexbor parser (``html_parser = "lexbor"``), and the choice.
 
 lexbor is an HTML5 parser in C; on the Python docs it built the tree in
-under half the time lxml takes, the whole extraction in 37% less (README,
+under half the time lxml takes, the whole extraction in 38% less (README,
 Performance; on simple generated markup the two were closer). It is optional (``pip install
 'crawler[lexbor]'``): lxml stays the default, and the tree an extraction hook
 gets is always lxml's (``keep_tree`` goes to lxml).
