@@ -85,3 +85,22 @@ def test_an_extraction_hook_still_gets_the_lxml_tree_with_lexbor() -> None:
     page = parse_page(SMALL[0], URL, parser="lexbor", keep_tree=True)
     assert page.tree is not None and page.tree.tag == "html"
     assert page.links == ["https://example.com/other/x.html", "https://example.com/y"]
+
+
+def test_parse_page_parses_with_lexbor_only_when_asked_and_no_tree_is_needed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from crawler.pages import parse_lexbor
+
+    calls: list[str] = []
+    real = parse_lexbor.parse_html_lexbor
+
+    def counted(body: bytes, url: str, charset: str | None = None, *,
+                follow_nofollow: bool = False) -> Page:
+        calls.append(url)
+        return real(body, url, charset, follow_nofollow=follow_nofollow)
+
+    monkeypatch.setattr(parse_lexbor, "parse_html_lexbor", counted)
+    parse_page(SMALL[0], URL, parser="lexbor")
+    parse_page(SMALL[0], URL)  # the default: lxml
+    parse_page(SMALL[0], URL, parser="lexbor", keep_tree=True)  # a hook needs lxml's tree
+    assert calls == [URL]
