@@ -26,6 +26,8 @@ CLUSTER_HOSTS = 200
 """The cluster bench's default hosts: the work splits by host (a host lives in
 one shard), and ~200 hosts split within ±20% over 3 masters; 20 do not."""
 CLUSTER_PAGES = _D.hosts * _D.pages // CLUSTER_HOSTS
+WEB_HOSTS, WEB_PAGES, WEB_PAGE_BYTES = 100, 60, 80_000
+"""``--web``'s default site: the issue's 6,000 pages of ~80 KB on at least 100 hosts."""
 
 
 def site_size(hosts: int | None, pages: int | None, cluster: int) -> tuple[int, int]:
@@ -69,7 +71,9 @@ def bench(
         min=1, show_default=False, help=f"Pages per host (default: {_D.pages}; with --cluster "
         f"and no --hosts {CLUSTER_PAGES}: the same {_D.hosts * _D.pages} pages).")] = None,
     links: Annotated[int, typer.Option(min=1, help="<a href> per page.")] = _D.links,
-    page_bytes: Annotated[int, typer.Option(min=500, help="Bytes per page.")] = _D.page_bytes,
+    page_bytes: Annotated[int | None, typer.Option(
+        min=500, show_default=False, help=f"Bytes per page (default: {_D.page_bytes}; "
+        f"with --web {WEB_PAGE_BYTES}).")] = None,
     processes: Annotated[str, typer.Option(
         help="Comma-separated worker process counts to run, e.g. 1,2.")] = "1,2",
     concurrency: Annotated[int, typer.Option(min=1, help="Fetches in flight per process.")
@@ -109,6 +113,18 @@ def bench(
     warc: Annotated[bool, typer.Option(help="Workers write WARC files too.")] = False,
     recrawl: Annotated[bool, typer.Option(
         help="Crawl with recrawl = true (each done URL keeps its revisit state).")] = False,
+    web: Annotated[bool, typer.Option(
+        "--web", help=f"The real web's shape: HTTPS from a throwaway CA, gzip pages of ~80 KB, "
+        f"keep-alive 100; {WEB_HOSTS} hosts x {WEB_PAGES} pages unless told; a cProfile "
+        f"split of 1 worker's CPU; the issue's goals.")] = False,
+    setting: Annotated[list[str] | None, typer.Option(
+        metavar="NAME=JSON", help="With --web: a crawler setting for the workers, e.g. "
+        "html_parser='\"lexbor\"' (repeatable).")] = None,
+    profile_run: Annotated[bool, typer.Option(
+        help="With --web: one more 1-process crawl under cProfile.")] = True,
+    inflate: Annotated[str, typer.Option(
+        help="With --web: 'zlib' makes the workers inflate with the standard zlib instead "
+             "of zlib-ng (to measure what it saves).")] = "auto",
 ) -> None:
     """Crawl a generated site with 1 and 2 worker processes and print pages/s and costs."""
     if ctx.invoked_subcommand is not None:
@@ -120,9 +136,14 @@ def bench(
 
             report = run_dedup(dedup, out=out.replace("latest", "dedup") or None)
             raise typer.Exit(0 if report["ok"] else 1)
+        if web:
+            raise typer.Exit(_run_web(hosts, pages, links, page_bytes, processes, concurrency,
+                                      max_per_host, server.value, ceiling, repeat, out,
+                                      profile, setting or [], profile_run, inflate))
         from crawler.bench.run import run_bench
 
         hosts, pages = site_size(hosts, pages, cluster)
+        page_bytes = _D.page_bytes if page_bytes is None else page_bytes
         cfg = replace(_D, hosts=hosts, pages=pages, links=links, page_bytes=page_bytes,
                       processes=_counts(processes), concurrency=concurrency,
                       max_per_host=max_per_host, server=server.value, ceiling=ceiling,
@@ -136,6 +157,33 @@ def bench(
         typer.echo("crawl bench: interrupted; stopped the servers and workers it started",
                    err=True)
         raise typer.Exit(130) from None
+
+
+def _run_web(hosts: int | None, pages: int | None, links: int, page_bytes: int | None,
+             processes: str, concurrency: int, max_per_host: int, server: str, ceiling: bool,
+             repeat: int, out: str, profile: str | None, settings: list[str],
+             profile_run: bool, inflate: str) -> int:
+    import json
+
+    from crawler.bench.web import WebBench, run_web
+
+    extra = {}
+    for item in settings:
+        name, _, value = item.partition("=")
+        try:
+            extra[name.strip()] = json.loads(value)
+        except ValueError:
+            raise typer.BadParameter(f"{item!r}: NAME=JSON, e.g. html_parser='\"lexbor\"'") \
+                from None
+    cfg = replace(_D, hosts=WEB_HOSTS if hosts is None else hosts,
+                  pages=WEB_PAGES if pages is None else pages, links=links,
+                  page_bytes=WEB_PAGE_BYTES if page_bytes is None else page_bytes,
+                  processes=_counts(processes), concurrency=concurrency,
+                  max_per_host=max_per_host, server=server, ceiling=ceiling, repeat=repeat,
+                  out=(out.replace("latest.json", "web-latest.json") if out else None),
+                  profile=profile)
+    report = run_web(WebBench(cfg=cfg, profile_run=profile_run, settings=extra, inflate=inflate))
+    return 0 if report["complete"] else 1
 
 
 @bench_app.command("memory")

@@ -135,10 +135,14 @@ async def _seed(url: str, overrides: dict[str, Any], seeds: list[str]) -> None:
 
 
 def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProcess,
-              work: Path, *, shards: int = 1, masters: int = 0, wait: int = 0
-              ) -> dict[str, Any]:
+              work: Path, *, shards: int = 1, masters: int = 0, wait: int = 0,
+              extra: dict[str, Any] | None = None, worker: str = "crawler.bench.worker",
+              label: str = "") -> dict[str, Any]:
     """Crawl the site with N worker processes on a fresh Valkey (or a fresh
-    cluster of ``masters``, with ``cfg.replicas`` each); return the figures."""
+    cluster of ``masters``, with ``cfg.replicas`` each); return the figures.
+
+    ``extra``: settings besides the benchmark's (``crawl bench --web``'s);
+    ``worker``: the worker process's module (a profiled one)."""
     procs: list[subprocess.Popen[bytes]] = []
     with BenchRedis(work, masters, cfg.replicas if masters else 0) as valkey:
         overrides = {"redis_url": valkey.url, "crawl": "bench", "concurrency": cfg.concurrency,
@@ -151,16 +155,17 @@ def run_crawl(spec: SiteSpec, processes: int, cfg: BenchConfig, site: SiteProces
             overrides["warc_dir"] = str(work / f"warc-{processes}p")
         if cfg.recrawl:
             overrides["recrawl"] = True
+        overrides |= extra or {}
         try:
             asyncio.run(_seed(valkey.url, overrides, spec.seeds()))
             info0 = valkey.info()
             redis_cpu0, site_cpu0 = valkey.cpu(), site.cpu_seconds()
             replica_cpu0 = valkey.replica_cpu()
             busy0, wall0 = machine_busy_seconds(), time.monotonic()
-            label = f"crawl-{processes}p" + (f"-{masters}m" if masters else "")
+            label = label or f"crawl-{processes}p" + (f"-{masters}m" if masters else "")
             outs = [work / f"{label}-worker-{i}.json" for i in range(processes)]
             procs += [subprocess.Popen([*_profiler(cfg, f"{label}-{i}"), sys.executable,
-                                        "-m", "crawler.bench.worker", json.dumps(overrides),
+                                        "-m", worker, json.dumps(overrides),
                                         str(out)])
                       for i, out in enumerate(outs)]
             workers_cpu_total = 0.0

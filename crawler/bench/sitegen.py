@@ -79,19 +79,28 @@ def page_html(spec: SiteSpec, h: int, i: int) -> bytes:
             f"<title>{title_of(spec, h, i)}</title></head>\n<body><h1>Page {i}</h1>\n<ul>\n")
     tail = "\n</ul>\n</body></html>\n"
     filler_len = max(0, spec.page_bytes - len(head) - len(links) - len(tail))
-    return (head + links + _filler(filler_len) + tail).encode("utf-8")
+    return (head + links + _filler(filler_len, h * 1_000_003 + i) + tail).encode("utf-8")
 
 
 # Paragraphs with inline markup, as real pages have: the parser must walk
-# elements, not just one long text node.
-_PARAGRAPH = ('\n<p class="text">Lorem <b>ipsum</b> dolor sit amet, <span class="x">consectetur'
-              '</span> adipiscing elit, <em>sed do</em> eiusmod tempor incididunt.</p>')
+# elements, not just one long text node. Each paragraph names one word of its
+# own page (of a vocabulary of 4096, 8 letters each, so every paragraph keeps
+# its length): pages of a site share their template, as real ones do, but not
+# their text, so near-duplicate detection finds none among them.
+_PARAGRAPH = ('\n<p class="text">Lorem <b>ipsum</b> dolor {word} amet, <span class="x">'
+              'consectetur</span> adipiscing elit, <em>sed do</em> eiusmod tempor incididunt.</p>')
+_LETTERS = "abcdefghijklmnop"
+_WORDS = ["".join(_LETTERS[(n >> shift) & 15] for shift in (0, 4, 8, 12)) * 2
+          for n in range(4096)]
+_PARAGRAPH_BYTES = len(_PARAGRAPH.format(word=_WORDS[0]))
 
 
-def _filler(size: int) -> str:
+def _filler(size: int, salt: int = 0) -> str:
     if size <= 0:
         return ""
-    text = _PARAGRAPH * (size // len(_PARAGRAPH))
+    count = size // _PARAGRAPH_BYTES
+    text = "".join(_PARAGRAPH.format(word=_WORDS[(salt * 2654435761 + k * 40503) % 4096])
+                   for k in range(count))
     rest = size - len(text)
     return text + (f"\n<p>{'x' * (rest - 8)}</p>" if rest > 8 else "")
 

@@ -71,6 +71,10 @@ async def run(overrides: dict[str, Any]) -> dict[str, Any]:
     from crawler.store.layout import crawl_layout
     from crawler.worker import Worker
 
+    if os.environ.get("BENCH_INFLATE") == "zlib":  # the "before" of crawl bench --web
+        from crawler.net import inflate
+
+        inflate.fast_zlib = lambda: None
     # base= skips crawl.toml and CRAWL_* variables: the benchmark says everything.
     settings = load_settings(base=Settings(), overrides=overrides)
     redis = await connect(settings)

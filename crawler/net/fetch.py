@@ -32,6 +32,7 @@ from crawler.net import codecs
 from crawler.net.dns import CachingResolver, LookupFailed
 from crawler.net.guard import AddressPolicy, Blocked, GuardedResolver, check_literal_address
 from crawler.net.identity import Identity
+from crawler.net.inflate import use_fast_inflate
 from crawler.net.proxies import ProxyLedger, ProxyPool, Route, is_proxy_down, socks_error
 from crawler.net.tls import TLSPolicy, certificate_error
 from crawler.urls import resolve
@@ -101,6 +102,7 @@ class Fetcher:
             resolver = self.dns = CachingResolver(settings)
         self._resolver = resolver
         self._proxy_ledger = proxy_ledger
+        self.inflate = use_fast_inflate()  # zlib-ng if installed: gzip is most pages' cost
         self.timeout = client_timeout(settings)
         self.tls = TLSPolicy(settings.ca_file, settings.tls_insecure_hosts)
         self.identity = Identity(settings)  # headers and credentials, per host

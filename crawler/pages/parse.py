@@ -10,7 +10,6 @@ more than the tree. Never raises on any input bytes.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import re
 from dataclasses import dataclass, field
 
@@ -145,7 +144,7 @@ def parse_html(body: bytes, url: str, header_charset: str | None = None, *,
         elif tag == "base":
             href = el.get("href")
             if href and base is url:
-                base = _base_url(url, href)
+                base = base_url(url, href)
         else:
             name = (el.get("name") or "").lower()
             if name in ("robots", "crawler"):
@@ -153,8 +152,21 @@ def parse_html(body: bytes, url: str, header_charset: str | None = None, *,
                 page.nofollow |= bool(directives & {"nofollow", "none"})
                 page.noindex |= bool(directives & {"noindex", "none"})
     if canonical_href and canonical_href.strip():
-        with contextlib.suppress(InvalidURL, ValueError):  # unusable: as if none declared
-            page.canonical = resolve(base, canonical_href)
+        page.canonical = resolve_canonical(base, canonical_href)
+    resolve_links(page, base, hrefs)
+    return page
+
+
+def resolve_canonical(base: str, href: str) -> str | None:
+    """A rel=canonical href, resolved; None if unusable (as if none was declared)."""
+    try:
+        return resolve(base, href.strip())
+    except (InvalidURL, ValueError):
+        return None
+
+
+def resolve_links(page: Page, base: str, hrefs: list[str]) -> None:
+    """Append the hrefs' canonical URLs to ``page.links``, in order, once each."""
     seen: set[str] = set()
     for href in hrefs:
         href = href.strip()
@@ -167,13 +179,12 @@ def parse_html(body: bytes, url: str, header_charset: str | None = None, *,
         if link not in seen:
             seen.add(link)
             page.links.append(link)
-    return page
 
 
 _NOT_LINKS = ("#", "javascript:", "mailto:", "tel:", "data:")
 
 
-def _base_url(url: str, href: str) -> str:
+def base_url(url: str, href: str) -> str:
     """The page's <base href>, canonical (``resolve`` needs that); the page URL if unusable."""
     try:
         return resolve(url, href)

@@ -23,7 +23,8 @@ from crawler.net.robots import RobotsFetched, RobotsUnavailable, product_token
 from crawler.observe.overview import status_tally
 from crawler.pages.extract import Extracted, Extractor
 from crawler.pages.link_header import HeaderLinks, read_link_headers
-from crawler.pages.parse import parse_html, x_robots_tag
+from crawler.pages.parse import x_robots_tag
+from crawler.pages.parse_lexbor import parse_page
 from crawler.pages.priority import raised_bands
 from crawler.pages.scope import anchors_for
 from crawler.pages.simhash import to_hex
@@ -237,10 +238,11 @@ class LeaseRunner:
         found = declared.links
         if resp.is_html:
             item.at("parse")
-            page = parse_html(resp.body, resp.final_url, resp.charset,
+            page = parse_page(resp.body, resp.final_url, resp.charset,
                               follow_nofollow=self.settings.follow_nofollow,
                               keep_tree=self.extractor is not None,
-                              simhash=self.settings.near_duplicates)
+                              simhash=self.settings.near_duplicates,
+                              parser=self.settings.html_parser)
             title, link_count = page.title, page.link_count
             noindex |= page.noindex
             nofollow |= page.nofollow
