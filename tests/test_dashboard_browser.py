@@ -47,8 +47,29 @@ def answers(url: str) -> bool:
         return False
 
 
+def create_crawl(redis_url: str, name: str) -> None:
+    """Record the crawl's layout, as seeding does: only seed creates a crawl, and
+    the dashboard is opened on one that exists (before any URL is seeded)."""
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    from crawler.config import Settings
+    from crawler.store.layout import crawl_layout
+
+    async def main() -> None:
+        client = Redis.from_url(redis_url)
+        try:
+            await crawl_layout(client, Settings(redis_url=redis_url, crawl=name))
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
+
+
 @pytest.fixture
 def dashboard(clean_redis: str, tmp_path: Path) -> Iterator[str]:
+    create_crawl(clean_redis, "browser")
     port = free_port()
     with open(tmp_path / "dashboard.log", "wb") as log:
         proc = subprocess.Popen(

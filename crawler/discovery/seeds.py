@@ -159,7 +159,14 @@ async def seed(redis: Redis, settings: Settings, stream: BinaryIO,
     host first, so each add call holds few hosts with many URLs each (one
     queue push and one prefix table lookup a host) instead of as many hosts
     as URLs.
+
+    Seeding is what creates a crawl: its layout is recorded here if it is new
+    (``crawl_layout``), so a crawl seeded through this function, not only by
+    ``crawl seed``, is one the other commands find.
     """
+    from crawler.store.layout import crawl_layout
+
+    settings = await crawl_layout(redis, settings)
     frontier = Frontier(redis, settings, local_dedup=False)
     scope = ScopeStore(redis, settings)
     report = SeedReport()
