@@ -222,3 +222,40 @@ def test_the_cluster_bench_defaults_to_a_site_of_many_hosts_and_the_same_pages()
     assert site_size(None, None, 3) == (200, 50)
     assert site_size(None, 20, 3) == (200, 20)
     assert site_size(6, None, 3) == (6, 500)
+
+
+def test_memory_shapes_have_their_properties_and_the_same_urls_every_run() -> None:
+    from crawler.bench.shapes import SHAPES, shape_urls
+
+    for shape in SHAPES:
+        urls = shape_urls(shape, 3000)
+        assert len(set(urls)) == 3000 and urls == shape_urls(shape, 3000), shape
+        by_host: dict[str, list[str]] = {}
+        for url in urls:
+            by_host.setdefault(url.split("/", 3)[2], []).append(url)
+        if shape == "broad":  # a few big hosts, most with 1-3 URLs
+            sizes = sorted(len(v) for v in by_host.values())
+            assert sizes[-1] >= 30 and sizes[len(sizes) * 9 // 10] <= 3
+        else:
+            assert {len(v) for v in by_host.values()} == {100}
+        if shape == "own-directory":  # every URL of a host in its own directory
+            dirs = {url.rsplit("/", 1)[0] for url in urls}
+            assert len(dirs) == len(urls)
+
+
+@pytest.mark.parametrize("shape", ["own-directory", "broad"])
+def test_memory_by_shape_reports_each_key_kind_and_they_sum_to_the_total(shape: str) -> None:
+    from crawler.bench.memory_shapes import PARTS, run_shapes, table
+
+    [report] = run_shapes([shape], 3000, 100, None, echo=lambda *_: None)
+    assert report["shape"] == shape and report["queued"] == 3000
+    assert set(report["bytes"]) == set(PARTS)
+    assert sum(report["bytes"].values()) == report["bytes_total"] > 0
+    assert report["bytes_per_url"] == round(report["bytes_total"] / 3000, 1)
+    for part in ("dedup", "queue", "host_state", "ready", "scope"):
+        assert report["bytes"][part] > 0, part
+    solo = report["solo_host"]
+    assert abs(sum(solo["by_part"].values()) - solo["bytes"]) < 1
+    assert solo["by_part"]["ready"] > 0 and solo["by_part"]["scope"] > 0
+    assert report["seed"]["add_calls"] > 0
+    assert shape in table([report])
