@@ -1,0 +1,73 @@
+"""A prefix is shared only when it is shared (issue 24): the first URL of a directory
+is queued plainly, the second moves the directory to the host's prefix table."""
+
+from __future__ import annotations
+
+import time
+
+from redis.asyncio import Redis
+
+from crawler.config import Settings
+from crawler.frontier import Frontier, Lease
+
+
+async def claim_all(frontier: Frontier, n: int) -> list[Lease]:
+    got: list[Lease] = []
+    deadline = time.monotonic() + 10.0
+    while len(got) < n and time.monotonic() < deadline:
+        got += (await frontier.claim(n - len(got), "w")).leases
+    return got
+
+
+async def test_urls_each_in_a_directory_of_their_own_put_no_prefix_in_the_table(
+        redis: Redis, settings: Settings) -> None:
+    frontier = Frontier(redis, settings.replace(max_per_host=1000), local_dedup=False)
+    added = [(f"https://a.test/articles/2026/{i:04d}/article-{i:07d}.html", 0)
+             for i in range(60)]
+    for start in range(0, 60, 20):  # across calls, as a crawl finds them
+        assert (await frontier.add(added[start:start + 20])).added == 20
+    px = frontier.shards[0].prefixes("a.test")
+    table = await redis.hgetall(px)
+    assert not [k for k in table if k.startswith("=")]  # no directory in the table
+    assert await redis.object("encoding", px) == "listpack"  # marks only: a small hash
+    # Plain entries leave out "https://a.test": each costs little more than its path.
+    queue = frontier.shards[0].queue("a.test")
+    lengths: list[int] = await redis.eval(  # type: ignore[misc]  # entries are binary
+        "local t = {} for _, e in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do"
+        " t[#t + 1] = #e end return t", 1, queue)
+    longest = max(lengths)
+    assert longest <= 2 + len("/articles/2026/0000/article-0000000.html")
+    got = await claim_all(frontier, 60)
+    assert sorted(lease.url for lease in got) == sorted(url for url, _ in added)
+
+
+async def test_the_second_url_of_a_directory_moves_it_to_the_table(
+        redis: Redis, settings: Settings) -> None:
+    frontier = Frontier(redis, settings.replace(max_per_host=1000), local_dedup=False)
+    shard = frontier.shards[0]
+    await frontier.add([("http://b.test:8080/shop/item-1.html?a=1", 2)])
+    assert not [k for k in await redis.hgetall(shard.prefixes("b.test:8080"))
+                if k.startswith("=")]
+    await frontier.add([("http://b.test:8080/shop/item-2.html", 3)])
+    table = await redis.hgetall(shard.prefixes("b.test:8080"))
+    assert table.get("=http://b.test:8080/shop/") == "1"
+    assert not [k for k in table if k.startswith("~")]  # its mark went with it
+    # Two URLs of a directory in one call share it at once; a lone one stays plain.
+    await frontier.add([("https://c.test/x/1", 0), ("https://c.test/x/2", 0),
+                        ("https://c.test/y/1", 1)])
+    table = await redis.hgetall(shard.prefixes("c.test"))
+    assert sorted(k for k in table if k.startswith("=")) == ["=https://c.test/x/"]
+    got = await claim_all(frontier, 5)
+    assert sorted((lease.url, lease.depth) for lease in got) == [
+        ("http://b.test:8080/shop/item-1.html?a=1", 2), ("http://b.test:8080/shop/item-2.html", 3),
+        ("https://c.test/x/1", 0), ("https://c.test/x/2", 0), ("https://c.test/y/1", 1)]
+
+
+async def test_a_url_given_back_comes_back_whole_after_its_table_went(
+        redis: Redis, settings: Settings) -> None:
+    frontier = Frontier(redis, settings, local_dedup=False)
+    await frontier.add([("https://d.test/only/one.html", 0)])
+    [lease] = await claim_all(frontier, 1)
+    await frontier.retry(lease, 0.0, count_attempt=False)
+    [again] = await claim_all(frontier, 1)
+    assert again.url == "https://d.test/only/one.html"
