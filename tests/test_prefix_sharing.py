@@ -71,3 +71,19 @@ async def test_a_url_given_back_comes_back_whole_after_its_table_went(
     await frontier.retry(lease, 0.0, count_attempt=False)
     [again] = await claim_all(frontier, 1)
     assert again.url == "https://d.test/only/one.html"
+
+
+async def test_a_small_host_gets_no_prefix_hash_unless_its_urls_share_a_directory(
+        redis: Redis, settings: Settings) -> None:
+    frontier = Frontier(redis, settings, local_dedup=False)
+    shard = frontier.shards[0]
+    await frontier.add([("https://solo.test/index.html", 0)])
+    for url in ("https://few.test/a/1", "https://few.test/b/1", "http://few.test/c/1"):
+        await frontier.add([(url, 1)])  # one call each, as links found on three pages
+    assert not await redis.exists(shard.prefixes("solo.test"), shard.prefixes("few.test"))
+    await frontier.add([("https://few.test/b/2", 2)])  # read from the short queue: shared
+    assert await redis.hget(shard.prefixes("few.test"), "=https://few.test/b/") == "1"
+    got = await claim_all(frontier, 5)
+    assert sorted(lease.url for lease in got) == [
+        "http://few.test/c/1", "https://few.test/a/1", "https://few.test/b/1",
+        "https://few.test/b/2", "https://solo.test/index.html"]
