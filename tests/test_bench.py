@@ -259,3 +259,12 @@ def test_memory_by_shape_reports_each_key_kind_and_they_sum_to_the_total(shape: 
     assert solo["by_part"]["ready"] > 0 and solo["by_part"]["scope"] > 0
     assert report["seed"]["add_calls"] > 0
     assert shape in table([report])
+
+
+def test_small_host_layouts_are_measured_and_a_shared_hash_costs_least() -> None:
+    from crawler.bench.small_hosts import run_small_hosts
+
+    report = run_small_hosts(None, hosts=2000, echo=lambda *_: None)
+    per_host = report["per_host"]
+    assert per_host["now"] > per_host["inline"] > per_host["shared_hash"] > 0
+    assert all(v > 0 for v in report["parts"].values())

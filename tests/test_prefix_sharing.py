@@ -3,6 +3,7 @@ is queued plainly, the second moves the directory to the host's prefix table."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 from redis.asyncio import Redis
@@ -45,22 +46,29 @@ async def test_the_second_url_of_a_directory_moves_it_to_the_table(
         redis: Redis, settings: Settings) -> None:
     frontier = Frontier(redis, settings.replace(max_per_host=1000), local_dedup=False)
     shard = frontier.shards[0]
+    others = [(f"http://b.test:8080/other-{i}/x", 0) for i in range(9)]  # past SMALL
+    await frontier.add(others)
     await frontier.add([("http://b.test:8080/shop/item-1.html?a=1", 2)])
-    assert not [k for k in await redis.hgetall(shard.prefixes("b.test:8080"))
-                if k.startswith("=")]
+    shop = hashlib.sha1(b"http://b.test:8080/shop/").hexdigest()[:8]
+    marked = await redis.hgetall(shard.prefixes("b.test:8080"))
+    assert f"~{shop}" in marked and not [k for k in marked if k.startswith("=")]
     await frontier.add([("http://b.test:8080/shop/item-2.html", 3)])
     table = await redis.hgetall(shard.prefixes("b.test:8080"))
-    assert table.get("=http://b.test:8080/shop/") == "1"
-    assert not [k for k in table if k.startswith("~")]  # its mark went with it
+    assert [k for k in table if k.startswith("=")] == ["=http://b.test:8080/shop/"]
+    assert f"~{shop}" not in table and len([k for k in table if k[0] == "~"]) == 9
+    assert table["m"] == "9"  # the other directories' marks, and its mark went
     # Two URLs of a directory in one call share it at once; a lone one stays plain.
     await frontier.add([("https://c.test/x/1", 0), ("https://c.test/x/2", 0),
-                        ("https://c.test/y/1", 1)])
+                        ("https://c.test/y/1", 1)] + [(f"https://c.test/z{i}/", 0)
+                                                      for i in range(9)])
     table = await redis.hgetall(shard.prefixes("c.test"))
     assert sorted(k for k in table if k.startswith("=")) == ["=https://c.test/x/"]
-    got = await claim_all(frontier, 5)
-    assert sorted((lease.url, lease.depth) for lease in got) == [
+    got = await claim_all(frontier, 23)
+    assert sorted((lease.url, lease.depth) for lease in got if "/z" not in lease.url
+                  and "/other" not in lease.url) == [
         ("http://b.test:8080/shop/item-1.html?a=1", 2), ("http://b.test:8080/shop/item-2.html", 3),
         ("https://c.test/x/1", 0), ("https://c.test/x/2", 0), ("https://c.test/y/1", 1)]
+    assert len({lease.url for lease in got}) == 23
 
 
 async def test_a_url_given_back_comes_back_whole_after_its_table_went(
@@ -73,17 +81,20 @@ async def test_a_url_given_back_comes_back_whole_after_its_table_went(
     assert again.url == "https://d.test/only/one.html"
 
 
-async def test_a_small_host_gets_no_prefix_hash_unless_its_urls_share_a_directory(
+async def test_a_small_host_gets_no_prefix_hash_even_when_its_urls_share_a_directory(
         redis: Redis, settings: Settings) -> None:
-    frontier = Frontier(redis, settings, local_dedup=False)
+    frontier = Frontier(redis, settings.replace(max_per_host=100), local_dedup=False)
     shard = frontier.shards[0]
     await frontier.add([("https://solo.test/index.html", 0)])
-    for url in ("https://few.test/a/1", "https://few.test/b/1", "http://few.test/c/1"):
-        await frontier.add([(url, 1)])  # one call each, as links found on three pages
+    for url in ("https://few.test/a/1", "https://few.test/b/1", "http://few.test/c/1",
+                "https://few.test/b/2"):
+        await frontier.add([(url, 1)])  # one call each, as links found on four pages
+    await frontier.add([("https://few.test/b/3", 1), ("https://few.test/b/4", 1)])
     assert not await redis.exists(shard.prefixes("solo.test"), shard.prefixes("few.test"))
-    await frontier.add([("https://few.test/b/2", 2)])  # read from the short queue: shared
+    # Past 8 URLs queued, a directory used twice goes to the table.
+    await frontier.add([(f"https://few.test/b/{i}", 2) for i in range(5, 9)])
     assert await redis.hget(shard.prefixes("few.test"), "=https://few.test/b/") == "1"
-    got = await claim_all(frontier, 5)
-    assert sorted(lease.url for lease in got) == [
-        "http://few.test/c/1", "https://few.test/a/1", "https://few.test/b/1",
-        "https://few.test/b/2", "https://solo.test/index.html"]
+    got = await claim_all(frontier, 12)
+    assert sorted(lease.url for lease in got) == sorted(
+        ["http://few.test/c/1", "https://few.test/a/1", "https://solo.test/index.html"]
+        + [f"https://few.test/b/{i}" for i in range(1, 9)])

@@ -87,14 +87,22 @@ async def _measure_shape(url: str, shape: str, n: int, per_host: int) -> dict[st
         used_after = await _used_memory(client)
         parts = await bytes_by_part(client, crawl)
         total = sum(parts.values())
+        # The shards' own count: a pipeline resent after a timeout finds its URLs
+        # seen, so the seed report's ``added`` can fall short of what is queued.
+        from crawler.store import keys
+
+        queued = 0
+        for shard in keys.all_shards(crawl, settings.shards, settings.shard_tags):
+            queued += int(await client.hget(shard.stats, "queued") or 0)
         hosts = len({u.split("/", 3)[2] for u in urls})
         out: dict[str, Any] = {
-            "shape": shape, "urls": n, "queued": report.added, "hosts": hosts,
+            "shape": shape, "urls": n, "queued": queued, "added_reported": report.added,
+            "hosts": hosts,
             "mean_url_length": round(sum(map(len, urls)) / n, 1),
             "bytes": parts, "bytes_total": total,
-            "bytes_per_url": round(total / max(1, report.added), 1),
-            "bytes_per_url_by_part": _per(parts, report.added),
-            "used_memory_per_url": round((used_after - used_before) / max(1, report.added), 1),
+            "bytes_per_url": round(total / max(1, queued), 1),
+            "bytes_per_url_by_part": _per(parts, queued),
+            "used_memory_per_url": round((used_after - used_before) / max(1, queued), 1),
             "seed": {"seconds": round(seconds, 2), "urls_per_s": round(n / max(seconds, 1e-9)),
                      "add_calls": calls, "mean_call_ms": round(usec / max(1, calls) / 1000, 3),
                      "calls_over_2ms": sum(e["duration"] > SLOW_MICROS for e in slow),

@@ -216,43 +216,24 @@ end
 -- whole prefixes, never to digests. At most MARKS_KEPT marks a host (field
 -- ``m`` counts them), so the hash stays small: past them, new prefixes stay plain.
 local MARKS_KEPT = 100
--- A host without a table and with at most SCANNED URLs queued (in its normal
--- band) leaves no mark: its queue is read instead, for a plain entry of the
--- prefix. Most hosts of a broad crawl hold 1-3 URLs: they get no px key at all.
-local SCANNED = 8
+-- A host without a table that will hold at most SMALL URLs queued (in its
+-- normal band) gets no table and leaves no marks: all its URLs are plain.
+-- A plain entry already leaves out its origin, so a table saves a small host
+-- only its directories, less than the ~100 B of a px key (issue 24's broad
+-- shape: most hosts hold 1-3 URLs). Marks start once a host outgrows SMALL.
+local SMALL = 8
 
 local function mark_of(prefix)
   return '~' .. string.sub(redis.sha1hex(prefix), 1, 8)
 end
 
--- The prefix of a plain queue entry (nil for one naming a table id).
-local function plain_prefix(host, e)
-  local pos = 2
-  if string.byte(e, 1) == 128 then pos = string.find(e, '|', 2, true) + 1 end
-  local id, rest = string.byte(e, pos), string.sub(e, pos + 1)
-  if id == 255 then return (split_url('https://' .. host .. rest)) end
-  if id == 254 then return (split_url('http://' .. host .. rest)) end
-  if id == 0 then return (split_url(rest)) end
-  return nil
-end
-
 -- Which of ``missing`` (their marks ``marks``) a URL used before: {marks
--- count, a mark or false each}, as HMGET of px:<host> answers; or, for a host
--- short enough to read (no table, few URLs queued), from its queue, and then
--- nil as ``room``: no mark is left.
-local function used_before(base, host, px, missing, marks)
-  if redis.call('EXISTS', px) == 0 then
-    local queue = base .. 'q:' .. host
-    if redis.call('LLEN', queue) <= SCANNED then
-      local queued = {}
-      for _, e in ipairs(redis.call('LRANGE', queue, 0, -1)) do
-        local prefix = plain_prefix(host, e)
-        if prefix then queued[prefix] = true end
-      end
-      local out = {MARKS_KEPT}  -- no room: a host this small keeps no marks
-      for j, prefix in ipairs(missing) do out[j + 1] = queued[prefix] and marks[j] or false end
-      return out, false
-    end
+-- count, a mark or false each}, as HMGET of px:<host> answers; and whether
+-- the host keeps a table. ``adding``: the URLs this call queues on the host.
+local function used_before(base, host, px, marks, adding)
+  if redis.call('EXISTS', px) == 0
+      and redis.call('LLEN', base .. 'q:' .. host) + adding <= SMALL then
+    return {}, false
   end
   return redis.call('HMGET', px, 'm', unpack(marks)), true
 end
@@ -287,12 +268,16 @@ local function prefix_ids(base, host, prefixes, known)
     end
   end
   if #missing == 0 then return end
-  local marked, in_table = used_before(base, host, px, missing, marks)
+  local marked, in_table = used_before(base, host, px, marks, #prefixes)
+  if not in_table then
+    for _, prefix in ipairs(missing) do known[prefix] = 0 end
+    return
+  end
   local shared, unmarked, new_marks = {}, {}, {}
   for j, prefix in ipairs(missing) do
     if marked[j + 1] or uses[prefix] > 1 then
       shared[#shared + 1] = prefix
-      if marked[j + 1] and in_table then unmarked[#unmarked + 1] = marks[j] end
+      if marked[j + 1] then unmarked[#unmarked + 1] = marks[j] end
     else
       known[prefix] = 0
       new_marks[#new_marks + 1] = marks[j]
