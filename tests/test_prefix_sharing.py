@@ -4,8 +4,10 @@ is queued plainly, the second moves the directory to the host's prefix table."""
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 
+import pytest
 from redis.asyncio import Redis
 
 from crawler.config import Settings
@@ -98,3 +100,20 @@ async def test_a_small_host_gets_no_prefix_hash_even_when_its_urls_share_a_direc
     assert sorted(lease.url for lease in got) == sorted(
         ["http://few.test/c/1", "https://few.test/a/1", "https://solo.test/index.html"]
         + [f"https://few.test/b/{i}" for i in range(1, 9)])
+
+
+async def test_a_big_hosts_queue_is_compressed_inside_and_comes_back_whole(
+        redis: Redis, settings: Settings) -> None:
+    if os.environ.get("CRAWL_TEST_REDIS_URL"):
+        pytest.skip("an external server keeps its own list-compress-depth")
+    assert await redis.config_get("list-compress-depth") == {"list-compress-depth": "1"}
+    frontier = Frontier(redis, settings.replace(max_per_host=5000), local_dedup=False)
+    added = [(f"https://big.test/2021/{i // 20:03d}/story-about-{i % 7}-{i}.html?ref={i}", 0)
+             for i in range(3000)]
+    for start in range(0, 3000, 500):
+        await frontier.add(added[start:start + 500])
+    queue = frontier.shards[0].queue("big.test")
+    # ~40 B an entry uncompressed (file name and query); LZF keeps inner nodes well under.
+    assert int(await redis.memory_usage(queue, samples=0) or 0) < 3000 * 25
+    got = await claim_all(frontier, 3000)
+    assert sorted(lease.url for lease in got) == sorted(url for url, _ in added)
