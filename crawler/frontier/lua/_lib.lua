@@ -189,8 +189,8 @@ end
 -- host's prefix table px:<host>, and the rest of the URL; or, for a prefix
 -- not shared (yet) or once the table is full, the URL plainly (``plain``).
 -- A host's URLs share few prefixes, so an entry is little more than its file
--- name and query. A sitemap to read carries its mark in hops (crawler/frontier/transitions.py SITEMAP_HOPS):
--- no script needs to know it.
+-- name and query. A sitemap to read carries its mark in hops
+-- (crawler/frontier/transitions.py SITEMAP_HOPS): no script needs to know it.
 local PREFIXES_KEPT = 250
 
 local function header(attempts, depth, hops)
@@ -205,10 +205,11 @@ local function split_url(url)
   return string.sub(url, 1, cut), string.sub(url, cut + 1)
 end
 
--- A prefix is shared only when it is shared: the first URL of a prefix is
--- stored plainly (without its origin, see ``plain``) and leaves a mark, an
--- 8-hex-digit digest of the prefix, in px:<host>; the second URL of the
--- prefix (marked, or a second one in the same call) moves it to the table.
+-- A prefix is shared only when it is shared: on a host past SMALL URLs, the
+-- first URL of a prefix is stored plainly (without its origin, see ``plain``)
+-- and leaves a mark, an 8-hex-digit digest of the prefix, in px:<host>; the
+-- second URL of the prefix (marked, or a second one in the same call) moves
+-- it to the table.
 -- A table entry costs the prefix twice plus fields, so a prefix of one URL
 -- cost more in the table than plainly (issue 24: URLs each in a directory of
 -- their own paid 148 B, a host with one URL a whole hash). A digest that
