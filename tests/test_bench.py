@@ -339,3 +339,49 @@ def test_small_web_benchmark_with_the_lexbor_parser_crawls_every_page_once() -> 
     run = report["runs"]["1"]
     assert run["complete"] and run["pages"] == 30, run["problems"]
     assert report["settings"] == {"html_parser": "lexbor"}
+
+
+def test_memory_shapes_have_their_properties_and_the_same_urls_every_run() -> None:
+    from crawler.bench.shapes import SHAPES, shape_urls
+
+    for shape in SHAPES:
+        urls = shape_urls(shape, 3000)
+        assert len(set(urls)) == 3000 and urls == shape_urls(shape, 3000), shape
+        by_host: dict[str, list[str]] = {}
+        for url in urls:
+            by_host.setdefault(url.split("/", 3)[2], []).append(url)
+        if shape == "broad":  # a few big hosts, most with 1-3 URLs
+            sizes = sorted(len(v) for v in by_host.values())
+            assert sizes[-1] >= 30 and sizes[len(sizes) * 9 // 10] <= 3
+        else:
+            assert {len(v) for v in by_host.values()} == {100}
+        if shape == "own-directory":  # every URL of a host in its own directory
+            dirs = {url.rsplit("/", 1)[0] for url in urls}
+            assert len(dirs) == len(urls)
+
+
+@pytest.mark.parametrize("shape", ["own-directory", "broad"])
+def test_memory_by_shape_reports_each_key_kind_and_they_sum_to_the_total(shape: str) -> None:
+    from crawler.bench.memory_shapes import PARTS, run_shapes, table
+
+    [report] = run_shapes([shape], 3000, 100, None, echo=lambda *_: None)
+    assert report["shape"] == shape and report["queued"] == 3000
+    assert set(report["bytes"]) == set(PARTS)
+    assert sum(report["bytes"].values()) == report["bytes_total"] > 0
+    assert report["bytes_per_url"] == round(report["bytes_total"] / 3000, 1)
+    for part in ("dedup", "queue", "host_state", "ready", "scope"):
+        assert report["bytes"][part] > 0, part
+    solo = report["solo_host"]
+    assert abs(sum(solo["by_part"].values()) - solo["bytes"]) < 1
+    assert solo["by_part"]["ready"] > 0 and solo["by_part"]["scope"] > 0
+    assert report["seed"]["add_calls"] > 0
+    assert shape in table([report])
+
+
+def test_small_host_layouts_are_measured_and_a_shared_hash_costs_least() -> None:
+    from crawler.bench.small_hosts import run_small_hosts
+
+    report = run_small_hosts(None, hosts=2000, echo=lambda *_: None)
+    per_host = report["per_host"]
+    assert per_host["now"] > per_host["inline"] > per_host["shared_hash"] > 0
+    assert all(v > 0 for v in report["parts"].values())

@@ -120,12 +120,13 @@ async def test_urls_come_back_whole_past_the_hosts_prefix_table(
     # prefix table (250 ids); past that, an entry holds its whole URL. Ids are
     # handed out in bulk, one lookup per host and call: this crosses the limit
     # inside one call, repeats directories across calls and depths, and mixes
-    # URLs seen before into a call.
+    # URLs seen before into a call. (A directory goes to the table once two URLs
+    # use it: here two URLs a directory in the first call.)
     frontier = make_frontier(local_dedup=False, max_per_host=1000)
-    first = [(f"http://a.test/d{i}/p?x={i}", 1) for i in range(300)]
+    first = [(f"http://a.test/d{i}/{p}?x={i}", 1) for i in range(300) for p in "pP"]
     second = [(f"http://a.test/d{i}/q", 2) for i in range(0, 400, 2)] + first[:20]
     third = [(f"http://a.test/d{i}/r", 0) for i in range(250, 260)] + [("http://a.test/", 0)]
-    assert (await frontier.add(first)).added == 300
+    assert (await frontier.add(first)).added == 600
     counts = await frontier.add(second)
     assert (counts.added, counts.seen) == (200, 20)
     assert (await frontier.add(third)).added == 11
@@ -133,7 +134,7 @@ async def test_urls_come_back_whole_past_the_hosts_prefix_table(
     ids = {k: v for k, v in prefixes.items() if k.startswith("=")}
     assert sorted(int(v) for v in ids.values()) == list(range(1, 251))
     assert all(prefixes[v] == k[1:] for k, v in ids.items())  # both directions agree
-    leases = await claim_until(frontier, 511)
+    leases = await claim_until(frontier, 811)
     got = sorted((lease.url, lease.depth) for lease in leases)
     assert got == sorted({*first, *second, *third})
 

@@ -193,12 +193,30 @@ def memory(
     hosts: Annotated[int, typer.Option(min=1, help="Hosts they spread over.")] = 1000,
     out: Annotated[str, typer.Option(help="JSON report path ('' for none).")
                    ] = "bench/results/memory-latest.json",
+    shape: Annotated[list[str] | None, typer.Option(
+        help="URL shape(s) to measure instead, by key kind: news, own-directory, shop, query, "
+             "wiki, broad, or all (--urls of them, --per-host each but broad).")] = None,
+    per_host: Annotated[int, typer.Option(min=1, help="URLs a host in --shape runs.")] = 100,
+    small_hosts: Annotated[bool, typer.Option(
+        help="Instead: a host with one queued URL in other key layouts.")] = False,
 ) -> None:
     """Bytes per queued URL, seen URL, live host and result; seeding speed from one process."""
-    from crawler.bench.memory import run_memory
-
     _interrupt_on_sigterm()
     try:
+        if small_hosts:
+            from crawler.bench.small_hosts import run_small_hosts
+
+            run_small_hosts(out or None)
+            return
+        if shape:
+            from crawler.bench.memory_shapes import run_shapes
+            from crawler.bench.shapes import SHAPES
+
+            named = list(SHAPES) if "all" in shape else shape
+            run_shapes(named, urls, per_host, out or None)
+            return
+        from crawler.bench.memory import run_memory
+
         run_memory(urls, hosts, out or None)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None

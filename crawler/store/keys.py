@@ -15,16 +15,20 @@ suffix              type    what it holds
                             free concurrency slot
 ``q:<host>``        LIST    the host's queued entries in the normal band (band
                             0, breadth-first): a header byte (depth; or
-                            attempts, depth and redirect hops), a prefix id,
-                            the rest of the URL (see lua/_lib.lua ``entry``);
+                            attempts, depth and redirect hops), a prefix id
+                            and the rest of the URL, or the URL plainly
+                            (without ``https://<host>``: lua/_lib.lua ``entry``);
                             a sitemap's hops carry its mark (transitions.py
                             ``SITEMAP_HOPS``)
 ``q<b>:<host>``     LIST    the same for raised band b: ``q1`` high, ``q2`` top
                             (crawler.priority); claimed before any lower band,
                             present only while it holds URLs
 ``px:<host>``       HASH    the host's URL prefixes (scheme, authority,
-                            directory): ``<id>`` -> prefix, ``=<prefix>`` -> id,
-                            ``n`` last id; deleted when the queue empties
+                            directory) used by two URLs or more: ``<id>`` ->
+                            prefix, ``=<prefix>`` -> id, ``n`` last id;
+                            ``~<digest>`` marks a prefix one URL used, ``m``
+                            counts them; only on a host past 8 queued URLs;
+                            deleted when the queue empties
 ``h:<host>``        HASH    host state: ``inflight``, ``limit``, ``delay`` (ms),
                             ``next`` (ms), ``last`` (ms, last request start),
                             ``crawl_delay`` (ms), ``pages`` (only with a

@@ -186,11 +186,11 @@ end
 -- (0..126) when attempts and redirect hops are zero, the usual case; else the
 -- byte 0x80 and "attempts,depth,hops|". Then one byte naming the URL's prefix
 -- (scheme, authority and directory, up to the last '/' of the path) in the
--- host's prefix table px:<host>, and the rest of the URL; or the byte 0 and
--- the whole URL once the table is full. A host's URLs share few prefixes, so
--- an entry is little more than its file name and query. A sitemap to read
--- carries its mark in hops (crawler/frontier/transitions.py SITEMAP_HOPS):
--- no script needs to know it.
+-- host's prefix table px:<host>, and the rest of the URL; or, for a prefix
+-- not shared (yet) or once the table is full, the URL plainly (``plain``).
+-- A host's URLs share few prefixes, so an entry is little more than its file
+-- name and query. A sitemap to read carries its mark in hops
+-- (crawler/frontier/transitions.py SITEMAP_HOPS): no script needs to know it.
 local PREFIXES_KEPT = 250
 
 local function header(attempts, depth, hops)
@@ -205,31 +205,100 @@ local function split_url(url)
   return string.sub(url, 1, cut), string.sub(url, cut + 1)
 end
 
+-- A prefix is shared only when it is shared: on a host past SMALL URLs, the
+-- first URL of a prefix is stored plainly (without its origin, see ``plain``)
+-- and leaves a mark, an 8-hex-digit digest of the prefix, in px:<host>; the
+-- second URL of the prefix (marked, or a second one in the same call) moves
+-- it to the table.
+-- A table entry costs the prefix twice plus fields, so a prefix of one URL
+-- cost more in the table than plainly (issue 24: URLs each in a directory of
+-- their own paid 148 B, a host with one URL a whole hash). A digest that
+-- collides only moves a prefix to the table early: the table maps ids to
+-- whole prefixes, never to digests. At most MARKS_KEPT marks a host (field
+-- ``m`` counts them), so the hash stays small: past them, new prefixes stay plain.
+local MARKS_KEPT = 100
+-- A host without a table that will hold at most SMALL URLs queued (in its
+-- normal band) gets no table and leaves no marks: all its URLs are plain.
+-- A plain entry already leaves out its origin, so a table saves a small host
+-- only its directories, less than the ~100 B of a px key (issue 24's broad
+-- shape: most hosts hold 1-3 URLs). Marks start once a host outgrows SMALL.
+local SMALL = 8
+
+local function mark_of(prefix)
+  return '~' .. string.sub(redis.sha1hex(prefix), 1, 8)
+end
+
+-- Which of ``missing`` (their marks ``marks``) a URL used before: {marks
+-- count, a mark or false each}, as HMGET of px:<host> answers; and whether
+-- the host keeps a table. ``adding``: the URLs this call queues on the host.
+local function used_before(base, host, px, marks, adding)
+  if redis.call('EXISTS', px) == 0
+      and redis.call('LLEN', base .. 'q:' .. host) + adding <= SMALL then
+    return {}, false
+  end
+  return redis.call('HMGET', px, 'm', unpack(marks)), true
+end
+
 -- The ids of a host's prefixes (add.lua: those of a group of new URLs), in
--- ``known`` (prefix -> id): one HMGET for those not there yet, then one
--- HINCRBY and one HSET for the prefixes the host has not seen, instead of a
--- lookup each. Past PREFIXES_KEPT ids a prefix gets 0: its entries keep the
--- whole URL.
+-- ``known`` (prefix -> id; 0: stored plainly): one HMGET for those not there
+-- yet, one for their marks, then one HINCRBY and one HSET for the prefixes
+-- that move to the table, instead of a lookup each. Past PREFIXES_KEPT ids a
+-- prefix gets 0: its entries keep the whole URL.
 local function prefix_ids(base, host, prefixes, known)
-  local wanted, fields = {}, {}
+  local wanted, fields, uses = {}, {}, {}
   for _, prefix in ipairs(prefixes) do
-    if not known[prefix] and not wanted[prefix] then
-      wanted[prefix] = true
-      wanted[#wanted + 1] = prefix
-      fields[#fields + 1] = '=' .. prefix
+    if not known[prefix] then
+      if not wanted[prefix] then
+        wanted[prefix] = true
+        wanted[#wanted + 1] = prefix
+        fields[#fields + 1] = '=' .. prefix
+      end
+      uses[prefix] = (uses[prefix] or 0) + 1
     end
   end
   if #fields == 0 then return end
   local px = base .. 'px:' .. host
   local found = redis.call('HMGET', px, unpack(fields))
-  local missing = {}
+  local missing, marks = {}, {}
   for j, prefix in ipairs(wanted) do
-    if found[j] then known[prefix] = tonumber(found[j]) else missing[#missing + 1] = prefix end
+    if found[j] then
+      known[prefix] = tonumber(found[j])
+    else
+      missing[#missing + 1] = prefix
+      marks[#marks + 1] = mark_of(prefix)
+    end
   end
   if #missing == 0 then return end
-  local first = redis.call('HINCRBY', px, 'n', #missing) - #missing + 1
-  local stored = {}
+  local marked, in_table = used_before(base, host, px, marks, #prefixes)
+  if not in_table then
+    for _, prefix in ipairs(missing) do known[prefix] = 0 end
+    return
+  end
+  local shared, unmarked, new_marks = {}, {}, {}
   for j, prefix in ipairs(missing) do
+    if marked[j + 1] or uses[prefix] > 1 then
+      shared[#shared + 1] = prefix
+      if marked[j + 1] then unmarked[#unmarked + 1] = marks[j] end
+    else
+      known[prefix] = 0
+      new_marks[#new_marks + 1] = marks[j]
+    end
+  end
+  if #unmarked > 0 then
+    redis.call('HDEL', px, unpack(unmarked))
+    redis.call('HINCRBY', px, 'm', -#unmarked)
+  end
+  local room = MARKS_KEPT - tonumber(marked[1] or 0) + #unmarked
+  if room > 0 and #new_marks > 0 then
+    local set = {}
+    for j = 1, math.min(room, #new_marks) do set[#set + 1], set[#set + 2] = new_marks[j], '' end
+    redis.call('HSET', px, unpack(set))
+    redis.call('HINCRBY', px, 'm', #set / 2)
+  end
+  if #shared == 0 then return end
+  local first = redis.call('HINCRBY', px, 'n', #shared) - #shared + 1
+  local stored = {}
+  for j, prefix in ipairs(shared) do
     local id = first + j - 1
     if id > PREFIXES_KEPT then
       id = 0
@@ -240,6 +309,21 @@ local function prefix_ids(base, host, prefixes, known)
     known[prefix] = id
   end
   if #stored > 0 then redis.call('HSET', px, unpack(stored)) end
+end
+
+-- A URL stored plainly: id byte 255 and what follows "https://<host>" when
+-- the URL starts so (254: "http://<host>"), else 0 and the whole URL. The
+-- queue's key names the host already (the revisit hash strips it the same way).
+local function plain(head, host, url)
+  local n = #host
+  if string.sub(url, 9, 8 + n) == host and string.sub(url, 1, 8) == 'https://'
+      and string.sub(url, 9 + n, 9 + n) == '/' then
+    return head .. '\255' .. string.sub(url, 9 + n)
+  elseif string.sub(url, 8, 7 + n) == host and string.sub(url, 1, 7) == 'http://'
+      and string.sub(url, 8 + n, 8 + n) == '/' then
+    return head .. '\254' .. string.sub(url, 8 + n)
+  end
+  return head .. '\0' .. url
 end
 
 -- ``known``: prefix -> id already looked up for this host in this call (or nil).
@@ -258,7 +342,7 @@ local function entry(base, host, attempts, depth, hops, url, known, cut)
     prefix, rest = split_url(url)
   end
   local id = prefix_id(base, host, prefix, known)
-  if id == 0 then return header(attempts, depth, hops) .. '\0' .. url end
+  if id == 0 then return plain(header(attempts, depth, hops), host, url) end
   return header(attempts, depth, hops) .. string.char(id) .. rest
 end
 
@@ -271,6 +355,8 @@ local function parse_entry(base, host, e)
   local id = string.byte(e, pos)
   local rest = string.sub(e, pos + 1)
   if id == 0 then return attempts, depth, hops, rest end
+  if id == 255 then return attempts, depth, hops, 'https://' .. host .. rest end
+  if id == 254 then return attempts, depth, hops, 'http://' .. host .. rest end
   return attempts, depth, hops, redis.call('HGET', base .. 'px:' .. host, id) .. rest
 end
 

@@ -110,7 +110,7 @@ while i <= #ARGV do
     for j, at in ipairs(new) do
       local url, prefix = ARGV[at], prefixes[j]
       local id = known_prefixes[prefix]
-      entries[j] = id == 0 and (head .. '\0' .. url)
+      entries[j] = id == 0 and plain(head, host, url)
         or (head .. string.char(id) .. string.sub(url, #prefix + 1))
     end
   end
