@@ -146,11 +146,20 @@ def parse_html(body: bytes, url: str, header_charset: str | None = None, *,
             if href and base is url:
                 base = base_url(url, href)
         else:
-            name = (el.get("name") or "").lower()
-            if name in ("robots", "crawler"):
-                directives = {d.strip() for d in (el.get("content") or "").lower().split(",")}
-                page.nofollow |= bool(directives & {"nofollow", "none"})
-                page.noindex |= bool(directives & {"noindex", "none"})
+            robots_meta(page, el.get("name"), el.get("content"))
+    return finish(page, base, hrefs, canonical_href)
+
+
+def robots_meta(page: Page, name: str | None, content: str | None) -> None:
+    """A ``<meta name=robots|crawler>``'s nofollow / noindex (``none`` is both)."""
+    if (name or "").lower() in ("robots", "crawler"):
+        directives = {d.strip() for d in (content or "").lower().split(",")}
+        page.nofollow |= bool(directives & {"nofollow", "none"})
+        page.noindex |= bool(directives & {"noindex", "none"})
+
+
+def finish(page: Page, base: str, hrefs: list[str], canonical_href: str | None) -> Page:
+    """The page's canonical and links, resolved against ``base``, once it is walked."""
     if canonical_href and canonical_href.strip():
         page.canonical = resolve_canonical(base, canonical_href)
     resolve_links(page, base, hrefs)

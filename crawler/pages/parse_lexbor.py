@@ -19,9 +19,9 @@ from crawler.pages.parse import (
     base_url,
     clean_title,
     detect_charset,
+    finish,
     parse_html,
-    resolve_canonical,
-    resolve_links,
+    robots_meta,
 )
 
 _WANTED = "title, base[href], meta[name], a[href], link[rel]"
@@ -77,12 +77,5 @@ def parse_html_lexbor(body: bytes, url: str, header_charset: str | None = None, 
             if canonical_href is None and "canonical" in (attrs.get("rel") or "").lower().split():
                 canonical_href = attrs.get("href")
         elif tag == "meta":
-            name = (attrs.get("name") or "").lower()
-            if name in ("robots", "crawler"):
-                directives = {d.strip() for d in (attrs.get("content") or "").lower().split(",")}
-                page.nofollow |= bool(directives & {"nofollow", "none"})
-                page.noindex |= bool(directives & {"noindex", "none"})
-    if canonical_href and canonical_href.strip():
-        page.canonical = resolve_canonical(base, canonical_href)
-    resolve_links(page, base, hrefs)
-    return page
+            robots_meta(page, attrs.get("name"), attrs.get("content"))
+    return finish(page, base, hrefs, canonical_href)
