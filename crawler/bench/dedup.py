@@ -17,7 +17,6 @@ intsets only to ~2M URLs a shard with 4096 buckets; the embedded server uses 819
 from __future__ import annotations
 
 import asyncio
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 
 import redis as sync_redis
 
+from crawler.bench.report import write_report
 from crawler.bench.servers import seen_set_bytes
 
 TARGET_BYTES_PER_URL = 10.0
@@ -99,7 +99,5 @@ def run_dedup(n: int, out: str | None = None, echo: Any = print) -> dict[str, An
          f"(target <= {TARGET_BYTES_PER_URL:.0f})\n"
          f"all Valkey memory (incl. queued URL text): {report['used_memory_bytes_per_url']} B/URL")
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(report, indent=1))
-        echo(f"wrote {out}")
+        write_report(out, report, echo)
     return report

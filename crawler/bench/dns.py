@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from crawler.bench.report import write_report
+
 WEB_IPS = tuple(f"127.0.0.{2 + i}" for i in range(250))
 PAGE = (b"<!doctype html><html><head><title>a host</title></head>"
         b"<body><p>" + b"text " * 400 + b"</p></body></html>")
@@ -152,8 +154,7 @@ def run_dns_bench(hosts: int = 10_000, concurrency: int = 200, dns_concurrency: 
              f"alone; its fetch slots spent {report['crawl']['dns_share_of_fetch_slots']:.1%} "
              f"of their time on DNS: {'DNS-bound' if report['dns_bound'] else 'not DNS-bound'}")
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(report, indent=2) + "\n")
+        write_report(out, report)
     return report
 
 

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from crawler.bench.report import write_report
 from crawler.results.formats import FORMATS
 
 FILES = {"jsonl": "r.jsonl", "jsonl.gz": "r.jsonl.gz", "csv": "r.csv", "parquet": "r.parquet"}
@@ -103,6 +104,5 @@ def run_export_bench(n: int, formats: tuple[str, ...] = FORMATS, out: str | None
         finally:
             stop_server(tmp)
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(report, indent=1))
+        write_report(out, report)
     return report

@@ -29,6 +29,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from crawler.bench.report import write_report
+
 URL_LENGTH = 76
 SLOW_MICROS = 2000
 
@@ -204,6 +206,5 @@ def run_memory(n: int, hosts: int, out: str | None, echo: Any = print) -> dict[s
             stop_server(tmp)
     echo(json.dumps(report, indent=1))
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(report, indent=1))
+        write_report(out, report)
     return report

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import random
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
+from crawler.bench.report import write_report
 from crawler.bench.shapes import SHAPES, host_name, shape_urls
 
 SOLO_HOSTS = 1000
@@ -158,6 +157,5 @@ def run_shapes(shapes: list[str], n: int, per_host: int, out: str | None,
         echo(f"{shape}: {reports[-1]['bytes_per_url']} B a queued URL, all keys")
     echo(table(reports))
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(reports, indent=1))
+        write_report(out, reports)
     return reports

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -97,3 +99,13 @@ def split_warnings(report: dict[str, Any]) -> list[str]:
 
 def _number(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def write_report(out: str | Path, report: Any, echo: Callable[[str], object] | None = None
+                 ) -> None:
+    """A benchmark's report as JSON at ``out`` (its directory made); said through ``echo``."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    if echo is not None:
+        echo(f"wrote {path}")

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler.bench.config import BenchConfig
-from crawler.bench.report import format_table, split_warnings, summary
+from crawler.bench.report import format_table, split_warnings, summary, write_report
 from crawler.bench.servers import BenchRedis
 from crawler.bench.site import SiteProcess
 from crawler.bench.sitegen import SiteSpec, expected, free_port, write_site
@@ -331,10 +331,7 @@ def run_bench(cfg: BenchConfig, echo: Callable[[str], None] = print) -> dict[str
     for warning in split_warnings(report):
         echo(warning)
     if cfg.out:
-        out = Path(cfg.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=1))
-        echo(f"wrote {out}")
+        write_report(cfg.out, report, echo)
     return report
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler.bench.config import BenchConfig
+from crawler.bench.report import write_report
 from crawler.bench.servers import BenchRedis
 from crawler.bench.site import SiteProcess
 from crawler.bench.sitegen import SiteServer, SiteSpec, free_port, page_html, write_site
@@ -210,8 +211,7 @@ def run_waste(pages: int = 200, cost_hosts: int = 5, cost_pages: int = 200, repe
     report["simhash_speed"] = simhash_speed()
     print(format_report(report))
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(report, indent=2) + "\n")
+        write_report(out, report)
     return report
 
 

@@ -22,7 +22,6 @@ in their environment, which ``ssl.create_default_context`` reads (see
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler.bench.config import BenchConfig
-from crawler.bench.report import format_table, summary
+from crawler.bench.report import format_table, summary, write_report
 from crawler.bench.run import machine_busy_seconds, run_ceiling, run_crawl
 from crawler.bench.sitegen import free_port
 from crawler.bench.webprofile import CATEGORIES, split
@@ -160,10 +159,7 @@ def run_web(bench: WebBench, echo: Callable[[str], None] = print) -> dict[str, A
     for line in profile_lines(profiled) + goal_lines(report["goals"]):
         echo(line)
     if cfg.out:
-        out = Path(cfg.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=1))
-        echo(f"wrote {out}")
+        write_report(cfg.out, report, echo)
     return report
 
 
