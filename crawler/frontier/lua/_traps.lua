@@ -40,19 +40,58 @@ local function throttle_host(base, host, trap_pages, reason, now)
   redis.call('HINCRBY', base .. 'stats', 'trapped_hosts', 1)
 end
 
--- Count one judged item in a host's window (fields n and d of its state);
--- past TRAP_WINDOW items, throttle the host if most were bad, and start over.
+-- Count judged items in a host's window (fields n and d of its state): one
+-- HINCRBY a page in the common case (no bad item), the bad count read only
+-- when the window closes. Past TRAP_WINDOW items, throttle the host if most
+-- were bad, and start over.
 local function judge_window(base, host, nfield, dfield, n, d, trap_pages, what, now)
   local hk = base .. 'h:' .. host
   local total = redis.call('HINCRBY', hk, nfield, n)
-  local bad = redis.call('HINCRBY', hk, dfield, d)
+  local bad
+  if d > 0 then bad = redis.call('HINCRBY', hk, dfield, d) end
   if total >= TRAP_WINDOW then
+    bad = bad or tonumber(redis.call('HGET', hk, dfield) or '0')
     if trap_pages >= 0 and 2 * bad > total then
       throttle_host(base, host, trap_pages,
         string.format('%d of its last %d %s', bad, total, what), now)
     end
     redis.call('HDEL', hk, nfield, dfield)
   end
+end
+
+-- The 4 fields of nd:<host> a hash is filed under: its block number, then the
+-- block's 4 hex digits.
+local function block_fields(hash)
+  local fields = {}
+  for block = 0, 3 do
+    fields[block + 1] = block .. string.sub(hash, 4 * block + 1, 4 * block + 4)
+  end
+  return fields
+end
+
+-- Take `old` out of the host's index (it left the window): its URL and its
+-- entry under each block, in one HMGET and one HSET / HDEL.
+local function unfile(nk, old)
+  local fields = block_fields(old)
+  local filed = redis.call('HMGET', nk, fields[1], fields[2], fields[3], fields[4])
+  local set_args, gone = {}, {'u' .. old}
+  for block = 1, 4 do
+    local kept = {}
+    local list = filed[block] or ''
+    for k = 1, #list, 16 do  -- aligned: a match must not straddle two hashes
+      local one = string.sub(list, k, k + 15)
+      if one ~= old then kept[#kept + 1] = one end
+    end
+    local left = table.concat(kept)
+    if left == '' then
+      gone[#gone + 1] = fields[block]
+    elseif left ~= list then
+      set_args[#set_args + 1] = fields[block]
+      set_args[#set_args + 1] = left
+    end
+  end
+  redis.call('HDEL', nk, unpack(gone))
+  if #set_args > 0 then redis.call('HSET', nk, unpack(set_args)) end
 end
 
 -- Find a page of this host within `distance` bits of `hash` (16 hex digits):
@@ -62,47 +101,40 @@ end
 -- Returns the earlier page's URL, or nil. Sent twice, the same URL finds the
 -- same answer: a hash filed under the URL itself is never its own duplicate,
 -- and a hash filed already is not filed again.
+-- Server work a page: one HMGET (the 4 block fields and the hash's own URL
+-- field), one HSET, one RPUSH; an HGET a candidate within the distance; an
+-- unfile once the window is full.
 local function near_duplicate(base, host, hash, url, distance, window)
   local nk, ok = base .. 'nd:' .. host, base .. 'ndo:' .. host
-  local best, best_d = nil, distance + 1
-  for block = 0, 3 do
-    local field = block .. string.sub(hash, 4 * block + 1, 4 * block + 4)
-    local filed = redis.call('HGET', nk, field)
-    if filed then
-      for k = #filed - 15, 1, -16 do  -- the newest first
-        local other = string.sub(filed, k, k + 15)
-        local d = hex_distance(hash, other)
-        if d < best_d then
-          local other_url = redis.call('HGET', nk, 'u' .. other)
-          if other_url and other_url ~= url then best, best_d = other_url, d end
+  local fields = block_fields(hash)
+  local filed = redis.call('HMGET', nk, fields[1], fields[2], fields[3], fields[4], 'u' .. hash)
+  local best = nil
+  for block = 1, 4 do
+    local list = filed[block]
+    if list then
+      for k = #list - 15, 1, -16 do  -- the newest first
+        local other = string.sub(list, k, k + 15)
+        if hex_distance(hash, other) <= distance then
+          local other_url = (other == hash and filed[5]) or redis.call('HGET', nk, 'u' .. other)
+          if other_url and other_url ~= url then best = other_url; break end
         end
-        if best then break end  -- any page within the distance will do: stop looking
       end
     end
     if best then break end
   end
-  if redis.call('HSETNX', nk, 'u' .. hash, url) == 1 then
-    for block = 0, 3 do
-      local field = block .. string.sub(hash, 4 * block + 1, 4 * block + 4)
-      local filed = (redis.call('HGET', nk, field) or '') .. hash
+  if not filed[5] then
+    local set_args = {'u' .. hash, url}
+    for block = 1, 4 do
+      local list = (filed[block] or '') .. hash
       -- A host of near-identical pages shares block values: keep a field's
       -- newest BLOCK_KEPT hashes, so no lookup scans the whole window.
-      if #filed > 16 * BLOCK_KEPT then filed = string.sub(filed, -16 * BLOCK_KEPT) end
-      redis.call('HSET', nk, field, filed)
+      if #list > 16 * BLOCK_KEPT then list = string.sub(list, -16 * BLOCK_KEPT) end
+      set_args[#set_args + 1] = fields[block]
+      set_args[#set_args + 1] = list
     end
+    redis.call('HSET', nk, unpack(set_args))
     if redis.call('RPUSH', ok, hash) > window then
-      local old = redis.call('LPOP', ok)
-      redis.call('HDEL', nk, 'u' .. old)
-      for block = 0, 3 do
-        local field = block .. string.sub(old, 4 * block + 1, 4 * block + 4)
-        local filed, kept = redis.call('HGET', nk, field) or '', {}
-        for k = 1, #filed, 16 do  -- aligned: a match must not straddle two hashes
-          local one = string.sub(filed, k, k + 15)
-          if one ~= old then kept[#kept + 1] = one end
-        end
-        local left = table.concat(kept)
-        if left == '' then redis.call('HDEL', nk, field) else redis.call('HSET', nk, field, left) end
-      end
+      unfile(nk, redis.call('LPOP', ok))
     end
   end
   return best
