@@ -96,3 +96,20 @@ def test_one_changed_word_moves_fewer_bits_than_a_different_text(seed: int, at: 
 def test_unrelated_texts_are_never_within_three_bits(a: int, b: int) -> None:
     if a != b:
         assert hamming(simhash_words(text(a, 300)), simhash_words(text(b, 300))) > 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from(
+    "aZ09 .,\t\n\x0b\x0c\x1c\x1d\x1e\x1f\u00a0\u0085ÉßẞİΣ\u2003é-"), max_size=12), max_size=30))
+def test_the_bytes_fast_path_gives_the_str_path_hash(parts: list[str]) -> None:
+    # page_simhash splits UTF-8 bytes where that gives str's words: every page
+    # must get the hash the plain definition gives, whatever its characters.
+    from html import escape
+
+    from lxml import etree
+
+    from crawler.pages.simhash import page_simhash, visible_text
+    body = "".join(f"<p>{escape(p)}</p>" if i % 2 else f"<span>{escape(p)}</span>"
+                   for i, p in enumerate(parts))
+    root = etree.fromstring(html(body), etree.HTMLParser(encoding="utf-8"))
+    assert page_simhash(root) == simhash_words(words_of(visible_text(root)))
