@@ -70,6 +70,7 @@ async def run(overrides: dict[str, Any]) -> dict[str, Any]:
     from crawler.store.connection import connect
     from crawler.store.layout import crawl_layout
     from crawler.worker import Worker
+    from crawler.worker.gc_tuning import tune_gc_for_crawling
 
     if os.environ.get("BENCH_INFLATE") == "zlib":  # the "before" of crawl bench --web
         from crawler.net import inflate
@@ -80,6 +81,7 @@ async def run(overrides: dict[str, Any]) -> dict[str, Any]:
     redis = await connect(settings)
     settings = await crawl_layout(redis, settings)
     worker = Worker(redis, settings, quiet=True)
+    tune_gc_for_crawling()  # as crawl worker does
     sent = count_sends()
     samples: list[tuple[float, int]] = []
     wall0, mono0, cpu0 = time.time(), time.monotonic(), cpu_seconds()

@@ -228,11 +228,13 @@ def worker(
     async def main() -> None:
         from crawler.cli.hooks import check_stored_hook
         from crawler.worker import Worker, install_signal_handlers
+        from crawler.worker.gc_tuning import tune_gc_for_crawling
 
         await check_stored_hook(settings)  # before open_crawl stores this worker's flags
         client, s = await open_crawl(settings)
         w = Worker(client, s, forever=forever, quiet=quiet)
         install_signal_handlers(w)
+        tune_gc_for_crawling()
         try:
             await w.run()
             if not (w.counters.pages or w.aborted or forever or w.steering.stopped):
