@@ -34,11 +34,33 @@ def _answers(ip: str, port: int) -> bool:
         return s.connect_ex((ip, port)) == 0
 
 
+def _is_demo_site(ip: str, port: int) -> bool:
+    """Whether what answers there serves the demo site's first page (its title says so)."""
+    import http.client
+
+    conn = http.client.HTTPConnection(ip, port, timeout=2.0)
+    try:
+        conn.request("GET", "/p/0.html")
+        resp = conn.getresponse()
+        return resp.status == 200 and b"<title>Host 0 page 0 " in resp.read(4096)
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
 def start_demo_site(home: str | None = None) -> list[str]:
-    """Start the demo site in the background (if not running); return its seed URLs."""
+    """Start the demo site in the background (if not running); return its seed URLs.
+
+    Already running (from this home or another): its seeds again. Another
+    program on the port: an error that says so, not seeds that crawl it."""
     seeds = [f"http://127.0.0.{2 + h}:{DEMO_PORT}/p/0.html" for h in range(DEMO_HOSTS)]
     if _answers("127.0.0.2", DEMO_PORT):
-        return seeds
+        if _is_demo_site("127.0.0.2", DEMO_PORT):
+            return seeds
+        raise CrawlError(f"127.0.0.2:{DEMO_PORT} is taken by another program, not the demo "
+                         f"site; stop it (e.g. `ss -ltnp 'sport = :{DEMO_PORT}'` shows which) "
+                         "and run crawl demo-site start again")
     pidfile = _pidfile(home)
     pidfile.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     proc = subprocess.Popen(
