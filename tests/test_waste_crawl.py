@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from crawl_helpers import crawl, results
@@ -71,3 +72,24 @@ async def test_a_host_of_mostly_near_duplicates_is_throttled_and_held_for_trap(
 async def _in_order(redis: Redis, settings: Settings):  # type: ignore[no-untyped-def]
     for record in await results(redis, settings):
         yield record
+
+
+def test_crawl_bench_waste_runs_end_to_end_and_reports_every_part(tmp_path: Path) -> None:
+    # The benchmark users run for this issue: a merge once left it crashing on
+    # its second part (a server object where a URL was expected).
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "waste.json"
+    run = subprocess.run([sys.executable, "-m", "crawler", "bench", "waste", "--pages", "20",
+                          "--cost-hosts", "1", "--cost-pages", "20", "--repeat", "1",
+                          "--out", str(out)], capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(out.read_text())
+    site = report["waste_site"]["on"]
+    assert site["fetches_per_distinct_page"] == 1.0
+    assert site["precision"] >= 0.95 and site["recall"] >= 0.95
+    drop = report["canonical"]["runs"]["canonical=follow, canonical_links=drop"]
+    assert drop["fetched_twice"] == 0 and drop["saved"] > 0.5
+    assert "rel=canonical:" in run.stdout and "CPU a page with them on" in run.stdout

@@ -7,9 +7,8 @@
    page, near-duplicates found (precision, recall), where the calendar
    stopped and the trap record that says why. The same crawl with
    ``near_duplicates = false`` gives round trips a page without the index.
-2. ``measure_canonical(server)`` of ``crawler.bench.waste_canonical``
-   (rel=canonical's savings, on the fresh Valkey ``server``), when that module
-   is there: the hook for the other half of the issue's benchmark.
+2. ``measure_canonical`` of ``crawler.bench.waste_canonical``: what
+   rel=canonical saves on a site of its own, on the same fresh Valkey.
 3. The cost on the normal benchmark's site (``crawler.bench.sitegen``, served
    from its own process): CPU ms a page of the crawling process and of
    Valkey, round trips and Valkey bytes a page, near-duplicates on and off,
@@ -112,18 +111,10 @@ def waste_crawl(server: BenchRedis, pages: int) -> dict[str, Any]:
 
 
 def canonical_savings(server: BenchRedis) -> dict[str, Any]:
-    """Part 2: the other half of the issue's benchmark, when its module is there."""
-    import importlib
+    """Part 2: query cleaning and rel=canonical on their own site (bench/waste_canonical.py)."""
+    from crawler.bench.waste_canonical import measure_canonical
 
-    try:
-        # Merged from the query-cleaning and rel=canonical branch: its
-        # ``measure_canonical(server: BenchRedis) -> dict`` runs its own site.
-        waste_canonical = importlib.import_module("crawler.bench.waste_canonical")
-    except ImportError:
-        return {"missing": "crawler.bench.waste_canonical.measure_canonical is not in this "
-                           "branch yet (query cleaning and rel=canonical)"}
-    result: dict[str, Any] = waste_canonical.measure_canonical(server)
-    return result
+    return measure_canonical(server.url)
 
 
 def normal_cost(server: BenchRedis, hosts: int, pages: int, repeat: int) -> dict[str, Any]:
@@ -232,8 +223,10 @@ def format_report(report: dict[str, Any]) -> str:
         f"  SimHash index: {on['index_bytes_a_page']} bytes a page ({on['index_pages']} pages)",
         f"  round trips a page: {on['round_trips_a_page']} with the index, "
         f"{off['round_trips_a_page']} without",
-        f"rel=canonical: {report['canonical']}",
     ]
+    from crawler.bench.waste_canonical import report_lines
+
+    lines += report_lines(report["canonical"])
     cost = report["normal_site_cost"]
     lines.append(f"Normal site ({cost['pages']} pages, median of {cost['repeat']}):")
     for mode in ("off", "on"):
