@@ -1,4 +1,4 @@
-"""html_parser = "lexbor": the same title, link count, links and robots meta as lxml.
+"""html_parser = "lexbor": the same title, link count, links, robots meta and SimHash as lxml.
 
 Checked page by page on the Python docs (Debian's python3.11-doc), on the
 web benchmark's generated site, and on small pages with the cases the
@@ -23,12 +23,16 @@ URL = "https://example.com/dir/page.html"
 
 def _both(body: bytes, url: str = URL, charset: str | None = None,
           follow_nofollow: bool = False) -> tuple[Page, Page]:
-    return (parse_html(body, url, charset, follow_nofollow=follow_nofollow),
-            parse_page(body, url, charset, follow_nofollow=follow_nofollow, parser="lexbor"))
+    return (parse_html(body, url, charset, follow_nofollow=follow_nofollow, simhash=True),
+            parse_page(body, url, charset, follow_nofollow=follow_nofollow, parser="lexbor",
+                       simhash=True))
 
 
 def _facts(page: Page) -> tuple[object, ...]:
-    return (page.title, page.link_count, page.links, page.nofollow, page.noindex, page.charset)
+    # The SimHash too: near-duplicates are judged across workers, whichever
+    # parser each node runs.
+    return (page.title, page.link_count, page.links, page.nofollow, page.noindex, page.charset,
+            page.simhash)
 
 
 @pytest.mark.skipif(not DOCS.is_dir(), reason="python3.11-doc is not installed "
@@ -87,7 +91,7 @@ def test_an_extraction_hook_still_gets_the_lxml_tree_with_lexbor() -> None:
     assert page.links == ["https://example.com/other/x.html", "https://example.com/y"]
 
 
-def test_parse_page_parses_with_lexbor_only_when_asked_and_no_tree_is_needed(
+def test_parse_page_parses_with_lexbor_unless_lxml_or_its_tree_is_asked_for(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from crawler.pages import parse_lexbor
 
@@ -95,12 +99,19 @@ def test_parse_page_parses_with_lexbor_only_when_asked_and_no_tree_is_needed(
     real = parse_lexbor.parse_html_lexbor
 
     def counted(body: bytes, url: str, charset: str | None = None, *,
-                follow_nofollow: bool = False) -> Page:
-        calls.append(url)
-        return real(body, url, charset, follow_nofollow=follow_nofollow)
+                follow_nofollow: bool = False, simhash: bool = False) -> Page:
+        calls.append(f"{url} simhash={simhash}")
+        return real(body, url, charset, follow_nofollow=follow_nofollow, simhash=simhash)
 
     monkeypatch.setattr(parse_lexbor, "parse_html_lexbor", counted)
-    parse_page(SMALL[0], URL, parser="lexbor")
-    parse_page(SMALL[0], URL)  # the default: lxml
-    parse_page(SMALL[0], URL, parser="lexbor", keep_tree=True)  # a hook needs lxml's tree
-    assert calls == [URL]
+    parse_page(SMALL[0], URL)  # the default: lexbor
+    parse_page(SMALL[0], URL, simhash=True)  # near_duplicates: from lexbor's tree too
+    parse_page(SMALL[0], URL, parser="lxml")
+    parse_page(SMALL[0], URL, keep_tree=True)  # a hook needs lxml's tree
+    assert calls == [f"{URL} simhash=False", f"{URL} simhash=True"]
+
+
+def test_the_default_parser_is_lexbor() -> None:
+    from crawler.config import Settings
+
+    assert Settings().html_parser == "lexbor"

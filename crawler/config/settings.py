@@ -111,7 +111,7 @@ class Settings(BaseModel):
     extract_in_thread: bool = _setting(False, "worker", "node")
     extract_threads: int = _setting(4, "worker", "node", ge=1)
     extract_block_warning: float = _setting(0.25, "worker", "node", ge=0)
-    html_parser: Literal["lxml", "lexbor"] = _setting("lxml", "worker", "node")
+    html_parser: Literal["lxml", "lexbor"] = _setting("lexbor", "worker", "node")
     metrics_port: int = _setting(0, "worker", "node", ge=0, le=65535)
     metrics_host: str = _setting("127.0.0.1", "worker", "node")
     metrics_token: str = _setting("", "worker", "node")

@@ -1,10 +1,12 @@
 """``parse_html`` on selectolax's lexbor parser (``html_parser = "lexbor"``), and the choice.
 
 lexbor is an HTML5 parser in C; on the Python docs it built the tree in
-under half the time lxml takes, the whole extraction in 38% less (README,
-Performance; on simple generated markup the two were closer). It is optional (``pip install
-'crawler[lexbor]'``): lxml stays the default, and the tree an extraction hook
-gets is always lxml's (``keep_tree`` goes to lxml).
+under half the time lxml takes, the whole extraction in 38% less, and in
+crawl bench's worker processes it took 0.2-0.3 ms a page off (README,
+Performance). It is the default; the tree an extraction hook gets is always
+lxml's (``keep_tree`` goes to lxml). The SimHash comes from lexbor's tree
+too, by the same rule as from lxml's (``visible_text``): the same hash on
+every page of the Python docs and the benchmark site.
 
 What it returns agrees with ``parse_html``: charset detection, title,
 link count, links (resolved by ``crawler.urls.resolve``, in page order),
@@ -13,6 +15,8 @@ the generated site (tests/test_parse_lexbor.py).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from crawler.pages.parse import (
     Page,
@@ -24,24 +28,45 @@ from crawler.pages.parse import (
     robots_meta,
 )
 
+if TYPE_CHECKING:
+    from selectolax.lexbor import LexborHTMLParser
+
 _WANTED = "title, base[href], meta[name], a[href], link[rel]"
+_HIDDEN = "script, style, noscript, template"
 
 
 def parse_page(body: bytes, url: str, header_charset: str | None = None, *,
                follow_nofollow: bool = False, keep_tree: bool = False,
-               simhash: bool = False, parser: str = "lxml") -> Page:
-    """``parse_html`` with the ``html_parser`` setting: lexbor unless it is "lxml", a
-    hook needs the lxml tree (``keep_tree``) or the SimHash is wanted (it is
-    computed on lxml's tree: ``near_duplicates = true``)."""
-    if parser == "lexbor" and not keep_tree and not simhash:
-        return parse_html_lexbor(body, url, header_charset, follow_nofollow=follow_nofollow)
+               simhash: bool = False, parser: str = "lexbor") -> Page:
+    """``parse_html`` with the ``html_parser`` setting: lexbor unless it is "lxml" or a
+    hook needs the lxml tree (``keep_tree``)."""
+    if parser == "lexbor" and not keep_tree:
+        return parse_html_lexbor(body, url, header_charset, follow_nofollow=follow_nofollow,
+                                 simhash=simhash)
     return parse_html(body, url, header_charset, follow_nofollow=follow_nofollow,
                       keep_tree=keep_tree, simhash=simhash)
 
 
+def visible_text(tree: LexborHTMLParser) -> str:
+    """The body's text without script, style, noscript or template, as
+    ``crawler.pages.simhash.visible_text`` takes it from lxml's tree: the
+    whole text, then each hidden element's text cut out, leaving a space."""
+    body = tree.body
+    if body is None:
+        return ""
+    text = body.text(deep=True, separator="", strip=False)
+    for hidden in body.css(_HIDDEN):
+        part = hidden.text(deep=True, separator="", strip=False)
+        if part:
+            text = text.replace(part, " ", 1)
+    return text
+
+
 def parse_html_lexbor(body: bytes, url: str, header_charset: str | None = None, *,
-                      follow_nofollow: bool = False) -> Page:
-    """Title, links and robots directives of a page, like ``parse_html``. Never raises."""
+                      follow_nofollow: bool = False, simhash: bool = False) -> Page:
+    """Title, links and robots directives of a page, like ``parse_html``. Never raises.
+
+    ``simhash``: also the SimHash of its visible text, from the same tree."""
     from selectolax.lexbor import LexborHTMLParser
 
     charset = detect_charset(body, header_charset)
@@ -49,8 +74,18 @@ def parse_html_lexbor(body: bytes, url: str, header_charset: str | None = None, 
     if not body or body.isspace():
         return page
     try:
-        tree = LexborHTMLParser(body.decode(charset, "replace"))
-    except (ValueError, UnicodeError, LookupError):
+        text = body.decode(charset, "replace")
+    except (UnicodeError, LookupError):
+        return page
+    # As lxml reads them: a byte-order mark is no text (lexbor would start the
+    # body at it, and put the <title> after it there), and a NUL is U+FFFD
+    # (lexbor drops it), so both parsers see the same visible text.
+    text = text.removeprefix("\ufeff")
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        tree = LexborHTMLParser(text)
+    except ValueError:
         return page
     base = url
     hrefs: list[str] = []
@@ -78,4 +113,8 @@ def parse_html_lexbor(body: bytes, url: str, header_charset: str | None = None, 
                 canonical_href = attrs.get("href")
         elif tag == "meta":
             robots_meta(page, attrs.get("name"), attrs.get("content"))
+    if simhash:
+        from crawler.pages.simhash import text_simhash
+
+        page.simhash = text_simhash(visible_text(tree).encode("utf-8", "replace"))
     return finish(page, base, hrefs, canonical_href)

@@ -184,11 +184,15 @@ def visible_text(root: etree._Element) -> str:
 
 
 def page_simhash(root: etree._Element) -> int:
-    """The SimHash of the visible text of a parsed page (``root`` from lxml's HTML parser).
+    """The SimHash of the visible text of a parsed page (``root`` from lxml's HTML parser)."""
+    return text_simhash(visible_text_utf8(root))
 
-    The same as ``simhash_words(words_of(visible_text(root)))``, split in bytes
+
+def text_simhash(text: bytes) -> int:
+    """The SimHash of a visible text in UTF-8 (lxml's or lexbor's, crawler.pages.parse_lexbor).
+
+    The same as ``simhash_words(words_of(text.decode()))``, split in bytes
     where that gives the same words."""
-    text = visible_text_utf8(root)
     if SHINGLE_WORDS != 1 or not _splits_as_str(text):
         return simhash_words(words_of(text.decode("utf-8", "replace")))
     words = text.lower().split()
