@@ -3,7 +3,8 @@
 ``crawl --help`` lists every command from ``COMMANDS`` (its module and the
 first paragraph of its help) without importing one, and ``crawl status``
 imports ``crawler.cli.crawl`` alone: not the benchmark, the dashboard or
-the worker's options. Each module adds its commands with ``register(app)``.
+the worker's options. Each module adds its commands with ``register(app)``,
+and only the command looked up is built (typer's work grows with options).
 tests/test_cli_help.py checks that the listing is the commands' own help.
 """
 
@@ -16,6 +17,7 @@ import typer
 import typer.main
 from typer._click.core import Command  # typer vendors click
 from typer.core import TyperCommand
+from typer.main import get_command_name
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "seed": ("crawler.cli.crawl",
@@ -82,16 +84,21 @@ class LazyCommands(MutableMapping[str, Command]):
         if name not in self._made:
             if self.listing:
                 return TyperCommand(name, help=COMMANDS[name][1])
-            self._load(COMMANDS[name][0])
+            self._made[name] = self._make(name)
+            self._on_load(self._made[name])
         return self._made[name]
 
-    def _load(self, module: str) -> None:
-        """Make every command of ``module`` (each is made once)."""
+    @staticmethod
+    def _make(name: str) -> Command:
+        """The command ``name``, made alone: its module's other commands are not built."""
         commands = typer.Typer()
-        importlib.import_module(module).register(commands)
-        for name, command in typer.main.get_group(commands).commands.items():
-            self._on_load(command)
-            self._made[name] = command
+        importlib.import_module(COMMANDS[name][0]).register(commands)
+        commands.registered_commands = [
+            info for info in commands.registered_commands
+            if (info.name or get_command_name(getattr(info.callback, "__name__", ""))) == name]
+        commands.registered_groups = [info for info in commands.registered_groups
+                                      if info.name == name]
+        return typer.main.get_group(commands).commands[name]
 
     def __contains__(self, name: object) -> bool:
         return name in COMMANDS or name in self._added
