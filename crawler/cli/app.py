@@ -1,8 +1,8 @@
 """The ``crawl`` typer application: its callback, and its commands (crawler.cli.commands).
 
-This module is all that ``crawl --help`` imports of the crawler: a
-command's module, and what it needs (pydantic for the settings, redis,
-asyncio), is imported when the command is looked up.
+This module, and the small ones it imports, are all that ``crawl --help``
+imports of the crawler: a command's module, and what it needs (pydantic for
+the settings, redis, asyncio), is imported when the command is looked up.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 ``crawl --help`` lists every command from ``COMMANDS`` (its module and the
 first paragraph of its help) without importing one, and ``crawl status``
-imports ``crawler.cli.crawl`` alone: not the benchmark, the dashboard or
-the worker's options. Each module adds its commands with ``register(app)``,
-and only the command looked up is built (typer's work grows with options).
+imports ``crawler.cli.crawl`` alone: not the benchmark, the dashboard, the
+live view (rich) or another command's module. Each module adds its commands
+with ``register(app)``, and only the command looked up is built: typer's
+work grows with the options (``worker`` has forty).
 tests/test_cli_help.py checks that the listing is the commands' own help.
 """
 
