@@ -245,3 +245,15 @@ def test_the_command_listing_is_what_the_commands_say(monkeypatch: pytest.Monkey
     group = typer.main.get_command(app)
     assert isinstance(group, CrawlGroup)
     assert [group.commands[name].name for name in COMMANDS] == list(COMMANDS)
+
+
+@pytest.mark.parametrize("text", [
+    "[default: 200; setting worker.concurrency, env CRAWL_CONCURRENCY]", "a \\[b] c",
+    "x [/y] [#z] [@w] [A] [] [b", "ends in \\", "ends in \\\\", "\\\\[default: x]", "plain"])
+def test_help_text_is_escaped_as_rich_escapes_it(text: str) -> None:
+    """Option help is escaped without importing rich (crawler.cli.markup), the same way."""
+    from rich.markup import escape as rich_escape
+
+    from crawler.cli.markup import escape
+
+    assert escape(text) == rich_escape(text)
