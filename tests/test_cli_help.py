@@ -228,3 +228,32 @@ def test_every_usage_error_is_one_crawl_error_line() -> None:
     assert "did you mean 'worker'" in run_crawl("wroker").stderr.lower()
     assert run_crawl("worker", "--delay").stderr.startswith(
         "crawl: error: crawl worker: option '--delay' requires an argument")
+
+
+def test_the_command_listing_is_what_the_commands_say(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``crawl --help`` lists the commands from a table, none imported
+    (crawler.cli.commands); it reads as it would with every command imported."""
+    from typer.core import TyperGroup
+
+    from crawler.cli.app import CrawlGroup
+    from crawler.cli.commands import COMMANDS
+
+    listed = crawl("--help")
+    assert listed.exit_code == 0
+    monkeypatch.setattr(CrawlGroup, "format_help", TyperGroup.format_help)  # each one made
+    assert crawl("--help").stdout == listed.stdout
+    group = typer.main.get_command(app)
+    assert isinstance(group, CrawlGroup)
+    assert [group.commands[name].name for name in COMMANDS] == list(COMMANDS)
+
+
+@pytest.mark.parametrize("text", [
+    "[default: 200; setting worker.concurrency, env CRAWL_CONCURRENCY]", "a \\[b] c",
+    "x [/y] [#z] [@w] [A] [] [b", "ends in \\", "ends in \\\\", "\\\\[default: x]", "plain"])
+def test_help_text_is_escaped_as_rich_escapes_it(text: str) -> None:
+    """Option help is escaped without importing rich (crawler.cli.markup), the same way."""
+    from rich.markup import escape as rich_escape
+
+    from crawler.cli.markup import escape
+
+    assert escape(text) == rich_escape(text)

@@ -208,3 +208,58 @@ def test_help_loads_no_network_or_parsing_library(argv: list[str]) -> None:
     shows), and nothing that fetches, talks to Redis or parses."""
     code = f"import sys; sys.argv = ['crawl', *{argv!r}]\nfrom crawler.cli import main\nmain()"
     assert set(_loaded_by(code)) <= {"typer", "rich", "pydantic"}
+
+
+# -- what crawl --help and crawl status import (start-up: README, "Start-up") --------------
+
+HELP_LOADS = {"typer", "rich"}
+"""The heavy libraries ``crawl --help`` needs: typer, which renders help with rich."""
+
+STATUS_LOADS = {"typer", "pydantic", "redis", "asyncio", "ssl", "uvloop"}
+"""The heavy libraries ``crawl status`` needs: the settings (pydantic) and the store
+(redis-py, which imports asyncio and ssl), on uvloop. No rich: it prints JSON."""
+
+
+def _run_loading(argv: list[str]) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """``crawl ARGV`` run in a fresh interpreter, and every module it imported."""
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('MODULES', *sorted(sys.modules)))\n"
+            f"sys.argv = ['crawl', *{argv!r}]\nfrom crawler.cli import main\nmain()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    return done, set(done.stdout[done.stdout.rindex("MODULES"):].split()[1:])
+
+
+def _heavy(modules: set[str]) -> set[str]:
+    return {name for name in HEAVY if name in modules}
+
+
+def _crawler_packages(modules: set[str]) -> set[str]:
+    return {_package_of(m) for m in modules if m == "crawler" or m.startswith("crawler.")}
+
+
+def test_crawl_help_imports_no_command() -> None:
+    """The listing is made without a command's module: no settings model, no Redis."""
+    done, modules = _run_loading(["--help"])
+    assert done.returncode == 0 and "status" in done.stdout
+    assert _heavy(modules) <= HELP_LOADS
+    assert _crawler_packages(modules) == {"crawler", "crawler.cli"}
+    assert "crawler.cli.crawl" not in modules and "crawler.bench.cli" not in modules
+
+
+def test_crawl_status_imports_only_what_it_reads_with(clean_redis: str) -> None:
+    from fault_helpers import seed_sync
+
+    seed_sync(clean_redis, "startup", ["http://127.0.0.2:9/"])
+    done, modules = _run_loading(["status", "--redis", clean_redis, "--crawl", "startup"])
+    assert done.returncode == 0, done.stderr
+    assert '"queued": 1' in done.stdout  # it did read the crawl
+    assert _heavy(modules) <= STATUS_LOADS
+    assert _crawler_packages(modules) <= {"crawler", "crawler.config", "crawler.store",
+                                          "crawler.frontier", "crawler.results",
+                                          "crawler.observe", "crawler.cli"}
+    other_commands = {m for m in modules if m.startswith("crawler.cli.")} - {
+        "crawler.cli.app", "crawler.cli.commands", "crawler.cli.common", "crawler.cli.crawl",
+        "crawler.cli.markup", "crawler.cli.options", "crawler.cli.placement",
+        "crawler.cli.usage"}
+    assert other_commands == set()

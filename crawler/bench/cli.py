@@ -30,6 +30,10 @@ WEB_HOSTS, WEB_PAGES, WEB_PAGE_BYTES = 100, 60, 80_000
 """``--web``'s default site: the issue's 6,000 pages of ~80 KB on at least 100 hosts."""
 
 
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")
+
+
 def site_size(hosts: int | None, pages: int | None, cluster: int) -> tuple[int, int]:
     """(hosts, pages per host): the defaults, or a cluster's many-host default site."""
     if hosts is None and cluster:

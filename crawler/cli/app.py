@@ -1,4 +1,9 @@
-"""The ``crawl`` typer application: its callback, and every command group registered."""
+"""The ``crawl`` typer application: its callback, and its commands (crawler.cli.commands).
+
+This module, and the small ones it imports, are all that ``crawl --help``
+imports of the crawler: a command's module, and what it needs (pydantic for
+the settings, redis, asyncio), is imported when the command is looked up.
+"""
 
 from __future__ import annotations
 
@@ -14,19 +19,22 @@ from typer._click.exceptions import (
     NoSuchOption,
     UsageError,
 )
+from typer._click.formatting import HelpFormatter
 from typer.core import TyperGroup
 
-from crawler.bench.cli import bench_app
-from crawler.cli import control, crawl, crawls, dashboard, recrawl, retry, server, watch
-from crawler.cli.common import Common, ConfigOpt, CrawlOpt, HomeOpt, RedisOpt, setup_logging
-from crawler.cli.options import (
+from crawler.cli.commands import LazyCommands
+from crawler.cli.common import (
+    Common,
+    ConfigOpt,
+    CrawlOpt,
+    HomeOpt,
     LogLevelOpt,
+    RedisOpt,
     VerboseOpt,
     log_level,
-    misplaced_after,
-    misplaced_before,
-    quiet_flag_metavars,
+    setup_logging,
 )
+from crawler.cli.placement import misplaced_after, misplaced_before, quiet_flag_metavars
 from crawler.cli.usage import one_line
 from crawler.errors import CrawlError
 
@@ -35,11 +43,22 @@ class CrawlGroup(TyperGroup):
     """The root command group: every command's CrawlError becomes one line and exit 2.
 
     It also says where an option given on the wrong side of the command goes.
+    Its commands are imported when looked up (crawler.cli.commands).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        quiet_flag_metavars(self)
+        quiet_flag_metavars(self)  # before the commands: it would import them all
+        self.lazy_commands = LazyCommands(on_load=quiet_flag_metavars)
+        self.commands = self.lazy_commands
+
+    def format_help(self, ctx: ClickContext, formatter: HelpFormatter) -> None:
+        """The help lists the commands by name and summary, none of them imported."""
+        self.lazy_commands.listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.lazy_commands.listing = False
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True,
@@ -111,13 +130,3 @@ def common_options(ctx: typer.Context, redis: RedisOpt = None, crawl: CrawlOpt =
     setup_logging(log_level(log_level_name, verbose))
     ctx.obj = Common(redis=redis, crawl=crawl, config=config, home=home)
 
-
-crawl.register(app)
-crawls.register(app)
-control.register(app)
-watch.register(app)
-server.register(app)
-recrawl.register(app)
-retry.register(app)
-dashboard.register(app)
-app.add_typer(bench_app, name="bench")

@@ -1,4 +1,4 @@
-"""What every ``crawl`` command shares: its common options, settings, and running async code.
+"""What every ``crawl`` command shares: its common and log options, settings, running async code.
 
 Common options (``--redis``, ``--crawl``, ``--config``, ``--home``) may come
 before the command (``crawl --crawl demo seed f``) or after it; the app's
@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.markup import escape
 
-from crawler.config import Settings, load_with_origins
+from crawler.cli.markup import escape
 from crawler.errors import CrawlError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+
+    from crawler.config import Settings
 
 T = TypeVar("T")
 
@@ -72,6 +73,8 @@ def settings_for(ctx: typer.Context, *, redis: str | None = None, crawl: str | N
 
     Where each given value came from is kept in the context: ``open_crawl``
     checks crawl-wide ones against the crawl's stored settings."""
+    from crawler.config import load_with_origins  # pydantic: not for crawl --help
+
     before = common(ctx)
     settings, origins = load_with_origins(config or before.config,
                                           overrides={"redis_url": redis or before.redis,
@@ -90,6 +93,28 @@ def run_async(fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     import uvloop
 
     return uvloop.run(fn())
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LogLevelOpt = Annotated[str | None, typer.Option(
+    "--log-level", help=escape("debug, info, warning or error. [default: warning]"),
+    show_default=False)]
+VerboseOpt = Annotated[int, typer.Option(
+    "--verbose", "-v", count=True,
+    help=escape("More log lines: -v info, -vv debug. [default: warnings and errors only]"),
+    show_default=False)]
+
+
+def log_level(level: str | None, verbose: int) -> int | None:
+    """The logging level asked for; None if neither option was given."""
+    if level is not None:
+        if level.lower() not in LOG_LEVELS:
+            raise CrawlError(f"--log-level: expected {', '.join(LOG_LEVELS[:-1])} or "
+                             f"{LOG_LEVELS[-1]}, got {level!r}")
+        return int(getattr(logging, level.upper()))
+    if verbose:
+        return logging.INFO if verbose == 1 else logging.DEBUG
+    return None
 
 
 def setup_logging(level: int | None = None) -> None:

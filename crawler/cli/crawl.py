@@ -16,7 +16,10 @@ from crawler.cli.common import (
     ConfigOpt,
     CrawlOpt,
     HomeOpt,
+    LogLevelOpt,
     RedisOpt,
+    VerboseOpt,
+    log_level,
     open_crawl,
     run_async,
     settings_for,
@@ -36,7 +39,6 @@ from crawler.cli.options import (
     ExtractOpt,
     IncludeOpt,
     LeaseTimeOpt,
-    LogLevelOpt,
     MaxDepthOpt,
     MaxPagesPerHostOpt,
     MaxPerHostOpt,
@@ -49,9 +51,7 @@ from crawler.cli.options import (
     ShardsOpt,
     TotalTimeoutOpt,
     UserAgentOpt,
-    VerboseOpt,
     WarcDirOpt,
-    log_level,
 )
 from crawler.config import Settings
 from crawler.errors import CrawlError

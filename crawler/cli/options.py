@@ -1,4 +1,4 @@
-"""Command-line options made from the settings model, and help for options on the wrong side.
+"""Command-line options made from the settings model.
 
 A flag that sets a setting is declared with ``setting_option``: its help
 ends with the setting's default and name, read from ``crawler.config``'s
@@ -9,14 +9,11 @@ environment variable is not overridden by a default nobody typed.
 
 from __future__ import annotations
 
-import logging
-import re
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from typer._click.core import Context as ClickContext  # typer vendors click
 
+from crawler.cli.markup import escape
 from crawler.config import Settings
 from crawler.config.loading import flag_name
 from crawler.config.settings import field_section
@@ -116,90 +113,3 @@ CaFileOpt = Annotated[str | None, setting_option(
     metavar="PEM")]
 ShardsOpt = Annotated[int | None, setting_option(
     "shards", "Shards, for a new crawl (on a cluster: 4 a master).")]
-
-
-# -- logging ------------------------------------------------------------------------------
-
-LOG_LEVELS = ("debug", "info", "warning", "error")
-LogLevelOpt = Annotated[str | None, typer.Option(
-    "--log-level", help=escape("debug, info, warning or error. [default: warning]"),
-    show_default=False)]
-VerboseOpt = Annotated[int, typer.Option(
-    "--verbose", "-v", count=True,
-    help=escape("More log lines: -v info, -vv debug. [default: warnings and errors only]"),
-    show_default=False)]
-
-
-def log_level(level: str | None, verbose: int) -> int | None:
-    """The logging level asked for; None if neither option was given."""
-    if level is not None:
-        if level.lower() not in LOG_LEVELS:
-            from crawler.errors import CrawlError
-
-            raise CrawlError(f"--log-level: expected {', '.join(LOG_LEVELS[:-1])} or "
-                             f"{LOG_LEVELS[-1]}, got {level!r}")
-        return int(getattr(logging, level.upper()))
-    if verbose:
-        return logging.INFO if verbose == 1 else logging.DEBUG
-    return None
-
-
-# -- options on the wrong side of the command ----------------------------------------------
-
-
-def quiet_flag_metavars(command: Any) -> None:
-    """No ``<bool>`` after a flag in help: a flag takes no value (typer shows one anyway)."""
-    for param in getattr(command, "params", ()):
-        if getattr(param, "is_flag", False) or getattr(param, "count", False):
-            param.metavar = ""
-    help_option = command.get_help_option(ClickContext(command))  # made once, then cached
-    if help_option is not None:
-        help_option.metavar = ""
-    for sub in (getattr(command, "commands", None) or {}).values():
-        quiet_flag_metavars(sub)
-
-
-def takes_value(command: Any, option: str) -> bool | None:
-    """Whether ``option`` of ``command`` takes a value; None if the command has no such option."""
-    for param in getattr(command, "params", ()):
-        if option in (*param.opts, *getattr(param, "secondary_opts", ())):
-            return not (getattr(param, "is_flag", False) or getattr(param, "count", False))
-    return None
-
-
-def misplaced_before(group: Any, ctx: ClickContext, args: list[str], option: str) -> str | None:
-    """For ``crawl --delay 1 worker``: where ``--delay`` goes, as a corrected command line."""
-    name = option.split("=", 1)[0]
-    root_opts = {o: takes_value(group, o) for p in group.params for o in p.opts}
-    i, before, moved = 0, [], []
-    while i < len(args):
-        arg = args[i]
-        if root_opts.get(arg):
-            before += args[i:i + 2]
-            i += 2
-        elif arg.split("=", 1)[0] in root_opts or re.fullmatch(r"-v+", arg):
-            before.append(arg)
-            i += 1
-        elif arg.startswith("-"):
-            moved.append(arg)
-            i += 1
-        elif arg in group.commands:
-            command = group.commands[arg]
-            if takes_value(command, name) is None:
-                return None
-            fixed = [*before, arg, *moved, *args[i + 1:]]
-            return (f"{name} is an option of 'crawl {arg}': put it after the command, as in "
-                    f"crawl {' '.join(fixed)}")
-        else:  # the value of an option that is not the root's
-            moved.append(arg)
-            i += 1
-    return None
-
-
-def misplaced_after(group: Any, command_name: str, option: str) -> str | None:
-    """For ``crawl worker -v``: an option of ``crawl`` itself goes before the command."""
-    name = option.split("=", 1)[0]
-    if any(name in p.opts for p in group.params):
-        return (f"{name} is an option of crawl itself: put it before the command, as in "
-                f"crawl {name} ... {command_name} ...")
-    return None

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from crawler.cli.common import (
     ConfigOpt,
@@ -16,6 +15,7 @@ from crawler.cli.common import (
     run_async,
     settings_for,
 )
+from crawler.cli.markup import escape
 from crawler.errors import CrawlError
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from crawler.cli.common import HomeOpt, home_for, run_async
+from crawler.cli.markup import escape
 from crawler.errors import CrawlError
 
 server_app = typer.Typer(no_args_is_help=True, help="The embedded Valkey server.")

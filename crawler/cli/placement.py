@@ -1,0 +1,71 @@
+"""Help for options on the wrong side of the command, and flags shown without a value.
+
+``crawl --delay 1 worker`` and ``crawl worker -v`` are usage errors that
+say where the option goes. These run on the root group (crawler.cli.app)
+before any command's module is imported, so they need typer only.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from typer._click.core import Context as ClickContext  # typer vendors click
+
+
+def quiet_flag_metavars(command: Any) -> None:
+    """No ``<bool>`` after a flag in help: a flag takes no value (typer shows one anyway)."""
+    for param in getattr(command, "params", ()):
+        if getattr(param, "is_flag", False) or getattr(param, "count", False):
+            param.metavar = ""
+    help_option = command.get_help_option(ClickContext(command))  # made once, then cached
+    if help_option is not None:
+        help_option.metavar = ""
+    for sub in (getattr(command, "commands", None) or {}).values():
+        quiet_flag_metavars(sub)
+
+
+def takes_value(command: Any, option: str) -> bool | None:
+    """Whether ``option`` of ``command`` takes a value; None if the command has no such option."""
+    for param in getattr(command, "params", ()):
+        if option in (*param.opts, *getattr(param, "secondary_opts", ())):
+            return not (getattr(param, "is_flag", False) or getattr(param, "count", False))
+    return None
+
+
+def misplaced_before(group: Any, ctx: ClickContext, args: list[str], option: str) -> str | None:
+    """For ``crawl --delay 1 worker``: where ``--delay`` goes, as a corrected command line."""
+    name = option.split("=", 1)[0]
+    root_opts = {o: takes_value(group, o) for p in group.params for o in p.opts}
+    i, before, moved = 0, [], []
+    while i < len(args):
+        arg = args[i]
+        if root_opts.get(arg):
+            before += args[i:i + 2]
+            i += 2
+        elif arg.split("=", 1)[0] in root_opts or re.fullmatch(r"-v+", arg):
+            before.append(arg)
+            i += 1
+        elif arg.startswith("-"):
+            moved.append(arg)
+            i += 1
+        elif arg in group.commands:
+            command = group.commands[arg]
+            if takes_value(command, name) is None:
+                return None
+            fixed = [*before, arg, *moved, *args[i + 1:]]
+            return (f"{name} is an option of 'crawl {arg}': put it after the command, as in "
+                    f"crawl {' '.join(fixed)}")
+        else:  # the value of an option that is not the root's
+            moved.append(arg)
+            i += 1
+    return None
+
+
+def misplaced_after(group: Any, command_name: str, option: str) -> str | None:
+    """For ``crawl worker -v``: an option of ``crawl`` itself goes before the command."""
+    name = option.split("=", 1)[0]
+    if any(name in p.opts for p in group.params):
+        return (f"{name} is an option of crawl itself: put it before the command, as in "
+                f"crawl {name} ... {command_name} ...")
+    return None
