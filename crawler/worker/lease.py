@@ -34,6 +34,7 @@ from crawler.worker import cookies
 from crawler.worker.backoff import REDIS_ERRORS, backoff_delay, log, retry_after
 from crawler.worker.canonical import drops_links, duplicate_of
 from crawler.worker.parts import Write
+from crawler.worker.render import Rendering
 from crawler.worker.sitemap import SitemapReader
 from crawler.worker.watch import InFlight
 
@@ -66,6 +67,7 @@ class LeaseRunner:
             self.robots.on_sitemaps = self.sitemaps.robots_sitemap_calls
         self.extractor = Extractor.from_settings(worker.settings)  # None: no hook
         self.warc = WarcCapture.from_settings(worker.settings)  # None: no capture
+        self.rendering = Rendering(worker.settings, worker.fetcher)  # render = never: idle
 
     def use(self, settings: Settings, scope: Scope) -> None:
         """Changed crawl settings (``crawl config set``): from the next lease on."""
@@ -75,6 +77,10 @@ class LeaseRunner:
         self.robots.on_sitemaps = self.sitemaps.robots_sitemap_calls if settings.sitemaps \
             else None
         self.set_hook(settings)
+        try:
+            self.rendering.use(settings)
+        except errors.ConfigError as exc:
+            log.error("crawl settings: %s; pages are not rendered", exc)
 
     def set_hook(self, settings: Settings) -> None:
         """Use the crawl's changed ``extract`` (crawl config set); keep the old hook if it fails."""
@@ -90,6 +96,10 @@ class LeaseRunner:
             self.extractor.close()
         self.extractor = hook
         log.warning("extraction hook now %r", settings.extract)
+
+    async def close_browser(self) -> None:
+        """Close the browser, if one was started (crawler.net.browser)."""
+        await self.rendering.close()
 
     def close(self) -> None:
         """Close what the runner holds open (the WARC file, the hook's threads)."""
@@ -126,6 +136,11 @@ class LeaseRunner:
                 resp = await self.fetcher.get(fetch_url, headers=headers)
                 if self.settings.cookies:
                     item.cookie_updates = cookies.jar_updates(resp)
+                item.render = self.rendering.decide(lease.host, resp)
+                if item.render is not None and item.render.rendered:
+                    item.at("render")  # in the lease: the host's slot stays held
+                    item.plain = resp  # archived as fetched; the record reads the DOM
+                    resp = await self.rendering.render(lease.host, resp, item.render)
             else:
                 sitemap_resp = await self.sitemaps.read(item, attempt)
                 if sitemap_resp is None:  # read and completed
@@ -163,7 +178,9 @@ class LeaseRunner:
                                          no_request=not exc.made_request)
             return
         if self.warc is not None:  # before the result that names it
-            item.capture = self.warc.write(resp, item.previous.capture if item.previous else "")
+            item.capture = self.warc.write(item.plain or resp,
+                                           item.previous.capture if item.previous else "")
+            resp.warc = (item.plain or resp).warc
         if resp.status in RETRY_STATUSES:
             await self._status_retry(item, attempt, resp)
             return
@@ -280,13 +297,16 @@ class LeaseRunner:
             noindex=noindex, error=extracted.error if extracted else None, warc=resp.warc,
             canonical=canonical, duplicate_of=duplicate,
             total_elapsed=self._all_attempts(lease, resp.elapsed), simhash=simhash)
+        if item.render is not None:
+            record.update(item.render.fields())
         if extracted is not None:
             record["data"] = extracted.data
             self.counters.errors += extracted.error is not None
         self.counters.pages += 1
         if 400 <= resp.status < 500:
             self.counters.client_errors += 1
-        pause = adaptive_delay(resp.elapsed, self.settings)
+        pause = max(adaptive_delay(resp.elapsed, self.settings),
+                    self.rendering.rest_after(lease.host, item.render))
         failed = extracted is not None and extracted.error is not None
         self.worker.metrics.fetched(resp.status, resp.elapsed, len(resp.body))
         revisit = self._revisit(item, record, resp)

@@ -1,0 +1,151 @@
+"""Which pages a worker renders in the browser, and what it learns per host.
+
+``render`` (crawl-wide, or per host pattern in ``[hosts."p"] render``):
+``never``; ``always`` renders every HTML page; ``auto`` renders a page the
+plain fetch shows to need JavaScript (crawler.pages.needs_js), and learns
+per host from what rendering found:
+
+- after ``render_learn_pages`` renders of a host that found no more links
+  than the plain fetch (and none that found many more), it stops rendering
+  that host (``render_reason: "host_static"``);
+- after ``render_learn_pages`` renders that found many more, it renders every
+  page of it (``"host_needs_js"``).
+
+What is learned is kept in the worker process, not in Redis: another worker,
+or this one restarted, learns again (a few renders per host). A page rendered
+runs inside the lease that fetched it, so it holds its host's politeness slot
+while the browser works, and the host then rests ``delay`` per subrequest the
+page made (``rest_after``): the page's own requests count against its host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from crawler.net.browser import BrowserPool, Rendered, find_browser, require_playwright
+from crawler.net.tls import host_matches
+from crawler.pages.needs_js import link_count, needs_javascript
+
+if TYPE_CHECKING:
+    from crawler.config import Settings
+    from crawler.net.fetch import Fetcher, Response
+
+MANY_MORE_LINKS = 3
+"""A render that found at least this many more links than the plain fetch (and
+half as many again) found "many more"."""
+
+
+def wants_rendering(settings: Settings) -> bool:
+    """Whether any page of the crawl may be rendered."""
+    return settings.render != "never" or any(m != "never" for m in settings.host_render.values())
+
+
+@dataclass(slots=True)
+class HostLesson:
+    """What renders of one host found: how many found nothing more, how many much more."""
+
+    no_more: int = 0
+    many_more: int = 0
+
+
+@dataclass(slots=True)
+class RenderNote:
+    """The render decision for one page, for its record."""
+
+    rendered: bool
+    reason: str
+    subrequests: int = 0
+    elsewhere: int = 0
+    blocked: dict[str, int] = field(default_factory=dict)
+    waited: str = "ok"
+
+    def fields(self) -> dict[str, object]:
+        """The record's fields: ``rendered``, ``render_reason``, and a render's counts."""
+        out: dict[str, object] = {"rendered": self.rendered, "render_reason": self.reason}
+        if self.rendered:
+            out["render_subrequests"] = self.subrequests
+            if self.elsewhere:
+                out["render_other_hosts"] = self.elsewhere
+            out["render_blocked"] = dict(sorted(self.blocked.items()))
+            if self.waited != "ok":
+                out["render_wait"] = self.waited
+        return out
+
+
+class Rendering:
+    """One worker's renderer: the decision, the browser pool, the lessons per host."""
+
+    def __init__(self, settings: Settings, fetcher: Fetcher) -> None:
+        self.settings = settings
+        self.fetcher = fetcher
+        self.lessons: dict[str, HostLesson] = {}
+        self.pool: BrowserPool | None = None
+        if wants_rendering(settings):
+            require_playwright()
+            find_browser(settings.browser_executable)  # a wrong path: said at start
+
+    def use(self, settings: Settings) -> None:
+        """Changed crawl settings (``crawl config set render=auto``), from the next page on."""
+        if wants_rendering(settings):
+            require_playwright()
+        self.settings = settings
+        if self.pool is not None:
+            self.pool.use(settings)
+
+    def mode_for(self, host: str) -> str:
+        """``render`` for ``host``: its ``[hosts."p"]`` pattern's, else the crawl's."""
+        patterns = self.settings.host_render
+        pattern = host_matches(host, patterns) if patterns else None
+        return patterns[pattern] if pattern is not None else self.settings.render
+
+    def decide(self, host: str, plain: Response) -> RenderNote | None:
+        """Whether to render ``plain``; None when rendering is off for its host."""
+        mode = self.mode_for(host)
+        if mode == "never":
+            return None
+        if not plain.is_html or not 200 <= plain.status < 300 or plain.truncated:
+            return RenderNote(False, "not_html" if not plain.is_html else "status")
+        if mode == "always":
+            return RenderNote(True, "always")
+        lesson = self.lessons.get(host)
+        learn = self.settings.render_learn_pages
+        if learn and lesson is not None and lesson.many_more >= learn:
+            return RenderNote(True, "host_needs_js")
+        reason = needs_javascript(plain.body)
+        if reason is None:
+            return RenderNote(False, "static")
+        if learn and lesson is not None and lesson.no_more >= learn and not lesson.many_more:
+            return RenderNote(False, "host_static")
+        return RenderNote(True, reason)
+
+    async def render(self, host: str, plain: Response, note: RenderNote) -> Response:
+        """The rendered page (RenderError if the browser fails); ``note`` gets its counts."""
+        if self.pool is None:
+            self.pool = BrowserPool(self.settings, self.fetcher)
+        done: Rendered = await self.pool.render(plain)
+        note.subrequests, note.elsewhere, note.waited = done.subrequests, done.elsewhere, \
+            done.waited
+        note.blocked = dict(done.blocked)
+        if self.mode_for(host) == "auto":
+            self._learn(host, link_count(plain.body), link_count(done.response.body))
+        return done.response
+
+    def _learn(self, host: str, plain_links: int, rendered_links: int) -> None:
+        lesson = self.lessons.setdefault(host, HostLesson())
+        gained = rendered_links - plain_links
+        if gained >= MANY_MORE_LINKS and rendered_links * 2 >= plain_links * 3:
+            lesson.many_more += 1
+        elif gained <= 0:
+            lesson.no_more += 1
+
+    def rest_after(self, host: str, note: RenderNote | None) -> float:
+        """Seconds the host rests after a render: its delay for each subrequest made."""
+        if note is None or not note.rendered:
+            return 0.0
+        return self.settings.policy_for(host).delay * note.subrequests
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
