@@ -1,0 +1,101 @@
+"""A loopback site with plain pages and three kinds of JavaScript page, and its truth.
+
+- ``/scripted``: text and a ``<noscript>``; its links are inserted by a script
+  (``/static/insert.js``);
+- ``/app/``, ``/app/about``, ``/app/contact``: one shell (``<div id="root">``,
+  a stylesheet and two scripts) and a client-side router (``/static/app.js``)
+  that renders each path's links and title;
+- ``/api-page``: a shell that fetches its items from ``/api/items`` on the same
+  host and links them.
+
+Every other page is plain HTML. ``JS_PAGES`` is the truth the crawl is judged
+against; ``ALL_PAGES`` every page a crawl from ``/`` must find. Paths under
+``/static/`` and ``/api/`` are the pages' own subrequests, never pages.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+JS_PAGES = frozenset({"/scripted", "/app/", "/app/about", "/app/contact", "/api-page"})
+PLAIN_PAGES = frozenset({"/", "/plain/a", "/plain/b", "/found/1", "/found/2",
+                         "/items/1", "/items/2", "/items/3"})
+ALL_PAGES = JS_PAGES | PLAIN_PAGES
+SUBREQUEST_PREFIXES = ("/static/", "/api/")
+
+TEXT = "<p>" + "Plain words about nothing in particular. " * 12 + "</p>"
+
+INSERT_JS = """
+for (const n of [1, 2]) {
+  const a = document.createElement('a');
+  a.href = '/found/' + n; a.textContent = 'found ' + n;
+  document.body.appendChild(a);
+}
+"""
+
+ROUTES_JS = """
+window.routes = {
+  '/app/': ['Home', ['/app/about', '/app/contact']],
+  '/app/about': ['About', ['/app/', '/app/contact']],
+  '/app/contact': ['Contact', ['/app/', '/app/about']],
+};
+"""
+
+APP_JS = """
+const [name, links] = window.routes[location.pathname] || ['Not found', []];
+document.title = 'App: ' + name;
+document.getElementById('root').innerHTML = '<h1>' + name + '</h1>' +
+  links.map(l => '<a href="' + l + '">' + l + '</a>').join(' ') +
+  '<img src="/static/logo.png">';
+"""
+
+API_PAGE = """<html><head><title>Items</title></head><body><div id="app">Loading</div>
+<script>
+fetch('/api/items').then(r => r.json()).then(items => {
+  document.getElementById('app').innerHTML =
+    items.map(i => '<a href="/items/' + i.id + '">' + i.name + '</a>').join(' ');
+});
+</script></body></html>"""
+
+
+def page(title: str, *links: str, body: str = TEXT) -> web.Response:
+    anchors = " ".join(f'<a href="{href}">{href}</a>' for href in links)
+    return web.Response(text=f"<html><head><title>{title}</title></head><body>{body}"
+                             f"{anchors}</body></html>", content_type="text/html")
+
+
+async def handler(request: web.Request) -> web.StreamResponse:
+    path = request.path
+    if path == "/":
+        return page("Home", "/plain/a", "/plain/b", "/scripted", "/app/", "/api-page")
+    if path in ("/plain/a", "/plain/b"):
+        return page(f"Plain {path[-1]}", "/", "/plain/a", "/plain/b")
+    if path.startswith(("/found/", "/items/")):
+        return page(f"Leaf {path}", "/", "/plain/a", "/plain/b")
+    if path == "/scripted":
+        return web.Response(text="<html><head><title>Scripted</title></head><body>"
+                                 "<noscript>Please enable JavaScript to see the links.</noscript>"
+                                 f"{TEXT}<script src='/static/insert.js'></script></body></html>",
+                            content_type="text/html")
+    if path.startswith("/app/"):
+        return web.Response(text="<html><head><title>App</title></head><body>"
+                                 "<link rel=stylesheet href='/static/app.css'>"
+                                 "<div id='root'></div><script src='/static/routes.js'></script>"
+                                 "<script src='/static/app.js'></script>"
+                                 "</body></html>", content_type="text/html")
+    if path == "/api-page":
+        return web.Response(text=API_PAGE, content_type="text/html")
+    if path == "/static/insert.js":
+        return web.Response(text=INSERT_JS, content_type="application/javascript")
+    if path == "/static/routes.js":
+        return web.Response(text=ROUTES_JS, content_type="application/javascript")
+    if path == "/static/app.css":
+        return web.Response(text="h1 { color: teal }", content_type="text/css")
+    if path == "/static/app.js":
+        return web.Response(text=APP_JS, content_type="application/javascript")
+    if path == "/api/items":
+        items = [{"id": n, "name": f"item {n}"} for n in (1, 2, 3)]
+        return web.Response(text=json.dumps(items), content_type="application/json")
+    return web.Response(status=404, text="not here")

@@ -1,0 +1,284 @@
+"""Rendering pages that need JavaScript (crawler.net.browser, crawler.worker.render).
+
+A real Chromium (Debian's ``chromium``, or ``browser_executable``) on a loopback
+site with plain pages and three kinds of JavaScript page (tests/render_site.py):
+
+- ``render = "auto"`` finds every page, renders exactly the JavaScript ones
+  (checked against the site's truth), takes titles and links from the DOM,
+  and stays within the host's politeness as the server's own request log
+  shows it, the pages' subrequests counted;
+- a browser killed while a page renders is a retry, not a lost URL;
+- the SSRF guard refuses what a rendered page asks of 127.0.0.1 and
+  169.254.169.254, in a network namespace of its own (``unshare -n``).
+
+A crawl starts its worker's browser once (about 2 s); the module runs three.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from politeness_site import Hit, Site, by_url, crawl, max_in_flight
+from redis.asyncio import Redis
+from render_site import ALL_PAGES, JS_PAGES, SUBREQUEST_PREFIXES, handler
+
+from crawler import errors
+from crawler.config import Settings, load_settings
+from crawler.net.browser import browser_rss, host_of, require_playwright
+from crawler.pages.needs_js import needs_javascript
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH")
+IN_NETNS = "CRAWL_TEST_IN_NETNS"
+
+
+def path_of(url: str) -> str:
+    return "/" + url.split("/", 3)[3] if url.count("/") >= 3 else "/"
+
+
+# -- deciding -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b"<html><body><noscript>You need to enable JavaScript to run this app.</noscript>"
+     b"<div id=root></div><script src=/main.js></script></body></html>", "noscript"),
+    (b'<html><body><div id="app"></div><script src="/bundle.js"></script></body></html>',
+     "app_root"),
+    (b"<html><body><p>Hi</p><script src=/x.js></script></body></html>", "empty_body"),
+    (b"<html><body><p>Hi</p><a href=/a>a</a><a href=/b>b</a><a href=/c>c</a>"
+     b'<div id="root"></div><script src=/x.js></script></body></html>', None),
+    (b"<html><body><p>" + b"words " * 100 + b"</p><script src=/x.js></script></body></html>",
+     None),
+    (b"<html><body><div id=root></div></body></html>", None),  # no script: nothing to run
+])
+def test_a_page_that_needs_javascript_is_told_from_one_that_does_not(
+        body: bytes, reason: str | None) -> None:
+    assert needs_javascript(body) == reason
+
+
+def test_render_per_host_pattern_comes_from_the_hosts_tables(tmp_path: Path) -> None:
+    path = tmp_path / "crawl.toml"
+    path.write_text('[render]\nrender = "never"\n[hosts."app.example.com"]\nrender = "always"\n'
+                    '[hosts."slow.example.com"]\ndelay = 2\n')
+    settings = load_settings(path, env={})
+    assert settings.host_render == {"app.example.com": "always"}
+    assert set(settings.host_overrides) == {"slow.example.com"}  # render alone: no override
+    path.write_text('[hosts."a.test"]\nrender = "sometimes"\n')
+    with pytest.raises(errors.ConfigError, match=r"hosts\.a\.test\.render"):
+        load_settings(path, env={})
+
+
+def test_rendering_without_playwright_says_how_to_install_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "playwright" else real(name, *a))
+    with pytest.raises(errors.ConfigError, match=r"pip install 'crawler\[browser\]'"):
+        require_playwright()
+
+
+def test_a_subrequests_host_is_compared_without_its_default_port() -> None:
+    assert host_of("http://A.test:80/x") == host_of("http://a.test/y") == "a.test"
+    assert host_of("http://127.0.0.2:8080/") == "127.0.0.2:8080"
+
+
+# -- crawling the site ------------------------------------------------------------------------
+
+
+def bursts(hits: list[Hit]) -> list[list[Hit]]:
+    """The server's log cut at each request that is not a subrequest: a page (or
+    robots.txt) and the subrequests its render made."""
+    out: list[list[Hit]] = []
+    for hit in sorted(hits, key=lambda h: h.start):
+        if hit.path.startswith(SUBREQUEST_PREFIXES) and out:
+            out[-1].append(hit)
+        else:
+            out.append([hit])
+    return out
+
+
+def render_settings(settings: Settings, **changes: Any) -> Settings:
+    given: dict[str, Any] = {"render": "auto", "browser_executable": CHROMIUM or "",
+                             "max_per_host": 1, "render_timeout": 15.0}
+    return settings.replace(**(given | changes))
+
+
+@needs_chromium
+async def test_auto_renders_only_the_javascript_pages_finds_every_page_and_stays_polite(
+        redis: Redis, settings: Settings) -> None:
+    delay = 0.2
+    settings = render_settings(settings, delay=delay, render_wait="a[href]")
+    with Site(handler) as site:
+        records = by_url(await crawl(redis, settings, [site.url("127.0.0.2")], limit=60))
+        hits = list(site.hits)
+    found = {path_of(url): r for url, r in records.items()}
+    assert set(found) == ALL_PAGES
+    assert {p for p, r in found.items() if r["rendered"]} == JS_PAGES
+    assert all(r["render_reason"] == "static" for p, r in found.items() if p not in JS_PAGES)
+    assert found["/scripted"]["render_reason"] == "noscript"
+    assert found["/app/about"]["render_reason"] == "app_root"
+    # title and links come from the rendered DOM
+    assert found["/app/about"]["title"] == "App: About"
+    assert found["/app/about"]["links"] == 2
+    assert found["/api-page"]["links"] == 3
+    # the image the app asks for is refused, never requested; the API is a subrequest
+    assert found["/app/"]["render_blocked"] == {"image": 1}
+    assert found["/api-page"]["render_subrequests"] == 1
+    paths = [h.path for h in hits]
+    assert "/static/logo.png" not in paths
+    assert paths.count("/api/items") == 1
+    assert all(paths.count(p) == 1 for p in ALL_PAGES)  # the document is not fetched twice
+    # politeness, from the server's own log: one request at a time, page starts the
+    # delay apart, and after a render the host rests the delay for each subrequest.
+    tolerance = 0.03
+    assert max_in_flight([(h.start, h.end) for h in hits]) == 1
+    groups = bursts(hits)
+    assert sum(len(g) - 1 for g in groups) >= 5  # the renders' subrequests were counted
+    for before, after in itertools.pairwise(groups):
+        assert after[0].start - before[0].start >= delay - tolerance, (before, after)
+        rest = delay * (len(before) - 1)
+        assert after[0].start - before[-1].start >= rest - tolerance, (before, after)
+
+
+@needs_chromium
+async def test_a_browser_killed_while_a_page_renders_is_a_retry_not_a_lost_url(
+        redis: Redis, settings: Settings) -> None:
+    held = threading.Event()  # set on the server's thread
+    calls = 0
+
+    async def site_handler(request: web.Request) -> web.StreamResponse:
+        nonlocal calls
+        if request.path == "/api/slow":
+            calls += 1
+            if calls == 1:  # the first render waits here while its browser is killed
+                held.set()
+                await asyncio.sleep(3)
+            return web.Response(text="[]", content_type="application/json")
+        return await handler(request)
+
+    settings = render_settings(settings, render="always", delay=0.0)
+    page = ("<html><body><div id=app></div><script>fetch('/api/slow').then(() => "
+            "document.getElementById('app').innerHTML = '<a href=\"/plain/a\">a</a>')</script>"
+            "</body></html>")
+
+    async def shell(request: web.Request) -> web.StreamResponse:
+        if request.path == "/shell":
+            return web.Response(text=page, content_type="text/html")
+        return await site_handler(request)
+
+    with Site(shell) as site:
+        async def kill_browser() -> int:
+            await asyncio.to_thread(held.wait, 30)
+            killed = 0
+            for pid in browser_pids():
+                os.kill(pid, signal.SIGKILL)  # the browser this test's worker started
+                killed += 1
+            return killed
+
+        killer = asyncio.create_task(kill_browser())
+        records = by_url(await crawl(redis, settings.replace(include=(r"/shell$",)),
+                                     [site.url("127.0.0.2", "/shell")], limit=60))
+        assert await killer > 0
+    [record] = records.values()
+    assert record["error"] is None
+    assert record["attempts"] == 2
+    assert record["rendered"] is True and record["links"] == 1
+
+
+def browser_pids() -> list[int]:
+    """This process's descendants that are Chromium."""
+    me, out = os.getpid(), []
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                stat = Path(f"/proc/{name}/stat").read_text()
+            except OSError:
+                continue
+            names[int(name)] = stat[stat.index("(") + 1:stat.rindex(")")]
+            parents[int(name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    for pid in parents:
+        ancestor = parents.get(pid)
+        while ancestor and ancestor != me:
+            ancestor = parents.get(ancestor)
+        if ancestor == me and "chrom" in names[pid]:
+            out.append(pid)
+    return out
+
+
+def test_browser_rss_counts_this_process_descendants() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+    try:
+        assert browser_rss() > 1_000_000
+    finally:
+        child.kill()
+        child.wait()
+
+
+# -- the SSRF guard, in a network namespace of its own ----------------------------------------
+
+
+def test_a_rendered_pages_requests_to_private_addresses_are_refused_in_a_namespace() -> None:
+    """Re-runs ``ssrf_case`` under ``unshare -n``: nothing can leave the machine."""
+    if os.environ.get(IN_NETNS):
+        pytest.skip("the outer test runs this")
+    if CHROMIUM is None:
+        pytest.skip("no chromium on PATH")
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"unshare -n is not permitted here: {probe.stderr.decode().strip()}")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CRAWL_", "PYTEST_XDIST"))}
+    env[IN_NETNS] = "1"
+    inner = (f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:randomly -n0 "
+             f"-p no:cacheprovider tests/test_render.py::test_ssrf_case")
+    done = subprocess.run(["unshare", "-n", "sh", "-c", inner], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "1 passed" in done.stdout
+
+
+@pytest.mark.skipif(not os.environ.get(IN_NETNS), reason="run inside unshare -n by the test above")
+async def test_ssrf_case(redis: Redis, settings: Settings) -> None:
+    async def secret_handler(_request: web.Request) -> web.StreamResponse:
+        return web.Response(text="secret")
+
+    secret = Site(secret_handler, ips=("127.0.0.1",))
+    page = ("<html><body><div id=root></div><script>"
+            f"fetch('http://127.0.0.1:{secret.port}/steal').catch(() => 0);"
+            "fetch('http://169.254.169.254/latest/meta-data/').catch(() => 0);"
+            "fetch('http://[::ffff:127.0.0.1]:" f"{secret.port}/v6').catch(() => 0);"
+            "document.getElementById('root').innerHTML = '<a href=\"/plain/a\">a</a>';"
+            "</script></body></html>")
+
+    async def site_handler(request: web.Request) -> web.StreamResponse:
+        if request.path == "/ssrf":
+            return web.Response(text=page, content_type="text/html")
+        return await handler(request)
+
+    # The site is on loopback too: only its own address is allowed, not the rest.
+    settings = render_settings(settings, render="always", delay=0.0, allow_private=False,
+                               render_other_hosts=True,  # the guard alone stands in the way
+                               allow_cidrs=("127.0.0.5/32",), include=(r"/ssrf$",))
+    with secret, Site(site_handler, ips=("127.0.0.5",)) as site:
+        records = by_url(await crawl(redis, settings, [site.url("127.0.0.5", "/ssrf")],
+                                     limit=60))
+        assert secret.hits == []
+    [record] = records.values()
+    assert record["rendered"] is True and record["links"] == 1
+    assert record["render_blocked"] == {"blocked_address": 3}
