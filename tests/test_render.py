@@ -17,6 +17,7 @@ A crawl starts its worker's browser once (about 2 s); the module runs three.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import shutil
@@ -24,11 +25,15 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from crawl_helpers import start_worker
+from fault_helpers import by_url as exactly_once
+from fault_helpers import leased_urls_of, read_results, seed_sync, wait_exit
 from politeness_site import Hit, Site, by_url, crawl, max_in_flight
 from redis.asyncio import Redis
 from render_site import ALL_PAGES, JS_PAGES, SUBREQUEST_PREFIXES, handler
@@ -36,7 +41,9 @@ from render_site import ALL_PAGES, JS_PAGES, SUBREQUEST_PREFIXES, handler
 from crawler import errors
 from crawler.config import Settings, load_settings
 from crawler.net.browser import browser_rss, host_of, require_playwright
+from crawler.net.fetch import Response
 from crawler.pages.needs_js import needs_javascript
+from crawler.worker.render import Rendering, RenderNote
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -89,6 +96,45 @@ def test_rendering_without_playwright_says_how_to_install_it(
                         lambda name, *a: None if name == "playwright" else real(name, *a))
     with pytest.raises(errors.ConfigError, match=r"pip install 'crawler\[browser\]'"):
         require_playwright()
+
+
+def plain(body: bytes, status: int = 200) -> Response:
+    return Response(url="http://a.test/", final_url="http://a.test/", status=status,
+                    content_type="text/html", charset="utf-8", body=body, headers={},
+                    elapsed=0.01)
+
+
+SHELL = b'<html><body><div id="app"></div><script src="/app.js"></script></body></html>'
+STATIC = b"<html><body><p>" + b"words " * 60 + b"</p><a href=/a>a</a></body></html>"
+
+
+def test_auto_stops_rendering_a_host_whose_renders_found_no_more_links() -> None:
+    rendering = Rendering(Settings(render="auto", render_learn_pages=2), None)  # type: ignore[arg-type]
+    assert rendering.decide("a.test", plain(SHELL)) == RenderNote(True, "app_root")
+    rendering._learn("a.test", plain_links=1, rendered_links=1)
+    assert rendering.decide("a.test", plain(SHELL)) == RenderNote(True, "app_root")
+    rendering._learn("a.test", plain_links=1, rendered_links=0)
+    assert rendering.decide("a.test", plain(SHELL)) == RenderNote(False, "host_static")
+    assert rendering.decide("b.test", plain(SHELL)) == RenderNote(True, "app_root")  # per host
+    assert rendering.decide("a.test", plain(STATIC)) == RenderNote(False, "static")
+
+
+def test_auto_renders_every_page_of_a_host_whose_renders_found_many_more_links() -> None:
+    rendering = Rendering(Settings(render="auto", render_learn_pages=2), None)  # type: ignore[arg-type]
+    for _ in range(2):
+        assert rendering.decide("a.test", plain(STATIC)) == RenderNote(False, "static")
+        rendering._learn("a.test", plain_links=1, rendered_links=12)
+    assert rendering.decide("a.test", plain(STATIC)) == RenderNote(True, "host_needs_js")
+    assert rendering.decide("b.test", plain(STATIC)) == RenderNote(False, "static")
+
+
+def test_render_of_a_host_pattern_overrides_the_crawls() -> None:
+    settings = Settings(render="never", host_render={"app.test": "always", "x.app.test": "never"})
+    rendering = Rendering(settings, None)  # type: ignore[arg-type]
+    assert rendering.decide("www.app.test", plain(STATIC)) == RenderNote(True, "always")
+    assert rendering.decide("x.app.test", plain(SHELL)) is None
+    assert rendering.decide("other.test", plain(SHELL)) is None  # no fields in its record
+    assert rendering.decide("app.test", plain(SHELL, status=404)) == RenderNote(False, "status")
 
 
 def test_a_subrequests_host_is_compared_without_its_default_port() -> None:
@@ -199,9 +245,9 @@ async def test_a_browser_killed_while_a_page_renders_is_a_retry_not_a_lost_url(
     assert record["rendered"] is True and record["links"] == 1
 
 
-def browser_pids() -> list[int]:
-    """This process's descendants that are Chromium."""
-    me, out = os.getpid(), []
+def browser_pids(root: int | None = None) -> list[int]:
+    """The descendants of ``root`` (this process) that are Chromium."""
+    me, out = os.getpid() if root is None else root, []
     parents: dict[int, int] = {}
     names: dict[int, str] = {}
     for name in os.listdir("/proc"):
@@ -282,3 +328,64 @@ async def test_ssrf_case(redis: Redis, settings: Settings) -> None:
     [record] = records.values()
     assert record["rendered"] is True and record["links"] == 1
     assert record["render_blocked"] == {"blocked_address": 3}
+
+
+# -- a worker killed while pages render --------------------------------------------------------
+
+
+@needs_chromium
+def test_a_worker_killed_while_pages_render_loses_nothing(clean_redis: str,
+                                                          tmp_path: Path) -> None:
+    """kill -9 of a ``crawl worker`` while its browser renders; a second worker takes the
+    leases back when they expire: every page has exactly one result, none an error."""
+    rendering = threading.Event()
+
+    async def slow_subrequests(request: web.Request) -> web.StreamResponse:
+        if request.path.startswith(SUBREQUEST_PREFIXES):
+            rendering.set()
+            await asyncio.sleep(0.2)  # renders take a while: the kill lands inside one
+        return await handler(request)
+
+    crawl_name = "renderkill"
+    # Every page of the site shows a link once rendered: waiting for one is quicker
+    # than waiting for the network to be idle.
+    env = {"CRAWL_RENDER": "auto", "CRAWL_RENDER_WAIT": "a[href]", "CRAWL_MAX_PER_HOST": "4",
+           "CRAWL_BROWSER_EXECUTABLE": CHROMIUM or "", "CRAWL_RENDER_CONCURRENCY": "4",
+           "CRAWL_HOME": str(tmp_path / "home")}
+    log = tmp_path / "workers.log"
+    with Site(slow_subrequests) as site:
+        seed_sync(clean_redis, crawl_name, [site.url("127.0.0.2")])
+        first = start_worker(clean_redis, crawl_name, "--lease-time", "5", log=log, env=env)
+        browsers: list[int] = []
+        try:
+            assert rendering.wait(30), log.read_text()[-2000:]
+            assert leased_urls_of(clean_redis, crawl_name, first.pid), "nothing in flight"
+            browsers = browser_pids(first.pid)
+        finally:
+            first.kill()  # SIGKILL: no shutdown, the leases stay behind
+            first.wait()
+        second = start_worker(clean_redis, crawl_name, "--lease-time", "5", log=log, env=env)
+        assert wait_exit([second], timeout=90) == [0], log.read_text()[-2000:]
+    records = read_results(clean_redis, crawl_name)
+    found = {path_of(url): r for url, r in exactly_once(records).items()}  # fails on a dup
+    assert set(found) == ALL_PAGES
+    assert [r["error"] for r in found.values() if r["error"]] == []
+    assert {p for p, r in found.items() if r["rendered"]} == JS_PAGES
+    assert browsers
+    assert wait_gone(browsers, 15) == []  # the killed worker's browser went with it
+
+
+def wait_gone(pids: list[int], within: float) -> list[int]:
+    """The ``pids`` still alive after ``within`` seconds; those are then killed (they are
+    this test's own)."""
+    deadline = time.monotonic() + within
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if Path(f"/proc/{p}").exists()
+                 and "Z" not in Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1][:3]]
+    for pid in alive:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return alive
+

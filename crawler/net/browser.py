@@ -21,7 +21,8 @@ intercepted (Playwright routing, ``_PageRoutes``):
    crawler.worker.render).
 
 The browser is launched on first use, restarted every ``render_restart_pages``
-pages or once its processes' RSS passes ``render_max_rss``, and after a crash.
+pages or once its processes' memory (``browser_rss``) passes ``render_max_rss``,
+and after a crash.
 A crash or a failed load is a ``RenderError``: the worker's retry path.
 """
 
@@ -352,29 +353,38 @@ class BrowserPool:
 
 def browser_rss(root: int | None = None) -> int:
     """Bytes resident in this process's descendants (the Playwright driver and the
-    browser's processes): Linux /proc; 0 elsewhere."""
+    browser's processes), each shared page counted once in all (their PSS: summed RSS
+    counts Chromium's shared pages once a process, several times too much). Linux
+    /proc; 0 elsewhere."""
     root = os.getpid() if root is None else root
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
     try:
         names = os.listdir("/proc")
     except OSError:
         return 0
-    page = os.sysconf("SC_PAGE_SIZE")
     for name in names:
         if not name.isdigit():
             continue
         try:
             with open(f"/proc/{name}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-        except OSError:
+                parent = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
-        pid = int(name)
-        children.setdefault(int(fields[1]), []).append(pid)
-        rss[pid] = int(fields[21]) * page
+        children.setdefault(parent, []).append(int(name))
     total, stack = 0, list(children.get(root, []))
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
+        total += _pss(pid)
         stack += children.get(pid, [])
     return total
+
+
+def _pss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0

@@ -20,6 +20,7 @@ page made (``rest_after``): the page's own requests count against its host.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,8 @@ from crawler.pages.needs_js import link_count, needs_javascript
 if TYPE_CHECKING:
     from crawler.config import Settings
     from crawler.net.fetch import Fetcher, Response
+
+log = logging.getLogger("crawler.worker")
 
 MANY_MORE_LINKS = 3
 """A render that found at least this many more links than the plain fetch (and
@@ -84,6 +87,11 @@ class Rendering:
         if wants_rendering(settings):
             require_playwright()
             find_browser(settings.browser_executable)  # a wrong path: said at start
+            if settings.lease_time < settings.total_timeout + settings.render_timeout:
+                # a lease is not renewed: one that expires mid-render is fetched twice
+                log.warning("lease_time (%g s) is shorter than a fetch and a render may "
+                            "take (total_timeout + render_timeout = %g s)", settings.lease_time,
+                            settings.total_timeout + settings.render_timeout)
 
     def use(self, settings: Settings) -> None:
         """Changed crawl settings (``crawl config set render=auto``), from the next page on."""
