@@ -42,7 +42,7 @@ from crawler import errors
 from crawler.config import Settings, load_settings
 from crawler.net.browser import browser_rss, host_of, require_playwright
 from crawler.net.fetch import Response
-from crawler.pages.needs_js import needs_javascript
+from crawler.pages.needs_js import link_count, needs_javascript
 from crawler.worker.render import Rendering, RenderNote
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,6 +145,28 @@ def test_a_subrequests_host_is_compared_without_its_default_port() -> None:
 # -- crawling the site ------------------------------------------------------------------------
 
 
+def warc_records(directory: Path) -> tuple[dict[str, tuple[str, bytes]],
+                                            dict[str, tuple[str, bytes]]]:
+    """URL -> (record id, payload) of the response records, and URL -> (WARC-Refers-To,
+    payload) of the conversion records, as warcio reads them."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    responses: dict[str, tuple[str, bytes]] = {}
+    conversions: dict[str, tuple[str, bytes]] = {}
+    for path in sorted(directory.glob("*.warc.gz*")):
+        with open(path, "rb") as fh:
+            for record in ArchiveIterator(fh):
+                url = record.rec_headers.get_header("WARC-Target-URI")
+                if record.rec_type == "response":
+                    responses[url] = (record.rec_headers.get_header("WARC-Record-ID"),
+                                      record.content_stream().read())
+                elif record.rec_type == "conversion":
+                    assert record.rec_headers.get_header("Content-Type").startswith("text/html")
+                    conversions[url] = (record.rec_headers.get_header("WARC-Refers-To"),
+                                        record.content_stream().read())
+    return responses, conversions
+
+
 def bursts(hits: list[Hit]) -> list[list[Hit]]:
     """The server's log cut at each request that is not a subrequest: a page (or
     robots.txt) and the subrequests its render made."""
@@ -165,9 +187,10 @@ def render_settings(settings: Settings, **changes: Any) -> Settings:
 
 @needs_chromium
 async def test_auto_renders_only_the_javascript_pages_finds_every_page_and_stays_polite(
-        redis: Redis, settings: Settings) -> None:
+        redis: Redis, settings: Settings, tmp_path: Path) -> None:
     delay = 0.2
-    settings = render_settings(settings, delay=delay, render_wait="a[href]")
+    settings = render_settings(settings, delay=delay, render_wait="a[href]",
+                               warc_dir=str(tmp_path / "warc"))
     with Site(handler) as site:
         records = by_url(await crawl(redis, settings, [site.url("127.0.0.2")], limit=60))
         hits = list(site.hits)
@@ -188,6 +211,13 @@ async def test_auto_renders_only_the_javascript_pages_finds_every_page_and_stays
     assert "/static/logo.png" not in paths
     assert paths.count("/api/items") == 1
     assert all(paths.count(p) == 1 for p in ALL_PAGES)  # the document is not fetched twice
+    # WARC: each rendered page's response as fetched, then its DOM as a conversion record
+    responses, conversions = warc_records(tmp_path / "warc")
+    assert {path_of(url) for url in conversions} == JS_PAGES
+    for url, (refers_to, html) in conversions.items():
+        assert responses[url][0] == refers_to
+        assert link_count(html) > link_count(responses[url][1]) == 0
+    assert b"<title>App: About</title>" in conversions[site.url("127.0.0.2", "/app/about")][1]
     # politeness, from the server's own log: one request at a time, page starts the
     # delay apart, and after a render the host rests the delay for each subrequest.
     tolerance = 0.03

@@ -180,7 +180,9 @@ class LeaseRunner:
         if self.warc is not None:  # before the result that names it
             item.capture = self.warc.write(item.plain or resp,
                                            item.previous.capture if item.previous else "")
-            resp.warc = (item.plain or resp).warc
+            if item.plain is not None:  # rendered: the DOM follows as a conversion record
+                resp.warc = item.plain.warc
+                self.warc.write_rendered(resp)
         if resp.status in RETRY_STATUSES:
             await self._status_retry(item, attempt, resp)
             return
