@@ -33,14 +33,16 @@ _APP_ROOT = re.compile(
     rb"""|<app-root\b""", re.I)
 _SCRIPT = re.compile(rb"<script\b[^>]*\bsrc\s*=|<script\b", re.I)
 _LINK = re.compile(rb"<a\s[^>]*?href", re.I)
+_SCRIPT_BLOCK = re.compile(rb"<script\b.*?</script\s*>", re.I | re.S)
 _STRIP = re.compile(rb"<(script|style|noscript|template)\b.*?</\1\s*>|<!--.*?-->|<[^>]*>",
                     re.I | re.S)
 
 
 def link_count(body: bytes) -> int:
     """Anchors with an href, counted in the markup: the same measure for a plain page and
-    its rendered DOM (crawler.worker.render compares the two)."""
-    return len(_LINK.findall(body))
+    its rendered DOM (crawler.worker.render compares the two). Not those in scripts'
+    text: a script that builds links is no link yet."""
+    return len(_LINK.findall(_SCRIPT_BLOCK.sub(b"", body)))
 
 
 def visible_text_length(body: bytes) -> int:
