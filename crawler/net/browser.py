@@ -352,8 +352,8 @@ class BrowserPool:
 
 
 def browser_rss(root: int | None = None) -> int:
-    """Bytes resident in this process's descendants (the Playwright driver and the
-    browser's processes), each shared page counted once in all (their PSS: summed RSS
+    """Bytes resident in this process's descendants that are the Playwright driver or the
+    browser's processes, each shared page counted once in all (their PSS: summed RSS
     counts Chromium's shared pages once a process, several times too much). Linux
     /proc; 0 elsewhere."""
     root = os.getpid() if root is None else root
@@ -374,9 +374,21 @@ def browser_rss(root: int | None = None) -> int:
     total, stack = 0, list(children.get(root, []))
     while stack:
         pid = stack.pop()
-        total += _pss(pid)
+        if _is_browser(pid):
+            total += _pss(pid)
         stack += children.get(pid, [])
     return total
+
+
+def _is_browser(pid: int) -> bool:
+    """Playwright's driver (node) or one of Chromium's processes, not another child of the
+    worker (an embedded Valkey)."""
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as fh:
+            name = fh.read().strip().lower()
+    except OSError:
+        return False
+    return name == b"node" or b"chrom" in name or b"headless" in name
 
 
 def _pss(pid: int) -> int:
