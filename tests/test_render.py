@@ -316,7 +316,10 @@ def test_a_rendered_pages_requests_to_private_addresses_are_refused_in_a_namespa
         pytest.skip("the outer test runs this")
     if CHROMIUM is None:
         pytest.skip("no chromium on PATH")
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs unshare (util-linux) and ip (iproute2)")
+    probe = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"],
+                           capture_output=True)
     if probe.returncode != 0:
         pytest.skip(f"unshare -n is not permitted here: {probe.stderr.decode().strip()}")
     env = {k: v for k, v in os.environ.items()
