@@ -42,8 +42,8 @@ from crawler import errors
 from crawler.config import Settings, load_settings
 from crawler.net.browser import browser_rss, host_of, require_playwright
 from crawler.net.fetch import Response
-from crawler.pages.needs_js import link_count, needs_javascript
-from crawler.worker.render import Rendering, RenderNote
+from crawler.pages.needs_js import RenderNote, link_count, needs_javascript
+from crawler.worker.render import Rendering
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

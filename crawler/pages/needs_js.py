@@ -1,6 +1,9 @@
 """Does a page fetched without a browser look like it needs JavaScript? (``render = "auto"``)
 
-Read from the plain response's HTML and its parsed links, cheaply: most
+``RenderNote`` is the decision for one page, as its record shows it (made by
+crawler.worker.render).
+
+Read from the plain response's HTML and its links (counted in the markup), cheaply: most
 pages have no ``<script>`` worth a look and are answered by one ``find``.
 Three signs, as the crawlers that render on demand use them:
 
@@ -17,6 +20,7 @@ plain fetch already found what a crawler wants of it.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 FEW_LINKS = 3
 """A page with fewer links than this may be an application's shell."""
@@ -64,3 +68,27 @@ def needs_javascript(body: bytes) -> str | None:
     if _SCRIPT.search(body) and visible_text_length(body) < LITTLE_TEXT:
         return "empty_body"
     return None
+
+
+@dataclass(slots=True)
+class RenderNote:
+    """The render decision for one page, for its record."""
+
+    rendered: bool
+    reason: str
+    subrequests: int = 0
+    elsewhere: int = 0
+    blocked: dict[str, int] = field(default_factory=dict)
+    waited: str = "ok"
+
+    def fields(self) -> dict[str, object]:
+        """The record's fields: ``rendered``, ``render_reason``, and a render's counts."""
+        out: dict[str, object] = {"rendered": self.rendered, "render_reason": self.reason}
+        if self.rendered:
+            out["render_subrequests"] = self.subrequests
+            if self.elsewhere:
+                out["render_other_hosts"] = self.elsewhere
+            out["render_blocked"] = dict(sorted(self.blocked.items()))
+            if self.waited != "ok":
+                out["render_wait"] = self.waited
+        return out

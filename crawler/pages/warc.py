@@ -341,9 +341,11 @@ class WarcCapture:
         response.warc = name, offset
         return capture
 
-    def write_rendered(self, rendered: Response) -> None:
-        """A rendered page's DOM, after its response (``write``): a conversion record."""
-        if rendered.warc is None:
+    def write_rendered(self, rendered: Response, fetched: Response) -> None:
+        """A rendered page's DOM, after its response as ``fetched`` (``write``): a
+        conversion record. The record names the response's offset (``rendered.warc``)."""
+        rendered.warc = fetched.warc
+        if fetched.warc is None:
             return  # its response was not written: nothing to refer to
         try:
             self.writer.write_conversion(rendered.final_url, rendered.body)

@@ -136,11 +136,7 @@ class LeaseRunner:
                 resp = await self.fetcher.get(fetch_url, headers=headers)
                 if self.settings.cookies:
                     item.cookie_updates = cookies.jar_updates(resp)
-                item.render = self.rendering.decide(lease.host, resp)
-                if item.render is not None and item.render.rendered:
-                    item.at("render")  # in the lease: the host's slot stays held
-                    item.plain = resp  # archived as fetched; the record reads the DOM
-                    resp = await self.rendering.render(lease.host, resp, item.render)
+                resp = await self.rendering.after_fetch(item, resp)  # in the lease, its slot
             else:
                 sitemap_resp = await self.sitemaps.read(item, attempt)
                 if sitemap_resp is None:  # read and completed
@@ -177,12 +173,12 @@ class LeaseRunner:
                 await self._finish_error(item, attempt, time.monotonic() - started, exc,
                                          no_request=not exc.made_request)
             return
-        if self.warc is not None:  # before the result that names it
+        if self.warc is not None:  # before the result that names it; a rendered page's
+            # response as fetched, then its DOM (a conversion record)
             item.capture = self.warc.write(item.plain or resp,
                                            item.previous.capture if item.previous else "")
-            if item.plain is not None:  # rendered: the DOM follows as a conversion record
-                resp.warc = item.plain.warc
-                self.warc.write_rendered(resp)
+            if item.plain is not None:
+                self.warc.write_rendered(resp, item.plain)
         if resp.status in RETRY_STATUSES:
             await self._status_retry(item, attempt, resp)
             return
@@ -295,7 +291,8 @@ class LeaseRunner:
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
             dedup_url=self._dedup_url(lease),
             final_url=resp.final_url, status=resp.status, title=title, links=link_count,
-            content_type=resp.content_type, size=len(resp.body), elapsed=resp.elapsed,
+            content_type=resp.content_type, size=len((item.plain or resp).body),
+            elapsed=resp.elapsed,
             noindex=noindex, error=extracted.error if extracted else None, warc=resp.warc,
             canonical=canonical, duplicate_of=duplicate,
             total_elapsed=self._all_attempts(lease, resp.elapsed), simhash=simhash)
@@ -307,11 +304,12 @@ class LeaseRunner:
         self.counters.pages += 1
         if 400 <= resp.status < 500:
             self.counters.client_errors += 1
-        pause = max(adaptive_delay(resp.elapsed, self.settings),
+        plain = item.plain or resp  # as fetched (the server's time, the bytes it sent)
+        pause = max(adaptive_delay(plain.elapsed, self.settings),
                     self.rendering.rest_after(lease.host, item.render))
         failed = extracted is not None and extracted.error is not None
         self.worker.metrics.fetched(resp.status, resp.elapsed, len(resp.body))
-        revisit = self._revisit(item, record, resp)
+        revisit = self._revisit(item, record, plain)
         await self._complete(item, record, links=links, not_before=pause, is_error=failed,
                              tally="e:extract_error" if failed else status_tally(resp.status),
                              revisit=revisit, link_bands=link_bands, simhash=simhash)

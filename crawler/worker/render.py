@@ -21,16 +21,17 @@ page made (``rest_after``): the page's own requests count against its host.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from crawler.net.browser import BrowserPool, Rendered, find_browser, require_playwright
 from crawler.net.tls import host_matches
-from crawler.pages.needs_js import link_count, needs_javascript
+from crawler.pages.needs_js import RenderNote, link_count, needs_javascript
 
 if TYPE_CHECKING:
     from crawler.config import Settings
     from crawler.net.fetch import Fetcher, Response
+    from crawler.worker.watch import InFlight
 
 log = logging.getLogger("crawler.worker")
 
@@ -50,30 +51,6 @@ class HostLesson:
 
     no_more: int = 0
     many_more: int = 0
-
-
-@dataclass(slots=True)
-class RenderNote:
-    """The render decision for one page, for its record."""
-
-    rendered: bool
-    reason: str
-    subrequests: int = 0
-    elsewhere: int = 0
-    blocked: dict[str, int] = field(default_factory=dict)
-    waited: str = "ok"
-
-    def fields(self) -> dict[str, object]:
-        """The record's fields: ``rendered``, ``render_reason``, and a render's counts."""
-        out: dict[str, object] = {"rendered": self.rendered, "render_reason": self.reason}
-        if self.rendered:
-            out["render_subrequests"] = self.subrequests
-            if self.elsewhere:
-                out["render_other_hosts"] = self.elsewhere
-            out["render_blocked"] = dict(sorted(self.blocked.items()))
-            if self.waited != "ok":
-                out["render_wait"] = self.waited
-        return out
 
 
 class Rendering:
@@ -126,6 +103,18 @@ class Rendering:
         if learn and lesson is not None and lesson.no_more >= learn and not lesson.many_more:
             return RenderNote(False, "host_static")
         return RenderNote(True, reason)
+
+    async def after_fetch(self, item: InFlight, plain: Response) -> Response:
+        """The response the page's record is made from: ``plain``, or the page rendered
+        when ``decide`` says so (``item.render``; ``item.plain`` keeps the fetched one).
+        Runs inside the lease, so the host's politeness slot stays held meanwhile."""
+        host = item.lease.host
+        item.render = self.decide(host, plain)
+        if item.render is None or not item.render.rendered:
+            return plain
+        item.at("render")
+        item.plain = plain
+        return await self.render(host, plain, item.render)
 
     async def render(self, host: str, plain: Response, note: RenderNote) -> Response:
         """The rendered page (RenderError if the browser fails); ``note`` gets its counts."""

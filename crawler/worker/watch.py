@@ -20,7 +20,7 @@ from crawler.frontier import Lease
 
 if TYPE_CHECKING:
     from crawler.net.fetch import Response
-    from crawler.worker.render import RenderNote
+    from crawler.pages.needs_js import RenderNote
 
 
 @dataclass(slots=True)
