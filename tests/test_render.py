@@ -145,14 +145,17 @@ def test_a_subrequests_host_is_compared_without_its_default_port() -> None:
 # -- crawling the site ------------------------------------------------------------------------
 
 
-def warc_records(directory: Path) -> tuple[dict[str, tuple[str, bytes]],
-                                            dict[str, tuple[str, bytes]]]:
+Records = dict[str, tuple[str, bytes]]
+
+
+def warc_records(directory: Path) -> tuple[Records, Records, Records]:
     """URL -> (record id, payload) of the response records, and URL -> (WARC-Refers-To,
-    payload) of the conversion records, as warcio reads them."""
+    payload) of the conversion and the (screenshot) resource records, as warcio reads them."""
     from warcio.archiveiterator import ArchiveIterator
 
-    responses: dict[str, tuple[str, bytes]] = {}
-    conversions: dict[str, tuple[str, bytes]] = {}
+    responses: Records = {}
+    conversions: Records = {}
+    screenshots: Records = {}
     for path in sorted(directory.glob("*.warc.gz*")):
         with open(path, "rb") as fh:
             for record in ArchiveIterator(fh):
@@ -164,7 +167,11 @@ def warc_records(directory: Path) -> tuple[dict[str, tuple[str, bytes]],
                     assert record.rec_headers.get_header("Content-Type").startswith("text/html")
                     conversions[url] = (record.rec_headers.get_header("WARC-Refers-To"),
                                         record.content_stream().read())
-    return responses, conversions
+                elif record.rec_type == "resource":
+                    assert record.rec_headers.get_header("Content-Type") == "image/png"
+                    screenshots[url] = (record.rec_headers.get_header("WARC-Refers-To"),
+                                        record.content_stream().read())
+    return responses, conversions, screenshots
 
 
 def bursts(hits: list[Hit]) -> list[list[Hit]]:
@@ -190,7 +197,7 @@ async def test_auto_renders_only_the_javascript_pages_finds_every_page_and_stays
         redis: Redis, settings: Settings, tmp_path: Path) -> None:
     delay = 0.2
     settings = render_settings(settings, delay=delay, render_wait="a[href]",
-                               warc_dir=str(tmp_path / "warc"))
+                               warc_dir=str(tmp_path / "warc"), render_screenshot=True)
     with Site(handler) as site:
         records = by_url(await crawl(redis, settings, [site.url("127.0.0.2")], limit=60))
         hits = list(site.hits)
@@ -212,11 +219,13 @@ async def test_auto_renders_only_the_javascript_pages_finds_every_page_and_stays
     assert paths.count("/api/items") == 1
     assert all(paths.count(p) == 1 for p in ALL_PAGES)  # the document is not fetched twice
     # WARC: each rendered page's response as fetched, then its DOM as a conversion record
-    responses, conversions = warc_records(tmp_path / "warc")
-    assert {path_of(url) for url in conversions} == JS_PAGES
+    responses, conversions, screenshots = warc_records(tmp_path / "warc")
+    assert {path_of(url) for url in conversions} == JS_PAGES == \
+        {path_of(url) for url in screenshots}
     for url, (refers_to, html) in conversions.items():
-        assert responses[url][0] == refers_to
+        assert responses[url][0] == refers_to == screenshots[url][0]
         assert link_count(html) > link_count(responses[url][1]) == 0
+        assert screenshots[url][1].startswith(b"\x89PNG\r\n")
     assert b"<title>App: About</title>" in conversions[site.url("127.0.0.2", "/app/about")][1]
     # politeness, from the server's own log: one request at a time, page starts the
     # delay apart, and after a render the host rests the delay for each subrequest.

@@ -205,6 +205,7 @@ class Settings(BaseModel):
     render_max_rss: int = _setting(1024**3, "render", "node", ge=0)
     render_block: StrList = _setting(("image", "font", "media"), "render", "node")
     browser_executable: str = _setting("", "render", "node")
+    render_screenshot: bool = _setting(False, "render", "node")
 
     @field_validator("lease_time", "backoff_base", "backoff_max", "shutdown_grace",
                      "stall_warning", "connect_timeout", "read_timeout", "total_timeout",

@@ -108,6 +108,7 @@ class Rendered:
     blocked: Counter[str] = field(default_factory=Counter)  # refused requests, by why
     waited: str = "ok"  # "ok", or "timeout" when render_wait was not met in time (DOM kept)
     elapsed: float = 0.0
+    screenshot: bytes | None = None  # PNG of the viewport (render_screenshot)
 
 
 class _PageRoutes:
@@ -259,6 +260,7 @@ class BrowserPool:
             user_agent=settings.full_user_agent, service_workers="block",
             accept_downloads=False)
         waited = "ok"
+        shot: bytes | None = None
         try:
             await context.route("**/*", routes.handle)
             page = await context.new_page()
@@ -269,6 +271,8 @@ class BrowserPool:
                 except TimeoutError:
                     waited = "timeout"  # a page that never goes idle: keep what it shows
                 html = await page.content()
+                if settings.render_screenshot and settings.warc_dir:  # kept in the WARC only
+                    shot = await page.screenshot(type="png")
         finally:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(CLOSE_BOUND):
@@ -277,7 +281,7 @@ class BrowserPool:
         response = replace(plain, body=body, charset="utf-8",
                            elapsed=plain.elapsed + time.monotonic() - started)
         return Rendered(response, routes.subrequests, routes.elsewhere, routes.blocked, waited,
-                        time.monotonic() - started)
+                        time.monotonic() - started, shot)
 
     async def _wait(self, page: Any, started: float) -> None:
         """Wait for ``render_wait`` within what is left of ``render_timeout``."""

@@ -80,6 +80,7 @@ class RenderNote:
     elsewhere: int = 0
     blocked: dict[str, int] = field(default_factory=dict)
     waited: str = "ok"
+    screenshot: bytes | None = None  # render_screenshot: written to the WARC, then dropped
 
     def fields(self) -> dict[str, object]:
         """The record's fields: ``rendered``, ``render_reason``, and a render's counts."""

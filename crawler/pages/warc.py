@@ -31,7 +31,8 @@ record's HTTP headers and Content-Length is the stored length.
 
 A page rendered in the browser (``render``) keeps its response record as
 fetched; the DOM the browser made of it follows as a ``conversion`` record
-(``text/html; charset=utf-8``) whose ``WARC-Refers-To`` is that response.
+(``text/html; charset=utf-8``) whose ``WARC-Refers-To`` is that response,
+and with ``render_screenshot`` a ``resource`` record (``image/png``) likewise.
 
 A sitemap is captured the same way, but its body streams past the parser and
 is never held whole: it is spooled (``WarcCapture.spool``: in memory up to
@@ -272,14 +273,16 @@ class WarcWriter:
         whole = response.status == 200 and not truncated
         return self.path.name, offset, capture if whole else ""
 
-    def write_conversion(self, url: str, html: bytes) -> int:
-        """The DOM a browser rendered from the last response written, as a ``conversion``
-        record (WARC/1.1 6.8) whose ``WARC-Refers-To`` is that response; its offset."""
+    def write_conversion(self, url: str, content: bytes, *, kind: str = "conversion",
+                         content_type: str = "text/html; charset=utf-8") -> int:
+        """What a browser made of the last response written: its DOM as a ``conversion``
+        record (WARC/1.1 6.8), or a screenshot as a ``resource`` record, whose
+        ``WARC-Refers-To`` is that response; its offset."""
         assert self.fh is not None and self.last_response_id
         date, record_id, _ = new_capture()
         record = self.writer.create_warc_record(
-            url, "conversion", payload=io.BytesIO(html), length=len(html),
-            warc_content_type="text/html; charset=utf-8",
+            url, kind, payload=io.BytesIO(content), length=len(content),
+            warc_content_type=content_type,
             warc_headers_dict={"WARC-Date": date, "WARC-Record-ID": record_id,
                                "WARC-Refers-To": self.last_response_id})
         offset = self.fh.tell()
@@ -341,14 +344,19 @@ class WarcCapture:
         response.warc = name, offset
         return capture
 
-    def write_rendered(self, rendered: Response, fetched: Response) -> None:
+    def write_rendered(self, rendered: Response, fetched: Response,
+                       screenshot: bytes | None = None) -> None:
         """A rendered page's DOM, after its response as ``fetched`` (``write``): a
-        conversion record. The record names the response's offset (``rendered.warc``)."""
+        conversion record, and its ``screenshot`` (PNG) as a resource record. The
+        page's record names the response's offset (``rendered.warc``)."""
         rendered.warc = fetched.warc
         if fetched.warc is None:
             return  # its response was not written: nothing to refer to
         try:
             self.writer.write_conversion(rendered.final_url, rendered.body)
+            if screenshot is not None:
+                self.writer.write_conversion(rendered.final_url, screenshot, kind="resource",
+                                             content_type="image/png")
         except OSError as exc:
             log.error("warc: cannot write the rendered %s: %s", rendered.url, exc)
 

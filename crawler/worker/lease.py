@@ -177,8 +177,9 @@ class LeaseRunner:
             # response as fetched, then its DOM (a conversion record)
             item.capture = self.warc.write(item.plain or resp,
                                            item.previous.capture if item.previous else "")
-            if item.plain is not None:
-                self.warc.write_rendered(resp, item.plain)
+            if item.plain is not None and item.render is not None:
+                self.warc.write_rendered(resp, item.plain, item.render.screenshot)
+                item.render.screenshot = None  # in the WARC; not held until the write
         if resp.status in RETRY_STATUSES:
             await self._status_retry(item, attempt, resp)
             return

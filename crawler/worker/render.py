@@ -124,6 +124,7 @@ class Rendering:
         note.subrequests, note.elsewhere, note.waited = done.subrequests, done.elsewhere, \
             done.waited
         note.blocked = dict(done.blocked)
+        note.screenshot = done.screenshot
         if self.mode_for(host) == "auto":
             self._learn(host, link_count(plain.body), link_count(done.response.body))
         return done.response
