@@ -40,8 +40,8 @@ from render_site import ALL_PAGES, JS_PAGES, SUBREQUEST_PREFIXES, handler
 
 from crawler import errors
 from crawler.config import Settings, load_settings
-from crawler.net.browser import browser_rss, host_of, require_playwright
-from crawler.net.fetch import Response
+from crawler.net.browser import BrowserPool, browser_rss, host_of, require_playwright
+from crawler.net.fetch import Fetcher, Response
 from crawler.pages.needs_js import RenderNote, link_count, needs_javascript
 from crawler.worker.render import Rendering
 
@@ -304,6 +304,25 @@ def browser_pids(root: int | None = None) -> list[int]:
         if ancestor == me and "chrom" in names[pid]:
             out.append(pid)
     return out
+
+
+@needs_chromium
+async def test_the_browser_is_restarted_every_render_restart_pages_pages() -> None:
+    settings = Settings(render="always", render_restart_pages=2, render_wait="a[href]",
+                        browser_executable=CHROMIUM or "")
+    page = plain(b"<html><body><div id=root></div><script>document.getElementById('root')"
+                 b".innerHTML = '<a href=/x>x</a>'</script></body></html>")
+    async with Fetcher(settings) as fetcher:
+        pool = BrowserPool(settings, fetcher)
+        try:
+            for _ in range(3):  # the document is answered from `page`: no network at all
+                done = await pool.render(page)
+                assert link_count(done.response.body) == 1
+            assert pool.launches == 2 and pool.rendered == 3
+            assert browser_rss() > 10_000_000  # the browser of this process, counted
+        finally:
+            await pool.close()
+    assert wait_gone(browser_pids(), 10) == []  # closed with the pool
 
 
 def test_browser_memory_counts_only_this_process_browser_descendants() -> None:
