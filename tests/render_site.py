@@ -15,9 +15,22 @@ against; ``ALL_PAGES`` every page a crawl from ``/`` must find. Paths under
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
 
+import pytest
 from aiohttp import web
+
+from crawler.config import Settings
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH")
 
 JS_PAGES = frozenset({"/scripted", "/app/", "/app/about", "/app/contact", "/api-page"})
 PLAIN_PAGES = frozenset({"/", "/plain/a", "/plain/b", "/found/1", "/found/2",
@@ -99,3 +112,53 @@ async def handler(request: web.Request) -> web.StreamResponse:
         items = [{"id": n, "name": f"item {n}"} for n in (1, 2, 3)]
         return web.Response(text=json.dumps(items), content_type="application/json")
     return web.Response(status=404, text="not here")
+
+
+# -- helpers of the rendering tests ------------------------------------------------------------
+
+
+def path_of(url: str) -> str:
+    return "/" + url.split("/", 3)[3] if url.count("/") >= 3 else "/"
+
+
+def render_settings(settings: Settings, **changes: Any) -> Settings:
+    given: dict[str, Any] = {"render": "auto", "browser_executable": CHROMIUM or "",
+                             "max_per_host": 1, "render_timeout": 15.0}
+    return settings.replace(**(given | changes))
+
+
+def browser_pids(root: int | None = None) -> list[int]:
+    """The descendants of ``root`` (this process) that are Chromium."""
+    me, out = os.getpid() if root is None else root, []
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                stat = Path(f"/proc/{name}/stat").read_text()
+            except OSError:
+                continue
+            names[int(name)] = stat[stat.index("(") + 1:stat.rindex(")")]
+            parents[int(name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    for pid in parents:
+        ancestor = parents.get(pid)
+        while ancestor and ancestor != me:
+            ancestor = parents.get(ancestor)
+        if ancestor == me and "chrom" in names[pid]:
+            out.append(pid)
+    return out
+
+
+def wait_gone(pids: list[int], within: float) -> list[int]:
+    """The ``pids`` still alive after ``within`` seconds; those are then killed (they are
+    this test's own)."""
+    deadline = time.monotonic() + within
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if Path(f"/proc/{p}").exists()
+                 and "Z" not in Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1][:3]]
+    for pid in alive:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return alive
