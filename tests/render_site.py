@@ -6,7 +6,7 @@
   a stylesheet and two scripts) and a client-side router (``/static/app.js``)
   that renders each path's links and title;
 - ``/api-page``: a shell that fetches its items from ``/api/items`` on the same
-  host and links them.
+  host and links them (and tries ``/api/secret``, which robots.txt disallows).
 
 Every other page is plain HTML. ``JS_PAGES`` is the truth the crawl is judged
 against; ``ALL_PAGES`` every page a crawl from ``/`` must find. Paths under
@@ -66,6 +66,7 @@ document.getElementById('root').innerHTML = '<h1>' + name + '</h1>' +
 
 API_PAGE = """<html><head><title>Items</title></head><body><div id="app">Loading</div>
 <script>
+fetch('/api/secret').catch(() => 0);  // robots.txt disallows it: never requested
 fetch('/api/items').then(r => r.json()).then(items => {
   document.getElementById('app').innerHTML =
     items.map(i => '<a href="/items/' + i.id + '">' + i.name + '</a>').join(' ');
@@ -81,6 +82,8 @@ def page(title: str, *links: str, body: str = TEXT) -> web.Response:
 
 async def handler(request: web.Request) -> web.StreamResponse:
     path = request.path
+    if path == "/robots.txt":
+        return web.Response(text="User-agent: *\nDisallow: /api/secret\n")
     if path == "/":
         return page("Home", "/plain/a", "/plain/b", "/scripted", "/app/", "/api-page")
     if path in ("/plain/a", "/plain/b"):

@@ -194,9 +194,10 @@ async def test_auto_renders_only_the_javascript_pages_finds_every_page_and_stays
     # the image the app asks for is refused, never requested; the API is a subrequest
     assert found["/app/"]["render_blocked"] == {"image": 1}
     assert found["/api-page"]["render_subrequests"] == 1
+    assert found["/api-page"]["render_blocked"] == {"robots": 1}
     paths = [h.path for h in hits]
     assert "/static/logo.png" not in paths
-    assert paths.count("/api/items") == 1
+    assert paths.count("/api/items") == 1 and "/api/secret" not in paths
     assert all(paths.count(p) == 1 for p in ALL_PAGES)  # the document is not fetched twice
     # WARC: each rendered page's response as fetched, then its DOM as a conversion record
     responses, conversions, screenshots = warc_records(tmp_path / "warc")

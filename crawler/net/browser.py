@@ -12,7 +12,8 @@ intercepted (Playwright routing, ``_PageRoutes``):
    fetched: the page is not requested twice;
 2. images, fonts and media (``render_block``), address literals the SSRF
    guard refuses, requests to other hosts (unless ``render_other_hosts``),
-   methods other than GET, and later navigations are refused, and counted;
+   methods other than GET, URLs robots.txt disallows, and later navigations
+   are refused, and counted;
 3. what is left (scripts, stylesheets, XHR/fetch to the page's own host) is
    fetched by the worker's own ``Fetcher``, one at a time, and handed to the
    browser: the SSRF guard (on the addresses DNS returns too), proxies,
@@ -36,6 +37,7 @@ import os
 import shutil
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -114,9 +116,11 @@ class Rendered:
 class _PageRoutes:
     """Answers every request of one rendered page (steps 1-3 of the module docstring)."""
 
-    def __init__(self, plain: Response, fetcher: Fetcher, settings: Settings) -> None:
+    def __init__(self, plain: Response, fetcher: Fetcher, settings: Settings,
+                 robots_allow: Callable[[str], bool]) -> None:
         self.plain = plain
         self.fetcher = fetcher
+        self.robots_allow = robots_allow
         self.block = frozenset(settings.render_block)
         self.other_hosts = settings.render_other_hosts
         self.host = host_of(plain.final_url)
@@ -183,6 +187,8 @@ class _PageRoutes:
             return "other_host"
         if request.method != "GET":
             return "method"
+        if not self.robots_allow(url):
+            return "robots"
         return None
 
 
@@ -212,10 +218,12 @@ class BrowserPool:
     """One worker's browser: ``render_concurrency`` pages at a time, each in its own
     context (no cookie or storage of one page reaches the next)."""
 
-    def __init__(self, settings: Settings, fetcher: Fetcher) -> None:
+    def __init__(self, settings: Settings, fetcher: Fetcher,
+                 robots_allow: Callable[[str], bool] = lambda _url: True) -> None:
         require_playwright()
         self.settings = settings
         self.fetcher = fetcher
+        self.robots_allow = robots_allow  # robots.txt, for the page's subrequests
         self.executable = find_browser(settings.browser_executable)
         self.slots = asyncio.Semaphore(settings.render_concurrency)
         self.launches = 0
@@ -255,7 +263,7 @@ class BrowserPool:
 
     async def _render(self, launched: _Launched, plain: Response, started: float) -> Rendered:
         settings = self.settings
-        routes = _PageRoutes(plain, self.fetcher, settings)
+        routes = _PageRoutes(plain, self.fetcher, settings, self.robots_allow)
         context = await launched.browser.new_context(
             user_agent=settings.full_user_agent, service_workers="block",
             accept_downloads=False)

@@ -67,7 +67,7 @@ class LeaseRunner:
             self.robots.on_sitemaps = self.sitemaps.robots_sitemap_calls
         self.extractor = Extractor.from_settings(worker.settings)  # None: no hook
         self.warc = WarcCapture.from_settings(worker.settings)  # None: no capture
-        self.rendering = Rendering(worker.settings, worker.fetcher)  # render = never: idle
+        self.rendering = Rendering(worker.settings, worker.fetcher, self.robots.allows)
 
     def use(self, settings: Settings, scope: Scope) -> None:
         """Changed crawl settings (``crawl config set``): from the next lease on."""

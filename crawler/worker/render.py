@@ -21,6 +21,7 @@ page made (``rest_after``): the page's own requests count against its host.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -56,9 +57,11 @@ class HostLesson:
 class Rendering:
     """One worker's renderer: the decision, the browser pool, the lessons per host."""
 
-    def __init__(self, settings: Settings, fetcher: Fetcher) -> None:
+    def __init__(self, settings: Settings, fetcher: Fetcher,
+                 robots_allow: Callable[[str], bool] = lambda _url: True) -> None:
         self.settings = settings
         self.fetcher = fetcher
+        self.robots_allow = robots_allow
         self.lessons: dict[str, HostLesson] = {}
         self.pool: BrowserPool | None = None
         if wants_rendering(settings):
@@ -119,7 +122,7 @@ class Rendering:
     async def render(self, host: str, plain: Response, note: RenderNote) -> Response:
         """The rendered page (RenderError if the browser fails); ``note`` gets its counts."""
         if self.pool is None:
-            self.pool = BrowserPool(self.settings, self.fetcher)
+            self.pool = BrowserPool(self.settings, self.fetcher, self.robots_allow)
         done: Rendered = await self.pool.render(plain)
         note.subrequests, note.elsewhere, note.waited = done.subrequests, done.elsewhere, \
             done.waited
