@@ -15,6 +15,7 @@ CrawlError
     ├── TooLarge           body over the size cap
     ├── RedirectError      loop, too many hops, non-http target
     ├── BlockedAddress     SSRF guard: private, loopback, metadata address
+    ├── RenderError        the browser failed or crashed rendering a page (retried)
     ├── RobotsDisallowed   robots.txt forbids the URL
     ├── RobotsUnavailable  robots.txt unreachable for now: the host is held (retried)
     └── RobotsGaveUp       robots.txt unreachable through its retry budget; typed
@@ -129,6 +130,14 @@ class RedirectError(FetchError):
 class BlockedAddress(FetchError):
     type = "blocked_address"
     made_request = False
+
+
+class RenderError(FetchError):
+    """The browser crashed, or failed to load a page it was given: another attempt,
+    in a new browser if this one died, may succeed (crawler.net.browser)."""
+
+    type = "render_error"
+    retry = True
 
 
 class RobotsDisallowed(FetchError):

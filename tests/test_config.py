@@ -34,7 +34,7 @@ def test_default_toml_names_every_setting() -> None:
     names = set()
     for key, value in data.items():
         if key == "hosts":
-            names.update(("host_overrides", "host_headers"))  # [hosts."p".headers] too
+            names.update(("host_overrides", "host_headers", "host_render"))  # [hosts."p".headers]
         elif key == "auth":
             names.add("auth")
         elif isinstance(value, dict):

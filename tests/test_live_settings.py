@@ -131,6 +131,8 @@ SPECIAL_VALUES: dict[str, Any] = {
     "tls_insecure_hosts": ("a.example",),
     "drop_params": ("ref_*",),
     "keep_params": ("utm_id",),
+    "host_render": {"a.example": "always"},
+    "render_wait": "#content",
 }
 """Values of settings whose type alone does not give a valid different one."""
 
@@ -183,6 +185,9 @@ EFFECTS: dict[str, Callable[[Worker], Any]] = {
     "drop_params": lambda w: w.frontier.cleaner.clean("http://a.example/?ref_x=1"),
     "keep_params": lambda w: w.frontier.cleaner.clean("http://a.example/?utm_id=1"),
     "sort_query": lambda w: w.frontier.cleaner.key("http://a.example/?b=1&a=2"),
+    "render": lambda w: w.steering.runner.rendering.mode_for("b.example"),  # type: ignore[union-attr]
+    "host_render": lambda w: w.steering.runner.rendering.mode_for(  # type: ignore[union-attr]
+        "a.example"),
 }
 """What a running worker makes of a setting besides keeping it: must change with it."""
 

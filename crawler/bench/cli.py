@@ -272,6 +272,27 @@ def waste(
         raise typer.Exit(130) from None
 
 
+@bench_app.command("render")
+def render(
+    hosts: Annotated[int, typer.Option(min=1, max=16, help="Hosts of the site.")] = 4,
+    pages: Annotated[int, typer.Option(min=1, help="Pages a host.")] = 20,
+    render_concurrency: Annotated[int, typer.Option(min=1, help="Pages rendered at once.")
+                                  ] = 2,
+    browser: Annotated[str, typer.Option(help="The Chromium to drive ('': on PATH).")] = "",
+    out: Annotated[str, typer.Option(help="JSON report path ('' for none).")
+                   ] = "bench/results/render-latest.json",
+) -> None:
+    """Pages/s and memory of rendered pages beside plain fetching (pip install
+    'crawler[browser]')."""
+    from crawler.bench.render import run_render_bench
+
+    _interrupt_on_sigterm()
+    try:
+        run_render_bench(hosts, pages, render_concurrency, browser, out or None)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
 @bench_app.command("export")
 def export(
     results: Annotated[int, typer.Option(min=1, help="Synthetic results to export.")

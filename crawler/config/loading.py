@@ -42,7 +42,7 @@ ENV_NOT_SETTINGS = ("CRAWL_CONFIG",)
 NAMES = tuple(Settings.model_fields)
 TABLE_SETTINGS = ("auth", "headers")
 """Settings that are tables at the top level of a file."""
-NOT_FLAT = ("host_overrides", "host_headers", "auth")
+NOT_FLAT = ("host_overrides", "host_headers", "host_render", "auth")
 """Settings read from their own tables only ([hosts."p"], [auth."p"]), not as keys or
 CRAWL_<KEY> variables (credentials come from CRAWL_AUTH_<NAME>, see config.identity)."""
 
@@ -119,13 +119,18 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, tuple[Any, str]]
             if not isinstance(value, dict):
                 raise ConfigError("hosts", "expected tables such as [hosts.\"example.com\"]",
                                   at("", "hosts"))
-            politeness = {host: {k: v for k, v in spec.items() if k != "headers"}
+            politeness = {host: {k: v for k, v in spec.items() if k not in ("headers", "render")}
                           if isinstance(spec, dict) else spec for host, spec in value.items()}
             host_headers = {host: spec["headers"] for host, spec in value.items()
                             if isinstance(spec, dict) and "headers" in spec}
-            # a table holding only headers is no politeness override
+            host_render = {host: spec["render"] for host, spec in value.items()
+                           if isinstance(spec, dict) and "render" in spec}
+            # a table holding only headers or render is no politeness override
             put("host_overrides", {h: p for h, p in politeness.items() if p != {}
-                                   or h not in host_headers}, at("hosts"))
+                                   or (h not in host_headers and h not in host_render)},
+                at("hosts"))
+            if host_render:
+                put("host_render", host_render, at("hosts"))
             if host_headers:
                 tables = [n for (sec, k), n in lines.items()
                           if not k and sec.startswith("hosts.") and sec.endswith(".headers")]

@@ -25,7 +25,8 @@ from crawler.errors import ConfigError
 SCOPES = ("host", "domain", "any")
 POLITENESS_KEYS = ("host", "ip")
 PROXY_SCHEMES = ("http", "https", "socks4", "socks5")
-SECTIONS = ("frontier", "worker", "fetch", "politeness", "scope", "storage")
+SECTIONS = ("frontier", "worker", "fetch", "politeness", "scope", "storage", "render")
+RENDER_MODES = ("never", "always", "auto")
 
 
 def _comma_list(value: Any) -> Any:
@@ -192,13 +193,27 @@ class Settings(BaseModel):
     revisit_max: float = _setting(30 * 86400.0, "storage", ge=1)
     warc_dir: str = _setting("", "storage", "node")
     warc_max_bytes: int = _setting(1024**3, "storage", "node", ge=1)
+    # [render] (crawler.net.browser, crawler.worker.render)
+    render: Literal["never", "always", "auto"] = _setting("never", "render")
+    host_render: dict[str, str] = _setting({}, "hosts")  # [hosts."p"] render = "..."
+    render_timeout: float = _setting(30.0, "render", ge=0.1)
+    render_wait: str = _setting("networkidle", "render")
+    render_learn_pages: int = _setting(5, "render", ge=0)
+    render_other_hosts: bool = _setting(False, "render")
+    render_concurrency: int = _setting(2, "render", "node", ge=1)
+    render_restart_pages: int = _setting(200, "render", "node", ge=0)
+    render_max_rss: int = _setting(1024**3, "render", "node", ge=0)
+    render_block: StrList = _setting(("image", "font", "media"), "render", "node")
+    browser_executable: str = _setting("", "render", "node")
+    render_screenshot: bool = _setting(False, "render", "node")
 
     @field_validator("lease_time", "backoff_base", "backoff_max", "shutdown_grace",
                      "stall_warning", "connect_timeout", "read_timeout", "total_timeout",
                      "delay", "robots_ttl", "robots_error_ttl", "crawl_delay_cap",
                      "politeness_slack", "delay_factor", "max_delay", "max_duration",
                      "extract_block_warning", "revisit_initial", "revisit_min", "revisit_max",
-                     "dns_timeout", "dns_min_ttl", "dns_max_ttl", "dns_negative_ttl")
+                     "dns_timeout", "dns_min_ttl", "dns_max_ttl", "dns_negative_ttl",
+                     "render_timeout")
     @classmethod
     def _seconds_are_finite(cls, value: float) -> float:
         return _finite(value)
@@ -238,6 +253,13 @@ class Settings(BaseModel):
         for pattern in value:
             if not pattern.strip() or any(c in pattern for c in "/@ "):
                 raise ValueError(f"not a host pattern: {pattern!r}")
+        return value
+
+    @field_validator("render_wait")
+    @classmethod
+    def _render_wait(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("empty")
         return value
 
     @field_validator("allow_cidrs")
@@ -327,6 +349,9 @@ _EXPECTED_SPECIAL = {
     "keep_params": "parameter names or globs such as utm_*",
     "host_overrides": 'tables [hosts."example.com"] with max_per_host and delay',
     "tls_insecure_hosts": "host patterns such as intranet.example.com or example.com:8443",
+    "host_render": 'tables [hosts."example.com"] with render = "never", "always" or "auto"',
+    "render_wait": '"networkidle", "load", or a CSS selector the page must show',
+    "render_block": "resource types such as image, font, media, stylesheet",
 }
 
 
@@ -363,6 +388,8 @@ def check_value(name: str, value: Any, origin: str) -> Any:
         return check_host_headers(value, origin)
     if name == "auth":
         return check_auth(value, origin)
+    if name == "host_render":
+        return check_host_render(value, origin)
     if name == "redis_url" and isinstance(value, str) and value:
         problem = url_problem(value)
         if problem:  # one line naming the URL, its password hidden
@@ -401,4 +428,24 @@ def check_hosts(value: Any, origin: str) -> dict[str, HostPolicy]:
                 raise ConfigError(f"{key}.{field}", f"expected {expected(field, HostPolicy)}, "
                                   f"got {field_value!r}", origin) from None
         out[host] = HostPolicy.model_validate(dict(spec))
+    return out
+
+
+def check_host_render(value: Any, origin: str) -> dict[str, str]:
+    """``[hosts."pattern"] render = ...``: pattern -> never, always or auto."""
+    if isinstance(value, str):  # from `crawl config set host_render=...` (JSON)
+        import json
+
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except ValueError:
+            value = None
+    if not isinstance(value, Mapping):
+        raise ConfigError("host_render", f"expected {expected('host_render')}", origin)
+    out: dict[str, str] = {}
+    for pattern, mode in value.items():
+        if mode not in RENDER_MODES:
+            raise ConfigError(f"hosts.{pattern}.render", "expected never, always or auto, "
+                              f"got {mode!r}", origin)
+        out[str(pattern)] = mode
     return out

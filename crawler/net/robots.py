@@ -220,6 +220,17 @@ class RobotsCache:
         if verdict.kind in "DUB":
             raise self._error(verdict, origin_of(lease.url))
 
+    def allows(self, url: str) -> bool:
+        """What the rules this process holds say of ``url``, without a round trip: False
+        only when its origin's robots.txt is known here and disallows it. A rendered
+        page's subrequests ask this (crawler.net.browser): the page's own origin was
+        checked just before, so its rules are here."""
+        if not self.settings.obey_robots:
+            return True
+        verdict = self.local.get(origin_of(url))
+        return verdict is None or verdict.kind != "R" or verdict.rules is None or \
+            verdict.rules.can_fetch(url, self.agent)
+
     def _error(self, verdict: Verdict, origin: str) -> errors.FetchError:
         error_type, message = verdict.error()
         if verdict.kind == "B":

@@ -29,6 +29,11 @@ The payload is the body as the crawler read it: aiohttp has removed the
 transfer and content encodings, so those two headers are left out of the
 record's HTTP headers and Content-Length is the stored length.
 
+A page rendered in the browser (``render``) keeps its response record as
+fetched; the DOM the browser made of it follows as a ``conversion`` record
+(``text/html; charset=utf-8``) whose ``WARC-Refers-To`` is that response,
+and with ``render_screenshot`` a ``resource`` record (``image/png``) likewise.
+
 A sitemap is captured the same way, but its body streams past the parser and
 is never held whole: it is spooled (``WarcCapture.spool``: in memory up to
 ``SPOOL_IN_MEMORY``, then in a file in the WARC directory) and copied into
@@ -180,6 +185,7 @@ class WarcWriter:
         self.path: Path | None = None
         self.fh: io.BufferedWriter | None = None
         self.writer: Any = None
+        self.last_response_id = ""  # WARC-Record-ID of the last response (or revisit) record
         repair_dead_files(self.directory, self.node)
 
     def _open(self) -> None:
@@ -263,8 +269,26 @@ class WarcWriter:
         writer.write_record(record)
         writer.write_record(request)
         self.fh.flush()  # in the kernel before the result names it
+        self.last_response_id = record_id
         whole = response.status == 200 and not truncated
         return self.path.name, offset, capture if whole else ""
+
+    def write_conversion(self, url: str, content: bytes, *, kind: str = "conversion",
+                         content_type: str = "text/html; charset=utf-8") -> int:
+        """What a browser made of the last response written: its DOM as a ``conversion``
+        record (WARC/1.1 6.8), or a screenshot as a ``resource`` record, whose
+        ``WARC-Refers-To`` is that response; its offset."""
+        assert self.fh is not None and self.last_response_id
+        date, record_id, _ = new_capture()
+        record = self.writer.create_warc_record(
+            url, kind, payload=io.BytesIO(content), length=len(content),
+            warc_content_type=content_type,
+            warc_headers_dict={"WARC-Date": date, "WARC-Record-ID": record_id,
+                               "WARC-Refers-To": self.last_response_id})
+        offset = self.fh.tell()
+        self.writer.write_record(record)
+        self.fh.flush()
+        return offset
 
     def close(self) -> None:
         if self.fh is None or self.path is None:
@@ -319,6 +343,22 @@ class WarcCapture:
             return ""
         response.warc = name, offset
         return capture
+
+    def write_rendered(self, rendered: Response, fetched: Response,
+                       screenshot: bytes | None = None) -> None:
+        """A rendered page's DOM, after its response as ``fetched`` (``write``): a
+        conversion record, and its ``screenshot`` (PNG) as a resource record. The
+        page's record names the response's offset (``rendered.warc``)."""
+        rendered.warc = fetched.warc
+        if fetched.warc is None:
+            return  # its response was not written: nothing to refer to
+        try:
+            self.writer.write_conversion(rendered.final_url, rendered.body)
+            if screenshot is not None:
+                self.writer.write_conversion(rendered.final_url, screenshot, kind="resource",
+                                             content_type="image/png")
+        except OSError as exc:
+            log.error("warc: cannot write the rendered %s: %s", rendered.url, exc)
 
     def spool(self, cap: int) -> BodySpool:
         """Somewhere to keep a streamed body for ``write``, up to ``cap`` bytes."""

@@ -38,7 +38,7 @@ COLUMNS = ("id", "url", "final_url", "status", "title", "links", "content_type",
            "depth", "attempts", "elapsed_ms", "total_elapsed_ms", "fetched_at", "worker",
            "noindex", "redirect_to", "dedup_url", "canonical", "duplicate_of", "simhash",
            "near_duplicate_of", "kind", "urls",
-           "visit", "changed", "not_modified",
+           "visit", "changed", "not_modified", "rendered", "render_reason",
            "error_type", "error_message", "data", "warc_file", "warc_offset", "retry")
 """The columns of a CSV or Parquet export, in this order."""
 
@@ -180,7 +180,9 @@ def parquet_schema(data_type: Any = None) -> Any:
         # A sitemap's record: kind "sitemap" and the URLs it listed; a recrawl's
         # visit number and whether the page changed (or answered 304).
         ("kind", pa.string()), ("urls", pa.int64()), ("visit", pa.int32()),
-        ("changed", pa.bool_()), ("not_modified", pa.bool_()), ("error_type", pa.string()),
+        ("changed", pa.bool_()), ("not_modified", pa.bool_()),
+        # render != never: whether the page was rendered in the browser, and why (not)
+        ("rendered", pa.bool_()), ("render_reason", pa.string()), ("error_type", pa.string()),
         ("error_message", pa.string()), ("data", data_type or pa.string()),
         ("warc_file", pa.string()),
         ("warc_offset", pa.int64()),

@@ -34,6 +34,7 @@ from crawler.worker import cookies
 from crawler.worker.backoff import REDIS_ERRORS, backoff_delay, log, retry_after
 from crawler.worker.canonical import drops_links, duplicate_of
 from crawler.worker.parts import Write
+from crawler.worker.render import Rendering
 from crawler.worker.sitemap import SitemapReader
 from crawler.worker.watch import InFlight
 
@@ -66,6 +67,7 @@ class LeaseRunner:
             self.robots.on_sitemaps = self.sitemaps.robots_sitemap_calls
         self.extractor = Extractor.from_settings(worker.settings)  # None: no hook
         self.warc = WarcCapture.from_settings(worker.settings)  # None: no capture
+        self.rendering = Rendering(worker.settings, worker.fetcher, self.robots.allows)
 
     def use(self, settings: Settings, scope: Scope) -> None:
         """Changed crawl settings (``crawl config set``): from the next lease on."""
@@ -75,6 +77,10 @@ class LeaseRunner:
         self.robots.on_sitemaps = self.sitemaps.robots_sitemap_calls if settings.sitemaps \
             else None
         self.set_hook(settings)
+        try:
+            self.rendering.use(settings)
+        except errors.ConfigError as exc:
+            log.error("crawl settings: %s; pages are not rendered", exc)
 
     def set_hook(self, settings: Settings) -> None:
         """Use the crawl's changed ``extract`` (crawl config set); keep the old hook if it fails."""
@@ -90,6 +96,10 @@ class LeaseRunner:
             self.extractor.close()
         self.extractor = hook
         log.warning("extraction hook now %r", settings.extract)
+
+    async def close_browser(self) -> None:
+        """Close the browser, if one was started (crawler.net.browser)."""
+        await self.rendering.close()
 
     def close(self) -> None:
         """Close what the runner holds open (the WARC file, the hook's threads)."""
@@ -126,6 +136,7 @@ class LeaseRunner:
                 resp = await self.fetcher.get(fetch_url, headers=headers)
                 if self.settings.cookies:
                     item.cookie_updates = cookies.jar_updates(resp)
+                resp = await self.rendering.after_fetch(item, resp)  # in the lease, its slot
             else:
                 sitemap_resp = await self.sitemaps.read(item, attempt)
                 if sitemap_resp is None:  # read and completed
@@ -162,8 +173,13 @@ class LeaseRunner:
                 await self._finish_error(item, attempt, time.monotonic() - started, exc,
                                          no_request=not exc.made_request)
             return
-        if self.warc is not None:  # before the result that names it
-            item.capture = self.warc.write(resp, item.previous.capture if item.previous else "")
+        if self.warc is not None:  # before the result that names it; a rendered page's
+            # response as fetched, then its DOM (a conversion record)
+            item.capture = self.warc.write(item.plain or resp,
+                                           item.previous.capture if item.previous else "")
+            if item.plain is not None and item.render is not None:
+                self.warc.write_rendered(resp, item.plain, item.render.screenshot)
+                item.render.screenshot = None  # in the WARC; not held until the write
         if resp.status in RETRY_STATUSES:
             await self._status_retry(item, attempt, resp)
             return
@@ -276,20 +292,25 @@ class LeaseRunner:
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
             dedup_url=self._dedup_url(lease),
             final_url=resp.final_url, status=resp.status, title=title, links=link_count,
-            content_type=resp.content_type, size=len(resp.body), elapsed=resp.elapsed,
+            content_type=resp.content_type, size=len((item.plain or resp).body),
+            elapsed=resp.elapsed,
             noindex=noindex, error=extracted.error if extracted else None, warc=resp.warc,
             canonical=canonical, duplicate_of=duplicate,
             total_elapsed=self._all_attempts(lease, resp.elapsed), simhash=simhash)
+        if item.render is not None:
+            record.update(item.render.fields())
         if extracted is not None:
             record["data"] = extracted.data
             self.counters.errors += extracted.error is not None
         self.counters.pages += 1
         if 400 <= resp.status < 500:
             self.counters.client_errors += 1
-        pause = adaptive_delay(resp.elapsed, self.settings)
+        plain = item.plain or resp  # as fetched (the server's time, the bytes it sent)
+        pause = max(adaptive_delay(plain.elapsed, self.settings),
+                    self.rendering.rest_after(lease.host, item.render))
         failed = extracted is not None and extracted.error is not None
         self.worker.metrics.fetched(resp.status, resp.elapsed, len(resp.body))
-        revisit = self._revisit(item, record, resp)
+        revisit = self._revisit(item, record, plain)
         await self._complete(item, record, links=links, not_before=pause, is_error=failed,
                              tally="e:extract_error" if failed else status_tally(resp.status),
                              revisit=revisit, link_bands=link_bands, simhash=simhash)

@@ -153,6 +153,8 @@ class Worker:
                                   within=STOP_BOUND)
             if self._writes:  # shielded frontier writes still on the wire
                 await asyncio.wait(list(self._writes), timeout=STOP_BOUND)
+            with contextlib.suppress(Exception):  # a browser that will not close: not ours
+                await runner.close_browser()
             await self.fetcher.close()
             runner.close()
             if metrics is not None:

@@ -13,10 +13,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crawler.discovery.recrawl import RevisitState
 from crawler.frontier import Lease
+
+if TYPE_CHECKING:
+    from crawler.net.fetch import Response
+    from crawler.pages.needs_js import RenderNote
 
 
 @dataclass(slots=True)
@@ -24,12 +28,14 @@ class InFlight:
     """One claimed URL being worked on, and which step it is at."""
 
     lease: Lease
-    stage: str = "starting"  # robots, fetch, parse, write
+    stage: str = "starting"  # robots, fetch, render, parse, write
     since: float = field(default_factory=time.monotonic)
     previous: RevisitState | None = None  # recrawl = true: its last visit's state
     capture: str = ""  # its WARC record holding a 200's payload, packed (crawler.warc)
     cookies_sent: int = 0  # cookies = true: cookies its request carried
     cookie_updates: list[Any] = field(default_factory=list)  # what its response set
+    render: RenderNote | None = None  # render != never: the decision, for the record
+    plain: Response | None = None  # a rendered page's response as fetched (for WARC)
 
     def at(self, stage: str) -> None:
         self.stage = stage
