@@ -232,8 +232,13 @@ def build(stack: Stack) -> float:
     """The compose file's own build of the image; seconds it took."""
     started = time.monotonic()
     stack.compose("build", "worker", timeout=600)
+    took = time.monotonic() - started
+    before = podman("image", "inspect", "--format", "{{.Id}}", CACHE_TAG, check=False)
     podman("tag", f"localhost/{stack.project}_worker", CACHE_TAG)
-    return time.monotonic() - started
+    after = podman("image", "inspect", "--format", "{{.Id}}", CACHE_TAG).stdout
+    if before.returncode == 0 and before.stdout != after:  # the last build, untagged now
+        podman("rmi", before.stdout.strip(), check=False)
+    return took
 
 
 def crawl_and_check(stack: Stack) -> None:
