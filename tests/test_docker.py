@@ -1,6 +1,7 @@
-"""The Docker files, read as files: no Docker engine runs on this machine type.
+"""The Docker files, read as files, in the default suite.
 
-What can be checked without building: the compose files parse, refuse to
+tests/test_docker_stack.py builds and runs them for real with podman (opt-in:
+bash .ci/containers). What can be checked without building: the compose files parse, refuse to
 start without a password, let workers wait for a healthy Valkey, and the
 image does not run the crawler as root.
 """

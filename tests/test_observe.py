@@ -102,7 +102,9 @@ def paused_crawl(redis_url: str, tmp_path_factory: pytest.TempPathFactory
             served.terminate()
             cli("stop", "--redis", clean_redis, "--crawl", CRAWL)
             wait_exit([proc], 30)
-            served.wait(10)
+            # SIGTERM handled, a clean exit: as a container's PID 1 (docker stop)
+            # an unhandled SIGTERM is ignored until the grace period's SIGKILL.
+            assert served.wait(10) == 0
 
 
 def _reported_all(redis_url: str) -> bool:

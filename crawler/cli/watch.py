@@ -8,6 +8,7 @@ Redis memory by kind (a SCAN of the crawl's keys) is read every
 
 from __future__ import annotations
 
+import signal
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -167,7 +168,14 @@ def metrics(
         runner = await prom.serve(render_metrics, host, port, required)
         typer.echo(f"serving http://{host}:{port}/metrics for crawl {s.crawl!r}", err=True)
         try:
-            await asyncio.Event().wait()
+            # SIGTERM handled, not left to its default: as a container's PID 1
+            # (docker/compose.yaml) the default is to ignore it, and `docker
+            # stop` waited out its grace period and killed the process.
+            stopped = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stopped.set)
+            await stopped.wait()
         finally:
             await runner.cleanup()
             await client.aclose()
