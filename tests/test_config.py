@@ -100,6 +100,31 @@ def test_environment_values_are_converted_to_each_settings_type() -> None:
     assert settings.redis_url is None
 
 
+@pytest.mark.parametrize(("value", "expected"), [
+    # A regex's {m,n} and [a,b] stay whole: they were split at the comma, silently.
+    (r"/p[0-9]{1,2}\.html", (r"/p[0-9]{1,2}\.html",)),
+    (r"/a[x,y]/,/b/", (r"/a[x,y]/", "/b/")),
+    (r"\[x,/y/", (r"\[x", "/y/")),  # an escaped bracket opens nothing
+    # An array, as the README and TOML write lists: its items, not its text.
+    ('["ref_*", "from"]', ("ref_*", "from")),
+    ("['a,b', 'c']", ("a,b", "c")),
+    ("a, b ,c", ("a", "b", "c")),
+])
+def test_list_values_from_the_environment_keep_patterns_whole(
+        value: str, expected: tuple[str, ...]) -> None:
+    assert load_settings(env={"CRAWL_EXCLUDE": value}).exclude == expected
+
+
+def test_an_ipv6_dns_server_is_not_read_as_an_array() -> None:
+    settings = load_settings(env={"CRAWL_DNS_SERVERS": "[::1]:5353,127.0.0.1"})
+    assert settings.dns_servers == ("[::1]:5353", "127.0.0.1")
+
+
+def test_an_array_of_other_than_strings_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="CRAWL_EXCLUDE"):
+        load_settings(env={"CRAWL_EXCLUDE": "[1, 2]"})
+
+
 def test_host_tables_become_host_overrides(tmp_path: Path) -> None:
     path = toml_file(tmp_path, '[hosts."example.com"]\nmax_per_host = 4\ndelay = 0.25\n'
                                '[hosts."slow.example.com"]\ndelay = 5\n')

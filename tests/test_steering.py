@@ -142,6 +142,11 @@ def test_config_set_checks_names_and_values_like_flags(clean_redis: str) -> None
     assert bad.returncode == 2 and "delay" in bad.stderr
     ok = cli(*base, "scope=domain", "max_pages=50")
     assert ok.returncode == 0 and 'scope = "domain"' in ok.stdout, ok.stderr
+    # A list: an array as the README writes it, and a regex with a comma, kept whole.
+    lists = cli(*base, 'drop_params=["ref_*", "from"]', r"exclude=/p/[0-9]{1,2}\.html")
+    assert lists.returncode == 0, lists.stderr
+    assert 'drop_params = ["ref_*", "from"]' in lists.stdout, lists.stdout
+    assert 'exclude = ["/p/[0-9]{1,2}\\\\.html"]' in lists.stdout, lists.stdout
 
 
 def test_config_set_delay_reaches_running_workers_as_the_server_log_shows(

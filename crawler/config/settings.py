@@ -30,10 +30,49 @@ RENDER_MODES = ("never", "always", "auto")
 
 
 def _comma_list(value: Any) -> Any:
-    """Lists come as TOML arrays, or as ``a,b,c`` from the environment and flags."""
-    if isinstance(value, str):
-        return tuple(v for v in value.split(",") if v)
-    return value
+    """Lists come as TOML arrays; from the environment, flags and ``config set``
+    as an array too (``["a", "b{1,2}"]``), or as ``a,b,c``.
+
+    ``a,b,c`` is split only at commas outside brackets, so a pattern's
+    ``{1,2}`` or ``[a,b]`` stays whole (``exclude`` is regular expressions),
+    and each item is stripped of spaces. A value that starts with ``[`` and
+    reads as a TOML array of strings is that array (an IPv6 ``[::1]:53`` does
+    not read as one, and is split as text)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        import tomllib
+
+        try:
+            items = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            items = None
+        if isinstance(items, list):
+            if not all(isinstance(item, str) for item in items):
+                raise ValueError(f"a list of strings, not {text!r}")
+            return tuple(items)
+    return tuple(item.strip() for item in _split_outside_brackets(text) if item.strip())
+
+
+def _split_outside_brackets(text: str) -> list[str]:
+    """``text`` split at each comma not inside (), [] or {}; a backslash-escaped
+    bracket (a regex's ``\\[``) opens nothing."""
+    parts, depth, start, escaped = [], 0, 0, False
+    for i, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}" and depth:
+            depth -= 1
+        elif char == "," and not depth:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
 
 
 def _finite(value: float) -> float:
