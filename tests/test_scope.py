@@ -117,6 +117,19 @@ async def test_max_pages_per_host_stops_adding_past_the_cap(
     assert (await frontier.stats())["queued"] == 4
 
 
+async def test_a_cap_set_after_seeding_counts_the_seeds_already_queued(
+        redis: Redis, settings: Settings) -> None:
+    # crawl seed, then crawl worker --max-pages-per-host 3: the seed, queued
+    # before there was a cap, takes one of the 3 (each host got 4 pages).
+    await Frontier(redis, settings).add([("http://a.test/", 0), ("http://b.test/", 0),
+                                         ("http://b.test/x", 0)])
+    capped = Frontier(redis, settings.replace(max_pages_per_host=3))
+    counts = await capped.add([(f"http://a.test/{i}", 1) for i in range(5)]
+                              + [(f"http://b.test/{i}", 1) for i in range(5)])
+    assert (counts.added, counts.capped) == (2 + 1, 3 + 4)
+    assert (await capped.stats())["queued"] == 3 + 3
+
+
 # -- end to end ----------------------------------------------------------------------------
 
 

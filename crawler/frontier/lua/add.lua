@@ -51,7 +51,20 @@ while i <= #ARGV do
   local band = math.max(0, math.min(RAISED_BANDS, tonumber(ARGV[i + 4])))
   i = i + 5
   local hk = base .. 'h:' .. host
-  local pages = max_pages > 0 and hnum(hk, 'pages', 0) or 0
+  local pages = 0
+  if max_pages > 0 then
+    pages = hnum(hk, 'pages', nil)
+    if pages == nil then
+      -- Counting starts with the cap (a crawl without one keeps no count, a
+      -- field less a host): what the host already queued, and has in flight
+      -- or waiting for a retry, counts too. Else a seed queued before the cap
+      -- was set (crawl seed, then crawl worker --max-pages-per-host) took no
+      -- room, and each host got one page over it.
+      local f = redis.call('HMGET', hk, 'b1', 'b2', 'inflight', 'dl')
+      pages = queued_urls(base, host, f[1], f[2]) + tonumber(f[3] or 0) + tonumber(f[4] or 0)
+    end
+  end
+  local pages_before = pages  -- the count before this group: its queued URLs are added to it
   local tcap = hnum(hk, 'tcap', -1)  -- >= 0: a throttled host's URLs still to queue
   local new, prefixes = {}, {}  -- argument index of each new URL; its prefix
   local judged, over, paths = 0, 0, {}  -- new URLs with a query; over a budget; path counts
@@ -121,7 +134,7 @@ while i <= #ARGV do
       length = redis.call('RPUSH', queue, unpack(entries, start, math.min(start + 999, #entries)))
     end
     if band > 0 then redis.call('HSET', hk, BAND_FLAGS[band], 1) end
-    if max_pages > 0 then redis.call('HINCRBY', hk, 'pages', #entries) end
+    if max_pages > 0 then redis.call('HSET', hk, 'pages', pages_before + #entries) end
     added = added + #entries
     -- Only a queue that was empty can make its host ready (with bands: one
     -- that held URLs in another band is ready already, and stays so).
