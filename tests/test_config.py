@@ -261,6 +261,15 @@ def test_a_flat_file_and_a_sectioned_file_mean_the_same(tmp_path: Path) -> None:
     assert flat == sectioned and (flat.delay, flat.concurrency) == (2.0, 9)
 
 
+def test_render_is_a_setting_at_the_top_of_a_flat_file_and_a_section_too(
+        tmp_path: Path) -> None:
+    # "render" names both: the README's crawl.toml line render = "auto" was
+    # refused as "[render] is a section, not a setting".
+    flat = load_settings(toml_file(tmp_path, 'render = "auto"\n'), env={})
+    sectioned = load_settings(toml_file(tmp_path, '[render]\nrender = "auto"\n'), env={})
+    assert flat.render == sectioned.render == "auto"
+
+
 def test_an_unknown_environment_variable_is_a_warning_with_a_suggestion(
         caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, "crawler.config"):

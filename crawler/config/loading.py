@@ -138,7 +138,9 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, tuple[Any, str]]
                     f"{name} line {min(tables)}" if tables else at("hosts"))
         elif key in TABLE_SETTINGS:  # [auth."pattern"], or a flat file's [headers]
             put(key, value, at(key))
-        elif key in SECTIONS:
+        elif key in SECTIONS and not (key in NAMES and not isinstance(value, dict)):
+            # "render" names both a section and a setting: a flat file's
+            # render = "auto" is the setting, [render] the section.
             if not isinstance(value, dict):
                 raise ConfigError(key, f"[{key}] is a section, not a setting", at("", key))
             for inner, inner_value in value.items():
