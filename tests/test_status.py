@@ -82,3 +82,18 @@ async def test_a_dead_worker_is_reported_for_an_hour_then_forgotten_without_any_
     status = await crawl_status(redis, settings)
     assert (status["workers"], status["workers_dead"]) == (0, 1)
     assert [w["id"] for w in status["worker_list"]] == ["node:1:aaaaaa"]
+
+
+def test_status_rates_of_a_crawl_finished_long_ago_are_not_its_lifetime_average() -> None:
+    from crawler.observe.overview import rates
+
+    # One sample at the start (done 0), 120 pages, then nothing for 4 minutes:
+    # "last_10s" was 0.4, the average since the start.
+    started = [(1000.0, 0)]
+    assert rates(started, 1300.0, 120) == {"last_10s": None, "last_5m": 0.4}
+    # A sample taken after the last page: nothing since, so exactly 0.
+    finished = [(1000.0, 0), (1060.0, 120)]
+    assert rates(finished, 1300.0, 120) == {"last_10s": 0.0, "last_5m": 0.4}
+    # A crawl going on: the window's own rate.
+    going = [(1000.0, 0), (1289.0, 100)]
+    assert rates(going, 1300.0, 150)["last_10s"] == round(50 / 11, 2)

@@ -68,7 +68,12 @@ async def rate_history(redis: Redis, settings: Settings) -> list[tuple[float, in
 
 
 def rates(history: list[tuple[float, int]], now: float, done: int) -> dict[str, float | None]:
-    """Pages/s over the last 10 s and 5 min, from the samples and the counter now."""
+    """Pages/s over the last 10 s and 5 min, from the samples and the counter now.
+
+    The newest sample at least (about) the window old is the base; with none
+    that old, the oldest one. A base more than twice the window old says
+    nothing about the window unless nothing was done since it (0.0): a crawl
+    finished minutes ago showed its lifetime average as its last 10 s."""
     def over(seconds: float) -> float | None:
         older = [(at, d) for at, d in history if at <= now - seconds * 0.9]
         if not older:
@@ -76,7 +81,11 @@ def rates(history: list[tuple[float, int]], now: float, done: int) -> dict[str, 
         if not older or now - older[-1][0] < 1.0:
             return None
         at, then = older[-1]
-        return round(max(0, done - then) / (now - at), 2)
+        if done <= then:
+            return 0.0
+        if now - at > 2 * seconds:
+            return None
+        return round((done - then) / (now - at), 2)
 
     return {"last_10s": over(10), "last_5m": over(300)}
 
