@@ -258,3 +258,24 @@ def test_help_text_is_escaped_as_rich_escapes_it(text: str) -> None:
     from crawler.cli.markup import escape
 
     assert escape(text) == rich_escape(text)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["worker", "--help"], ["list", "--help"],
+                                  ["dashboard", "--help"], ["bench", "waste", "--help"]])
+def test_help_paragraphs_are_not_broken_mid_sentence_at_80_columns(argv: list[str]) -> None:
+    """Docstrings are wrapped by hand; rich wraps again at the terminal's width,
+    so a hand break left a short line in mid-sentence ("robots.txt" / "obeyed")."""
+    import os
+    import subprocess
+    import sys
+    from itertools import pairwise
+
+    out = subprocess.run([sys.executable, "-m", "crawler", *argv], capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "COLUMNS": "80"}).stdout
+    description = out.split("╭")[0]  # the text above the option panels
+    lines = [line.strip() for line in description.splitlines()]
+    for before, after in pairwise(lines):
+        # A line that ends mid-sentence is followed by one that starts in lower
+        # case; it must be long (wrapped by rich at the width), not a hand break.
+        if before and after and after[0].islower():
+            assert len(before) > 60, (before, after)

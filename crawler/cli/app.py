@@ -34,9 +34,17 @@ from crawler.cli.common import (
     log_level,
     setup_logging,
 )
+from crawler.cli.markup import unwrap, unwrap_command_help
 from crawler.cli.placement import misplaced_after, misplaced_before, quiet_flag_metavars
 from crawler.cli.usage import one_line
 from crawler.errors import CrawlError
+
+
+def _tidy_help(command: Any) -> None:
+    """A made command's help as it should print: no ``<bool>`` after a flag, and
+    each paragraph one line for rich to wrap (crawler.cli.markup.unwrap)."""
+    quiet_flag_metavars(command)
+    unwrap_command_help(command)
 
 
 class CrawlGroup(TyperGroup):
@@ -49,7 +57,7 @@ class CrawlGroup(TyperGroup):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         quiet_flag_metavars(self)  # before the commands: it would import them all
-        self.lazy_commands = LazyCommands(on_load=quiet_flag_metavars)
+        self.lazy_commands = LazyCommands(on_load=_tidy_help)
         self.commands = self.lazy_commands
 
     def format_help(self, ctx: ClickContext, formatter: HelpFormatter) -> None:
@@ -119,7 +127,7 @@ then crawl export results.jsonl. With no --redis, commands share an embedded
 Valkey in ./.crawl. crawl list shows the crawls there are.
 """
 
-app = typer.Typer(cls=CrawlGroup, add_completion=False, no_args_is_help=True, help=HELP)
+app = typer.Typer(cls=CrawlGroup, add_completion=False, no_args_is_help=True, help=unwrap(HELP))
 
 
 @app.callback()

@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "Print the crawl's counters, rates, workers, results and busiest hosts as JSON."),
     "list": ("crawler.cli.crawls",
              "List the crawls on this Redis: name, URLs queued, leased, done, errors, workers, "
-             "age\nand state (running, paused, stopped or finished)."),
+             "age and state (running, paused, stopped or finished)."),
     "delete": ("crawler.cli.crawls",
                "Delete a crawl: its queues, seen URLs, results, workers and layout, on every "
                "shard."),
@@ -50,7 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
               "Queue again the done URLs whose last result was one of these errors."),
     "dashboard": ("crawler.cli.dashboard",
                   "Serve a live web page of the crawl (counters, pages/s, workers, hosts, "
-                  "results)\nwith pause, resume and stop buttons."),
+                  "results) with pause, resume and stop buttons."),
     "config": ("crawler.cli.control", "The crawl's own settings, stored with it in Redis."),
     "server": ("crawler.cli.server", "The embedded Valkey server."),
     "demo-site": ("crawler.cli.server",

@@ -20,3 +20,32 @@ def escape(text: str) -> str:
     if text.endswith("\\") and not text.endswith("\\\\"):
         return text + "\\"
     return text
+
+
+_PARAGRAPHS = re.compile(r"\n[ \t]*\n")
+
+
+def unwrap(text: str) -> str:
+    """Help text with each paragraph's hand-wrapped lines joined into one.
+
+    Typer keeps a docstring's single line breaks, and rich wraps each line
+    again at the terminal's width: at 80 columns a 78-character line broke
+    mid-sentence ("robots.txt\\n obeyed"). A paragraph whose lines are indented
+    or start as a list or table (``-``, ``*``, ``|``) keeps its breaks."""
+    out = []
+    for paragraph in _PARAGRAPHS.split(text.strip("\n")):
+        lines = paragraph.split("\n")
+        if any(line[:1] in (" ", "\t", "-", "*", "|", "\b") for line in lines[1:]):
+            out.append(paragraph)
+        else:
+            out.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(out)
+
+
+def unwrap_command_help(command: object) -> None:
+    """``unwrap`` a command's help, and its subcommands' (a made click command)."""
+    help_text = getattr(command, "help", None)
+    if isinstance(help_text, str):
+        command.help = unwrap(help_text)  # type: ignore[attr-defined]
+    for sub in (getattr(command, "commands", None) or {}).values():
+        unwrap_command_help(sub)
