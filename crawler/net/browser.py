@@ -236,9 +236,11 @@ class BrowserPool:
         """Changed crawl settings, from the next page on."""
         self.settings = settings
 
-    async def render(self, plain: Response) -> Rendered:
+    async def render(self, plain: Response, *, screenshot: bool = False) -> Rendered:
         """``plain`` loaded in the browser, its scripts run; the DOM once ``render_wait``
-        is met (or its time is up). RenderError if the browser fails or crashes."""
+        is met (or its time is up). RenderError if the browser fails or crashes.
+        ``screenshot``: a PNG of it too (with ``render_screenshot``, of every page); only
+        with WARC capture on, where it is kept."""
         from playwright.async_api import Error as PlaywrightError
 
         async with self.slots:
@@ -246,7 +248,7 @@ class BrowserPool:
             launched.active += 1
             started = time.monotonic()
             try:
-                return await self._render(launched, plain, started)
+                return await self._render(launched, plain, started, screenshot)
             except PlaywrightError as exc:
                 if not launched.browser.is_connected():
                     launched.retired = True  # crashed: the next page gets a new browser
@@ -261,7 +263,8 @@ class BrowserPool:
                 self.rendered += 1
                 await self._maybe_retire(launched)
 
-    async def _render(self, launched: _Launched, plain: Response, started: float) -> Rendered:
+    async def _render(self, launched: _Launched, plain: Response, started: float,
+                      screenshot: bool) -> Rendered:
         settings = self.settings
         routes = _PageRoutes(plain, self.fetcher, settings, self.robots_allow)
         context = await launched.browser.new_context(
@@ -279,7 +282,7 @@ class BrowserPool:
                 except TimeoutError:
                     waited = "timeout"  # a page that never goes idle: keep what it shows
                 html = await page.content()
-                if settings.render_screenshot and settings.warc_dir:  # kept in the WARC only
+                if (screenshot or settings.render_screenshot) and settings.warc_dir:  # WARC only
                     shot = await page.screenshot(type="png")
         finally:
             with contextlib.suppress(Exception):

@@ -166,12 +166,7 @@ class LeaseRunner:
                               host_backoff=True, count_attempt=False, reason="robots")
             return
         except errors.FetchError as exc:
-            if exc.retry and attempt < self.settings.max_attempts:
-                await self._retry(item, backoff_delay(attempt, self.settings),
-                                  elapsed=time.monotonic() - started)
-            else:
-                await self._finish_error(item, attempt, time.monotonic() - started, exc,
-                                         no_request=not exc.made_request)
+            await self._fetch_failed(item, attempt, time.monotonic() - started, exc)
             return
         if self.warc is not None:  # before the result that names it; a rendered page's
             # response as fetched, then its DOM (a conversion record)
@@ -187,6 +182,29 @@ class LeaseRunner:
             await self._finish_redirect(item, attempt, resp, resp.redirect_to)
             return
         await self._finish_page(item, attempt, resp)
+
+    async def _fetch_failed(self, item: InFlight, attempt: int, elapsed: float,
+                            exc: errors.FetchError) -> None:
+        """A fetch (or render) failed: another attempt later, or the URL's error record."""
+        if exc.retry and attempt < self.settings.max_attempts:
+            await self._retry(item, backoff_delay(attempt, self.settings), elapsed=elapsed)
+        else:
+            await self._finish_error(item, attempt, elapsed, exc,
+                                     no_request=not exc.made_request)
+
+    async def _render_for_hook(self, item: InFlight, attempt: int, resp: Response,
+                               screenshot: bool) -> Response | None:
+        """The page rendered at the hook's request, its DOM archived after its response;
+        None when the render failed (the lease's retry or error is written then)."""
+        try:
+            rendered = await self.rendering.render_for_hook(item, resp, screenshot)
+        except errors.FetchError as exc:
+            await self._fetch_failed(item, attempt, resp.elapsed, exc)
+            return None
+        if self.warc is not None and item.plain is not None and item.render is not None:
+            self.warc.write_rendered(rendered, item.plain, item.render.screenshot)
+            item.render.screenshot = None
+        return rendered
 
     async def _finish_redirect(self, item: InFlight, attempt: int, resp: Response,
                                target: str) -> None:
@@ -278,9 +296,16 @@ class LeaseRunner:
         link_bands: dict[str, int] | None = None
         if self.extractor is not None:
             item.at("extract")
-            extracted = await self.extractor.run(resp, page)
+            extracted = await self.extractor.run(
+                resp, page, self.rendering.offer(item, resp, capture=self.warc is not None))
             if page is not None:
                 page.tree = None  # not held while the completion waits for its group commit
+            if extracted.render_again and extracted.error is None:
+                # p.render_again(): the page again, from its DOM, the hook called on it
+                rendered = await self._render_for_hook(item, attempt, resp, extracted.screenshot)
+                if rendered is not None:
+                    await self._finish_page(item, attempt, rendered)
+                return
             if extracted.follow:
                 queued = {u for u, _ in links}
                 links += await self._in_scope(
