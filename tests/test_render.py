@@ -123,6 +123,25 @@ def test_render_of_a_host_pattern_overrides_the_crawls() -> None:
     assert rendering.decide("app.test", plain(SHELL, status=404)) == RenderNote(False, "status")
 
 
+def test_a_lease_shorter_than_a_fetch_and_a_render_stops_the_worker_at_start(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A lease is not renewed while its page renders: one that may expire mid-render is a
+    settings error at start (a hook may ask for a second render), a warning when the
+    crawl's settings change under a running worker."""
+    fits = Settings(render="auto", lease_time=60, total_timeout=30, render_timeout=30,
+                    browser_executable=CHROMIUM or "")
+    rendering = Rendering(fits, None)  # type: ignore[arg-type]
+    with pytest.raises(errors.ConfigError, match=r"lease_time: 59 s is shorter .* = 60 s"):
+        Rendering(fits.replace(lease_time=59), None)  # type: ignore[arg-type]
+    with pytest.raises(errors.ConfigError, match=r"2 x render_timeout, with an extraction "
+                                                 r"hook = 90 s"):
+        Rendering(fits.replace(extract="extract_hooks:quick"), None)  # type: ignore[arg-type]
+    Rendering(fits.replace(render="never", lease_time=1), None)  # type: ignore[arg-type]
+    rendering.use(fits.replace(lease_time=10))
+    assert rendering.settings.lease_time == 10
+    assert "lease_time: 10 s is shorter" in caplog.text
+
+
 def test_a_subrequests_host_is_compared_without_its_default_port() -> None:
     assert host_of("http://A.test:80/x") == host_of("http://a.test/y") == "a.test"
     assert host_of("http://127.0.0.2:8080/") == "127.0.0.2:8080"

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from crawler import errors
 from crawler.net.browser import BrowserPool, Rendered, find_browser, require_playwright
 from crawler.net.tls import host_matches
 from crawler.pages.extract import BrowserOffer
@@ -50,6 +51,26 @@ half as many again) found "many more"."""
 def renderable(plain: Response) -> bool:
     """Whether a page as fetched can be rendered: a whole HTML page with a 2xx status."""
     return plain.is_html and 200 <= plain.status < 300 and not plain.truncated
+
+
+def lease_too_short(settings: Settings) -> str | None:
+    """Why ``lease_time`` is too short for a page that renders, or None.
+
+    A lease is not renewed while its page is fetched and rendered (the frontier has
+    no transition that extends one): a lease that expires mid-render is handed to
+    another worker, and the page fetched and rendered twice. A page may take
+    ``total_timeout`` to fetch and ``render_timeout`` to render, once more with an
+    extraction hook (``p.render_again()``).
+    """
+    renders = 2 if settings.extract else 1
+    needed = settings.total_timeout + renders * settings.render_timeout
+    if settings.lease_time >= needed:
+        return None
+    sum_of = "total_timeout + 2 x render_timeout, with an extraction hook" if renders == 2 \
+        else "total_timeout + render_timeout"
+    return (f"{settings.lease_time:g} s is shorter than a rendered page may hold its lease "
+            f"({sum_of} = {needed:g} s), and a lease is not renewed while a page renders: "
+            "raise lease_time or lower those timeouts")
 
 
 def wants_rendering(settings: Settings) -> bool:
@@ -78,16 +99,17 @@ class Rendering:
         if wants_rendering(settings):
             require_playwright()
             find_browser(settings.browser_executable)  # a wrong path: said at start
-            if settings.lease_time < settings.total_timeout + settings.render_timeout:
-                # a lease is not renewed: one that expires mid-render is fetched twice
-                log.warning("lease_time (%g s) is shorter than a fetch and a render may "
-                            "take (total_timeout + render_timeout = %g s)", settings.lease_time,
-                            settings.total_timeout + settings.render_timeout)
+            short = lease_too_short(settings)
+            if short is not None:
+                raise errors.ConfigError("lease_time", short)
 
     def use(self, settings: Settings) -> None:
         """Changed crawl settings (``crawl config set render=auto``), from the next page on."""
         if wants_rendering(settings):
             require_playwright()
+            short = lease_too_short(settings)
+            if short is not None:  # the crawl's settings changed under running workers:
+                log.warning("crawl settings: lease_time: %s", short)  # they render on
         self.settings = settings
         if self.pool is not None:
             self.pool.use(settings)
