@@ -36,7 +36,9 @@ from render_site import (
 
 from crawler import errors
 from crawler.config import Settings, load_settings
-from crawler.net.browser import BrowserPool, browser_rss, host_of, require_playwright
+from crawler.net.browser import BrowserPool, require_playwright
+from crawler.net.browser_memory import browser_rss
+from crawler.net.browser_routes import host_of
 from crawler.net.fetch import Fetcher, Response
 from crawler.pages.needs_js import RenderNote, link_count, needs_javascript
 from crawler.worker.render import Rendering
