@@ -39,6 +39,7 @@ from crawler.pages.needs_js import RenderNote, link_count, needs_javascript
 if TYPE_CHECKING:
     from crawler.config import Settings
     from crawler.net.fetch import Fetcher, Response
+    from crawler.pages.warc import WarcCapture
     from crawler.worker.watch import InFlight
 
 log = logging.getLogger("crawler.worker")
@@ -51,6 +52,14 @@ half as many again) found "many more"."""
 def renderable(plain: Response) -> bool:
     """Whether a page as fetched can be rendered: a whole HTML page with a 2xx status."""
     return plain.is_html and 200 <= plain.status < 300 and not plain.truncated
+
+
+def archive_rendered(warc: WarcCapture | None, item: InFlight, rendered: Response) -> None:
+    """A rendered page's DOM (and PNG) into the WARC file after its response as fetched,
+    which ``warc.write`` archived; the PNG is not held until the frontier write."""
+    if warc is not None and item.plain is not None and item.render is not None:
+        warc.write_rendered(rendered, item.plain, item.render.screenshot)
+        item.render.screenshot = None
 
 
 def lease_too_short(settings: Settings) -> str | None:
