@@ -65,7 +65,7 @@ def test_what_a_page_lets_the_hook_ask_of_the_browser() -> None:
 async def test_the_hook_gets_a_page_rendered_and_a_screenshot_of_it(
         redis: Redis, settings: Settings, tmp_path: Path) -> None:
     settings = render_settings(settings, extract="extract_hooks:renders_when_asked",
-                               render_wait="a[href='/found']", render_timeout=5.0,
+                               render_wait="a[href='/found']", render_timeout=10.0,
                                warc_dir=str(tmp_path / "warc"))
     with Site(handler) as site:
         found = {path_of(u): r for u, r in by_url(
