@@ -71,3 +71,12 @@ def follows_without_priority(p: crawler.Page) -> None:
 
 def always_fails(p: crawler.Page) -> None:
     raise ValueError(f"no data in {p.url}")
+
+
+def renders_when_asked(p: crawler.Page) -> dict[str, Any]:
+    """Asks for a render of /hidden (with a screenshot) and of /app: what each call could
+    ask is in the data, and the data kept is the last call's (tests/test_render_hook.py)."""
+    path = p.final_url.split("/", 3)[3] if p.final_url.count("/") >= 3 else ""
+    again = p.render_again() if path in ("hidden", "app") else None
+    shot = p.screenshot() if path == "hidden" else None
+    return {"rendered": p.rendered, "again": again, "shot": shot, "links": len(p.links)}

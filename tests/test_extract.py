@@ -220,10 +220,10 @@ async def test_a_changed_extract_setting_swaps_the_hook_and_a_bad_one_keeps_it(
     from crawler.worker.lease import LeaseRunner
 
     worker = Worker(redis, settings.replace(extract="extract_hooks:quick"))
-    # Stand-ins: set_hook touches neither; the robots cache only gets its sitemap
-    # callback, and rendering keeps its verdict (robots.allows) for later.
+    # Stand-ins: set_hook touches neither; the robots cache only gets its sitemap callback
+    # and hands its verdicts to the renderer (crawler.worker.render).
     worker.fetcher = cast(Any, object())
-    worker.robots = cast(Any, SimpleNamespace(on_sitemaps=None, allows=lambda url: True))
+    worker.robots = cast(Any, SimpleNamespace(on_sitemaps=None, allows=lambda _url: True))
     runner = LeaseRunner(worker)  # what `crawl config set extract=...` reaches (steering)
     assert runner.extractor is not None and runner.extractor.name == "extract_hooks:quick"
     runner.set_hook(settings.replace(extract="extract_hooks:async_title"))

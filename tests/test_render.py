@@ -36,7 +36,9 @@ from render_site import (
 
 from crawler import errors
 from crawler.config import Settings, load_settings
-from crawler.net.browser import BrowserPool, browser_rss, host_of, require_playwright
+from crawler.net.browser import BrowserPool, require_playwright
+from crawler.net.browser_memory import browser_rss
+from crawler.net.browser_routes import host_of
 from crawler.net.fetch import Fetcher, Response
 from crawler.pages.needs_js import RenderNote, link_count, needs_javascript
 from crawler.worker.render import Rendering
@@ -121,6 +123,25 @@ def test_render_of_a_host_pattern_overrides_the_crawls() -> None:
     assert rendering.decide("x.app.test", plain(SHELL)) is None
     assert rendering.decide("other.test", plain(SHELL)) is None  # no fields in its record
     assert rendering.decide("app.test", plain(SHELL, status=404)) == RenderNote(False, "status")
+
+
+def test_a_lease_shorter_than_a_fetch_and_a_render_stops_the_worker_at_start(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A lease is not renewed while its page renders: one that may expire mid-render is a
+    settings error at start (a hook may ask for a second render), a warning when the
+    crawl's settings change under a running worker."""
+    fits = Settings(render="auto", lease_time=60, total_timeout=30, render_timeout=30,
+                    browser_executable=CHROMIUM or "")
+    rendering = Rendering(fits, None)  # type: ignore[arg-type]
+    with pytest.raises(errors.ConfigError, match=r"lease_time: 59 s is shorter .* = 60 s"):
+        Rendering(fits.replace(lease_time=59), None)  # type: ignore[arg-type]
+    with pytest.raises(errors.ConfigError, match=r"2 x render_timeout, with an extraction "
+                                                 r"hook = 90 s"):
+        Rendering(fits.replace(extract="extract_hooks:quick"), None)  # type: ignore[arg-type]
+    Rendering(fits.replace(render="never", lease_time=1), None)  # type: ignore[arg-type]
+    rendering.use(fits.replace(lease_time=10))
+    assert rendering.settings.lease_time == 10
+    assert "lease_time: 10 s is shorter" in caplog.text
 
 
 def test_a_subrequests_host_is_compared_without_its_default_port() -> None:

@@ -166,13 +166,16 @@ def test_a_worker_killed_while_pages_render_loses_nothing(clean_redis: str,
     crawl_name = "renderkill"
     # Every page of the site shows a link once rendered: waiting for one is quicker
     # than waiting for the network to be idle.
+    # A lease must outlast a fetch and a render (lease_time >= total_timeout +
+    # render_timeout, or the worker will not start): short ones, for a quick reclaim.
     env = {"CRAWL_RENDER": "auto", "CRAWL_RENDER_WAIT": "a[href]", "CRAWL_MAX_PER_HOST": "4",
+           "CRAWL_TOTAL_TIMEOUT": "3", "CRAWL_RENDER_TIMEOUT": "5",
            "CRAWL_BROWSER_EXECUTABLE": CHROMIUM or "", "CRAWL_RENDER_CONCURRENCY": "4",
            "CRAWL_HOME": str(tmp_path / "home")}
     log = tmp_path / "workers.log"
     with Site(slow_subrequests) as site:
         seed_sync(clean_redis, crawl_name, [site.url("127.0.0.2")])
-        first = start_worker(clean_redis, crawl_name, "--lease-time", "5", log=log, env=env)
+        first = start_worker(clean_redis, crawl_name, "--lease-time", "8", log=log, env=env)
         browsers: list[int] = []
         try:
             assert rendering.wait(30), log.read_text()[-2000:]
@@ -181,7 +184,7 @@ def test_a_worker_killed_while_pages_render_loses_nothing(clean_redis: str,
         finally:
             first.kill()  # SIGKILL: no shutdown, the leases stay behind
             first.wait()
-        second = start_worker(clean_redis, crawl_name, "--lease-time", "5", log=log, env=env)
+        second = start_worker(clean_redis, crawl_name, "--lease-time", "8", log=log, env=env)
         assert wait_exit([second], timeout=90) == [0], log.read_text()[-2000:]
     records = read_results(clean_redis, crawl_name)
     found = {path_of(url): r for url, r in exactly_once(records).items()}  # fails on a dup
@@ -190,3 +193,19 @@ def test_a_worker_killed_while_pages_render_loses_nothing(clean_redis: str,
     assert {p for p, r in found.items() if r["rendered"]} == JS_PAGES
     assert browsers
     assert wait_gone(browsers, 15) == []  # the killed worker's browser went with it
+
+
+def test_a_worker_whose_lease_may_expire_mid_render_stops_at_start_with_one_line(
+        clean_redis: str, tmp_path: Path) -> None:
+    """A lease is not renewed while its page renders: ``crawl worker`` refuses a lease_time
+    shorter than a fetch and a render, before it claims anything."""
+    seed_sync(clean_redis, "shortlease", ["http://127.0.0.2:9/"])
+    log = tmp_path / "worker.log"
+    env = {"CRAWL_RENDER": "auto", "CRAWL_BROWSER_EXECUTABLE": CHROMIUM or ""}
+    worker = start_worker(clean_redis, "shortlease", "--lease-time", "20", log=log, env=env)
+    assert wait_exit([worker], timeout=60) != [0]
+    text = log.read_text()
+    assert "lease_time: 20 s is shorter than a rendered page may hold its lease " \
+           "(total_timeout + render_timeout = 60 s)" in text, text[-2000:]
+    assert "Traceback" not in text and "now set for every worker" not in text  # not stored
+    assert read_results(clean_redis, "shortlease") == []  # nothing claimed, nothing fetched

@@ -51,7 +51,7 @@ def _process_rss() -> int:
 
 
 async def _sample(peaks: dict[str, int], stop: asyncio.Event) -> None:
-    from crawler.net.browser import browser_rss
+    from crawler.net.browser_memory import browser_rss
 
     while not stop.is_set():
         peaks["process_rss"] = max(peaks.get("process_rss", 0), _process_rss())

@@ -219,6 +219,13 @@ def worker(
         from crawler.pages.extract import load_hook
 
         load_hook(settings.extract)
+    if settings.render != "never" or settings.host_render:  # one line before flags are stored
+        from crawler.errors import ConfigError
+        from crawler.worker.render import lease_too_short, wants_rendering
+
+        short = lease_too_short(settings) if wants_rendering(settings) else None
+        if short is not None:
+            raise ConfigError("lease_time", short)
     if settings.processes > 1:
         from crawler.cli.common import check_crawl
 

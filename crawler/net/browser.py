@@ -5,21 +5,9 @@ use only. The worker renders a page *after* the plain aiohttp fetch
 (crawler.worker.render), inside the same lease, so the page holds its host's
 politeness slot while the browser works.
 
-No request of the browser reaches the network by itself. Every one is
-intercepted (Playwright routing, ``_PageRoutes``):
-
-1. the page's own document is answered from the plain response already
-   fetched: the page is not requested twice;
-2. images, fonts and media (``render_block``), address literals the SSRF
-   guard refuses, requests to other hosts (unless ``render_other_hosts``),
-   methods other than GET, URLs robots.txt disallows, and later navigations
-   are refused, and counted;
-3. what is left (scripts, stylesheets, XHR/fetch to the page's own host) is
-   fetched by the worker's own ``Fetcher``, one at a time, and handed to the
-   browser: the SSRF guard (on the addresses DNS returns too), proxies,
-   headers, TLS policy and size caps of every fetch apply to it, and the
-   worker counts it (the host then rests ``delay`` a subrequest:
-   crawler.worker.render).
+No request of the browser reaches the network by itself: each is intercepted
+and answered by ``PageRoutes`` (crawler.net.browser_routes): the document from
+the plain response, the rest refused or fetched by the worker's own fetcher.
 
 The browser is launched on first use, restarted every ``render_restart_pages``
 pages or once its processes' memory (``browser_rss``) passes ``render_max_rss``,
@@ -33,21 +21,20 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
-import os
 import shutil
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from crawler import errors
+from crawler.net.browser_memory import browser_rss
+from crawler.net.browser_routes import PageRoutes
 from crawler.net.fetch import Response
-from crawler.net.guard import check_literal_address
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, Playwright, Request, Route
+    from playwright.async_api import Browser, Playwright
 
     from crawler.config import Settings
     from crawler.net.fetch import Fetcher
@@ -66,10 +53,6 @@ RSS_CHECK_EVERY = 10
 """Pages rendered between two readings of the browser's RSS."""
 CLOSE_BOUND = 5.0
 """Seconds a page's context or a retired browser may take to close."""
-_NOT_FORWARDED = frozenset({"content-encoding", "content-length", "transfer-encoding",
-                            "connection", "keep-alive", "set-cookie"})
-"""Headers of a subrequest's response not handed to the browser: the body is decoded
-already, and cookies stay out of the browser (the crawl's jar is the worker's)."""
 
 
 def require_playwright(setting: str = "render") -> None:
@@ -89,17 +72,6 @@ def find_browser(executable: str) -> str | None:
     return next((p for p in map(shutil.which, BROWSER_NAMES) if p), None)
 
 
-def host_of(url: str) -> str:
-    """host[:port] of a URL as the browser sends it, the default port dropped."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    default = {"http": 80, "https": 443}.get(parts.scheme)
-    port = parts.port
-    return host if port in (None, default) else f"{host}:{port}"
-
-
 @dataclass(slots=True)
 class Rendered:
     """A rendered page: the plain response with the rendered DOM as its body."""
@@ -111,99 +83,6 @@ class Rendered:
     waited: str = "ok"  # "ok", or "timeout" when render_wait was not met in time (DOM kept)
     elapsed: float = 0.0
     screenshot: bytes | None = None  # PNG of the viewport (render_screenshot)
-
-
-class _PageRoutes:
-    """Answers every request of one rendered page (steps 1-3 of the module docstring)."""
-
-    def __init__(self, plain: Response, fetcher: Fetcher, settings: Settings,
-                 robots_allow: Callable[[str], bool]) -> None:
-        self.plain = plain
-        self.fetcher = fetcher
-        self.robots_allow = robots_allow
-        self.block = frozenset(settings.render_block)
-        self.other_hosts = settings.render_other_hosts
-        self.host = host_of(plain.final_url)
-        self.served_document = False
-        self.one_at_a_time = asyncio.Lock()
-        self.subrequests = 0  # to the page's host
-        self.elsewhere = 0  # to other hosts (render_other_hosts = true)
-        self.blocked: Counter[str] = Counter()
-
-    async def handle(self, route: Route, request: Request) -> None:
-        try:
-            await self._handle(route, request)
-        except Exception as exc:  # the page closed under it: nothing left to answer
-            log.debug("route for %s: %s", request.url, exc)
-
-    async def _handle(self, route: Route, request: Request) -> None:
-        url = request.url
-        if request.is_navigation_request() and not self.served_document:
-            self.served_document = True
-            await route.fulfill(status=self.plain.status, body=self.plain.body,
-                                headers={"content-type": _content_type(self.plain)})
-            return
-        why = self._refusal(url, request)
-        if why is not None:
-            self.blocked[why] += 1
-            await route.abort("blockedbyclient" if why != "blocked_address"
-                              else "addressunreachable")
-            return
-        own_host = host_of(url) == self.host
-        async with self.one_at_a_time:  # the page holds one slot of its host: one at a time
-            try:
-                resp = await self.fetcher.get(url)
-            except errors.BlockedAddress:
-                self.blocked["blocked_address"] += 1
-                await route.abort("addressunreachable")
-                return
-            except errors.FetchError as exc:
-                self._count(own_host, int(exc.made_request))
-                self.blocked["failed"] += 1
-                await route.abort("failed")
-                return
-            self._count(own_host, 1)
-        await route.fulfill(status=resp.status, body=resp.body, headers=_forwarded(resp))
-
-    def _count(self, own_host: bool, made: int) -> None:
-        if own_host:
-            self.subrequests += made
-        else:
-            self.elsewhere += made
-
-    def _refusal(self, url: str, request: Request) -> str | None:
-        """Why the request is refused without being sent, or None to fetch it."""
-        if request.is_navigation_request():
-            return "navigation"  # the DOM recorded is the page's own
-        if request.resource_type in self.block:
-            return request.resource_type
-        if urlsplit(url).scheme not in ("http", "https"):
-            return "scheme"
-        try:  # an address literal: refused before anything else looks at it
-            check_literal_address(url, self.fetcher.policy)
-        except errors.BlockedAddress:
-            return "blocked_address"
-        if host_of(url) != self.host and not self.other_hosts:
-            return "other_host"
-        if request.method != "GET":
-            return "method"
-        if not self.robots_allow(url):
-            return "robots"
-        return None
-
-
-def _content_type(resp: Response) -> str:
-    if resp.content_type is None:
-        return "text/html"
-    return f"{resp.content_type}; charset={resp.charset}" if resp.charset else resp.content_type
-
-
-def _forwarded(resp: Response) -> dict[str, str]:
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in resp.raw_headers
-               if k.decode("latin-1").lower() not in _NOT_FORWARDED}
-    if resp.redirect_to is not None:
-        headers["location"] = resp.redirect_to
-    return headers
 
 
 @dataclass(slots=True)
@@ -236,9 +115,11 @@ class BrowserPool:
         """Changed crawl settings, from the next page on."""
         self.settings = settings
 
-    async def render(self, plain: Response) -> Rendered:
+    async def render(self, plain: Response, *, screenshot: bool = False) -> Rendered:
         """``plain`` loaded in the browser, its scripts run; the DOM once ``render_wait``
-        is met (or its time is up). RenderError if the browser fails or crashes."""
+        is met (or its time is up). RenderError if the browser fails or crashes.
+        ``screenshot``: a PNG of it too (with ``render_screenshot``, of every page); only
+        with WARC capture on, where it is kept."""
         from playwright.async_api import Error as PlaywrightError
 
         async with self.slots:
@@ -246,7 +127,7 @@ class BrowserPool:
             launched.active += 1
             started = time.monotonic()
             try:
-                return await self._render(launched, plain, started)
+                return await self._render(launched, plain, started, screenshot)
             except PlaywrightError as exc:
                 if not launched.browser.is_connected():
                     launched.retired = True  # crashed: the next page gets a new browser
@@ -261,9 +142,10 @@ class BrowserPool:
                 self.rendered += 1
                 await self._maybe_retire(launched)
 
-    async def _render(self, launched: _Launched, plain: Response, started: float) -> Rendered:
+    async def _render(self, launched: _Launched, plain: Response, started: float,
+                      screenshot: bool) -> Rendered:
         settings = self.settings
-        routes = _PageRoutes(plain, self.fetcher, settings, self.robots_allow)
+        routes = PageRoutes(plain, self.fetcher, settings, self.robots_allow)
         context = await launched.browser.new_context(
             user_agent=settings.full_user_agent, service_workers="block",
             accept_downloads=False)
@@ -279,7 +161,7 @@ class BrowserPool:
                 except TimeoutError:
                     waited = "timeout"  # a page that never goes idle: keep what it shows
                 html = await page.content()
-                if settings.render_screenshot and settings.warc_dir:  # kept in the WARC only
+                if (screenshot or settings.render_screenshot) and settings.warc_dir:  # WARC only
                     shot = await page.screenshot(type="png")
         finally:
             with contextlib.suppress(Exception):
@@ -361,54 +243,3 @@ class BrowserPool:
             with contextlib.suppress(Exception):
                 await self._playwright.stop()
             self._playwright = None
-
-
-def browser_rss(root: int | None = None) -> int:
-    """Bytes resident in this process's descendants that are the Playwright driver or the
-    browser's processes, each shared page counted once in all (their PSS: summed RSS
-    counts Chromium's shared pages once a process, several times too much). Linux
-    /proc; 0 elsewhere."""
-    root = os.getpid() if root is None else root
-    children: dict[int, list[int]] = {}
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return 0
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                parent = int(fh.read().rsplit(b")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(parent, []).append(int(name))
-    total, stack = 0, list(children.get(root, []))
-    while stack:
-        pid = stack.pop()
-        if _is_browser(pid):
-            total += _pss(pid)
-        stack += children.get(pid, [])
-    return total
-
-
-def _is_browser(pid: int) -> bool:
-    """Playwright's driver (node) or one of Chromium's processes, not another child of the
-    worker (an embedded Valkey)."""
-    try:
-        with open(f"/proc/{pid}/comm", "rb") as fh:
-            name = fh.read().strip().lower()
-    except OSError:
-        return False
-    return name == b"node" or b"chrom" in name or b"headless" in name
-
-
-def _pss(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"Pss:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return 0

@@ -12,6 +12,12 @@ import is a ConfigError). For each fetched page (not redirects, not errors):
   its host's normal URLs (``crawler.priority``: over 0.5 high, from 0.8 top);
   following one of the page's own links with a priority raises that link
   (a URL queued before is not moved);
+- ``p.render_again()`` asks for the page to be rendered in the browser
+  (when ``render`` is not ``never`` for its host) and the hook called again on
+  the rendered DOM; ``p.screenshot()`` asks for that render with a PNG of the
+  page, kept beside the page in the WARC file (crawler.worker.render). One such
+  render a page at most: on the hook's second call both say False (True for a
+  screenshot already taken of that render);
 - an exception ends the URL with an ``extract_error`` record (the page's
   other fields kept, ``message`` = ``Type: message``), one log line says so
   (at most one every FAIL_LOG_EVERY seconds, counting the others; each
@@ -63,14 +69,35 @@ FAIL_LOG_EVERY = 10.0
 is in its record, and its traceback in the debug log, -vv)."""
 
 
+@dataclass(frozen=True, slots=True)
+class BrowserOffer:
+    """What the worker's browser does for a hook on one page (crawler.worker.render)."""
+
+    rendered: bool = False  # the page's body is the DOM of a render
+    can_render: bool = False  # render_again() would be done
+    can_screenshot: bool = False  # ... and screenshot() kept (WARC capture is on)
+    screenshot_taken: bool = False  # this render took the PNG the hook asked for
+
+
+NO_BROWSER = BrowserOffer()
+
+
 class Page:
     """What a hook sees of one fetched page. ``tree`` is the parse the crawler already did."""
 
-    __slots__ = ("_follow", "_headers", "_parsed", "_priorities", "_response", "_soup", "_text",
-                 "body", "final_url", "status", "url")
+    __slots__ = ("_can_render", "_can_screenshot", "_follow", "_headers", "_parsed",
+                 "_priorities", "_render_again", "_response", "_screenshot", "_soup", "_text",
+                 "body", "final_url", "rendered", "status", "url")
 
-    def __init__(self, response: Response, parsed: ParsedPage | None) -> None:
+    def __init__(self, response: Response, parsed: ParsedPage | None,
+                 browser: BrowserOffer | None = None) -> None:
+        offer = browser or NO_BROWSER
         self.url = response.url
+        self.rendered = offer.rendered
+        self._can_render = offer.can_render
+        self._can_screenshot = offer.can_render and offer.can_screenshot
+        self._render_again = False
+        self._screenshot = offer.screenshot_taken
         self.final_url = response.final_url
         self.status = response.status
         self._response = response
@@ -145,6 +172,35 @@ class Page:
             self._priorities[canonical] = max(priority, self._priorities.get(canonical, 0.0))
         return True
 
+    def render_again(self) -> bool:
+        """Ask for this page to be rendered in the browser and the hook called again on
+        the rendered DOM (``p.rendered`` is then True). What the hook returns and
+        follows on that call is what the record keeps.
+
+        False when the worker will not: ``render`` is ``never`` for the page's host,
+        the page is no HTML with a 2xx status, or this call is on the render the hook
+        asked for already (one a page). A page rendered by ``auto`` or ``always`` may
+        be rendered once more.
+        """
+        if not self._can_render:
+            return False
+        self._render_again = True
+        return True
+
+    def screenshot(self) -> bool:
+        """Ask for a PNG of this page in the browser, kept beside it in the WARC file (a
+        ``resource`` record), never in Redis. It is taken during the render the hook
+        asks for: this asks for ``render_again()`` too. True if it will be (or, on that
+        render, was) taken; False without WARC capture or when ``render_again()``
+        would say False.
+        """
+        if self._screenshot:
+            return True
+        if not self._can_screenshot:
+            return False
+        self._render_again = self._screenshot = True
+        return True
+
 
 @dataclass(slots=True)
 class Extracted:
@@ -155,6 +211,8 @@ class Extracted:
     follow: list[str] = field(default_factory=list)
     error: tuple[str, str] | None = None
     priorities: dict[str, float] = field(default_factory=dict)
+    render_again: bool = False  # p.render_again(): render the page, call the hook again
+    screenshot: bool = False  # p.screenshot(): ... with a PNG of it
 
 
 def load_hook(spec: str) -> Hook:
@@ -223,9 +281,11 @@ class Extractor:
             return None
         return cls(load_hook(settings.extract), settings.extract, settings)
 
-    async def run(self, response: Response, parsed: ParsedPage | None) -> Extracted:
-        """Call the hook on one page; never raises (but cancellation)."""
-        page = Page(response, parsed)
+    async def run(self, response: Response, parsed: ParsedPage | None,
+                  browser: BrowserOffer | None = None) -> Extracted:
+        """Call the hook on one page; never raises (but cancellation). ``browser``: what
+        the hook may ask of the browser for it."""
+        page = Page(response, parsed, browser)
         try:
             if self.is_async:
                 value = await _Stepped(self.hook(page), self._step)  # type: ignore[arg-type]
@@ -242,7 +302,9 @@ class Extractor:
         except Exception as exc:
             self._failure(response.url, exc)
             return Extracted(error=("extract_error", f"{type(exc).__name__}: {exc}"))
-        return Extracted(data=data, follow=page._follow, priorities=page._priorities)
+        return Extracted(data=data, follow=page._follow, priorities=page._priorities,
+                         render_again=page._render_again,
+                         screenshot=page._screenshot and page._render_again)
 
     def _checked(self, value: Any) -> dict[str, Any] | None:
         if value is not None and not isinstance(value, dict):

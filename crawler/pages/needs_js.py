@@ -81,6 +81,14 @@ class RenderNote:
     blocked: dict[str, int] = field(default_factory=dict)
     waited: str = "ok"
     screenshot: bytes | None = None  # render_screenshot: written to the WARC, then dropped
+    screenshot_asked: bool = False  # the hook's p.screenshot() (reason "hook")
+
+    def add_counts(self, earlier: RenderNote) -> None:
+        """Count an earlier render's requests of the same page with this one's."""
+        self.subrequests += earlier.subrequests
+        self.elsewhere += earlier.elsewhere
+        for why, count in earlier.blocked.items():
+            self.blocked[why] = self.blocked.get(why, 0) + count
 
     def fields(self) -> dict[str, object]:
         """The record's fields: ``rendered``, ``render_reason``, and a render's counts."""

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from crawler.config import Settings
-    from crawler.frontier import Frontier
+    from crawler.frontier import Frontier, Lease
+    from crawler.net.fetch import Response
     from crawler.pages.scope import Scope
+    from crawler.worker.parts import RunnerParts
 
 
 async def duplicate_of(canonical: str, urls: tuple[str, ...], depth: int, *,
@@ -41,3 +43,17 @@ async def duplicate_of(canonical: str, urls: tuple[str, ...], depth: int, *,
 def drops_links(settings: Settings, duplicate: str | None) -> bool:
     """True if a page's links are not followed because it is a duplicate of its canonical."""
     return duplicate is not None and settings.canonical_links == "drop"
+
+
+async def page_canonical(runner: RunnerParts, lease: Lease, resp: Response,
+                         canonical: str | None) -> tuple[str | None, str | None]:
+    """The page's canonical to record, and the URL it duplicates, as ``canonical`` says."""
+    mode = runner.settings.canonical
+    if canonical is None or mode == "off":
+        return None, None
+    if mode == "record":
+        return canonical, None
+    return canonical, await duplicate_of(
+        canonical, (lease.url, resp.url, resp.final_url), lease.depth,
+        frontier=runner.frontier, scope=runner.scope,
+        learn=lambda anchors: runner.write(lambda: runner.worker.learn_anchors(anchors)))

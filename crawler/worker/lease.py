@@ -22,9 +22,7 @@ from crawler.net.fetch import Response
 from crawler.net.robots import RobotsFetched, RobotsUnavailable, product_token
 from crawler.observe.overview import status_tally
 from crawler.pages.extract import Extracted, Extractor
-from crawler.pages.link_header import HeaderLinks, read_link_headers
-from crawler.pages.parse import x_robots_tag
-from crawler.pages.parse_lexbor import parse_page
+from crawler.pages.page_signals import read_page_signals
 from crawler.pages.priority import raised_bands
 from crawler.pages.scope import anchors_for
 from crawler.pages.simhash import to_hex
@@ -32,9 +30,10 @@ from crawler.pages.warc import WarcCapture
 from crawler.results import dumps, make_record
 from crawler.worker import cookies
 from crawler.worker.backoff import REDIS_ERRORS, backoff_delay, log, retry_after
-from crawler.worker.canonical import drops_links, duplicate_of
+from crawler.worker.canonical import drops_links, page_canonical
+from crawler.worker.links import links_to_queue
 from crawler.worker.parts import Write
-from crawler.worker.render import Rendering
+from crawler.worker.render import Rendering, archive_rendered
 from crawler.worker.sitemap import SitemapReader
 from crawler.worker.watch import InFlight
 
@@ -166,20 +165,13 @@ class LeaseRunner:
                               host_backoff=True, count_attempt=False, reason="robots")
             return
         except errors.FetchError as exc:
-            if exc.retry and attempt < self.settings.max_attempts:
-                await self._retry(item, backoff_delay(attempt, self.settings),
-                                  elapsed=time.monotonic() - started)
-            else:
-                await self._finish_error(item, attempt, time.monotonic() - started, exc,
-                                         no_request=not exc.made_request)
+            await self._fetch_failed(item, attempt, time.monotonic() - started, exc)
             return
         if self.warc is not None:  # before the result that names it; a rendered page's
             # response as fetched, then its DOM (a conversion record)
             item.capture = self.warc.write(item.plain or resp,
                                            item.previous.capture if item.previous else "")
-            if item.plain is not None and item.render is not None:
-                self.warc.write_rendered(resp, item.plain, item.render.screenshot)
-                item.render.screenshot = None  # in the WARC; not held until the write
+            archive_rendered(self.warc, item, resp)
         if resp.status in RETRY_STATUSES:
             await self._status_retry(item, attempt, resp)
             return
@@ -187,6 +179,27 @@ class LeaseRunner:
             await self._finish_redirect(item, attempt, resp, resp.redirect_to)
             return
         await self._finish_page(item, attempt, resp)
+
+    async def _fetch_failed(self, item: InFlight, attempt: int, elapsed: float,
+                            exc: errors.FetchError) -> None:
+        """A fetch (or render) failed: another attempt later, or the URL's error record."""
+        if exc.retry and attempt < self.settings.max_attempts:
+            await self._retry(item, backoff_delay(attempt, self.settings), elapsed=elapsed)
+        else:
+            await self._finish_error(item, attempt, elapsed, exc,
+                                     no_request=not exc.made_request)
+
+    async def _render_for_hook(self, item: InFlight, attempt: int, resp: Response,
+                               screenshot: bool) -> Response | None:
+        """The page rendered at the hook's request, its DOM archived after its response;
+        None when the render failed (the lease's retry or error is written then)."""
+        try:
+            rendered = await self.rendering.render_for_hook(item, resp, screenshot)
+        except errors.FetchError as exc:
+            await self._fetch_failed(item, attempt, resp.elapsed, exc)
+            return None
+        archive_rendered(self.warc, item, rendered)
+        return rendered
 
     async def _finish_redirect(self, item: InFlight, attempt: int, resp: Response,
                                target: str) -> None:
@@ -242,34 +255,17 @@ class LeaseRunner:
 
     async def _finish_page(self, item: InFlight, attempt: int, resp: Response) -> None:
         lease = item.lease
-        title, link_count = None, 0
         links: list[tuple[str, int]] = []
-        page = None
-        header = x_robots_tag((resp.header_lists or {}).get("X-Robots-Tag", []), self.agent)
-        noindex = bool(header & {"noindex", "none"})
-        nofollow = bool(header & {"nofollow", "none"})
-        link_values = (resp.header_lists or {}).get("Link")
-        declared = read_link_headers(link_values, resp.final_url) if link_values \
-            else HeaderLinks()  # any content type: a PDF's Link header counts too
-        found = declared.links
         if resp.is_html:
             item.at("parse")
-            page = parse_page(resp.body, resp.final_url, resp.charset,
-                              follow_nofollow=self.settings.follow_nofollow,
-                              keep_tree=self.extractor is not None,
-                              simhash=self.settings.near_duplicates,
-                              parser=self.settings.html_parser)
-            title, link_count = page.title, page.link_count
-            noindex |= page.noindex
-            nofollow |= page.nofollow
-            found = page.links + [u for u in found if u not in page.links] if found \
-                else page.links
-            declared.canonical = page.canonical or declared.canonical
+        said = read_page_signals(resp, self.agent, self.settings,
+                                 keep_tree=self.extractor is not None)
+        page = said.page
         if lease.depth == 0:  # a seed (or a seed's redirect): its host is in scope
             self.scope.remember(dict.fromkeys(anchors_for([lease.url]), True))
-        canonical, duplicate = await self._canonical(lease, resp, declared.canonical)
-        if found and not nofollow and not drops_links(self.settings, duplicate):
-            links = await self._in_scope(found, lease.depth + 1)
+        canonical, duplicate = await page_canonical(self, lease, resp, said.canonical)
+        if said.links and not said.nofollow and not drops_links(self.settings, duplicate):
+            links = await links_to_queue(self, said.links, lease.depth + 1)
         if duplicate is not None and not self.frontier.sent_recently(duplicate):
             links.append((duplicate, lease.depth))  # the same page, under its own URL
         # Only a page with text: an empty one is no one's near-duplicate.
@@ -278,23 +274,31 @@ class LeaseRunner:
         link_bands: dict[str, int] | None = None
         if self.extractor is not None:
             item.at("extract")
-            extracted = await self.extractor.run(resp, page)
+            extracted = await self.extractor.run(
+                resp, page, self.rendering.offer(item, resp, capture=self.warc is not None))
             if page is not None:
                 page.tree = None  # not held while the completion waits for its group commit
+            if extracted.render_again and extracted.error is None:
+                # p.render_again(): the page again, from its DOM, the hook called on it
+                rendered = await self._render_for_hook(item, attempt, resp, extracted.screenshot)
+                if rendered is not None:
+                    await self._finish_page(item, attempt, rendered)
+                return
             if extracted.follow:
                 queued = {u for u, _ in links}
-                links += await self._in_scope(
-                    [u for u in dict.fromkeys(extracted.follow) if u not in queued],
+                links += await links_to_queue(
+                    self, [u for u in dict.fromkeys(extracted.follow) if u not in queued],
                     lease.depth + 1)
             if extracted.priorities:  # the hook raised some: queued in their bands
                 link_bands = raised_bands(extracted.priorities, (u for u, _ in links))
         record = make_record(
             url=lease.url, depth=lease.depth, attempts=attempt, worker=self.worker.id,
             dedup_url=self._dedup_url(lease),
-            final_url=resp.final_url, status=resp.status, title=title, links=link_count,
+            final_url=resp.final_url, status=resp.status, title=said.title,
+            links=said.link_count,
             content_type=resp.content_type, size=len((item.plain or resp).body),
             elapsed=resp.elapsed,
-            noindex=noindex, error=extracted.error if extracted else None, warc=resp.warc,
+            noindex=said.noindex, error=extracted.error if extracted else None, warc=resp.warc,
             canonical=canonical, duplicate_of=duplicate,
             total_elapsed=self._all_attempts(lease, resp.elapsed), simhash=simhash)
         if item.render is not None:
@@ -319,31 +323,6 @@ class LeaseRunner:
         """The key the lease's URL was deduplicated under, if not the URL itself."""
         key = self.frontier.dedup_key(lease.url)
         return None if key == lease.url else key
-
-    async def _canonical(self, lease: Lease, resp: Response, canonical: str | None
-                         ) -> tuple[str | None, str | None]:
-        """The page's canonical to record, and the URL it duplicates (crawler.worker.canonical)."""
-        mode = self.settings.canonical
-        if canonical is None or mode == "off":
-            return None, None
-        if mode == "record":
-            return canonical, None
-        return canonical, await duplicate_of(
-            canonical, (lease.url, resp.url, resp.final_url), lease.depth,
-            frontier=self.frontier, scope=self.scope,
-            learn=lambda anchors: self.write(lambda: self.worker.learn_anchors(anchors)))
-
-    async def _in_scope(self, urls: list[str], depth: int) -> list[tuple[str, int]]:
-        """The URLs to queue at ``depth``: in scope, and not sent to Redis recently.
-
-        Most links were sent to Redis already (add would drop them): skip the
-        scope rules for those.
-        """
-        fresh = [u for u in urls if not self.frontier.sent_recently(u)]
-        unknown = self.scope.unknown_anchors(fresh)
-        if unknown:
-            await self.write(lambda: self.worker.learn_anchors(unknown))
-        return [(u, depth) for u in fresh if self.scope.allows(u, depth)]
 
     async def _finish_error(self, item: InFlight, attempt: int, elapsed: float,
                             exc: errors.FetchError, error_type: str | None = None, *,

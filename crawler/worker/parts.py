@@ -54,7 +54,8 @@ class WorkerParts(Protocol):
 
 
 class RunnerParts(Protocol):
-    """What the sitemap reader and steering use of a worker's lease runner."""
+    """What the sitemap reader, steering and crawler.worker.links/canonical use of a
+    worker's lease runner."""
 
     worker: WorkerParts
     settings: Settings
