@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from crawler.config import Settings
@@ -13,6 +14,12 @@ from crawler.results import dumps, make_record
 from crawler.store import keys
 
 BASE = 0x0123456789ABCDEF
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The suite's settings with near_duplicates = true (off by default: its cost)."""
+    return settings.replace(near_duplicates=True)
 
 
 def flip(value: int, *bits: int) -> str:

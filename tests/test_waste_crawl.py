@@ -16,6 +16,12 @@ from crawler.frontier import Frontier
 from crawler.observe.status import crawl_status
 
 
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The suite's settings with near_duplicates = true (off by default: its cost)."""
+    return settings.replace(near_duplicates=True)
+
+
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[WasteSite, str]]:
     site = WasteSite(pages=60, words=400)
