@@ -22,10 +22,10 @@ URL = "https://example.com/dir/page.html"
 
 
 def _both(body: bytes, url: str = URL, charset: str | None = None,
-          follow_nofollow: bool = False) -> tuple[Page, Page]:
-    return (parse_html(body, url, charset, follow_nofollow=follow_nofollow, simhash=True),
+          follow_nofollow: bool = False, simhash: bool = True) -> tuple[Page, Page]:
+    return (parse_html(body, url, charset, follow_nofollow=follow_nofollow, simhash=simhash),
             parse_page(body, url, charset, follow_nofollow=follow_nofollow, parser="lexbor",
-                       simhash=True))
+                       simhash=simhash))
 
 
 def _facts(page: Page) -> tuple[object, ...]:
@@ -41,9 +41,11 @@ def test_lexbor_agrees_with_lxml_on_every_page_of_the_python_docs() -> None:
     pages = sorted(DOCS.rglob("*.html"))
     assert len(pages) > 400
     differ = []
-    for path in pages:
+    for n, path in enumerate(pages):
         url = "https://docs.python.org/3.11/" + str(path.relative_to(DOCS))
-        lxml_page, lexbor_page = _both(path.read_bytes(), url)
+        # The SimHashes on every third page (a third of the pages, every section): the
+        # hash doubles the test's time, and the text rules are the same on all.
+        lxml_page, lexbor_page = _both(path.read_bytes(), url, simhash=n % 3 == 0)
         if _facts(lxml_page) != _facts(lexbor_page):
             differ.append(url)
         elif lxml_page.link_count == 0:
