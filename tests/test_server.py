@@ -182,3 +182,23 @@ def test_server_stop_refuses_under_live_workers_who_restart_it_when_forced(
     assert crawl(fresh_dir, "export", "out.jsonl").returncode == 0
     urls = [json.loads(line)["url"] for line in (fresh_dir / "out.jsonl").read_text().splitlines()]
     assert sorted(urls) == sorted(expected(spec))  # every page once: nothing lost to the stop
+
+
+async def test_a_worker_on_its_own_client_never_starts_an_embedded_server(
+        redis_url: str, tmp_path: Path) -> None:
+    # Settings with no redis_url mean "the embedded server" to the commands, but
+    # a library caller hands the worker its own client: an outage of that one
+    # (a cluster's slot migration in tests/test_cluster.py) started a Valkey in
+    # ./.crawl and left it running.
+    from crawler.config import Settings
+    from crawler.store.connection import make_client
+    from crawler.worker import Worker
+
+    home = tmp_path / "home"
+    client = make_client(redis_url)
+    try:
+        worker = Worker(client, Settings(home=str(home), dedup_bucket_bits=12))
+        await worker.revive_server()
+    finally:
+        await client.aclose()
+    assert not home.exists()

@@ -108,6 +108,15 @@ def is_cluster(redis: Any) -> bool:
     return isinstance(redis, RedisCluster)
 
 
+def unix_socket_of(redis: Any) -> str | None:
+    """The unix socket path a (non-cluster) client connects to, or None (TCP, a cluster)."""
+    if is_cluster(redis):
+        return None
+    pool = getattr(redis, "connection_pool", None)
+    path = getattr(pool, "connection_kwargs", {}).get("path")
+    return str(path) if path else None
+
+
 def plain_url(url: str) -> str:
     """``redis+cluster://`` and ``rediss+cluster://`` as redis-py spells them."""
     for forced, plain in CLUSTER_SCHEMES.items():

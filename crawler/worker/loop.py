@@ -286,7 +286,14 @@ class Worker:
         """
         if self.settings.redis_url is not None:
             return
+        from crawler.store.connection import unix_socket_of
         from crawler.store.server import ensure_server, home_dir, is_running, socket_path
+
+        # Only a client of that very server: a library caller's own client
+        # (a cluster, a TCP server) with settings naming no redis_url once got
+        # an embedded Valkey started in ./.crawl on its first outage.
+        if unix_socket_of(self.redis) != str(socket_path(home_dir(self.settings.home))):
+            return
 
         def revive() -> bool:
             if is_running(socket_path(home_dir(self.settings.home))):
