@@ -9,11 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import redis as sync_redis
-from typer.testing import CliRunner, Result
+from cli_runner import crawl, fresh_dir  # noqa: F401 (fresh_dir: an autouse fixture)
 
-from crawler.cli import app
 from crawler.config import Settings
 from crawler.frontier import Frontier
 from crawler.results import dumps, make_record
@@ -24,18 +22,6 @@ from crawler.store.layout import crawl_layout
 TRICKY_TITLE = 'He said "hi"\nthen\ttabbed \x00\x07\x1b[31m \u202eevil\u202c \u200f שלום 🕷️🎉 \\ end'
 
 
-@pytest.fixture(autouse=True)
-def fresh_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run every command in an empty directory with no CRAWL_* settings around."""
-    for name in list(os.environ):
-        if name.startswith("CRAWL_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def crawl(*args: str, stdin: str | None = None) -> Result:
-    return CliRunner().invoke(app, list(args), input=stdin)
 
 
 def seeds_file(path: Path, *lines: str) -> str:

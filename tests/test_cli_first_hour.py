@@ -12,28 +12,13 @@ from pathlib import Path
 
 import pytest
 import redis as sync_redis
-from typer.testing import CliRunner, Result
+from cli_runner import crawl, fresh_dir  # noqa: F401 (fresh_dir: an autouse fixture)
 
-from crawler.cli import app
 from crawler.config import Settings
 from crawler.frontier import Frontier
 from crawler.store import keys
 from crawler.store.connection import make_client
 from crawler.store.layout import crawl_layout
-
-
-@pytest.fixture(autouse=True)
-def fresh_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run every command in an empty directory with no CRAWL_* settings around."""
-    for name in list(os.environ):
-        if name.startswith("CRAWL_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def crawl(*args: str, stdin: str | None = None) -> Result:
-    return CliRunner().invoke(app, list(args), input=stdin)
 
 
 def run_crawl(*args: str, env: dict[str, str] | None = None,
@@ -292,7 +277,7 @@ def test_a_bad_concurrency_is_one_line_naming_where_it_came_from(
     assert ">= 1" in lines[0] or "greater than or equal to 1" in lines[0], lines[0]
 
 
-def test_a_bad_config_file_and_an_unknown_key_name_the_file_and_line(fresh_dir: Path) -> None:
+def test_a_bad_config_file_and_an_unknown_key_name_the_file_and_line(fresh_dir: Path) -> None:  # noqa: F811 (the imported fixture)
     (fresh_dir / "bad.toml").write_text("concurrency = = 3\n")
     bad = run_crawl("--config", "bad.toml", "worker", "--redis", "redis://127.0.0.1:1")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr

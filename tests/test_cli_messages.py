@@ -8,24 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from cli_runner import crawl, fresh_dir  # noqa: F401 (fresh_dir: an autouse fixture)
+from typer.testing import Result
 
 from crawler.bench.sitegen import SiteServer, SiteSpec
-from crawler.cli import app
-
-
-@pytest.fixture(autouse=True)
-def fresh_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run every command in an empty directory with no CRAWL_* settings around."""
-    for name in list(os.environ):
-        if name.startswith("CRAWL_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def crawl(*args: str, stdin: str | None = None) -> Result:
-    return CliRunner().invoke(app, list(args), input=stdin)
 
 
 def seeded(redis_url: str, tmp_path: Path, *lines: str) -> None:

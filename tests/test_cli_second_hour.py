@@ -20,26 +20,13 @@ from pathlib import Path
 
 import pytest
 import redis as sync_redis
-from typer.testing import CliRunner, Result
+from cli_runner import crawl, fresh_dir  # noqa: F401 (fresh_dir: an autouse fixture)
 
-from crawler.cli import app
 from crawler.store import keys
 
 SITE_HOST = "127.0.0.55"
 
 
-@pytest.fixture(autouse=True)
-def fresh_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run every command in an empty directory with no CRAWL_* settings around."""
-    for name in list(os.environ):
-        if name.startswith("CRAWL_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def crawl(*args: str, stdin: str | None = None) -> Result:
-    return CliRunner().invoke(app, list(args), input=stdin)
 
 
 def run_crawl(*args: str, stdin: str | None = None, timeout: float = 60,
