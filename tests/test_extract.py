@@ -173,15 +173,17 @@ async def test_the_two_example_hooks_agree_on_every_page_of_a_docs_site(
 async def test_the_two_example_hooks_agree_on_the_python_docs_guides(
         redis: Redis, settings: Settings) -> None:
     # Every section but the library and C API references (380 of the 530 pages, the same
-    # markup again): the real docs' variety, without a minute of bs4 time on the suite.
+    # markup again) and the generated indexes (contents and genindex: 4.9 of the other
+    # 18 MB, long lists of the same link): the real docs' variety, without a minute of
+    # bs4 time on the suite.
     settings = settings.replace(max_per_host=16, concurrency=64,
-                                exclude=(r"/(library|c-api)/",))
+                                exclude=(r"/(library|c-api)/", r"/(genindex[^/]*|contents)\.html$"))
     with SiteServer(SiteSpec(hosts=1, pages=1), app=static_dir_app(PYTHON_DOCS)) as site:
         seeds = [site.spec.origin(0) + "/index.html"]
         by_lxml = await crawl_with(redis, settings, "headings_lxml:page", seeds, name="lxml")
         by_bs4 = await crawl_with(redis, settings, "headings_bs4:page", seeds, name="bs4")
     pages = {u: r for u, r in by_lxml.items() if r["status"] == 200 and u.endswith(".html")}
-    assert len(pages) > 120, len(pages)
+    assert len(pages) > 100, len(pages)
     for url, record in pages.items():
         assert record["data"]["headings"], url
         assert by_bs4[url]["data"] == record["data"], url
