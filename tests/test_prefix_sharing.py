@@ -117,3 +117,24 @@ async def test_a_big_hosts_queue_is_compressed_inside_and_comes_back_whole(
     assert int(await redis.memory_usage(queue, samples=0) or 0) < 3000 * 25
     got = await claim_all(frontier, 3000)
     assert sorted(lease.url for lease in got) == sorted(url for url, _ in added)
+
+
+async def test_a_path_counted_for_the_query_budget_costs_a_short_field_not_the_path(
+        redis: Redis, settings: Settings) -> None:
+    """tq:<host> counts each path's URLs with a query (trap_query_budget). Each URL
+    with a path of its own and a query used to cost the URL up to its '?' again,
+    ~103 B, more than its queue entry."""
+    frontier = Frontier(redis, settings.replace(max_per_host=1000, trap_query_budget=3),
+                        local_dedup=False)
+    urls = [(f"https://c.test/catalog/section-{i % 10:02d}/item-{i:07d}.html?r={i % 7}", 0)
+            for i in range(2000)]
+    for start in range(0, len(urls), 500):
+        assert (await frontier.add(urls[start:start + 500])).added == 500
+    tq = frontier.shards[0].trap_paths("c.test")
+    fields = await redis.hkeys(tq)
+    assert len(fields) == 2000 and {len(f) for f in fields} == {12}
+    assert await redis.memory_usage(tq, samples=0) / 2000 < 50
+    # The budget still counts per path: the 4th URL of one path is the trap's.
+    same = [(f"https://c.test/calendar?month={m}", 0) for m in range(6)]
+    assert (await frontier.add(same)).added == 3
+    assert await redis.hget(tq, hashlib.sha1(b"https://c.test/calendar").hexdigest()[:12]) == "4"

@@ -85,9 +85,14 @@ async def _measure(url: str, n: int, hosts: int, echo: Any) -> dict[str, Any]:
         out["bytes_per_queued_url"] = round((memory["queued"] + memory["hosts"]) / n, 1)
         out["bytes_per_queued_url_parts"] = {"queue_and_prefixes": round(memory["queued"] / n, 1),
                                              "host_state": round(memory["hosts"] / n, 2)}
+        # These URLs have a query and a path each of its own: each path's count for
+        # trap_query_budget (tq:<host>, counted with the near-duplicate index) stays
+        # for the crawl's life, done or not.
+        out["bytes_per_url_query_budget_counts"] = round(memory["near_dups"] / n, 1)
         out["bytes_per_seen_url"] = round(memory["seen"] / n, 2)
         echo(f"seeded {n} URLs at {out['seed']['urls_per_s']}/s; "
-             f"{out['bytes_per_queued_url']} B a queued URL, {out['bytes_per_seen_url']} B seen")
+             f"{out['bytes_per_queued_url']} B a queued URL, {out['bytes_per_seen_url']} B seen, "
+             f"{out['bytes_per_url_query_budget_counts']} B of query-budget counts")
 
         extra_hosts = 10_000
         await seed(client, settings, io.BytesIO("\n".join(

@@ -103,8 +103,10 @@ suffix              type    what it holds
                             ``u<16 hex>`` -> the first URL with that SimHash
 ``ndo:<host>``      LIST    the SimHashes in ``nd:<host>``, oldest first: at
                             ``near_duplicate_window`` the oldest leaves
-``tq:<host>``       HASH    path (up to 200 characters) -> its distinct URLs
-                            with a query string queued (trap_query_budget)
+``tq:<host>``       HASH    12 hex digits of the SHA-1 of a path (its first
+                            200 characters, scheme and host included) -> its
+                            distinct URLs with a query string queued
+                            (trap_query_budget)
 ``failed``          HASH    done URL whose last result was an error ->
                             ``type|host|depth|hops|retries`` (at most
                             ``FAILED_KEPT``; past it ``stats`` counts

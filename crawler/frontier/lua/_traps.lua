@@ -8,7 +8,18 @@
 
 local TRAP_WINDOW = 50  -- a host's recent new URLs (or pages) judged together
 local TRAP_LISTED_MS = 86400000  -- a throttled host shows as held this long
-local TRAP_PATH_CHARS = 200  -- a path's characters that name it in tq:<host>
+local TRAP_PATH_CHARS = 200  -- a path's characters that count as its name
+local TRAP_FIELD_HEX = 12  -- hex digits of a path's SHA-1 that name it in tq:<host>
+
+-- A path's field in tq:<host>: 48 bits of its SHA-1, not the path itself. A
+-- field a URL with a query and a path of its own (/item-42.html?r=1) cost
+-- ~103 B as the URL up to its '?' (more than the queue entry, ~14 B in a
+-- long compressed queue) and costs ~39 B so; two of a host's n paths share
+-- a count with odds n^2 / 2^49 (1 in 56,000 at 100,000 paths), and then only
+-- reach the budget sooner.
+local function trap_path_field(path)
+  return string.sub(redis.sha1hex(path), 1, TRAP_FIELD_HEX)
+end
 local BLOCK_KEPT = 16  -- hashes one block value of nd:<host> keeps, the newest
 
 local function bits16(x)
