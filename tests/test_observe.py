@@ -12,9 +12,11 @@ import os
 import re
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -174,6 +176,29 @@ def test_status_watch_draws_the_view_and_stops_on_ctrl_c(redis_url: str) -> None
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "queued" in out and "busiest hosts" in out and "127.0.0.2:9" in out
+
+
+def test_status_watch_into_a_file_writes_each_frame_as_it_comes(redis_url: str,
+                                                                 tmp_path: Path) -> None:
+    """Not a terminal: frames one after another, each written at once (rich's Live
+    drew nothing into a file until Ctrl-C)."""
+    seed_sync(redis_url, "watched", ["http://127.0.0.2:9/"])
+    log = tmp_path / "watch.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "crawler", "status", "--watch",
+                                 "--redis", redis_url, "--crawl", "watched"], cwd=ROOT,
+                                env=env(), stdout=out, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while log.read_text().count("busiest hosts") < 2 and time.monotonic() < deadline:
+                assert proc.poll() is None, proc.communicate()[1]
+                time.sleep(0.2)
+            written = log.read_text()  # while it still runs
+        finally:
+            proc.send_signal(2)
+            _, err = proc.communicate(timeout=20)
+    assert written.count("busiest hosts") >= 2 and "127.0.0.2:9" in written, written
+    assert proc.returncode == 0, err
 
 
 # -- who may scrape: loopback by default, a bearer token anywhere else -----------------------

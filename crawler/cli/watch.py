@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Group
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
@@ -125,7 +125,15 @@ async def watch(redis: Redis, settings: Settings, every: float = 1.0,
 
     last_memory = -MEMORY_EVERY
     kinds: dict[str, Any] | None = None
-    with Live(refresh_per_second=4, screen=False) as live:
+    console = Console()
+    # A file or a pipe (crawl status --watch > log): Live would draw only when it
+    # stops, so nothing reached the file until Ctrl-C. There a frame follows the
+    # last, with the time, as top -b prints them.
+    live = Live(console=console, refresh_per_second=4, screen=False) \
+        if console.is_terminal else None
+    if live is not None:
+        live.start()
+    try:
         done = 0
         while rounds is None or done < rounds:
             with_memory = time.monotonic() - last_memory >= MEMORY_EVERY
@@ -133,9 +141,18 @@ async def watch(redis: Redis, settings: Settings, every: float = 1.0,
             if with_memory:
                 kinds, last_memory = status.get("memory"), time.monotonic()
             status["memory"] = kinds
-            live.update(render(status, await used_memory(redis), settings.crawl))
+            frame = render(status, await used_memory(redis), settings.crawl)
+            if live is not None:
+                live.update(frame)
+            else:
+                console.rule(time.strftime("%Y-%m-%d %H:%M:%S"))
+                console.print(frame)
+                console.file.flush()
             done += 1
             await asyncio.sleep(every)
+    finally:
+        if live is not None:
+            live.stop()
 
 
 def metrics(
