@@ -119,22 +119,34 @@ async def test_a_big_hosts_queue_is_compressed_inside_and_comes_back_whole(
     assert sorted(lease.url for lease in got) == sorted(url for url, _ in added)
 
 
-async def test_a_path_counted_for_the_query_budget_costs_a_short_field_not_the_path(
+async def test_a_path_counted_for_the_query_budget_costs_8_bytes_until_a_second_url(
         redis: Redis, settings: Settings) -> None:
-    """tq:<host> counts each path's URLs with a query (trap_query_budget). Each URL
-    with a path of its own and a query used to cost the URL up to its '?' again,
-    ~103 B, more than its queue entry."""
+    """trap_query_budget counts each path's URLs with a query. A URL with a path of its
+    own and a query cost the URL up to its '?' again in tq:<host>, ~103 B, more than
+    its queue entry; a path with one such URL now costs 8 B in a shard-wide intset."""
     frontier = Frontier(redis, settings.replace(max_per_host=1000, trap_query_budget=3),
                         local_dedup=False)
+    shard = frontier.shards[0]
     urls = [(f"https://c.test/catalog/section-{i % 10:02d}/item-{i:07d}.html?r={i % 7}", 0)
             for i in range(2000)]
     for start in range(0, len(urls), 500):
         assert (await frontier.add(urls[start:start + 500])).added == 500
-    tq = frontier.shards[0].trap_paths("c.test")
-    fields = await redis.hkeys(tq)
-    assert len(fields) == 2000 and {len(f) for f in fields} == {12}
-    assert await redis.memory_usage(tq, samples=0) / 2000 < 50
-    # The budget still counts per path: the 4th URL of one path is the trap's.
+    tq = shard.trap_paths("c.test")
+    assert await redis.exists(tq) == 0  # no path has two
+    buckets = [k async for k in redis.scan_iter(match=shard.trap_first_paths("*"))]
+    members = sum([await redis.scard(b) for b in buckets])
+    used = sum([await redis.memory_usage(b, samples=0) or 0 for b in buckets])
+    assert members == 2000
+    assert {await redis.object("encoding", b) for b in buckets} == {"intset"}
+    # The budget still counts each path: the 4th URL of one path is the trap's.
     same = [(f"https://c.test/calendar?month={m}", 0) for m in range(6)]
-    assert (await frontier.add(same)).added == 3
-    assert await redis.hget(tq, hashlib.sha1(b"https://c.test/calendar").hexdigest()[:12]) == "4"
+    assert (await frontier.add(same[:1])).added == 1
+    assert await redis.exists(tq) == 0  # one URL: still in a set
+    assert (await frontier.add(same[1:])).added == 2
+    calendar = hashlib.sha1(b"https://c.test/calendar").hexdigest()
+    assert await redis.hget(tq, calendar[:12]) == "4"
+    assert await redis.sismember(shard.trap_first_paths(calendar[13:16]),
+                                 str(int(calendar[:13], 16)))
+    # Per path: 8 B in an intset, beside each bucket's key (~75 B; 4096 buckets a
+    # shard at most, so ~0.3 B a path at a million paths).
+    assert used <= 90 * len(buckets) + 8 * 2000, used / 2000

@@ -137,6 +137,7 @@ KINDS = {"px": "queued", "seen": "seen", "h": "hosts", "results": "results",
          "robots": "robots", "robots_fails": "robots", "robots_lock": "robots",
          "v": "revisits", "recrawl_hosts": "revisits", "due": "revisits",
          "due_hosts": "revisits", "nd": "near_dups", "ndo": "near_dups", "tq": "near_dups",
+         "tp": "near_dups",
          **{keys.queue_name(band): "queued" for band in range(keys.BANDS)}}
 """Key name (after the crawl's hash tag) -> the kind its memory counts as; else ``other``."""
 SCAN_BUDGET = 200_000

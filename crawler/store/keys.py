@@ -106,7 +106,10 @@ suffix              type    what it holds
 ``tq:<host>``       HASH    12 hex digits of the SHA-1 of a path (its first
                             200 characters, scheme and host included) -> its
                             distinct URLs with a query string queued
-                            (trap_query_budget)
+                            (trap_query_budget), once it has two
+``tp:<bucket>``     SET     paths with one such URL: 52 bits of the SHA-1 as
+                            an integer (intset), in 4096 buckets a shard by
+                            the next 12 bits (lua/_traps.lua)
 ``failed``          HASH    done URL whose last result was an error ->
                             ``type|host|depth|hops|retries`` (at most
                             ``FAILED_KEPT``; past it ``stats`` counts
@@ -299,6 +302,10 @@ class ShardKeys:
 
     def trap_paths(self, host: str) -> str:
         return f"{self.base}tq:{host}"
+
+    def trap_first_paths(self, bucket: str) -> str:
+        """A bucket (3 hex digits) of the paths counted once (lua/_traps.lua)."""
+        return f"{self.base}tp:{bucket}"
 
     @property
     def failed(self) -> str:

@@ -9,18 +9,37 @@
 local TRAP_WINDOW = 50  -- a host's recent new URLs (or pages) judged together
 local TRAP_LISTED_MS = 86400000  -- a throttled host shows as held this long
 local TRAP_PATH_CHARS = 200  -- a path's characters that count as its name
-local TRAP_FIELD_HEX = 12  -- hex digits of a path's SHA-1 that name it in tq:<host>
-
--- A path's field in tq:<host>: 48 bits of its SHA-1, not the path itself. A
--- field a URL with a query and a path of its own (/item-42.html?r=1) cost
--- ~103 B as the URL up to its '?' (more than the queue entry, ~14 B in a
--- long compressed queue) and costs ~39 B so; two of a host's n paths share
--- a count with odds n^2 / 2^49 (1 in 56,000 at 100,000 paths), and then only
--- reach the budget sooner.
-local function trap_path_field(path)
-  return string.sub(redis.sha1hex(path), 1, TRAP_FIELD_HEX)
-end
 local BLOCK_KEPT = 16  -- hashes one block value of nd:<host> keeps, the newest
+
+-- A path's count of URLs with a query (trap_query_budget). Its first such URL
+-- costs 8 B: 52 bits of the path's SHA-1 in one of 4096 shard-wide integer
+-- sets (tp:<3 hex digits>, intsets). A second one moves the count to a field
+-- in tq:<host> (48 bits of the SHA-1 -> the count: ~16 B while the host has
+-- at most 512 such paths, ~39 B past that). Most paths have one such URL
+-- (/item-42.html?r=1): as the URL up to its '?' a field cost ~103 B, more
+-- than its queue entry (~14 B in a long compressed queue). Two of a host's n
+-- paths share a count with odds n^2 / 2^49 (1 in 56,000 at 100,000 paths;
+-- a shard's in tp: n^2 / 2^53), and then only reach the budget sooner.
+local function trap_path_id(path)
+  local hex = redis.sha1hex(path)
+  return {field = string.sub(hex, 1, 12),
+          member = string.format('%.0f', tonumber(string.sub(hex, 1, 13), 16)),
+          bucket = string.sub(hex, 14, 16)}
+end
+
+local function trap_path_count(base, host, id)
+  local count = hnum(base .. 'tq:' .. host, id.field, 0)
+  if count == 0 then count = redis.call('SISMEMBER', base .. 'tp:' .. id.bucket, id.member) end
+  return count
+end
+
+local function trap_path_counted(base, host, id, count)
+  if count == 1 then
+    redis.call('SADD', base .. 'tp:' .. id.bucket, id.member)
+  else
+    redis.call('HSET', base .. 'tq:' .. host, id.field, count)
+  end
+end
 
 local function bits16(x)
   local n = 0

@@ -13,7 +13,7 @@
 -- prefix is looked up once a call: most URLs of a call share their host and
 -- their directory. A URL seen before stays where it is, whatever its band.
 -- Traps (lua/_traps.lua): a path's new URLs with a query string count in
--- tq:<host>; at trap_query_budget the next one gets a `trap` result (once)
+-- tp:<bucket> (the first) and tq:<host>; at trap_query_budget the next one gets a `trap` result (once)
 -- and later ones are dropped unmarked. A host whose recent new URLs with a
 -- query were mostly over that budget or trap_max_params is throttled.
 -- Returns {added, already_seen, over_host_cap} (a throttled host's cap too).
@@ -67,8 +67,8 @@ while i <= #ARGV do
   local pages_before = pages  -- the count before this group: its queued URLs are added to it
   local tcap = hnum(hk, 'tcap', -1)  -- >= 0: a throttled host's URLs still to queue
   local new, prefixes = {}, {}  -- argument index of each new URL; its prefix
-  local judged, over, paths, fields = 0, 0, {}, {}  -- new URLs with a query; over a budget;
-  -- path counts; each path's field in tq:<host>
+  local judged, over, paths, ids = 0, 0, {}, {}  -- new URLs with a query; over a budget;
+  -- path counts; each path's names in tp: and tq:<host> (lua/_traps.lua)
   for _ = 1, count do
     local url = ARGV[i + 2]
     local q = (query_budget > 0 or max_params > 0) and string.find(url, '?', 1, true)
@@ -76,8 +76,8 @@ while i <= #ARGV do
     if q then
       path = string.sub(url, 1, math.min(q - 1, TRAP_PATH_CHARS))
       if paths[path] == nil then
-        fields[path] = trap_path_field(path)
-        paths[path] = hnum(base .. 'tq:' .. host, fields[path], 0)
+        ids[path] = trap_path_id(path)
+        paths[path] = trap_path_count(base, host, ids[path])
       end
       trap = query_budget > 0 and paths[path] >= query_budget
     end
@@ -91,7 +91,7 @@ while i <= #ARGV do
     elseif trap then
       -- The first URL past the path's budget: its one result says why.
       paths[path] = paths[path] + 1
-      redis.call('HSET', base .. 'tq:' .. host, fields[path], paths[path])
+      trap_path_counted(base, host, ids[path], paths[path])
       redis.call('XADD', KEYS[6], '*', 'r', trap_record(url, depth, string.format(
         'host %s: %d URLs of %s with distinct queries; budget %d', host, query_budget,
         string.match(path, '^%a[%w+.-]*://[^/]*(/.*)$') or path, query_budget), now))
@@ -106,7 +106,7 @@ while i <= #ARGV do
       if tcap > 0 then tcap = tcap - 1 end
       if q then
         paths[path] = paths[path] + 1
-        redis.call('HINCRBY', base .. 'tq:' .. host, fields[path], 1)
+        trap_path_counted(base, host, ids[path], paths[path])
         judged = judged + 1
         if max_params > 0 and select(2, string.gsub(string.sub(url, q + 1), '&', '')) >= max_params
         then over = over + 1 end
