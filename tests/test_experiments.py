@@ -62,3 +62,17 @@ def test_bands_benchmark_measures_every_layout_and_a_raised_bands_key() -> None:
                - layouts["normal"]["bytes_per_queued_url"]) < 1.0
     assert layouts["mixed"]["bytes_per_queued_url"] > layouts["normal"]["bytes_per_queued_url"]
     assert report["band_key"]["extra_per_host_second_url_high"] > 0
+
+
+def test_the_spill_measurement_gives_every_queue_back_entry_for_entry(tmp_path: Path) -> None:
+    from bench.experiments.spill import run_spill
+
+    out = tmp_path / "spill.json"
+    report = run_spill(30_000, 10, "news", str(out), echo=lambda _: None)
+    assert report["spill"]["urls_spilled"] == 30_000 - 10 * 1000  # the heads stay
+    assert report["spill"]["used_memory_grown_after"] < report["in_redis"]["used_memory_grown"]
+    assert 0 < report["spill"]["disk_bytes_per_url"] < 40
+    assert report["refill"]["urls"] == report["spill"]["urls_spilled"]
+    assert report["refill"]["queues_identical"] is True
+    assert report["claim_after_refill"] == {"urls": 100, "decoded": True}
+    assert json.loads(out.read_text())["refill"] == report["refill"]
