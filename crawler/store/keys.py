@@ -75,8 +75,13 @@ suffix              type    what it holds
                             ``e:<type>`` errors by type
 ``attempt_ms``      HASH    URL -> ms its earlier attempts took, while it is
                             retried; deleted when it completes
-``scope``           SET     scope anchors ``host:<host>``, ``domain:<domain>``
-                            whose shard this is (by the anchor, like a host)
+``scope:<bucket>``  SET     scope anchors ``host:<host>``, ``domain:<domain>``
+                            whose shard this is (by the anchor, like a host),
+                            as 64-bit fingerprints bucketed like ``seen``
+                            (crawler.pages.scope): intsets, ~8 B an anchor
+``scope``           SET     the anchors as strings, in crawls created before
+                            the buckets (~45 B an anchor): still read, never
+                            written
 ``robots:<orig>``   STRING  cached robots.txt verdict (kind + body), with TTL
 ``robots_lock:<o>`` STRING  token of the one worker fetching that robots.txt
 ``robots_fails:<o>``STRING  failed robots.txt fetches in a row (retry budget)
@@ -228,7 +233,11 @@ class ShardKeys:
 
     @property
     def scope(self) -> str:
+        """The anchors as strings: crawls created before ``scope_bucket`` (read only)."""
         return self.base + "scope"
+
+    def scope_bucket(self, bucket: int) -> str:
+        return f"{self.base}scope:{bucket:x}"
 
     @property
     def attempt_ms(self) -> str:
