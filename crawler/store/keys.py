@@ -14,7 +14,8 @@ suffix              type    what it holds
                             a host is here only while it has queued URLs and a
                             free concurrency slot
 ``q:<host>``        LIST    the host's queued entries in the normal band (band
-                            0, breadth-first): a header byte (depth; or
+                            0, breadth-first), when it holds two or more (one
+                            waits in the host state, field ``u``): a header byte (depth; or
                             attempts, depth and redirect hops), a prefix id
                             and the rest of the URL, or the URL plainly
                             (without ``https://<host>``: lua/_lib.lua ``entry``);
@@ -37,6 +38,9 @@ suffix              type    what it holds
                             held), ``dl`` (its URLs in ``delayed``), ``names``
                             (ip mode: host names on this address), ``b1``,
                             ``b2`` (set while raised band 1, 2 may hold URLs);
+                            ``u``: the host's only normal-band entry, while
+                            ``q:<host>`` does not exist (lua/_lib.lua
+                            ``enqueue``: no list key for a one-URL host);
                             traps (lua/_traps.lua): ``tcap`` (a throttled
                             host's URLs still to queue), ``trap`` (why),
                             ``tw``/``to`` (recent new URLs, over the query
@@ -163,6 +167,11 @@ FAILED_KEPT = 100_000
 ``FAILED_KEPT`` is the same number)."""
 
 
+INLINE_ENTRY = "u"
+"""The host state field holding a host's only normal-band queue entry while
+``q:<host>`` does not exist (lua/_lib.lua ``INLINE``)."""
+
+
 def queue_name(band: int) -> str:
     """The key name of a band's host queues, before ``:<host>``: ``q``, ``q1``, ``q2``."""
     if not 0 <= band < BANDS:
@@ -263,6 +272,11 @@ class ShardKeys:
 
     def host(self, host: str) -> str:
         return f"{self.base}h:{host}"
+
+    @property
+    def host_prefix(self) -> str:
+        """What host state keys start with: SCAN them with this and ``*``."""
+        return f"{self.base}h:"
 
     def seen(self, bucket: int) -> str:
         return f"{self.base}seen:{bucket:x}"

@@ -105,20 +105,79 @@ local function queue_key(base, host, band)
   return base .. 'q' .. band .. ':' .. host
 end
 
--- URLs queued in every band; b1, b2: the host state's flags (false: unset).
--- A flagged band found empty loses its flag. (Two arguments, not a table: this
--- runs for every host a claim touches, and a table a call is garbage.)
+-- A host's one URL: the normal band's only entry waits in the host state,
+-- field u, while the band has no list (issue 24: a q:<host> list key cost a
+-- one-URL host ~105 B; the field ~25). A second URL in the band moves both to
+-- q:<host>, the inline one first; a URL given back to the front goes before
+-- it. So u is set only while q:<host> does not exist, and the normal band is
+-- u, else the list. Every push goes through ``enqueue``, every pop through
+-- ``dequeue``; readers of the band's length pass u (``queued_urls``). An
+-- entry over INLINE_MAX bytes stays in a list: a longer value would turn the
+-- host state from a listpack into a hash table for good
+-- (hash-max-listpack-value, 64 by default), dearer than the list.
+local INLINE = 'u'
+local INLINE_MAX = 64
+
+-- URLs queued in every band; b1, b2: the host state's flags (false: unset);
+-- u: its inline entry (false: none). A flagged band found empty loses its
+-- flag. (Arguments, not a table: this runs for every host a claim touches,
+-- and a table a call is garbage.)
 local function flagged_band_length(base, host, band)
   local n = redis.call('LLEN', queue_key(base, host, band))
   if n == 0 then redis.call('HDEL', base .. 'h:' .. host, BAND_FLAGS[band]) end
   return n
 end
 
-local function queued_urls(base, host, b1, b2)
-  local queued = redis.call('LLEN', base .. 'q:' .. host)
+local function queued_urls(base, host, b1, b2, u)
+  local queued = u and 1 or redis.call('LLEN', base .. 'q:' .. host)
   if b1 then queued = queued + flagged_band_length(base, host, 1) end
   if b2 then queued = queued + flagged_band_length(base, host, 2) end
   return queued
+end
+
+-- Queue entries in a band: at the back (new URLs) or, one entry, at the front
+-- (a URL given back). Flags a raised band in the host state. Returns the
+-- band's length after.
+local function enqueue(base, host, band, entries, front)
+  local hk = base .. 'h:' .. host
+  local queue = queue_key(base, host, band)
+  if band == 0 then
+    local inline = redis.call('HGET', hk, INLINE)
+    if inline then
+      -- A second URL: both to the list, the inline one first unless this one
+      -- is given back to the front.
+      redis.call('HDEL', hk, INLINE)
+      if front then
+        entries = {entries[1], inline}
+      else
+        local all = {inline}
+        for j = 1, #entries do all[j + 1] = entries[j] end
+        entries = all
+      end
+      front = false
+    elseif #entries == 1 and #entries[1] <= INLINE_MAX
+        and redis.call('EXISTS', queue) == 0 then
+      redis.call('HSET', hk, INLINE, entries[1])
+      return 1
+    end
+  end
+  local length
+  for start = 1, #entries, 1000 do  -- unpack has a stack limit
+    length = redis.call(front and 'LPUSH' or 'RPUSH', queue,
+      unpack(entries, start, math.min(start + 999, #entries)))
+  end
+  if band > 0 then redis.call('HSET', hk, BAND_FLAGS[band], 1) end
+  return length
+end
+
+-- The first entry of the normal band, taken out (false: none). ``u``: the
+-- host state's inline entry, as the caller read it (false: none).
+local function dequeue(base, host, u)
+  if u then
+    redis.call('HDEL', base .. 'h:' .. host, INLINE)
+    return u
+  end
+  return redis.call('LPOP', base .. 'q:' .. host)
 end
 
 -- A host is in the ready set exactly while it has queued URLs and a free
@@ -129,9 +188,9 @@ end
 local function refresh_ready(base, host, now)
   local hk = base .. 'h:' .. host
   local limit = host_policy(base, host)
-  local f = redis.call('HMGET', hk, 'inflight', 'next', 'dl', 'b1', 'b2')
+  local f = redis.call('HMGET', hk, 'inflight', 'next', 'dl', 'b1', 'b2', INLINE)
   local inflight = tonumber(f[1] or 0)
-  local queued = queued_urls(base, host, f[4], f[5])
+  local queued = queued_urls(base, host, f[4], f[5], f[6])
   local nxt = tonumber(f[2] or 0)
   if nxt < now then nxt = now end
   if inflight < limit and queued > 0 then
@@ -232,9 +291,10 @@ end
 -- count, a mark or false each}, as HMGET of px:<host> answers; and whether
 -- the host keeps a table. ``adding``: the URLs this call queues on the host.
 local function used_before(base, host, px, marks, adding)
-  if redis.call('EXISTS', px) == 0
-      and redis.call('LLEN', base .. 'q:' .. host) + adding <= SMALL then
-    return {}, false
+  if redis.call('EXISTS', px) == 0 then
+    local queued = redis.call('LLEN', base .. 'q:' .. host)
+    if queued == 0 then queued = redis.call('HEXISTS', base .. 'h:' .. host, INLINE) end
+    if queued + adding <= SMALL then return {}, false end
   end
   return redis.call('HMGET', px, 'm', unpack(marks)), true
 end
@@ -363,9 +423,7 @@ end
 -- Queue an entry at the back (new URLs) or the front (URLs given back) of
 -- its band, flagging a raised band in the host's state.
 local function push(base, host, attempts, depth, hops, url, front, band)
-  redis.call(front and 'LPUSH' or 'RPUSH', queue_key(base, host, band),
-    entry(base, host, attempts, depth, hops, url))
-  if band > 0 then redis.call('HSET', base .. 'h:' .. host, BAND_FLAGS[band], 1) end
+  enqueue(base, host, band, {entry(base, host, attempts, depth, hops, url)}, front)
 end
 
 -- Give a lease's URL back to the front of its host's queue, in its band.
