@@ -198,5 +198,6 @@ async def test_changed_since_reaches_every_shard(redis: Redis, settings: Setting
     for host in hosts:
         shard = shards[keys.shard_of(host, settings.shards)]
         # One URL queued: inline in the host state, no queue list (lua/_lib.lua enqueue).
-        assert await redis.hexists(shard.host(host), keys.INLINE_ENTRY)
+        assert await redis.hexists(shard.host(host), keys.INLINE_ENTRIES[0])
+        assert not await redis.hexists(shard.host(host), keys.INLINE_ENTRIES[1])
         assert not await redis.exists(shard.queue(host))

@@ -140,17 +140,17 @@ async def top_hosts(redis: Redis, settings: Settings, now_ms: int) -> list[dict[
     pipe = redis.pipeline(transaction=False)
     for shard, host in found:
         pipe.hmget(shard.host(host), "next", "hold")
-        pipe.hexists(shard.host(host), keys.INLINE_ENTRY)  # binary: not read, counted
         pipe.zscore(shard.held, host)
+        for field in keys.INLINE_ENTRIES:  # a small host's queued URLs (binary: counted)
+            pipe.hexists(shard.host(host), field)
         for queue in shard.queues(host):
             pipe.llen(queue)
     replies = await pipe.execute()
     rows: list[dict[str, Any]] = []
-    step = 3 + keys.BANDS
+    step = 2 + len(keys.INLINE_ENTRIES) + keys.BANDS
     for i, (_, host) in enumerate(found):
-        (nxt, hold), inline = replies[step * i], int(replies[step * i + 1])
-        held_until = replies[step * i + 2]
-        queued = sum(int(n) for n in replies[step * i + 3:step * (i + 1)]) + inline
+        (nxt, hold), held_until = replies[step * i], replies[step * i + 1]
+        queued = sum(int(n) for n in replies[step * i + 2:step * (i + 1)])
         held = held_until is not None and float(held_until) > now_ms
         rows.append({"host": host, "queued": int(queued),
                      "next_in_s": round(max(0, int(nxt or 0) - now_ms) / 1000, 1),

@@ -14,9 +14,10 @@ suffix              type    what it holds
                             a host is here only while it has queued URLs and a
                             free concurrency slot
 ``q:<host>``        LIST    the host's queued entries in the normal band (band
-                            0, breadth-first), when it holds two or more (one
-                            waits in the host state, field ``u``): a header byte (depth; or
-                            attempts, depth and redirect hops), a prefix id
+                            0, breadth-first), from its 4th until it empties
+                            (up to 3 wait in the host state, ``u``...):
+                            a header byte (depth; or attempts, depth and
+                            redirect hops), a prefix id
                             and the rest of the URL, or the URL plainly
                             (without ``https://<host>``: lua/_lib.lua ``entry``);
                             a sitemap's hops carry its mark (transitions.py
@@ -38,9 +39,10 @@ suffix              type    what it holds
                             held), ``dl`` (its URLs in ``delayed``), ``names``
                             (ip mode: host names on this address), ``b1``,
                             ``b2`` (set while raised band 1, 2 may hold URLs);
-                            ``u``: the host's only normal-band entry, while
-                            ``q:<host>`` does not exist (lua/_lib.lua
-                            ``enqueue``: no list key for a one-URL host);
+                            ``u``, ``u2``, ``u3``: the normal band's entries
+                            while it holds at most 3 and ``q:<host>`` does
+                            not exist (lua/_lib.lua ``enqueue``: no list key
+                            for a small host);
                             traps (lua/_traps.lua): ``tcap`` (a throttled
                             host's URLs still to queue), ``trap`` (why),
                             ``tw``/``to`` (recent new URLs, over the query
@@ -167,9 +169,9 @@ FAILED_KEPT = 100_000
 ``FAILED_KEPT`` is the same number)."""
 
 
-INLINE_ENTRY = "u"
-"""The host state field holding a host's only normal-band queue entry while
-``q:<host>`` does not exist (lua/_lib.lua ``INLINE``)."""
+INLINE_ENTRIES = ("u", "u2", "u3")
+"""The host state fields holding a small host's normal-band queue entries, in
+order, while ``q:<host>`` does not exist (lua/_lib.lua ``INLINE``)."""
 
 
 def queue_name(band: int) -> str:

@@ -9,8 +9,8 @@
 --       depth, hops (the redirects that led to them), band (0 normal, 1 high,
 --       2 top: crawler/pages/priority.py), then count x (bucket_hex, fingerprint,
 --       url, cut: the length of the URL's prefix).
--- A host's new URLs go to its queue (of their band) in one RPUSH (a host's
--- only URL inline in its host state: lua/_lib.lua ``enqueue``), and a
+-- A host's new URLs go to its queue (of their band) in one RPUSH (a small
+-- host's inline in its host state: lua/_lib.lua ``enqueue``), and a
 -- prefix is looked up once a call: most URLs of a call share their host and
 -- their directory. A URL seen before stays where it is, whatever its band.
 -- Traps (lua/_traps.lua): a path's new URLs with a query string count in
@@ -61,8 +61,8 @@ while i <= #ARGV do
       -- or waiting for a retry, counts too. Else a seed queued before the cap
       -- was set (crawl seed, then crawl worker --max-pages-per-host) took no
       -- room, and each host got one page over it.
-      local f = redis.call('HMGET', hk, 'b1', 'b2', 'inflight', 'dl', INLINE)
-      pages = queued_urls(base, host, f[1], f[2], f[5]) + tonumber(f[3] or 0)
+      local f = redis.call('HMGET', hk, 'b1', 'b2', 'inflight', 'dl', unpack(INLINE))
+      pages = queued_urls(base, host, f[1], f[2], inline_count(f, 5)) + tonumber(f[3] or 0)
         + tonumber(f[4] or 0)
     end
   end
