@@ -156,10 +156,10 @@ async def test_hosts_spread_over_shards(make_frontier: MakeFrontier, redis: Redi
     frontier = make_frontier(crawl="sharded", shards=4)
     await frontier.add(many_hosts(40))
     queues: dict[int, list[str]] = {}
-    async for key in redis.scan_iter(match="crawl:{sharded:*}:q:*"):
+    async for key in redis.scan_iter(match="crawl:{sharded:*}:h:*"):  # small hosts: no q:
         match = TAGGED_KEY.match(key)
         assert match is not None
-        host = match["rest"].removeprefix("q:")
+        host = match["rest"].removeprefix("h:")
         assert keys.shard_of(host, 4) == int(match["shard"])
         queues.setdefault(int(match["shard"]), []).append(host)
     assert sorted(queues) == [0, 1, 2, 3]

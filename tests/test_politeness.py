@@ -32,7 +32,7 @@ from crawler.frontier.politeness import (
 )
 from crawler.net.fetch import Fetcher
 from crawler.net.robots import RobotsCache
-from crawler.store.keys import ShardKeys
+from crawler.store.keys import INLINE_ENTRIES, ShardKeys
 from crawler.worker import Worker, backoff_delay, retry_after
 from crawler.worker.lease import LeaseRunner
 from crawler.worker.watch import InFlight
@@ -130,8 +130,10 @@ def urls(host: str, n: int) -> list[tuple[str, int]]:
 
 
 async def host_state(redis: Redis, settings: Settings, host: str) -> dict[str, str]:
-    state: dict[str, str] = await redis.hgetall(ShardKeys(settings.crawl, 0).host(host))
-    return state
+    """The host state's fields but a small host's queued entries (binary: keys.INLINE_ENTRIES)."""
+    key = ShardKeys(settings.crawl, 0).host(host)
+    fields = [f for f in await redis.hkeys(key) if f not in INLINE_ENTRIES]
+    return dict(zip(fields, await redis.hmget(key, fields), strict=True)) if fields else {}
 
 
 @pytest.mark.parametrize(("publish", "claimed"), [(True, 1), (False, 4)])

@@ -197,4 +197,7 @@ async def test_changed_since_reaches_every_shard(redis: Redis, settings: Setting
     assert await requeue(redis, settings, changed_since=now - 60) == len(hosts)
     for host in hosts:
         shard = shards[keys.shard_of(host, settings.shards)]
-        assert await redis.llen(shard.queue(host)) == 1
+        # One URL queued: inline in the host state, no queue list (lua/_lib.lua enqueue).
+        assert await redis.hexists(shard.host(host), keys.INLINE_ENTRIES[0])
+        assert not await redis.hexists(shard.host(host), keys.INLINE_ENTRIES[1])
+        assert not await redis.exists(shard.queue(host))

@@ -14,6 +14,7 @@ from crawler.config import Settings
 from crawler.discovery.seeds import seed
 from crawler.frontier import Frontier
 from crawler.pages.scope import Scope, ScopeStore, anchors_for, registered_domain, repeated_segments
+from crawler.store.keys import shard_of
 from crawler.worker import Worker
 
 
@@ -157,11 +158,28 @@ async def test_anchors_live_in_a_set_per_shard_and_are_looked_up_not_copied(
     store = ScopeStore(redis, settings)
     seeds = [f"http://h{i}.test/" for i in range(40)]
     await store.add(anchors_for(seeds))
-    sizes = [await redis.scard(shard.scope) for shard in store.shards]
+    buckets = {shard.shard: [k async for k in redis.scan_iter(match=shard.scope + ":*")]
+               for shard in store.shards}
+    sizes = [sum([await redis.scard(k) for k in ks]) for ks in buckets.values()]
     assert sum(sizes) == 80 and all(sizes)  # a host and a domain anchor each, spread out
+    # Fingerprints in intsets (8 B an anchor), not the anchors' names.
+    assert {await redis.object("encoding", k) for ks in buckets.values() for k in ks} == {
+        "intset"}
+    assert not await redis.exists(*(shard.scope for shard in store.shards))
     found = await store.lookup({"host:h3.test", "host:elsewhere.test", "domain:h7.test"})
     assert found == {"host:h3.test": True, "host:elsewhere.test": False,
                      "domain:h7.test": True}
+
+
+async def test_a_crawl_created_before_the_buckets_keeps_its_anchors_in_scope(
+        redis: Redis, settings: Settings) -> None:
+    settings = settings.replace(shards=2)
+    store = ScopeStore(redis, settings)
+    old = "host:" + "old.test"
+    await redis.sadd(store.shards[shard_of(old, 2)].scope, old)  # as crawls stored it before
+    await store.add(anchors_for(["http://new.test/"]))
+    found = await ScopeStore(redis, settings).lookup({old, "host:new.test", "host:no.test"})
+    assert found == {old: True, "host:new.test": True, "host:no.test": False}
 
 
 async def test_a_crawl_never_reads_the_scope_whole(redis: Redis, settings: Settings) -> None:
@@ -180,8 +198,9 @@ async def test_a_crawl_never_reads_the_scope_whole(redis: Redis, settings: Setti
 
     assert len(records) == 6
     assert calls(after, "smembers") == calls(before, "smembers")
-    # The 20 outside hosts are asked about once (then cached), not once a page.
-    assert calls(after, "smismember") - calls(before, "smismember") <= 2
+    # The 20 outside hosts are asked about once (then cached), not once a page:
+    # one SMISMEMBER a bucket they fall in (at most one each), in one round trip.
+    assert calls(after, "smismember") - calls(before, "smismember") <= 20 + 2
 
 
 async def test_a_host_seeded_after_a_worker_saw_it_out_of_scope_has_its_links_followed(

@@ -27,7 +27,8 @@ async def test_memory_by_kind_accounts_for_the_crawls_keys(redis: Redis,
 async def test_a_sampled_scan_scales_each_kind_to_the_whole(redis: Redis,
                                                             settings: Settings) -> None:
     frontier = Frontier(redis, settings)
-    await frontier.add([(f"http://h{i}.test/p.html", 1) for i in range(3000)])
+    # Four URLs a host: up to 3 wait in the host state, with no queue key.
+    await frontier.add([(f"http://h{i}.test/p{n}.html", 1) for i in range(3000) for n in range(4)])
     exact = await memory_by_kind(redis, settings)
     sampled = await memory_by_kind(redis, settings, budget=2000)
     assert sampled["sampled"]

@@ -223,7 +223,8 @@ async def drop_queue(redis: Redis, settings: Settings) -> int:
     """Discard every queued and delayed URL of the crawl; returns how many.
 
     Meant for a stopped crawl (nothing claims meanwhile). Hosts are found by
-    SCAN of each priority band's queues on the node that holds each shard, and
+    SCAN of each priority band's queues and of the host states (a host's only
+    URL waits inline in its state) on the node that holds each shard, and
     dropped by ``drop.lua`` in batches, each batch one atomic transition that
     empties every band of its hosts."""
     from crawler.frontier import Frontier
@@ -234,8 +235,8 @@ async def drop_queue(redis: Redis, settings: Settings) -> int:
         for shard in _shards(settings):
             first = True
             batch: list[str] = []
-            for band in range(keys.BANDS):
-                prefix = shard.queue_prefix(band)
+            for prefix in (shard.host_prefix,
+                           *(shard.queue_prefix(band) for band in range(keys.BANDS))):
                 async with _node_of(redis, shard) as node:
                     async for raw in node.scan_iter(match=prefix + "*", count=1000):
                         batch.append((raw.decode() if isinstance(raw, bytes) else raw)

@@ -141,11 +141,13 @@ async def top_hosts(redis: Redis, settings: Settings, now_ms: int) -> list[dict[
     for shard, host in found:
         pipe.hmget(shard.host(host), "next", "hold")
         pipe.zscore(shard.held, host)
+        for field in keys.INLINE_ENTRIES:  # a small host's queued URLs (binary: counted)
+            pipe.hexists(shard.host(host), field)
         for queue in shard.queues(host):
             pipe.llen(queue)
     replies = await pipe.execute()
     rows: list[dict[str, Any]] = []
-    step = 2 + keys.BANDS
+    step = 2 + len(keys.INLINE_ENTRIES) + keys.BANDS
     for i, (_, host) in enumerate(found):
         (nxt, hold), held_until = replies[step * i], replies[step * i + 1]
         queued = sum(int(n) for n in replies[step * i + 2:step * (i + 1)])

@@ -48,10 +48,12 @@ async def held_hosts(redis: Redis, settings: Settings) -> list[HeldHost]:
     pipe = redis.pipeline(transaction=False)
     for shard, host, _ in found:
         pipe.hget(shard.host(host), "hold")
+        for field in keys.INLINE_ENTRIES:  # a small host's queued URLs (binary: counted)
+            pipe.hexists(shard.host(host), field)
         for queue in shard.queues(host):
             pipe.llen(queue)
     replies = await pipe.execute()
-    step = 1 + keys.BANDS
+    step = 1 + len(keys.INLINE_ENTRIES) + keys.BANDS
     return [HeldHost(host, str(replies[step * i] or "backoff"), until,
                      sum(int(n) for n in replies[step * i + 1:step * (i + 1)]))
             for i, (_, host, until) in enumerate(found)]

@@ -14,8 +14,10 @@ suffix              type    what it holds
                             a host is here only while it has queued URLs and a
                             free concurrency slot
 ``q:<host>``        LIST    the host's queued entries in the normal band (band
-                            0, breadth-first): a header byte (depth; or
-                            attempts, depth and redirect hops), a prefix id
+                            0, breadth-first), from its 4th until it empties
+                            (up to 3 wait in the host state, ``u``...):
+                            a header byte (depth; or attempts, depth and
+                            redirect hops), a prefix id
                             and the rest of the URL, or the URL plainly
                             (without ``https://<host>``: lua/_lib.lua ``entry``);
                             a sitemap's hops carry its mark (transitions.py
@@ -37,6 +39,10 @@ suffix              type    what it holds
                             held), ``dl`` (its URLs in ``delayed``), ``names``
                             (ip mode: host names on this address), ``b1``,
                             ``b2`` (set while raised band 1, 2 may hold URLs);
+                            ``u``, ``u2``, ``u3``: the normal band's entries
+                            while it holds at most 3 and ``q:<host>`` does
+                            not exist (lua/_lib.lua ``enqueue``: no list key
+                            for a small host);
                             traps (lua/_traps.lua): ``tcap`` (a throttled
                             host's URLs still to queue), ``trap`` (why),
                             ``tw``/``to`` (recent new URLs, over the query
@@ -75,8 +81,13 @@ suffix              type    what it holds
                             ``e:<type>`` errors by type
 ``attempt_ms``      HASH    URL -> ms its earlier attempts took, while it is
                             retried; deleted when it completes
-``scope``           SET     scope anchors ``host:<host>``, ``domain:<domain>``
-                            whose shard this is (by the anchor, like a host)
+``scope:<bucket>``  SET     scope anchors ``host:<host>``, ``domain:<domain>``
+                            whose shard this is (by the anchor, like a host),
+                            as 64-bit fingerprints bucketed like ``seen``
+                            (crawler.pages.scope): intsets, ~8 B an anchor
+``scope``           SET     the anchors as strings, in crawls created before
+                            the buckets (~45 B an anchor): still read, never
+                            written
 ``robots:<orig>``   STRING  cached robots.txt verdict (kind + body), with TTL
 ``robots_lock:<o>`` STRING  token of the one worker fetching that robots.txt
 ``robots_fails:<o>``STRING  failed robots.txt fetches in a row (retry budget)
@@ -163,6 +174,11 @@ FAILED_KEPT = 100_000
 ``FAILED_KEPT`` is the same number)."""
 
 
+INLINE_ENTRIES = ("u", "u2", "u3")
+"""The host state fields holding a small host's normal-band queue entries, in
+order, while ``q:<host>`` does not exist (lua/_lib.lua ``INLINE``)."""
+
+
 def queue_name(band: int) -> str:
     """The key name of a band's host queues, before ``:<host>``: ``q``, ``q1``, ``q2``."""
     if not 0 <= band < BANDS:
@@ -233,7 +249,11 @@ class ShardKeys:
 
     @property
     def scope(self) -> str:
+        """The anchors as strings: crawls created before ``scope_bucket`` (read only)."""
         return self.base + "scope"
+
+    def scope_bucket(self, bucket: int) -> str:
+        return f"{self.base}scope:{bucket:x}"
 
     @property
     def attempt_ms(self) -> str:
@@ -259,6 +279,11 @@ class ShardKeys:
 
     def host(self, host: str) -> str:
         return f"{self.base}h:{host}"
+
+    @property
+    def host_prefix(self) -> str:
+        """What host state keys start with: SCAN them with this and ``*``."""
+        return f"{self.base}h:"
 
     def seen(self, bucket: int) -> str:
         return f"{self.base}seen:{bucket:x}"

@@ -105,20 +105,107 @@ local function queue_key(base, host, band)
   return base .. 'q' .. band .. ':' .. host
 end
 
--- URLs queued in every band; b1, b2: the host state's flags (false: unset).
--- A flagged band found empty loses its flag. (Two arguments, not a table: this
--- runs for every host a claim touches, and a table a call is garbage.)
+-- A small host's URLs: while a host's normal band holds at most INLINE_KEPT
+-- entries, they wait in its host state, fields u, u2, u3 in order, and the
+-- band has no list (issue 24: a q:<host> list key cost a host of 1-3 URLs
+-- ~105 B; a field ~3 B besides its entry). One more moves them all to
+-- q:<host>, in order; a URL given back to the front goes before them. So the
+-- fields are set only while q:<host> does not exist, from u on without a gap,
+-- and the normal band is the fields, else the list. Every push goes through
+-- ``enqueue``, every pop through ``dequeue``; readers of the band's length
+-- read the fields in the host-state HMGET they make anyway (``inline_count``).
+-- An entry over INLINE_MAX bytes stays in a list: a longer value would turn
+-- the host state from a listpack into a hash table for good
+-- (hash-max-listpack-value, 64 by default), dearer than the list.
+local INLINE = {'u', 'u2', 'u3'}
+local INLINE_KEPT = 3
+local INLINE_MAX = 64
+
+-- How many inline entries an HMGET reply holds from index i on (the fields of
+-- INLINE, asked in order). No table: this runs for every host a claim touches.
+local function inline_count(f, i)
+  if not f[i] then return 0 end
+  if not f[i + 1] then return 1 end
+  if not f[i + 2] then return 2 end
+  return 3
+end
+
+-- URLs queued in every band; b1, b2: the host state's flags (false: unset);
+-- inline: its inline entries (inline_count). A flagged band found empty loses
+-- its flag. (Arguments, not a table: this runs for every host a claim
+-- touches, and a table a call is garbage.)
 local function flagged_band_length(base, host, band)
   local n = redis.call('LLEN', queue_key(base, host, band))
   if n == 0 then redis.call('HDEL', base .. 'h:' .. host, BAND_FLAGS[band]) end
   return n
 end
 
-local function queued_urls(base, host, b1, b2)
-  local queued = redis.call('LLEN', base .. 'q:' .. host)
+local function queued_urls(base, host, b1, b2, inline)
+  local queued = inline > 0 and inline or redis.call('LLEN', base .. 'q:' .. host)
   if b1 then queued = queued + flagged_band_length(base, host, 1) end
   if b2 then queued = queued + flagged_band_length(base, host, 2) end
   return queued
+end
+
+-- Queue entries in a band: at the back (new URLs) or, one entry, at the front
+-- (a URL given back). Flags a raised band in the host state. Returns the
+-- band's length after.
+local function enqueue(base, host, band, entries, front)
+  local hk = base .. 'h:' .. host
+  local queue = queue_key(base, host, band)
+  if band == 0 then
+    local inline = redis.call('HMGET', hk, unpack(INLINE))
+    local k = inline_count(inline, 1)
+    if k + #entries <= INLINE_KEPT and (k > 0 or redis.call('EXISTS', queue) == 0) then
+      local fits = true
+      for j = 1, #entries do
+        if #entries[j] > INLINE_MAX then fits = false end
+      end
+      if fits then
+        local set = {}
+        if front then  -- first, the others one field on
+          set[1], set[2] = INLINE[1], entries[1]
+          for j = 1, k do set[2 * j + 1], set[2 * j + 2] = INLINE[j + 1], inline[j] end
+        else
+          for j = 1, #entries do set[2 * j - 1], set[2 * j] = INLINE[k + j], entries[j] end
+        end
+        redis.call('HSET', hk, unpack(set))
+        return k + #entries
+      end
+    end
+    if k > 0 then  -- past INLINE_KEPT (or too long): all to the list, in order
+      redis.call('HDEL', hk, unpack(INLINE, 1, k))
+      local all = {}
+      if front then all[1] = entries[1] end
+      for j = 1, k do all[#all + 1] = inline[j] end
+      if not front then
+        for j = 1, #entries do all[#all + 1] = entries[j] end
+      end
+      entries, front = all, false
+    end
+  end
+  local length
+  for start = 1, #entries, 1000 do  -- unpack has a stack limit
+    length = redis.call(front and 'LPUSH' or 'RPUSH', queue,
+      unpack(entries, start, math.min(start + 999, #entries)))
+  end
+  if band > 0 then redis.call('HSET', hk, BAND_FLAGS[band], 1) end
+  return length
+end
+
+-- The first entry of the normal band, taken out (false: none). ``f``, ``i``:
+-- the caller's HMGET of the host state, the fields of INLINE from index i on.
+local function dequeue(base, host, f, i)
+  local k = inline_count(f, i)
+  if k == 0 then return redis.call('LPOP', base .. 'q:' .. host) end
+  local hk = base .. 'h:' .. host
+  if k == 2 then
+    redis.call('HSET', hk, INLINE[1], f[i + 1])
+  elseif k == 3 then
+    redis.call('HSET', hk, INLINE[1], f[i + 1], INLINE[2], f[i + 2])
+  end
+  redis.call('HDEL', hk, INLINE[k])
+  return f[i]
 end
 
 -- A host is in the ready set exactly while it has queued URLs and a free
@@ -129,9 +216,9 @@ end
 local function refresh_ready(base, host, now)
   local hk = base .. 'h:' .. host
   local limit = host_policy(base, host)
-  local f = redis.call('HMGET', hk, 'inflight', 'next', 'dl', 'b1', 'b2')
+  local f = redis.call('HMGET', hk, 'inflight', 'next', 'dl', 'b1', 'b2', unpack(INLINE))
   local inflight = tonumber(f[1] or 0)
-  local queued = queued_urls(base, host, f[4], f[5])
+  local queued = queued_urls(base, host, f[4], f[5], inline_count(f, 6))
   local nxt = tonumber(f[2] or 0)
   if nxt < now then nxt = now end
   if inflight < limit and queued > 0 then
@@ -232,9 +319,12 @@ end
 -- count, a mark or false each}, as HMGET of px:<host> answers; and whether
 -- the host keeps a table. ``adding``: the URLs this call queues on the host.
 local function used_before(base, host, px, marks, adding)
-  if redis.call('EXISTS', px) == 0
-      and redis.call('LLEN', base .. 'q:' .. host) + adding <= SMALL then
-    return {}, false
+  if redis.call('EXISTS', px) == 0 then
+    local queued = redis.call('LLEN', base .. 'q:' .. host)
+    if queued == 0 then
+      queued = inline_count(redis.call('HMGET', base .. 'h:' .. host, unpack(INLINE)), 1)
+    end
+    if queued + adding <= SMALL then return {}, false end
   end
   return redis.call('HMGET', px, 'm', unpack(marks)), true
 end
@@ -363,9 +453,7 @@ end
 -- Queue an entry at the back (new URLs) or the front (URLs given back) of
 -- its band, flagging a raised band in the host's state.
 local function push(base, host, attempts, depth, hops, url, front, band)
-  redis.call(front and 'LPUSH' or 'RPUSH', queue_key(base, host, band),
-    entry(base, host, attempts, depth, hops, url))
-  if band > 0 then redis.call('HSET', base .. 'h:' .. host, BAND_FLAGS[band], 1) end
+  enqueue(base, host, band, {entry(base, host, attempts, depth, hops, url)}, front)
 end
 
 -- Give a lease's URL back to the front of its host's queue, in its band.

@@ -69,7 +69,7 @@ local function queue_revisit(base, host, field, state, known)
   if head == 's/' then url = 'https://' .. host .. string.sub(field, 2)
   elseif head == 'h/' then url = 'http://' .. host .. string.sub(field, 2) end
   redis.call('HSET', base .. 'v:' .. host, field, '*' .. state)
-  redis.call('RPUSH', base .. 'q:' .. host, entry(base, host, 0, tonumber(numbers[4]), 0, url, known))
+  enqueue(base, host, 0, {entry(base, host, 0, tonumber(numbers[4]), 0, url, known)}, false)
   return true
 end
 

@@ -9,7 +9,8 @@
 --       depth, hops (the redirects that led to them), band (0 normal, 1 high,
 --       2 top: crawler/pages/priority.py), then count x (bucket_hex, fingerprint,
 --       url, cut: the length of the URL's prefix).
--- A host's new URLs go to its queue (of their band) in one RPUSH, and a
+-- A host's new URLs go to its queue (of their band) in one RPUSH (a small
+-- host's inline in its host state: lua/_lib.lua ``enqueue``), and a
 -- prefix is looked up once a call: most URLs of a call share their host and
 -- their directory. A URL seen before stays where it is, whatever its band.
 -- Traps (lua/_traps.lua): a path's new URLs with a query string count in
@@ -60,8 +61,9 @@ while i <= #ARGV do
       -- or waiting for a retry, counts too. Else a seed queued before the cap
       -- was set (crawl seed, then crawl worker --max-pages-per-host) took no
       -- room, and each host got one page over it.
-      local f = redis.call('HMGET', hk, 'b1', 'b2', 'inflight', 'dl')
-      pages = queued_urls(base, host, f[1], f[2]) + tonumber(f[3] or 0) + tonumber(f[4] or 0)
+      local f = redis.call('HMGET', hk, 'b1', 'b2', 'inflight', 'dl', unpack(INLINE))
+      pages = queued_urls(base, host, f[1], f[2], inline_count(f, 5)) + tonumber(f[3] or 0)
+        + tonumber(f[4] or 0)
     end
   end
   local pages_before = pages  -- the count before this group: its queued URLs are added to it
@@ -132,12 +134,7 @@ while i <= #ARGV do
     end
   end
   if #entries > 0 then
-    local length
-    local queue = queue_key(base, host, band)
-    for start = 1, #entries, 1000 do  -- unpack has a stack limit
-      length = redis.call('RPUSH', queue, unpack(entries, start, math.min(start + 999, #entries)))
-    end
-    if band > 0 then redis.call('HSET', hk, BAND_FLAGS[band], 1) end
+    local length = enqueue(base, host, band, entries, false)
     if max_pages > 0 then redis.call('HSET', hk, 'pages', pages_before + #entries) end
     added = added + #entries
     -- Only a queue that was empty can make its host ready (with bands: one

@@ -105,8 +105,10 @@ if ctl[3] and hnum(KEYS[7], 'errors', 0) >= tonumber(ctl[3]) then
 end
 
 -- 3. Lease from ready hosts, one URL per host per pass: from its highest
--- band flagged (b2, b1) that holds one, else from its normal queue.
-local function pop_highest(host, b1, b2)
+-- band flagged (b2, b1) that holds one, else from its normal queue (its
+-- inline URLs, or its list). ``f``: the host state's HMGET below.
+local function pop_highest(host, f)
+  local b1, b2 = f[4], f[5]
   if b2 then
     local e = redis.call('LPOP', queue_key(base, host, 2))
     if e then return e, 2 end
@@ -115,7 +117,7 @@ local function pop_highest(host, b1, b2)
     local e = redis.call('LPOP', queue_key(base, host, 1))
     if e then return e, 1 end
   end
-  return redis.call('LPOP', base .. 'q:' .. host), 0
+  return dequeue(base, host, f, 6), 0
 end
 
 local out = {}
@@ -128,11 +130,12 @@ while got < n do
     -- A newly published policy may have raised the delay or lowered the
     -- limit since this host was scored; then it only gets a new score.
     local limit, delay = host_policy(base, host)
-    local f = redis.call('HMGET', hk, 'next', 'inflight', 'crawl_delay', 'b1', 'b2')
+    local f = redis.call('HMGET', hk, 'next', 'inflight', 'crawl_delay', 'b1', 'b2',
+      unpack(INLINE))
     local prev = tonumber(f[1] or 0)
     local e, band = false, 0
     if prev <= now and tonumber(f[2] or 0) < limit then
-      e, band = pop_highest(host, f[4], f[5])
+      e, band = pop_highest(host, f)
     end
     if e then
       local attempts, depth, hops, url = parse_entry(base, host, e)

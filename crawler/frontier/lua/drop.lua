@@ -1,6 +1,7 @@
 -- drop: discard the queued and delayed URLs of a stopped crawl's hosts
 -- (`crawl stop --drop`). Leases in flight are left to finish: their URLs end
--- with a result as usual. The caller finds the hosts (SCAN of q:*, q1:*, q2:*)
+-- with a result as usual. The caller finds the hosts (SCAN of h:*, for a
+-- small host's inline URLs, and q:*, q1:*, q2:*)
 -- and sends them in batches, a host maybe more than once; every band of a host
 -- is dropped. Hosts emptied here go idle and are compacted by reclaim.
 -- A dropped URL queued for a revisit (recrawl = true: its state in v:<host>
@@ -24,6 +25,17 @@ end
 for i = 3, #ARGV do
   local host = ARGV[i]
   local revisits = redis.call('EXISTS', base .. 'v:' .. host) == 1
+  local hk = base .. 'h:' .. host
+  local inline = redis.call('HMGET', hk, unpack(INLINE))
+  local k = inline_count(inline, 1)
+  if k > 0 then
+    for j = 1, revisits and k or 0 do
+      local _, _, _, url = parse_entry(base, host, inline[j])
+      unmark_revisit(base, host, url, now)
+    end
+    redis.call('HDEL', hk, unpack(INLINE, 1, k))
+    dropped = dropped + k
+  end
   for band = 0, RAISED_BANDS do
     local queue = queue_key(base, host, band)
     if revisits then  -- before the queue and its prefix table go: they name the URLs

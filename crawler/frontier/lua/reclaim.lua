@@ -31,8 +31,8 @@ for _, host in ipairs(redis.call('ZRANGEBYSCORE', idle, '-inf', now, 'LIMIT', 0,
   redis.call('ZREM', idle, host)
   local hk = base .. 'h:' .. host
   local f = redis.call('HMGET', hk, 'inflight', 'dl', 'next', 'pages', 'crawl_delay', 'names',
-                       'b1', 'b2', 'tcap', 'trap')
-  if queued_urls(base, host, f[7], f[8]) == 0 and tonumber(f[1] or 0) == 0
+                       'b1', 'b2', 'tcap', 'trap', unpack(INLINE))
+  if queued_urls(base, host, f[7], f[8], inline_count(f, 11)) == 0 and tonumber(f[1] or 0) == 0
       and tonumber(f[2] or 0) == 0 then
     if tonumber(f[3] or 0) > now then
       redis.call('ZADD', idle, f[3], host)  -- not yet: its window is still open

@@ -23,7 +23,7 @@ for i = 3, #ARGV, 7 do
   else
     redis.call('HINCRBY', KEYS[7], 'seen', 1)
   end
-  redis.call('RPUSH', base .. 'q:' .. host, entry(base, host, 0, 0, tonumber(ARGV[i + 6]), url))
+  enqueue(base, host, 0, {entry(base, host, 0, 0, tonumber(ARGV[i + 6]), url)}, false)
   queue_revisits_done(base, host, 1, ARGV[i + 1], ARGV[i + 2], now)
   queued = queued + 1
 end

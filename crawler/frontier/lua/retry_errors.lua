@@ -28,8 +28,8 @@ for j = 1, #flat, 2 do
   -- HSCAN may return a field twice: marked the first time, skipped the next.
   if kind and wanted[kind] then
     known[host] = known[host] or {}
-    redis.call('RPUSH', base .. 'q:' .. host,
-      entry(base, host, 0, tonumber(depth), tonumber(hops), url, known[host]))
+    enqueue(base, host, 0,
+      {entry(base, host, 0, tonumber(depth), tonumber(hops), url, known[host])}, false)
     redis.call('HSET', fk, url, string.format('*|%s|%s|%s|%d', host, depth, hops,
       tonumber(retries) + 1))
     if not by_host[host] then
