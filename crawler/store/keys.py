@@ -104,7 +104,8 @@ suffix              type    what it holds
 ``ndo:<host>``      LIST    the SimHashes in ``nd:<host>``, oldest first: at
                             ``near_duplicate_window`` the oldest leaves
 ``tq:<host>``       HASH    path (up to 200 characters) -> its distinct URLs
-                            with a query string queued (trap_query_budget)
+                            with a query string queued (trap_query_budget);
+                            the field is 6 bytes of the path's SHA-1
 ``failed``          HASH    done URL whose last result was an error ->
                             ``type|host|depth|hops|retries`` (at most
                             ``FAILED_KEPT``; past it ``stats`` counts

@@ -9,6 +9,18 @@
 local TRAP_WINDOW = 50  -- a host's recent new URLs (or pages) judged together
 local TRAP_LISTED_MS = 86400000  -- a throttled host shows as held this long
 local TRAP_PATH_CHARS = 200  -- a path's characters that name it in tq:<host>
+
+-- A path's field in tq:<host>: 6 bytes of its SHA-1, not the path. A field of
+-- the whole URL's path cost ~50 B a queued URL where many URLs with a query
+-- each have a file of their own (issue 24, shape paged: "/a-story-1042.html?page=3"),
+-- and a field over 64 bytes turns the host's hash into a hash table. Two of a
+-- host's paths share a field once in ~10^14 pairs: their counts add up.
+local function path_field(path)
+  local hex = redis.sha1hex(path)
+  local out = {}
+  for k = 1, 11, 2 do out[#out + 1] = tonumber(string.sub(hex, k, k + 1), 16) end
+  return string.char(unpack(out))
+end
 local BLOCK_KEPT = 16  -- hashes one block value of nd:<host> keeps, the newest
 
 local function bits16(x)

@@ -13,7 +13,7 @@
 -- prefix is looked up once a call: most URLs of a call share their host and
 -- their directory. A URL seen before stays where it is, whatever its band.
 -- Traps (lua/_traps.lua): a path's new URLs with a query string count in
--- tq:<host>; at trap_query_budget the next one gets a `trap` result (once)
+-- tq:<host> (under a digest of the path); at trap_query_budget the next one gets a `trap` result (once)
 -- and later ones are dropped unmarked. A host whose recent new URLs with a
 -- query were mostly over that budget or trap_max_params is throttled.
 -- Returns {added, already_seen, over_host_cap} (a throttled host's cap too).
@@ -68,13 +68,17 @@ while i <= #ARGV do
   local tcap = hnum(hk, 'tcap', -1)  -- >= 0: a throttled host's URLs still to queue
   local new, prefixes, longer = {}, {}, {}  -- argument index of each new URL; its prefixes
   local judged, over, paths = 0, 0, {}  -- new URLs with a query; over a budget; path counts
+  local path_fields = {}  -- path -> its field in tq:<host>
   for _ = 1, count do
     local url = ARGV[i + 2]
     local q = (query_budget > 0 or max_params > 0) and string.find(url, '?', 1, true)
     local path, trap = nil, false
     if q then
       path = string.sub(url, 1, math.min(q - 1, TRAP_PATH_CHARS))
-      if paths[path] == nil then paths[path] = hnum(base .. 'tq:' .. host, path, 0) end
+      if paths[path] == nil then
+        path_fields[path] = path_field(path)
+        paths[path] = hnum(base .. 'tq:' .. host, path_fields[path], 0)
+      end
       trap = query_budget > 0 and paths[path] >= query_budget
     end
     if (max_pages > 0 and pages >= max_pages) or tcap == 0 then
@@ -87,7 +91,7 @@ while i <= #ARGV do
     elseif trap then
       -- The first URL past the path's budget: its one result says why.
       paths[path] = paths[path] + 1
-      redis.call('HSET', base .. 'tq:' .. host, path, paths[path])
+      redis.call('HSET', base .. 'tq:' .. host, path_fields[path], paths[path])
       redis.call('XADD', KEYS[6], '*', 'r', trap_record(url, depth, string.format(
         'host %s: %d URLs of %s with distinct queries; budget %d', host, query_budget,
         string.match(path, '^%a[%w+.-]*://[^/]*(/.*)$') or path, query_budget), now))
@@ -104,7 +108,7 @@ while i <= #ARGV do
       if tcap > 0 then tcap = tcap - 1 end
       if q then
         paths[path] = paths[path] + 1
-        redis.call('HINCRBY', base .. 'tq:' .. host, path, 1)
+        redis.call('HINCRBY', base .. 'tq:' .. host, path_fields[path], 1)
         judged = judged + 1
         if max_params > 0 and select(2, string.gsub(string.sub(url, q + 1), '&', '')) >= max_params
         then over = over + 1 end
