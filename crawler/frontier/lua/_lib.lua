@@ -185,7 +185,8 @@ end
 -- Queue entry: what a queued URL costs. A header byte holds the depth
 -- (0..126) when attempts and redirect hops are zero, the usual case; else the
 -- byte 0x80 and "attempts,depth,hops|". Then one byte naming the URL's prefix
--- (scheme, authority and directory, up to the last '/' of the path) in the
+-- (scheme, authority and directory, up to the last '/' of the path; or, from
+-- add.lua, through the query's first '=': ``query_prefix``) in the
 -- host's prefix table px:<host>, and the rest of the URL; or, for a prefix
 -- not shared (yet) or once the table is full, the URL plainly (``plain``).
 -- A host's URLs share few prefixes, so an entry is little more than its file
