@@ -326,8 +326,9 @@ end
 -- yet, one for the marks, then one HINCRBY and one HSET for the prefixes
 -- that move to the table, instead of a lookup each. Past PREFIXES_KEPT ids a
 -- prefix gets 0: its entries keep the whole URL. ``id_limit`` (add.lua's
--- query prefixes): once the host handed out that many ids, new prefixes get
--- 0 and leave no mark, so the ids left go to directories.
+-- query prefixes): a new prefix goes to the table only when two of
+-- ``prefixes`` use it, and leaves no mark; once the host handed out that
+-- many ids, none, so the ids left go to directories.
 local function prefix_ids(base, host, prefixes, known, id_limit)
   local wanted, fields, uses = {}, {}, {}
   for _, prefix in ipairs(prefixes) do
@@ -352,6 +353,18 @@ local function prefix_ids(base, host, prefixes, known, id_limit)
     end
   end
   if #missing == 0 then return end
+  if id_limit then
+    -- A query prefix leaves no mark: it goes to the table when two URLs of one
+    -- call use it. A URL with a query of its own (``/a-1.html?page=2``) then
+    -- costs one field lookup, not a digest and the marks (twice the server
+    -- time of an add where every URL had one).
+    local twice = {}
+    for _, prefix in ipairs(missing) do
+      if uses[prefix] > 1 then twice[#twice + 1] = prefix else known[prefix] = 0 end
+    end
+    if #twice == 0 then return end
+    missing = twice
+  end
   local marks, before, ids = marks_of(base, host, px, #prefixes)
   if not marks or (id_limit and ids >= id_limit) then
     for _, prefix in ipairs(missing) do known[prefix] = 0 end
