@@ -356,8 +356,9 @@ local function prefix_ids(base, host, prefixes, known, id_limit)
   if id_limit then
     -- A query prefix leaves no mark: it goes to the table when two URLs of one
     -- call use it. A URL with a query of its own (``/a-1.html?page=2``) then
-    -- costs one field lookup, not a digest and the marks (twice the server
-    -- time of an add where every URL had one).
+    -- costs one field lookup, not a digest and the marks too (with them, adds
+    -- where every URL had one took up to twice the server time, in runs on a
+    -- loaded machine).
     local twice = {}
     for _, prefix in ipairs(missing) do
       if uses[prefix] > 1 then twice[#twice + 1] = prefix else known[prefix] = 0 end
