@@ -64,6 +64,23 @@ def test_workers_wait_for_a_healthy_valkey(path: Path) -> None:
                 assert _healthy_valkey_behind(services, dep), (name, dep)
 
 
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+def test_compose_valkey_has_the_embedded_servers_memory_settings(path: Path) -> None:
+    # Dedup intsets, compressed host queues in small nodes (README, Memory): an
+    # external server sized from the README's figures needs what the embedded one has.
+    from crawler.store.server import server_args
+
+    embedded = server_args(Path("/tmp"))
+    wanted = [f"{flag} {embedded[embedded.index(flag) + 1]}" for flag in (
+        "--set-max-intset-entries", "--list-compress-depth", "--list-max-listpack-size")]
+    services = load(path)["services"]
+    nodes = [s for s in services.values() if "valkey-server" in str(s.get("command", ""))]
+    assert nodes
+    for node in nodes:
+        command = " ".join(str(node["command"]).split())
+        assert all(setting in command for setting in wanted), (wanted, command)
+
+
 def test_the_compose_cluster_has_the_test_fixtures_shape_and_settings() -> None:
     services = load(DOCKER / "compose-cluster.yaml")["services"]
     nodes = [s for s in services.values() if "valkey-server" in str(s.get("command", ""))]

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from crawl_helpers import reclaim_expired
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from crawler.config import HostPolicy, Settings
@@ -115,7 +116,7 @@ async def test_seen_fingerprints_are_stored_as_intsets(
 
 
 async def test_urls_come_back_whole_past_the_hosts_prefix_table(
-        make_frontier: MakeFrontier, redis: Redis) -> None:
+        make_frontier: MakeFrontier, clean_redis: str) -> None:
     # A host's queue entries name their directory by a one-byte id from its
     # prefix table (250 ids); past that, an entry holds its whole URL. Ids are
     # handed out in bulk, one lookup per host and call: this crosses the limit
@@ -130,10 +131,12 @@ async def test_urls_come_back_whole_past_the_hosts_prefix_table(
     counts = await frontier.add(second)
     assert (counts.added, counts.seen) == (200, 20)
     assert (await frontier.add(third)).added == 11
-    prefixes = await redis.hgetall(frontier.shards[0].prefixes("a.test"))
-    ids = {k: v for k, v in prefixes.items() if k.startswith("=")}
+    raw = SyncRedis.from_url(clean_redis)  # prefixes are stored without "http://a.test"
+    prefixes = raw.hgetall(frontier.shards[0].prefixes("a.test"))
+    ids = {k: v for k, v in prefixes.items() if k.startswith(b"=")}
     assert sorted(int(v) for v in ids.values()) == list(range(1, 251))
     assert all(prefixes[v] == k[1:] for k, v in ids.items())  # both directions agree
+    assert all(k.startswith(b"=\xfe/d") for k in ids)
     leases = await claim_until(frontier, 811)
     got = sorted((lease.url, lease.depth) for lease in leases)
     assert got == sorted({*first, *second, *third})

@@ -8,10 +8,23 @@ import os
 import time
 
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from crawler.config import Settings
 from crawler.frontier import Frontier, Lease
+from crawler.store.server import LIST_NODE_ENTRIES
+
+
+def mark(prefix: str) -> bytes:
+    """A prefix's mark in its host's table: the first 2 bytes of its SHA-1."""
+    return hashlib.sha1(prefix.encode()).digest()[:2]
+
+
+def marks_of(table: dict[bytes, bytes]) -> list[bytes]:
+    """A host table's marks, packed 2 bytes each in fields ~1 .. ~4."""
+    packed = b"".join(table.get(f"~{j}".encode(), b"") for j in range(1, 5))
+    return [packed[at:at + 2] for at in range(0, len(packed), 2)]
 
 
 async def claim_all(frontier: Frontier, n: int) -> list[Lease]:
@@ -23,16 +36,20 @@ async def claim_all(frontier: Frontier, n: int) -> list[Lease]:
 
 
 async def test_urls_each_in_a_directory_of_their_own_put_no_prefix_in_the_table(
-        redis: Redis, settings: Settings) -> None:
+        redis: Redis, settings: Settings, clean_redis: str) -> None:
     frontier = Frontier(redis, settings.replace(max_per_host=1000), local_dedup=False)
     added = [(f"https://a.test/articles/2026/{i:04d}/article-{i:07d}.html", 0)
              for i in range(60)]
     for start in range(0, 60, 20):  # across calls, as a crawl finds them
         assert (await frontier.add(added[start:start + 20])).added == 20
     px = frontier.shards[0].prefixes("a.test")
-    table = await redis.hgetall(px)
-    assert not [k for k in table if k.startswith("=")]  # no directory in the table
+    table = SyncRedis.from_url(clean_redis).hgetall(px)  # binary: marks and prefixes
+    assert not [k for k in table if k.startswith(b"=")]  # no directory in the table
+    assert sorted(table) == [b"~1", b"~2"]  # 60 marks, packed 30 a field
+    assert sorted(marks_of(table)) == sorted(
+        mark(url.rsplit("/", 1)[0] + "/") for url, _ in added)
     assert await redis.object("encoding", px) == "listpack"  # marks only: a small hash
+    assert int(await redis.memory_usage(px, samples=0) or 0) < 60 * 4  # was ~14 B a mark
     # Plain entries leave out "https://a.test": each costs little more than its path.
     queue = frontier.shards[0].queue("a.test")
     lengths: list[int] = await redis.eval(  # type: ignore[misc]  # entries are binary
@@ -45,26 +62,31 @@ async def test_urls_each_in_a_directory_of_their_own_put_no_prefix_in_the_table(
 
 
 async def test_the_second_url_of_a_directory_moves_it_to_the_table(
-        redis: Redis, settings: Settings) -> None:
+        redis: Redis, settings: Settings, clean_redis: str) -> None:
     frontier = Frontier(redis, settings.replace(max_per_host=1000), local_dedup=False)
     shard = frontier.shards[0]
+    raw = SyncRedis.from_url(clean_redis)
     others = [(f"http://b.test:8080/other-{i}/x", 0) for i in range(9)]  # past SMALL
     await frontier.add(others)
     await frontier.add([("http://b.test:8080/shop/item-1.html?a=1", 2)])
-    shop = hashlib.sha1(b"http://b.test:8080/shop/").hexdigest()[:8]
-    marked = await redis.hgetall(shard.prefixes("b.test:8080"))
-    assert f"~{shop}" in marked and not [k for k in marked if k.startswith("=")]
+    shop = mark("http://b.test:8080/shop/")
+    marked = raw.hgetall(shard.prefixes("b.test:8080"))
+    assert shop in marks_of(marked) and not [k for k in marked if k.startswith(b"=")]
     await frontier.add([("http://b.test:8080/shop/item-2.html", 3)])
-    table = await redis.hgetall(shard.prefixes("b.test:8080"))
-    assert [k for k in table if k.startswith("=")] == ["=http://b.test:8080/shop/"]
-    assert f"~{shop}" not in table and len([k for k in table if k[0] == "~"]) == 9
-    assert table["m"] == "9"  # the other directories' marks, and its mark went
+    table = raw.hgetall(shard.prefixes("b.test:8080"))
+    # In the table without its origin (the key names the host): 254 is "http://<host>".
+    assert [k for k in table if k.startswith(b"=")] == [b"=\xfe/shop/"]
+    assert table[table[b"=\xfe/shop/"]] == b"\xfe/shop/"  # id -> prefix
+    assert shop not in marks_of(table)  # its mark went; the other directories' stay
+    # (item-1's query prefix, path and first name, used once, leaves none).
+    assert sorted(marks_of(table)) == sorted(mark(url.rsplit("/", 1)[0] + "/")
+                                             for url, _ in others)
     # Two URLs of a directory in one call share it at once; a lone one stays plain.
     await frontier.add([("https://c.test/x/1", 0), ("https://c.test/x/2", 0),
                         ("https://c.test/y/1", 1)] + [(f"https://c.test/z{i}/", 0)
                                                       for i in range(9)])
-    table = await redis.hgetall(shard.prefixes("c.test"))
-    assert sorted(k for k in table if k.startswith("=")) == ["=https://c.test/x/"]
+    table = raw.hgetall(shard.prefixes("c.test"))
+    assert sorted(k for k in table if k.startswith(b"=")) == [b"=\xff/x/"]  # "https://c.test"
     got = await claim_all(frontier, 23)
     assert sorted((lease.url, lease.depth) for lease in got if "/z" not in lease.url
                   and "/other" not in lease.url) == [
@@ -84,7 +106,7 @@ async def test_a_url_given_back_comes_back_whole_after_its_table_went(
 
 
 async def test_a_small_host_gets_no_prefix_hash_even_when_its_urls_share_a_directory(
-        redis: Redis, settings: Settings) -> None:
+        redis: Redis, settings: Settings, clean_redis: str) -> None:
     frontier = Frontier(redis, settings.replace(max_per_host=100), local_dedup=False)
     shard = frontier.shards[0]
     await frontier.add([("https://solo.test/index.html", 0)])
@@ -95,7 +117,7 @@ async def test_a_small_host_gets_no_prefix_hash_even_when_its_urls_share_a_direc
     assert not await redis.exists(shard.prefixes("solo.test"), shard.prefixes("few.test"))
     # Past 8 URLs queued, a directory used twice goes to the table.
     await frontier.add([(f"https://few.test/b/{i}", 2) for i in range(5, 9)])
-    assert await redis.hget(shard.prefixes("few.test"), "=https://few.test/b/") == "1"
+    assert SyncRedis.from_url(clean_redis).hget(shard.prefixes("few.test"), b"=\xff/b/") == b"1"
     got = await claim_all(frontier, 12)
     assert sorted(lease.url for lease in got) == sorted(
         ["http://few.test/c/1", "https://few.test/a/1", "https://solo.test/index.html"]
@@ -150,3 +172,64 @@ async def test_a_path_counted_for_the_query_budget_costs_8_bytes_until_a_second_
     # Per path: 8 B in an intset, beside each bucket's key (~75 B; 4096 buckets a
     # shard at most, so ~0.3 B a path at a million paths).
     assert used <= 90 * len(buckets) + 8 * 2000, used / 2000
+
+
+async def test_a_url_with_a_query_shares_its_path_and_first_name_and_others_their_directory(
+        redis: Redis, settings: Settings, clean_redis: str) -> None:
+    frontier = Frontier(redis, settings.replace(max_per_host=1000), local_dedup=False)
+    items = [(f"https://q.test/item?id={1000 + i}&ref=t-{i * 7919 % 10**6:06d}", 0)
+             for i in range(20)]
+    pages = [(f"https://q.test/p/page-{i}.html?page=2", 1) for i in range(20)]
+    lone = [("https://q.test/lone?x=1", 0)]
+    for start in range(0, 20, 5):  # across calls, as a crawl finds them
+        await frontier.add(items[start:start + 5] + pages[start:start + 5])
+    await frontier.add(lone)
+    raw = SyncRedis.from_url(clean_redis)
+    table = raw.hgetall(frontier.shards[0].prefixes("q.test"))
+    # "/item?id=" from the table; a file of its own with a query keeps its directory's id.
+    assert sorted(k for k in table if k.startswith(b"=")) == [b"=\xff/item?id=", b"=\xff/p/"]
+    assert mark("https://q.test/lone?x=") not in marks_of(table)  # a query prefix: no mark
+    entries = raw.lrange(frontier.shards[0].queue("q.test"), 0, -1)
+    short = [e for e in entries if e[1:2] == bytes([int(table[b"=\xff/item?id="])])]
+    assert len(short) == 15  # the first five came while the host was small: plain
+    assert max(map(len, short)) == 2 + len("1019&ref=t-000000")
+    got = await claim_all(frontier, 41)
+    assert sorted((lease.url, lease.depth) for lease in got) == sorted(items + pages + lone)
+
+
+async def test_a_prefix_table_written_whole_still_gives_urls_back_whole(
+        redis: Redis, settings: Settings, clean_redis: str) -> None:
+    # Tables written before prefixes were stored without their origin hold them whole.
+    frontier = Frontier(redis, settings.replace(max_per_host=1000), local_dedup=False)
+    added = [(f"http://old.test:81/dir/{i}.html", 0) for i in range(12)]
+    await frontier.add(added)
+    px = frontier.shards[0].prefixes("old.test:81")
+    raw = SyncRedis.from_url(clean_redis)
+    assert raw.hget(px, "1") == b"\xfe/dir/"
+    raw.hset(px, "1", "http://old.test:81/dir/")
+    got = await claim_all(frontier, 12)
+    assert sorted(lease.url for lease in got) == sorted(url for url, _ in added)
+
+
+async def test_a_host_of_100_urls_has_its_queue_compressed_inside(
+        redis: Redis, settings: Settings) -> None:
+    if os.environ.get("CRAWL_TEST_REDIS_URL"):
+        pytest.skip("an external server keeps its own list settings")
+    # The test server runs with the embedded server's settings (server_args).
+    assert await redis.config_get("list-max-listpack-size") == {
+        "list-max-listpack-size": str(LIST_NODE_ENTRIES)}
+    assert LIST_NODE_ENTRIES <= 33  # a queue of 100 has inner nodes
+    frontier = Frontier(redis, settings.replace(max_per_host=1000), local_dedup=False)
+    added = [(f"https://n.test/2024/03/{i // 25:02d}/story-about-the-{i % 7}-river-{i}.html", 0)
+             for i in range(100)]
+    for start in range(0, 100, 20):
+        await frontier.add(added[start:start + 20])
+    queue = frontier.shards[0].queue("n.test")
+    entries: list[int] = await redis.eval(  # type: ignore[misc]  # entries are binary
+        "local n = 0 for _, e in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do"
+        " n = n + #e + 2 end return n", 1, queue)
+    assert await redis.object("encoding", queue) == "quicklist"
+    # LZF on the inner nodes: a third less than the entries themselves.
+    assert int(await redis.memory_usage(queue, samples=0) or 0) < entries * 2 // 3
+    got = await claim_all(frontier, 100)
+    assert sorted(lease.url for lease in got) == sorted(url for url, _ in added)

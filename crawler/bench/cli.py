@@ -199,7 +199,8 @@ def memory(
                    ] = "bench/results/memory-latest.json",
     shape: Annotated[list[str] | None, typer.Option(
         help="URL shape(s) to measure instead, by key kind: news, own-directory, shop, query, "
-             "wiki, broad, or all (--urls of them, --per-host each but broad).")] = None,
+             "wiki, forum, paged, broad, or all (--urls of them, --per-host each but "
+             "broad).")] = None,
     per_host: Annotated[int, typer.Option(min=1, help="URLs a host in --shape runs.")] = 100,
     small_hosts: Annotated[bool, typer.Option(
         help="Instead: a host with one queued URL in other key layouts.")] = False,

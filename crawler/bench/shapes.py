@@ -11,6 +11,10 @@ run), from the properties issue 24 lists, not copied from one site:
 - ``query``: ``/item?id=42&ref=tracking-123456&sort=price``, one path, the
   URL told apart by its query;
 - ``wiki``: ``/wiki/Some_Title_42``, one directory;
+- ``forum``: ``/forum/viewtopic.php?t=123456&start=30``, a few scripts told
+  apart by their queries (of two or three names);
+- ``paged``: ``/stories/slug-words-1042.html``, half of them with a query
+  (``?page=3``, ``?lang=de&ref=home``): a file of its own with a query;
 - ``broad``: a few big hosts (a fifth of the URLs) and most hosts with 1-3
   URLs, each host's URLs of one of the shapes above.
 
@@ -80,9 +84,43 @@ def wiki_paths(rng: random.Random, count: int) -> list[str]:
     return [f"/wiki/{_slug(rng, 1, 3).replace('-', '_').title()}_{i}" for i in range(count)]
 
 
+def forum_paths(rng: random.Random, count: int) -> list[str]:
+    out: dict[str, None] = {}
+    while len(out) < count:
+        kind = rng.random()
+        if kind < 0.7:
+            path = (f"/forum/viewtopic.php?t={rng.randint(1000, 999_999)}"
+                    f"&start={rng.choice((0, 0, 15, 30, 45))}")
+        elif kind < 0.9:
+            path = f"/forum/viewforum.php?f={rng.randint(1, 80)}&start={rng.randint(0, 40) * 25}"
+        else:
+            path = f"/forum/memberlist.php?mode=viewprofile&u={rng.randint(2, 99_999)}"
+        out[path] = None
+    return list(out)
+
+
+def paged_paths(rng: random.Random, count: int) -> list[str]:
+    section = rng.choice(("stories", "blog", "guides"))
+    start = rng.randint(0, 90_000)
+    out = []
+    for i in range(count):
+        path = f"/{section}/{_slug(rng, 2, 4)}-{start + i}.html"
+        kind = rng.random()
+        if kind < 0.3:
+            path += f"?page={rng.randint(2, 6)}"
+        elif kind < 0.5:
+            path += f"?lang={rng.choice(('de', 'fr', 'es'))}&ref=home"
+        out.append(path)
+    return out
+
+
 PATHS: dict[str, PathMaker] = {"news": news_paths, "own-directory": own_directory_paths,
-                               "shop": shop_paths, "query": query_paths, "wiki": wiki_paths}
+                               "shop": shop_paths, "query": query_paths, "wiki": wiki_paths,
+                               "forum": forum_paths, "paged": paged_paths}
 SHAPES = (*PATHS, "broad")
+BROAD_KINDS = ("news", "own-directory", "shop", "query", "wiki")
+"""The paths a broad crawl's hosts have: the first five shapes (its figures compare
+with those measured before forum and paged were added)."""
 
 
 def host_sizes(urls: int, per_host: int, broad: bool, rng: random.Random) -> list[int]:
@@ -105,7 +143,7 @@ def shape_urls(shape: str, urls: int, per_host: int = 100, seed: int = 24) -> li
         raise ValueError(f"unknown shape {shape!r}; one of {', '.join(SHAPES)}")
     rng = random.Random(f"{shape}:{seed}")
     out: list[str] = []
-    kinds = list(PATHS.values())
+    kinds = [PATHS[kind] for kind in BROAD_KINDS]
     for i, size in enumerate(host_sizes(urls, per_host, shape == "broad", rng)):
         make = rng.choice(kinds) if shape == "broad" else PATHS[shape]
         origin = f"{rng.choice(('https', 'https', 'https', 'http'))}://{host_name(rng, i)}"

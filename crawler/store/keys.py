@@ -26,11 +26,14 @@ suffix              type    what it holds
                             (crawler.priority); claimed before any lower band,
                             present only while it holds URLs
 ``px:<host>``       HASH    the host's URL prefixes (scheme, authority,
-                            directory) used by two URLs or more: ``<id>`` ->
-                            prefix, ``=<prefix>`` -> id, ``n`` last id;
-                            ``~<digest>`` marks a prefix one URL used, ``m``
-                            counts them; only on a host past 8 queued URLs;
-                            deleted when the queue empties
+                            directory; or path and the query's first name)
+                            used by two URLs or more, without
+                            ``https://<host>`` (lua/_lib.lua
+                            ``strip_origin``): ``<id>`` -> prefix,
+                            ``=<prefix>`` -> id, ``n`` last id; ``~1`` ..
+                            ``~4``: 2-byte digests of prefixes one URL used,
+                            packed 30 a field; only on a host past 8 queued
+                            URLs; deleted when the queue empties
 ``h:<host>``        HASH    host state: ``inflight``, ``limit``, ``delay`` (ms),
                             ``next`` (ms), ``last`` (ms, last request start),
                             ``crawl_delay`` (ms), ``pages`` (only with a

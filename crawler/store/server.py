@@ -11,7 +11,8 @@ home directory (``./.crawl`` or ``$CRAWL_HOME``):
   process on the machine) reuse it, ``crawl server stop`` stops it;
 - it is tuned so dedup sets of 64-bit fingerprints stay in the compact
   intset encoding (``set-max-intset-entries``), about 8 bytes a URL, and so
-  the inner nodes of long host queues are compressed (``list-compress-depth``).
+  the inner nodes of host queues of more than ~64 URLs are compressed
+  (``list-compress-depth``, ``list-max-listpack-size``).
 """
 
 from __future__ import annotations
@@ -29,10 +30,16 @@ from crawler.errors import ServerError
 
 SOCKET_NAME = "valkey.sock"
 LIST_COMPRESS_DEPTH = 1
-"""A list's nodes (~8 KB of entries each) but its first and last are LZF-compressed: a
-big host's queue tail costs a third to a half of its bytes (issue 24: 10,000 URLs a host,
-45-49 B a queued URL's entry down to 13-22 B), while adds (at the tail) and claims (at
-the head) touch uncompressed nodes; a host of up to ~150 URLs has no node to compress."""
+"""A list's nodes but its first and last are LZF-compressed: adds (at the tail) and claims
+(at the head) touch uncompressed nodes, and a node is compressed once, when the tail
+moves past it, and decompressed once, when it becomes the head."""
+LIST_NODE_ENTRIES = 32
+"""Entries a list node holds (Valkey's default, -2, is 8 KB of them). A host of 100 URLs
+(4-7 KB of entries) fit one 8 KB node and had nothing to compress; in nodes of 32 it has
+two inner nodes compressed, and a queued URL costs 8-18 B less all in (issue 24,
+``python -m bench.experiments.list_nodes``). Smaller nodes compress worse (LZF has less
+to refer back to) and cost a node's header more often: a host of 10,000 URLs pays ~5 B a
+URL more than in 8 KB nodes, a host of 33-64 URLs ~3 B (a list of two nodes, not one)."""
 # Dedup buckets hold up to this many fingerprints before Valkey would convert
 # the set to a hash table (~40 B a member instead of 8). With 4096 buckets a
 # shard this keeps 8 B a URL up to ~30M URLs a shard.
@@ -66,6 +73,7 @@ def server_args(home: Path, *, port: int = 0, unix: bool = True, persist: bool =
         "--save", "",
         "--set-max-intset-entries", str(INTSET_ENTRIES),
         "--list-compress-depth", str(LIST_COMPRESS_DEPTH),
+        "--list-max-listpack-size", str(LIST_NODE_ENTRIES),
         "--lua-time-limit", "5000",
         "--logfile", str(home / "valkey.log"),
         "--pidfile", str(home / "valkey.pid"),

@@ -272,7 +272,8 @@ end
 -- Queue entry: what a queued URL costs. A header byte holds the depth
 -- (0..126) when attempts and redirect hops are zero, the usual case; else the
 -- byte 0x80 and "attempts,depth,hops|". Then one byte naming the URL's prefix
--- (scheme, authority and directory, up to the last '/' of the path) in the
+-- (scheme, authority and directory, up to the last '/' of the path; or, from
+-- add.lua, through the query's first '=': ``query_prefix``) in the
 -- host's prefix table px:<host>, and the rest of the URL; or, for a prefix
 -- not shared (yet) or once the table is full, the URL plainly (``plain``).
 -- A host's URLs share few prefixes, so an entry is little more than its file
@@ -292,18 +293,74 @@ local function split_url(url)
   return string.sub(url, 1, cut), string.sub(url, cut + 1)
 end
 
+-- A URL with a query shares more with its host's other URLs through the
+-- path and the query's first name ("/item?id=") than through its directory
+-- ("/"): add.lua tries this prefix first, then the directory. Only while it
+-- is short: a hash field over 64 bytes (hash-max-listpack-value) would turn
+-- the host's whole table into a hash table, several times the bytes.
+-- At most QUERY_IDS of a host's ids go to such prefixes.
+local QUERY_IDS = 128
+local QUERY_PREFIX_CHARS = 60
+
+-- The prefix through the query's first '=' (``q``: where the '?' is), or false.
+local function query_prefix(url, q)
+  local eq = string.find(url, '=', q + 1, true)
+  if not eq then return false end
+  local amp = string.find(url, '&', q + 1, true)
+  local path = string.find(url, '/', (string.find(url, '://', 1, true) or 0) + 3, true)
+  if (amp and amp < eq) or not path or eq - path >= QUERY_PREFIX_CHARS then return false end
+  return string.sub(url, 1, eq)
+end
+
+-- A URL or prefix without its origin: byte 255 and what follows
+-- "https://<host>" when it starts so (254: "http://<host>"), else 0 and the
+-- whole of it. The queue's key names the host already (the revisit hash
+-- strips it the same way); the host's prefix table stores its prefixes so too.
+local function strip_origin(host, url)
+  local n = #host
+  if string.sub(url, 9, 8 + n) == host and string.sub(url, 1, 8) == 'https://'
+      and string.sub(url, 9 + n, 9 + n) == '/' then
+    return '\255' .. string.sub(url, 9 + n)
+  elseif string.sub(url, 8, 7 + n) == host and string.sub(url, 1, 7) == 'http://'
+      and string.sub(url, 8 + n, 8 + n) == '/' then
+    return '\254' .. string.sub(url, 8 + n)
+  end
+  return '\0' .. url
+end
+
+-- The whole URL (or prefix) again. A table written before prefixes were
+-- stored without their origin holds them whole: they start with a letter.
+local function with_origin(host, s)
+  local b = string.byte(s, 1)
+  if b == 255 then return 'https://' .. host .. string.sub(s, 2) end
+  if b == 254 then return 'http://' .. host .. string.sub(s, 2) end
+  if b == 0 then return string.sub(s, 2) end
+  return s
+end
+
+-- A URL stored plainly: its header, then the URL without its origin.
+local function plain(head, host, url)
+  return head .. strip_origin(host, url)
+end
+
 -- A prefix is shared only when it is shared: on a host past SMALL URLs, the
 -- first URL of a prefix is stored plainly (without its origin, see ``plain``)
--- and leaves a mark, an 8-hex-digit digest of the prefix, in px:<host>; the
--- second URL of the prefix (marked, or a second one in the same call) moves
--- it to the table.
+-- and leaves a mark, a 2-byte digest of the prefix, in px:<host>; the second
+-- URL of the prefix (marked, or a second one in the same call) moves it to
+-- the table.
 -- A table entry costs the prefix twice plus fields, so a prefix of one URL
 -- cost more in the table than plainly (issue 24: URLs each in a directory of
 -- their own paid 148 B, a host with one URL a whole hash). A digest that
--- collides only moves a prefix to the table early: the table maps ids to
--- whole prefixes, never to digests. At most MARKS_KEPT marks a host (field
--- ``m`` counts them), so the hash stays small: past them, new prefixes stay plain.
+-- collides only moves a prefix to the table early (1 new prefix in ~650 with
+-- 100 marks kept): the table maps ids to whole prefixes, never to digests.
+-- Marks are packed, MARK_CHUNK of them a field (``~1`` .. ``~4``), not a field
+-- each: a field costs more than its digest (issue 24: 14 B of marks a URL
+-- where every URL has a directory of its own), and a field's value stays
+-- under the 64 bytes (hash-max-listpack-value) that keep the hash a listpack.
+-- At most MARKS_KEPT marks a host: past them, new prefixes stay plain.
 local MARKS_KEPT = 100
+local MARK_CHUNK = 30
+local MARK_FIELDS = {'~1', '~2', '~3', '~4'}
 -- A host without a table that will hold at most SMALL URLs queued (in its
 -- normal band) gets no table and leaves no marks: all its URLs are plain.
 -- A plain entry already leaves out its origin, so a table saves a small host
@@ -312,36 +369,64 @@ local MARKS_KEPT = 100
 local SMALL = 8
 
 local function mark_of(prefix)
-  return '~' .. string.sub(redis.sha1hex(prefix), 1, 8)
+  local hex = redis.sha1hex(prefix)
+  return string.char(tonumber(string.sub(hex, 1, 2), 16), tonumber(string.sub(hex, 3, 4), 16))
 end
 
--- Which of ``missing`` (their marks ``marks``) a URL used before: {marks
--- count, a mark or false each}, as HMGET of px:<host> answers; and whether
--- the host keeps a table. ``adding``: the URLs this call queues on the host.
-local function used_before(base, host, px, marks, adding)
+-- Where ``mark`` is in ``marks`` (packed 2-byte marks), or nil.
+local function find_mark(marks, mark)
+  local at = string.find(marks, mark, 1, true)
+  while at and at % 2 == 0 do at = string.find(marks, mark, at + 1, true) end
+  return at
+end
+
+-- The host's marks, packed (or false: the host keeps no table), its marks
+-- fields as read, and the ids handed out. ``adding``: the URLs this call
+-- queues on the host; a small host's queue may be inline in its state.
+local function marks_of(base, host, px, adding)
   if redis.call('EXISTS', px) == 0 then
     local queued = redis.call('LLEN', base .. 'q:' .. host)
     if queued == 0 then
       queued = inline_count(redis.call('HMGET', base .. 'h:' .. host, unpack(INLINE)), 1)
     end
-    if queued + adding <= SMALL then return {}, false end
+    if queued + adding <= SMALL then return false, nil, 0 end
   end
-  return redis.call('HMGET', px, 'm', unpack(marks)), true
+  local fields = redis.call('HMGET', px, 'n', unpack(MARK_FIELDS))
+  local packed = {}
+  for j = 1, #MARK_FIELDS do packed[j] = fields[j + 1] or '' end
+  return table.concat(packed), {unpack(fields, 2)}, tonumber(fields[1] or 0)
+end
+
+-- Write back the marks fields that changed (one HSET, one HDEL at most).
+local function store_marks(px, marks, before)
+  local set, gone = {}, {}
+  for j, field in ipairs(MARK_FIELDS) do
+    local chunk = string.sub(marks, (j - 1) * 2 * MARK_CHUNK + 1, j * 2 * MARK_CHUNK)
+    if chunk ~= (before[j] or '') then
+      if chunk == '' then gone[#gone + 1] = field
+      else set[#set + 1], set[#set + 2] = field, chunk end
+    end
+  end
+  if #set > 0 then redis.call('HSET', px, unpack(set)) end
+  if #gone > 0 then redis.call('HDEL', px, unpack(gone)) end
 end
 
 -- The ids of a host's prefixes (add.lua: those of a group of new URLs), in
 -- ``known`` (prefix -> id; 0: stored plainly): one HMGET for those not there
--- yet, one for their marks, then one HINCRBY and one HSET for the prefixes
+-- yet, one for the marks, then one HINCRBY and one HSET for the prefixes
 -- that move to the table, instead of a lookup each. Past PREFIXES_KEPT ids a
--- prefix gets 0: its entries keep the whole URL.
-local function prefix_ids(base, host, prefixes, known)
+-- prefix gets 0: its entries keep the whole URL. ``id_limit`` (add.lua's
+-- query prefixes): a new prefix goes to the table only when two of
+-- ``prefixes`` use it, and leaves no mark; once the host handed out that
+-- many ids, none, so the ids left go to directories.
+local function prefix_ids(base, host, prefixes, known, id_limit)
   local wanted, fields, uses = {}, {}, {}
   for _, prefix in ipairs(prefixes) do
     if not known[prefix] then
       if not wanted[prefix] then
-        wanted[prefix] = true
+        wanted[prefix] = strip_origin(host, prefix)
         wanted[#wanted + 1] = prefix
-        fields[#fields + 1] = '=' .. prefix
+        fields[#fields + 1] = '=' .. wanted[prefix]
       end
       uses[prefix] = (uses[prefix] or 0) + 1
     end
@@ -349,71 +434,60 @@ local function prefix_ids(base, host, prefixes, known)
   if #fields == 0 then return end
   local px = base .. 'px:' .. host
   local found = redis.call('HMGET', px, unpack(fields))
-  local missing, marks = {}, {}
+  local missing = {}
   for j, prefix in ipairs(wanted) do
     if found[j] then
       known[prefix] = tonumber(found[j])
     else
       missing[#missing + 1] = prefix
-      marks[#marks + 1] = mark_of(prefix)
     end
   end
   if #missing == 0 then return end
-  local marked, in_table = used_before(base, host, px, marks, #prefixes)
-  if not in_table then
+  if id_limit then
+    -- A query prefix leaves no mark: it goes to the table when two URLs of one
+    -- call use it. A URL with a query of its own (``/a-1.html?page=2``) then
+    -- costs one field lookup, not a digest and the marks too (with them, adds
+    -- where every URL had one took up to twice the server time, in runs on a
+    -- loaded machine).
+    local twice = {}
+    for _, prefix in ipairs(missing) do
+      if uses[prefix] > 1 then twice[#twice + 1] = prefix else known[prefix] = 0 end
+    end
+    if #twice == 0 then return end
+    missing = twice
+  end
+  local marks, before, ids = marks_of(base, host, px, #prefixes)
+  if not marks or (id_limit and ids >= id_limit) then
     for _, prefix in ipairs(missing) do known[prefix] = 0 end
     return
   end
-  local shared, unmarked, new_marks = {}, {}, {}
-  for j, prefix in ipairs(missing) do
-    if marked[j + 1] or uses[prefix] > 1 then
+  local shared, marked = {}, marks
+  for _, prefix in ipairs(missing) do
+    local mark = mark_of(prefix)
+    local at = find_mark(marked, mark)
+    if at or uses[prefix] > 1 then
       shared[#shared + 1] = prefix
-      if marked[j + 1] then unmarked[#unmarked + 1] = marks[j] end
+      if at then marked = string.sub(marked, 1, at - 1) .. string.sub(marked, at + 2) end
     else
       known[prefix] = 0
-      new_marks[#new_marks + 1] = marks[j]
+      if #marked < 2 * MARKS_KEPT then marked = marked .. mark end
     end
   end
-  if #unmarked > 0 then
-    redis.call('HDEL', px, unpack(unmarked))
-    redis.call('HINCRBY', px, 'm', -#unmarked)
-  end
-  local room = MARKS_KEPT - tonumber(marked[1] or 0) + #unmarked
-  if room > 0 and #new_marks > 0 then
-    local set = {}
-    for j = 1, math.min(room, #new_marks) do set[#set + 1], set[#set + 2] = new_marks[j], '' end
-    redis.call('HSET', px, unpack(set))
-    redis.call('HINCRBY', px, 'm', #set / 2)
-  end
+  if marked ~= marks then store_marks(px, marked, before) end
   if #shared == 0 then return end
   local first = redis.call('HINCRBY', px, 'n', #shared) - #shared + 1
   local stored = {}
   for j, prefix in ipairs(shared) do
     local id = first + j - 1
-    if id > PREFIXES_KEPT then
+    if id > (id_limit or PREFIXES_KEPT) then
       id = 0
     else
-      local n = #stored
-      stored[n + 1], stored[n + 2], stored[n + 3], stored[n + 4] = '=' .. prefix, id, id, prefix
+      local n, short = #stored, wanted[prefix]
+      stored[n + 1], stored[n + 2], stored[n + 3], stored[n + 4] = '=' .. short, id, id, short
     end
     known[prefix] = id
   end
   if #stored > 0 then redis.call('HSET', px, unpack(stored)) end
-end
-
--- A URL stored plainly: id byte 255 and what follows "https://<host>" when
--- the URL starts so (254: "http://<host>"), else 0 and the whole URL. The
--- queue's key names the host already (the revisit hash strips it the same way).
-local function plain(head, host, url)
-  local n = #host
-  if string.sub(url, 9, 8 + n) == host and string.sub(url, 1, 8) == 'https://'
-      and string.sub(url, 9 + n, 9 + n) == '/' then
-    return head .. '\255' .. string.sub(url, 9 + n)
-  elseif string.sub(url, 8, 7 + n) == host and string.sub(url, 1, 7) == 'http://'
-      and string.sub(url, 8 + n, 8 + n) == '/' then
-    return head .. '\254' .. string.sub(url, 8 + n)
-  end
-  return head .. '\0' .. url
 end
 
 -- ``known``: prefix -> id already looked up for this host in this call (or nil).
@@ -443,11 +517,11 @@ local function parse_entry(base, host, e)
     attempts, depth, hops, pos = tonumber(a), tonumber(d), tonumber(h), after
   end
   local id = string.byte(e, pos)
-  local rest = string.sub(e, pos + 1)
-  if id == 0 then return attempts, depth, hops, rest end
-  if id == 255 then return attempts, depth, hops, 'https://' .. host .. rest end
-  if id == 254 then return attempts, depth, hops, 'http://' .. host .. rest end
-  return attempts, depth, hops, redis.call('HGET', base .. 'px:' .. host, id) .. rest
+  if id == 0 or id >= 254 then
+    return attempts, depth, hops, with_origin(host, string.sub(e, pos))
+  end
+  return attempts, depth, hops,
+    with_origin(host, redis.call('HGET', base .. 'px:' .. host, id)) .. string.sub(e, pos + 1)
 end
 
 -- Queue an entry at the back (new URLs) or the front (URLs given back) of

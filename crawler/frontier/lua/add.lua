@@ -68,7 +68,7 @@ while i <= #ARGV do
   end
   local pages_before = pages  -- the count before this group: its queued URLs are added to it
   local tcap = hnum(hk, 'tcap', -1)  -- >= 0: a throttled host's URLs still to queue
-  local new, prefixes = {}, {}  -- argument index of each new URL; its prefix
+  local new, prefixes, longer = {}, {}, {}  -- argument index of each new URL; its prefixes
   local judged, over, paths, ids = 0, 0, {}, {}  -- new URLs with a query; over a budget;
   -- path counts; each path's names in tp: and tq:<host> (lua/_traps.lua)
   for _ = 1, count do
@@ -103,7 +103,9 @@ while i <= #ARGV do
       redis.call('HINCRBY', KEYS[7], 'e:trap', 1)
     else
       new[#new + 1] = i + 2
-      prefixes[#prefixes + 1] = string.sub(url, 1, tonumber(ARGV[i + 3]))
+      prefixes[#new] = string.sub(url, 1, tonumber(ARGV[i + 3]))
+      local at = q or string.find(url, '?', 1, true)
+      longer[#new] = at and query_prefix(url, at)
       pages = pages + 1
       if tcap > 0 then tcap = tcap - 1 end
       if q then
@@ -124,7 +126,20 @@ while i <= #ARGV do
   end
   local entries = {}
   if #new > 0 then
-    prefix_ids(base, host, prefixes, known_prefixes)
+    -- A URL with a query: its path and first name first, then its directory.
+    local queries, dirs = {}, {}
+    for j = 1, #new do
+      if longer[j] then queries[#queries + 1] = longer[j] end
+    end
+    if #queries > 0 then prefix_ids(base, host, queries, known_prefixes, QUERY_IDS) end
+    for j = 1, #new do
+      if longer[j] and known_prefixes[longer[j]] > 0 then
+        prefixes[j] = longer[j]
+      else
+        dirs[#dirs + 1] = prefixes[j]
+      end
+    end
+    if #dirs > 0 then prefix_ids(base, host, dirs, known_prefixes) end
     local head = header(0, depth, hops)
     for j, at in ipairs(new) do
       local url, prefix = ARGV[at], prefixes[j]
