@@ -233,3 +233,16 @@ async def test_a_host_of_100_urls_has_its_queue_compressed_inside(
     assert int(await redis.memory_usage(queue, samples=0) or 0) < entries * 2 // 3
     got = await claim_all(frontier, 100)
     assert sorted(lease.url for lease in got) == sorted(url for url, _ in added)
+
+
+@pytest.mark.parametrize("budget", [1, 2, 3])
+async def test_the_query_budget_lets_exactly_its_number_of_urls_through_a_path(
+        redis: Redis, settings: Settings, budget: int) -> None:
+    """Its first URL is counted in a set, the others in tq:<host>: at each budget,
+    one call or a URL a call, a path takes `budget` URLs, then one trap result."""
+    frontier = Frontier(redis, settings.replace(max_per_host=1000, trap_query_budget=budget),
+                        local_dedup=False)
+    month = [(f"https://d.test/calendar?month={m}", 0) for m in range(6)]
+    day = [(f"https://d.test/day?d={m}", 0) for m in range(6)]
+    assert (await frontier.add(month)).added == budget
+    assert sum([(await frontier.add([url])).added for url in day]) == budget

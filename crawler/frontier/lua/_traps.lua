@@ -23,22 +23,29 @@ local BLOCK_KEPT = 16  -- hashes one block value of nd:<host> keeps, the newest
 local function trap_path_id(path)
   local hex = redis.sha1hex(path)
   return {field = string.sub(hex, 1, 12),
-          member = string.format('%.0f', tonumber(string.sub(hex, 1, 13), 16)),
+          -- 52 bits: exact in a Lua number, sent as its integer digits (an intset)
+          member = tonumber(string.sub(hex, 1, 13), 16),
           bucket = string.sub(hex, 14, 16)}
 end
 
-local function trap_path_count(base, host, id)
+-- A path's count: from tq:<host>, else 0 or 1, which only a budget of 1 needs
+-- told apart (SISMEMBER); for any other budget trap_path_counted's SADD says.
+local function trap_path_count(base, host, id, budget)
   local count = hnum(base .. 'tq:' .. host, id.field, 0)
-  if count == 0 then count = redis.call('SISMEMBER', base .. 'tp:' .. id.bucket, id.member) end
+  if count == 0 and budget == 1 then
+    count = redis.call('SISMEMBER', base .. 'tp:' .. id.bucket, id.member)
+  end
   return count
 end
 
+-- One more URL of the path: its new count, stored.
 local function trap_path_counted(base, host, id, count)
-  if count == 1 then
-    redis.call('SADD', base .. 'tp:' .. id.bucket, id.member)
-  else
-    redis.call('HSET', base .. 'tq:' .. host, id.field, count)
+  if count == 0 then
+    if redis.call('SADD', base .. 'tp:' .. id.bucket, id.member) == 1 then return 1 end
+    count = 1  -- it had one already
   end
+  redis.call('HSET', base .. 'tq:' .. host, id.field, count + 1)
+  return count + 1
 end
 
 local function bits16(x)

@@ -79,7 +79,7 @@ while i <= #ARGV do
       path = string.sub(url, 1, math.min(q - 1, TRAP_PATH_CHARS))
       if paths[path] == nil then
         ids[path] = trap_path_id(path)
-        paths[path] = trap_path_count(base, host, ids[path])
+        paths[path] = trap_path_count(base, host, ids[path], query_budget)
       end
       trap = query_budget > 0 and paths[path] >= query_budget
     end
@@ -92,8 +92,7 @@ while i <= #ARGV do
       seen = seen + 1
     elseif trap then
       -- The first URL past the path's budget: its one result says why.
-      paths[path] = paths[path] + 1
-      trap_path_counted(base, host, ids[path], paths[path])
+      paths[path] = trap_path_counted(base, host, ids[path], paths[path])
       redis.call('XADD', KEYS[6], '*', 'r', trap_record(url, depth, string.format(
         'host %s: %d URLs of %s with distinct queries; budget %d', host, query_budget,
         string.match(path, '^%a[%w+.-]*://[^/]*(/.*)$') or path, query_budget), now))
@@ -109,8 +108,7 @@ while i <= #ARGV do
       pages = pages + 1
       if tcap > 0 then tcap = tcap - 1 end
       if q then
-        paths[path] = paths[path] + 1
-        trap_path_counted(base, host, ids[path], paths[path])
+        paths[path] = trap_path_counted(base, host, ids[path], paths[path])
         judged = judged + 1
         if max_params > 0 and select(2, string.gsub(string.sub(url, q + 1), '&', '')) >= max_params
         then over = over + 1 end
