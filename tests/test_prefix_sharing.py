@@ -246,3 +246,19 @@ async def test_the_query_budget_lets_exactly_its_number_of_urls_through_a_path(
     day = [(f"https://d.test/day?d={m}", 0) for m in range(6)]
     assert (await frontier.add(month)).added == budget
     assert sum([(await frontier.add([url])).added for url in day]) == budget
+
+
+async def test_seeded_urls_are_not_counted_or_dropped_by_the_query_budget(
+        redis: Redis, settings: Settings) -> None:
+    """The budget stops what links find (a calendar); what the user seeds is meant."""
+    import io
+
+    from crawler.discovery.seeds import seed
+
+    settings = settings.replace(max_per_host=1000, trap_query_budget=3)
+    items = [f"https://e.test/item?id={i}" for i in range(50)]
+    report = await seed(redis, settings, io.BytesIO("\n".join(items).encode()))
+    assert report.added == 50
+    frontier = Frontier(redis, settings, local_dedup=False)
+    found = [(f"https://e.test/item?id={i}", 1) for i in range(50, 56)]
+    assert (await frontier.add(found)).added == 3  # links count from the first found

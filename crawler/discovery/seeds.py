@@ -186,7 +186,7 @@ async def seed(redis: Redis, settings: Settings, stream: BinaryIO,
         for start in range(0, len(keyed), PREPARE_SLICE):
             part = keyed[start:start + PREPARE_SLICE]
             calls += frontier.add_calls(((url, 0) for _, url in part),
-                                        hosts=[host for host, _ in part])[0]
+                                        hosts=[host for host, _ in part], seeded=True)[0]
             # Let the event loop feed Valkey the window in flight: the socket
             # holds a few milliseconds of its work, this loop takes far longer.
             await asyncio.sleep(0)

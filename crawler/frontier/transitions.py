@@ -156,15 +156,18 @@ class Frontier:
 
     # -- add ---------------------------------------------------------------
 
-    def _add_args(self, shard: keys.ShardKeys, items: Sequence[AddItem], hops: int
-                  ) -> list[Any]:
-        """ARGV for add.lua; items are (url, depth, host, fingerprint, band)."""
+    def _add_args(self, shard: keys.ShardKeys, items: Sequence[AddItem], hops: int,
+                  seeded: bool = False) -> list[Any]:
+        """ARGV for add.lua; items are (url, depth, host, fingerprint, band). ``seeded``:
+        no query budget or parameter count (traps are for URLs a crawl finds)."""
         by_ip = self.keyer.by_ip
         hosts = self._policies.unsent(
             (host, host_key(url) if by_ip else host) for url, _, host, _, _ in items)
         s = self.settings
-        args: list[Any] = [shard.base, s.max_pages_per_host, s.trap_query_budget,
-                           s.trap_max_params, s.trap_host_pages or -1, len(hosts)]
+        args: list[Any] = [shard.base, s.max_pages_per_host,
+                           0 if seeded else s.trap_query_budget,
+                           0 if seeded else s.trap_max_params, s.trap_host_pages or -1,
+                           len(hosts)]
         for host, names in hosts.items():
             limit, delay_ms = self._policies.strictest(names)
             args += [host, limit, delay_ms, " ".join(names) if by_ip else ""]
@@ -219,7 +222,8 @@ class Frontier:
 
     def add_calls(self, urls: Iterable[tuple[str, int]], hops: int = 0,
                   hosts: Iterable[str] | None = None, sitemap_level: int | None = None,
-                  bands: Mapping[str, int] | None = None) -> tuple[list[Call], int]:
+                  bands: Mapping[str, int] | None = None, seeded: bool = False
+                  ) -> tuple[list[Call], int]:
         """add.lua calls for these URLs (one per shard). Also returns local repeats dropped.
 
         ``hops``: the redirects that led to these URLs (a redirect's target is
@@ -227,7 +231,11 @@ class Frontier:
         when known. ``sitemap_level``: these URLs are sitemaps to read, this
         many indexes below robots.txt or the seed that named them. ``bands``:
         URL -> the priority band it is queued in if it is new
-        (``crawler.priority``); a URL not named there is normal.
+        (``crawler.priority``); a URL not named there is normal. ``seeded``: the
+        user's seeds, which no trap budget counts or drops (a shop's 10,000
+        ``/item?id=`` pages seeded are meant; found by links, the budget stops
+        a calendar), and which cost no trap bookkeeping (a SHA-1 of the path and
+        a set insert a URL with a query: a third of an add call's server time).
         """
         dedup_as = ""
         if sitemap_level is not None:
@@ -242,7 +250,8 @@ class Frontier:
             # Bounded calls: no one add may hold the server for long (see ADD_CHUNK).
             for start in range(0, len(items), ADD_CHUNK):
                 chunk = items[start:start + ADD_CHUNK]
-                calls.append(("add", shard.script_keys, self._add_args(shard, chunk, hops)))
+                calls.append(("add", shard.script_keys,
+                              self._add_args(shard, chunk, hops, seeded)))
         return calls, repeats
 
     async def add(self, urls: Iterable[tuple[str, int]], hops: int = 0,
