@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from redis.asyncio import Redis
 
 from crawler.config import Settings
 from crawler.discovery.seeds import seed
-from crawler.frontier import Frontier
+from crawler.frontier import Frontier, Lease
 from crawler.results import iter_results
 from crawler.worker import Worker
 
@@ -24,6 +25,15 @@ ROOT = Path(__file__).resolve().parent.parent
 STALL_LIMIT = 60.0
 """A crawl in these tests that takes longer than this has stalled."""
 
+
+
+async def claim_all(frontier: Frontier, n: int) -> list[Lease]:
+    """Claim until n leases are had, or 10 s have passed (a host's delay may hold some)."""
+    got: list[Lease] = []
+    deadline = time.monotonic() + 10.0
+    while len(got) < n and time.monotonic() < deadline:
+        got += (await frontier.claim(n - len(got), "w")).leases
+    return got
 
 async def seed_urls(redis: Redis, settings: Settings, urls: list[str]) -> None:
     report = await seed(redis, settings, io.BytesIO("\n".join(urls).encode()))

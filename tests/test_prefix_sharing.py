@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 
 import pytest
+from crawl_helpers import claim_all
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from crawler.config import Settings
-from crawler.frontier import Frontier, Lease
+from crawler.frontier import Frontier
 from crawler.store.server import LIST_NODE_ENTRIES
 
 
@@ -25,14 +25,6 @@ def marks_of(table: dict[bytes, bytes]) -> list[bytes]:
     """A host table's marks, packed 2 bytes each in fields ~1 .. ~4."""
     packed = b"".join(table.get(f"~{j}".encode(), b"") for j in range(1, 5))
     return [packed[at:at + 2] for at in range(0, len(packed), 2)]
-
-
-async def claim_all(frontier: Frontier, n: int) -> list[Lease]:
-    got: list[Lease] = []
-    deadline = time.monotonic() + 10.0
-    while len(got) < n and time.monotonic() < deadline:
-        got += (await frontier.claim(n - len(got), "w")).leases
-    return got
 
 
 async def test_urls_each_in_a_directory_of_their_own_put_no_prefix_in_the_table(

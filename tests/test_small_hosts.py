@@ -9,20 +9,13 @@ from __future__ import annotations
 
 import time
 
+from crawl_helpers import claim_all
 from redis.asyncio import Redis
 
 from crawler.config import Settings
-from crawler.frontier import Frontier, Lease
+from crawler.frontier import Frontier
 from crawler.observe.control import drop_queue
 from crawler.store import keys
-
-
-async def claim_all(frontier: Frontier, n: int) -> list[Lease]:
-    got: list[Lease] = []
-    deadline = time.monotonic() + 10.0
-    while len(got) < n and time.monotonic() < deadline:
-        got += (await frontier.claim(n - len(got), "w")).leases
-    return got
 
 
 async def test_a_one_url_host_has_no_queue_key_and_its_url_is_claimed(
