@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler.bench.memory import url_76
+from crawler.bench.report import write_report
 
 HEAD = 1000
 """Entries a host queue keeps in Redis: what claims read until a refill comes."""
@@ -199,8 +200,7 @@ def run_spill(n: int, hosts: int, shape: str, out: str | None,
             stop_server(tmp)
     echo(json.dumps(report, indent=1))
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(report, indent=1))
+        write_report(out, report)
     return report
 
 
