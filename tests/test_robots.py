@@ -23,9 +23,9 @@ from crawler.bench.sitegen import free_port
 from crawler.config import HostPolicy, Settings
 from crawler.discovery.seeds import seed
 from crawler.errors import RobotsDisallowed
-from crawler.frontier import Frontier
+from crawler.frontier import Frontier, Lease
 from crawler.net.fetch import Fetcher
-from crawler.net.robots import RobotsCache
+from crawler.net.robots import RobotsCache, RobotsUnavailable
 from crawler.pages.parse import x_robots_tag
 from crawler.worker import Worker
 
@@ -359,6 +359,37 @@ async def test_a_verdict_stored_between_our_read_and_our_lock_is_used_not_fetche
             await fetcher.close()
         assert site.hits == []
     assert cache.fetches == 0
+
+
+async def test_a_verdict_about_to_expire_holds_the_host_for_what_is_left_not_a_day(
+        redis: Redis, settings: Settings) -> None:
+    """A "robots.txt unavailable for now" verdict lives for its backoff (tens of ms
+    here). Read in its last millisecond, PTTL says 0; read just after it went, PTTL
+    says -2 while the GET beside it still had the value. Either was taken for "no
+    expiry", and the lease went back with the host held for robots_ttl: a day.
+    (Found as a 1-in-30 hang of test_robots_that_stays_5xx... under load.)"""
+    frontier = Frontier(redis, settings)
+    cache = RobotsCache(redis, frontier, Fetcher(settings), settings)
+    try:
+        key = frontier.shards[0].robots("http://127.0.0.2")
+        read = cache._read
+        for ttl_ms in (0, -2):
+            await redis.set(key, "Drobots_unavailable|HTTP 500", px=60_000)
+
+            async def read_at_its_end(key: str, ttl_ms: int = ttl_ms) -> tuple[str | None, int]:
+                raw, _ = await read(key)
+                return raw, ttl_ms  # what PTTL answers in the verdict's last moment
+
+            cache._read = read_at_its_end  # type: ignore[method-assign]
+            lease = Lease(id="1", shard=0, host="127.0.0.2", attempts=0, depth=0,
+                          url="http://127.0.0.2/")
+            with pytest.raises(RobotsUnavailable) as raised:
+                await cache.check(lease)
+            cache._read = read  # type: ignore[method-assign]
+            cache.local.clear()
+            assert raised.value.retry_after < 1.0, (ttl_ms, raised.value.retry_after)
+    finally:
+        await cache.fetcher.close()
 
 
 @pytest.mark.parametrize(("ttl", "again"), [(86400.0, 0), (0.5, 1)])

@@ -255,7 +255,7 @@ class RobotsCache:
         while True:
             raw, ttl_ms = await self._read(key)
             if raw is not None:
-                return self._remember(origin, raw, ttl_ms / 1000)
+                return self._remember(origin, raw, ttl_ms)
             if time.monotonic() > deadline:
                 raise SlotMissed(origin)
             if await self.redis.set(lock, token, nx=True, px=int(self.lock_ttl * 1000)):
@@ -265,7 +265,7 @@ class RobotsCache:
                 if raw is None:
                     break
                 await self._unlock(shard, origin, token)
-                return self._remember(origin, raw, ttl_ms / 1000)
+                return self._remember(origin, raw, ttl_ms)
             if not waited:
                 waited = True
                 self.waits += 1
@@ -286,7 +286,7 @@ class RobotsCache:
         except BaseException:
             await self._unlock(shard, origin, token)
             raise
-        verdict = self._remember(origin, stored, int(ttl_ms) / 1000)
+        verdict = self._remember(origin, stored, int(ttl_ms))
         if int(status) == 2:  # U or B: the lease stays ours, and its URL ends
             error = self._error(verdict, origin)
             error.made_request = verdict.kind == "U"  # this slot tried robots.txt
@@ -299,16 +299,25 @@ class RobotsCache:
                                   [shard.base, shard.robots_lock(origin), token])])
 
     async def _read(self, key: str) -> tuple[str | None, int]:
+        """The stored verdict and its PTTL in ms, or (None, -2)."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(key)
         pipe.pttl(key)
         raw, ttl = await pipe.execute()
         return raw, int(ttl)
 
-    def _remember(self, origin: str, raw: str, ttl: float) -> Verdict:
+    def _remember(self, origin: str, raw: str, ttl_ms: int) -> Verdict:
+        """Keep a verdict here for what is left of its life in Redis (``ttl_ms``, a PTTL).
+
+        Only -1 (no expiry) means robots_ttl. A verdict read in its last
+        millisecond has a PTTL of 0, and one that expired between the GET and the
+        PTTL beside it -2: both are over now. Taken for "no expiry", a "robots.txt
+        unavailable for now" verdict of 50 ms held its host for a day.
+        """
         kind, body = raw[:1], raw[1:]
         rules = Protego.parse(body) if kind == "R" else None
-        ttl = min(ttl, self.settings.robots_ttl) if ttl > 0 else self.settings.robots_ttl
+        ttl = self.settings.robots_ttl if ttl_ms == -1 else \
+            min(max(ttl_ms, 0) / 1000, self.settings.robots_ttl)
         verdict = Verdict(kind, rules, time.time() + ttl, "" if kind in "RA" else body,
                           learnt=time.monotonic())
         if rules is not None:
