@@ -138,6 +138,12 @@ async def unlock(frontier: Frontier, redis: Redis) -> Call:
     return ("unlock", shard.script_keys, [shard.base, shard.robots_lock("http://a.test"), "tok"])
 
 
+async def robots_peek(frontier: Frontier, _: Redis) -> Call:
+    shard, origin = frontier.shards[0], "http://a.test"
+    return ("robots_peek", shard.script_keys, [shard.base, shard.robots(origin),
+                                               shard.robots_lock(origin), "tok", 10_000])
+
+
 async def drop(frontier: Frontier, _: Redis) -> Call:
     await frontier.add([("http://a.test/x", 0), ("http://a.test/y", 0)])
     await frontier.retry(await one_lease(frontier, "http://b.test/p"), 60.0)  # one delayed
@@ -183,8 +189,8 @@ async def hop(frontier: Frontier, _: Redis) -> Call:
 
 
 SETUPS: list[Setup] = [robots_rules, robots_failed, robots_failed_at_the_budget, add, claim,
-                       complete, retry, retry_host, reclaim, unlock, drop, recap, lastmod,
-                       reread, drain, hop]
+                       complete, retry, retry_host, reclaim, unlock, robots_peek, drop, recap,
+                       lastmod, reread, drain, hop]
 
 
 @pytest.mark.parametrize("setup", SETUPS, ids=[s.__name__ for s in SETUPS])
@@ -196,7 +202,7 @@ async def test_a_script_call_sent_twice_leaves_the_state_of_one(
     once = await snapshot(clean_redis)
     [again] = await frontier.run([call])
     assert await snapshot(clean_redis) == once
-    if call[0] in ("reread", "recap", "hop"):
+    if call[0] in ("reread", "recap", "hop", "robots_peek"):
         assert again == first  # what the caller counts must not change either
 
 
@@ -231,7 +237,7 @@ async def test_a_lost_robots_reply_resent_by_the_client_counts_one_failure(
             client = make_client(f"redis://127.0.0.1:{proxy.port}/{clean_redis.rsplit('/', 1)[1]}")
             fetcher = Fetcher(settings)
             try:
-                cache = RobotsCache(client, Frontier(client, settings), fetcher, settings)
+                cache = RobotsCache(Frontier(client, settings), fetcher, settings)
                 with pytest.raises(RobotsFetched):
                     await cache.check(lease)
             finally:

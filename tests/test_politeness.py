@@ -209,7 +209,7 @@ async def test_a_worker_too_late_for_its_slot_gives_the_lease_back_unfetched(
         settings = settings.replace(obey_robots=False, delay=0.5)
         worker = Worker(redis, settings)
         worker.fetcher = Fetcher(settings)
-        worker.robots = RobotsCache(redis, worker.frontier, worker.fetcher, settings)
+        worker.robots = RobotsCache(worker.frontier, worker.fetcher, settings)
         try:
             await worker.frontier.add([(site.url("127.0.0.2", "/"), 0)])
             [lease] = (await worker.frontier.claim(1, "w")).leases

@@ -334,50 +334,55 @@ async def test_two_workers_racing_fetch_each_robots_txt_once(
     assert sum(w.robots.fetches for w in workers if w.robots) == 3
 
 
-async def test_a_verdict_stored_between_our_read_and_our_lock_is_used_not_fetched_again(
+async def test_a_verdict_stored_while_we_wait_for_the_lock_is_used_not_fetched_again(
         redis: Redis, settings: Settings) -> None:
-    """The other worker stores its verdict and lets go of the lock after we found no
-    verdict but before we took the lock: we must look again, not fetch again."""
+    """Another worker holds the fetch lock; it stores its verdict and lets go while
+    we wait: we must use its verdict, not fetch again. (Reading and locking are one
+    script, robots_peek.lua: no verdict can land between them.)"""
     with site_of(Server([text("")])) as site:
         frontier = Frontier(redis, settings)
         await frontier.add([(site.url(IP, "/x"), 0)])
         [lease] = (await frontier.claim(1, "w")).leases
         fetcher = Fetcher(settings)
-        cache = RobotsCache(redis, frontier, fetcher, settings)
-        read = cache._read
+        cache = RobotsCache(frontier, fetcher, settings)
+        shard, origin = frontier.shards[0], f"http://{IP}:{site.port}"
+        await redis.set(shard.robots_lock(origin), "theirs", px=60_000)
 
-        async def read_while_the_other_worker_finishes(key: str) -> tuple[str | None, int]:
-            found = await read(key)
-            await redis.set(key, "RUser-agent: *\nDisallow: /x\n", px=60_000)
-            return found
+        async def the_other_worker_finishes() -> None:
+            await asyncio.sleep(0.2)
+            await redis.set(shard.robots(origin), "RUser-agent: *\nDisallow: /x\n", px=60_000)
+            await redis.delete(shard.robots_lock(origin))
 
-        cache._read = read_while_the_other_worker_finishes  # type: ignore[method-assign]
+        finishing = asyncio.create_task(the_other_worker_finishes())
         try:
             with pytest.raises(RobotsDisallowed):
                 await cache.check(lease)
         finally:
+            await finishing
             await fetcher.close()
         assert site.hits == []
     assert cache.fetches == 0
+    assert cache.waits == 1
 
 
 async def test_a_verdict_about_to_expire_holds_the_host_for_what_is_left_not_a_day(
         redis: Redis, settings: Settings) -> None:
     """A "robots.txt unavailable for now" verdict lives for its backoff (tens of ms
-    here). Read in its last millisecond, PTTL says 0; read just after it went, PTTL
-    says -2 while the GET beside it still had the value. Either was taken for "no
-    expiry", and the lease went back with the host held for robots_ttl: a day.
-    (Found as a 1-in-30 hang of test_robots_that_stays_5xx... under load.)"""
+    here). Read in its last millisecond, PTTL says 0; read just after it went, a GET
+    and a PTTL sent apart said the verdict and -2. Either was taken for "no expiry",
+    and the lease went back with the host held for robots_ttl: a day. (Found as a
+    1-in-30 hang of test_robots_that_stays_5xx... under load.)"""
     frontier = Frontier(redis, settings)
-    cache = RobotsCache(redis, frontier, Fetcher(settings), settings)
+    cache = RobotsCache(frontier, Fetcher(settings), settings)
     try:
-        key = frontier.shards[0].robots("http://127.0.0.2")
+        shard, origin = frontier.shards[0], "http://127.0.0.2"
         read = cache._read
         for ttl_ms in (0, -2):
-            await redis.set(key, "Drobots_unavailable|HTTP 500", px=60_000)
+            await redis.set(shard.robots(origin), "Drobots_unavailable|HTTP 500", px=60_000)
 
-            async def read_at_its_end(key: str, ttl_ms: int = ttl_ms) -> tuple[str | None, int]:
-                raw, _ = await read(key)
+            async def read_at_its_end(*args: Any, ttl_ms: int = ttl_ms, **kwargs: Any
+                                      ) -> tuple[str | None, int]:
+                raw, _ = await read(*args, **kwargs)
                 return raw, ttl_ms  # what PTTL answers in the verdict's last moment
 
             cache._read = read_at_its_end  # type: ignore[method-assign]
@@ -552,7 +557,7 @@ def _lines(urls: list[str]) -> io.BytesIO:
 async def test_the_fetch_lock_is_released_only_by_its_holder_in_one_script(
         redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     frontier = Frontier(redis, settings)
-    cache = RobotsCache(redis, frontier, Fetcher(settings), settings)
+    cache = RobotsCache(frontier, Fetcher(settings), settings)
     shard, origin = frontier.shards[0], "http://127.0.0.2"
     lock = shard.robots_lock(origin)
     await redis.set(lock, "theirs")

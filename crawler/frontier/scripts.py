@@ -32,7 +32,8 @@ SHORT_OF_REPLICAS_FOR = 5.0
 A master whose replica died (or that was just promoted and has none yet)
 would otherwise hold every pipeline for the whole ``wait_timeout``."""
 
-SCRIPT_NAMES = ("add", "claim", "complete", "retry", "reclaim", "robots", "unlock", "heartbeat",
+SCRIPT_NAMES = ("add", "claim", "complete", "retry", "reclaim", "robots", "robots_peek",
+                "unlock", "heartbeat",
                 "drain", "drop", "recrawl", "lastmod", "due", "reread", "recap", "hop",
                 "forget_robots", "cookies", "proxy", "retry_errors")
 REVISIT_SCRIPTS = frozenset({"claim", "complete", "drop", "recrawl", "lastmod", "due",

@@ -60,7 +60,6 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from protego import Protego
-from redis.asyncio import Redis
 
 from crawler import errors
 from crawler.config import Settings
@@ -87,6 +86,8 @@ RECHECK_MARGIN = 0.05
 the verdict has surely expired in Redis too (clocks of two machines differ)."""
 WAIT_POLL = 0.05
 """Seconds between looks at Redis while another worker fetches the same robots.txt."""
+LOCKED = -3
+"""``RobotsCache._read``'s second value when it took the fetch lock (a PTTL is >= -2)."""
 
 
 class RobotsUnavailable(errors.FetchError):
@@ -161,9 +162,7 @@ def _whole_lines(body: bytes, truncated: bool) -> str:
 class RobotsCache:
     """Answers "may this URL be fetched?" for one worker process."""
 
-    def __init__(self, redis: Redis, frontier: Frontier, fetcher: Fetcher,
-                 settings: Settings) -> None:
-        self.redis = redis
+    def __init__(self, frontier: Frontier, fetcher: Fetcher, settings: Settings) -> None:
         self.frontier = frontier
         self.fetcher = fetcher
         self.settings = settings
@@ -248,24 +247,19 @@ class RobotsCache:
         if cached is not None and cached.expires > time.time():
             return cached
         shard = self.frontier.shards[lease.shard]
-        key, lock = shard.robots(origin), shard.robots_lock(origin)
         token = secrets.token_hex(8)
         give_up = time.monotonic() + self.lock_ttl
         waited = False
         while True:
-            raw, ttl_ms = await self._read(key)
+            # Past the slot's deadline only a stored verdict helps: no lock, no fetch.
+            raw, ttl_ms = await self._read(shard, origin, token,
+                                           lock=time.monotonic() <= deadline)
             if raw is not None:
                 return self._remember(origin, raw, ttl_ms)
+            if ttl_ms == LOCKED:
+                break
             if time.monotonic() > deadline:
                 raise SlotMissed(origin)
-            if await self.redis.set(lock, token, nx=True, px=int(self.lock_ttl * 1000)):
-                # The holder before us may have stored the verdict and let go
-                # between our read and our lock: look again before fetching.
-                raw, ttl_ms = await self._read(key)
-                if raw is None:
-                    break
-                await self._unlock(shard, origin, token)
-                return self._remember(origin, raw, ttl_ms)
             if not waited:
                 waited = True
                 self.waits += 1
@@ -298,13 +292,17 @@ class RobotsCache:
         await self.frontier.run([("unlock", shard.script_keys,
                                   [shard.base, shard.robots_lock(origin), token])])
 
-    async def _read(self, key: str) -> tuple[str | None, int]:
-        """The stored verdict and its PTTL in ms, or (None, -2)."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.get(key)
-        pipe.pttl(key)
-        raw, ttl = await pipe.execute()
-        return raw, int(ttl)
+    async def _read(self, shard: ShardKeys, origin: str, token: str,
+                    lock: bool) -> tuple[str | None, int]:
+        """The stored verdict and its PTTL in ms; else, with ``lock``, the fetch lock:
+        (None, LOCKED) if this caller now holds it, (None, 0) if another worker does.
+        One script (``robots_peek.lua``): nothing changes between the two."""
+        [reply] = await self.frontier.run([("robots_peek", shard.script_keys, [
+            shard.base, shard.robots(origin), shard.robots_lock(origin), token,
+            int(self.lock_ttl * 1000) if lock else 0])])
+        if int(reply[0]) == 1:
+            return str(reply[1]), int(reply[2])
+        return None, LOCKED if int(reply[0]) == 2 else 0
 
     def _remember(self, origin: str, raw: str, ttl_ms: int) -> Verdict:
         """Keep a verdict here for what is left of its life in Redis (``ttl_ms``, a PTTL).

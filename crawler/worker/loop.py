@@ -125,7 +125,7 @@ class Worker:
             self.frontier.scripts, self.settings.crawl, self.id))
         if self.fetcher.dns is not None:  # politeness_key = ip asks the fetches' resolver
             self.frontier.keyer.resolve = self.fetcher.dns.first_address
-        self.robots = RobotsCache(self.redis, self.frontier, self.fetcher, self.settings)
+        self.robots = RobotsCache(self.frontier, self.fetcher, self.settings)
         try:
             runner = LeaseRunner(self)  # loads the hook, which may fail
         except BaseException:
