@@ -1,9 +1,14 @@
-"""crawl demo-site start on a port another program holds: an error, not seeds that crawl it."""
+"""crawl demo-site: on a port another program holds, an error, not seeds that crawl it;
+stopped from any directory; a stale pid file kills nothing."""
 
 from __future__ import annotations
 
 import http.server
+import os
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,8 +48,8 @@ def test_another_program_on_the_port_is_an_error(monkeypatch: pytest.MonkeyPatch
     with serving(b"<html><title>Someone else's app</title></html>") as port:
         monkeypatch.setattr(demo, "DEMO_PORT", port)
         with pytest.raises(CrawlError, match=f"127.0.0.2:{port} is taken by another program"):
-            demo.start_demo_site(str(tmp_path))
-    assert not (tmp_path / "demo-site.pid").exists()  # nothing was started
+            demo.start_demo_site()
+        assert not demo._pidfile().exists()  # nothing was started
 
 
 def test_a_demo_site_already_running_gives_its_seeds(monkeypatch: pytest.MonkeyPatch,
@@ -52,6 +57,45 @@ def test_a_demo_site_already_running_gives_its_seeds(monkeypatch: pytest.MonkeyP
     page = b"<!DOCTYPE html>\n<html><head><title>Host 0 page 0 \xe2\x80\x94</title></head></html>"
     with serving(page) as port:
         monkeypatch.setattr(demo, "DEMO_PORT", port)
-        seeds = demo.start_demo_site(str(tmp_path))
+        seeds = demo.start_demo_site()
+        assert not demo._pidfile().exists()  # reused, not started again
     assert seeds[0] == f"http://127.0.0.2:{port}/p/0.html"
-    assert not (tmp_path / "demo-site.pid").exists()  # reused, not started again
+
+
+def test_the_demo_site_stops_from_a_directory_other_than_the_one_it_started_in(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWL_")}
+    port = free_port("127.0.0.2")
+    # The port is a constant; this runs the command's own code with another one.
+    run = ["-c", "import sys; from crawler.bench import demo; from crawler.cli import main; "
+           f"demo.DEMO_PORT = {port}; sys.argv = ['crawl', 'demo-site', sys.argv[1]]; main()"]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    started = subprocess.run([sys.executable, *run, "start"], cwd=tmp_path / "a", env=env,
+                             capture_output=True, text=True, timeout=60, check=False)
+    monkeypatch.setattr(demo, "DEMO_PORT", port)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert f"http://127.0.0.2:{port}/p/0.html" in started.stdout
+        stopped = subprocess.run([sys.executable, *run, "stop"], cwd=tmp_path / "b", env=env,
+                                 capture_output=True, text=True, timeout=60, check=False)
+        assert stopped.stdout.strip() == "stopped", stopped.stderr
+        deadline = time.monotonic() + 15
+        while demo._answers("127.0.0.2", port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not demo._answers("127.0.0.2", port)
+    finally:
+        demo.stop_demo_site()
+
+
+def test_a_stale_pid_file_stops_no_other_program(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(demo, "DEMO_PORT", free_port("127.0.0.2"))
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        demo._pidfile().write_text(str(other.pid))  # the demo site died; its pid was reused
+        assert demo.stop_demo_site() is False
+        assert other.poll() is None  # not signalled
+        assert not demo._pidfile().exists()
+    finally:
+        other.kill()
+        other.wait()

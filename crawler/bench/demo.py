@@ -12,11 +12,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from crawler.errors import CrawlError
-from crawler.store.server import home_dir
 
 DEMO_PORT = 8765
 DEMO_HOSTS = 3
@@ -24,8 +24,22 @@ DEMO_PAGES = 40
 START_TIMEOUT = 15.0
 
 
-def _pidfile(home: str | None) -> Path:
-    return home_dir(home) / "demo-site.pid"
+def _pidfile() -> Path:
+    """Where the demo site's pid is kept: one place a machine and user, as its port is
+    one a machine, so that ``crawl demo-site stop`` finds it from any directory."""
+    return Path(tempfile.gettempdir()) / f"crawl-demo-site-{os.getuid()}-{DEMO_PORT}.pid"
+
+
+def _is_demo_process(pid: int) -> bool:
+    """Whether ``pid`` runs the demo site: a pid file outlives its process, and the
+    pid may since belong to another program, which must not get the SIGTERM."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc to ask: trust the pid file
+        return True
+    return b"crawler.bench.sitegen" in cmdline
 
 
 def _answers(ip: str, port: int) -> bool:
@@ -49,7 +63,7 @@ def _is_demo_site(ip: str, port: int) -> bool:
         conn.close()
 
 
-def start_demo_site(home: str | None = None) -> list[str]:
+def start_demo_site() -> list[str]:
     """Start the demo site in the background (if not running); return its seed URLs.
 
     Already running (from this home or another): its seeds again. Another
@@ -61,8 +75,7 @@ def start_demo_site(home: str | None = None) -> list[str]:
         raise CrawlError(f"127.0.0.2:{DEMO_PORT} is taken by another program, not the demo "
                          f"site; stop it (e.g. `ss -ltnp 'sport = :{DEMO_PORT}'` shows which) "
                          "and run crawl demo-site start again")
-    pidfile = _pidfile(home)
-    pidfile.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    pidfile = _pidfile()
     proc = subprocess.Popen(
         [sys.executable, "-m", "crawler.bench.sitegen", "--hosts", str(DEMO_HOSTS),
          "--pages", str(DEMO_PAGES), "--port", str(DEMO_PORT)],
@@ -78,12 +91,16 @@ def start_demo_site(home: str | None = None) -> list[str]:
     return seeds
 
 
-def stop_demo_site(home: str | None = None) -> bool:
-    pidfile = _pidfile(home)
+def stop_demo_site() -> bool:
+    """Stop the demo site this user started, from whatever directory; False if none runs."""
+    pidfile = _pidfile()
     if not pidfile.exists():
         return False
     try:
-        os.kill(int(pidfile.read_text()), signal.SIGTERM)
+        pid = int(pidfile.read_text())
+        if not _is_demo_process(pid):
+            return False
+        os.kill(pid, signal.SIGTERM)
     except (ValueError, ProcessLookupError):
         return False
     finally:

@@ -96,17 +96,17 @@ async def _live_workers(home: str | None) -> dict[str, int]:
 
 
 @demo_app.command("start")
-def demo_start(ctx: typer.Context, home: HomeOpt = None) -> None:
+def demo_start() -> None:
     """Serve the demo site in the background and print its seed URLs."""
     from crawler.bench.demo import start_demo_site
 
-    for url in start_demo_site(home_for(ctx, home)):
+    for url in start_demo_site():
         typer.echo(url)
 
 
 @demo_app.command("stop")
-def demo_stop(ctx: typer.Context, home: HomeOpt = None) -> None:
-    """Stop the demo site."""
+def demo_stop() -> None:
+    """Stop the demo site (started from any directory)."""
     from crawler.bench.demo import stop_demo_site
 
-    typer.echo("stopped" if stop_demo_site(home_for(ctx, home)) else "not running")
+    typer.echo("stopped" if stop_demo_site() else "not running")
