@@ -99,3 +99,19 @@ def test_a_stale_pid_file_stops_no_other_program(monkeypatch: pytest.MonkeyPatch
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_site_started_by_an_earlier_version_stops_by_its_pid_file_in_the_home(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(demo, "DEMO_PORT", free_port("127.0.0.2"))
+    # Stands in for the site: what /proc says it runs is all that stop checks.
+    site = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                             "crawler.bench.sitegen"])
+    try:
+        (tmp_path / "demo-site.pid").write_text(str(site.pid))  # where it used to be
+        assert demo.stop_demo_site(str(tmp_path)) is True
+        assert site.wait(10) == -15  # SIGTERM
+        assert not (tmp_path / "demo-site.pid").exists()
+    finally:
+        site.kill()
+        site.wait()

@@ -25,7 +25,7 @@ from crawler.discovery.seeds import seed
 from crawler.errors import RobotsDisallowed
 from crawler.frontier import Frontier, Lease
 from crawler.net.fetch import Fetcher
-from crawler.net.robots import RobotsCache, RobotsUnavailable
+from crawler.net.robots import LOCKED, RobotsCache, RobotsUnavailable
 from crawler.pages.parse import x_robots_tag
 from crawler.worker import Worker
 
@@ -363,6 +363,29 @@ async def test_a_verdict_stored_while_we_wait_for_the_lock_is_used_not_fetched_a
         assert site.hits == []
     assert cache.fetches == 0
     assert cache.waits == 1
+
+
+async def test_a_verdict_or_else_the_fetch_lock_comes_in_one_round_trip(
+        redis: Redis, settings: Settings) -> None:
+    frontier = Frontier(redis, settings)
+    cache = RobotsCache(frontier, Fetcher(settings), settings)
+    try:
+        shard, origin = frontier.shards[0], "http://127.0.0.2"
+        lock, key = shard.robots_lock(origin), shard.robots(origin)
+        before = frontier.round_trips
+        assert await cache._read(shard, origin, "mine", lock=True) == (None, LOCKED)
+        assert frontier.round_trips == before + 1
+        assert await redis.get(lock) == "mine"
+        assert await cache._read(shard, origin, "theirs", lock=True) == (None, 0)  # held
+        await redis.set(key, "A", px=60_000)
+        raw, ttl_ms = await cache._read(shard, origin, "theirs", lock=True)
+        assert raw == "A" and 0 < ttl_ms <= 60_000
+        assert await redis.get(lock) == "mine"  # a verdict found takes no lock
+        await redis.delete(lock, key)
+        assert await cache._read(shard, origin, "late", lock=False) == (None, 0)
+        assert not await redis.exists(lock)  # past its deadline a lease takes no lock
+    finally:
+        await cache.fetcher.close()
 
 
 async def test_a_verdict_about_to_expire_holds_the_host_for_what_is_left_not_a_day(

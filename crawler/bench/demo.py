@@ -12,11 +12,11 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from crawler.errors import CrawlError
+from crawler.store.server import home_dir
 
 DEMO_PORT = 8765
 DEMO_HOSTS = 3
@@ -25,20 +25,25 @@ START_TIMEOUT = 15.0
 
 
 def _pidfile() -> Path:
-    """Where the demo site's pid is kept: one place a machine and user, as its port is
-    one a machine, so that ``crawl demo-site stop`` finds it from any directory."""
-    return Path(tempfile.gettempdir()) / f"crawl-demo-site-{os.getuid()}-{DEMO_PORT}.pid"
+    """Where the demo site's pid is kept: one place a user, as its port is one a
+    machine, so that ``crawl demo-site stop`` finds it from any directory. In a
+    directory only this user may write (mode 0700): in a shared /tmp another user
+    could plant the name first."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    directory = (Path(runtime) if runtime else Path.home() / ".cache") / "crawl"
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return directory / f"demo-site-{DEMO_PORT}.pid"
 
 
 def _is_demo_process(pid: int) -> bool:
     """Whether ``pid`` runs the demo site: a pid file outlives its process, and the
     pid may since belong to another program, which must not get the SIGTERM."""
+    if not Path("/proc/self").is_dir():  # no /proc to ask (not Linux): trust the pid file
+        return True
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
+    except OSError:  # no such process
         return False
-    except OSError:  # no /proc to ask: trust the pid file
-        return True
     return b"crawler.bench.sitegen" in cmdline
 
 
@@ -66,7 +71,7 @@ def _is_demo_site(ip: str, port: int) -> bool:
 def start_demo_site() -> list[str]:
     """Start the demo site in the background (if not running); return its seed URLs.
 
-    Already running (from this home or another): its seeds again. Another
+    Already running (started from any directory): its seeds again. Another
     program on the port: an error that says so, not seeds that crawl it."""
     seeds = [f"http://127.0.0.{2 + h}:{DEMO_PORT}/p/0.html" for h in range(DEMO_HOSTS)]
     if _answers("127.0.0.2", DEMO_PORT):
@@ -81,7 +86,11 @@ def start_demo_site() -> list[str]:
          "--pages", str(DEMO_PAGES), "--port", str(DEMO_PORT)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)
-    pidfile.write_text(str(proc.pid))
+    try:
+        pidfile.write_text(str(proc.pid))
+    except OSError:
+        proc.kill()  # a site no stop could find
+        raise
     deadline = time.monotonic() + START_TIMEOUT
     while not all(_answers(f"127.0.0.{2 + h}", DEMO_PORT) for h in range(DEMO_HOSTS)):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -91,9 +100,14 @@ def start_demo_site() -> list[str]:
     return seeds
 
 
-def stop_demo_site() -> bool:
-    """Stop the demo site this user started, from whatever directory; False if none runs."""
+def stop_demo_site(home: str | None = None) -> bool:
+    """Stop the demo site this user started, from whatever directory; False if none runs.
+
+    ``home``: where versions before this one kept the pid file (``demo-site.pid`` in
+    the embedded Valkey's home), looked at when the new place has none."""
     pidfile = _pidfile()
+    if not pidfile.exists():
+        pidfile = home_dir(home) / "demo-site.pid"
     if not pidfile.exists():
         return False
     try:

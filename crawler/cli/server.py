@@ -105,8 +105,12 @@ def demo_start() -> None:
 
 
 @demo_app.command("stop")
-def demo_stop() -> None:
+def demo_stop(ctx: typer.Context, home: Annotated[str | None, typer.Option(
+        "--home", show_default=False,
+        help="Where a demo site started by an earlier version left its pid file "
+        "[default: .crawl]. One started now is found from any directory.")] = None
+        ) -> None:
     """Stop the demo site (started from any directory)."""
     from crawler.bench.demo import stop_demo_site
 
-    typer.echo("stopped" if stop_demo_site() else "not running")
+    typer.echo("stopped" if stop_demo_site(home_for(ctx, home)) else "not running")

@@ -295,8 +295,9 @@ class RobotsCache:
     async def _read(self, shard: ShardKeys, origin: str, token: str,
                     lock: bool) -> tuple[str | None, int]:
         """The stored verdict and its PTTL in ms; else, with ``lock``, the fetch lock:
-        (None, LOCKED) if this caller now holds it, (None, 0) if another worker does.
-        One script (``robots_peek.lua``): nothing changes between the two."""
+        (None, LOCKED) if this caller now holds it; (None, 0) if another worker does,
+        or nothing is stored and no lock was asked for. One script
+        (``robots_peek.lua``): no verdict lands between the read and the lock."""
         [reply] = await self.frontier.run([("robots_peek", shard.script_keys, [
             shard.base, shard.robots(origin), shard.robots_lock(origin), token,
             int(self.lock_ttl * 1000) if lock else 0])])
@@ -308,9 +309,10 @@ class RobotsCache:
         """Keep a verdict here for what is left of its life in Redis (``ttl_ms``, a PTTL).
 
         Only -1 (no expiry) means robots_ttl. A verdict read in its last
-        millisecond has a PTTL of 0, and one that expired between the GET and the
-        PTTL beside it -2: both are over now. Taken for "no expiry", a "robots.txt
-        unavailable for now" verdict of 50 ms held its host for a day.
+        millisecond has a PTTL of 0 (and, when a GET and a PTTL were sent apart,
+        one that expired between them had -2): it is over now. Taken for "no
+        expiry", a "robots.txt unavailable for now" verdict of 50 ms held its host
+        for a day.
         """
         kind, body = raw[:1], raw[1:]
         rules = Protego.parse(body) if kind == "R" else None
