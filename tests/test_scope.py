@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 from crawler.config import Settings
 from crawler.discovery.seeds import seed
 from crawler.frontier import Frontier
-from crawler.pages.scope import Scope, ScopeStore, anchors_for, registered_domain, repeated_segments
+from crawler.frontier.scope_anchors import ScopeStore
+from crawler.pages.scope import Scope, anchors_for, registered_domain, repeated_segments
 from crawler.store.keys import shard_of
 from crawler.worker import Worker
 

@@ -19,8 +19,9 @@ from crawler.config import Settings
 from crawler.discovery.lastmod import read_sitemaps_again
 from crawler.errors import InvalidURL
 from crawler.frontier import Frontier
+from crawler.frontier.scope_anchors import ScopeStore
 from crawler.frontier.scripts import Call
-from crawler.pages.scope import ScopeStore, anchors_for
+from crawler.pages.scope import anchors_for
 from crawler.urls import canonicalize, hostname
 
 WINDOW = 50_000

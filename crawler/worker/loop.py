@@ -27,12 +27,13 @@ from crawler.discovery.revisit_schedule import DUE_POLL, adaptive, requeue_due
 from crawler.errors import CrawlError
 from crawler.frontier import ClaimResult, Frontier
 from crawler.frontier.politeness import publish_policy, start_deadline
+from crawler.frontier.scope_anchors import ScopeStore
 from crawler.frontier.workers import HEARTBEAT_EVERY, Heartbeat
 from crawler.net.fetch import Fetcher
 from crawler.net.proxies import shared_ledger
 from crawler.net.robots import RobotsCache
 from crawler.observe.status import held_hosts, held_summary
-from crawler.pages.scope import Scope, ScopeStore, anchors_for
+from crawler.pages.scope import Scope, anchors_for
 from crawler.worker.backoff import REDIS_ERRORS, ride_out_redis
 from crawler.worker.lease import LeaseRunner
 from crawler.worker.meter import FetchMeter, NoMeter
