@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -146,14 +145,10 @@ async def _measure(url: str, n: int, hosts: int, layouts: tuple[str, ...], repea
 
 def run_bands(n: int, hosts: int, out: str | None, echo: Any = print,
               layouts: tuple[str, ...] = LAYOUTS, repeat: int = 3) -> dict[str, Any]:
-    from crawler.store.server import ensure_server, stop_server
+    from crawler.store.server import scratch_server
 
-    with tempfile.TemporaryDirectory(prefix="crawlbands") as tmp:
-        url = ensure_server(tmp)
-        try:
-            report = asyncio.run(_measure(url, n, hosts, layouts, repeat, echo))
-        finally:
-            stop_server(tmp)
+    with scratch_server("crawlbands") as (url, _):
+        report = asyncio.run(_measure(url, n, hosts, layouts, repeat, echo))
     echo(json.dumps(report, indent=1))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,6 @@ import asyncio
 import io
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -115,19 +114,15 @@ async def _run(url: str, shape: str, n: int, per_host: int, node: str,
 
 def run(shapes: list[str], nodes: list[str], n: int, per_host: int, repeat: int,
         out: str | None, claim: bool = True) -> list[dict[str, Any]]:
-    from crawler.store.server import ensure_server, stop_server
+    from crawler.store.server import scratch_server
 
     rows: list[dict[str, Any]] = []
     for shape in shapes:
         for node in nodes:
             runs = []
             for _ in range(repeat):
-                with tempfile.TemporaryDirectory(prefix="crawlnodes") as tmp:
-                    url = ensure_server(tmp)
-                    try:
-                        runs.append(asyncio.run(_run(url, shape, n, per_host, node, claim)))
-                    finally:
-                        stop_server(tmp)
+                with scratch_server("crawlnodes") as (url, _):
+                    runs.append(asyncio.run(_run(url, shape, n, per_host, node, claim)))
             row = {key: (statistics.median(r[key] for r in runs)
                          if isinstance(runs[0][key], (int, float)) else runs[0][key])
                    for key in runs[0]}

@@ -32,7 +32,6 @@ import io
 import json
 import os
 import struct
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -190,14 +189,10 @@ async def _measure(url: str, n: int, hosts: int, shape: str, home: Path,
 
 def run_spill(n: int, hosts: int, shape: str, out: str | None,
               echo: Any = print) -> dict[str, Any]:
-    from crawler.store.server import ensure_server, stop_server
+    from crawler.store.server import scratch_server
 
-    with tempfile.TemporaryDirectory(prefix="crawlspill") as tmp:
-        url = ensure_server(tmp)
-        try:
-            report = asyncio.run(_measure(url, n, hosts, shape, Path(tmp), echo))
-        finally:
-            stop_server(tmp)
+    with scratch_server("crawlspill") as (url, home):
+        report = asyncio.run(_measure(url, n, hosts, shape, home, echo))
     echo(json.dumps(report, indent=1))
     if out:
         write_report(out, report)

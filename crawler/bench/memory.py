@@ -201,14 +201,10 @@ async def _recrawl_state_bytes(client: Any, settings: Any) -> dict[str, dict[str
 
 
 def run_memory(n: int, hosts: int, out: str | None, echo: Any = print) -> dict[str, Any]:
-    from crawler.store.server import ensure_server, stop_server
+    from crawler.store.server import scratch_server
 
-    with tempfile.TemporaryDirectory(prefix="crawlmem") as tmp:
-        url = ensure_server(tmp)
-        try:
-            report = asyncio.run(_measure(url, n, hosts, echo))
-        finally:
-            stop_server(tmp)
+    with scratch_server("crawlmem") as (url, _):
+        report = asyncio.run(_measure(url, n, hosts, echo))
     echo(json.dumps(report, indent=1))
     if out:
         write_report(out, report)

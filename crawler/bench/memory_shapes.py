@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import io
 import random
-import tempfile
 import time
 from typing import Any
 
@@ -141,19 +140,15 @@ def table(reports: list[dict[str, Any]]) -> str:
 def run_shapes(shapes: list[str], n: int, per_host: int, out: str | None,
                echo: Any = print) -> list[dict[str, Any]]:
     """Measure each shape on its own fresh server; print the table, write the JSON."""
-    from crawler.store.server import ensure_server, stop_server
+    from crawler.store.server import scratch_server
 
     for shape in shapes:
         if shape not in SHAPES:
             raise ValueError(f"unknown shape {shape!r}; one of {', '.join(SHAPES)}")
     reports = []
     for shape in shapes:
-        with tempfile.TemporaryDirectory(prefix="crawlmem") as tmp:
-            url = ensure_server(tmp)
-            try:
-                reports.append(asyncio.run(_measure_shape(url, shape, n, per_host)))
-            finally:
-                stop_server(tmp)
+        with scratch_server("crawlmem") as (url, _):
+            reports.append(asyncio.run(_measure_shape(url, shape, n, per_host)))
         echo(f"{shape}: {reports[-1]['bytes_per_url']} B a queued URL, all keys")
     echo(table(reports))
     if out:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -93,14 +92,10 @@ async def _measure(url: str, count: int) -> dict[str, Any]:
 
 
 def run_small_hosts(out: str | None, hosts: int = HOSTS, echo: Any = print) -> dict[str, Any]:
-    from crawler.store.server import ensure_server, stop_server
+    from crawler.store.server import scratch_server
 
-    with tempfile.TemporaryDirectory(prefix="crawlsmall") as tmp:
-        url = ensure_server(tmp)
-        try:
-            report = asyncio.run(_measure(url, hosts))
-        finally:
-            stop_server(tmp)
+    with scratch_server("crawlsmall") as (url, _):
+        report = asyncio.run(_measure(url, hosts))
     echo(json.dumps(report, indent=1))
     if out:
         Path(out).write_text(json.dumps(report, indent=1))

@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from crawler.errors import ServerError
@@ -167,3 +168,17 @@ def stop_server(home: str | os.PathLike[str] | None = None, timeout: float = 10.
             os.waitpid(pid, os.WNOHANG)
         time.sleep(0.02)
     raise ServerError(f"embedded Valkey (pid {pid}) did not stop within {timeout:.0f}s")
+
+
+@contextlib.contextmanager
+def scratch_server(prefix: str = "crawl") -> Iterator[tuple[str, Path]]:
+    """An embedded Valkey in a new temporary home, for one benchmark or experiment:
+    its URL and its home, and the server stopped and the home removed on the way out."""
+    import tempfile  # not on the commands' start-up path
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        url = ensure_server(tmp)
+        try:
+            yield url, Path(tmp)
+        finally:
+            stop_server(tmp)
