@@ -105,9 +105,12 @@ def test_a_site_started_by_an_earlier_version_stops_by_its_pid_file_in_the_home(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(demo, "DEMO_PORT", free_port("127.0.0.2"))
     # Stands in for the site: what /proc says it runs is all that stop checks.
-    site = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
-                             "crawler.bench.sitegen"])
+    stand_in = "import time; print(flush=True); time.sleep(60)"
+    site = subprocess.Popen([sys.executable, "-c", stand_in, "crawler.bench.sitegen"],
+                            stdout=subprocess.PIPE)
     try:
+        assert site.stdout is not None
+        site.stdout.readline()  # it runs: /proc no longer shows the forked parent's command
         (tmp_path / "demo-site.pid").write_text(str(site.pid))  # where it used to be
         assert demo.stop_demo_site(str(tmp_path)) is True
         assert site.wait(10) == -15  # SIGTERM
