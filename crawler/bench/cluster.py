@@ -92,7 +92,10 @@ class Node:
         args += ["--cluster-enabled", "yes", "--cluster-config-file",
                  str(self.home / "nodes.conf"), "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
                  "--cluster-port", str(self.port + 10000),
-                 "--cluster-replica-validity-factor", "0"]
+                 "--cluster-replica-validity-factor", "0",
+                 # A master has one replica to sync: waiting the default 5 s for
+                 # more to join the same transfer only delays the first sync.
+                 "--repl-diskless-sync-delay", "0"]
         # detach: a session of its own, so the node outlives the command that started it
         # (crawl server start --cluster) and no Ctrl-C in that terminal reaches it.
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
