@@ -32,7 +32,10 @@ async def claim_all(frontier: Frontier, n: int) -> list[Lease]:
     got: list[Lease] = []
     deadline = time.monotonic() + 10.0
     while len(got) < n and time.monotonic() < deadline:
-        got += (await frontier.claim(n - len(got), "w")).leases
+        leases = (await frontier.claim(n - len(got), "w")).leases
+        if not leases:
+            await asyncio.sleep(0.01)  # a delay holds the rest: no busy loop on the server
+        got += leases
     return got
 
 async def seed_urls(redis: Redis, settings: Settings, urls: list[str]) -> None:
