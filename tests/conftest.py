@@ -31,6 +31,20 @@ from crawler.store.server import server_args
 CLUSTER_PASSWORD, CLUSTER_USER = "s3cret-pw", "crawler"
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Compile the crawler's modules once, before any test starts a ``crawl``.
+
+    An editable install under ``PYTHONDONTWRITEBYTECODE=1`` (as CI machines set
+    it) never writes ``.pyc`` files, so each of the suite's few hundred ``crawl``
+    subprocesses compiled every module it imports again: 0.05 s of ``crawl
+    status``, 0.1 s of a worker's start. Reading them is still allowed.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # the controller, or a run without xdist
+        import compileall
+
+        compileall.compile_dir(Path(__file__).resolve().parent.parent / "crawler", quiet=1)
+
+
 def own_database(url: str) -> str:
     """``url`` with the database number moved on by this pytest-xdist process's index.
 
