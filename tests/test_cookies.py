@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from crawler.config import Settings
 from crawler.discovery.seeds import seed
 from crawler.frontier import Frontier
-from crawler.frontier.transitions import Lease
+from crawler.frontier.leases import Lease
 from crawler.net.cookies import (
     MAX_COOKIES,
     MAX_JAR_BYTES,

@@ -164,7 +164,7 @@ async def lastmod(frontier: Frontier, _: Redis) -> Call:
 
 
 async def reread(frontier: Frontier, _: Redis) -> Call:
-    from crawler.frontier.transitions import SITEMAP_DEDUP, SITEMAP_HOPS
+    from crawler.frontier.leases import SITEMAP_DEDUP, SITEMAP_HOPS
 
     shard, url = frontier.shards[0], "http://a.test/sitemap.xml"
     fp = fingerprint(SITEMAP_DEDUP + url)

@@ -128,7 +128,7 @@ async def read_sitemaps_again(frontier: Frontier, urls: list[str]) -> tuple[int,
     """Queue sitemaps (canonical URLs, depth 0) to be read, again if read before
     (``reread.lua``): fresh lastmods for ``crawl recrawl --changed-since``.
     Returns (queued, read before)."""
-    from crawler.frontier.transitions import SITEMAP_DEDUP, SITEMAP_HOPS
+    from crawler.frontier.leases import SITEMAP_DEDUP, SITEMAP_HOPS
 
     await frontier.keyer.prime(urls)
     bits = frontier.settings.dedup_bucket_bits

@@ -18,13 +18,22 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 
 from crawler.config import Settings
 from crawler.frontier.cluster import runner_for
+from crawler.frontier.leases import (
+    SITEMAP_DEDUP,
+    SITEMAP_HOPS,
+    AddCounts,
+    AddItem,
+    ClaimResult,
+    Lease,
+    leases_of_claim,
+    text,
+)
 from crawler.frontier.local import HostPolicies, RecentFingerprints
 from crawler.frontier.politeness import PolitenessKeys
 from crawler.frontier.query_clean import QueryCleaner
@@ -33,6 +42,9 @@ from crawler.store import keys
 from crawler.urls import fingerprint, fingerprint_bucket, host_key, prefix_length
 
 log = logging.getLogger("crawler.frontier")
+
+__all__ = ["ADD_CHUNK", "SITEMAP_DEDUP", "SITEMAP_HOPS", "AddCounts", "ClaimResult", "Frontier",
+           "Lease"]
 
 ADD_CHUNK = 50
 """URLs in one add.lua call, so that no one call holds the server for long (``crawl
@@ -46,70 +58,8 @@ COMPACT_BATCH = 500
 """Most leases reclaimed, and idle hosts compacted, by one call per shard."""
 BUSY_POLL = 0.1
 """Longest wait hint while other workers hold leases, in seconds."""
-SITEMAP_HOPS = 256
-"""A URL queued to be read as a sitemap carries its mark in the scripts' ``hops`` number:
-hops + SITEMAP_HOPS x (1 + its sitemap nesting level). Every script keeps that number
-as it is (queue entry, lease, delayed retry, reclaim), so the mark rides through each
-transition with no script knowing it; only ``Lease`` decodes it. Redirect hops stay
-below it (``max_redirects`` is at most 100)."""
 RESULTS_KEPT_WARN_EVERY = 60.0
 """Seconds between two warnings that results past results_maxlen are being kept."""
-SITEMAP_DEDUP = "sitemap "
-"""Sitemaps are deduplicated apart from pages: a page linking to /sitemap.xml must not
-stop robots.txt's Sitemap line from having it read as a sitemap."""
-
-AddItem = tuple[str, int, str, int, int]
-"""One URL to add: (canonical url, depth, politeness key, fingerprint, priority band)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """One URL handed to one worker until ``complete`` or ``retry``."""
-
-    id: str
-    shard: int
-    host: str
-    attempts: int  # attempts made before this lease
-    depth: int
-    url: str
-    hops: int = 0  # redirects that led to this URL
-    sitemap_level: int | None = None  # a sitemap to read (0: named by robots.txt or a seed)
-    band: int = 0  # the priority band it was queued in (crawler.priority)
-    spaced: bool = False  # its claim spaced the host's next request (delay or Crawl-delay)
-    claim_sent: float = field(default=0.0, compare=False)  # time.monotonic() before the claim
-    earlier_ms: float = 0.0  # what its URL's earlier attempts took (retry's elapsed)
-    revisit_state: str = ""  # recrawl = true: its URL's state from its last visit, or ''
-    # cookies = true: the host's jar at claim time (crawler.net.cookies.read_jar);
-    # never in a repr, so never in a log line.
-    cookies: str = field(default="", compare=False, repr=False)
-
-
-@dataclass(slots=True)
-class ClaimResult:
-    leases: list[Lease]
-    wait: float  # seconds until something may be claimable; < 0: nothing queued or leased
-    queued: int
-    leased: int
-
-    @property
-    def finished(self) -> bool:
-        """True when no shard has anything queued or leased: the crawl is done."""
-        return not self.leases and self.queued <= 0 and self.leased <= 0
-
-
-@dataclass(slots=True)
-class AddCounts:
-    added: int = 0
-    seen: int = 0
-    capped: int = 0
-
-    def __iadd__(self, other: AddCounts) -> AddCounts:
-        self.added += other.added
-        self.seen += other.seen
-        self.capped += other.capped
-        return self
-
-
 class Frontier:
     """Client of one crawl's frontier.
 
@@ -314,14 +264,7 @@ class Frontier:
             leased += ld
             if wait >= 0:
                 waits.append(wait / 1000)
-            for i in range(3, len(reply), 11):
-                mark, hops = divmod(int(reply[i + 4]), SITEMAP_HOPS)
-                leases.append(Lease(_s(reply[i]), shard.shard, _s(reply[i + 1]),
-                                    int(reply[i + 2]), int(reply[i + 3]), _s(reply[i + 5]),
-                                    hops, mark - 1 if mark else None, int(reply[i + 6]),
-                                    spaced=reply[i + 7] in (1, "1", b"1"), claim_sent=sent,
-                                    earlier_ms=float(reply[i + 8] or 0),
-                                    revisit_state=_s(reply[i + 9]), cookies=_s(reply[i + 10])))
+            leases += leases_of_claim(shard.shard, reply, sent)
         hint = min(waits) if waits else -1.0
         if not leases and leased > 0:
             # Work appears when a lease completes: its links are queued and its
@@ -463,11 +406,8 @@ class Frontier:
         total: dict[str, int] = defaultdict(int)
         for reply in await pipe.execute():
             for k, v in reply.items() if isinstance(reply, dict) else [("ready_hosts", reply)]:
-                total[_s(k)] += int(v)
+                total[text(k)] += int(v)
         for name in ("queued", "leased", "done", "seen", "errors"):
             total.setdefault(name, 0)
         return dict(total)
 
-
-def _s(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

@@ -20,7 +20,7 @@ suffix              type    what it holds
                             redirect hops), a prefix id
                             and the rest of the URL, or the URL plainly
                             (without ``https://<host>``: lua/_lib.lua ``entry``);
-                            a sitemap's hops carry its mark (transitions.py
+                            a sitemap's hops carry its mark (leases.py
                             ``SITEMAP_HOPS``)
 ``q<b>:<host>``     LIST    the same for raised band b: ``q1`` high, ``q2`` top
                             (crawler.priority); claimed before any lower band,
