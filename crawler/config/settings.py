@@ -11,13 +11,18 @@ how many fetches in flight). Durations are in seconds, sizes in bytes.
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
-from collections.abc import Mapping
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from crawler.config.expectations import expected
+from crawler.config.host_tables import (
+    HostPolicy,
+    check_host_render,
+    check_hosts,
+    finite,
+)
 from crawler.config.identity import Credential, check_auth, check_headers, check_host_headers
 from crawler.config.redis_urls import redact, url_problem
 from crawler.errors import ConfigError
@@ -26,7 +31,6 @@ SCOPES = ("host", "domain", "any")
 POLITENESS_KEYS = ("host", "ip")
 PROXY_SCHEMES = ("http", "https", "socks4", "socks5")
 SECTIONS = ("frontier", "worker", "fetch", "politeness", "scope", "storage", "render")
-RENDER_MODES = ("never", "always", "auto")
 
 
 def _comma_list(value: Any) -> Any:
@@ -75,12 +79,6 @@ def _split_outside_brackets(text: str) -> list[str]:
     return parts
 
 
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError("not finite")
-    return value
-
-
 def parse_server(server: str) -> str:
     """A ``dns_servers`` entry, ``ip`` or ``ip:port`` (``[v6]:port``), as c-ares takes it.
 
@@ -107,23 +105,6 @@ StrList = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
 
 def _setting(default: Any, section: str, scope: str = "crawl", **kw: Any) -> Any:
     return Field(default, json_schema_extra={"section": section, "scope": scope}, **kw)
-
-
-class HostPolicy(BaseModel):
-    """Per-host politeness: requests in flight, and seconds between request starts."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
-
-    max_per_host: int = Field(1, ge=1)  # a host that may never be fetched never ends
-    delay: float = Field(1.0, ge=0)
-
-    def __init__(self, max_per_host: int = 1, delay: float = 1.0, **data: Any) -> None:
-        super().__init__(max_per_host=max_per_host, delay=delay, **data)
-
-    @field_validator("delay")
-    @classmethod
-    def _delay_is_finite(cls, value: float) -> float:
-        return _finite(value)
 
 
 class Settings(BaseModel):
@@ -254,8 +235,8 @@ class Settings(BaseModel):
                      "dns_timeout", "dns_min_ttl", "dns_max_ttl", "dns_negative_ttl",
                      "render_timeout")
     @classmethod
-    def _seconds_are_finite(cls, value: float) -> float:
-        return _finite(value)
+    def _seconds_arefinite(cls, value: float) -> float:
+        return finite(value)
 
     @field_validator("redis_url", mode="before")
     @classmethod
@@ -371,52 +352,6 @@ def field_scope(name: str) -> str:
     return str((Settings.model_fields[name].json_schema_extra or {})["scope"])  # type: ignore[index]
 
 
-HOST_KEYS = tuple(HostPolicy.model_fields)
-
-# -- what each setting must be ------------------------------------------------------------
-
-_EXPECTED_SPECIAL = {
-    "redis_url": "a redis://, rediss://, redis+cluster://, rediss+cluster:// or unix:// URL "
-                 "(a cluster's may name several nodes: redis+cluster://n1:7000,n2:7000)",
-    "crawl": "a name without braces, colons or spaces",
-    "allow_cidrs": "CIDR networks such as 10.0.0.0/8",
-    "dns_servers": "DNS server addresses, ip or ip:port ([v6]:port), e.g. 127.0.0.1:5353",
-    "proxies": "proxy URLs such as http://host:3128, https://..., socks5://user:pw@host:1080",
-    "include": "regular expressions (Python re syntax)",
-    "exclude": "regular expressions (Python re syntax)",
-    "drop_params": "parameter names or globs such as utm_*",
-    "keep_params": "parameter names or globs such as utm_*",
-    "host_overrides": 'tables [hosts."example.com"] with max_per_host and delay',
-    "tls_insecure_hosts": "host patterns such as intranet.example.com or example.com:8443",
-    "host_render": 'tables [hosts."example.com"] with render = "never", "always" or "auto"',
-    "render_wait": '"networkidle", "load", or a CSS selector the page must show',
-    "render_block": "resource types such as image, font, media, stylesheet",
-}
-
-
-def expected(name: str, model: type[Any] = Settings) -> str:
-    """One description of what a setting must be, whatever was wrong with the value."""
-    if model is Settings and name in _EXPECTED_SPECIAL:
-        return _EXPECTED_SPECIAL[name]
-    field = model.model_fields[name]
-    ge = next((m.ge for m in field.metadata if getattr(m, "ge", None) is not None), None)
-    le = next((m.le for m in field.metadata if getattr(m, "le", None) is not None), None)
-    annotation = field.annotation
-    if annotation is bool:
-        return "true or false"
-    if annotation is int:
-        return f"a whole number from {ge} to {le}" if le is not None else \
-            f"a whole number >= {ge if ge is not None else 0}"
-    if annotation is float:
-        return f"a number of seconds >= {ge if ge is not None else 0}"
-    if get_origin(annotation) is not None and str(get_origin(annotation)).endswith("Literal"):
-        options = [str(a) for a in get_args(annotation)]
-        return ", ".join(options[:-1]) + " or " + options[-1]
-    if get_origin(annotation) is tuple:
-        return "a list of strings"
-    return "a string"
-
-
 def check_value(name: str, value: Any, origin: str) -> Any:
     """``value`` as the setting ``name`` holds it, or ConfigError saying where it came from."""
     if name == "host_overrides":
@@ -436,55 +371,9 @@ def check_value(name: str, value: Any, origin: str) -> Any:
                               show_key=False)
     if isinstance(value, bool) and Settings.model_fields[name].annotation in (int, float):
         # pydantic's lax mode reads true as 1; in a settings file that is a mistake.
-        raise ConfigError(name, f"expected {expected(name)}, got {value!r}", origin)
+        raise ConfigError(name, f"expected {expected(name, Settings)}, got {value!r}", origin)
     try:
         return getattr(Settings.model_validate({name: value}), name)
     except ValidationError:
-        raise ConfigError(name, f"expected {expected(name)}, got {displayed(name, value)!r}",
-                          origin) from None
-
-
-def check_hosts(value: Any, origin: str) -> dict[str, HostPolicy]:
-    if not isinstance(value, Mapping):
-        raise ConfigError("host_overrides", f"expected {expected('host_overrides')}", origin)
-    out: dict[str, HostPolicy] = {}
-    for host, spec in value.items():
-        key = f"hosts.{host}"
-        if isinstance(spec, HostPolicy):
-            out[host] = spec
-            continue
-        if not isinstance(spec, Mapping):
-            raise ConfigError(key, "expected a table with max_per_host and delay", origin)
-        for field, field_value in spec.items():
-            if field == "limit":
-                raise ConfigError(f"{key}.limit", "renamed: use max_per_host, as the global "
-                                  "setting is named", origin)
-            if field not in HOST_KEYS:
-                raise ConfigError.unknown(field, HOST_KEYS, origin, key=key)
-            try:
-                HostPolicy.model_validate({field: field_value})
-            except ValidationError:
-                raise ConfigError(f"{key}.{field}", f"expected {expected(field, HostPolicy)}, "
-                                  f"got {field_value!r}", origin) from None
-        out[host] = HostPolicy.model_validate(dict(spec))
-    return out
-
-
-def check_host_render(value: Any, origin: str) -> dict[str, str]:
-    """``[hosts."pattern"] render = ...``: pattern -> never, always or auto."""
-    if isinstance(value, str):  # from `crawl config set host_render=...` (JSON)
-        import json
-
-        try:
-            value = json.loads(value) if value.strip() else {}
-        except ValueError:
-            value = None
-    if not isinstance(value, Mapping):
-        raise ConfigError("host_render", f"expected {expected('host_render')}", origin)
-    out: dict[str, str] = {}
-    for pattern, mode in value.items():
-        if mode not in RENDER_MODES:
-            raise ConfigError(f"hosts.{pattern}.render", "expected never, always or auto, "
-                              f"got {mode!r}", origin)
-        out[str(pattern)] = mode
-    return out
+        raise ConfigError(name, f"expected {expected(name, Settings)}, "
+                          f"got {displayed(name, value)!r}", origin) from None

@@ -1,0 +1,56 @@
+"""What each setting must be, in one sentence: the tail of every message about a bad value.
+
+Read from the model's own bounds and types (``ge``, ``le``, ``Literal``), so a
+message never disagrees with what validation accepts; a few settings whose
+type says too little have their own words.
+"""
+
+from __future__ import annotations
+
+from typing import get_args, get_origin
+
+from pydantic import BaseModel
+
+_EXPECTED_SPECIAL = {
+    "redis_url": "a redis://, rediss://, redis+cluster://, rediss+cluster:// or unix:// URL "
+                 "(a cluster's may name several nodes: redis+cluster://n1:7000,n2:7000)",
+    "crawl": "a name without braces, colons or spaces",
+    "allow_cidrs": "CIDR networks such as 10.0.0.0/8",
+    "dns_servers": "DNS server addresses, ip or ip:port ([v6]:port), e.g. 127.0.0.1:5353",
+    "proxies": "proxy URLs such as http://host:3128, https://..., socks5://user:pw@host:1080",
+    "include": "regular expressions (Python re syntax)",
+    "exclude": "regular expressions (Python re syntax)",
+    "drop_params": "parameter names or globs such as utm_*",
+    "keep_params": "parameter names or globs such as utm_*",
+    "host_overrides": 'tables [hosts."example.com"] with max_per_host and delay',
+    "tls_insecure_hosts": "host patterns such as intranet.example.com or example.com:8443",
+    "host_render": 'tables [hosts."example.com"] with render = "never", "always" or "auto"',
+    "render_wait": '"networkidle", "load", or a CSS selector the page must show',
+    "render_block": "resource types such as image, font, media, stylesheet",
+}
+
+
+def expected(name: str, model: type[BaseModel] | None = None) -> str:
+    """One description of what a field of ``model`` (the settings, or a host's
+    table) must be, whatever was wrong with the value."""
+    if name in _EXPECTED_SPECIAL:
+        return _EXPECTED_SPECIAL[name]
+    if model is None:
+        raise KeyError(f"{name}: no words of its own; name its model")
+    field = model.model_fields[name]
+    ge = next((m.ge for m in field.metadata if getattr(m, "ge", None) is not None), None)
+    le = next((m.le for m in field.metadata if getattr(m, "le", None) is not None), None)
+    annotation = field.annotation
+    if annotation is bool:
+        return "true or false"
+    if annotation is int:
+        return f"a whole number from {ge} to {le}" if le is not None else \
+            f"a whole number >= {ge if ge is not None else 0}"
+    if annotation is float:
+        return f"a number of seconds >= {ge if ge is not None else 0}"
+    if get_origin(annotation) is not None and str(get_origin(annotation)).endswith("Literal"):
+        options = [str(a) for a in get_args(annotation)]
+        return ", ".join(options[:-1]) + " or " + options[-1]
+    if get_origin(annotation) is tuple:
+        return "a list of strings"
+    return "a string"
