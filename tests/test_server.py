@@ -174,7 +174,9 @@ def test_server_stop_refuses_under_live_workers_who_restart_it_when_forced(
             # Once the worker has started the server again, the rest of the crawl
             # needs no spacing: a delay of 0 (live, within a second) ends it in
             # a second instead of ~10 s of 0.25 s steps.
-            wait_for(lambda: "started it again" in (fresh_dir / "worker.log").read_text())
+            log = fresh_dir / "worker.log"
+            wait_for(lambda: worker.poll() is not None or "started it again" in log.read_text())
+            assert worker.poll() is None, log.read_text()  # it died before the restart
             assert crawl(fresh_dir, "config", "set", "delay=0").returncode == 0
             assert worker.wait(90) == 0, (fresh_dir / "worker.log").read_text()
         finally:

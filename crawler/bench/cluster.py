@@ -93,8 +93,8 @@ class Node:
                  str(self.home / "nodes.conf"), "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
                  "--cluster-port", str(self.port + 10000),
                  "--cluster-replica-validity-factor", "0",
-                 # A master has one replica to sync: waiting the default 5 s for
-                 # more to join the same transfer only delays the first sync.
+                 # Sync a replica at once: the default waits 5 s for more replicas
+                 # to share one transfer, which only delays a cluster's start.
                  "--repl-diskless-sync-delay", "0"]
         # detach: a session of its own, so the node outlives the command that started it
         # (crawl server start --cluster) and no Ctrl-C in that terminal reaches it.

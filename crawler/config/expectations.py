@@ -7,11 +7,13 @@ type says too little have their own words.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import get_args, get_origin
 
 from pydantic import BaseModel
 
-_EXPECTED_SPECIAL = {
+SETTING_WORDS = {
+    # The settings whose type says too little.
     "redis_url": "a redis://, rediss://, redis+cluster://, rediss+cluster:// or unix:// URL "
                  "(a cluster's may name several nodes: redis+cluster://n1:7000,n2:7000)",
     "crawl": "a name without braces, colons or spaces",
@@ -30,13 +32,13 @@ _EXPECTED_SPECIAL = {
 }
 
 
-def expected(name: str, model: type[BaseModel] | None = None) -> str:
-    """One description of what a field of ``model`` (the settings, or a host's
-    table) must be, whatever was wrong with the value."""
-    if name in _EXPECTED_SPECIAL:
-        return _EXPECTED_SPECIAL[name]
-    if model is None:
-        raise KeyError(f"{name}: no words of its own; name its model")
+def expected(name: str, model: type[BaseModel],
+             words: Mapping[str, str] = SETTING_WORDS) -> str:
+    """One description of what a field of ``model`` must be, whatever was wrong
+    with the value: ``words`` for the fields that have their own (a host's table
+    passes none: a field that shares a setting's name is not that setting)."""
+    if name in words:
+        return words[name]
     field = model.model_fields[name]
     ge = next((m.ge for m in field.metadata if getattr(m, "ge", None) is not None), None)
     le = next((m.le for m in field.metadata if getattr(m, "le", None) is not None), None)

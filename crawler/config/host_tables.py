@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from crawler.config.expectations import expected
+from crawler.config.expectations import SETTING_WORDS, expected
 from crawler.errors import ConfigError
 
 RENDER_MODES = ("never", "always", "auto")
@@ -44,9 +44,10 @@ class HostPolicy(BaseModel):
 
 HOST_KEYS = tuple(HostPolicy.model_fields)
 
+
 def check_hosts(value: Any, origin: str) -> dict[str, HostPolicy]:
     if not isinstance(value, Mapping):
-        raise ConfigError("host_overrides", f"expected {expected('host_overrides')}", origin)
+        raise ConfigError("host_overrides", f"expected {SETTING_WORDS['host_overrides']}", origin)
     out: dict[str, HostPolicy] = {}
     for host, spec in value.items():
         key = f"hosts.{host}"
@@ -64,8 +65,9 @@ def check_hosts(value: Any, origin: str) -> dict[str, HostPolicy]:
             try:
                 HostPolicy.model_validate({field: field_value})
             except ValidationError:
-                raise ConfigError(f"{key}.{field}", f"expected {expected(field, HostPolicy)}, "
-                                  f"got {field_value!r}", origin) from None
+                wanted = expected(field, HostPolicy, words={})
+                raise ConfigError(f"{key}.{field}", f"expected {wanted}, got {field_value!r}",
+                                  origin) from None
         out[host] = HostPolicy.model_validate(dict(spec))
     return out
 
@@ -80,7 +82,7 @@ def check_host_render(value: Any, origin: str) -> dict[str, str]:
         except ValueError:
             value = None
     if not isinstance(value, Mapping):
-        raise ConfigError("host_render", f"expected {expected('host_render')}", origin)
+        raise ConfigError("host_render", f"expected {SETTING_WORDS['host_render']}", origin)
     out: dict[str, str] = {}
     for pattern, mode in value.items():
         if mode not in RENDER_MODES:

@@ -235,7 +235,7 @@ class Settings(BaseModel):
                      "dns_timeout", "dns_min_ttl", "dns_max_ttl", "dns_negative_ttl",
                      "render_timeout")
     @classmethod
-    def _seconds_arefinite(cls, value: float) -> float:
+    def _seconds_are_finite(cls, value: float) -> float:
         return finite(value)
 
     @field_validator("redis_url", mode="before")

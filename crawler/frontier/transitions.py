@@ -60,6 +60,8 @@ BUSY_POLL = 0.1
 """Longest wait hint while other workers hold leases, in seconds."""
 RESULTS_KEPT_WARN_EVERY = 60.0
 """Seconds between two warnings that results past results_maxlen are being kept."""
+
+
 class Frontier:
     """Client of one crawl's frontier.
 
@@ -410,4 +412,3 @@ class Frontier:
         for name in ("queued", "leased", "done", "seen", "errors"):
             total.setdefault(name, 0)
         return dict(total)
-

@@ -278,7 +278,7 @@ end
 -- not shared (yet) or once the table is full, the URL plainly (``plain``).
 -- A host's URLs share few prefixes, so an entry is little more than its file
 -- name and query. A sitemap to read carries its mark in hops
--- (crawler/frontier/transitions.py SITEMAP_HOPS): no script needs to know it.
+-- (crawler/frontier/leases.py SITEMAP_HOPS): no script needs to know it.
 local PREFIXES_KEPT = 250
 
 local function header(attempts, depth, hops)

@@ -6,7 +6,7 @@
 -- The same call sent twice queues nothing the second time: it carries a
 -- call id (done:<call id>, see _lib.lua).
 -- ARGV: base, call id, then 7 x (host, limit, delay_ms, bucket_hex,
---       fingerprint, url, hops: the sitemap's mark, transitions.py SITEMAP_HOPS).
+--       fingerprint, url, hops: the sitemap's mark, leases.py SITEMAP_HOPS).
 -- Returns {queued, read_before}.
 local base = ARGV[1]
 local first = reply_of_first_run(base, ARGV[2])
