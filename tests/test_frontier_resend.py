@@ -206,6 +206,24 @@ async def test_a_script_call_sent_twice_leaves_the_state_of_one(
         assert again == first  # what the caller counts must not change either
 
 
+async def test_after_noscript_only_the_calls_that_did_not_run_go_again(
+        redis: Redis, settings: Settings) -> None:
+    """One pipeline, some calls run and some answered NOSCRIPT: another connection
+    loaded the scripts between them. The runner sends only the latter again, so
+    the former keep the reply of their one run (add: 'added', not 'seen')."""
+    frontier = Frontier(redis, settings, local_dedup=False)
+    [add_call], _ = frontier.add_calls([("https://fresh.test/a", 0)])
+    shard = frontier.shards[0]
+    reclaim_call: Call = ("reclaim", shard.script_keys, [shard.base, 10, 10])
+    await redis.script_flush()
+    await redis.script_load(frontier.scripts.sources["add"])  # add runs, reclaim cannot
+    round_trips = frontier.round_trips
+    (added, seen, _), (reclaimed, _) = await frontier.run([add_call, reclaim_call])
+    assert (added, seen, reclaimed) == (1, 0, 0)
+    assert frontier.round_trips - round_trips == 2  # the pipeline, then reclaim alone
+    assert await frontier.stats() == {**await frontier.stats(), "queued": 1, "seen": 1}
+
+
 async def test_robots_reply_sent_twice_returns_the_verdict_of_the_first_run(
         redis: Redis, settings: Settings) -> None:
     frontier = Frontier(redis, settings)
