@@ -3,8 +3,11 @@ is queued plainly, the second moves the directory to the host's prefix table."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+from collections.abc import Awaitable
+from typing import Any
 
 import pytest
 from crawl_helpers import claim_all
@@ -256,3 +259,51 @@ async def test_seeded_urls_are_not_counted_or_dropped_by_the_query_budget(
     frontier = Frontier(redis, settings, local_dedup=False)
     found = [(f"https://e.test/item?id={i}", 1) for i in range(50, 56)]
     assert (await frontier.add(found)).added == 3  # links count from the first found
+
+
+async def test_a_host_looks_query_prefixes_up_only_once_it_stored_one(
+        redis: Redis, settings: Settings, clean_redis: str) -> None:
+    """add.lua skips the lookup of query prefixes on a host that never stored one
+    (its state has no 'pq'); the first stored sets it, and later calls find it."""
+    frontier = Frontier(redis, settings.replace(max_per_host=1000), local_dedup=False)
+    shard, raw = frontier.shards[0], SyncRedis.from_url(clean_redis)
+    own = [(f"https://o.test/a/{i}.html?page=2", 0) for i in range(12)]  # a prefix each
+    await frontier.add(own)
+    assert raw.hget(shard.host("o.test"), "pq") is None
+    sent = await commands_of(redis, clean_redis,
+                             frontier.add([("https://o.test/a/lone.html?page=2", 0)]))
+    assert any("/a/lone.html" in c for c in sent)  # the monitor saw the call
+    assert not any(c.startswith("HMGET") and "?page=" in c for c in sent), sent
+    shared = [(f"https://o.test/list?id={i}", 0) for i in range(4)]
+    await frontier.add(shared[:2])  # two of one call: "/list?id=" goes to the table
+    assert raw.hget(shard.host("o.test"), "pq") == b"1"
+    await frontier.add(shared[2:])  # found in the table, not stored again
+    table = raw.hgetall(shard.prefixes("o.test"))
+    assert b"=\xff/list?id=" in table and b"=\xff/a/" in table
+    entries = raw.lrange(shard.queue("o.test"), 0, -1)
+    assert sum(e[1:2] == bytes([int(table[b"=\xff/list?id="])]) for e in entries) == 4
+    # A table written before the flag existed: its query prefixes are stored again
+    # under a new id, and every URL still comes back whole.
+    raw.hdel(shard.host("o.test"), "pq")
+    await frontier.add([(f"https://o.test/list?id={i}", 0) for i in range(4, 6)])
+    got = await claim_all(frontier, 19)
+    assert sorted(lease.url for lease in got) == sorted(
+        [u for u, _ in own + shared] + ["https://o.test/a/lone.html?page=2"]
+        + [f"https://o.test/list?id={i}" for i in (4, 5)])
+
+
+async def commands_of(redis: Redis, url: str, work: Awaitable[Any]) -> list[str]:
+    """The commands the server ran (scripts' too, as MONITOR shows them) while ``work`` ran."""
+    client = Redis.from_url(url)
+    try:
+        async with client.monitor() as monitor:
+            await work
+            await redis.echo("end of work")  # a marker after the work, in order
+            seen: list[str] = []
+            while True:
+                command = str((await asyncio.wait_for(monitor.next_command(), 10))["command"])
+                if command == "ECHO end of work":
+                    return seen
+                seen.append(command)
+    finally:
+        await client.aclose()

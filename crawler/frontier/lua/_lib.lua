@@ -419,30 +419,34 @@ end
 -- query prefixes): a new prefix goes to the table only when two of
 -- ``prefixes`` use it, and leaves no mark; once the host handed out that
 -- many ids, none, so the ids left go to directories.
-local function prefix_ids(base, host, prefixes, known, id_limit)
-  local wanted, fields, uses = {}, {}, {}
+local function prefix_ids(base, host, prefixes, known, id_limit, none_stored)
+  local wanted, uses = {}, {}
   for _, prefix in ipairs(prefixes) do
     if not known[prefix] then
-      if not wanted[prefix] then
-        wanted[prefix] = strip_origin(host, prefix)
-        wanted[#wanted + 1] = prefix
-        fields[#fields + 1] = '=' .. wanted[prefix]
-      end
-      uses[prefix] = (uses[prefix] or 0) + 1
+      local n = uses[prefix]
+      if not n then wanted[#wanted + 1] = prefix end
+      uses[prefix] = (n or 0) + 1
     end
   end
-  if #fields == 0 then return end
+  if #wanted == 0 then return end
   local px = base .. 'px:' .. host
-  local found = redis.call('HMGET', px, unpack(fields))
-  local missing = {}
-  for j, prefix in ipairs(wanted) do
-    if found[j] then
-      known[prefix] = tonumber(found[j])
-    else
-      missing[#missing + 1] = prefix
+  local missing = wanted
+  -- ``none_stored``: the caller knows none of these can be in the table (add.lua:
+  -- a host that never stored a query prefix), so there is nothing to look up.
+  if not none_stored then
+    local fields = {}
+    for j, prefix in ipairs(wanted) do fields[j] = '=' .. strip_origin(host, prefix) end
+    local found = redis.call('HMGET', px, unpack(fields))
+    missing = {}
+    for j, prefix in ipairs(wanted) do
+      if found[j] then
+        known[prefix] = tonumber(found[j])
+      else
+        missing[#missing + 1] = prefix
+      end
     end
+    if #missing == 0 then return end
   end
-  if #missing == 0 then return end
   if id_limit then
     -- A query prefix leaves no mark: it goes to the table when two URLs of one
     -- call use it. A URL with a query of its own (``/a-1.html?page=2``) then
@@ -482,7 +486,7 @@ local function prefix_ids(base, host, prefixes, known, id_limit)
     if id > (id_limit or PREFIXES_KEPT) then
       id = 0
     else
-      local n, short = #stored, wanted[prefix]
+      local n, short = #stored, strip_origin(host, prefix)
       stored[n + 1], stored[n + 2], stored[n + 3], stored[n + 4] = '=' .. short, id, id, short
     end
     known[prefix] = id

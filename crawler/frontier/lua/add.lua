@@ -67,7 +67,13 @@ while i <= #ARGV do
     end
   end
   local pages_before = pages  -- the count before this group: its queued URLs are added to it
-  local tcap = hnum(hk, 'tcap', -1)  -- >= 0: a throttled host's URLs still to queue
+  local state = redis.call('HMGET', hk, 'tcap', 'pq')
+  local tcap = tonumber(state[1] or -1)  -- >= 0: a throttled host's URLs still to queue
+  -- 'pq': the host stored a query prefix once. Until then its URLs' query
+  -- prefixes need no lookup (seeding 1M URLs with a query each: a fifth of
+  -- add.lua's time went to looking up prefixes that could not be there).
+  -- Only a hint: a prefix table is deleted with the queue, the flag stays.
+  local query_table = state[2]
   local new, prefixes, longer = {}, {}, {}  -- argument index of each new URL; its prefixes
   local judged, over, paths, ids = 0, 0, {}, {}  -- new URLs with a query; over a budget;
   -- path counts; each path's names in tp: and tq:<host> (lua/_traps.lua)
@@ -129,7 +135,17 @@ while i <= #ARGV do
     for j = 1, #new do
       if longer[j] then queries[#queries + 1] = longer[j] end
     end
-    if #queries > 0 then prefix_ids(base, host, queries, known_prefixes, QUERY_IDS) end
+    if #queries > 0 then
+      prefix_ids(base, host, queries, known_prefixes, QUERY_IDS, not query_table)
+      if not query_table then
+        for _, prefix in ipairs(queries) do
+          if known_prefixes[prefix] > 0 then
+            redis.call('HSET', hk, 'pq', 1)
+            break
+          end
+        end
+      end
+    end
     for j = 1, #new do
       if longer[j] and known_prefixes[longer[j]] > 0 then
         prefixes[j] = longer[j]
