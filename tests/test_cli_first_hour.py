@@ -260,6 +260,8 @@ def test_crawl_delete_of_a_crawl_that_is_not_there_lists_those_that_are(
     (["--concurrency", "0"], {}, "--concurrency"),
     (["--concurrency", "-5"], {}, "--concurrency"),
     (["--concurrency=-5"], {}, "--concurrency"),
+    (["--concurrency", "abc"], {}, "--concurrency"),  # does not parse: the same words
+    (["--concurrency", "1.5"], {}, "--concurrency"),
     ([], {"CRAWL_CONCURRENCY": "abc"}, "environment variable CRAWL_CONCURRENCY"),
     ([], {"CRAWL_CONCURRENCY": "-5"}, "environment variable CRAWL_CONCURRENCY"),
 ])
@@ -275,6 +277,23 @@ def test_a_bad_concurrency_is_one_line_naming_where_it_came_from(
     assert where in lines[0] and "concurrency" in lines[0]
     # One rule: the same words whichever way the value came in.
     assert ">= 1" in lines[0] or "greater than or equal to 1" in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(("flag", "setting", "value"), [
+    ("--concurrency", "concurrency", "abc"), ("--delay", "delay", "soon"),
+    ("--max-depth", "max_depth", "-"),
+])
+def test_a_flag_value_that_does_not_parse_reads_as_the_same_value_from_the_environment(
+        flag: str, setting: str, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not typer's validator's words ("Input should be a valid integer"): the setting,
+    what it must be, what it got, as for a value out of range."""
+    by_flag = crawl("worker", "--redis", "redis://127.0.0.1:1", flag, value)
+    monkeypatch.setenv(f"CRAWL_{setting.upper()}", value)
+    by_env = crawl("worker", "--redis", "redis://127.0.0.1:1")
+    assert by_flag.exit_code == by_env.exit_code == 2
+    assert by_flag.stderr.strip() == f"crawl: error: {flag}: {setting}: expected " \
+        + by_env.stderr.strip().split(f"{setting}: expected ", 1)[1], by_flag.stderr
+    assert f"got {value!r}" in by_flag.stderr
 
 
 def test_a_bad_config_file_and_an_unknown_key_name_the_file_and_line(fresh_dir: Path) -> None:  # noqa: F811 (the imported fixture)

@@ -58,6 +58,9 @@ def test_a_local_cluster_starts_serves_a_crawl_and_stops(tmp_path: Path) -> None
                           "1", cwd=tmp_path)
         assert again.returncode == 0 and again.stdout.strip() == url  # reused, not a second
         assert "already running" in again.stderr
+        plain = run_crawl("server", "stop", "--home", home, cwd=tmp_path)  # no --cluster
+        assert plain.returncode == 0 and "crawl server stop --cluster" in plain.stdout
+        assert all(answers(p) for p in ports)  # a hint, nothing stopped
     finally:
         stopped = run_crawl("server", "stop", "--home", home, "--cluster", cwd=tmp_path)
     assert stopped.returncode == 0 and stopped.stdout.strip() == "stopped", stopped.stderr

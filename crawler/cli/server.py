@@ -75,8 +75,16 @@ def server_stop(ctx: typer.Context, home: HomeOpt = None,
             crawls = ", ".join(f"{name} ({n})" for name, n in sorted(busy.items()))
             raise CrawlError(f"workers are crawling on this server: {crawls}; stop them "
                              "first (Ctrl-C), or --force")
-    stopped = stop_server(where)
-    typer.echo("stopped" if stopped else "not running")
+    if stop_server(where):
+        typer.echo("stopped")
+        return
+    from crawler.cli.local_cluster import STATE, cluster_dir
+
+    if (cluster_dir(where) / STATE).exists():  # the user likely meant that one
+        typer.echo(f"not running; a local cluster was started in {cluster_dir(where)}: "
+                   "`crawl server stop --cluster` stops it")
+    else:
+        typer.echo("not running")
 
 
 async def _live_workers(home: str | None) -> dict[str, int]:

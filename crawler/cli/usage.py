@@ -33,8 +33,34 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
 
 
+def unparsed_setting(exc: UsageError) -> str | None:
+    """``--concurrency: concurrency: expected a whole number >= 1, got 'x'``: a setting's
+    flag whose value does not parse, said as one out of range is (``check_value``),
+    not in the words of typer's validator ("Input should be a valid integer")."""
+    param, cause = getattr(exc, "param", None), exc.__cause__
+    errors = getattr(cause, "errors", None)
+    name = getattr(param, "name", None)
+    if not name or not callable(errors):
+        return None
+    from crawler.config.expectations import expected
+    from crawler.config.settings import Settings
+
+    if name not in Settings.model_fields:
+        return None
+    try:
+        got = errors()[0]["input"]
+    except (IndexError, KeyError, TypeError):
+        return None
+    opts = list(getattr(param, "opts", ())) or [name]
+    flag = next((opt for opt in opts if opt.startswith("--")), opts[0])
+    return f"{flag}: {name}: expected {expected(name, Settings)}, got {got!r}"
+
+
 def one_line(exc: UsageError) -> str:
     """``crawl worker: no such option --dealy; did you mean --delay? (crawl worker --help)``."""
+    setting = unparsed_setting(exc)
+    if setting is not None:
+        return setting
     ctx = exc.ctx
     where = ctx.command_path if ctx is not None else getattr(exc, "where", "crawl")
     if isinstance(exc, NoSuchOption) and exc.message.startswith("No such option"):
