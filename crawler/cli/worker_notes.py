@@ -22,4 +22,4 @@ async def finished_note(redis: Redis, settings: Settings) -> str | None:
     name = settings.crawl
     return (f"crawl {name!r} is finished: {stats['done']} pages done{errors}, nothing queued. "
             f"More: crawl --crawl {name} seed FILE, crawl --crawl {name} retry --errors TYPE, "
-            f"or crawl --crawl {name} recrawl (with recrawl = true)")
+            f"or crawl --crawl {name} recrawl --older-than AGE (with recrawl = true)")
