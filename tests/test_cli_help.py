@@ -272,10 +272,42 @@ def test_help_paragraphs_are_not_broken_mid_sentence_at_80_columns(argv: list[st
 
     out = subprocess.run([sys.executable, "-m", "crawler", *argv], capture_output=True,
                          text=True, timeout=60, env={**os.environ, "COLUMNS": "80"}).stdout
-    description = out.split("╭")[0]  # the text above the option panels
+    # The text above the option panels (rich), or above click's plain "Options:"
+    # (a command's help at 80 columns, crawler.cli.markup.plain_help).
+    description = out.split("╭")[0].split("\nOptions:")[0]
     lines = [line.strip() for line in description.splitlines()]
     for before, after in pairwise(lines):
         # A line that ends mid-sentence is followed by one that starts in lower
         # case; it must be long (wrapped by rich at the width), not a hand break.
         if before and after and after[0].islower():
             assert len(before) > 60, (before, after)
+
+
+@pytest.mark.parametrize("columns", [80, 99])
+def test_a_commands_help_on_a_narrow_terminal_cuts_nothing_and_fits(columns: int) -> None:
+    """Rich's panels gave an option's help ~18 characters at 80 columns and cut long
+    option and setting names with "..."; below 100 columns a command's help is
+    click's plain layout: every name whole, every line within the width."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "crawler", "worker", "--help"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "COLUMNS": str(columns)}).stdout
+    assert "--max-pages-per-host" in out and "--no-extract-in-thread" in out
+    assert "CRAWL_MAX_PAGES_PER_HOST" in out and "worker.concurrency" in out
+    assert "\u2026" not in out and "\\[" not in out  # nothing cut, no markup escapes
+    assert max(map(len, out.splitlines())) <= columns
+    assert len(out.splitlines()) < 160  # it was 297 lines at 80 columns
+
+
+def test_a_wide_terminal_keeps_the_option_panels() -> None:
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "crawler", "worker", "--help"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "COLUMNS": "100"}).stdout
+    assert "╭─ Options" in out

@@ -34,17 +34,20 @@ from crawler.cli.common import (
     log_level,
     setup_logging,
 )
-from crawler.cli.markup import unwrap, unwrap_command_help
+from crawler.cli.markup import narrow_terminal, plain_help, unwrap, unwrap_command_help
 from crawler.cli.placement import misplaced_after, misplaced_before, quiet_flag_metavars
 from crawler.cli.usage import one_line
 from crawler.errors import CrawlError
 
 
 def _tidy_help(command: Any) -> None:
-    """A made command's help as it should print: no ``<bool>`` after a flag, and
-    each paragraph one line for rich to wrap (crawler.cli.markup.unwrap)."""
+    """A made command's help as it should print: no ``<bool>`` after a flag, each
+    paragraph one line for rich to wrap (crawler.cli.markup.unwrap), and on a
+    narrow terminal click's plain layout (crawler.cli.markup.plain_help)."""
     quiet_flag_metavars(command)
     unwrap_command_help(command)
+    if narrow_terminal():
+        plain_help(command)
 
 
 class CrawlGroup(TyperGroup):

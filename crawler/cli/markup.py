@@ -22,6 +22,41 @@ def escape(text: str) -> str:
     return text
 
 
+_ESCAPED_TAG = re.compile(r"(?<!\\)\\(\[[a-z#/@][^[]*?])")
+
+
+def unescape(text: str) -> str:
+    """``escape`` undone, for help that click prints plainly (no markup to guard)."""
+    return _ESCAPED_TAG.sub(r"\1", text)
+
+
+NARROW_COLUMNS = 100
+"""Below this width a command's help is click's plain list, not rich's option panels.
+The panels give an option's names, its metavar and its help a column each; at 80
+columns the names of a ``--x/--no-x`` pair take half the width, the help got ~18
+characters, and long names and setting names were cut with "..."."""
+
+
+def narrow_terminal() -> bool:
+    """Whether help prints narrower than ``NARROW_COLUMNS`` (``COLUMNS`` counts, as for rich)."""
+    import shutil
+
+    # Not a terminal (a pipe, a file): 80, as rich assumes there.
+    return shutil.get_terminal_size((80, 24)).columns < NARROW_COLUMNS
+
+
+def plain_help(command: object) -> None:
+    """Print a made command's help (and its subcommands') plainly: click's layout,
+    which puts an option's help under a long name instead of squeezing it."""
+    if hasattr(command, "rich_markup_mode"):
+        command.rich_markup_mode = None
+    for param in getattr(command, "params", ()):
+        if isinstance(getattr(param, "help", None), str):
+            param.help = unescape(param.help)
+    for sub in (getattr(command, "commands", None) or {}).values():
+        plain_help(sub)
+
+
 _PARAGRAPHS = re.compile(r"\n[ \t]*\n")
 
 
