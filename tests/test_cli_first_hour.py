@@ -312,3 +312,10 @@ def test_an_unknown_crawl_variable_warns_with_a_suggestion_and_the_command_goes_
     done = run_crawl("config", "show", "--redis", "redis://127.0.0.1:1",
                      env={"CRAWL_CONCURENCY": "5"})
     assert "CRAWL_CONCURENCY" in done.stderr and "did you mean CRAWL_CONCURRENCY" in done.stderr
+
+
+def test_a_bad_pattern_is_shown_as_typed_not_as_the_settings_tuple() -> None:
+    done = crawl("worker", "--redis", "redis://127.0.0.1:1", "--include", "ok", "--include", "(")
+    assert done.exit_code == 2
+    assert done.stderr.strip().endswith(
+        "include: expected regular expressions (Python re syntax), got 'ok', '('"), done.stderr

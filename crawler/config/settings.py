@@ -375,5 +375,10 @@ def check_value(name: str, value: Any, origin: str) -> Any:
     try:
         return getattr(Settings.model_validate({name: value}), name)
     except ValidationError:
-        raise ConfigError(name, f"expected {expected(name, Settings)}, "
-                          f"got {displayed(name, value)!r}", origin) from None
+        shown = displayed(name, value)
+        if isinstance(shown, list | tuple):  # --include '(' gives ('(',): show what was typed
+            shown_text = ", ".join(map(repr, shown)) or "none"
+        else:
+            shown_text = repr(shown)
+        raise ConfigError(name, f"expected {expected(name, Settings)}, got {shown_text}",
+                          origin) from None
