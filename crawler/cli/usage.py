@@ -35,15 +35,16 @@ def _lower_first(text: str) -> str:
 
 def unparsed_setting(exc: UsageError) -> str | None:
     """``--concurrency: concurrency: expected a whole number >= 1, got 'x'``: a setting's
-    flag whose value does not parse, said as one out of range is (``check_value``),
-    not in the words of typer's validator ("Input should be a valid integer")."""
+    flag whose value does not parse, checked by ``check_value`` as a value out of
+    range is, not said in the words of typer's validator ("Input should be a valid
+    integer"). None when ``exc`` is not that."""
     param, cause = getattr(exc, "param", None), exc.__cause__
     errors = getattr(cause, "errors", None)
     name = getattr(param, "name", None)
     if not name or not callable(errors):
         return None
-    from crawler.config.expectations import expected
-    from crawler.config.settings import Settings
+    from crawler.config.settings import Settings, check_value
+    from crawler.errors import ConfigError
 
     if name not in Settings.model_fields:
         return None
@@ -52,8 +53,11 @@ def unparsed_setting(exc: UsageError) -> str | None:
     except (IndexError, KeyError, TypeError):
         return None
     opts = list(getattr(param, "opts", ())) or [name]
-    flag = next((opt for opt in opts if opt.startswith("--")), opts[0])
-    return f"{flag}: {name}: expected {expected(name, Settings)}, got {got!r}"
+    try:
+        check_value(name, got, next((opt for opt in opts if opt.startswith("--")), opts[0]))
+    except ConfigError as error:
+        return str(error)
+    return None  # the settings take what typer refused: its own words stand
 
 
 def one_line(exc: UsageError) -> str:

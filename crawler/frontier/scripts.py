@@ -148,8 +148,8 @@ class ScriptRunner:
         Only the calls answered NOSCRIPT go again: in one pipeline some can run
         and some not, when another connection loads the scripts between them
         (two seeding windows in flight on a fresh server). Sending the ones that
-        ran again was safe, but their second replies replaced the first: `crawl
-        seed` reported 38% of a fresh crawl's URLs as "already seen"."""
+        ran again was safe, but their second replies replaced the first: seeding
+        through ``seed()`` reported 38% of a fresh crawl's URLs as "already seen"."""
         replies: list[Any] = [None] * len(calls)
         pending = list(range(len(calls)))
         for attempt in range(2):
