@@ -32,19 +32,11 @@ from crawler.frontier.workers import HEARTBEAT_EVERY, Heartbeat
 from crawler.net.fetch import Fetcher
 from crawler.net.proxies import shared_ledger
 from crawler.net.robots import RobotsCache
-from crawler.observe.status import held_hosts, held_summary
 from crawler.pages.scope import Scope, anchors_for
 from crawler.worker.backoff import REDIS_ERRORS, ride_out_redis
 from crawler.worker.lease import LeaseRunner
 from crawler.worker.meter import FetchMeter, NoMeter
-from crawler.worker.progress import (
-    Counters,
-    CrawlProgress,
-    RateWindow,
-    politeness_text,
-    print_progress,
-    read_progress,
-)
+from crawler.worker.progress import Counters, ProgressLine
 from crawler.worker.steering import Steering
 from crawler.worker.watch import InFlight, StallWatch
 
@@ -56,7 +48,6 @@ log = logging.getLogger("crawler.worker")
 IDLE_WAIT_MIN = 0.02
 IDLE_WAIT_MAX = 2.0
 """Bounds on how long an idle worker sleeps between claims, in seconds."""
-PROGRESS_EVERY = 2.0
 PROCESS_INDEX = "CRAWLER_PROCESS_INDEX"
 """Set by ``crawl worker --processes N`` for each process: 0 .. N-1."""
 STOP_BOUND = 5.0
@@ -94,11 +85,9 @@ class Worker:
         self.aborted = False  # stopped at once (second signal): exit code 130
         self._aborted = asyncio.Event()
         self._writes: set[asyncio.Future[object]] = set()  # shielded writes in progress
-        self._held: dict[str, Any] | None = None  # held hosts, for the progress line
-        self._crawl_progress: CrawlProgress | None = None  # the crawl's counts, the same
-        self._rate: float | None = None  # this worker's pages/s over the last 10 s
-        self._crawl_rate: float | None = None  # the crawl's URLs done a second, the same
         self.steering = Steering(self)
+        self.progress = ProgressLine(self.counters, self.frontier, redis, lambda: self.settings,
+                                     self.tasks, self._paused_because)
         self.metrics: FetchMeter = NoMeter()
         if settings.metrics_port:
             from crawler.observe.metrics import WorkerMetrics
@@ -137,7 +126,7 @@ class Worker:
                       asyncio.create_task(self.steering.follow(), name="steering"),
                       asyncio.create_task(self._watch_for_stalls(), name="stall-watch")]
         if not self.quiet:
-            background.append(asyncio.create_task(self._progress(), name="progress"))
+            background.append(asyncio.create_task(self.progress.run(), name="progress"))
         if self.forever:
             background.append(asyncio.create_task(self._queue_due_revisits(), name="revisits"))
         crawl = asyncio.create_task(self._crawl(runner), name="crawl")
@@ -164,7 +153,7 @@ class Worker:
                 async with asyncio.timeout(STOP_BOUND):
                     await self.heartbeat.leave()
             if not self.quiet:
-                self._print_progress(final=True)
+                self.progress.print(final=True)
         failure = crawl.exception() if crawl.done() and not crawl.cancelled() else None
         if failure is not None:
             raise failure
@@ -404,32 +393,10 @@ class Worker:
         return (f"crawl loop waiting on {self.watch.waiting_on}; {len(self.tasks)} URLs in "
                 f"flight, {len(self._writes)} frontier writes pending; {self._claimed()}")
 
+    def _paused_because(self) -> str:
+        return (self.steering.state.reason or "operator") if self.steering.paused else ""
+
     def _claimed(self) -> str:
         c = self.last_claim
         return "no claim yet" if c is None else \
             f"last claim: {len(c.leases)} leases, queued {c.queued}, leased {c.leased}"
-
-    async def _progress(self) -> None:
-        pages, crawl_done = RateWindow(), RateWindow()
-        while True:
-            pages.add(self.counters.pages)
-            with contextlib.suppress(*REDIS_ERRORS):
-                self._held = held_summary(await held_hosts(self.redis, self.settings))
-                self._crawl_progress = await read_progress(self.frontier)
-                crawl_done.add(self._crawl_progress.done)
-            self._rate, self._crawl_rate = pages.rate(), crawl_done.rate()
-            if self._rate is not None:
-                self._print_progress()
-            await asyncio.sleep(PROGRESS_EVERY)
-
-    def _print_progress(self, final: bool = False) -> None:
-        in_flight = len(self.tasks)
-        hosts = len({item.lease.host for item in self.tasks.values()})
-        crawl = None if final else self._crawl_progress  # read up to 2 s ago: stale at the end
-        politeness = "" if final else politeness_text(crawl, self.settings, in_flight, hosts)
-        paused = self.steering.state.reason or "operator" \
-            if self.steering.paused and not final else ""
-        print_progress(self.counters, self._rate, in_flight, final=final, crawl=crawl,
-                       crawl_rate=None if final else self._crawl_rate,
-                       held=None if final else self._held, politeness=politeness,
-                       paused=paused)

@@ -9,12 +9,14 @@ is the limit, how many hosts there are and how fast each may go.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +24,13 @@ from crawler.config import Settings
 from crawler.worker.hints import ErrorTally
 
 if TYPE_CHECKING:
-    from crawler.frontier import Frontier
+    from redis.asyncio import Redis
 
+    from crawler.frontier import Frontier
+    from crawler.worker.watch import InFlight
+
+PROGRESS_EVERY = 2.0
+"""Seconds between two progress lines."""
 RATE_WINDOW = 10.0
 """Seconds the pages/s figure looks back over."""
 FINAL_COUNTS = "CRAWLER_FINAL_COUNTS"
@@ -166,3 +173,54 @@ def print_progress(c: Counters, rate: float | None, in_flight: int, final: bool 
         hint = c.by_error.hint(c.pages)
         line = "done: " + line + (f"\ncrawl: {hint}" if hint else "")
     print(line, file=sys.stderr, flush=True)
+
+
+class ProgressLine:
+    """A worker's progress line: printed every PROGRESS_EVERY seconds, and once at the end.
+
+    Its rates come from samples taken here; the crawl's counts and held hosts are
+    read with each line, so the final line leaves them out (up to PROGRESS_EVERY
+    stale). ``settings``: the worker's current ones (``crawl config set`` replaces
+    them while it runs). ``in_flight``: the worker's fetches (its live map, not a
+    copy). ``paused``: why the crawl claims nothing, or "".
+    """
+
+    def __init__(self, counters: Counters, frontier: Frontier, redis: Redis,
+                 settings: Callable[[], Settings], in_flight: Mapping[Any, InFlight],
+                 paused: Callable[[], str]) -> None:
+        self.counters, self.frontier, self.redis = counters, frontier, redis
+        self.settings, self.in_flight, self.paused = settings, in_flight, paused
+        self.held: dict[str, Any] | None = None
+        self.crawl: CrawlProgress | None = None
+        self.rate: float | None = None  # this worker's pages/s over the last RATE_WINDOW
+        self.crawl_rate: float | None = None  # the crawl's URLs done a second, the same
+
+    async def run(self) -> None:
+        """Sample and print until cancelled; a Redis outage only leaves the crawl's part stale."""
+        # Here, not at the top: crawl's command line imports this module (FINAL_COUNTS),
+        # and redis-py is a tenth of a second it need not pay.
+        from crawler.observe.status import held_hosts, held_summary
+        from crawler.worker.backoff import REDIS_ERRORS
+
+        pages, crawl_done = RateWindow(), RateWindow()
+        while True:
+            pages.add(self.counters.pages)
+            with contextlib.suppress(*REDIS_ERRORS):
+                self.held = held_summary(await held_hosts(self.redis, self.settings()))
+                self.crawl = await read_progress(self.frontier)
+                crawl_done.add(self.crawl.done)
+            self.rate, self.crawl_rate = pages.rate(), crawl_done.rate()
+            if self.rate is not None:
+                self.print()
+            await asyncio.sleep(PROGRESS_EVERY)
+
+    def print(self, final: bool = False) -> None:
+        in_flight = len(self.in_flight)
+        hosts = len({item.lease.host for item in self.in_flight.values()})
+        crawl = None if final else self.crawl  # read up to 2 s ago: stale at the end
+        politeness = "" if final else politeness_text(crawl, self.settings(), in_flight, hosts)
+        paused = "" if final else self.paused()
+        print_progress(self.counters, self.rate, in_flight, final=final, crawl=crawl,
+                       crawl_rate=None if final else self.crawl_rate,
+                       held=None if final else self.held, politeness=politeness,
+                       paused=paused)
