@@ -21,7 +21,8 @@ from redis.asyncio import Redis
 from crawler import errors
 from crawler.config import Settings
 from crawler.frontier import Frontier
-from crawler.net.fetch import Fetcher, classify
+from crawler.net.fetch import Fetcher
+from crawler.net.fetch_errors import classify
 from crawler.worker import Worker
 
 URL = "http://site.test/page"

@@ -19,7 +19,7 @@ thread pool. Then:
   backoff) the lookup fails as a timeout, whatever c-ares does.
 
 A failure is raised as ``LookupFailed`` (an OSError, which aiohttp wraps and
-``crawler.net.fetch.classify`` turns into a ``dns_error`` record whose
+``crawler.net.fetch_errors.classify`` turns into a ``dns_error`` record whose
 message says NXDOMAIN, SERVFAIL, timeout, ...). Timeouts and unreachable
 servers are worth trying again later (``retry``), and are not cached;
 answers about the name are final for the URL.

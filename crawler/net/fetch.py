@@ -29,12 +29,13 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from crawler import errors
 from crawler.config import Settings
 from crawler.net import codecs
-from crawler.net.dns import CachingResolver, LookupFailed
-from crawler.net.guard import AddressPolicy, Blocked, GuardedResolver, check_literal_address
+from crawler.net.dns import CachingResolver
+from crawler.net.fetch_errors import classify
+from crawler.net.guard import AddressPolicy, GuardedResolver, check_literal_address
 from crawler.net.identity import Identity
 from crawler.net.inflate import use_fast_inflate
 from crawler.net.proxies import ProxyLedger, ProxyPool, Route, is_proxy_down, socks_error
-from crawler.net.tls import TLSPolicy, certificate_error
+from crawler.net.tls import TLSPolicy
 from crawler.urls import resolve
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -356,48 +357,6 @@ async def _read_redirect_body(resp: aiohttp.ClientResponse) -> bytes:
         return await _read_capped(resp, REDIRECT_BODY_BYTES)
     except (errors.TooLarge, aiohttp.ClientError, ValueError):
         return b""
-
-
-def classify(exc: BaseException) -> errors.FetchError:
-    """Map aiohttp and socket errors onto our error types (re-raises anything else)."""
-    if isinstance(exc, errors.FetchError):
-        return exc
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        if isinstance(exc.os_error, Blocked):
-            return errors.BlockedAddress(str(exc.os_error))
-        failed = errors.DNSError(f"DNS lookup failed: {exc.os_error}")
-        if isinstance(exc.os_error, LookupFailed):  # a timeout may pass; NXDOMAIN will not
-            failed.retry = exc.os_error.retry
-        return failed
-    certificate = certificate_error(exc)
-    if certificate is not None:
-        return certificate
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError
-                  | aiohttp.ServerFingerprintMismatch):
-        return errors.TLSError(f"TLS handshake failed: {exc}")
-    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError
-                  | aiohttp.RedirectClientError):
-        return errors.BadContent(f"aiohttp refused the URL: {exc}")  # retrying cannot help
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        return errors.Timeout(f"timed out: {exc}" if str(exc) else "timed out")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return errors.ConnectError(f"cannot connect: {exc.os_error}")
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return errors.ConnectError("server closed the connection without a full response")
-    if isinstance(exc, aiohttp.ClientPayloadError) and codecs.is_decoding_error(exc):
-        return errors.BadContent(f"body does not decode as its Content-Encoding says: {exc}"
-                                 .replace("\n", " "))
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return errors.ConnectError(f"body cut short: {exc}")
-    if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy refused the CONNECT
-        return errors.ConnectError(f"proxy answered {exc.status} {exc.message}")
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return errors.BadContent(f"malformed response: {exc.message}")
-    if isinstance(exc, aiohttp.ClientError | OSError):
-        return errors.ConnectError(f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, ValueError | UnicodeError):
-        return errors.BadContent(f"{type(exc).__name__}: {exc}")
-    raise exc
 
 
 def _mime(resp: aiohttp.ClientResponse) -> str | None:

@@ -37,7 +37,8 @@ from crawler import errors
 from crawler.discovery.lastmod import keep_lastmods, sitemap_lastmods
 from crawler.discovery.sitemaps import MAX_NESTING, SitemapEntry, SitemapParser
 from crawler.frontier import Call
-from crawler.net.fetch import CHUNK, REDIRECT_STATUSES, Response, classify, redirect_target
+from crawler.net.fetch import CHUNK, REDIRECT_STATUSES, Response, redirect_target
+from crawler.net.fetch_errors import classify
 from crawler.net.guard import check_literal_address
 from crawler.observe.overview import status_tally
 from crawler.pages.priority import raised_bands
