@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -230,7 +227,9 @@ def worker(
         from crawler.cli.common import check_crawl
 
         run_async(lambda: check_crawl(settings))
-        raise typer.Exit(_run_processes(settings))
+        from crawler.cli.processes import run_processes
+
+        raise typer.Exit(run_processes(settings))
 
     async def main() -> None:
         from crawler.cli.hooks import check_stored_hook
@@ -256,42 +255,6 @@ def worker(
             raise typer.Exit(130)
 
     run_async(main)
-
-
-def _run_processes(settings: Settings) -> int:
-    """Run single-process workers with the same arguments; pass signals on.
-
-    Exits 0 only if every worker did; a worker killed by signal N counts as 128+N.
-    """
-    from crawler.store.server import ensure_server
-
-    if settings.redis_url is None:
-        ensure_server(settings.home)  # start it once, not n times in a race
-    argv = [sys.executable, "-m", "crawler", *sys.argv[1:], "--processes", "1"]
-    # Own process groups: Ctrl-C in a terminal signals the whole foreground
-    # group, and a worker that got it twice (from there and from forward())
-    # would stop at once instead of finishing its fetches.
-    from crawler.cli.processes import FinalCounts
-    from crawler.worker.loop import PROCESS_INDEX
-
-    totals = FinalCounts(settings.processes)
-    children = [subprocess.Popen(argv, process_group=0,
-                                 env={**os.environ, PROCESS_INDEX: str(i), **totals.env(i)})
-                for i in range(settings.processes)]
-
-    def forward(signum: int, _frame: object) -> None:
-        # A closed terminal (SIGHUP) no longer reaches the workers: drain them.
-        # SIGUSR1 asks each worker for its task dump.
-        signum = signal.SIGTERM if signum == signal.SIGHUP else signum
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
-        signal.signal(signum, forward)
-    codes = [child.wait() for child in children]
-    totals.report()  # one done: line for them all
-    return next((code if code > 0 else 128 - code for code in codes if code), 0)
 
 
 def export(
