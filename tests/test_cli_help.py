@@ -302,6 +302,23 @@ def test_a_commands_help_on_a_narrow_terminal_cuts_nothing_and_fits(columns: int
     assert len(out.splitlines()) < 160  # it was 297 lines at 80 columns
 
 
+@pytest.mark.parametrize("columns", [80, 99])
+def test_crawls_own_help_on_a_narrow_terminal_cuts_nothing_and_fits(columns: int) -> None:
+    """The root group's help had kept rich's panels at 80 columns and cut the --redis
+    example to "n3:700…"."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "crawler", "--help"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "COLUMNS": str(columns)}).stdout
+    assert "n3:7000" in out.replace("\n", "").replace(" ", "")
+    assert "\u2026" not in out.split("Commands:")[0] and "\\[" not in out
+    assert "seed" in out and "worker" in out
+    assert max(map(len, out.splitlines())) <= columns
+
+
 def test_a_wide_terminal_keeps_the_option_panels() -> None:
     import os
     import subprocess

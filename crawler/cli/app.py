@@ -64,7 +64,10 @@ class CrawlGroup(TyperGroup):
         self.commands = self.lazy_commands
 
     def format_help(self, ctx: ClickContext, formatter: HelpFormatter) -> None:
-        """The help lists the commands by name and summary, none of them imported."""
+        """The help lists the commands by name and summary, none of them imported;
+        plainly on a narrow terminal, as each command's own help is."""
+        if narrow_terminal():
+            plain_help(self, subcommands=False)
         self.lazy_commands.listing = True
         try:
             super().format_help(ctx, formatter)

@@ -45,16 +45,18 @@ def narrow_terminal() -> bool:
     return shutil.get_terminal_size((80, 24)).columns < NARROW_COLUMNS
 
 
-def plain_help(command: object) -> None:
+def plain_help(command: object, *, subcommands: bool = True) -> None:
     """Print a made command's help (and its subcommands') plainly: click's layout,
-    which puts an option's help under a long name instead of squeezing it."""
+    which puts an option's help under a long name instead of squeezing it.
+    ``subcommands=False``: the root group, whose commands are imported only when run."""
     if hasattr(command, "rich_markup_mode"):
         command.rich_markup_mode = None
     for param in getattr(command, "params", ()):
         if isinstance(getattr(param, "help", None), str):
             param.help = unescape(param.help)
-    for sub in (getattr(command, "commands", None) or {}).values():
-        plain_help(sub)
+    if subcommands:
+        for sub in (getattr(command, "commands", None) or {}).values():
+            plain_help(sub)
 
 
 _PARAGRAPHS = re.compile(r"\n[ \t]*\n")
