@@ -130,7 +130,20 @@ def test_a_root_option_after_the_command_says_where_it_goes() -> None:
     result = crawl("seed", "-v", "urls.txt")
     assert result.exit_code == 2
     text = " ".join(result.output.replace("│", " ").split())
-    assert "-v is an option of crawl itself: put it before the command" in text
+    assert ("-v is an option of crawl itself: put it before the command, as in "
+            "crawl -v seed urls.txt") in text
+
+
+@pytest.mark.parametrize(("argv", "fixed"), [
+    (["export", "out.jsonl", "-vv", "--force"], "crawl -vv export out.jsonl --force"),
+    (["status", "--json", "--log-level", "debug"], "crawl --log-level debug status --json"),
+    (["status", "--log-level=info"], "crawl --log-level=info status"),
+])
+def test_the_corrected_command_line_moves_the_option_and_its_value(
+        argv: list[str], fixed: str) -> None:
+    result = crawl(*argv)
+    assert result.exit_code == 2
+    assert f"as in {fixed}" in " ".join(result.output.replace("│", " ").split())
 
 
 def test_an_unknown_option_is_still_unknown() -> None:
@@ -328,3 +341,19 @@ def test_a_wide_terminal_keeps_the_option_panels() -> None:
                          capture_output=True, text=True, timeout=60,
                          env={**os.environ, "COLUMNS": "100"}).stdout
     assert "╭─ Options" in out
+
+
+def test_crawl_version_prints_the_packages_version() -> None:
+    import os
+    import subprocess
+    import sys
+    import tomllib
+
+    import crawler
+
+    root = Path(crawler.__file__).resolve().parent.parent
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    assert crawler.__version__ == declared  # one version, said in two places
+    out = subprocess.run([sys.executable, "-m", "crawler", "--version"], capture_output=True,
+                         text=True, timeout=60, env=os.environ.copy())
+    assert (out.returncode, out.stdout) == (0, f"crawl {declared}\n")

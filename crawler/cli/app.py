@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer._click.core import Context as ClickContext  # typer vendors click
@@ -99,6 +99,7 @@ class CrawlGroup(TyperGroup):
 
     def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
         given = list(args)  # the parser consumes the list it is given
+        ctx.meta["crawl.args"] = given  # for a misplaced option's corrected command line
         try:
             return super().parse_args(ctx, args)
         except NoSuchOption as exc:  # crawl --delay 1 worker
@@ -112,7 +113,8 @@ class CrawlGroup(TyperGroup):
             return super().invoke(ctx)
         except NoSuchOption as exc:  # crawl seed --crawl-ish-root-option
             command = exc.ctx.info_name if exc.ctx is not None else "COMMAND"
-            hint = misplaced_after(self, str(command), exc.option_name)
+            hint = misplaced_after(self, str(command), exc.option_name,
+                                   ctx.meta.get("crawl.args"))
             if hint is None:
                 raise
             raise UsageError(hint, exc.ctx) from None
@@ -136,10 +138,24 @@ Valkey in ./.crawl. crawl list shows the crawls there are.
 app = typer.Typer(cls=CrawlGroup, add_completion=False, no_args_is_help=True, help=unwrap(HELP))
 
 
+def _print_version(given: bool) -> None:
+    if given:
+        from crawler import __version__
+
+        typer.echo(f"crawl {__version__}")
+        raise typer.Exit(0)
+
+
+VersionOpt = Annotated[bool, typer.Option(
+    "--version", help="Print the crawler's version and exit.", is_eager=True,
+    callback=_print_version)]
+
+
 @app.callback()
 def common_options(ctx: typer.Context, redis: RedisOpt = None, crawl: CrawlOpt = None,
                    config: ConfigOpt = None, home: HomeOpt = None,
-                   log_level_name: LogLevelOpt = None, verbose: VerboseOpt = 0) -> None:
+                   log_level_name: LogLevelOpt = None, verbose: VerboseOpt = 0,
+                   version: VersionOpt = False) -> None:
     """Options before the command apply to it, as if given after it."""
     setup_logging(log_level(log_level_name, verbose))
     ctx.obj = Common(redis=redis, crawl=crawl, config=config, home=home)

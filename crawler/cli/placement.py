@@ -62,10 +62,31 @@ def misplaced_before(group: Any, ctx: ClickContext, args: list[str], option: str
     return None
 
 
-def misplaced_after(group: Any, command_name: str, option: str) -> str | None:
-    """For ``crawl worker -v``: an option of ``crawl`` itself goes before the command."""
+def misplaced_after(group: Any, command_name: str, option: str,
+                    args: list[str] | None = None) -> str | None:
+    """For ``crawl worker -v``: an option of ``crawl`` itself goes before the command,
+    said as the corrected command line when ``args`` (the command line) are known."""
     name = option.split("=", 1)[0]
-    if any(name in p.opts for p in group.params):
-        return (f"{name} is an option of crawl itself: put it before the command, as in "
-                f"crawl {name} ... {command_name} ...")
-    return None
+    if not any(name in p.opts for p in group.params):
+        return None
+    fixed = _moved_before(group, command_name, option, args or [])
+    example = " ".join(fixed) if fixed else f"{name} ... {command_name}"
+    return f"{name} is an option of crawl itself: put it before the command, as in crawl {example}"
+
+
+def _moved_before(group: Any, command_name: str, option: str, args: list[str]) -> list[str]:
+    """``args`` with ``option`` (and its value) moved before ``command_name``; [] if
+    they do not hold it after the command."""
+    if command_name not in args:
+        return []
+    at = args.index(command_name)
+    for i in range(at + 1, len(args)):
+        if args[i] == "--":
+            break
+        # Click reads "-vv" as "-v" twice, and names the option "-v".
+        short_run = len(option) == 2 and re.fullmatch(f"{re.escape(option)}+", args[i])
+        if args[i].split("=", 1)[0] == option or short_run:
+            takes = takes_value(group, option) and "=" not in args[i]
+            end = i + 2 if takes and i + 1 < len(args) else i + 1
+            return [*args[:at], *args[i:end], *args[at:i], *args[end:]]
+    return []
