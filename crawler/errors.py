@@ -33,6 +33,19 @@ class CrawlError(Exception):
     """Base of every error the crawler raises on purpose."""
 
 
+def cannot_write(path: object, exc: OSError) -> CrawlError:
+    """``cannot write out/x.jsonl: its directory out does not exist``: an output file that
+    could not be opened, with the reason a user can act on."""
+    import errno
+    import os
+
+    parent = os.path.dirname(os.fspath(path)) if isinstance(path, str | os.PathLike) else ""
+    if exc.errno == errno.ENOENT and parent and not os.path.isdir(parent):
+        return CrawlError(f"cannot write {path}: its directory {parent} does not exist "
+                          f"(make it, or write elsewhere)")
+    return CrawlError(f"cannot write {path}: {exc.strerror}")
+
+
 class ConfigError(CrawlError):
     """A setting is invalid: names it, what is wrong, and where it came from.
 

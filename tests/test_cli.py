@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import redis as sync_redis
 from cli_runner import crawl, fresh_dir  # noqa: F401 (fresh_dir: an autouse fixture)
 
@@ -166,11 +167,14 @@ def test_export_pages_through_every_shard(clean_redis: str, tmp_path: Path) -> N
     assert numbers == [*range(2500), -1, -2]
 
 
-def test_export_to_an_unwritable_path_is_one_clear_line(clean_redis: str) -> None:
+@pytest.mark.parametrize("drain", [[], ["--drain"]])
+def test_export_to_an_unwritable_path_is_one_clear_line(clean_redis: str,
+                                                       drain: list[str]) -> None:
     store_results(clean_redis, ["a page"])
-    result = crawl("export", "--redis", clean_redis, "no/such/dir/out.jsonl")
+    result = crawl("export", "--redis", clean_redis, *drain, "no/such/dir/out.jsonl")
     assert result.exit_code == 2
-    assert "cannot write no/such/dir/out.jsonl" in result.stderr
+    assert ("cannot write no/such/dir/out.jsonl: its directory no/such/dir does not exist"
+            in result.stderr)
     assert isinstance(result.exception, SystemExit)
 
 

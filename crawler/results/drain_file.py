@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crawler.errors import CrawlError
+from crawler.errors import CrawlError, cannot_write
 from crawler.results.stream import Entry
 
 log = logging.getLogger("crawler.drain")
@@ -122,7 +122,7 @@ class DrainFile:
         try:
             self.fh = open(path, "ab+")  # noqa: SIM115 - closed by close()
         except OSError as exc:
-            raise CrawlError(f"cannot write {path}: {exc.strerror}") from None
+            raise cannot_write(path, exc) from None
         try:  # two drains appending to one file would cut each other's batches
             fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from crawler.errors import CrawlError
+from crawler.errors import CrawlError, cannot_write
 from crawler.results.data_schema import DataSchema
 from crawler.results.stream import Entry
 
@@ -298,4 +298,4 @@ def open_writer(path: str, fmt: str, *, append: bool = False,
     try:
         return opener()
     except OSError as exc:
-        raise CrawlError(f"cannot write {path}: {exc.strerror}") from None
+        raise cannot_write(path, exc) from None
