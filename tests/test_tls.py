@@ -93,6 +93,29 @@ async def test_the_same_server_without_ca_file_is_an_unknown_issuer(
     assert record["attempts"] == 1  # trying again cannot help
 
 
+async def test_an_https_url_on_a_plain_http_port_says_so(
+        redis: Redis, tls_settings: Settings) -> None:
+    """aiohttp's message held "ssl:<ssl.SSLContext object at 0x7f...>" and OpenSSL's
+    WRONG_VERSION_NUMBER, which a user had to decode."""
+    async def plain(_: web.Request) -> web.Response:
+        return web.Response(text="plain")
+
+    app = web.Application()
+    app.router.add_get("/", plain)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port("127.0.0.2")
+    await web.TCPSite(runner, "127.0.0.2", port).start()
+    try:
+        record = await crawl_one(redis, tls_settings, f"https://127.0.0.2:{port}/")
+    finally:
+        await runner.cleanup()
+    kind, message = error_of(record)
+    assert kind == "tls_error"
+    assert "does this port speak plain HTTP?" in message
+    assert "object at 0x" not in message and "ssl:" not in message
+
+
 async def test_a_self_signed_certificate_is_said_so(
         redis: Redis, tls_settings: Settings, ca: trustme.CA, tmp_path: Path) -> None:
     # The CA's own certificate is self-signed: served as the leaf, it is one.

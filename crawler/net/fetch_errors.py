@@ -8,6 +8,8 @@ on its own: each branch is an error type a record can carry (``error.type``).
 from __future__ import annotations
 
 import asyncio
+import re
+import ssl
 
 import aiohttp
 
@@ -34,7 +36,7 @@ def classify(exc: BaseException) -> errors.FetchError:
         return certificate
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError
                   | aiohttp.ServerFingerprintMismatch):
-        return errors.TLSError(f"TLS handshake failed: {exc}")
+        return tls_failure(exc)
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError
                   | aiohttp.RedirectClientError):
         return errors.BadContent(f"aiohttp refused the URL: {exc}")  # retrying cannot help
@@ -58,3 +60,18 @@ def classify(exc: BaseException) -> errors.FetchError:
     if isinstance(exc, ValueError | UnicodeError):
         return errors.BadContent(f"{type(exc).__name__}: {exc}")
     raise exc
+
+
+_CONTEXT = re.compile(r" ssl:(<[^>]*>|\S+)")
+"""aiohttp's connection key in its message: ``ssl:<ssl.SSLContext object at 0x7f...>``."""
+
+
+def tls_failure(exc: BaseException) -> errors.TLSError:
+    """A failed handshake, without aiohttp's repr of our SSL context; a server that
+    answered in plain text is said to be one (an https:// URL on an http port)."""
+    inner = getattr(exc, "os_error", None)
+    reason = getattr(inner, "reason", None) if isinstance(inner, ssl.SSLError) else None
+    text = _CONTEXT.sub("", str(exc))
+    if reason == "WRONG_VERSION_NUMBER":
+        text += " (the server did not answer in TLS: does this port speak plain HTTP?)"
+    return errors.TLSError(f"TLS handshake failed: {text}")
