@@ -309,6 +309,7 @@ def test_a_commands_help_on_a_narrow_terminal_cuts_nothing_and_fits(columns: int
                          capture_output=True, text=True, timeout=60,
                          env={**os.environ, "COLUMNS": str(columns)}).stdout
     assert "--max-pages-per-host" in out and "--no-extract-in-thread" in out
+    assert "redis+cluster://n1:7000,n2:7000,n3:7000" in out  # an example URL is not split
     assert "CRAWL_MAX_PAGES_PER_HOST" in out and "worker.concurrency" in out
     assert "\u2026" not in out and "\\[" not in out  # nothing cut, no markup escapes
     assert max(map(len, out.splitlines())) <= columns
@@ -326,7 +327,7 @@ def test_crawls_own_help_on_a_narrow_terminal_cuts_nothing_and_fits(columns: int
     out = subprocess.run([sys.executable, "-m", "crawler", "--help"],
                          capture_output=True, text=True, timeout=60,
                          env={**os.environ, "COLUMNS": str(columns)}).stdout
-    assert "n3:7000" in out.replace("\n", "").replace(" ", "")
+    assert "redis+cluster://n1:7000,n2:7000,n3:7000" in out  # whole, on one line
     assert "\u2026" not in out.split("Commands:")[0] and "\\[" not in out
     assert "seed" in out and "worker" in out
     assert max(map(len, out.splitlines())) <= columns

@@ -35,7 +35,7 @@ RedisOpt = Annotated[str | None, typer.Option(
     "--redis", show_default=False,
     help=escape("Redis URL: redis://, rediss://, redis+cluster://, rediss+cluster:// or unix://. "
          "A cluster's URL may name several seed nodes, tried in turn until one answers: "
-         "redis+cluster://user:pw@n1:7000,n2:7000,n3:7000. "
+         "redis+cluster://n1:7000,n2:7000,n3:7000. "
          "[default: the embedded Valkey in --home; setting frontier.redis_url, "
          "env CRAWL_REDIS_URL]"))]
 CrawlOpt = Annotated[str | None, typer.Option(
