@@ -98,3 +98,14 @@ def test_status_rates_of_a_crawl_finished_long_ago_are_not_its_lifetime_average(
     # A crawl going on: the window's own rate.
     going = [(1000.0, 0), (1289.0, 100)]
     assert rates(going, 1300.0, 150)["last_10s"] == round(50 / 11, 2)
+
+
+async def test_the_crawls_since_is_null_until_its_state_is_changed(
+        redis: Redis, settings: Settings) -> None:
+    from crawler.observe import control
+
+    await Frontier(redis, settings).add([("http://a.test/", 0)])
+    assert (await crawl_status(redis, settings))["crawl"]["since"] is None  # not 1970
+    await control.pause(redis, settings)
+    since = (await crawl_status(redis, settings))["crawl"]["since"]
+    assert abs(since - await control.server_time(redis)) < 60

@@ -47,10 +47,11 @@ for longer."""
 class CrawlState:
     state: str = RUNNING
     reason: str = ""  # "operator", or the cap that ended it: max_pages, max_errors, ...
-    since: float = 0.0  # Unix time of the change
+    since: float = 0.0  # Unix time of the change; 0: never changed (running since seeded)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"state": self.state, "reason": self.reason, "since": self.since}
+        """``since`` null for a crawl never paused or stopped: 0.0 read as 1970."""
+        return {"state": self.state, "reason": self.reason, "since": self.since or None}
 
 
 def _shards(settings: Settings) -> list[keys.ShardKeys]:
