@@ -138,6 +138,11 @@ def test_a_root_option_after_the_command_says_where_it_goes() -> None:
     (["export", "out.jsonl", "-vv", "--force"], "crawl -vv export out.jsonl --force"),
     (["status", "--json", "--log-level", "debug"], "crawl --log-level debug status --json"),
     (["status", "--log-level=info"], "crawl --log-level=info status"),
+    (["--home", "status", "status", "-v"], "crawl --home status -v status"),  # a value
+    (["status", "-v", "--json", "-v"], "crawl -v -v status --json"),  # given twice
+    (["config", "set", "--log-level", "debug", "x", "y"],
+     "crawl --log-level debug config set x y"),  # before the root's command
+    (["export", "out.jsonl", "--log-level"], "crawl --log-level ... export"),  # no value
 ])
 def test_the_corrected_command_line_moves_the_option_and_its_value(
         argv: list[str], fixed: str) -> None:
@@ -317,9 +322,11 @@ def test_a_commands_help_on_a_narrow_terminal_cuts_nothing_and_fits(columns: int
 
 
 @pytest.mark.parametrize("columns", [80, 99])
-def test_crawls_own_help_on_a_narrow_terminal_cuts_nothing_and_fits(columns: int) -> None:
+def test_crawls_own_help_on_a_narrow_terminal_keeps_its_options_whole_and_fits(
+        columns: int) -> None:
     """The root group's help had kept rich's panels at 80 columns and cut the --redis
-    example to "n3:700…"."""
+    example to "n3:700…". (The command list still shortens each summary to its
+    first words, with "...", as click does.)"""
     import os
     import subprocess
     import sys

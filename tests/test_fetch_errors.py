@@ -97,3 +97,16 @@ async def test_the_worker_retries_exactly_the_retryable_ones(
     assert record["error"]["type"] == error_type
     assert record["attempts"] == (3 if retried else 1)
     assert worker.counters.retries == (2 if retried else 0)
+
+
+@pytest.mark.parametrize("reason", ["WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE"])
+def test_a_tls_failure_drops_aiohttps_context_repr_and_keeps_the_host(reason: str) -> None:
+    """OpenSSL 3.0 says WRONG_VERSION_NUMBER for a reply that is not TLS, 3.2 on
+    RECORD_LAYER_FAILURE; a host named "ssl" keeps its name."""
+    inner = ssl.SSLError(1, f"[SSL: {reason}] ({reason.lower()})")
+    inner.reason = reason  # what the ssl module sets on a real handshake failure
+    key = ConnectionKey("ssl", 443, True, True, None, None, None)
+    error = classify(ce.ClientConnectorSSLError(key, inner))
+    assert error.type == "tls_error"
+    assert "host ssl:443" in str(error) and "ssl:default" not in str(error)
+    assert str(error).endswith("does this port speak plain HTTP?)")

@@ -112,7 +112,10 @@ class CrawlGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except NoSuchOption as exc:  # crawl seed --crawl-ish-root-option
-            command = exc.ctx.info_name if exc.ctx is not None else "COMMAND"
+            # The root's command (`config`), not the innermost one (`set`): crawl's own
+            # options go before it.
+            command = ctx.invoked_subcommand or (
+                exc.ctx.info_name if exc.ctx is not None else "COMMAND")
             hint = misplaced_after(self, str(command), exc.option_name,
                                    ctx.meta.get("crawl.args"))
             if hint is None:

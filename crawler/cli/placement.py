@@ -75,18 +75,34 @@ def misplaced_after(group: Any, command_name: str, option: str,
 
 
 def _moved_before(group: Any, command_name: str, option: str, args: list[str]) -> list[str]:
-    """``args`` with ``option`` (and its value) moved before ``command_name``; [] if
-    they do not hold it after the command."""
-    if command_name not in args:
+    """``args`` with every ``option`` after the command (and its value) moved before
+    it; [] if that cannot be said (the option lacks its value, or is not there)."""
+    root_opts = {o: takes_value(group, o) for p in group.params for o in p.opts}
+    at = 0
+    while at < len(args) and args[at].startswith("-"):  # crawl's own options first
+        at += 2 if root_opts.get(args[at]) else 1
+    if at >= len(args) or args[at] != command_name:
         return []
-    at = args.index(command_name)
-    for i in range(at + 1, len(args)):
-        if args[i] == "--":
+    moved: list[str] = []
+    kept: list[str] = []
+    i = at + 1
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            kept += args[i:]
             break
         # Click reads "-vv" as "-v" twice, and names the option "-v".
-        short_run = len(option) == 2 and re.fullmatch(f"{re.escape(option)}+", args[i])
-        if args[i].split("=", 1)[0] == option or short_run:
-            takes = takes_value(group, option) and "=" not in args[i]
-            end = i + 2 if takes and i + 1 < len(args) else i + 1
-            return [*args[:at], *args[i:end], *args[at:i], *args[end:]]
-    return []
+        short_run = len(option) == 2 and re.fullmatch(f"{re.escape(option)}+", arg)
+        if arg.split("=", 1)[0] == option or short_run:
+            if takes_value(group, option) and "=" not in arg:
+                if i + 1 >= len(args):
+                    return []  # "--log-level" at the end: no value to move with it
+                moved += args[i:i + 2]
+                i += 2
+            else:
+                moved.append(arg)
+                i += 1
+            continue
+        kept.append(arg)
+        i += 1
+    return [*args[:at], *moved, command_name, *kept] if moved else []

@@ -29,9 +29,6 @@ WINDOW = 50_000
 of a host one window holds, the fewer times an add call pays for the host's state,
 queue and prefix table (1,000 hosts: 50 URLs a host a window, against 10 at a window
 of 10,000, take a fifth less server time a URL)."""
-FIRST_WINDOW = 5_000
-"""The first window is smaller: Valkey has nothing to do until it arrives, and a
-whole WINDOW takes this process ~0.5 s to read and prepare."""
 PREPARE_SLICE = 2_000
 """Sorted URLs turned into add calls between two turns of the event loop."""
 IN_FLIGHT = 2
@@ -175,7 +172,6 @@ async def seed(redis: Redis, settings: Settings, stream: BinaryIO,
     scope = ScopeStore(redis, settings)
     report = SeedReport()
     window: list[str] = []
-    sent = False  # a window went out: the next ones are WINDOW long
     in_flight: deque[asyncio.Task[list[Any]]] = deque()
 
     def count(replies: list[Any]) -> None:
@@ -225,9 +221,8 @@ async def seed(redis: Redis, settings: Settings, stream: BinaryIO,
                     # The pipeline in flight is larger than the socket's buffer: let
                     # the event loop keep writing it while this loop reads lines.
                     await asyncio.sleep(0)
-                if len(window) >= (WINDOW if sent else min(FIRST_WINDOW, WINDOW)):
+                if len(window) >= WINDOW:
                     await send(window)
-                    sent = True
                     window = []
             if window:
                 await send(window)

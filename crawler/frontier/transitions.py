@@ -52,7 +52,7 @@ bench memory`` counts the calls over 2 ms). A URL takes 6-10 µs of server time 
 fast machine and 15 µs on a slow 2-core one (more in a directory its host's prefix
 table has not seen). At 100 a call the slow machine's calls averaged 1.5 ms and
 8-16% of them went over 2 ms; at 50, 0.8 ms and 0.25%, seeding at 46-51k URLs/s
-against 50-53k. add.lua collects its garbage after a call this big (its last lines)."""
+against 50-53k. add.lua steps its Lua GC after a call this big (its last lines)."""
 RECLAIM_BATCH = 500
 COMPACT_BATCH = 500
 """Most leases reclaimed, and idle hosts compacted, by one call per shard."""

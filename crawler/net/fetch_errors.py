@@ -62,8 +62,11 @@ def classify(exc: BaseException) -> errors.FetchError:
     raise exc
 
 
-_CONTEXT = re.compile(r" ssl:(<[^>]*>|\S+)")
-"""aiohttp's connection key in its message: ``ssl:<ssl.SSLContext object at 0x7f...>``."""
+_CONTEXT = re.compile(r" ssl:(<[^>]*>|default|True|False|None)(?= |$)")
+"""aiohttp's connection key in its message: ``ssl:<ssl.SSLContext object at 0x7f...>``
+or ``ssl:default`` (not ``host ssl:443``, a host named ssl)."""
+PLAIN_TEXT_REPLY = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE"})
+"""What OpenSSL calls a server's reply that is not TLS: 3.0 and 3.1, then 3.2 on."""
 
 
 def tls_failure(exc: BaseException) -> errors.TLSError:
@@ -72,6 +75,6 @@ def tls_failure(exc: BaseException) -> errors.TLSError:
     inner = getattr(exc, "os_error", None)
     reason = getattr(inner, "reason", None) if isinstance(inner, ssl.SSLError) else None
     text = _CONTEXT.sub("", str(exc))
-    if reason == "WRONG_VERSION_NUMBER":
+    if reason in PLAIN_TEXT_REPLY:
         text += " (the server did not answer in TLS: does this port speak plain HTTP?)"
     return errors.TLSError(f"TLS handshake failed: {text}")

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from crawler.config import Settings
+from crawler.observe.status import held_hosts, held_summary
+from crawler.worker.backoff import REDIS_ERRORS
 from crawler.worker.hints import ErrorTally
 
 if TYPE_CHECKING:
@@ -197,11 +199,6 @@ class ProgressLine:
 
     async def run(self) -> None:
         """Sample and print until cancelled; a Redis outage only leaves the crawl's part stale."""
-        # Here, not at the top: crawl's command line imports this module (FINAL_COUNTS),
-        # and redis-py is a tenth of a second it need not pay.
-        from crawler.observe.status import held_hosts, held_summary
-        from crawler.worker.backoff import REDIS_ERRORS
-
         pages, crawl_done = RateWindow(), RateWindow()
         while True:
             pages.add(self.counters.pages)

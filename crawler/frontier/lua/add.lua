@@ -179,13 +179,12 @@ end
 if trapped > 0 then redis.call('HINCRBY', KEYS[7], 'trapped', trapped) end
 -- A full call (ADD_CHUNK, 50 URLs: crawl seed's) leaves ~35 KB of Lua garbage.
 -- Left to the server's GC step every 50 scripts, that garbage came back as pauses
--- of 8-10 ms inside unlucky calls (seeding 1M URLs: 114-405 calls over 2 ms,
--- against 33-57 collected here). A full collect each call kept them off but marked
--- the whole live heap (~0.9 MB: every loaded script) each time, ~0.1 ms of a
--- 0.65 ms call. A step of 64 moves the incremental collector on by about 64 KB of
--- allocation's worth, more than a call leaves, so the heap stays bounded (used_memory_lua
--- 0.92 -> 1.04 MB) and no call marks all of it. Seeding 1M URLs, interleaved: 32-42
--- calls over 2 ms either way; server time a URL 13.9-14.4 -> 11.6-12.4 µs.
+-- of 8-10 ms inside unlucky calls (seeding 1M URLs: 114-405 calls over 2 ms, against
+-- 23-63 with a collect or a step here). A full collect each call marked the whole
+-- live heap (~0.9 MB: every loaded script) each time, ~0.1 ms of a 0.65 ms call. A
+-- step of 64 moves the incremental collector on by about 64 KB of allocation's
+-- worth, more than a call leaves, so the heap stays bounded (used_memory_lua 0.92 ->
+-- 1.04 MB) and no call marks all of it: server time a URL 13.9-15.4 -> 11.5-12.4 µs.
 -- Smaller calls (most pages' new links) leave little and skip it.
 if added + seen + capped >= 50 then collectgarbage('step', 64) end
 return {added, seen, capped}
