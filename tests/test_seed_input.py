@@ -169,6 +169,26 @@ async def test_seeding_keeps_two_windows_in_flight_in_add_calls_of_bounded_size(
     assert sum(sizes) == 12_000 and max(sizes) == ADD_CHUNK
 
 
+async def test_windows_start_small_and_grow_by_a_quarter_to_the_full_size(
+        redis: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Valkey starts on a small first window at once, and each next window is ready
+    before Valkey is done with the one before."""
+    monkeypatch.setattr(seeds, "WINDOW", 200)
+    monkeypatch.setattr(seeds, "FIRST_WINDOW", 100)
+    windows: list[int] = []
+    run = Frontier.run
+
+    async def watched(self: Frontier, calls: list[Any]) -> list[Any]:
+        windows.append(sum(urls_in(args) for name, _, args in calls if name == "add"))
+        return await run(self, calls)
+
+    monkeypatch.setattr(Frontier, "run", watched)
+    data = "".join(f"http://h{i % 7}.example/{i}\n" for i in range(1_430)).encode()
+    report = await seed(redis, settings, io.BytesIO(data))
+    assert report.added == 1_430
+    assert windows == [100, 125, 156, 195, 200, 200, 200, 200, 54]
+
+
 def test_add_lua_steps_its_gc_after_a_full_call_and_only_then() -> None:
     """Seeding's calls are ADD_CHUNK URLs; add.lua steps its GC after a call that big. If
     the two drift apart, seeding's garbage comes back as GC pauses inside unlucky

@@ -29,6 +29,13 @@ WINDOW = 50_000
 of a host one window holds, the fewer times an add call pays for the host's state,
 queue and prefix table (1,000 hosts: 50 URLs a host a window, against 10 at a window
 of 10,000, take a fifth less server time a URL)."""
+FIRST_WINDOW = 5_000
+"""Windows start this small and grow by a quarter each (5,000, 6,250, ... up to
+WINDOW by the 11th). This process prepares a window while Valkey runs the one
+before: with a whole WINDOW first, Valkey waited for it (~0.5 s), and a window
+twice the last one takes longer to prepare than Valkey takes to run the last.
+Seeding 1M URLs, interleaved: Valkey idle 2.2-3.2 s -> 1.0-1.3 s."""
+WINDOW_GROWTH = 1.25
 PREPARE_SLICE = 2_000
 """Sorted URLs turned into add calls between two turns of the event loop."""
 IN_FLIGHT = 2
@@ -172,6 +179,7 @@ async def seed(redis: Redis, settings: Settings, stream: BinaryIO,
     scope = ScopeStore(redis, settings)
     report = SeedReport()
     window: list[str] = []
+    window_size = min(FIRST_WINDOW, WINDOW)
     in_flight: deque[asyncio.Task[list[Any]]] = deque()
 
     def count(replies: list[Any]) -> None:
@@ -221,8 +229,9 @@ async def seed(redis: Redis, settings: Settings, stream: BinaryIO,
                     # The pipeline in flight is larger than the socket's buffer: let
                     # the event loop keep writing it while this loop reads lines.
                     await asyncio.sleep(0)
-                if len(window) >= WINDOW:
+                if len(window) >= window_size:
                     await send(window)
+                    window_size = min(WINDOW, int(window_size * WINDOW_GROWTH))
                     window = []
             if window:
                 await send(window)
