@@ -85,6 +85,20 @@ def test_an_empty_seed_file_says_there_are_no_urls_in_it(clean_redis: str,
     assert result.stderr.strip() == "no URLs in empty.txt"
 
 
+def test_a_seed_file_of_bad_lines_says_no_crawl_was_made(clean_redis: str,
+                                                         tmp_path: Path) -> None:
+    (tmp_path / "bad.txt").write_text("http://[::1/\nhttp://a.test:99999/\n")
+    result = crawl("seed", "--redis", clean_redis, "bad.txt")
+    assert result.exit_code == 1
+    assert "invalid 2" in result.stdout
+    assert "no valid URL in bad.txt: crawl 'default' was not created" in result.stderr
+    assert "no crawls yet" in crawl("list", "--redis", clean_redis).stderr
+    crawl("seed", "--redis", clean_redis, "-", stdin="http://127.0.0.2/\n")
+    again = crawl("seed", "--redis", clean_redis, "bad.txt")  # the crawl exists now: kept
+    assert again.exit_code == 1
+    assert again.stderr.strip().endswith("no valid URL in bad.txt")
+
+
 def test_an_empty_standard_input_says_so_too(clean_redis: str) -> None:
     result = crawl("seed", "--redis", clean_redis, "-", stdin="")
     assert result.exit_code == 1

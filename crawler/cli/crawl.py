@@ -109,11 +109,11 @@ def seed(
             except BaseException:
                 await forget_if_empty(client, s, new, None)
                 raise
-            await forget_if_empty(client, s, new, report)
+            forgotten = await forget_if_empty(client, s, new, report)
             warning = await state_warning(client, s)
             if warning:
                 typer.echo(f"crawl: warning: {warning}", err=True)
-            return report
+            return report, forgotten
         finally:
             await client.aclose()
 
@@ -139,7 +139,7 @@ def seed(
         except OSError as exc:
             raise CrawlError(f"cannot read {file}: {exc.strerror}") from None
 
-    report = run_async(main)
+    report, forgotten = run_async(main)
     if report.valid == 0 and report.invalid == 0:
         typer.echo(f"no URLs in {source}", err=True)
         raise typer.Exit(1)
@@ -147,6 +147,9 @@ def seed(
                + (f", over host cap {report.capped}" if report.capped else "")
                + (f", read again {report.reread}" if report.reread else ""))
     if report.valid == 0:
+        typer.echo(f"crawl: no valid URL in {source}"
+                   + (f": crawl {settings.crawl!r} was not created" if forgotten else ""),
+                   err=True)
         raise typer.Exit(1)
 
 

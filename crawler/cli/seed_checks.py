@@ -23,17 +23,20 @@ async def crawl_is_new(settings: Settings) -> bool:
         await client.aclose()
 
 
-async def forget_if_empty(redis: Redis, settings: Settings, new: bool, report: Any) -> None:
+async def forget_if_empty(redis: Redis, settings: Settings, new: bool, report: Any) -> bool:
     """A crawl this seed created but gave no valid URL is deleted again: a file of
-    only bad lines (or an unreadable one) leaves no empty crawl in ``crawl list``."""
+    only bad lines (or an unreadable one) leaves no empty crawl in ``crawl list``.
+    True if it was."""
     if new and (report is None or getattr(report, "valid", 0) == 0):
         from crawler.frontier import Frontier
         from crawler.observe.catalog import delete_crawl
 
         stats = await Frontier(redis, settings, local_dedup=False).stats()
         if stats["seen"] or stats["queued"]:
-            return  # another seed filled it meanwhile: its crawl now
+            return False  # another seed filled it meanwhile: its crawl now
         await delete_crawl(redis, settings.crawl)
+        return True
+    return False
 
 
 async def state_warning(redis: Redis, settings: Settings) -> str | None:
