@@ -29,10 +29,13 @@ Configure = Callable[[ssl.SSLContext], None]
 
 
 @asynccontextmanager
-async def https_server(ip: str, configure: Configure) -> AsyncIterator[str]:
-    """An HTTPS server on ``ip`` whose certificate ``configure`` loads; yields its root URL."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    configure(ctx)
+async def https_server(ip: str, configure: Configure | None) -> AsyncIterator[str]:
+    """An HTTPS server on ``ip`` whose certificate ``configure`` loads; yields its root
+    URL, https:// either way. ``configure`` None: the server speaks plain HTTP."""
+    ctx = None
+    if configure is not None:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        configure(ctx)
 
     async def hello(_: web.Request) -> web.Response:
         return web.Response(text="<title>over tls</title>", content_type="text/html")
@@ -97,19 +100,8 @@ async def test_an_https_url_on_a_plain_http_port_says_so(
         redis: Redis, tls_settings: Settings) -> None:
     """aiohttp's message held "ssl:<ssl.SSLContext object at 0x7f...>" and OpenSSL's
     WRONG_VERSION_NUMBER, which a user had to decode."""
-    async def plain(_: web.Request) -> web.Response:
-        return web.Response(text="plain")
-
-    app = web.Application()
-    app.router.add_get("/", plain)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port("127.0.0.2")
-    await web.TCPSite(runner, "127.0.0.2", port).start()
-    try:
-        record = await crawl_one(redis, tls_settings, f"https://127.0.0.2:{port}/")
-    finally:
-        await runner.cleanup()
+    async with https_server("127.0.0.2", None) as url:
+        record = await crawl_one(redis, tls_settings, url)
     kind, message = error_of(record)
     assert kind == "tls_error"
     assert "does this port speak plain HTTP?" in message
