@@ -33,10 +33,15 @@ def takes_value(command: Any, option: str) -> bool | None:
     return None
 
 
+def root_options(group: Any) -> dict[str, bool | None]:
+    """Each of ``crawl``'s own option names, and whether it takes a value."""
+    return {o: takes_value(group, o) for p in group.params for o in p.opts}
+
+
 def misplaced_before(group: Any, ctx: ClickContext, args: list[str], option: str) -> str | None:
     """For ``crawl --delay 1 worker``: where ``--delay`` goes, as a corrected command line."""
     name = option.split("=", 1)[0]
-    root_opts = {o: takes_value(group, o) for p in group.params for o in p.opts}
+    root_opts = root_options(group)
     i, before, moved = 0, [], []
     while i < len(args):
         arg = args[i]
@@ -77,7 +82,7 @@ def misplaced_after(group: Any, command_name: str, option: str,
 def _moved_before(group: Any, command_name: str, option: str, args: list[str]) -> list[str]:
     """``args`` with every ``option`` after the command (and its value) moved before
     it; [] if that cannot be said (the option lacks its value, or is not there)."""
-    root_opts = {o: takes_value(group, o) for p in group.params for o in p.opts}
+    root_opts = root_options(group)
     at = 0
     while at < len(args) and args[at].startswith("-"):  # crawl's own options first
         at += 2 if root_opts.get(args[at]) else 1
