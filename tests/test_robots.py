@@ -191,6 +191,26 @@ async def test_robots_timeout_disallows_for_now(redis: Redis, settings: Settings
     assert error_type(records[0]) is None
 
 
+async def test_the_retry_budget_holds_when_robots_error_ttl_is_shorter_than_a_try(
+        redis: Redis, settings: Settings) -> None:
+    """A robots.txt that never answers, with robots_error_ttl (0.2 s) shorter than
+    one timed-out fetch (0.8 s): the failures still add up to max_attempts, and the
+    URL ends. The count once expired with the error TTL, between two tries, and the
+    host's robots.txt was fetched again forever."""
+    async def never(_: web.Request) -> web.Response:
+        await asyncio.sleep(30)
+        return web.Response(text="")
+
+    server = Server([never])
+    settings = settings.replace(max_attempts=3, robots_error_ttl=0.2, read_timeout=0.6,
+                                total_timeout=0.8, backoff_base=0.1, backoff_max=0.2)
+    with site_of(server) as site:
+        records = await crawl(redis, settings, [site.url(IP, "/")], limit=30.0)
+        assert site.paths() == ["/robots.txt"] * 3
+    assert [error_type(r) for r in records] == ["timeout"]
+    assert "after 3 tries" in records[0]["error"]["message"]
+
+
 async def test_an_unreachable_host_ends_its_urls_with_the_connect_error_after_the_budget(
         redis: Redis, settings: Settings) -> None:
     port = free_port("127.0.0.4")  # nothing listens there

@@ -19,7 +19,9 @@ DNS answer (NXDOMAIN...) or TLS failure     ``U`` at once (trying again won't he
 ``robots_ttl`` (24 h). A ``D`` holds the host for a
 backoff (``backoff_delay`` of the failures so far) and then expires, so the
 next URL of the host tries robots.txt again: robots.txt has a retry budget of
-``max_attempts`` fetches, as Heritrix gives its robots precondition. Spent,
+``max_attempts`` fetches in a row, as Heritrix gives its robots precondition
+(the count is kept a day from the last failure, whatever ``robots_error_ttl``
+is, so it outlasts the hold and the next try). Spent,
 the verdict becomes ``U`` for ``robots_error_ttl``: every URL of the origin
 ends at once with a record of the underlying error (``connect_error``,
 ``timeout``, ``dns_error``, or ``robots_unavailable`` for a 5xx or 429)

@@ -93,7 +93,7 @@ suffix              type    what it holds
                             written
 ``robots:<orig>``   STRING  cached robots.txt verdict (kind + body), with TTL
 ``robots_lock:<o>`` STRING  token of the one worker fetching that robots.txt
-``robots_fails:<o>``STRING  failed robots.txt fetches in a row (retry budget)
+``robots_fails:<o>``STRING  failed robots.txt fetches in a row (retry budget), kept a day
 ``done:<call id>``  STRING  the reply of a script call that is not idempotent
                             by itself (``robots``: the lock token; ``reread``),
                             kept 5 minutes: the same call sent again returns

@@ -27,6 +27,13 @@ local ttl = tonumber(ARGV[6])
 local now = now_ms()
 local hk = base .. 'h:' .. host
 
+-- A failure count lives a day from its last failure; a fetch that is not a
+-- failure, or the budget spent, deletes it. It must outlast the hold and the
+-- next try: kept robots_error_ttl, as it once was, a TTL shorter than one
+-- timed-out fetch let it expire between two tries, and the budget was never spent
+-- (robots.txt fetched again forever, the URL never ending).
+local FAILS_KEPT_MS = 86400000
+
 -- The verdict for every worker, the failure count, the lock, the Crawl-delay.
 -- Returns the verdict stored, the hold (ms) after a failure, and the TTL.
 local function store_verdict()
@@ -34,7 +41,7 @@ local function store_verdict()
   local hold = 0
   if ARGV[10] == '1' and string.sub(verdict, 1, 1) == 'D' then
     local fails = redis.call('INCR', fails_key)
-    redis.call('PEXPIRE', fails_key, ttl)
+    redis.call('PEXPIRE', fails_key, math.max(ttl, FAILS_KEPT_MS))
     if fails >= tonumber(ARGV[11]) then
       verdict = 'U' .. string.sub(verdict, 2)
       redis.call('DEL', fails_key)
