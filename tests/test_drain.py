@@ -85,6 +85,28 @@ async def test_plain_export_changes_nothing(redis: Redis, settings: Settings,
     assert await redis.xinfo_groups(shard.results) == []
 
 
+async def test_a_drain_into_a_file_an_export_wrote_is_refused_and_moves_nothing(
+        redis: Redis, settings: Settings, tmp_path: Path) -> None:
+    """crawl export FILE, then crawl export FILE --drain: the drain would append every
+    result again (a trial found each twice). It is refused; a drain's own file is not."""
+    from crawler.errors import CrawlError
+    from crawler.results.export import export
+
+    await complete_n(redis, settings, 10)
+    out = tmp_path / "r.jsonl"
+    with open(out, "w") as fh:  # noqa: ASYNC230 - a test's own file
+        await export(redis, settings, fh, progress=False)
+    before = out.read_bytes()
+    with pytest.raises(CrawlError, match=r"no drain recorded.*twice; drain into a new file"):
+        await drain(redis, settings, out)
+    assert out.read_bytes() == before and await results_left(redis, settings) == 10
+    drained = tmp_path / "d.jsonl"
+    assert await drain(redis, settings, drained) == 10
+    await complete_n(redis, settings, 5, start=10)
+    assert await drain(redis, settings, drained) == 5  # its record: appended to
+    assert len({r["id"] for r in lines_of(drained)}) == 15
+
+
 async def test_a_result_another_group_has_not_read_is_never_deleted(
         redis: Redis, settings: Settings, tmp_path: Path) -> None:
     shard = Frontier(redis, settings).shards[0]

@@ -29,7 +29,9 @@ truncated), a restart cuts a half-written last line and acknowledges the ids
 of FILE's last lines, as many as the group has pending, reading them
 backwards a block at a time (memory stays one block; time grows with those
 lines' length). A gzip FILE cannot be read backwards: a non-empty one without
-its record is refused.
+its record is refused. So is any non-empty FILE without its record while the
+group has nothing pending: no drain's batch can be in it, so another command
+wrote it (``crawl export``), and results it holds would be appended again.
 """
 
 from __future__ import annotations
@@ -153,6 +155,16 @@ class DrainFile:
                 os.ftruncate(self.fd, record.offset)
                 size = record.offset
         else:
+            if size > 0 and pending == 0:
+                # Nothing was handed out and not acknowledged, so no drain's batch can
+                # be waiting in FILE: another command wrote it (crawl export), or a
+                # drain whose record is gone. Appending every result still in Redis
+                # would put those FILE holds in it twice.
+                raise CrawlError(
+                    f"{self.path} holds {size} bytes that no drain recorded (no "
+                    f"{self.record_path.name} that matches it): a drain appends every "
+                    f"result still in Redis, so the results it holds would be in it twice; "
+                    f"drain into a new file")
             if self.compress and size > 0:
                 raise CrawlError(
                     f"{self.path}: no {self.record_path.name} beside it that matches it, and "

@@ -264,7 +264,8 @@ def check_options(fmt: str, *, stdout: bool, drain: bool, append: bool,
     if drain and fmt not in ("jsonl", "jsonl.gz"):
         raise CrawlError(f"--drain writes JSON lines only, plain or gzip (it appends batch by "
                          f"batch and, after a kill, cuts the file back to its last whole "
-                         f"batch): export to {fmt} from the drained .jsonl file instead")
+                         f"batch): export to {fmt} without --drain first, then drain "
+                         f"to a .jsonl file")
     if append and fmt == "parquet":
         raise CrawlError("--append: a Parquet file cannot be added to (its footer is written "
                          "once, at the end); export to a new file, or use .jsonl or .csv")
