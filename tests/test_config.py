@@ -163,6 +163,10 @@ def test_replace_checks_like_loading() -> None:
     ({"CRAWL_CRAWL": "a:b"}, "crawl", "without braces, colons or spaces"),
     ({"CRAWL_ALLOW_CIDRS": "10.0.0.0/33"}, "allow_cidrs", "CIDR"),
     ({"CRAWL_DEDUP_BUCKET_BITS": "30"}, "dedup_bucket_bits", "from 0 to 24"),
+    # An unset variable in a compose file: no product token, so robots.txt groups
+    # naming the crawler were skipped (a trial's crawl fetched what they disallowed).
+    ({"CRAWL_USER_AGENT": ""}, "user_agent", "a product token first"),
+    ({"CRAWL_USER_AGENT": " /1.0"}, "user_agent", "a product token first"),
 ])
 def test_a_bad_environment_value_names_the_key_and_what_was_expected(
         env: dict[str, str], key: str, expected: str) -> None:

@@ -29,6 +29,8 @@ SETTING_WORDS = {
     "host_render": 'tables [hosts."example.com"] with render = "never", "always" or "auto"',
     "render_wait": '"networkidle", "load", or a CSS selector the page must show',
     "render_block": "resource types such as image, font, media, stylesheet",
+    "user_agent": "a product token first, as in mybot/1.0 (+https://example.com/bot): "
+                  "robots.txt groups are matched against it",
 }
 
 

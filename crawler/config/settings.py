@@ -275,6 +275,15 @@ class Settings(BaseModel):
                 raise ValueError(f"not a host pattern: {pattern!r}")
         return value
 
+    @field_validator("user_agent")
+    @classmethod
+    def _user_agent(cls, value: str) -> str:
+        # robots.txt groups are matched against its product token (mybot in mybot/1.0):
+        # without one only "User-agent: *" applies, and rules for us by name are missed.
+        if not value.split("/", 1)[0].split(" ", 1)[0].strip():
+            raise ValueError("no product token")
+        return value
+
     @field_validator("render_wait")
     @classmethod
     def _render_wait(cls, value: str) -> str:
