@@ -194,6 +194,16 @@ def test_max_pages_ends_the_crawl_with_that_many_records(
     crawl_state = status(clean_redis, crawl)["crawl"]
     assert crawl_state["state"] == "stopped" and crawl_state["reason"] == "max_pages"
     assert stats(clean_redis, crawl)["queued"] > 0  # the rest stays queued, not lost
+    # Resuming alone would be undone by the next worker at once: it is refused,
+    # and says what goes on. Raised, the cap lets it resume.
+    refused = cli("resume", "--redis", clean_redis, "--crawl", crawl)
+    assert refused.returncode == 1 and "not resumed" in refused.stderr
+    assert "crawl config set max_pages=N" in refused.stderr
+    assert status(clean_redis, crawl)["crawl"]["state"] == "stopped"
+    assert cli("config", "set", "--redis", clean_redis, "--crawl", crawl,
+               "max_pages=110").returncode == 0
+    assert cli("resume", "--redis", clean_redis, "--crawl", crawl).returncode == 0
+    assert status(clean_redis, crawl)["crawl"]["state"] == "running"
 
 
 def test_max_errors_stops_the_crawl(clean_redis: str, tmp_path: Path) -> None:

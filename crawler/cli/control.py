@@ -149,7 +149,15 @@ def resume(ctx: typer.Context, redis: RedisOpt = None, crawl: CrawlOpt = None,
     """Let a paused (or stopped) crawl claim again."""
     from crawler.observe import control
 
-    _with_crawl(ctx, redis, crawl, config, home, control.resume)
+    async def action(client: Redis, settings: Settings) -> tuple[str, Settings]:
+        return await control.resume(client, settings), settings
+
+    cap, settings = _with_crawl(ctx, redis, crawl, config, home, action)
+    if cap:
+        typer.echo(f"crawl: not resumed: crawl {settings.crawl!r} has reached its {cap} "
+                   f"({cap} = {getattr(settings, cap):g}); {control.raise_cap_hint(cap)}",
+                   err=True)
+        raise typer.Exit(1)
     typer.echo("resumed")
 
 

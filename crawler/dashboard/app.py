@@ -40,7 +40,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-ACTIONS: dict[str, Callable[[Redis, Settings], Awaitable[None]]] = {
+ACTIONS: dict[str, Callable[[Redis, Settings], Awaitable[str | None]]] = {
     "pause": control.pause, "resume": control.resume, "stop": control.stop}
 
 FEED = web.AppKey("feed", Feed)
@@ -93,7 +93,10 @@ async def api_status(request: web.Request) -> web.Response:
 
 async def api_action(request: web.Request) -> web.Response:
     feed = request.app[FEED]
-    await ACTIONS[request.match_info["action"]](feed.redis, feed.settings)
+    cap = await ACTIONS[request.match_info["action"]](feed.redis, feed.settings)
+    if cap:  # resume refused: a worker would stop the crawl again at once
+        return web.Response(status=409, text=f"not resumed: the crawl has reached its {cap}; "
+                                             f"{control.raise_cap_hint(cap)}")
     state = await control.crawl_state(feed.redis, feed.settings)
     await feed.refresh()  # every open page sees the change now, not a second later
     return _json({"crawl": state.as_dict()})

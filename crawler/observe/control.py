@@ -81,8 +81,13 @@ async def pause(redis: Redis, settings: Settings) -> None:
     await set_state(redis, settings, PAUSED, "operator")
 
 
-async def resume(redis: Redis, settings: Settings) -> None:
-    await set_state(redis, settings, RUNNING)
+async def resume(redis: Redis, settings: Settings) -> str:
+    """Let the crawl claim again, unless a cap is still reached: then it stays as it
+    was, and the cap's name is returned (a worker would stop it again at once)."""
+    reason = await reached_cap(redis, settings, await shard_counters(redis, settings))
+    if not reason:
+        await set_state(redis, settings, RUNNING)
+    return reason
 
 
 async def stop(redis: Redis, settings: Settings, reason: str = "operator") -> None:
@@ -142,17 +147,7 @@ async def enforce_caps(redis: Redis, settings: Settings, *, lifted: bool = False
     if not (settings.max_pages or settings.max_errors or settings.max_duration):
         return ""
     counters = await shard_counters(redis, settings)
-    done = sum(c.get("done", 0) for c in counters)
-    errors = sum(c.get("errors", 0) for c in counters)
-    reason = ""
-    if settings.max_pages and done >= settings.max_pages:
-        reason = "max_pages"
-    elif settings.max_errors and errors >= settings.max_errors:
-        reason = "max_errors"
-    elif settings.max_duration:
-        started = await created_at(redis, settings)
-        if started and await server_time(redis) - started >= settings.max_duration:
-            reason = "max_duration"
+    reason = await reached_cap(redis, settings, counters)
     if reason:
         if (await crawl_state(redis, settings)).state != STOPPED:
             await stop(redis, settings, reason)
@@ -160,6 +155,26 @@ async def enforce_caps(redis: Redis, settings: Settings, *, lifted: bool = False
     if settings.max_pages or settings.max_errors:
         await _redivide(redis, settings, counters, scripts)
     return ""
+
+
+async def reached_cap(redis: Redis, settings: Settings, counters: list[dict[str, int]]
+                      ) -> str:
+    """The cap the crawl has reached (max_pages, max_errors, max_duration), or ''."""
+    if settings.max_pages and sum(c.get("done", 0) for c in counters) >= settings.max_pages:
+        return "max_pages"
+    if settings.max_errors and sum(c.get("errors", 0) for c in counters) >= settings.max_errors:
+        return "max_errors"
+    if settings.max_duration:
+        started = await created_at(redis, settings)
+        if started and await server_time(redis) - started >= settings.max_duration:
+            return "max_duration"
+    return ""
+
+
+def raise_cap_hint(cap: str) -> str:
+    """What lets a crawl stopped by ``cap`` go on (crawl resume, the worker): resuming
+    alone does not, the cap is reached still."""
+    return f"raise it first (crawl config set {cap}=N, 0 for none), then crawl resume"
 
 
 async def _redivide(redis: Redis, settings: Settings, counters: list[dict[str, int]],

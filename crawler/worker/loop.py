@@ -187,8 +187,7 @@ class Worker:
         await publish_policy(self.redis, self.settings)
         await self.steering.start()
         if self.steering.stopped:
-            log.warning("crawl %r is stopped (%s): nothing to do; `crawl resume` goes on",
-                        self.settings.crawl, self.steering.state.reason or "operator")
+            log.warning("crawl %r is %s", self.settings.crawl, self.steering.stopped_note())
             return
         while not self.stopping:
             if not await self._step(runner):

@@ -49,6 +49,12 @@ class Steering:
     def stopped(self) -> bool:
         return self.state.state == control.STOPPED
 
+    def stopped_note(self) -> str:
+        """Why the crawl is stopped, and what lets it go on."""
+        reason = self.state.reason or "operator"
+        return f"stopped ({reason}): nothing to do; " + (
+            "`crawl resume` goes on" if reason == "operator" else control.raise_cap_hint(reason))
+
     async def start(self) -> None:
         """Before the first claim: the caps in place, the state and version known."""
         w = self.worker
