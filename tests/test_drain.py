@@ -107,6 +107,40 @@ async def test_a_drain_into_a_file_an_export_wrote_is_refused_and_moves_nothing(
     assert len({r["id"] for r in lines_of(drained)}) == 15
 
 
+async def test_follow_ends_on_a_stopped_crawl_and_not_on_a_running_one(
+        redis: Redis, settings: Settings, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crawl stopped by a cap keeps URLs queued, so it was never "done": a trial's
+    crawl export --follow waited forever. Stopped, with nothing leased and no live
+    worker, it ends there, and says why."""
+    import asyncio
+    import io
+
+    from crawler.discovery.seeds import seed
+    from crawler.observe import control
+    from crawler.results import export as export_module
+
+    monkeypatch.setattr(export_module, "DONE_CHECK_EVERY", 0.1)
+    await complete_n(redis, settings, 5)
+    await seed(redis, settings, io.BytesIO(b"http://waiting.test/1\nhttp://waiting.test/2\n"))
+    ends: list[str] = []
+    with open(tmp_path / "r.jsonl", "w") as fh:  # noqa: ASYNC230 - a test's own file
+        # Negative control: running, with URLs queued, following goes on.
+        follow = asyncio.create_task(export_module.export(
+            redis, settings, fh, follow=True, progress=False, on_end=ends.append))
+        await asyncio.sleep(1.5)
+        assert not follow.done() and ends == []
+        await control.stop(redis, settings, "max_pages")
+        async with asyncio.timeout(20):
+            assert await follow == 5
+    assert ends == ["stopped (max_pages)"]
+    async with asyncio.timeout(20):  # a drain's --follow too
+        assert await drain(redis, settings, tmp_path / "d.jsonl", follow=True,
+                           on_end=ends.append) == 5
+    assert ends[-1] == "stopped (max_pages)"
+    assert (await Frontier(redis, settings).stats())["queued"] == 2  # still there
+
+
 async def test_a_result_another_group_has_not_read_is_never_deleted(
         redis: Redis, settings: Settings, tmp_path: Path) -> None:
     shard = Frontier(redis, settings).shards[0]

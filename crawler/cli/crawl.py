@@ -307,6 +307,7 @@ def export(
             and path.stat().st_size > 0:
         raise CrawlError(f"{out} exists: --force to overwrite it, --append to add to it")
     written = [0]
+    ended: list[str] = []  # why --follow ended, when the crawl was stopped
     known: tuple[dict[int, tuple[int, int]], int] = ({}, 0)
     if append and not drain and path.exists():
         known = last_ids(path, kind)  # one pass; one id a shard kept
@@ -319,10 +320,10 @@ def export(
                 written[0] = await drain_results(
                     client, s, path, follow=follow, forever=forever,
                     on_batch=lambda n: written.__setitem__(0, n),
-                    compress=kind == "jsonl.gz")
+                    compress=kind == "jsonl.gz", on_end=ended.append)
             elif out == "-":
                 written[0] = await export_results(client, s, sys.stdout, follow=follow,
-                                                  forever=forever)
+                                                  forever=forever, on_end=ended.append)
             else:
                 writer = open_writer(out, kind, append=append, data_schema=schema)
                 if known[1]:
@@ -330,7 +331,7 @@ def export(
                     new_only.append(writer)
                 try:
                     written[0] = await export_to(client, s, writer, follow=follow,
-                                                 forever=forever,
+                                                 forever=forever, on_end=ended.append,
                                                  progress=sys.stderr.isatty())
                 finally:
                     writer.close()  # a Parquet file is readable once its footer is written
@@ -346,6 +347,9 @@ def export(
         typer.echo(f"interrupted: {'drained' if drain else 'exported'} {written[0]} results"
                    + ("" if out == "-" else f" to {out}"), err=True)
         raise typer.Exit(130) from None
+    if ended and ended[0].startswith("stopped"):
+        typer.echo(f"crawl {settings.crawl!r} is {ended[0]}: --follow ends here "
+                   f"(--forever waits for a crawl resume)", err=True)
     if new_only:
         added = written[0] - new_only[0].skipped
         typer.echo(f"appended {added} results to {out}; skipped {new_only[0].skipped} it "

@@ -21,6 +21,9 @@ from crawler.frontier.transitions import Frontier
 from crawler.store import keys
 from crawler.store.connection import server_ms
 
+RUNNING, PAUSED, STOPPED = "running", "paused", "stopped"
+"""A crawl's states: ``crawler.observe.control`` sets them, claim.lua obeys them."""
+
 HEARTBEAT_EVERY = 5.0
 """Seconds between a worker's heartbeats (shorter with a short lease_time)."""
 DEAD_AFTER_BEATS = 3
@@ -78,15 +81,29 @@ async def list_workers(redis: Redis, crawl: str, now_ms: int) -> list[WorkerInfo
     return sorted(out, key=lambda w: (not w.alive, -w.last_beat_ms))
 
 
-async def crawl_is_done(redis: Redis, settings: Settings) -> bool:
-    """Nothing queued, leased or waiting in any shard, and no live worker."""
+async def crawl_end(redis: Redis, settings: Settings) -> str:
+    """Why the crawl fetches nothing more until someone acts, or '' while it may go on.
+
+    ``finished``: nothing queued, leased or waiting in any shard, and no live
+    worker. ``stopped (REASON)``: an operator or a cap (``max_pages``...) stopped
+    it, nothing is leased and no worker is alive: its queue waits for ``crawl
+    resume``, not for a worker (``crawl export --follow`` ends there too).
+    """
     stats = await Frontier(redis, settings).stats()
-    if stats["queued"] > 0 or stats["leased"] > 0:
-        return False
-    pipe = redis.pipeline(transaction=False)
-    for shard in keys.all_shards(settings.crawl, settings.shards, settings.shard_tags):
-        pipe.zcard(shard.delayed)
-    if any(int(n) for n in await pipe.execute()):
-        return False
+    if stats["leased"] > 0:
+        return ""
+    raw: list[Any] = await redis.hmget(keys.meta_key(settings.crawl), ["state", "reason"])
+    state, reason = (v.decode() if isinstance(v, bytes) else v for v in raw)
+    stopped = state == STOPPED
+    if not stopped:
+        if stats["queued"] > 0:
+            return ""
+        pipe = redis.pipeline(transaction=False)
+        for shard in keys.all_shards(settings.crawl, settings.shards, settings.shard_tags):
+            pipe.zcard(shard.delayed)
+        if any(int(n) for n in await pipe.execute()):
+            return ""
     workers = await list_workers(redis, settings.crawl, await server_ms(redis))
-    return not any(w.alive for w in workers)
+    if any(w.alive for w in workers):
+        return ""
+    return f"stopped ({reason or 'operator'})" if stopped else "finished"

@@ -35,9 +35,11 @@ from redis.asyncio import Redis
 from crawler.config import Settings
 from crawler.frontier.cluster import runner_for
 from crawler.frontier.scripts import ScriptRunner
+from crawler.frontier.workers import PAUSED as PAUSED
+from crawler.frontier.workers import RUNNING as RUNNING
+from crawler.frontier.workers import STOPPED as STOPPED
 from crawler.store import keys
 
-RUNNING, PAUSED, STOPPED = "running", "paused", "stopped"
 CAPS_LOCK_TTL = 10.0
 """Seconds the re-division lock lives: a process that died holding it holds up no one
 for longer."""

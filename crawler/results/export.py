@@ -4,7 +4,8 @@ Plain export reads the streams and changes nothing. ``--drain`` takes
 results out of Redis (``crawler.results.drain``): each batch is written,
 flushed and fsynced before it is acknowledged and deleted. ``--follow``
 keeps going as results arrive and ends by itself when the crawl is done
-(nothing queued, leased or waiting, and no live worker), unless ``forever``.
+(nothing queued, leased or waiting, and no live worker) or stopped (by an
+operator or a cap, with nothing leased and no live worker), unless ``forever``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import IO
 from redis.asyncio import Redis
 
 from crawler.config import Settings
-from crawler.frontier.workers import crawl_is_done
+from crawler.frontier.workers import crawl_end
 from crawler.results.drain import Drain, consumer_name
 from crawler.results.drain_file import DrainFile, kill_point
 from crawler.results.formats import JsonLinesWriter, RecordWriter, format_for
@@ -49,7 +50,8 @@ class Progress:
             self.bar.stop()
 
 
-def _done_checker(redis: Redis, settings: Settings) -> Callable[[], Awaitable[bool]]:
+def _done_checker(redis: Redis, settings: Settings, on_end: Callable[[str], None] | None
+                  ) -> Callable[[], Awaitable[bool]]:
     last = 0.0
 
     async def done() -> bool:
@@ -57,26 +59,32 @@ def _done_checker(redis: Redis, settings: Settings) -> Callable[[], Awaitable[bo
         if time.monotonic() - last < DONE_CHECK_EVERY:
             return False
         last = time.monotonic()
-        return await crawl_is_done(redis, settings)
+        end = await crawl_end(redis, settings)
+        if end and on_end is not None:
+            on_end(end)
+        return bool(end)
 
     return done
 
 
 async def export(redis: Redis, settings: Settings, out: IO[str], *, follow: bool = False,
-                 forever: bool = False, progress: bool | None = None) -> int:
+                 forever: bool = False, progress: bool | None = None,
+                 on_end: Callable[[str], None] | None = None) -> int:
     """Write every result as one JSON line (read-only). Returns how many were written."""
     if progress is None:
         progress = out is not sys.stdout and sys.stderr.isatty()
     return await export_to(redis, settings, JsonLinesWriter(out), follow=follow,
-                           forever=forever, progress=progress)
+                           forever=forever, progress=progress, on_end=on_end)
 
 
 async def export_to(redis: Redis, settings: Settings, writer: RecordWriter, *,
-                    follow: bool = False, forever: bool = False, progress: bool = False) -> int:
-    """Write every result through ``writer`` (read-only); the caller closes it."""
+                    follow: bool = False, forever: bool = False, progress: bool = False,
+                    on_end: Callable[[str], None] | None = None) -> int:
+    """Write every result through ``writer`` (read-only); the caller closes it.
+    ``on_end``: told why a followed crawl ended (``crawler.frontier.workers.crawl_end``)."""
     bar = Progress(progress, await count_results(redis, settings))
     written = 0
-    until_done = None if forever else _done_checker(redis, settings)
+    until_done = None if forever else _done_checker(redis, settings, on_end)
     try:
         async for entry in iter_entries(redis, settings, follow=follow, until_done=until_done,
                                         on_idle=writer.flush if follow else None):
@@ -90,7 +98,8 @@ async def export_to(redis: Redis, settings: Settings, writer: RecordWriter, *,
 
 async def drain(redis: Redis, settings: Settings, path: Path, *, follow: bool = False,
                 forever: bool = False, on_batch: Callable[[int], None] | None = None,
-                compress: bool | None = None) -> int:
+                compress: bool | None = None,
+                on_end: Callable[[str], None] | None = None) -> int:
     """Move results from Redis to ``path`` (appended). Returns how many were written.
 
     Each batch is written and fsynced, then recorded in ``path.drain``, then
@@ -102,7 +111,7 @@ async def drain(redis: Redis, settings: Settings, path: Path, *, follow: bool = 
     worker = Drain(redis, settings, consumer_name(str(path)))
     pending = await worker.start()
     out = DrainFile(path, settings.crawl, compress=compress)
-    done = None if forever else _done_checker(redis, settings)
+    done = None if forever else _done_checker(redis, settings, on_end)
     written = 0
     try:
         await worker.acknowledge_ids(out.recover(pending))
