@@ -178,8 +178,10 @@ def test_the_progress_line_carries_the_hint_while_errors_dominate() -> None:
     for _ in range(3):
         c.by_error.add("timeout", "read timed out after 10s")
     line = progress_line(c, 1.0, 0)
-    assert line.endswith("| 3 URLs timed out: read timed out after 10s; raise --read-timeout / "
-                         "--total-timeout, or lower --max-per-host for a slow site; then "
+    # Crawl-wide settings: the fix is config set (a worker's differing flag is refused).
+    assert line.endswith("| 3 URLs timed out: read timed out after 10s; raise the timeouts "
+                         "(crawl config set read_timeout=N total_timeout=N), or lower "
+                         "max_per_host for a slow site; then "
                          "`crawl retry --errors timeout` queues them again")
     c.pages = 7  # 3 of 7: no longer most of the results
     assert "|" not in progress_line(c, 1.0, 0)

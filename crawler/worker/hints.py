@@ -25,8 +25,10 @@ HINTS: dict[str, tuple[str, str]] = {
                            "could not be read; check the site is up"),
     "tls_error": ("failed TLS", "the server's certificate is not trusted here (self-signed "
                   "or expired?); crawl it over http:// or fix the certificate"),
-    "timeout": ("timed out", "raise --read-timeout / --total-timeout, or lower "
-                "--max-per-host for a slow site"),
+    # Crawl-wide settings: once the crawl holds them, a worker's flag that differs is
+    # refused, so the fix is config set (a trial followed --read-timeout into that).
+    "timeout": ("timed out", "raise the timeouts (crawl config set read_timeout=N "
+                "total_timeout=N), or lower max_per_host for a slow site"),
     "connect_error": ("not reached", "is the server up and the port right?"),
 }
 """Error type -> (what happened to the URLs, what to do about it)."""
