@@ -46,6 +46,12 @@ def retry(
     types = [t.strip() for t in (errors or "").split(",") if t.strip()]
     if not types:
         raise CrawlError("--errors: give error types, e.g. --errors blocked_address,timeout")
+    if "trap" in types:
+        # crawl status counts them with the errors; they are not failed fetches.
+        raise CrawlError("--errors trap: a trap record's URL was never queued (it was past "
+                         "its path's trap_query_budget), so there is nothing to queue "
+                         "again; crawl seed a file of those URLs queues them (seeds do not "
+                         "count toward the budget)")
     settings = settings_for(ctx, redis=redis, crawl=crawl, config=config, home=home)
 
     async def main() -> tuple[int, dict[str, int], str | None]:
