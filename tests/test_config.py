@@ -295,3 +295,25 @@ def test_the_origin_of_every_value_is_known(tmp_path: Path) -> None:
 def test_a_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nowhere\.toml"):
         load_settings(tmp_path / "nowhere.toml", env={})
+
+
+def test_the_command_a_host_table_conflict_suggests_runs_as_printed() -> None:
+    """A crawl holding other host overrides than a worker's file: the message's
+    `crawl config set host_overrides=...` was a Python repr that config set refused.
+    It is shell-quoted JSON, and config set reads it back to the same tables."""
+    import shlex
+
+    from crawler.config.settings import check_value
+    from crawler.store.crawl_settings import _conflict, parse_assignments
+
+    given = Settings(host_overrides={"a.test:8002": HostPolicy(max_per_host=1, delay=0.2)})
+    error = _conflict("host_overrides", {"a.test:8002": {"max_per_host": 1, "delay": 0.5}},
+                      given, "crawl.toml")
+    command = str(error).split("`")[1]
+    argv = shlex.split(command)
+    assert argv[:3] == ["crawl", "config", "set"]
+    [(name, value)] = parse_assignments(argv[3:]).items()
+    assert check_value(name, value, "crawl config set") == given.host_overrides
+    assert check_value("host_overrides", "", "crawl config set") == {}
+    with pytest.raises(ConfigError, match="JSON in crawl config set"):
+        check_value("host_overrides", "{not json", "crawl config set")

@@ -24,7 +24,8 @@ SETTING_WORDS = {
     "exclude": "regular expressions (Python re syntax)",
     "drop_params": "parameter names or globs such as utm_*",
     "keep_params": "parameter names or globs such as utm_*",
-    "host_overrides": 'tables [hosts."example.com"] with max_per_host and delay',
+    "host_overrides": 'tables [hosts."example.com"] with max_per_host and delay (JSON in '
+                      'crawl config set: \'{"example.com": {"delay": 2}}\')',
     "tls_insecure_hosts": "host patterns such as intranet.example.com or example.com:8443",
     "host_render": 'tables [hosts."example.com"] with render = "never", "always" or "auto"',
     "render_wait": '"networkidle", "load", or a CSS selector the page must show',

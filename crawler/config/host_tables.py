@@ -46,6 +46,13 @@ HOST_KEYS = tuple(HostPolicy.model_fields)
 
 
 def check_hosts(value: Any, origin: str) -> dict[str, HostPolicy]:
+    if isinstance(value, str):  # `crawl config set host_overrides='{"h": {"delay": 2}}'`
+        import json
+
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except ValueError:
+            value = None
     if not isinstance(value, Mapping):
         raise ConfigError("host_overrides", f"expected {SETTING_WORDS['host_overrides']}", origin)
     out: dict[str, HostPolicy] = {}

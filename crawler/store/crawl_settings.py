@@ -154,6 +154,11 @@ def _conflict(name: str, theirs: Any, settings: Settings, origin: str) -> Config
 
 
 def _arg(value: Any) -> str:
+    """``value`` as ``crawl config set NAME=...`` takes it, quoted for a shell if need be."""
+    if isinstance(value, dict):  # host tables: JSON, which config set reads
+        import shlex
+
+        return shlex.quote(json.dumps(value, separators=(",", ":")))
     if isinstance(value, list):
         return ",".join(str(v) for v in value)
     if isinstance(value, bool):
