@@ -88,23 +88,32 @@ async def test_plain_export_changes_nothing(redis: Redis, settings: Settings,
 async def test_a_drain_into_a_file_an_export_wrote_is_refused_and_moves_nothing(
         redis: Redis, settings: Settings, tmp_path: Path) -> None:
     """crawl export FILE, then crawl export FILE --drain: the drain would append every
-    result again (a trial found each twice). It is refused; a drain's own file is not."""
+    result again (a trial found each twice). FILE's last result was never handed to
+    the drain group: refused, even while another drain holds a batch. A drain's own
+    file is drained into, with its record or without it."""
     from crawler.errors import CrawlError
+    from crawler.results.drain_file import record_path
     from crawler.results.export import export
 
     await complete_n(redis, settings, 10)
+    stream = Frontier(redis, settings).shards[0].results
+    await redis.xgroup_create(stream, GROUP, id="0")
+    await redis.xreadgroup(GROUP, "other-host:1", {stream: ">"}, count=1)  # in flight
     out = tmp_path / "r.jsonl"
     with open(out, "w") as fh:  # noqa: ASYNC230 - a test's own file
         await export(redis, settings, fh, progress=False)
     before = out.read_bytes()
-    with pytest.raises(CrawlError, match=r"no drain recorded.*twice; drain into a new file"):
+    with pytest.raises(CrawlError, match=r"never handed.*twice; drain into a new file"):
         await drain(redis, settings, out)
     assert out.read_bytes() == before and await results_left(redis, settings) == 10
     drained = tmp_path / "d.jsonl"
-    assert await drain(redis, settings, drained) == 10
+    assert await drain(redis, settings, drained) == 9  # the other host's batch is its own
     await complete_n(redis, settings, 5, start=10)
     assert await drain(redis, settings, drained) == 5  # its record: appended to
-    assert len({r["id"] for r in lines_of(drained)}) == 15
+    record_path(drained).unlink()  # and without it: its results were all handed out
+    await complete_n(redis, settings, 5, start=15)
+    assert await drain(redis, settings, drained) == 5
+    assert len({r["id"] for r in lines_of(drained)}) == len(lines_of(drained)) == 19
 
 
 async def test_follow_ends_on_a_stopped_crawl_and_not_on_a_running_one(

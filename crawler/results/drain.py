@@ -58,6 +58,9 @@ class Drain:
         self.scripts = runner_for(redis)
         self._numbers = {shard.results: shard.shard for shard in self.shards}
         self._own_pending_done = False
+        self.delivered: dict[int, str] = {}
+        """The group's last-delivered entry id by shard, read by ``start``: a drain is
+        handed nothing past it, so a file's result past it came from elsewhere."""
 
     async def start(self) -> int:
         """Join the group on every shard; returns how many entries the group holds
@@ -71,6 +74,9 @@ class Drain:
                     raise
             summary: Any = await self.redis.xpending(shard.results, GROUP)
             held += int(summary["pending"])
+            groups: Any = await self.redis.xinfo_groups(shard.results)
+            self.delivered[shard.shard] = next((str(g["last-delivered-id"]) for g in groups
+                                           if str(g["name"]) == GROUP), "0-0")
         return held
 
     async def read(self, *, block: bool) -> list[Entry]:

@@ -29,9 +29,10 @@ truncated), a restart cuts a half-written last line and acknowledges the ids
 of FILE's last lines, as many as the group has pending, reading them
 backwards a block at a time (memory stays one block; time grows with those
 lines' length). A gzip FILE cannot be read backwards: a non-empty one without
-its record is refused. So is any non-empty FILE without its record while the
-group has nothing pending: no drain's batch can be in it, so another command
-wrote it (``crawl export``), and results it holds would be appended again.
+its record is refused. So is a FILE without its record whose last result is
+past the drain group's last-delivered id on its shard: no drain was handed it,
+so another command wrote FILE (``crawl export``), and the results it holds that
+are still in Redis would be appended again.
 """
 
 from __future__ import annotations
@@ -136,11 +137,13 @@ class DrainFile:
     def close(self) -> None:
         self.fh.close()
 
-    def recover(self, pending: int) -> dict[int, list[str]]:
+    def recover(self, pending: int, delivered: dict[int, str] | None = None
+                ) -> dict[int, list[str]]:
         """Cut what no record covers; returns the ids FILE may hold unacknowledged.
 
         ``pending``: how many entries the group holds unacknowledged (all consumers),
-        the most lines read back from a FILE without a record.
+        the most lines read back from a FILE without a record. ``delivered``: the
+        group's last-delivered entry id, by shard (``Drain.start``).
         """
         size = os.fstat(self.fd).st_size
         record = self._load()
@@ -155,16 +158,12 @@ class DrainFile:
                 os.ftruncate(self.fd, record.offset)
                 size = record.offset
         else:
-            if size > 0 and pending == 0:
-                # Nothing was handed out and not acknowledged, so no drain's batch can
-                # be waiting in FILE: another command wrote it (crawl export), or a
-                # drain whose record is gone. Appending every result still in Redis
-                # would put those FILE holds in it twice.
+            if size > 0 and not self._drained_before(size, delivered):
                 raise CrawlError(
-                    f"{self.path} holds {size} bytes that no drain recorded (no "
-                    f"{self.record_path.name} that matches it): a drain appends every "
-                    f"result still in Redis, so the results it holds would be in it twice; "
-                    f"drain into a new file")
+                    f"{self.path} holds results the drain was never handed (another "
+                    f"command wrote it, such as crawl export; no {self.record_path.name} "
+                    f"matches it): a drain appends every result still in Redis, so they "
+                    f"would be in it twice; drain into a new file")
             if self.compress and size > 0:
                 raise CrawlError(
                     f"{self.path}: no {self.record_path.name} beside it that matches it, and "
@@ -180,6 +179,20 @@ class DrainFile:
         os.fsync(self.fd)  # what is acknowledged next must be on disk
         self._save(size, unacked)
         return unacked
+
+    def _drained_before(self, size: int, delivered: dict[int, str] | None) -> bool:
+        """Whether FILE, with no record, may be a drain's: its last result was handed to
+        the drain group. A drain writes only what the group handed it; a result past
+        the group's last-delivered id came from elsewhere (crawl export), and all of
+        its results still in Redis would be appended again. A last line without a
+        result id says nothing either way."""
+        if delivered is None:
+            return True
+        _, last = last_lines(self.fd, size, 1)
+        for shard, (entry_id,) in last.items():
+            given = delivered.get(shard, "0-0")
+            return _stream_id(entry_id) <= _stream_id(given)
+        return True
 
     def append(self, batch: list[Entry]) -> None:
         """Steps 1 and 2: the batch on disk, then the record that it is whole."""
@@ -230,6 +243,11 @@ class DrainFile:
             os.fsync(directory)  # the rename itself survives a crash
         finally:
             os.close(directory)
+
+
+def _stream_id(text: str) -> tuple[int, int]:
+    ms, _, seq = text.partition("-")
+    return int(ms or 0), int(seq or 0)
 
 
 def last_lines(fd: int, size: int, count: int) -> tuple[int, dict[int, list[str]]]:

@@ -114,7 +114,7 @@ async def drain(redis: Redis, settings: Settings, path: Path, *, follow: bool = 
     done = None if forever else _done_checker(redis, settings, on_end)
     written = 0
     try:
-        await worker.acknowledge_ids(out.recover(pending))
+        await worker.acknowledge_ids(out.recover(pending, worker.delivered))
         while True:
             batch = await worker.read(block=follow)
             if not batch:
