@@ -315,5 +315,12 @@ def test_the_command_a_host_table_conflict_suggests_runs_as_printed() -> None:
     [(name, value)] = parse_assignments(argv[3:]).items()
     assert check_value(name, value, "crawl config set") == given.host_overrides
     assert check_value("host_overrides", "", "crawl config set") == {}
+    # Any value: a user agent's spaces and parentheses, a pattern's | and *.
+    for name, value in (("user_agent", "mybot/1.0 (+https://a.test/bot)"),
+                        ("exclude", ("/a|/b", r"/p/\d*,x"))):
+        given = Settings(**{name: value})
+        printed = str(_conflict(name, "other", given, "--flag")).split("`")[1]
+        [(got, text)] = parse_assignments(shlex.split(printed)[3:]).items()
+        assert got == name and check_value(name, text, "crawl config set") == value
     with pytest.raises(ConfigError, match="JSON in crawl config set"):
         check_value("host_overrides", "{not json", "crawl config set")

@@ -174,15 +174,19 @@ async def test_resume_at_a_reached_cap_is_refused_with_what_lets_the_crawl_go_on
         redis: Redis, settings: Settings) -> None:
     """Resumed at its cap, a crawl was stopped again by the next worker: the button
     said nothing. It is a 409 naming the cap, and the crawl stays stopped."""
-    s = (await crawl_of(redis, settings, "atcap")).replace(max_duration=0.001)
+    from crawler.store.crawl_settings import set_values
+
+    s = await crawl_of(redis, settings, "atcap")
+    s = await set_values(redis, s, {"max_duration": "0.001"})
     await asyncio.sleep(0.01)
     await control.stop(redis, s, "max_duration")
     async with dashboard(redis, s) as client:
         refused = await client.post("/api/resume", headers=ACT)
         assert refused.status == 409
         assert "crawl config set max_duration=N" in await refused.text()
-    assert (await control.crawl_state(redis, s)).state == "stopped"
-    async with dashboard(redis, s.replace(max_duration=0)) as client:  # the cap lifted
+        assert (await control.crawl_state(redis, s)).state == "stopped"
+        # The cap lifted while the dashboard runs (crawl config set): its Resume works.
+        await set_values(redis, s, {"max_duration": "0"})
         assert (await client.post("/api/resume", headers=ACT)).status == 200
     assert (await control.crawl_state(redis, s)).state == "running"
 

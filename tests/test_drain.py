@@ -150,6 +150,26 @@ async def test_follow_ends_on_a_stopped_crawl_and_not_on_a_running_one(
     assert (await Frontier(redis, settings).stats())["queued"] == 2  # still there
 
 
+async def test_a_stopped_crawl_ends_a_follow_once_a_dead_workers_lease_expires(
+        redis: Redis, settings: Settings) -> None:
+    """Only a worker gives an expired lease back, and none runs a stopped crawl: a
+    lease a killed worker left held a follow forever. It counts until it expires."""
+    import asyncio
+    import io
+
+    from crawler.discovery.seeds import seed
+    from crawler.frontier.workers import crawl_end
+    from crawler.observe import control
+
+    s = settings.replace(lease_time=1.0)
+    await seed(redis, s, io.BytesIO(b"http://dead.test/1\nhttp://dead.test/2\n"))
+    assert (await Frontier(redis, s).claim(1, "killed-worker")).leases
+    await control.stop(redis, s)
+    assert await crawl_end(redis, s) == ""  # the lease could still complete
+    await asyncio.sleep(1.5)
+    assert await crawl_end(redis, s) == "stopped (operator)"
+
+
 async def test_a_result_another_group_has_not_read_is_never_deleted(
         redis: Redis, settings: Settings, tmp_path: Path) -> None:
     shard = Frontier(redis, settings).shards[0]

@@ -149,6 +149,36 @@ def test_config_set_checks_names_and_values_like_flags(clean_redis: str) -> None
     assert 'exclude = ["/p/[0-9]{1,2}\\\\.html"]' in lists.stdout, lists.stdout
 
 
+def test_a_stored_value_a_newer_check_refuses_leaves_the_crawl_usable(
+        clean_redis: str) -> None:
+    """An older version stored user_agent = "" (now refused: no product token). The
+    crawl's commands still run, say so, and config set stores a good one."""
+    import json
+
+    import redis as sync_redis
+
+    from crawler.store import keys
+
+    seed_sync(clean_redis, "old", [])
+    assert cli("config", "set", "--redis", clean_redis, "--crawl", "old",
+               "delay=1").returncode == 0  # the crawl's values are stored from here
+    client = sync_redis.Redis.from_url(clean_redis, decode_responses=True)
+    try:
+        key = keys.settings_key("old")
+        values = json.loads(client.hget(key, "json"))
+        values["user_agent"] = ""
+        client.hset(key, "json", json.dumps(values))
+    finally:
+        client.close()
+    status_run = cli("status", "--redis", clean_redis, "--crawl", "old")
+    assert status_run.returncode == 0, status_run.stderr
+    assert "its stored user_agent \"\" is no longer accepted" in status_run.stderr
+    fixed = cli("config", "set", "--redis", clean_redis, "--crawl", "old", "user_agent=mybot/2")
+    assert fixed.returncode == 0 and 'user_agent = "mybot/2"' in fixed.stdout, fixed.stderr
+    again = cli("status", "--redis", clean_redis, "--crawl", "old")
+    assert again.returncode == 0 and "no longer accepted" not in again.stderr
+
+
 def test_config_set_delay_reaches_running_workers_as_the_server_log_shows(
         clean_redis: str, tmp_path: Path) -> None:
     spec = SiteSpec(hosts=1, pages=400, links=6, page_bytes=600, port=free_port())

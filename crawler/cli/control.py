@@ -155,7 +155,7 @@ def resume(ctx: typer.Context, redis: RedisOpt = None, crawl: CrawlOpt = None,
     cap, settings = _with_crawl(ctx, redis, crawl, config, home, action)
     if cap:
         typer.echo(f"crawl: not resumed: crawl {settings.crawl!r} has reached its {cap} "
-                   f"({cap} = {getattr(settings, cap):g}); {control.raise_cap_hint(cap)}",
+                   f"({cap} = {getattr(settings, cap)}); {control.raise_cap_hint(cap)}",
                    err=True)
         raise typer.Exit(1)
     typer.echo("resumed")

@@ -41,13 +41,16 @@ async def forget_if_empty(redis: Redis, settings: Settings, new: bool, report: A
 
 async def state_warning(redis: Redis, settings: Settings) -> str | None:
     """A stopped or paused crawl takes the URLs, but no worker will fetch them yet."""
-    from crawler.observe.control import PAUSED, STOPPED, crawl_state
+    from crawler.observe.control import PAUSED, STOPPED, crawl_state, raise_cap_hint
 
     state = await crawl_state(redis, settings)
     name = settings.crawl
+    if state.state == STOPPED and state.reason not in ("", "operator"):
+        return (f"crawl {name!r} is stopped ({state.reason}): workers refuse it; "
+                f"{raise_cap_hint(state.reason)}")
     if state.state == STOPPED:
-        return (f"crawl {name!r} is stopped ({state.reason or 'operator'}): workers refuse "
-                f"it until `crawl --crawl {name} resume`")
+        return (f"crawl {name!r} is stopped (operator): workers refuse it until "
+                f"`crawl --crawl {name} resume`")
     if state.state == PAUSED:
         return (f"crawl {name!r} is paused: workers claim nothing until "
                 f"`crawl --crawl {name} resume`")

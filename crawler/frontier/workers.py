@@ -90,20 +90,30 @@ async def crawl_end(redis: Redis, settings: Settings) -> str:
     resume``, not for a worker (``crawl export --follow`` ends there too).
     """
     stats = await Frontier(redis, settings).stats()
-    if stats["leased"] > 0:
-        return ""
     raw: list[Any] = await redis.hmget(keys.meta_key(settings.crawl), ["state", "reason"])
     state, reason = (v.decode() if isinstance(v, bytes) else v for v in raw)
     stopped = state == STOPPED
+    now = await server_ms(redis)
+    shards = keys.all_shards(settings.crawl, settings.shards, settings.shard_tags)
+    if stats["leased"] > 0:
+        if not stopped:
+            return ""
+        # Only a worker gives an expired lease back, and none runs a stopped crawl:
+        # a lease a killed worker left counts while it could still complete.
+        pipe = redis.pipeline(transaction=False)
+        for shard in shards:
+            pipe.zcount(shard.leases, now, "+inf")
+        if any(int(n) for n in await pipe.execute()):
+            return ""
     if not stopped:
         if stats["queued"] > 0:
             return ""
         pipe = redis.pipeline(transaction=False)
-        for shard in keys.all_shards(settings.crawl, settings.shards, settings.shard_tags):
+        for shard in shards:
             pipe.zcard(shard.delayed)
         if any(int(n) for n in await pipe.execute()):
             return ""
-    workers = await list_workers(redis, settings.crawl, await server_ms(redis))
+    workers = await list_workers(redis, settings.crawl, now)
     if any(w.alive for w in workers):
         return ""
     return f"stopped ({reason or 'operator'})" if stopped else "finished"

@@ -86,7 +86,13 @@ async def pause(redis: Redis, settings: Settings) -> None:
 async def resume(redis: Redis, settings: Settings) -> str:
     """Let the crawl claim again, unless a cap is still reached: then it stays as it
     was, and the cap's name is returned (a worker would stop it again at once)."""
-    reason = await reached_cap(redis, settings, await shard_counters(redis, settings))
+    from crawler.store.crawl_settings import apply_stored, stored
+
+    # The caps as stored now: a dashboard holds the settings it started with, and a
+    # cap raised since (crawl config set) must let it resume.
+    values, _ = await stored(redis, settings.crawl)
+    now = settings if values is None else apply_stored(settings, values)
+    reason = await reached_cap(redis, now, await shard_counters(redis, settings))
     if not reason:
         await set_state(redis, settings, RUNNING)
     return reason

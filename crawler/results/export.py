@@ -113,14 +113,16 @@ async def drain(redis: Redis, settings: Settings, path: Path, *, follow: bool = 
     out = DrainFile(path, settings.crawl, compress=compress)
     done = None if forever else _done_checker(redis, settings, on_end)
     written = 0
+    ending = False  # the crawl ended: one more read (a result completed meanwhile)
     try:
         await worker.acknowledge_ids(out.recover(pending, worker.delivered))
         while True:
-            batch = await worker.read(block=follow)
+            batch = await worker.read(block=follow and not ending)
             if not batch:
                 await worker.trim()
-                if not follow or (done is not None and await done()):
+                if not follow or ending:
                     return written
+                ending = done is not None and await done()
                 continue
             out.append(batch)  # on disk and recorded before Redis lets go of it
             await worker.acknowledge(batch)

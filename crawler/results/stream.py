@@ -82,6 +82,9 @@ async def iter_entries(redis: Redis, settings: Settings, *, follow: bool = False
                 break
             start = "(" + s(page[-1][0])
     cluster = is_cluster(redis)
+    # Once until_done says the crawl ended, one more read: a worker may have completed
+    # results between the last empty read and that check.
+    ending = False
     while follow:
         if on_idle is not None:
             on_idle()
@@ -95,18 +98,23 @@ async def iter_entries(redis: Redis, settings: Settings, *, follow: bool = False
                         yield Entry(shard.shard, s(entry_id), text_of(fields))
                         last[shard.results] = s(entry_id)
             if not got:
-                if until_done is not None and await until_done():
+                if ending:
                     return
+                if until_done is not None and await until_done():
+                    ending = True
+                    continue
                 await asyncio.sleep(CLUSTER_POLL)
             continue
         reply = await redis.xread(last, count=PAGE,  # type: ignore[arg-type]
-                                  block=FOLLOW_BLOCK_MS)
+                                  block=None if ending else FOLLOW_BLOCK_MS)
         for stream, entries in reply or []:
             for entry_id, fields in entries:
                 yield Entry(numbers[s(stream)], s(entry_id), text_of(fields))
                 last[s(stream)] = s(entry_id)
-        if not reply and until_done is not None and await until_done():
-            return
+        if not reply:
+            if ending:
+                return
+            ending = until_done is not None and await until_done()
 
 
 async def iter_results(redis: Redis, settings: Settings, *, follow: bool = False

@@ -89,13 +89,26 @@ async def version(redis: Redis, crawl: str) -> int:
     return int(await redis.hget(keys.settings_key(crawl), "v") or 0)
 
 
-def _apply(settings: Settings, values: dict[str, Any]) -> Settings:
+def apply_stored(settings: Settings, values: dict[str, Any]) -> Settings:
+    """``settings`` with the crawl's stored crawl-wide ``values`` (``stored``) over them."""
     known = {k: v for k, v in values.items() if k in crawl_wide()}  # a newer version's extras
-    return load_settings(base=settings, overrides=known)
+    try:
+        return load_settings(base=settings, overrides=known)
+    except ConfigError as exc:
+        # A value stored by an older version that a newer check refuses (an empty
+        # user_agent): the crawl stays usable, with this command's value, and says so.
+        if exc.key not in known:
+            raise
+        log.warning("crawl %r: its stored %s %s is no longer accepted (%s); using %s until "
+                    "crawl config set %s=... stores another", settings.crawl, exc.key,
+                    json.dumps(displayed(exc.key, known[exc.key])), exc,
+                    json.dumps(displayed(exc.key, crawl_values(settings)[exc.key])), exc.key)
+        return apply_stored(settings, {k: v for k, v in known.items() if k != exc.key})
 
 
 def _same(name: str, ours: Settings, values: dict[str, Any]) -> bool:
-    return bool(crawl_values(ours)[name] == crawl_values(_apply(ours, {name: values[name]}))[name])
+    theirs = apply_stored(ours, {name: values[name]})
+    return bool(crawl_values(ours)[name] == crawl_values(theirs)[name])
 
 
 async def adopt(redis: Redis, settings: Settings, origins: dict[str, str],
@@ -142,28 +155,32 @@ async def adopt(redis: Redis, settings: Settings, origins: dict[str, str],
             log.warning("crawl %r: %s now set for every worker", settings.crawl,
                         ", ".join(f"{n} = {json.dumps(displayed(n, values[n]))} (from {origins[n]})"
                                   for n in sorted(fresh)))
-        return _apply(settings, values)
+        return apply_stored(settings, values)
 
 
 def _conflict(name: str, theirs: Any, settings: Settings, origin: str) -> ConfigError:
     given = displayed(name, crawl_values(settings)[name])  # a proxy's password hidden
     return ConfigError(name, f"this crawl's {name} is {json.dumps(displayed(name, theirs))}, "
                        f"but {origin} gives {json.dumps(given)}; change it for every worker "
-                       f"with `crawl config set {name}={_arg(given)}`, or drop {origin}",
+                       f"with `crawl config set {_assignment(name, given)}`, or drop {origin}",
                        show_key=False)
 
 
-def _arg(value: Any) -> str:
-    """``value`` as ``crawl config set NAME=...`` takes it, quoted for a shell if need be."""
-    if isinstance(value, dict):  # host tables: JSON, which config set reads
-        import shlex
+def _assignment(name: str, value: Any) -> str:
+    """``NAME=value`` as ``crawl config set`` takes it, quoted for a shell if need be
+    (a user agent's spaces and parentheses, a pattern's ``|`` or ``*``)."""
+    import shlex
 
-        return shlex.quote(json.dumps(value, separators=(",", ":")))
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    if isinstance(value, dict) or (isinstance(value, list)
+                                   and any("," in str(v) for v in value)):
+        text = json.dumps(value, separators=(",", ":"))  # host tables; a list item's comma
+    elif isinstance(value, list):
+        text = ",".join(str(v) for v in value)
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    else:
+        text = str(value)
+    return shlex.quote(f"{name}={text}")
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, str]:
@@ -199,7 +216,7 @@ async def set_values(redis: Redis, settings: Settings, changes: dict[str, str]) 
         async with redis.pipeline(transaction=True) as pipe:
             await pipe.watch(key)
             values, _, chosen = await stored_and_pinned(pipe, settings.crawl)
-            current = settings if values is None else _apply(settings, values)
+            current = settings if values is None else apply_stored(settings, values)
             updated, _ = load_with_origins(base=current, overrides=changes,
                                            override_origin="crawl config set")
             pipe.multi()  # type: ignore[no-untyped-call]

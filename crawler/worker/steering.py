@@ -19,8 +19,7 @@ from crawler.config import Settings
 from crawler.observe import control
 from crawler.observe.overview import sample_done
 from crawler.pages.scope import Scope
-from crawler.store.crawl_settings import _apply as apply_stored
-from crawler.store.crawl_settings import stored, version
+from crawler.store.crawl_settings import apply_stored, stored, version
 from crawler.worker.backoff import REDIS_ERRORS
 
 if TYPE_CHECKING:
