@@ -58,6 +58,10 @@ SUFFIX = ".drain"
 FINGERPRINT = 64
 """Bytes of FILE just before ``offset`` kept in the record: a FILE replaced by another
 (``crawl export --force``) no longer matches, so its record is not applied to it."""
+LAST_RESULT_SCAN = 8 << 20
+"""Bytes read back from the end of a FILE without its record to find where its last
+result starts (records are far smaller). A last line longer than that says nothing:
+the drain goes on. Unbounded, a 4 GiB FILE of one line was read back whole (17 s)."""
 BLOCK = 1 << 16
 """Bytes read at a time when a file without a record is read backwards."""
 KILL_AT = "CRAWL_TEST_DRAIN_KILL"
@@ -188,7 +192,7 @@ class DrainFile:
         result id says nothing either way."""
         if delivered is None:
             return True
-        _, last = last_lines(self.fd, size, 1)
+        _, last = last_lines(self.fd, size, 1, limit=LAST_RESULT_SCAN)
         for shard, (entry_id,) in last.items():
             given = delivered.get(shard, "0-0")
             return _stream_id(entry_id) <= _stream_id(given)
@@ -250,13 +254,17 @@ def _stream_id(text: str) -> tuple[int, int]:
     return int(ms or 0), int(seq or 0)
 
 
-def last_lines(fd: int, size: int, count: int) -> tuple[int, dict[int, list[str]]]:
+def last_lines(fd: int, size: int, count: int, limit: int | None = None
+               ) -> tuple[int, dict[int, list[str]]]:
     """Read backwards: where the last whole line ends, and the ids of the last ``count``
-    lines before it (by shard). Holds one block at a time, whatever the file's size."""
+    lines before it (by shard). Holds one block at a time, whatever the file's size;
+    with ``limit``, reads no more than that many bytes back (the lines that start
+    further back are not found)."""
     end = -1  # the offset just past the last newline, once found
     starts: list[int] = []
     position = size
-    while position > 0 and (end < 0 or len(starts) < count):
+    while position > 0 and (end < 0 or len(starts) < count) \
+            and (limit is None or size - position < limit):
         low = max(0, position - BLOCK)
         block = os.pread(fd, position - low, low)
         at = len(block)
