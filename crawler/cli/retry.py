@@ -48,10 +48,12 @@ def retry(
         raise CrawlError("--errors: give error types, e.g. --errors blocked_address,timeout")
     if "trap" in types:
         # crawl status counts them with the errors; they are not failed fetches.
-        raise CrawlError("--errors trap: a trap record's URL was never queued (it was past "
-                         "its path's trap_query_budget), so there is nothing to queue "
-                         "again; crawl seed a file of those URLs queues them (seeds do not "
-                         "count toward the budget)")
+        raise CrawlError("--errors trap: a trap record's URL was never queued (its path "
+                         "was past trap_query_budget), so there is nothing to queue again. "
+                         "The path's later URLs were not marked seen: crawl seed queues "
+                         "them (seeds do not count toward the budget), and so do links "
+                         "found after crawl config set trap_query_budget=N; the URL the "
+                         "record names stays marked seen")
     settings = settings_for(ctx, redis=redis, crawl=crawl, config=config, home=home)
 
     async def main() -> tuple[int, dict[str, int], str | None]:
