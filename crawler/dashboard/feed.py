@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from crawler.config import Settings
 from crawler.observe.status import crawl_status
+from crawler.results.stream import stream_id
 from crawler.store import keys
 
 POLL_EVERY = 1.0
@@ -88,7 +89,6 @@ async def latest_results(redis: Redis, settings: Settings, count: int = LATEST_R
     found: list[tuple[tuple[int, int], dict[str, Any]]] = []
     for shard, entries in zip(shards, await pipe.execute(), strict=True):
         for entry_id, fields in entries:
-            ms, _, seq = str(entry_id).partition("-")
             try:
                 record = json.loads(fields.get("r") or "{}")
             except ValueError:
@@ -96,7 +96,7 @@ async def latest_results(redis: Redis, settings: Settings, count: int = LATEST_R
             if not isinstance(record, dict):
                 continue
             record["id"] = f"{shard.shard}-{entry_id}"
-            found.append(((int(ms), int(seq or 0)), record))
+            found.append((stream_id(str(entry_id)), record))
     found.sort(key=lambda pair: pair[0], reverse=True)
     return [record for _, record in found[:count]]
 

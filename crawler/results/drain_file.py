@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler.errors import CrawlError, cannot_write
-from crawler.results.stream import Entry
+from crawler.results.stream import Entry, stream_id
 
 log = logging.getLogger("crawler.drain")
 
@@ -193,10 +193,8 @@ class DrainFile:
         if delivered is None:
             return True
         _, last = last_lines(self.fd, size, 1, limit=LAST_RESULT_SCAN)
-        for shard, (entry_id,) in last.items():
-            given = delivered.get(shard, "0-0")
-            return _stream_id(entry_id) <= _stream_id(given)
-        return True
+        return all(stream_id(entry_id) <= stream_id(delivered.get(shard, "0-0"))
+                   for shard, ids in last.items() for entry_id in ids)
 
     def append(self, batch: list[Entry]) -> None:
         """Steps 1 and 2: the batch on disk, then the record that it is whole."""
@@ -247,11 +245,6 @@ class DrainFile:
             os.fsync(directory)  # the rename itself survives a crash
         finally:
             os.close(directory)
-
-
-def _stream_id(text: str) -> tuple[int, int]:
-    ms, _, seq = text.partition("-")
-    return int(ms or 0), int(seq or 0)
 
 
 def last_lines(fd: int, size: int, count: int, limit: int | None = None

@@ -20,14 +20,12 @@ from typing import IO
 
 from crawler.errors import CrawlError
 from crawler.results.formats import FORMATS, RecordWriter
-from crawler.results.stream import Entry
+from crawler.results.stream import Entry, StreamId, stream_id
 
 EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".jsonl.gz": "jsonl.gz",
               ".ndjson.gz": "jsonl.gz", ".json.gz": "jsonl.gz", ".csv": "csv",
               ".parquet": "parquet"}
 """The extensions export knows; a file without one is JSON lines."""
-
-StreamId = tuple[int, int]
 
 
 def check_extension(out: str, fmt: str | None) -> None:
@@ -91,8 +89,7 @@ class NewOnly:
         self.skipped = 0
 
     def write(self, entry: Entry) -> None:
-        ms, _, seq = entry.entry_id.partition("-")
-        if (int(ms), int(seq or 0)) <= self.last.get(entry.shard, (-1, -1)):
+        if stream_id(entry.entry_id) <= self.last.get(entry.shard, (-1, -1)):
             self.skipped += 1
             return
         self.writer.write(entry)

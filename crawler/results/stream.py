@@ -24,6 +24,16 @@ CLUSTER_POLL = 0.5
 """Seconds between reads of every shard while following results on a cluster."""
 
 
+StreamId = tuple[int, int]
+
+
+def stream_id(entry_id: str) -> StreamId:
+    """A stream entry id (``ms-seq``) as numbers, which compare in stream order; as
+    text they do not ("9-0" sorts after "10-0")."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms or 0), int(seq or 0)
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One result as stored: its shard, its stream entry id, its JSON text."""
