@@ -393,3 +393,23 @@ def test_no_node_of_a_local_cluster_gets_another_ones_bus_port(
     monkeypatch.setattr(cluster_module.socket, "socket", Picked)
     ports = cluster_module._free_ports(3)
     assert ports == [39207, 41000, 42000]
+
+
+async def test_a_stopped_crawl_ends_a_follow_on_a_cluster_too(cluster: LocalCluster) -> None:
+    """crawl_end reads every shard's leases and waiting URLs in one pipeline, whose
+    keys lie on all three masters."""
+    import io
+
+    from crawler.discovery.seeds import seed
+    from crawler.frontier.workers import crawl_end
+    from crawler.observe import control
+
+    client = await connect(Settings(redis_url=cluster.url))
+    try:
+        s = await crawl_layout(client, Settings(redis_url=cluster.url, crawl="ended"))
+        await seed(client, s, io.BytesIO(b"http://a.test/1\nhttp://b.test/2\nhttp://c.test/3\n"))
+        assert await crawl_end(client, s) == ""  # running, URLs queued
+        await control.stop(client, s, "max_pages")
+        assert await crawl_end(client, s) == "stopped (max_pages)"
+    finally:
+        await client.aclose()

@@ -93,26 +93,19 @@ async def crawl_end(redis: Redis, settings: Settings) -> str:
     raw: list[Any] = await redis.hmget(keys.meta_key(settings.crawl), ["state", "reason"])
     state, reason = (v.decode() if isinstance(v, bytes) else v for v in raw)
     stopped = state == STOPPED
+    if not stopped and (stats["leased"] or stats["queued"]):
+        return ""
     now = await server_ms(redis)
-    shards = keys.all_shards(settings.crawl, settings.shards, settings.shard_tags)
-    if stats["leased"] > 0:
-        if not stopped:
-            return ""
-        # Only a worker gives an expired lease back, and none runs a stopped crawl:
-        # a lease a killed worker left counts while it could still complete.
-        pipe = redis.pipeline(transaction=False)
-        for shard in shards:
-            pipe.zcount(shard.leases, now, "+inf")
-        if any(int(n) for n in await pipe.execute()):
-            return ""
-    if not stopped:
-        if stats["queued"] > 0:
-            return ""
-        pipe = redis.pipeline(transaction=False)
-        for shard in shards:
-            pipe.zcard(shard.delayed)
-        if any(int(n) for n in await pipe.execute()):
-            return ""
+    pipe = redis.pipeline(transaction=False)
+    for shard in keys.all_shards(settings.crawl, settings.shards, settings.shard_tags):
+        pipe.zcount(shard.leases, now, "+inf")
+        pipe.zcard(shard.delayed)
+    counts = [int(n) for n in await pipe.execute()]
+    # Stopped: only a worker gives an expired lease back, and none runs a stopped
+    # crawl, so a lease a killed worker left counts while it could still complete;
+    # its queued and waiting URLs wait for crawl resume.
+    if any(counts[0::2]) or (not stopped and any(counts[1::2])):
+        return ""
     workers = await list_workers(redis, settings.crawl, now)
     if any(w.alive for w in workers):
         return ""
