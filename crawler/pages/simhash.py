@@ -4,32 +4,38 @@ Features are the lower-cased words of the visible text (``SHINGLE_WORDS``
 = 1; measured: one word changed in 800 keeps 99% of pages within 3 bits with
 single words, 94% with 2-word and 89% with 3-word shingles, and unrelated
 texts stay 18+ bits apart with each; ``<script>``, ``<style>``,
-``<noscript>``, ``<template>`` and ``<head>`` left out), each hashed to 64
-bits with BLAKE2b (``digest_size=8``, in the standard library, the same on
-every machine and Python). Bit ``b`` of the SimHash is
-set when more of the page's distinct shingles have bit ``b`` set than not
-(Charikar 2002).
+``<noscript>``, ``<template>`` and ``<head>`` left out). Each distinct word
+is hashed to 64 bits (``word_hash``: FNV-1a over its UTF-8 bytes 8 at a
+time, then MurmurHash3's 64-bit finalizer; the same on every machine and
+Python). Bit
+``b`` of the SimHash is set when more of the page's distinct words have bit
+``b`` set than not (Charikar 2002).
 
-Why it is fast enough for every page without a C extension: each shingle's
-digest is "spread" once into one big int, a 16-bit lane a bit, and kept in a
-bounded per-process cache (a site's words repeat); a page's bit counts are
-then one ``sum`` of cached ints in C, and Python does 64 small steps a page,
-not 64 a shingle. ``crawl bench waste`` times it
-against the ``xxhash`` package's digests, when that is installed.
+Two implementations give the same value on every input
+(tests/test_simhash_accel.py):
+- ``crawler.pages._simhash``, a small C module built on install when a
+  compiler is at hand: one pass over the text's bytes, no Python object a
+  word. The crawler uses it when it is there (and ``CRAWLER_NO_EXTENSIONS``
+  is not set);
+- this module's Python, for installs without it: each word's hash is
+  "spread" once into one big int, a 16-bit lane a bit, and kept in a bounded
+  per-process cache (a site's words repeat); a page's bit counts are then
+  one ``sum`` of cached ints in C, and Python does 64 small steps a page, not
+  64 a word. It costs about 4x the C module's instructions a page (README,
+  Near-duplicates).
 
-A page's words are found in UTF-8 bytes, not str (``page_simhash``): lxml
-serializes the text to UTF-8 in C, and splitting bytes skips a decode and
-gives the digest its input as is. Measured on the benchmark's 27 KB pages,
-this and the serializer instead of XPath's ``string()`` took a fifth off the
-SimHash. A text where bytes and str split or lower-case differently (any
-non-ASCII byte, or the separators 0x1c-0x1f, which ``str.split`` splits at)
-takes the str path, so every page gets the same hash either way.
+A page's words are found in UTF-8 bytes, not str (``text_simhash``): the
+parsers serialize the text to UTF-8 in C, and splitting bytes skips a decode.
+A text where bytes and str split or lower-case differently (any non-ASCII
+byte, or the separators 0x1c-0x1f, which ``str.split`` splits at) takes the
+str path, so every page gets the same hash either way.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from hashlib import blake2b
+from types import ModuleType
 from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
@@ -56,28 +62,53 @@ def _splits_as_str(text: bytes) -> bool:
     return text.isascii() and not any(sep in text for sep in _STR_ONLY_SEPARATORS)
 
 
-def _blake2b_digest(shingle: bytes) -> bytes:
-    return blake2b(shingle, digest_size=8).digest()
+_MASK64 = (1 << 64) - 1
+_FNV_OFFSET = 0xCBF29CE484222325
+_FNV_PRIME = 0x100000001B3
 
 
-def _spread(digest: bytes) -> int:
-    """A digest's 64 bits, bit i moved to the bottom of a 16-bit lane i of one big int.
+def word_hash(word: bytes) -> int:
+    """A word's 64-bit feature: FNV-1a 64 over its UTF-8 bytes taken 8 at a time
+    (little-endian, the last chunk padded with zeros), then its length, then fmix64.
+
+    Eight bytes a step lets the C module hash a word as it finds it, a load
+    and a multiply per 8 bytes; MurmurHash3's finalizer then mixes every bit
+    into every other, which FNV alone does not do for its low bits, and a
+    SimHash needs each bit to be a fair coin."""
+    value = _FNV_OFFSET
+    for start in range(0, len(word), 8):
+        chunk = int.from_bytes(word[start:start + 8], "little")
+        value = ((value ^ chunk) * _FNV_PRIME) & _MASK64
+    value ^= len(word)
+    value ^= value >> 33
+    value = (value * 0xFF51AFD7ED558CCD) & _MASK64
+    value ^= value >> 33
+    value = (value * 0xC4CEB9FE1A85EC53) & _MASK64
+    return value ^ (value >> 33)
+
+
+def _spread_int(value: int) -> int:
+    """A 64-bit value's bits, bit i moved to the bottom of a 16-bit lane i of one big int.
 
     Summing spreads counts every bit position at once, in C (``sum``); a lane
     holds up to 65535 features (MAX_WORDS is less)."""
-    value = int.from_bytes(digest, "big")
     return sum(_SPREAD_BYTE[(value >> (8 * k)) & 0xFF] << (128 * k) for k in range(8))
 
 
+def _spread(digest: bytes) -> int:
+    """``_spread_int`` of an 8-byte big-endian digest."""
+    return _spread_int(int.from_bytes(digest, "big"))
+
+
 class _SpreadCache(dict[bytes, int]):
-    """Shingle (UTF-8) -> the spread of its BLAKE2b digest. A site's words repeat
+    """Shingle (UTF-8) -> the spread of its ``word_hash``. A site's words repeat
     from page to page, so most lookups hit and cost a dict probe in C; a miss
     fills it in."""
 
     def __missing__(self, shingle: bytes) -> int:
         if len(self) >= SPREADS_KEPT:
             self.clear()  # bounded: start again rather than track recency
-        spread = self[shingle] = _spread(_blake2b_digest(shingle))
+        spread = self[shingle] = _spread_int(word_hash(shingle))
         return spread
 
 
@@ -99,9 +130,8 @@ def words_of(text: str) -> list[str]:
 def simhash_words(words: list[str], digest: Callable[[bytes], bytes] | None = None) -> int:
     """The SimHash of a list of words: its SHINGLE_WORDS-word shingles (all words if fewer).
 
-    ``digest``: an 8-byte hash of a shingle's UTF-8 bytes (the benchmark
-    passes xxhash's to compare); by default BLAKE2b's, spread through the process's
-    cache.
+    ``digest``: an 8-byte hash of a shingle's UTF-8 bytes, to try another;
+    by default ``word_hash``, spread through the process's cache.
     """
     if not words:
         return 0
@@ -188,11 +218,34 @@ def page_simhash(root: etree._Element) -> int:
     return text_simhash(visible_text_utf8(root))
 
 
+def _load_accelerator() -> ModuleType | None:
+    """``crawler.pages._simhash`` when it was built and not turned off, else None."""
+    if os.environ.get("CRAWLER_NO_EXTENSIONS"):
+        return None
+    try:
+        from crawler.pages import _simhash  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return cast("ModuleType", _simhash)
+
+
+ACCELERATOR = _load_accelerator()
+"""The C module computing ``text_simhash``, or None: the Python below does it."""
+
+
 def text_simhash(text: bytes) -> int:
     """The SimHash of a visible text in UTF-8 (lxml's or lexbor's, crawler.pages.parse_lexbor).
 
-    The same as ``simhash_words(words_of(text.decode()))``, split in bytes
-    where that gives the same words."""
+    The same as ``simhash_words(words_of(text.decode("utf-8", "replace")))``:
+    in C when the module is built, else split in bytes where that gives the
+    same words."""
+    if ACCELERATOR is not None:
+        return cast(int, ACCELERATOR.simhash_text(text, MAX_WORDS))
+    return python_text_simhash(text)
+
+
+def python_text_simhash(text: bytes) -> int:
+    """``text_simhash`` without the C module (what installs without it run)."""
     if SHINGLE_WORDS != 1 or not _splits_as_str(text):
         return simhash_words(words_of(text.decode("utf-8", "replace")))
     words = text.lower().split()

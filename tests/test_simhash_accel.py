@@ -1,0 +1,113 @@
+"""The SimHash's C module (crawler/pages/_simhash.c) and its Python twin agree on every input.
+
+Installs without a compiler run the Python; a crawl whose workers mix the two
+must still find each other's near-duplicates, so the two give the same hash,
+word for word, on text of any kind: ASCII, Unicode white space and letters,
+invalid UTF-8, control characters, words longer than 8 bytes, pages past
+MAX_WORDS.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crawler.pages import simhash
+from crawler.pages.simhash import MAX_WORDS, python_text_simhash, word_hash
+
+accel = simhash.ACCELERATOR
+
+needs_accel = pytest.mark.skipif(accel is None, reason="the C module is not built")
+
+# Pieces where a byte scanner could part from str.lower().split(): ASCII and
+# Unicode white space, the separators only str.split knows, letters whose
+# lower case is longer or context-dependent, invalid and truncated UTF-8.
+PIECES = [b"a", b"Z", b"word", b"LongerThanEight", b"0123456789abcdefXYZ", b" ", b"\t", b"\n",
+          b"\r\n", b"\x0b\x0c", b"\x1c", b"\x1f", b"\x00", b"\x01", b"\x7f", b".", b"-",
+          "\u00a0".encode(), "\u0085".encode(), "\u2003".encode(), "\u2028".encode(),
+          "\u3000".encode(), "\u1680".encode(), "\u205f".encode(), "\u200b".encode(),
+          "\u00c9t\u00c9".encode(), "\u03a3\u039f\u03a3".encode(), "\u0130".encode(),
+          "Stra\u00dfe".encode(), "\U0001f600".encode(), b"\xff", b"\xe2", b"\xe2\x80",
+          b"\xc2", b"\xed\xa0\x80", b"\xf0\x9f"]
+
+
+def python_words(text: bytes) -> list[bytes]:
+    return [w.encode() for w in text.decode("utf-8", "replace").lower().split()]
+
+
+def test_the_c_module_is_built() -> None:
+    """The suite's installs build it (gcc is there): a silent build failure would
+    quietly cost every page 4x the SimHash's instructions."""
+    if os.environ.get("CRAWLER_NO_EXTENSIONS"):
+        pytest.skip("CRAWLER_NO_EXTENSIONS is set: the Python runs on purpose")
+    assert accel is not None, "crawler.pages._simhash did not build: see pip's output"
+
+
+@needs_accel
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=60))
+def test_c_and_python_agree_on_tricky_pieces(pieces: list[bytes]) -> None:
+    text = b"".join(pieces)
+    assert [h for _, h in accel.words_and_hashes(text)] == list(map(word_hash, python_words(text)))
+    assert accel.simhash_text(text, MAX_WORDS) == python_text_simhash(text)
+
+
+@needs_accel
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(st.text(max_size=300).map(lambda t: t.encode("utf-8", "surrogatepass")),
+                 st.binary(max_size=300)))
+def test_c_and_python_agree_on_any_text_and_any_bytes(text: bytes) -> None:
+    assert accel.simhash_text(text, MAX_WORDS) == python_text_simhash(text)
+
+
+@needs_accel
+def test_every_code_point_splits_as_str_split_does() -> None:
+    """Each code point between two letters: a space to str.split is a space to C."""
+    text = " ".join(f"x{chr(c)}y" for c in range(0x110000)
+                    if not 0xD800 <= c <= 0xDFFF).encode()
+    found = [word for word, _ in accel.words_and_hashes(text)]
+    assert found == [w.encode() for w in text.decode().split()]
+
+
+@needs_accel
+def test_words_past_max_words_do_not_count_in_either() -> None:
+    head = " ".join(f"w{i}" for i in range(MAX_WORDS)).encode()
+    tail = " ".join(f"other{i}" for i in range(MAX_WORDS)).encode()
+    assert accel.simhash_text(head + b" " + tail, MAX_WORDS) == accel.simhash_text(head, MAX_WORDS)
+    assert python_text_simhash(head + b" " + tail) == accel.simhash_text(head + b" " + tail,
+                                                                         MAX_WORDS)
+
+
+@needs_accel
+def test_a_large_page_of_distinct_words_agrees() -> None:
+    """Past the C set's first table (many growths) and long words."""
+    rnd = random.Random(7)
+    text = " ".join(f"{rnd.getrandbits(64):x}{'Q' * rnd.randrange(20)}"
+                    for _ in range(MAX_WORDS)).encode()
+    assert accel.simhash_text(text, MAX_WORDS) == python_text_simhash(text)
+    assert accel.simhash_text(text, -1) != 0
+
+
+def test_each_bit_of_the_word_hash_is_a_fair_coin() -> None:
+    """A SimHash needs every bit of a feature to be set half the time, for
+    short, similar words too (FNV-1a alone is weak in its low bits)."""
+    hashes = [word_hash(f"w{i}".encode()) for i in range(20_000)]
+    for bit in range(64):
+        share = sum((h >> bit) & 1 for h in hashes) / len(hashes)
+        assert 0.48 < share < 0.52, (bit, share)
+
+
+def test_the_word_hash_and_the_simhash_are_fixed() -> None:
+    """Workers of one crawl on other machines or versions file comparable
+    hashes: these values change only with the definition (and the README)."""
+    assert word_hash(b"near") == 0x68D19010A9E2C3A0
+    assert word_hash(b"abcdefghij") == 0x8F50EEC30424318B  # two 8-byte chunks
+    assert word_hash(b"abcdefgh") != word_hash(b"abcdefgh\x00")  # the length counts
+    assert python_text_simhash(b"Near duplicates are found here") == 0xC8C5884029E3CF38
+    if accel is not None:
+        assert accel.simhash_text(b"Near duplicates are found here", MAX_WORDS) == \
+            0xC8C5884029E3CF38
