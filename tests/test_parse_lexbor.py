@@ -76,6 +76,12 @@ SMALL = [
     b"\xef\xbb\xbf<title>bom</title><a href=q?x=1>q</a>",
     b"<p>no head <title>late</title><a href=../up>up</a><table><a href=t>in table</a></table>",
     b"", b"   ", b"\x00\x01binary\xff\xfe",
+    # Hidden text, found by name in the whole document (lexbor's ``tags``): a
+    # head's style or script whose text is also body text cuts nothing.
+    b"<head><style>p q</style><script>shared</script><noscript><style>r</style></noscript>"
+    b"</head><body><p>p q shared r stay</p><script>gone</script><noscript>also gone"
+    b"</noscript><template>never <b>seen</b></template><svg><style>svg gone</style></svg>"
+    b"<p>tail</p></body>",
 ]
 
 
@@ -85,6 +91,15 @@ def test_lexbor_agrees_with_lxml_on_the_cases_extraction_handles(
         body: bytes, follow_nofollow: bool) -> None:
     lxml_page, lexbor_page = _both(body, follow_nofollow=follow_nofollow)
     assert _facts(lexbor_page) == _facts(lxml_page)
+
+
+def test_hidden_elements_of_the_body_are_cut_and_the_heads_are_not() -> None:
+    from selectolax.lexbor import LexborHTMLParser
+
+    from crawler.pages.parse_lexbor import visible_text
+
+    text = visible_text(LexborHTMLParser(SMALL[-1].decode()))
+    assert text.split() == ["p", "q", "shared", "r", "stay", "tail"]
 
 
 def test_an_extraction_hook_still_gets_the_lxml_tree_with_lexbor() -> None:
