@@ -261,6 +261,9 @@ def waste(
     repeat: Annotated[int, typer.Option(min=1, help="Normal-site runs, each on and off.")] = 3,
     out: Annotated[str, typer.Option(help="JSON report path ('' for none).")
                    ] = "bench/results/waste-latest.json",
+    instructions: Annotated[bool, typer.Option(
+        "--instructions", help="Also count the worker's instructions a page, near-duplicates "
+        "off and on, under valgrind (a few minutes; apt-get install valgrind).")] = False,
 ) -> None:
     """Fetches wasted on copies and traps (near-duplicates found, the calendar stopped),
     and the CPU and bytes a page it costs on the normal site."""
@@ -268,7 +271,7 @@ def waste(
 
     _interrupt_on_sigterm()
     try:
-        run_waste(pages, cost_hosts, cost_pages, repeat, out or None)
+        run_waste(pages, cost_hosts, cost_pages, repeat, out or None, instructions)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 

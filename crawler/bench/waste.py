@@ -14,8 +14,10 @@
    Valkey, round trips and Valkey bytes a page, near-duplicates on and off,
    alternated ``repeat`` times (medians).
 4. SimHash time a page on the crawler's path, part by part (visible text,
-   distinct words, cached spreads), and BLAKE2b (the stdlib, what the crawler
-   uses) against the ``xxhash`` package when it is installed.
+   the SimHash of it in the C module and in its Python twin).
+5. With ``--instructions`` (valgrind): the worker's instructions a page on
+   the normal site, near-duplicates off and on (``waste_instructions``), a
+   figure the machine's load does not move.
 
 Everything runs on loopback, with a fresh embedded Valkey.
 """
@@ -23,8 +25,6 @@ Everything runs on loopback, with a fresh embedded Valkey.
 from __future__ import annotations
 
 import asyncio
-import io
-import json
 import statistics
 import tempfile
 import time
@@ -36,40 +36,10 @@ from crawler.bench.report import write_report
 from crawler.bench.servers import BenchRedis
 from crawler.bench.site import SiteProcess
 from crawler.bench.sitegen import SiteServer, SiteSpec, free_port, page_html, write_site
+from crawler.bench.waste_crawl import crawl_site, site_settings
 from crawler.bench.wastesite import WasteSite, score
 from crawler.config import Settings
 from crawler.store import keys
-
-
-def _settings(url: str, crawl: str, **changes: Any) -> Settings:
-    return Settings(redis_url=url, crawl=crawl, allow_private=True, delay=0.0, max_per_host=4,
-                    concurrency=32, max_duration=300.0, **changes)
-
-
-async def _crawl(settings: Settings, seeds: list[str]) -> dict[str, Any]:
-    """Seed and run one in-process worker to the end; its records, round trips and CPU."""
-    from redis.asyncio import Redis
-
-    from crawler.discovery.seeds import seed
-    from crawler.observe.status import held_hosts
-    from crawler.results import iter_results
-    from crawler.store.layout import crawl_layout
-    from crawler.worker import Worker
-
-    redis = Redis.from_url(settings.redis_url or "", decode_responses=True)
-    try:
-        settings = await crawl_layout(redis, settings)
-        await seed(redis, settings, io.BytesIO("\n".join(seeds).encode()))
-        worker = Worker(redis, settings)
-        cpu, wall = time.process_time(), time.monotonic()
-        await worker.run()
-        cpu, wall = time.process_time() - cpu, time.monotonic() - wall
-        records = [json.loads(text) async for text in iter_results(redis, settings)]
-        held = [f"{h.host}: {h.reason}" for h in await held_hosts(redis, settings)]
-        return {"records": records, "round_trips": worker.frontier.round_trips,
-                "cpu_s": cpu, "wall_s": wall, "settings": settings, "held": held}
-    finally:
-        await redis.aclose()
 
 
 def _index_bytes(server: BenchRedis, settings: Settings) -> tuple[int, int]:
@@ -97,7 +67,7 @@ def waste_crawl(server: BenchRedis, pages: int) -> dict[str, Any]:
     with SiteServer(SiteSpec(hosts=1), app=site.app()) as web:
         seeds = [web.spec.origin(0) + "/a/0.html"]
         for mode, on in (("on", True), ("off", False)):
-            run = asyncio.run(_crawl(_settings(server.url, f"waste-{mode}",
+            run = asyncio.run(crawl_site(site_settings(server.url, f"waste-{mode}",
                                                near_duplicates=on), seeds))
             report = score(site, run["records"])
             report["results"] = len(run["records"])
@@ -130,10 +100,10 @@ def normal_cost(server: BenchRedis, hosts: int, pages: int, repeat: int) -> dict
         with SiteProcess(spec, root, Path(tmp) / "work", kind="python"):
             for n in range(repeat):
                 for mode in ("off", "on"):
-                    settings = _settings(server.url, f"normal-{mode}-{n}",
+                    settings = site_settings(server.url, f"normal-{mode}-{n}",
                                          near_duplicates=mode == "on")
                     memory, valkey = server.info()["used_memory"], sum(server.cpu())
-                    run = asyncio.run(_crawl(settings, spec.seeds()))
+                    run = asyncio.run(crawl_site(settings, spec.seeds()))
                     done = len(run["records"])
                     runs[mode].append({
                         "pages": done,
@@ -151,37 +121,25 @@ def normal_cost(server: BenchRedis, hosts: int, pages: int, repeat: int) -> dict
 
 
 def simhash_speed(site_pages: int = 50, rounds: int = 9) -> dict[str, Any]:
-    """Part 4: µs a page of the SimHash on the crawler's path, part by part, and
-    BLAKE2b against xxhash.
+    """Part 4: µs a page of the SimHash on the crawler's path, part by part, and the
+    C module against its Python twin.
 
     On the default parser's (lexbor's) tree: the parse without and with the
     SimHash (what near-duplicates add to a page's parse), then its parts: the
-    visible text, the page's distinct words, and their cached spreads summed.
-    Each is the best of ``rounds`` passes in CPU time (a loaded machine's
-    other processes stretch a pass, never shorten it). Uncached, each digest
-    is spread into lanes in Python: the digest's own cost is the difference
-    between the two uncached rows."""
+    visible text, and the SimHash of that text in C (``crawler.pages._simhash``,
+    when built) and in Python (``python_text_simhash``, its cache of word
+    spreads warm, as on a site whose words repeat). Each is the best of
+    ``rounds`` passes in CPU time (a loaded machine's other processes stretch
+    a pass, never shorten it)."""
     from selectolax.lexbor import LexborHTMLParser
 
     from crawler.pages.parse_lexbor import parse_html_lexbor, visible_text
-    from crawler.pages.simhash import (
-        _blake2b_digest,
-        simhash_shingles,
-        simhash_words,
-        words_of,
-    )
+    from crawler.pages.simhash import ACCELERATOR, MAX_WORDS, python_text_simhash
 
     waste = WasteSite(pages=site_pages)
     normal = SiteSpec(links=BenchConfig().links, page_bytes=BenchConfig().page_bytes)
     bodies = {"waste site": [waste.article(i) for i in range(site_pages)],
               "normal site": [page_html(normal, 0, i) for i in range(site_pages)]}
-    digests: dict[str, Any] = {"blake2b (stdlib)": _blake2b_digest}
-    try:
-        import xxhash  # type: ignore[import-not-found, unused-ignore]
-
-        digests["xxh3_64 (xxhash)"] = xxhash.xxh3_64_digest
-    except ImportError:
-        digests["xxh3_64 (xxhash)"] = "not installed"
 
     def best_us(work: Any, items: list[Any]) -> float:
         best = float("inf")
@@ -197,35 +155,35 @@ def simhash_speed(site_pages: int = 50, rounds: int = 9) -> dict[str, Any]:
     for name, pages in bodies.items():
         trees = [LexborHTMLParser(b.decode()) for b in pages]
         texts = [visible_text(t).encode() for t in trees]
-        words = [t.lower().split() for t in texts]
-        distinct = [set(w) for w in words]
         row: dict[str, Any] = {
-            "words_a_page": round(statistics.mean(map(len, words))),
-            "distinct_a_page": round(statistics.mean(map(len, distinct))),
+            "words_a_page": round(statistics.mean(len(t.split()) for t in texts)),
+            "distinct_a_page": round(statistics.mean(len(set(t.lower().split())) for t in texts)),
             "parse us": best_us(lambda b: parse_html_lexbor(b, url), pages),
             "parse with SimHash us": best_us(
                 lambda b: parse_html_lexbor(b, url, simhash=True), pages),
             "visible text us": best_us(visible_text, trees),
-            "distinct words us": best_us(lambda t: set(t.lower().split()), texts),
-            "cached spreads us": best_us(simhash_shingles, distinct),
+            "SimHash in C us": "not built" if ACCELERATOR is None else best_us(
+                lambda t: ACCELERATOR.simhash_text(t, MAX_WORDS), texts),
+            "SimHash in Python us": best_us(python_text_simhash, texts),
         }
-        str_words = [words_of(t.decode()) for t in texts]
-        for label, digest in digests.items():
-            row[label] = digest if isinstance(digest, str) else best_us(
-                lambda w, d=digest: simhash_words(w, d), str_words)
         out[name] = row
     return out
 
 
 def run_waste(pages: int = 200, cost_hosts: int = 5, cost_pages: int = 200, repeat: int = 3,
-              out: str | None = None) -> dict[str, Any]:
-    """Run every part; print it and write it as JSON to ``out``."""
+              out: str | None = None, instructions: bool = False) -> dict[str, Any]:
+    """Run every part (the instruction count only if asked); print it and write it
+    as JSON to ``out``."""
     report: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="waste") as work, BenchRedis(Path(work)) as server:
         report["waste_site"] = waste_crawl(server, pages)
         report["canonical"] = canonical_savings(server)
         report["normal_site_cost"] = normal_cost(server, cost_hosts, cost_pages, repeat)
     report["simhash_speed"] = simhash_speed()
+    if instructions:
+        from crawler.bench.waste_instructions import worker_instructions
+
+        report["worker_instructions"] = worker_instructions()
     print(format_report(report))
     if out:
         write_report(out, report)
@@ -262,4 +220,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append("SimHash a page:")
     for site, row in report["simhash_speed"].items():
         lines.append(f"  {site}: " + ", ".join(f"{k} {v}" for k, v in row.items()))
+    if "worker_instructions" in report:
+        from crawler.bench.waste_instructions import report_lines as instruction_lines
+
+        lines += instruction_lines(report["worker_instructions"])
     return "\n".join(lines)
