@@ -18,7 +18,8 @@ BASE = 0x0123456789ABCDEF
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    """The suite's settings with near_duplicates = true (off by default: its cost)."""
+    """The suite's settings with near_duplicates = true (the default; said here so that
+    these tests keep testing it if the default changes)."""
     return settings.replace(near_duplicates=True)
 
 

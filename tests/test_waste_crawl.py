@@ -18,7 +18,8 @@ from crawler.observe.status import crawl_status
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    """The suite's settings with near_duplicates = true (off by default: its cost)."""
+    """The suite's settings with near_duplicates = true (the default; said here so that
+    these tests keep testing it if the default changes)."""
     return settings.replace(near_duplicates=True)
 
 

@@ -185,7 +185,7 @@ class Settings(BaseModel):
     max_duration: float = _setting(0.0, "scope", ge=0)
     max_url_length: int = _setting(2048, "scope", ge=0)
     max_repeated_segments: int = _setting(3, "scope", ge=0)
-    near_duplicates: bool = _setting(False, "scope")
+    near_duplicates: bool = _setting(True, "scope")
     simhash_distance: int = _setting(3, "scope", ge=0, le=3)
     near_duplicate_window: int = _setting(1000, "scope", ge=1)
     trap_query_budget: int = _setting(200, "scope", ge=0)
