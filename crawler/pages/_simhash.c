@@ -438,71 +438,7 @@ static PyObject *words_and_hashes(PyObject *module, PyObject *text) {
     return out;
 }
 
-/* Whether s[at:n] starts with the ASCII lower-case name, ignoring case. */
-static int starts_with_name(const unsigned char *s, Py_ssize_t at, Py_ssize_t n,
-                            const char *name) {
-    for (Py_ssize_t k = 0; name[k] != 0; k++) {
-        if (at + k >= n) {
-            return 0;
-        }
-        unsigned char c = s[at + k];
-        if (c >= 'A' && c <= 'Z') {
-            c += 'a' - 'A';
-        }
-        if (c != (unsigned char)name[k]) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* Which of <script, <style and <noscript (bits 1, 2, 4) the markup holds, in
- * any case, anywhere. The markup is the page's bytes in an encoding where
- * ASCII is ASCII (parse_lexbor checks the charset): an HTML parser makes no
- * such element without its start tag in the source, so a name that is
- * absent needs no search of the tree. One in a comment or an attribute, or
- * letters after a '<' that are half of a multi-byte character, count too:
- * they only cost the search. */
-static PyObject *hidden_tags(PyObject *module, PyObject *markup) {
-    (void)module;
-    if (!PyBytes_Check(markup)) {
-        PyErr_SetString(PyExc_TypeError, "hidden_tags(markup: bytes)");
-        return NULL;
-    }
-    const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(markup);
-    Py_ssize_t n = PyBytes_GET_SIZE(markup);
-    long found = 0;
-    Py_ssize_t at = 0;
-    while (at < n && found != 7) {
-        /* every '<' of the next 8 bytes: the zero bytes of x ^ "<<<<<<<<", exactly */
-        uint64_t x = load8(s + at, n - at) ^ (0x3c * ONES);
-        uint64_t low7 = ~HIGHS;
-        uint64_t lt = ~(((x & low7) + low7) | x | low7);
-        while (lt != 0) {
-            Py_ssize_t next = at + (__builtin_ctzll(lt) >> 3) + 1; /* past a '<' */
-            lt &= lt - 1;
-            if (next > n) {
-                break; /* the zeros past the end */
-            }
-            unsigned char first = next < n ? (unsigned char)(s[next] | 0x20) : 0;
-            if (first == 's') {
-                if (!(found & 1) && starts_with_name(s, next, n, "script")) {
-                    found |= 1;
-                } else if (!(found & 2) && starts_with_name(s, next, n, "style")) {
-                    found |= 2;
-                }
-            } else if (first == 'n' && !(found & 4) && starts_with_name(s, next, n, "noscript")) {
-                found |= 4;
-            }
-        }
-        at += 8;
-    }
-    return PyLong_FromLong(found);
-}
-
 static PyMethodDef methods[] = {
-    {"hidden_tags", (PyCFunction)hidden_tags, METH_O,
-     "hidden_tags(markup: bytes) -> int: bits 1, 2, 4 for <script, <style, <noscript in it."},
     {"simhash_text", (PyCFunction)(void (*)(void))simhash_text, METH_FASTCALL,
      "simhash_text(text: bytes, max_words: int) -> int: the SimHash of a UTF-8 text."},
     {"words_and_hashes", (PyCFunction)words_and_hashes, METH_O,

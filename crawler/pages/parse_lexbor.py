@@ -16,8 +16,6 @@ the generated site (tests/test_parse_lexbor.py).
 
 from __future__ import annotations
 
-import codecs
-import functools
 from typing import TYPE_CHECKING
 
 from crawler.pages.parse import (
@@ -38,9 +36,6 @@ _HIDDEN_TAGS = ("script", "style", "noscript")
 """Elements whose text is in the body's textContent and not seen. A
 ``<template>``'s content is a fragment of its own in lexbor's tree, outside
 the body's textContent (its own is empty): nothing to cut, so no walk."""
-_HIDDEN_BY_BITS = [tuple(name for bit, name in enumerate(_HIDDEN_TAGS) if bits >> bit & 1)
-                   for bits in range(8)]
-"""The names ``_simhash.hidden_tags`` found in a page's markup, by its bits."""
 
 
 def _in_body(node: LexborNode) -> bool:
@@ -68,21 +63,7 @@ def parse_page(body: bytes, url: str, header_charset: str | None = None, *,
                       keep_tree=keep_tree, simhash=simhash)
 
 
-@functools.lru_cache(maxsize=64)
-def _ascii_is_ascii(charset: str) -> bool:
-    """Whether a charset writes the tag names as their ASCII bytes (UTF-8, the
-    ISO-8859 and Windows sets, Shift_JIS...; not UTF-16, UTF-32 or UTF-7), so
-    that the page's bytes can be searched for them."""
-    probe = "<script<style<noscript<SCRIPT<STYLE<NOSCRIPT"
-    try:
-        if codecs.lookup(charset).name == "utf-7":  # decodes "+ADw-" to "<" too
-            return False
-        return probe.encode(charset) == probe.encode("ascii")
-    except (LookupError, UnicodeError):
-        return False
-
-
-def visible_text(tree: LexborHTMLParser, hidden: tuple[str, ...] = _HIDDEN_TAGS) -> str:
+def visible_text(tree: LexborHTMLParser) -> str:
     """The body's text without script, style, noscript or template, as
     ``crawler.pages.simhash.visible_text`` takes it from lxml's tree: the
     whole text, then each hidden element's text cut out, leaving a space.
@@ -94,16 +75,14 @@ def visible_text(tree: LexborHTMLParser, hidden: tuple[str, ...] = _HIDDEN_TAGS)
     elements are found by name (``tags``, one walk of the tree in C each,
     0.05 M instructions a page): 0.14 M against 0.36 M for the CSS selector
     "script, style, noscript, template", which selectolax parses anew on
-    every call and matches against every node.
-
-    ``hidden``: the names to look for; the SimHash passes only those whose
-    start tag is in the page's markup (``_simhash.hidden_tags``, a scan in C
-    of 0.015 M instructions): no tree search for a name that is not there."""
+    every call and matches against every node. (A scan of the page's bytes
+    for the tags, to skip a walk for a name that is not there, cost 0.1 M on
+    the benchmark's 27 KB pages: more than it saved on a page with a script.)"""
     body = tree.body
     if body is None:
         return ""
     text = body.text_lexbor()
-    for name in hidden:
+    for name in _HIDDEN_TAGS:
         for element in tree.tags(name):
             part = element.text_lexbor()
             if part and part in text and _in_body(element):
@@ -163,9 +142,7 @@ def parse_html_lexbor(body: bytes, url: str, header_charset: str | None = None, 
         elif tag == "meta":
             robots_meta(page, attrs.get("name"), attrs.get("content"))
     if simhash:
-        from crawler.pages.simhash import ACCELERATOR, text_simhash
+        from crawler.pages.simhash import text_simhash
 
-        hidden = (_HIDDEN_BY_BITS[ACCELERATOR.hidden_tags(body)]
-                  if ACCELERATOR is not None and _ascii_is_ascii(charset) else _HIDDEN_TAGS)
-        page.simhash = text_simhash(visible_text(tree, hidden).encode("utf-8", "replace"))
+        page.simhash = text_simhash(visible_text(tree).encode("utf-8", "replace"))
     return finish(page, base, hrefs, canonical_href)
