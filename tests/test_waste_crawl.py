@@ -74,6 +74,12 @@ async def test_a_host_of_mostly_near_duplicates_is_throttled_and_held_for_trap(
     assert held["host"] == host
     assert held["reason"].startswith("trap: ") and "pages near-duplicates" in held["reason"], held
     assert "trap" in status["held"]["urls_by_reason"]
+    # Its spent budget is in a record too, once: the calendar's end says why.
+    traps = [r for r in throttled.values() if (r["error"] or {}).get("type") == "trap"]
+    assert len(traps) == 1, traps
+    assert traps[0]["error"]["message"].startswith(f"host {host}: throttled as a trap (")
+    assert "pages near-duplicates); the 5 URLs" in traps[0]["error"]["message"]
+    assert status["errors_by_type"].get("trap") == 1
 
 
 async def _in_order(redis: Redis, settings: Settings):  # type: ignore[no-untyped-def]

@@ -48,6 +48,7 @@ suffix              type    what it holds
                             for a small host);
                             traps (lua/_traps.lua): ``tcap`` (a throttled
                             host's URLs still to queue), ``trap`` (why),
+                            ``ttold`` (its trap record was written),
                             ``tw``/``to`` (recent new URLs, over the query
                             budget), ``ndn``/``ndd`` (recent pages, near-dups)
 ``policy``          HASH    the published politeness table (crawler.politeness):

@@ -16,7 +16,9 @@
 -- Traps (lua/_traps.lua): a path's new URLs with a query string count in
 -- tp:<bucket> (the first) and tq:<host>; at trap_query_budget the next one gets a `trap` result (once)
 -- and later ones are dropped unmarked. A host whose recent new URLs with a
--- query were mostly over that budget or trap_max_params is throttled.
+-- query were mostly over that budget or trap_max_params is throttled; once
+-- its budget (tcap) is spent, the first URL it cannot queue gets a `trap`
+-- result (once: ttold).
 -- Returns {added, already_seen, over_host_cap} (a throttled host's cap too).
 local base = ARGV[1]
 local max_pages = tonumber(ARGV[2])
@@ -67,8 +69,9 @@ while i <= #ARGV do
     end
   end
   local pages_before = pages  -- the count before this group: its queued URLs are added to it
-  local state = redis.call('HMGET', hk, 'tcap', 'pq')
+  local state = redis.call('HMGET', hk, 'tcap', 'pq', 'trap', 'ttold')
   local tcap = tonumber(state[1] or -1)  -- >= 0: a throttled host's URLs still to queue
+  local told = state[4] ~= false  -- a throttled host's trap record was written
   -- 'pq': the host stored a query prefix once. Until then its URLs' query
   -- prefixes need no lookup (seeding URLs with a query each: 12-14% of
   -- add.lua's time went to looking up prefixes that could not be there).
@@ -89,9 +92,26 @@ while i <= #ARGV do
       end
       trap = query_budget > 0 and paths[path] >= query_budget
     end
-    if (max_pages > 0 and pages >= max_pages) or tcap == 0 then
+    if max_pages > 0 and pages >= max_pages then
       -- Over the per-host cap: not marked seen, so raising the cap later works.
       capped = capped + 1
+    elseif tcap == 0 then
+      -- A throttled host's budget is spent. The first URL it could not queue
+      -- gets a result that says why (once a host); later ones are dropped
+      -- unmarked, as over a cap.
+      if not told and redis.call('SADD', base .. 'seen:' .. ARGV[i], ARGV[i + 1]) == 1 then
+        told = true
+        redis.call('HSET', hk, 'ttold', 1)
+        redis.call('XADD', KEYS[6], '*', 'r', trap_record(url, depth, string.format(
+          'host %s: throttled as a trap (%s); the %d URLs it could still queue are queued, '
+          .. 'later ones are dropped', host, state[3] or '', trap_pages), now))
+        redis.call('HINCRBY', KEYS[7], 'seen', 1)
+        redis.call('HINCRBY', KEYS[7], 'done', 1)
+        redis.call('HINCRBY', KEYS[7], 'errors', 1)
+        redis.call('HINCRBY', KEYS[7], 'e:trap', 1)
+      else
+        capped = capped + 1
+      end
     elseif trap and paths[path] > query_budget then
       trapped = trapped + 1  -- told once already (below); not marked seen
     elseif redis.call('SADD', base .. 'seen:' .. ARGV[i], ARGV[i + 1]) == 0 then

@@ -4,7 +4,7 @@
 -- Compaction: a host with nothing queued (in any band), leased or delayed,
 -- whose politeness window has passed, keeps only what must outlive it: its
 -- page count (when a per-host cap counts it), its Crawl-delay, the names
--- seen on it (ip mode), and a trap throttle (tcap, trap); its band flags go. Everything else is recomputed if
+-- seen on it (ip mode), and a trap throttle (tcap, trap, ttold); its band flags go. Everything else is recomputed if
 -- it comes back: a next-allowed time in the past allows what a missing one
 -- allows.
 -- ARGV: base, max_leases, max_compactions
@@ -31,8 +31,8 @@ for _, host in ipairs(redis.call('ZRANGEBYSCORE', idle, '-inf', now, 'LIMIT', 0,
   redis.call('ZREM', idle, host)
   local hk = base .. 'h:' .. host
   local f = redis.call('HMGET', hk, 'inflight', 'dl', 'next', 'pages', 'crawl_delay', 'names',
-                       'b1', 'b2', 'tcap', 'trap', unpack(INLINE))
-  if queued_urls(base, host, f[7], f[8], inline_count(f, 11)) == 0 and tonumber(f[1] or 0) == 0
+                       'b1', 'b2', 'tcap', 'trap', 'ttold', unpack(INLINE))
+  if queued_urls(base, host, f[7], f[8], inline_count(f, 12)) == 0 and tonumber(f[1] or 0) == 0
       and tonumber(f[2] or 0) == 0 then
     if tonumber(f[3] or 0) > now then
       redis.call('ZADD', idle, f[3], host)  -- not yet: its window is still open
@@ -46,6 +46,7 @@ for _, host in ipairs(redis.call('ZRANGEBYSCORE', idle, '-inf', now, 'LIMIT', 0,
         keep[#keep + 1] = 'tcap'; keep[#keep + 1] = f[9]
         keep[#keep + 1] = 'trap'; keep[#keep + 1] = f[10] or ''
         keep[#keep + 1] = 'hold'; keep[#keep + 1] = 'trap: ' .. (f[10] or '')
+        if f[11] then keep[#keep + 1] = 'ttold'; keep[#keep + 1] = f[11] end
       end
       if #keep > 0 then redis.call('HSET', hk, unpack(keep)) end
       redis.call('ZREM', KEYS[1], host)
