@@ -82,6 +82,11 @@ SMALL = [
     b"</head><body><p>p q shared r stay</p><script>gone</script><noscript>also gone"
     b"</noscript><template>never <b>seen</b></template><svg><style>svg gone</style></svg>"
     b"<p>tail</p></body>",
+    # A style inside a noscript, beside visible text (a common snippet): the
+    # noscript's whole text goes, the style's with it.
+    b"<body><h1>Shop</h1><noscript><style>.js{display:none}</style>"
+    b"<p>Please enable JavaScript to use this site</p></noscript>"
+    b"<p>Welcome to our shop</p></body>",
 ]
 
 
@@ -98,8 +103,10 @@ def test_hidden_elements_of_the_body_are_cut_and_the_heads_are_not() -> None:
 
     from crawler.pages.parse_lexbor import visible_text
 
-    text = visible_text(LexborHTMLParser(SMALL[-1].decode()))
+    text = visible_text(LexborHTMLParser(SMALL[-2].decode()))
     assert text.split() == ["p", "q", "shared", "r", "stay", "tail"]
+    text = visible_text(LexborHTMLParser(SMALL[-1].decode()))
+    assert text.split() == ["Shop", "Welcome", "to", "our", "shop"]
 
 
 def test_an_extraction_hook_still_gets_the_lxml_tree_with_lexbor() -> None:

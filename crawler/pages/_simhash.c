@@ -104,7 +104,7 @@ static inline uint64_t load8(const unsigned char *s, Py_ssize_t n) {
         }
         return x;
     }
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#if PY_BIG_ENDIAN
     x = __builtin_bswap64(x);
 #endif
     return x;
@@ -455,5 +455,13 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC PyInit__simhash(void) {
     fill_byte_class();
     fill_byte_lanes();
-    return PyModule_Create(&module_def);
+    PyObject *module = PyModule_Create(&module_def);
+#ifdef Py_GIL_DISABLED
+    /* Free-threaded builds: no shared state is written after the tables
+     * above, so importing this need not turn the GIL back on. */
+    if (module != NULL) {
+        PyUnstable_Module_SetGIL(module, Py_MOD_GIL_NOT_USED);
+    }
+#endif
+    return module;
 }
