@@ -44,7 +44,10 @@ def test_the_c_module_is_built() -> None:
     quietly cost every page 4x the SimHash's instructions."""
     if os.environ.get("CRAWLER_NO_EXTENSIONS"):
         pytest.skip("CRAWLER_NO_EXTENSIONS is set: the Python runs on purpose")
-    assert accel is not None, "crawler.pages._simhash did not build: see pip's output"
+    assert accel is not None, (
+        "crawler.pages._simhash did not build: install a C compiler and Python's headers "
+        "(Debian: gcc python3-dev), then pip install -e . again; or set "
+        "CRAWLER_NO_EXTENSIONS=1 to run the suite on the Python SimHash")
 
 
 @needs_accel
