@@ -51,7 +51,7 @@ def test_the_c_module_is_built() -> None:
 
 
 @needs_accel
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(st.lists(st.sampled_from(PIECES), max_size=60))
 def test_c_and_python_agree_on_tricky_pieces(pieces: list[bytes]) -> None:
     text = b"".join(pieces)
@@ -60,7 +60,7 @@ def test_c_and_python_agree_on_tricky_pieces(pieces: list[bytes]) -> None:
 
 
 @needs_accel
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(st.one_of(st.text(max_size=300).map(lambda t: t.encode("utf-8", "surrogatepass")),
                  st.binary(max_size=300)))
 def test_c_and_python_agree_on_any_text_and_any_bytes(text: bytes) -> None:
