@@ -46,7 +46,8 @@ def test_the_c_module_is_built() -> None:
         pytest.skip("CRAWLER_NO_EXTENSIONS is set: the Python runs on purpose")
     assert accel is not None, (
         "crawler.pages._simhash did not build: install a C compiler and Python's headers "
-        "(Debian: gcc python3-dev), then pip install -e . again; or set "
+        "(Debian: gcc python3-dev), then pip install -c requirements/lock.txt -e '.[test]' "
+        "again; or set "
         "CRAWLER_NO_EXTENSIONS=1 to run the suite on the Python SimHash")
 
 

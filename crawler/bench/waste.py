@@ -230,8 +230,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines += [
         "Waste site (tracking and session variants, canonicals, near-duplicates, a calendar):",
         f"  distinct pages {on['distinct_pages']}, fetched {on['pages_fetched']} of them in "
-        f"{on['fetches']} fetches ({on['fetches_per_distinct_page']} a page; 1.0 needs "
-        "query cleaning and rel=canonical)",
+        f"{on['fetches']} fetches ({on['fetches_per_distinct_page']} a page; 1.0 is each "
+        "page once, which query cleaning and rel=canonical make possible)",
         f"  near-duplicates: {on['flagged']} flagged, {on['should_flag']} should be; "
         f"precision {on['precision']}, recall {on['recall']}",
         f"  calendar: {on['calendar_fetches']} fetches; trap records: {on['trap_records']}",
@@ -250,7 +250,9 @@ def format_report(report: dict[str, Any]) -> str:
     for mode in ("off", "on"):
         lines.append(f"  near-duplicates {mode:3}: " + ", ".join(
             f"{k} {v}" for k, v in cost[mode].items()))
-    lines.append(f"  CPU a page with them on: {cost['cpu_more_pct']:+.1f}%")
+    lines.append(f"  CPU a page with them on: {cost['cpu_more_pct']:+.1f}%" + (
+        " (a small sample: CPU time on a busy machine is noise here; see --instructions)"
+        if cost["pages"] * cost["repeat"] < 1000 else ""))
     lines.append("SimHash a page:")
     for site, row in report["simhash_speed"].items():
         lines.append(f"  {site}: " + ", ".join(f"{k} {v}" for k, v in row.items()))

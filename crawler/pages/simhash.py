@@ -6,7 +6,7 @@ single words, 94% with 2-word and 89% with 3-word shingles, and unrelated
 texts stay 18+ bits apart with each; ``<script>``, ``<style>``,
 ``<noscript>``, ``<template>`` and ``<head>`` left out). Each distinct word
 is hashed to 64 bits (``word_hash``: FNV-1a over its UTF-8 bytes 8 at a
-time, then MurmurHash3's 64-bit finalizer; the same on every machine, and on
+time, then its length, then MurmurHash3's 64-bit finalizer; the same on every machine, and on
 every Python but for the rare letters whose lower case a newer Unicode
 changed). Bit
 ``b`` of the SimHash is set when more of the page's distinct words have bit
