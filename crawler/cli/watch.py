@@ -8,6 +8,7 @@ Redis memory by kind (a SCAN of the crawl's keys) is read every
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from typing import TYPE_CHECKING, Annotated, Any
@@ -118,10 +119,27 @@ def render(status: dict[str, Any], memory: dict[str, int], crawl: str) -> Group:
 
 async def watch(redis: Redis, settings: Settings, every: float = 1.0,
                 rounds: int | None = None) -> None:
-    """Redraw the view every ``every`` seconds (``rounds`` times, or until Ctrl-C)."""
+    """Redraw the view every ``every`` seconds (``rounds`` times, or until Ctrl-C).
+
+    Ctrl-C (or SIGTERM) ends the view between frames: the frame in progress
+    finishes and the loop stops, rather than the run cancelling a Redis call
+    halfway (a cancelled call's connection cleanup once kept the process
+    alive after Ctrl-C on a loaded machine). A second Ctrl-C does not wait."""
     import asyncio
 
     from crawler.observe.status import crawl_status
+
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    current = asyncio.current_task()
+
+    def on_signal() -> None:
+        if stopped.is_set() and current is not None:
+            current.cancel()
+        stopped.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal)
 
     last_memory = -MEMORY_EVERY
     kinds: dict[str, Any] | None = None
@@ -135,7 +153,7 @@ async def watch(redis: Redis, settings: Settings, every: float = 1.0,
         live.start()
     try:
         done = 0
-        while rounds is None or done < rounds:
+        while (rounds is None or done < rounds) and not stopped.is_set():
             with_memory = time.monotonic() - last_memory >= MEMORY_EVERY
             status = await crawl_status(redis, settings, memory=with_memory)
             if with_memory:
@@ -149,8 +167,11 @@ async def watch(redis: Redis, settings: Settings, every: float = 1.0,
                 console.print(frame)
                 console.file.flush()
             done += 1
-            await asyncio.sleep(every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopped.wait(), every)
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
         if live is not None:
             live.stop()
 
