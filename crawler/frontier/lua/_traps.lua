@@ -206,3 +206,13 @@ local function trap_record(url, depth, message, now)
     .. '"error":{"type":"trap","message":' .. cjson.encode(message) .. '},'
     .. '"simhash":null,"near_duplicate_of":null}'
 end
+
+-- Files that result in the results stream and counts it: seen (the URL is
+-- marked seen by the caller), done, and an error of type trap.
+local function add_trap_result(stream, stats, url, depth, message, now)
+  redis.call('XADD', stream, '*', 'r', trap_record(url, depth, message, now))
+  redis.call('HINCRBY', stats, 'seen', 1)
+  redis.call('HINCRBY', stats, 'done', 1)
+  redis.call('HINCRBY', stats, 'errors', 1)
+  redis.call('HINCRBY', stats, 'e:trap', 1)
+end

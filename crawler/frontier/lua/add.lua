@@ -102,13 +102,9 @@ while i <= #ARGV do
       if not told and redis.call('SADD', base .. 'seen:' .. ARGV[i], ARGV[i + 1]) == 1 then
         told = true
         redis.call('HSET', hk, 'ttold', 1)
-        redis.call('XADD', KEYS[6], '*', 'r', trap_record(url, depth, string.format(
+        add_trap_result(KEYS[6], KEYS[7], url, depth, string.format(
           'host %s: throttled as a trap (%s); the %d URLs it could still queue are queued, '
-          .. 'later ones are dropped', host, state[3] or '', trap_pages), now))
-        redis.call('HINCRBY', KEYS[7], 'seen', 1)
-        redis.call('HINCRBY', KEYS[7], 'done', 1)
-        redis.call('HINCRBY', KEYS[7], 'errors', 1)
-        redis.call('HINCRBY', KEYS[7], 'e:trap', 1)
+          .. 'later ones are dropped', host, state[3] or '', trap_pages), now)
       else
         capped = capped + 1
       end
@@ -119,13 +115,9 @@ while i <= #ARGV do
     elseif trap then
       -- The first URL past the path's budget: its one result says why.
       paths[path] = trap_path_counted(base, host, ids[path], paths[path])
-      redis.call('XADD', KEYS[6], '*', 'r', trap_record(url, depth, string.format(
+      add_trap_result(KEYS[6], KEYS[7], url, depth, string.format(
         'host %s: %d URLs of %s with distinct queries; budget %d', host, query_budget,
-        string.match(path, '^%a[%w+.-]*://[^/]*(/.*)$') or path, query_budget), now))
-      redis.call('HINCRBY', KEYS[7], 'seen', 1)
-      redis.call('HINCRBY', KEYS[7], 'done', 1)
-      redis.call('HINCRBY', KEYS[7], 'errors', 1)
-      redis.call('HINCRBY', KEYS[7], 'e:trap', 1)
+        string.match(path, '^%a[%w+.-]*://[^/]*(/.*)$') or path, query_budget), now)
     else
       new[#new + 1] = i + 2
       prefixes[#new] = string.sub(url, 1, tonumber(ARGV[i + 3]))
