@@ -128,12 +128,9 @@ def words_of(text: str) -> list[str]:
     return words if len(words) <= MAX_WORDS else words[:MAX_WORDS]
 
 
-def simhash_words(words: list[str], digest: Callable[[bytes], bytes] | None = None) -> int:
-    """The SimHash of a list of words: its SHINGLE_WORDS-word shingles (all words if fewer).
-
-    ``digest``: an 8-byte hash of a shingle's UTF-8 bytes, to try another;
-    by default ``word_hash``, spread through the process's cache.
-    """
+def simhash_words(words: list[str]) -> int:
+    """The SimHash of a list of words: its SHINGLE_WORDS-word shingles (all words if
+    fewer), each ``word_hash``ed and spread through the process's cache."""
     if not words:
         return 0
     # A set: each feature counts once however often it repeats (binary
@@ -147,9 +144,7 @@ def simhash_words(words: list[str], digest: Callable[[bytes], bytes] | None = No
     else:
         shingles = set(map(" ".join, zip(*(words[k:] for k in range(SHINGLE_WORDS)),
                                          strict=False)))
-    if digest is None:  # a cached spread a shingle: no hashing for most
-        return simhash_shingles({s.encode("utf-8") for s in shingles})
-    return simhash_digests(b"".join(digest(s.encode("utf-8")) for s in shingles))
+    return simhash_shingles({s.encode("utf-8") for s in shingles})
 
 
 def simhash_shingles(shingles: set[bytes]) -> int:
