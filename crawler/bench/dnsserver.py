@@ -40,11 +40,20 @@ _TTL_NAME = re.compile(r"^ttl(\d+)-")
 
 @dataclass
 class QueryLog:
-    """Every query the server received: (name, type, protocol), and in-flight counts."""
+    """Every query the server received: (name, type, protocol), and in-flight counts.
+
+    In flight counts questions, (name, type), not packets: a resolver that
+    sends a question again after its timeout while the first is unanswered
+    (c-ares does, on a loaded machine) asks nothing new."""
 
     queries: list[tuple[str, str, str]] = field(default_factory=list)
-    in_flight: int = 0
+    pending: Counter[tuple[str, str]] = field(default_factory=Counter)
     most_in_flight: int = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Distinct questions the server is still answering."""
+        return len(self.pending)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def names(self) -> Counter[str]:
@@ -223,7 +232,9 @@ class DNSServer:
             name, qtype, packed = fast
             with self.log.lock:
                 self.log.queries.append((name, qtype, protocol))
-                self.log.most_in_flight = max(self.log.most_in_flight, self.log.in_flight + 1)
+                self.log.most_in_flight = max(
+                    self.log.most_in_flight,
+                    self.log.in_flight + ((name, qtype) not in self.log.pending))
             send(packed)
             return
         try:
@@ -231,15 +242,18 @@ class DNSServer:
         except Exception:  # not DNS: no answer, as a real server would drop it
             return
         name = str(request.q.qname).rstrip(".").lower()
+        question = (name, QTYPE[request.q.qtype])
         with self.log.lock:
-            self.log.queries.append((name, QTYPE[request.q.qtype], protocol))
-            self.log.in_flight += 1
+            self.log.queries.append((*question, protocol))
+            self.log.pending[question] += 1
             self.log.most_in_flight = max(self.log.most_in_flight, self.log.in_flight)
         reply, delay = self.zone.answer(request)
 
         def answer() -> None:
             with self.log.lock:
-                self.log.in_flight -= 1
+                self.log.pending[question] -= 1
+                if self.log.pending[question] <= 0:
+                    del self.log.pending[question]
             if reply is not None:
                 send(reply.pack())
 
