@@ -140,8 +140,15 @@ class HostFigures:
 
 
 def audit(spans_by_host: dict[str, list[Span]], policy: Callable[[str], tuple[int, float]],
-          tolerance: float) -> tuple[list[str], dict[str, HostFigures]]:
-    """Violations of (limit, delay) per host, as the server saw them, and the figures."""
+          tolerance: float, stall_at: Callable[[float], float] | None = None,
+          ) -> tuple[list[str], dict[str, HostFigures]]:
+    """Violations of (limit, delay) per host, as the server saw them, and the figures.
+
+    ``stall_at`` (``RequestLog.stall_at``): how late the server may have
+    stamped a start because its own loop was held off. Two starts closer than
+    the delay are a violation only if they stay closer with the earlier one's
+    possible lateness added back: a gap the server's stall alone can explain
+    proves nothing about the client. The figures keep the raw gaps."""
     problems: list[str] = []
     figures: dict[str, HostFigures] = {}
     for host, spans in sorted(spans_by_host.items()):
@@ -150,9 +157,14 @@ def audit(spans_by_host: dict[str, list[Span]], policy: Callable[[str], tuple[in
         figures[host] = fig
         if fig.max_in_flight > limit:
             problems.append(f"{host}: {fig.max_in_flight} in flight, limit {limit}")
-        if fig.min_gap < delay - tolerance:
-            problems.append(f"{host}: starts {fig.min_gap * 1000:.1f} ms apart, "
-                            f"delay {delay * 1000:.0f} ms")
+        starts = sorted(s for s, _ in spans)
+        for a, b in itertools.pairwise(starts):
+            stalled = stall_at(a) if stall_at is not None else 0.0
+            if b - a + stalled < delay - tolerance:
+                problems.append(f"{host}: starts {(b - a) * 1000:.1f} ms apart "
+                                f"(the server stalled {stalled * 1000:.1f} ms before the first), "
+                                f"delay {delay * 1000:.0f} ms")
+                break
     return problems, figures
 
 

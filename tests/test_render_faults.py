@@ -168,14 +168,16 @@ def test_a_worker_killed_while_pages_render_loses_nothing(clean_redis: str,
     # than waiting for the network to be idle.
     # A lease must outlast a fetch and a render (lease_time >= total_timeout +
     # render_timeout, or the worker will not start): short ones, for a quick reclaim.
+    # 9 s to render, not 5: under two busy loops a render of /api-page once met its
+    # time before its items arrived, so the pages they link to were never found.
     env = {"CRAWL_RENDER": "auto", "CRAWL_RENDER_WAIT": "a[href]", "CRAWL_MAX_PER_HOST": "4",
-           "CRAWL_TOTAL_TIMEOUT": "3", "CRAWL_RENDER_TIMEOUT": "5",
+           "CRAWL_TOTAL_TIMEOUT": "3", "CRAWL_RENDER_TIMEOUT": "9",
            "CRAWL_BROWSER_EXECUTABLE": CHROMIUM or "", "CRAWL_RENDER_CONCURRENCY": "4",
            "CRAWL_HOME": str(tmp_path / "home")}
     log = tmp_path / "workers.log"
     with Site(slow_subrequests) as site:
         seed_sync(clean_redis, crawl_name, [site.url("127.0.0.2")])
-        first = start_worker(clean_redis, crawl_name, "--lease-time", "8", log=log, env=env)
+        first = start_worker(clean_redis, crawl_name, "--lease-time", "12", log=log, env=env)
         browsers: list[int] = []
         try:
             assert rendering.wait(30), log.read_text()[-2000:]
@@ -184,11 +186,13 @@ def test_a_worker_killed_while_pages_render_loses_nothing(clean_redis: str,
         finally:
             first.kill()  # SIGKILL: no shutdown, the leases stay behind
             first.wait()
-        second = start_worker(clean_redis, crawl_name, "--lease-time", "8", log=log, env=env)
+        second = start_worker(clean_redis, crawl_name, "--lease-time", "12", log=log, env=env)
         assert wait_exit([second], timeout=90) == [0], log.read_text()[-2000:]
     records = read_results(clean_redis, crawl_name)
     found = {path_of(url): r for url, r in exactly_once(records).items()}  # fails on a dup
-    assert set(found) == ALL_PAGES
+    renders = {p: (r["rendered"], r.get("render_wait"), r["links"]) for p, r in found.items()
+               if p in JS_PAGES}
+    assert set(found) == ALL_PAGES, renders
     assert [r["error"] for r in found.values() if r["error"]] == []
     assert {p for p, r in found.items() if r["rendered"]} == JS_PAGES
     assert browsers

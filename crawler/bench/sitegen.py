@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import random
 import socket
 import threading
@@ -126,16 +127,37 @@ def write_site(spec: SiteSpec, root: Path) -> int:
     return total
 
 
+STALL_TICK = 0.002
+"""Seconds between the server loop's stall probes (``SiteServer(watch_stalls=True)``)."""
+
+
 @dataclass
 class RequestLog:
-    """Start and end of every request, per host, as the server saw them."""
+    """Start and end of every request, per host, as the server saw them; with
+    ``SiteServer(watch_stalls=True)``, also how late the server's own loop ran."""
 
     entries: list[tuple[str, str, float, float]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    ticks: list[tuple[float, float]] = field(default_factory=list)  # (fired at, seconds late)
 
     def add(self, host: str, path: str, start: float, end: float) -> None:
         with self.lock:
             self.entries.append((host, path, start, end))
+
+    def stall_at(self, stamp: float, window: float = 0.005) -> float:
+        """How long the server's loop may have been stalled just before ``stamp``:
+        the latest probe that fired within ``window`` of it. A request that
+        arrived during a stall is stamped when the loop runs again, so its start
+        may be late by up to this much; 0 without probes. A measured gap after
+        that start may be short by as much, through no fault of the client."""
+        with self.lock:
+            ticks = list(self.ticks)
+        i = bisect.bisect_left(ticks, (stamp - window, -1.0))
+        late = 0.0
+        while i < len(ticks) and ticks[i][0] <= stamp + window:
+            late = max(late, ticks[i][1])
+            i += 1
+        return late
 
     def by_host(self) -> dict[str, list[tuple[float, float, str]]]:
         out: dict[str, list[tuple[float, float, str]]] = {}
@@ -196,13 +218,15 @@ class SiteServer:
     """Serve a site on all its hosts (plus the out-of-scope host) from a background thread."""
 
     def __init__(self, spec: SiteSpec, *, slow: dict[str, float] | None = None,
-                 app: web.Application | None = None) -> None:
+                 app: web.Application | None = None, watch_stalls: bool = False) -> None:
         self.spec = spec if spec.port else _with_port(spec, free_port())
         self.log = RequestLog()
         self.app = app or make_app(self.spec, self.log, slow)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.runner: web.AppRunner | None = None
+        self.watch_stalls = watch_stalls
+        self._probe: asyncio.Task[None] | None = None
 
     def __enter__(self) -> SiteServer:
         self.thread.start()
@@ -219,8 +243,23 @@ class SiteServer:
         await self.runner.setup()
         for ip in [*self.spec.host_ips(), OUT_OF_SCOPE_HOST]:
             await web.TCPSite(self.runner, ip, self.spec.port, backlog=1024).start()
+        if self.watch_stalls:
+            self._probe = asyncio.create_task(self._probe_stalls())
+
+    async def _probe_stalls(self) -> None:
+        """Wake every STALL_TICK and log how late: when the machine is busy, this
+        thread (or the process's GIL) can be held off for tens of ms, and every
+        request that arrives meanwhile is stamped late (``RequestLog.stall_at``)."""
+        while True:
+            due = time.monotonic() + STALL_TICK
+            await asyncio.sleep(STALL_TICK)
+            now = time.monotonic()
+            with self.log.lock:
+                self.log.ticks.append((now, max(0.0, now - due)))
 
     async def _stop(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
         if self.runner is not None:
             await self.runner.cleanup()
 
