@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -29,18 +30,20 @@ def flip(value: int, *bits: int) -> str:
     return f"{value:016x}"
 
 
-async def complete_pages(frontier: Frontier, host: str, hashes: list[str | None]
-                         ) -> list[dict[str, Any]]:
-    """Queue one page of ``host`` a hash, complete each in order with it; their records."""
+async def complete_pages(frontier: Frontier, host: str, hashes: list[str | None],
+                         weak: list[str] | None = None) -> list[dict[str, Any]]:
+    """Queue one page of ``host`` a hash, complete each in order with it (and its weak
+    bits, ``weak``, 16 hex each); their records."""
     urls = [f"http://{host}/p/{i}" for i in range(len(hashes))]
     await frontier.add([(u, 0) for u in urls])
     out = []
-    for url, simhash in zip(urls, hashes, strict=True):
+    for i, (url, simhash) in enumerate(zip(urls, hashes, strict=True)):
         lease = await claim_one(frontier)
         assert lease.url == url
         record = make_record(url=url, depth=0, attempts=1, worker="w", status=200,
                              simhash=simhash)
-        assert await frontier.complete(lease, dumps(record), simhash=simhash)
+        assert await frontier.complete(lease, dumps(record), simhash=simhash,
+                                       simhash_weak=weak[i] if weak else "")
         out.append(await last_record(frontier))
     return out
 
@@ -75,6 +78,90 @@ async def test_a_page_within_three_bits_is_a_near_duplicate_and_four_bits_is_not
     assert records[3]["near_duplicate_of"] is None
     stats = await frontier.stats()
     assert stats["near_duplicates"] == 1
+
+
+def bits(*positions: int) -> str:
+    return f"{sum(1 << b for b in positions):016x}"
+
+
+@pytest.mark.parametrize(("weak", "found"), [
+    # 5 bits apart, in all four blocks: no block of p/0 matches exactly, so only a
+    # value made by flipping the weak bits of one block finds it.
+    (bits(1, 17, 33, 34, 49), True),
+    (bits(1, 2, 17, 33, 34, 49, 63), True),  # weak bits that do not differ cost nothing
+    (bits(1, 17, 33, 34), False),  # bit 49 differs and is not weak: 5 > 3 bits
+    (bits(), False),  # no weak bits: every one counts
+    # The block with the fewest weak bits is probed: here block 3 (bit 49), not 0.
+    (bits(1, 2, 3, 17, 18, 33, 34, 49), True),
+])
+async def test_a_page_that_differs_only_in_its_weak_bits_is_a_near_duplicate(
+        redis: Redis, settings: Settings, weak: str, found: bool) -> None:
+    frontier = Frontier(redis, settings)
+    copy = flip(BASE, 1, 17, 33, 34, 49)
+    records = await complete_pages(frontier, "a.test", [flip(BASE), copy], ["", weak])
+    assert records[1]["near_duplicate_of"] == ("http://a.test/p/0" if found else None)
+    assert records[1]["simhash"] == copy  # the record keeps the hash as computed
+
+
+async def test_weak_bits_excuse_a_page_only_when_no_other_bit_differs(
+        redis: Redis, settings: Settings) -> None:
+    """4 bits apart, 2 of them weak: not a near-duplicate. Weak bits widen the
+    rule only for a page that differs in nothing else (counting the others up to
+    3 would flag templated pages of one site many times as often)."""
+    frontier = Frontier(redis, settings)
+    records = await complete_pages(frontier, "a.test", [flip(BASE), flip(BASE, 1, 2, 17, 33)],
+                                   ["", bits(1, 2)])
+    assert records[1]["near_duplicate_of"] is None
+
+
+async def test_weak_bits_are_the_new_pages_and_distance_0_ignores_them(
+        redis: Redis, settings: Settings) -> None:
+    far = flip(BASE, 1, 17, 33, 34, 49)
+    # p/0 with weak bits, then p/1 without: p/0's weak bits were not filed, so
+    # p/1 is 5 bits from it, too far.
+    records = await complete_pages(Frontier(redis, settings), "a.test", [flip(BASE), far],
+                                   [bits(1, 17, 33, 34, 49), ""])
+    assert records[1]["near_duplicate_of"] is None
+    # simhash_distance = 0: identical hashes only, weak bits or not.
+    exact = Frontier(redis, settings.replace(simhash_distance=0))
+    records = await complete_pages(exact, "b.test", [flip(BASE), flip(BASE, 1), flip(BASE)],
+                                   ["", bits(1), ""])
+    assert [r["near_duplicate_of"] for r in records] == [None, None, "http://b.test/p/0"]
+
+
+async def probe_fields(redis: Redis, simhash: str, weak: str) -> list[str]:
+    """lua/_traps.lua's probe_fields, run in the real Valkey on its own."""
+    lua = resources.files("crawler.frontier") / "lua"
+    source = "\n".join((lua / f"{part}.lua").read_text() for part in ("_lib", "_traps"))
+    # One key: _lib.lua's slot-migration probe reads KEYS[1] (it never exists).
+    reply = await redis.eval(source + "\nreturn probe_fields(ARGV[1], ARGV[2] ~= '' and "
+                             "ARGV[2] or nil)", 1, "test:probe_fields", simhash,
+                             weak)  # type: ignore[misc]
+    return [str(f) for f in reply]
+
+
+async def test_the_lookup_reads_the_values_of_the_block_with_fewest_weak_bits(
+        redis: Redis) -> None:
+    simhash = "0123456789abcdef"
+    assert await probe_fields(redis, simhash, "") == ["00123", "14567", "289ab", "3cdef"]
+    # Weak bits 0 and 1 of block 3 (its last hex digit), 3 in every other block.
+    assert sorted((await probe_fields(redis, simhash, "0007000700070003"))[4:]) == \
+        ["3cdec", "3cded", "3cdee"]
+    # None weak in block 1: its exact value is read already, nothing more.
+    assert await probe_fields(redis, simhash, "ffff0000ffffffff") == \
+        ["00123", "14567", "289ab", "3cdef"]
+    # More than 3 in every block (more than any worker sends): nothing more either,
+    # not 2^16 fields.
+    assert len(await probe_fields(redis, simhash, "f" * 16)) == 4
+
+
+async def test_a_page_differing_in_all_blocks_but_only_in_weak_bits_is_found_through_a_probe(
+        redis: Redis, settings: Settings) -> None:
+    frontier = Frontier(redis, settings)
+    # 4 weak bits, one a block, all differing: no block matches exactly.
+    records = await complete_pages(frontier, "a.test", [flip(BASE), flip(BASE, 1, 17, 33, 49)],
+                                   ["", bits(1, 17, 33, 49)])
+    assert records[1]["near_duplicate_of"] == "http://a.test/p/0"
 
 
 async def test_the_index_is_per_host(redis: Redis, settings: Settings) -> None:

@@ -17,7 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crawler.pages import simhash
-from crawler.pages.simhash import MAX_WORDS, python_text_simhash, word_hash
+from crawler.pages.simhash import (
+    MAX_WORDS,
+    WEAK_BITS,
+    python_text_simhash,
+    python_text_simhash_weak,
+    word_hash,
+)
 
 accel = simhash.ACCELERATOR
 
@@ -66,6 +72,7 @@ def test_c_and_python_agree_on_tricky_pieces(pieces: list[bytes]) -> None:
                  st.binary(max_size=300)))
 def test_c_and_python_agree_on_any_text_and_any_bytes(text: bytes) -> None:
     assert accel.simhash_text(text, MAX_WORDS) == python_text_simhash(text)
+    assert accel.simhash_text(text, MAX_WORDS, WEAK_BITS) == python_text_simhash_weak(text)
 
 
 @needs_accel
@@ -94,6 +101,55 @@ def test_a_large_page_of_distinct_words_agrees() -> None:
                     for _ in range(MAX_WORDS)).encode()
     assert accel.simhash_text(text, MAX_WORDS) == python_text_simhash(text)
     assert accel.simhash_text(text, -1) != 0
+    assert accel.simhash_text(text, MAX_WORDS, WEAK_BITS) == python_text_simhash_weak(text)
+
+
+@needs_accel
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 40), max_size=80), st.integers(0, 64))
+def test_c_and_python_pick_the_same_weak_bits_at_any_cap(words: list[int], cap: int) -> None:
+    """Few distinct words: many margins sit at -1..2, so the cap and the order decide."""
+    text = " ".join(f"w{w}" for w in words).encode()
+    assert accel.simhash_text(text, MAX_WORDS, cap) == \
+        (python_text_simhash(text), simhash.weak_bits(*_counts(text), cap))
+
+
+def _counts(text: bytes) -> tuple[list[int], int]:
+    """Per bit, how many of a text's distinct words have it; and how many words."""
+    words = set(python_words(text)[:MAX_WORDS])
+    return [sum(word_hash(w) >> b & 1 for w in words) for b in range(64)], len(words)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(20, 1500), st.integers(0, 2**32), st.sampled_from(["replace", "add", "drop"]))
+def test_one_word_changed_flips_only_weak_bits(words: int, seed: int, change: str) -> None:
+    """What the index relies on: a copy with one word more, fewer or changed differs
+    from the page only in bits that are weak in the copy (uncapped; the worker
+    sends at most WEAK_BITS of them)."""
+    rnd = random.Random(seed)
+    page = [f"w{rnd.getrandbits(40)}" for _ in range(words)]
+    copy = list(page)
+    if change == "replace":
+        copy[rnd.randrange(words)] = "changed"
+    elif change == "add":
+        copy.insert(rnd.randrange(words + 1), "added")
+    else:
+        del copy[rnd.randrange(words)]
+    a = python_text_simhash(" ".join(page).encode())
+    copy_text = " ".join(copy).encode()
+    b = python_text_simhash(copy_text)
+    weak = simhash.weak_bits(*_counts(copy_text), cap=64)
+    assert (a ^ b) & ~weak == 0
+    # Capped, the bits kept are among the weakest, never outside the weak set.
+    capped = python_text_simhash_weak(copy_text)[1]
+    assert capped & ~weak == 0 and capped.bit_count() == min(WEAK_BITS, weak.bit_count())
+
+
+def test_no_text_has_weak_bits() -> None:
+    assert python_text_simhash_weak(b"") == (0, 0)
+    assert python_text_simhash_weak(b" \n\t ") == (0, 0)
+    if accel is not None:
+        assert accel.simhash_text(b"", MAX_WORDS, WEAK_BITS) == (0, 0)
 
 
 def test_each_bit_of_the_word_hash_is_a_fair_coin() -> None:
@@ -112,6 +168,11 @@ def test_the_word_hash_and_the_simhash_are_fixed() -> None:
     assert word_hash(b"abcdefghij") == 0x8F50EEC30424318B  # two 8-byte chunks
     assert word_hash(b"abcdefgh") != word_hash(b"abcdefgh\x00")  # the length counts
     assert python_text_simhash(b"Near duplicates are found here") == 0xC8C5884029E3CF38
+    # 5 words: every margin is odd; the 12 weak bits are those of margin 1, from bit 3 up
+    assert python_text_simhash_weak(b"Near duplicates are found here") == \
+        (0xC8C5884029E3CF38, 0x4021E0CC18)
     if accel is not None:
         assert accel.simhash_text(b"Near duplicates are found here", MAX_WORDS) == \
             0xC8C5884029E3CF38
+        assert accel.simhash_text(b"Near duplicates are found here", MAX_WORDS, WEAK_BITS) == \
+            (0xC8C5884029E3CF38, 0x4021E0CC18)

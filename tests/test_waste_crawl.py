@@ -87,6 +87,20 @@ async def _in_order(redis: Redis, settings: Settings):  # type: ignore[no-untype
         yield record
 
 
+def test_the_index_rule_finds_one_word_copies_that_3_bits_alone_miss() -> None:
+    """Recall on 600 copies, finer than a crawl's: the index's rule (within 3 bits,
+    or differing only in the copy's weak bits) finds them all; 3 bits alone
+    misses some (the control: weak bits are what finds them); unrelated pages
+    stay apart either way."""
+    from crawler.bench.waste import hash_recall
+
+    recall = hash_recall(pages=2000, unrelated=20_000)
+    assert recall["copies"] == 600
+    assert recall["recall"] >= 0.99, recall
+    assert recall["within_3_bits"] < recall["found"], recall
+    assert recall["unrelated_found"] == 0 and recall["unrelated_within_3_bits"] == 0
+
+
 def test_crawl_bench_waste_runs_end_to_end_and_reports_every_part(tmp_path: Path) -> None:
     # The benchmark users run for this issue: a merge once left it crashing on
     # its second part (a server object where a URL was expected).

@@ -290,7 +290,7 @@ class Frontier:
     def complete_call(self, lease: Lease, record_json: str, *, is_error: bool,
                       not_before: float = 0.0, no_request: bool = False,
                       tally: str = "", revisit: tuple[str, str] | None = None,
-                      simhash: str | None = None) -> Call:
+                      simhash: str | None = None, simhash_weak: str = "") -> Call:
         shard = self.shards[lease.shard]
         s = self.settings
         args = [shard.base, lease.id, record_json, int(is_error), int(not_before * 1000),
@@ -300,7 +300,7 @@ class Frontier:
         if simhash is not None and s.near_duplicates:  # looked up and filed with the result
             args += ("", "") if revisit is None else ()
             args += [simhash, s.simhash_distance, s.near_duplicate_window,
-                     s.trap_host_pages or -1]
+                     s.trap_host_pages or -1, simhash_weak]
         return ("complete", shard.script_keys, args)
 
     async def complete(self, lease: Lease, record_json: str, *, is_error: bool = False,
@@ -308,7 +308,7 @@ class Frontier:
                        not_before: float = 0.0, no_request: bool = False,
                        tally: str = "", revisit: tuple[str, str] | None = None,
                        link_bands: Mapping[str, int] | None = None,
-                       simhash: str | None = None,
+                       simhash: str | None = None, simhash_weak: str = "",
                        cookies: Sequence[Any] = ()) -> bool:
         """Record the lease's result and add its links, in one (shared) round trip.
 
@@ -339,7 +339,8 @@ class Frontier:
             calls.append(self.cookies_call(lease, cookies))
         calls.append(self.complete_call(lease, record_json, is_error=is_error,
                                         not_before=not_before, no_request=no_request,
-                                        tally=tally, revisit=revisit, simhash=simhash))
+                                        tally=tally, revisit=revisit, simhash=simhash,
+                                        simhash_weak=simhash_weak))
         replies = await self.scripts.run_shared(calls)
         recorded = int(replies[-1])
         if recorded == 2:

@@ -322,8 +322,11 @@ static void add_lanes(uint32_t counts[64], uint64_t lanes[8]) {
     }
 }
 
-/* The SimHash of a set's hashes: bit b set where more than half have it. */
-static uint64_t majority(const HashSet *set) {
+/* The SimHash of a set's hashes: bit b set where more than half have it.
+ * *weak gets up to weak_cap of its weak bits (crawler.pages.simhash.weak_bits):
+ * those one word more, fewer or changed could flip, margin 2*count - total in
+ * 0..1 first, then -1 or 2, each from bit 0 up. */
+static uint64_t majority(const HashSet *set, uint64_t *weak, int weak_cap) {
     uint64_t total = set->used + (uint64_t)set->has_zero;
     /* byte k of a hash, through byte_lanes, adds its 8 bits to 8 byte-wide
      * counters at once (lanes[k]); they are emptied into counts before any
@@ -351,18 +354,40 @@ static uint64_t majority(const HashSet *set) {
             simhash |= 1ULL << b;
         }
     }
+    uint64_t mask = 0;
+    int taken = 0;
+    for (int pass = 0; total > 0 && pass < 2 && taken < weak_cap; pass++) {
+        for (int b = 0; b < 64 && taken < weak_cap; b++) {
+            int64_t margin = 2 * (int64_t)counts[b] - (int64_t)total;
+            int weakest = margin == 0 || margin == 1;
+            if (pass == 0 ? weakest : (margin == -1 || margin == 2)) {
+                mask |= 1ULL << b;
+                taken++;
+            }
+        }
+    }
+    *weak = mask;
     return simhash;
 }
 
 static PyObject *simhash_text(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs != 2 || !PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "simhash_text(text: bytes, max_words: int)");
+    if ((nargs != 2 && nargs != 3) || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "simhash_text(text: bytes, max_words: int[, weak_bits: int])");
         return NULL;
     }
     Py_ssize_t max_words = PyLong_AsSsize_t(args[1]);
     if (max_words == -1 && PyErr_Occurred()) {
         return NULL;
+    }
+    long weak_cap = 0;
+    if (nargs == 3) {
+        weak_cap = PyLong_AsLong(args[2]);
+        if (weak_cap == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        weak_cap = weak_cap < 0 ? 0 : (weak_cap > 64 ? 64 : weak_cap);
     }
     if (max_words < 0) {
         max_words = PY_SSIZE_T_MAX;
@@ -401,9 +426,13 @@ static PyObject *simhash_text(PyObject *module, PyObject *const *args, Py_ssize_
         }
     }
     set.used = used;
-    uint64_t simhash = majority(&set);
+    uint64_t weak = 0;
+    uint64_t simhash = majority(&set, &weak, (int)weak_cap);
     set_free(&set);
-    return PyLong_FromUnsignedLongLong(simhash);
+    if (nargs == 2) {
+        return PyLong_FromUnsignedLongLong(simhash);
+    }
+    return Py_BuildValue("(KK)", (unsigned long long)simhash, (unsigned long long)weak);
 }
 
 /* For the tests: (word as found, its hash) for every word, as simhash_text splits them. */
@@ -440,7 +469,8 @@ static PyObject *words_and_hashes(PyObject *module, PyObject *text) {
 
 static PyMethodDef methods[] = {
     {"simhash_text", (PyCFunction)(void (*)(void))simhash_text, METH_FASTCALL,
-     "simhash_text(text: bytes, max_words: int) -> int: the SimHash of a UTF-8 text."},
+     "simhash_text(text: bytes, max_words: int) -> int: the SimHash of a UTF-8 text;\n"
+     "simhash_text(text, max_words, weak_bits) -> (int, int): and up to weak_bits of its weak bits."},
     {"words_and_hashes", (PyCFunction)words_and_hashes, METH_O,
      "words_and_hashes(text: bytes) -> list[tuple[bytes, int]]: each word and its hash."},
     {NULL, NULL, 0, NULL},

@@ -42,6 +42,7 @@ class Page:
     canonical: str | None = None  # the first <link rel=canonical href>, canonical form
     tree: etree._Element | None = None  # the parsed tree, kept only when asked (keep_tree)
     simhash: int | None = None  # of the visible text, only when asked (crawler.pages.simhash)
+    simhash_weak: int = 0  # its bits one word could flip (crawler.pages.simhash.weak_bits)
 
 
 def _codec(name: str | bytes | None) -> str | None:
@@ -115,9 +116,9 @@ def parse_html(body: bytes, url: str, header_charset: str | None = None, *,
     if keep_tree:
         page.tree = root
     if simhash:
-        from crawler.pages.simhash import page_simhash
+        from crawler.pages.simhash import page_simhash_weak
 
-        page.simhash = page_simhash(root)
+        page.simhash, page.simhash_weak = page_simhash_weak(root)
     base = url
     hrefs: list[str] = []
     canonical_href: str | None = None

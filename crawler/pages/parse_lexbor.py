@@ -149,7 +149,8 @@ def parse_html_lexbor(body: bytes, url: str, header_charset: str | None = None, 
         elif tag == "meta":
             robots_meta(page, attrs.get("name"), attrs.get("content"))
     if simhash:
-        from crawler.pages.simhash import text_simhash
+        from crawler.pages.simhash import text_simhash_weak
 
-        page.simhash = text_simhash(visible_text(tree).encode("utf-8", "replace"))
+        page.simhash, page.simhash_weak = text_simhash_weak(
+            visible_text(tree).encode("utf-8", "replace"))
     return finish(page, base, hrefs, canonical_href)

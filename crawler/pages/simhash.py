@@ -43,6 +43,11 @@ if TYPE_CHECKING:
     from lxml import etree
 
 SHINGLE_WORDS = 1
+WEAK_BITS = 12
+"""Weak bits (``weak_bits``) a page sends with its SimHash: a copy of an earlier page
+that differs from it only in these is its near-duplicate (lua/_traps.lua). Pages
+of 400 words have 5.4 on average; 12 hold all the bits that differ in each of the
+benchmark's 3,000 one-word copies (README, Near-duplicates)."""
 MAX_WORDS = 20_000  # below 0x8000: a 16-bit lane's count never reaches its top bit
 """Words of a page that count: a huge page's tail would cost CPU and change little."""
 # A byte's 8 bits, each at the bottom of its own 16-bit lane (see _spread).
@@ -128,15 +133,14 @@ def words_of(text: str) -> list[str]:
     return words if len(words) <= MAX_WORDS else words[:MAX_WORDS]
 
 
-def simhash_words(words: list[str]) -> int:
-    """The SimHash of a list of words: its SHINGLE_WORDS-word shingles (all words if
-    fewer), each ``word_hash``ed and spread through the process's cache."""
-    if not words:
-        return 0
+def shingles_of(words: list[str]) -> set[bytes]:
+    """A list of words' distinct SHINGLE_WORDS-word shingles (all words if fewer), UTF-8."""
     # A set: each feature counts once however often it repeats (binary
     # features). A long page repeats its words: the benchmark's 27 KB pages
     # hold 2177 words, 20 distinct, and summing every occurrence was most of
     # the SimHash's time on them.
+    if not words:
+        return set()
     if SHINGLE_WORDS == 1:
         shingles = set(words)
     elif len(words) < SHINGLE_WORDS:
@@ -144,7 +148,13 @@ def simhash_words(words: list[str]) -> int:
     else:
         shingles = set(map(" ".join, zip(*(words[k:] for k in range(SHINGLE_WORDS)),
                                          strict=False)))
-    return simhash_shingles({s.encode("utf-8") for s in shingles})
+    return {s.encode("utf-8") for s in shingles}
+
+
+def simhash_words(words: list[str]) -> int:
+    """The SimHash of a list of words: its shingles, each ``word_hash``ed and spread
+    through the process's cache."""
+    return simhash_shingles(shingles_of(words))
 
 
 def simhash_shingles(shingles: set[bytes]) -> int:
@@ -152,6 +162,38 @@ def simhash_shingles(shingles: set[bytes]) -> int:
     if not shingles:
         return 0
     return _majority(sum(map(_SPREADS.__getitem__, shingles)), len(shingles))
+
+
+def weak_bits(counts: list[int], total: int, cap: int = WEAK_BITS) -> int:
+    """The bits of a SimHash that one word more, fewer or changed could flip, at most ``cap``.
+
+    ``counts[b]``: how many of the ``total`` features have bit ``b``. Bit b is
+    set when its margin, ``2 * counts[b] - total``, is over 0; one feature
+    added or removed moves the margin by 1, one changed by 2. So margins 0
+    and 1 flip with any one-word change, -1 and 2 with a changed word; those
+    come next. From bit 0 up in each group, so the same text always gives the
+    same mask. A copy of a page with a word changed differs from it only in
+    such bits, and for about 1 copy in 20 of a 400-word page in 4 or more of
+    them: the index takes a page that differs from an earlier one only in its
+    own weak bits for a near-duplicate too (lua/_traps.lua; README,
+    Near-duplicates)."""
+    if total <= 0 or cap <= 0:
+        return 0
+    mask = taken = 0
+    for group in ((0, 1), (-1, 2)):
+        for bit, count in enumerate(counts):
+            if taken == cap:
+                return mask
+            if 2 * count - total in group:
+                mask |= 1 << bit
+                taken += 1
+    return mask
+
+
+def _lane_counts(lanes: int) -> list[int]:
+    """The 64 counts of summed spreads (``_spread_int``), bit 0's first."""
+    raw = lanes.to_bytes(128, "little")
+    return [raw[2 * b] | raw[2 * b + 1] << 8 for b in range(64)]
 
 
 def simhash_digests(joined: bytes) -> int:
@@ -214,6 +256,11 @@ def page_simhash(root: etree._Element) -> int:
     return text_simhash(visible_text_utf8(root))
 
 
+def page_simhash_weak(root: etree._Element) -> tuple[int, int]:
+    """``page_simhash`` and its weak bits (``text_simhash_weak``)."""
+    return text_simhash_weak(visible_text_utf8(root))
+
+
 def _load_accelerator() -> ModuleType | None:
     """``crawler.pages._simhash`` when it was built and not turned off, else None."""
     if os.environ.get("CRAWLER_NO_EXTENSIONS"):
@@ -242,10 +289,32 @@ def text_simhash(text: bytes) -> int:
 
 def python_text_simhash(text: bytes) -> int:
     """``text_simhash`` without the C module (what installs without it run)."""
+    return simhash_shingles(_text_shingles(text))
+
+
+def text_simhash_weak(text: bytes) -> tuple[int, int]:
+    """``text_simhash`` and up to WEAK_BITS of its weak bits (``weak_bits``)."""
+    if ACCELERATOR is not None:
+        return cast("tuple[int, int]", ACCELERATOR.simhash_text(text, MAX_WORDS, WEAK_BITS))
+    return python_text_simhash_weak(text)
+
+
+def python_text_simhash_weak(text: bytes) -> tuple[int, int]:
+    """``text_simhash_weak`` without the C module."""
+    shingles = _text_shingles(text)
+    if not shingles:
+        return 0, 0
+    lanes = sum(map(_SPREADS.__getitem__, shingles))
+    return (_majority(lanes, len(shingles)),
+            weak_bits(_lane_counts(lanes), len(shingles)))
+
+
+def _text_shingles(text: bytes) -> set[bytes]:
+    """A visible text's distinct shingles, split in bytes where that gives str's words."""
     if SHINGLE_WORDS != 1 or not _splits_as_str(text):
-        return simhash_words(words_of(text.decode("utf-8", "replace")))
+        return shingles_of(words_of(text.decode("utf-8", "replace")))
     words = text.lower().split()
-    return simhash_shingles(set(words if len(words) <= MAX_WORDS else words[:MAX_WORDS]))
+    return set(words if len(words) <= MAX_WORDS else words[:MAX_WORDS])
 
 
 def hamming(a: int, b: int) -> int:

@@ -270,6 +270,7 @@ class LeaseRunner:
             links.append((duplicate, lease.depth))  # the same page, under its own URL
         # Only a page with text: an empty one is no one's near-duplicate.
         simhash = to_hex(page.simhash) if page is not None and page.simhash else None
+        simhash_weak = to_hex(page.simhash_weak) if page is not None and simhash else ""
         extracted: Extracted | None = None
         link_bands: dict[str, int] | None = None
         if self.extractor is not None:
@@ -317,7 +318,8 @@ class LeaseRunner:
         revisit = self._revisit(item, record, plain)
         await self._complete(item, record, links=links, not_before=pause, is_error=failed,
                              tally="e:extract_error" if failed else status_tally(resp.status),
-                             revisit=revisit, link_bands=link_bands, simhash=simhash)
+                             revisit=revisit, link_bands=link_bands, simhash=simhash,
+                             simhash_weak=simhash_weak)
 
     def _dedup_url(self, lease: Lease) -> str | None:
         """The key the lease's URL was deduplicated under, if not the URL itself."""

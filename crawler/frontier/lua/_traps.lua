@@ -2,7 +2,8 @@
 --
 -- A host's SimHash index (nd:<host>, ndo:<host>): the 64 bits are 4 blocks of
 -- 16; two hashes within 3 bits agree on at least one block (pigeonhole), so a
--- lookup reads 4 hash fields and compares only the hashes filed under them.
+-- lookup reads 4 hash fields and compares only the hashes filed under them,
+-- and a few more for the values the new page's weak bits make (probe_fields).
 -- Redis Lua numbers are doubles and its bit library is 32-bit: hashes stay
 -- hex strings here, compared 16 bits at a time.
 
@@ -57,11 +58,17 @@ local function bits16(x)
   return n
 end
 
-local function hex_distance(a, b)
+-- Bits in which two hashes differ, not counting those set in `weak` (all
+-- three 16 hex digits; weak may be nil: every bit counts).
+local function hex_distance(a, b, weak)
   local d = 0
   for k = 1, 13, 4 do
-    d = d + bits16(bit.bxor(tonumber(string.sub(a, k, k + 3), 16),
-                            tonumber(string.sub(b, k, k + 3), 16)))
+    local differ = bit.bxor(tonumber(string.sub(a, k, k + 3), 16),
+                            tonumber(string.sub(b, k, k + 3), 16))
+    if weak then
+      differ = bit.band(differ, bit.bxor(tonumber(string.sub(weak, k, k + 3), 16), 0xffff))
+    end
+    d = d + bits16(differ)
   end
   return d
 end
@@ -131,37 +138,70 @@ local function unfile(nk, old)
   if #set_args > 0 then redis.call('HSET', nk, unpack(set_args)) end
 end
 
--- Find a page of this host within `distance` bits of `hash` (16 hex digits):
--- the newest one met, block by block (not always the nearest: Lua's
--- bit arithmetic costs, and a host of near-identical pages has many); then
--- file `hash` under `url`, keeping the host's last `window` hashes.
+-- The fields of nd:<host> to read for `hash`: its 4 block fields, then, when
+-- it has weak bits (16 hex, or nil), every other value they make of the
+-- block with the fewest of them (2^w - 1 more fields for w weak bits there;
+-- the worker sends at most 12, crawler.pages.simhash.WEAK_BITS, so w <= 3).
+-- A hash that differs from `hash` only in weak bits agrees with it on every
+-- other bit, so it is filed under one of that block's values.
+local function probe_fields(hash, weak)
+  local fields = block_fields(hash)
+  if not weak then return fields end
+  local fewest, loose = nil, 0
+  for block = 0, 3 do
+    local bits = tonumber(string.sub(weak, 4 * block + 1, 4 * block + 4), 16)
+    if fewest == nil or bits16(bits) < bits16(loose) then fewest, loose = block, bits end
+  end
+  -- More than 3 in every block is more than any worker sends: read no more.
+  if bits16(loose) > 3 then return fields end
+  local value = tonumber(string.sub(hash, 4 * fewest + 1, 4 * fewest + 4), 16)
+  local flip = loose
+  while flip ~= 0 do  -- every non-empty subset of the block's weak bits
+    fields[#fields + 1] = fewest .. string.format('%04x', bit.bxor(value, flip))
+    flip = bit.band(flip - 1, loose)
+  end
+  return fields
+end
+
+-- Find a page of this host that `hash` (16 hex digits) is a near-duplicate
+-- of: within `distance` bits of it, or (distance > 0) differing from it only
+-- in bits set in `weak` (16 hex, or nil/'': none), the bits one word of the
+-- new page could flip (crawler.pages.simhash.weak_bits: a copy with a word
+-- changed differs in those alone, and 4 or more of them for about 1 copy in
+-- 20). The newest one met, field by field (not always the nearest: Lua's bit
+-- arithmetic costs, and a host of near-identical pages has many); then file
+-- `hash` under `url`, keeping the host's last `window` hashes.
 -- Returns the earlier page's URL, or nil. Sent twice, the same URL finds the
 -- same answer: a hash filed under the URL itself is never its own duplicate,
 -- and a hash filed already is not filed again.
--- Server work a page: one HMGET (the 4 block fields and the hash's own URL
--- field), one HSET, one RPUSH; an HGET a candidate within the distance; an
--- unfile once the window is full.
-local function near_duplicate(base, host, hash, url, distance, window)
+-- Server work a page: one HMGET (the 4 block fields, the few more that weak
+-- bits make, and the hash's own URL field), one HSET, one RPUSH; an HGET a
+-- candidate found; an unfile once the window is full.
+local function near_duplicate(base, host, hash, url, distance, window, weak)
   local nk, ok = base .. 'nd:' .. host, base .. 'ndo:' .. host
-  local fields = block_fields(hash)
-  local filed = redis.call('HMGET', nk, fields[1], fields[2], fields[3], fields[4], 'u' .. hash)
+  if weak == '' or weak == '0000000000000000' or distance == 0 then weak = nil end
+  local fields = probe_fields(hash, weak)
+  local own = #fields + 1
+  fields[own] = 'u' .. hash
+  local filed = redis.call('HMGET', nk, unpack(fields))
   local best = nil
-  for block = 1, 4 do
-    local list = filed[block]
+  for f = 1, own - 1 do
+    local list = filed[f]
     if list then
       for k = #list - 15, 1, -16 do  -- the newest first
         local other = string.sub(list, k, k + 15)
-        if hex_distance(hash, other) <= distance then
-          local other_url = (other == hash and filed[5]) or redis.call('HGET', nk, 'u' .. other)
+        if hex_distance(hash, other) <= distance
+            or (weak and hex_distance(hash, other, weak) == 0) then
+          local other_url = (other == hash and filed[own]) or redis.call('HGET', nk, 'u' .. other)
           if other_url and other_url ~= url then best = other_url; break end
         end
       end
     end
     if best then break end
   end
-  if not filed[5] then
+  if not filed[own] then
     local set_args = {'u' .. hash, url}
-    for block = 1, 4 do
+    for block = 1, 4 do  -- the block fields, read first: fields[1..4]
       local list = (filed[block] or '') .. hash
       -- A host of near-identical pages shares block values: keep a field's
       -- newest BLOCK_KEPT hashes, so no lookup scans the whole window.

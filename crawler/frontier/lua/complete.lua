@@ -12,10 +12,12 @@
 --       in v:<host>, written with its result and only then, so a visit counts once;
 --       with revisit_adaptive, its interval: the URL is due again that many
 --       seconds from now, scheduled in due:<host> and due_hosts),
---       simhash, distance, window, trap_pages (optional, near_duplicates = true:
---       the page's SimHash, 16 hex; the record's "near_duplicate_of":null becomes
---       the URL of a page of its host within distance bits, among its last
---       window; trap_pages < 0: never throttle; lua/_traps.lua)
+--       simhash, distance, window, trap_pages, weak (optional, near_duplicates =
+--       true: the page's SimHash, 16 hex; the record's "near_duplicate_of":null
+--       becomes the URL of a page of its host within distance bits, among its
+--       last window, not counting the bits set in weak (16 hex, optional: the
+--       SimHash's bits one word could flip); trap_pages < 0: never throttle;
+--       lua/_traps.lua)
 -- An error result (is_error, tally e:<type>) files its URL in failed (URL ->
 -- type|host|depth|hops|retries, at most FAILED_KEPT URLs) for crawl retry
 -- (retry_errors.lua); any other result takes it out. A URL crawl retry
@@ -56,7 +58,8 @@ redis.call('ZREM', KEYS[3], id)
 if ARGV[11] and ARGV[11] ~= '' then
   -- Near-duplicates: looked up and filed here, with the result, so a page is
   -- filed once and its record names the earlier page (lua/_traps.lua).
-  local dup = near_duplicate(base, host, ARGV[11], url, tonumber(ARGV[12]), tonumber(ARGV[13]))
+  local dup = near_duplicate(base, host, ARGV[11], url, tonumber(ARGV[12]), tonumber(ARGV[13]),
+    ARGV[15])
   if dup then
     local at = string.find(record, '"near_duplicate_of":null', 1, true)
     if at then
