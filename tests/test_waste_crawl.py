@@ -111,6 +111,7 @@ def test_crawl_bench_waste_runs_end_to_end_and_reports_every_part(tmp_path: Path
     out = tmp_path / "waste.json"
     run = subprocess.run([sys.executable, "-m", "crawler", "bench", "waste", "--pages", "20",
                           "--cost-hosts", "1", "--cost-pages", "20", "--repeat", "1",
+                          "--recall-pages", "500",
                           "--out", str(out)], capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads(out.read_text())
@@ -120,3 +121,4 @@ def test_crawl_bench_waste_runs_end_to_end_and_reports_every_part(tmp_path: Path
     drop = report["canonical"]["runs"]["canonical=follow, canonical_links=drop"]
     assert drop["fetched_twice"] == 0 and drop["saved"] > 0.5
     assert "rel=canonical:" in run.stdout and "CPU a page with them on" in run.stdout
+    assert report["hash_recall"]["copies"] == 150 and "found by the index's rule" in run.stdout

@@ -264,6 +264,9 @@ def waste(
     instructions: Annotated[bool, typer.Option(
         "--instructions", help="Also count the worker's instructions a page, near-duplicates "
         "off and on, under valgrind (a few minutes; apt-get install valgrind).")] = False,
+    recall_pages: Annotated[int, typer.Option(
+        min=100, help="Pages of the site whose copies the SimHash alone is scored on "
+        "(30% are copies; 10 unrelated pairs a page).")] = 10_000,
 ) -> None:
     """Fetches wasted on copies and traps (near-duplicates found, the calendar stopped),
     and the CPU and bytes a page it costs on the normal site."""
@@ -271,7 +274,8 @@ def waste(
 
     _interrupt_on_sigterm()
     try:
-        run_waste(pages, cost_hosts, cost_pages, repeat, out or None, instructions)
+        run_waste(pages, cost_hosts, cost_pages, repeat, out or None, instructions,
+                  recall_pages)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 

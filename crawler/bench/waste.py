@@ -15,7 +15,7 @@
    alternated ``repeat`` times (medians).
 4. SimHash time a page on the crawler's path, part by part (visible text,
    the SimHash of it in the C module and in its Python twin).
-5. The SimHash alone on 3,000 copies (``hash_recall``): recall measured
+5. The SimHash alone on 3,000 copies (``hash_recall``; ``--recall-pages``): recall measured
    finer than a crawl's 60 copies allow, and false positives.
 6. With ``--instructions`` (valgrind): the worker's instructions a page on
    the normal site, near-duplicates off and on (``waste_instructions``), a
@@ -216,7 +216,8 @@ def hash_recall(pages: int = 10_000, unrelated: int = 100_000) -> dict[str, Any]
 
 
 def run_waste(pages: int = 200, cost_hosts: int = 5, cost_pages: int = 200, repeat: int = 3,
-              out: str | None = None, instructions: bool = False) -> dict[str, Any]:
+              out: str | None = None, instructions: bool = False,
+              recall_pages: int = 10_000) -> dict[str, Any]:
     """Run every part (the instruction count only if asked); print it and write it
     as JSON to ``out``."""
     report: dict[str, Any] = {}
@@ -225,7 +226,7 @@ def run_waste(pages: int = 200, cost_hosts: int = 5, cost_pages: int = 200, repe
         report["canonical"] = canonical_savings(server)
         report["normal_site_cost"] = normal_cost(server, cost_hosts, cost_pages, repeat)
     report["simhash_speed"] = simhash_speed()
-    report["hash_recall"] = hash_recall()
+    report["hash_recall"] = hash_recall(recall_pages, 10 * recall_pages)
     if instructions:
         from crawler.bench.waste_instructions import worker_instructions
 
