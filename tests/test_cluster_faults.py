@@ -43,6 +43,10 @@ from redis.crc import key_slot
 
 from crawler.bench.cluster import LocalCluster, Node
 from crawler.bench.sitegen import SiteServer, SiteSpec, expected, free_port, make_app
+from crawler.store import keys
+from crawler.store.keys import shard_of
+from crawler.store.layout import SHARDS_PER_MASTER, cluster_tags
+from crawler.urls import host_key
 
 REDIS_CLI = shutil.which("valkey-cli") or shutil.which("redis-cli")
 
@@ -64,12 +68,21 @@ def test_kill_9_of_random_workers_on_a_cluster_loses_and_duplicates_nothing(
 def test_a_crawl_across_a_live_reshard_gives_one_good_result_per_page(
         cluster: LocalCluster, tmp_path: Path) -> None:
     assert REDIS_CLI is not None
-    crawl, log = "reshard", tmp_path / "workers.log"
+    log = tmp_path / "workers.log"
     spec = SiteSpec(hosts=12, pages=60, links=6, page_bytes=600, port=free_port())
-    # The first host answers nothing until the reshard is over: the crawl
-    # cannot end before it, however slow the machine (fetches wait, up to 120 s).
+    # redis-cli moves a master's slots from its lowest up, some 80 a second: a shard
+    # whose slot lies deep in its master's range costs seconds of moves for
+    # nothing. Pick the crawl name and the held host (below) whose shard's slot
+    # lies lowest, so that few slots move; which ones is the cluster's (random ports).
+    crawl = min((f"reshard{i}" for i in range(40)),
+                key=lambda name: min(_depths(cluster, name).values()))
+    depths = _depths(cluster, crawl)
+    # That host answers nothing until the reshard is over: the crawl cannot end
+    # before it, however slow the machine (fetches wait, up to 120 s), and its
+    # shard holds a URL throughout (leased, or queued).
     reshard_over = threading.Event()
-    held_ip = spec.host_ips()[0]
+    held_ip = spec.host_ips()[min(range(spec.hosts), key=lambda h: depths[
+        shard_of(host_key(spec.origin(h) + "/"), len(depths))])]
 
     @web.middleware
     async def hold(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -92,7 +105,7 @@ def test_a_crawl_across_a_live_reshard_gives_one_good_result_per_page(
         # master left with none turns replica, and Valkey refuses the last move).
         redis = client(cluster.url)
         busy = {key_slot(s.base.encode()) for s in shards(cluster.url, crawl)
-                if int(redis.hget(s.stats, "queued") or 0) > 0}
+                if any(int(n or 0) > 0 for n in redis.hmget(s.stats, "queued", "leased"))}
         masters = cluster.master_nodes()
         count, source, slot = min((sorted(_slots(m)).index(slot) + 1, m, slot)
                                   for m in masters for slot in busy & _slots(m))
@@ -114,6 +127,22 @@ def test_a_crawl_across_a_live_reshard_gives_one_good_result_per_page(
     assert codes == [0, 0], log.read_text()[-2000:]
     assert done_during < len(expected(spec)), "the crawl ended before the reshard did"
     assert_exactly_one_ok_result_per_page(read_results(cluster.url, crawl), spec)
+
+
+def _depths(cluster: LocalCluster, crawl: str) -> dict[int, int]:
+    """Shard -> how many of its master's slots lie below its own, for a new crawl
+    named ``crawl`` (its shards spread over the masters as ``crawl_layout`` does)."""
+    ranges = {f"127.0.0.1:{m.port}": sorted(_slots(m)) for m in cluster.master_nodes()}
+    owners = [""] * 16384
+    for name, slots in ranges.items():
+        for slot in slots:
+            owners[slot] = name
+    n = SHARDS_PER_MASTER * len(ranges)
+    out = {}
+    for s in keys.all_shards(crawl, n, tuple(cluster_tags(crawl, n, owners))):
+        slot = key_slot(s.base.encode())
+        out[s.shard] = ranges[owners[slot]].index(slot)
+    return out
 
 
 def _slots(node: Node) -> set[int]:
