@@ -172,8 +172,11 @@ def kill_workers_mid_crawl(redis_url: str, spec: SiteSpec, log: Path, kills: int
     # total timeout keeps short the robots.txt lock a killed worker may hold.
     env = {"CRAWL_MAX_ATTEMPTS": "20", "CRAWL_TOTAL_TIMEOUT": "3"}
 
+    # A 1 s lease: each kill strands its leases (and their hosts, one fetch a host)
+    # until they expire and a heartbeat (every 1 s) reclaims them; a longer lease
+    # only stalls the crawl longer after each of the kills.
     def spawn() -> subprocess.Popen[bytes]:
-        return start_worker(redis_url, crawl, "--lease-time", "2", log=log, env=env)
+        return start_worker(redis_url, crawl, "--lease-time", "1", log=log, env=env)
 
     workers = [spawn() for _ in range(3)]
     # Kill during the page crawl, not only while robots.txt is being fetched.
