@@ -24,6 +24,8 @@ from typing import Any
 from urllib.parse import quote
 
 import redis as sync_redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from crawler.store.server import server_args
 
@@ -81,9 +83,12 @@ class Node:
 
     @property
     def client(self) -> sync_redis.Redis:
+        # No retries: this client checks a node's health, and redis-py 8's default
+        # (3 retries with backoff) made each ping of a killed node take ~4.5 s.
         return sync_redis.Redis(port=self.port, decode_responses=True, socket_timeout=5,
                                 username=self.username or None,
-                                password=self.password or None)
+                                password=self.password or None,
+                                retry=Retry(NoBackoff(), 0))
 
     def start(self, *, persist: bool, detach: bool = False) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
