@@ -247,10 +247,12 @@ def format_report(report: dict[str, Any]) -> str:
         "page once, which query cleaning and rel=canonical make possible)",
         f"  near-duplicates: {on['flagged']} flagged, {on['should_flag']} should be; "
         f"precision {on['precision']}, recall {on['recall']}",
-        f"  calendar: {on['calendar_fetches']} fetches; trap records: {on['trap_records']}",
-        f"  held: {on['held']}",
+        f"  calendar: {on['calendar_fetches']} fetches; trap records: "
+        + ("; ".join(on["trap_records"]) or "none"),
+        "  held: " + ("; ".join(on["held"]) or "none"),
         f"  without near-duplicates: {off['fetches']} fetches, calendar "
-        f"{off['calendar_fetches']} fetches, trap records {off['trap_records']}",
+        f"{off['calendar_fetches']} fetches, trap records: "
+        + ("; ".join(off["trap_records"]) or "none"),
         f"  SimHash index: {on['index_bytes_a_page']} bytes a page ({on['index_pages']} pages)",
         f"  round trips a page: {on['round_trips_a_page']} with the index, "
         f"{off['round_trips_a_page']} without",
