@@ -238,6 +238,16 @@ def test_a_mistyped_option_is_one_error_line_with_did_you_mean() -> None:
     assert "╭" not in result.stderr and "Usage:" not in result.stderr
 
 
+def test_another_commands_option_names_that_command_not_a_near_spelling() -> None:
+    """crawl seed --allow-private once said "did you mean --allow-bare-hosts?" (a new
+    user's trial): the flag is right, the command is not."""
+    result = run_crawl("seed", "--crawl", "x", "seeds.txt", "--allow-private")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "crawl: error: crawl seed: no such option --allow-private: it is an option of "
+        "crawl worker (crawl seed --help)"]
+
+
 def test_every_usage_error_is_one_crawl_error_line() -> None:
     for args in (["wroker"], ["seed", "a", "b"], ["export"], ["worker", "--concurrency", "x"]):
         result = run_crawl(*args)

@@ -85,12 +85,12 @@ class LazyCommands(MutableMapping[str, Command]):
         if name not in self._made:
             if self.listing:
                 return TyperCommand(name, help=COMMANDS[name][1])
-            self._made[name] = self._make(name)
+            self._made[name] = self.make(name)
             self._on_load(self._made[name])
         return self._made[name]
 
     @staticmethod
-    def _make(name: str) -> Command:
+    def make(name: str) -> Command:
         """The command ``name``, made alone: its module's other commands are not built."""
         commands = typer.Typer()
         importlib.import_module(COMMANDS[name][0]).register(commands)

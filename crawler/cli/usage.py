@@ -29,6 +29,23 @@ def suggest_option(command: Any, given: str) -> list[str]:
     return difflib.get_close_matches(name, option_names(command), n=3, cutoff=0.6)
 
 
+def commands_with_option(option: str, exclude: str | None = None) -> list[str]:
+    """The ``crawl`` commands that take ``option`` as spelled (at most two); only
+    on an unknown option, so building the others' options costs an error, not a
+    start-up."""
+    if not option.startswith("--"):
+        return []  # a short flag or a typo of one: too little to name a command by
+    from crawler.cli.commands import COMMANDS, LazyCommands
+
+    found = []
+    for command in COMMANDS:
+        if command != exclude and option in option_names(LazyCommands.make(command)):
+            found.append(command)
+            if len(found) == 2:
+                break
+    return found
+
+
 def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
 
@@ -69,9 +86,12 @@ def one_line(exc: UsageError) -> str:
     where = ctx.command_path if ctx is not None else getattr(exc, "where", "crawl")
     if isinstance(exc, NoSuchOption) and exc.message.startswith("No such option"):
         name = exc.option_name.split("=", 1)[0]
-        close = suggest_option(exc.cmd, name) if exc.cmd is not None else []
         text = f"no such option {name}"
-        if close:
+        owners = commands_with_option(name, exclude=getattr(exc.cmd, "name", None))
+        close = suggest_option(exc.cmd, name) if exc.cmd is not None and not owners else []
+        if owners:  # seed --allow-private: not a typo, a flag of another command
+            text += f": it is an option of {' and '.join(f'crawl {c}' for c in owners)}"
+        elif close:
             text += f"; did you mean {' or '.join(close)}?"
     else:
         text = _lower_first(" ".join(exc.format_message().split())).rstrip(".")
