@@ -44,8 +44,8 @@ longest first."""
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Hand the longest files out first (pyproject: ``--dist loadfile
-    --no-loadscope-reorder``), so the two test processes finish together: by
-    file name (xdist's default, most tests first) one ran ~15 s past the other.
+    --no-loadscope-reorder``), so the test processes finish together: by file
+    name (xdist's default, most tests first) one of two ran ~15 s past the other.
     A stable sort: tests keep their order within a file, other files theirs."""
     rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
@@ -71,8 +71,8 @@ def own_database(url: str) -> str:
     """``url`` with the database number moved on by this pytest-xdist process's index.
 
     Tests flush their database: two test processes sharing an external server
-    must not share one. ``redis://host/15`` is database 15 for the first
-    process and 16 for the second (``?db=`` for a unix socket URL).
+    must not share one. ``redis://host/13`` is database 13 for the first
+    process, 14 for the second and 15 for the third (``?db=`` for a unix socket URL).
     """
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     index = int(worker[2:]) if worker.startswith("gw") else 0
