@@ -49,12 +49,12 @@ class QueryLog:
     queries: list[tuple[str, str, str]] = field(default_factory=list)
     pending: Counter[tuple[str, str]] = field(default_factory=Counter)
     most_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def in_flight(self) -> int:
         """Distinct questions the server is still answering."""
         return len(self.pending)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def names(self) -> Counter[str]:
         """How many times each name was asked (any type)."""

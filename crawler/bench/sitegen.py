@@ -150,13 +150,12 @@ class RequestLog:
         arrived during a stall is stamped when the loop runs again, so its start
         may be late by up to this much; 0 without probes. A measured gap after
         that start may be short by as much, through no fault of the client."""
-        with self.lock:
-            ticks = list(self.ticks)
-        i = bisect.bisect_left(ticks, (stamp - window, -1.0))
         late = 0.0
-        while i < len(ticks) and ticks[i][0] <= stamp + window:
-            late = max(late, ticks[i][1])
-            i += 1
+        with self.lock:  # probes are appended in time order: a bisect finds the window
+            i = bisect.bisect_left(self.ticks, (stamp - window, -1.0))
+            while i < len(self.ticks) and self.ticks[i][0] <= stamp + window:
+                late = max(late, self.ticks[i][1])
+                i += 1
         return late
 
     def by_host(self) -> dict[str, list[tuple[float, float, str]]]:
